@@ -1,0 +1,1 @@
+//! `run(config, shutdown)`: the task tree and its orderly shutdown.

@@ -1,0 +1,110 @@
+//! The outbox: the durable queue of effects on the outside world, and their delivery.
+//!
+//! This file is the *contract* that op producers (order intake, the floor, stock) and sinks
+//! (the Taobao client, later others) code against. The storage and the delivery engine live
+//! in the submodules.
+//!
+//! Invariants (see `docs/OUTBOX.md` for the full design):
+//! - An op is enqueued in the same redb transaction as the local change that caused it, and
+//!   the enqueue is acknowledged only after that transaction is fsynced.
+//! - Ops with the same [`Operation::fifo_key`] are delivered one at a time, in enqueue order.
+//! - A newer op with the same [`Operation::coalesce_key`] replaces an older undelivered one.
+//! - An op leaves the outbox only in the transaction that records its success; a crash
+//!   re-delivers at most the ops that were in flight, with the same idempotency key.
+//! - A [`Outcome::Permanent`] op moves to the dead-letter table with its reason and raises an
+//!   alert; [`Outcome::Auth`] pauses all delivery until [`resume`](self) is signalled, without
+//!   losing or reordering anything.
+
+use serde::{Serialize, de::DeserializeOwned};
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+/// Delivery priority: lower values are delivered first when several keys are ready.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum Priority {
+    /// Shipments (deadlines and penalties) and the zero-stock fast path.
+    Urgent = 0,
+    /// Everything else.
+    Normal = 1,
+    /// Housekeeping that can wait (e.g. cancelling unused waybills).
+    Low = 2,
+}
+
+/// An effect to deliver. Implemented by each sink's op enum (e.g. the Taobao ops).
+pub trait Operation: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
+    /// Ops with the same FIFO key are delivered one at a time, in enqueue order
+    /// (e.g. `"trade:<tid>"`, `"stock:<num_iid>:<sku_id>"`).
+    fn fifo_key(&self) -> String;
+
+    /// A newer op with the same coalescing key replaces an older one that has not been
+    /// delivered yet (e.g. latest absolute stock value wins). `None`: never coalesced.
+    fn coalesce_key(&self) -> Option<String> {
+        None
+    }
+
+    /// Critical ops (shipments) are never dropped by the byte-cap policy.
+    fn is_critical(&self) -> bool {
+        false
+    }
+
+    /// Delivery priority.
+    fn priority(&self) -> Priority {
+        Priority::Normal
+    }
+
+    /// A short, stable name for tables and metrics: `"ship"`, `"set_stock"`.
+    fn kind(&self) -> &'static str;
+
+    /// One line for `queue list`, without buyer data (ids only).
+    fn summary(&self) -> String;
+}
+
+/// One delivery attempt handed to a [`Sink`].
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a, Op> {
+    /// The op's position in the outbox (unique, increasing).
+    pub seq: u64,
+    /// Stable across re-deliveries of the same op (and changes when a coalescing op replaces
+    /// it), so a sink that honours it applies the op at most once.
+    pub idempotency_key: &'a str,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The op itself.
+    pub op: &'a Op,
+}
+
+/// What a sink says about one attempt. Loops decide only through this, never by matching
+/// error strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied now.
+    Done,
+    /// The other side says it was already applied (e.g. Taobao B04 "already shipped").
+    AlreadyDone,
+    /// Try again later; `after` is the other side's own hint (a code-7 ban), else backoff.
+    Retry {
+        /// Minimum wait before the next attempt, when the other side said so.
+        after: Option<Duration>,
+        /// Why, for `queue show` and logs (no secrets, no buyer data).
+        reason: String,
+    },
+    /// Credentials are missing, expired or revoked: pause all delivery until resumed.
+    Auth {
+        /// Why, for the alert.
+        reason: String,
+    },
+    /// Will never succeed as is: dead-letter it with the reason and raise an alert.
+    Permanent {
+        /// The other side's message, for the dead-letter table.
+        reason: String,
+    },
+}
+
+/// Where ops go. One per external system; it maps its own errors onto [`Outcome`].
+pub trait Sink<Op: Operation>: Send + Sync + 'static {
+    /// Delivers one op. Must not panic; every failure is an [`Outcome`].
+    fn deliver(&self, attempt: Attempt<'_, Op>) -> impl Future<Output = Outcome> + Send;
+}

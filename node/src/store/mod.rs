@@ -1,0 +1,1 @@
+//! The one redb file: tables, schema version, group commit, quarantine.

@@ -1,0 +1,1 @@
+//! The Taobao Open Platform client: signing, OAuth, typed calls, error classes.
