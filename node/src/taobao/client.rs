@@ -1,0 +1,846 @@
+//! `TopClient`: one signed call to the TOP gateway, end to end (TAOBAO.md §2).
+//!
+//! ```text
+//! call(method, params, Session::Required)
+//!   ├─ local ban for the method or the app?  → Err(Banned), nothing sent
+//!   ├─ token buckets (app, method)           → wait
+//!   ├─ session from the SessionProvider      → Err(NoSession) if none
+//!   ├─ system params + sign                  → query: method app_key timestamp v format
+//!   │                                          sign_method session partner_id simplify sign
+//!   │                                          body (form): the business params
+//!   ├─ POST, gzip, connect + whole-request timeouts
+//!   ├─ non-200 / transport / unparsable      → Err (retry)
+//!   ├─ error_response                        → Err(Api) (code 7 records a ban; 27 asks the
+//!   │                                          provider to refresh once and resends)
+//!   └─ the result object, either envelope    → Ok(Value) for the typed calls to decode
+//! ```
+//!
+//! Every call is logged once (method, request_id, code, sub_code, latency) and counted in
+//! `taobao_calls_total{method,code}` (code `0` = success). Never logged or put in an error:
+//! the session, the secret, the signature or its inputs, parameter values, receiver fields.
+//! Parameter values stay out of logs because business parameters can carry buyer data.
+
+use super::decode::{self, Envelope};
+use super::error::{ApiError, BanScope, TopError};
+use super::limit::{Limiter, RateLimits};
+use super::sign::{self, SignMethod};
+use crate::ops::alert::{Alerts, Severity};
+use crate::secret::Secret;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Production REST endpoint.
+pub const PRODUCTION_ENDPOINT: &str = "https://eco.taobao.com/router/rest";
+
+/// Largest reply body read into memory; anything bigger is treated as unreadable.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Alert codes this module raises.
+pub mod alerts {
+    /// The daily call budget is 80 % (warning) or 100 % (critical) used.
+    pub const CALL_BUDGET: &str = "taobao_call_budget";
+    /// The gateway said our timestamp is off by more than 10 minutes.
+    pub const CLOCK: &str = "clock";
+    /// The gateway rejected our signature: wrong app secret or sign method.
+    pub const SIGNATURE: &str = "taobao_signature";
+    /// An app-wide code-7 ban is running.
+    pub const APP_BAN: &str = "taobao_app_ban";
+}
+
+/// What the client needs to know; the lead maps `[taobao]` config onto it.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// REST endpoint, e.g. `https://eco.taobao.com/router/rest`, the sandbox, or a relay.
+    pub endpoint: String,
+    /// The app's key.
+    pub app_key: String,
+    /// The app's secret (signing key).
+    pub app_secret: Secret,
+    /// How requests are signed.
+    pub sign_method: SignMethod,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (connect, send, reply).
+    pub request_timeout: Duration,
+    /// Client-side pacing.
+    pub limits: RateLimits,
+    /// Calls per GMT+8 day before the budget alert (80 % warning, 100 % critical).
+    pub daily_call_budget: Option<u64>,
+    /// The `partner_id` system parameter.
+    pub partner_id: String,
+    /// Ask for `simplify=true` replies (the decoder takes both).
+    pub simplify: bool,
+}
+
+impl ClientOptions {
+    /// Options with the defaults: `hmac-sha256`, 10 s connect, 30 s request, default pacing.
+    pub fn new(
+        endpoint: impl Into<String>,
+        app_key: impl Into<String>,
+        app_secret: Secret,
+    ) -> Self {
+        ClientOptions {
+            endpoint: endpoint.into(),
+            app_key: app_key.into(),
+            app_secret,
+            sign_method: SignMethod::HmacSha256,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            limits: RateLimits::default(),
+            daily_call_budget: None,
+            partner_id: format!("wms-node-{}", crate::VERSION),
+            simplify: true,
+        }
+    }
+}
+
+/// Business parameters of one call, in insertion order. Empty values are dropped as they are
+/// set: TOP SDKs disagree on whether empties are signed, so the client never sends one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// No parameters.
+    pub fn new() -> Self {
+        Params(Vec::new())
+    }
+
+    /// Sets `name` (replacing an earlier value); an empty value removes it.
+    pub fn set(mut self, name: &str, value: impl ToString) -> Self {
+        let value = value.to_string();
+        self.0.retain(|(k, _)| k != name);
+        if !name.is_empty() && !value.is_empty() {
+            self.0.push((name.to_owned(), value));
+        }
+        self
+    }
+
+    /// Sets `name` when `value` is `Some`.
+    pub fn set_opt<V: ToString>(self, name: &str, value: Option<V>) -> Self {
+        match value {
+            Some(v) => self.set(name, v),
+            None => self,
+        }
+    }
+
+    /// Sets a date in the GMT+8 wire form.
+    pub fn set_date(self, name: &str, at: DateTime<Utc>) -> Self {
+        self.set(name, super::time::format(at))
+    }
+
+    /// Sets a list, comma-joined without spaces (`tid,status,modified`).
+    pub fn set_list<I, V>(self, name: &str, values: I) -> Self
+    where
+        I: IntoIterator<Item = V>,
+        V: ToString,
+    {
+        let joined = values
+            .into_iter()
+            .map(|v| v.to_string())
+            .filter(|v| !v.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+        self.set(name, joined)
+    }
+
+    /// The parameters.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+}
+
+/// Whether a call carries the seller's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// The API acts for the seller: send `session`.
+    Required,
+    /// App-level API: no session.
+    None,
+}
+
+/// Where the client gets the seller's session (the OAuth access token).
+pub trait SessionProvider: Send + Sync + 'static {
+    /// The session to send now (a provider may refresh first when it is about to expire).
+    fn session(&self) -> BoxFuture<'_, Result<Secret, TopError>>;
+
+    /// The gateway rejected `rejected` with code 27: get a fresh one if possible. `true`
+    /// means [`SessionProvider::session`] now returns a different, fresh session.
+    fn rejected(&self, rejected: Secret) -> BoxFuture<'_, bool>;
+}
+
+/// A fixed session (a pre-issued token for a self-use app, or tests). It cannot refresh.
+#[derive(Clone)]
+pub struct StaticSession(pub Secret);
+
+impl SessionProvider for StaticSession {
+    fn session(&self) -> BoxFuture<'_, Result<Secret, TopError>> {
+        let s = self.0.clone();
+        Box::pin(async move { Ok(s) })
+    }
+
+    fn rejected(&self, _rejected: Secret) -> BoxFuture<'_, bool> {
+        Box::pin(async { false })
+    }
+}
+
+/// A request ready to send: what goes in the URL query and what goes in the form body.
+/// Exposed so tests can check, or tamper with, exactly what is signed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// System parameters including `sign`.
+    pub query: Vec<(String, String)>,
+    /// Business parameters.
+    pub body: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for SignedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values carry the session, the signature and business data.
+        let names =
+            |v: &Vec<(String, String)>| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        f.debug_struct("SignedRequest")
+            .field("query", &names(&self.query))
+            .field("body", &names(&self.body))
+            .finish()
+    }
+}
+
+/// Counts calls per GMT+8 day for the budget alert.
+#[derive(Debug, Default)]
+struct DayCounter {
+    day: Option<chrono::NaiveDate>,
+    calls: u64,
+}
+
+struct Inner {
+    opts: ClientOptions,
+    http: reqwest::Client,
+    limiter: Limiter,
+    sessions: Option<Arc<dyn SessionProvider>>,
+    alerts: Alerts,
+    day: Mutex<DayCounter>,
+}
+
+/// The TOP client. Cheap to clone; clones share the connection pool, buckets and bans.
+#[derive(Clone)]
+pub struct TopClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TopClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopClient")
+            .field("endpoint", &self.inner.opts.endpoint)
+            .field("app_key", &self.inner.opts.app_key)
+            .field("sign_method", &self.inner.opts.sign_method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client that cannot be built from its options.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The endpoint is not an http(s) URL.
+    #[error("taobao endpoint {0:?} is not an http:// or https:// URL")]
+    Endpoint(String),
+    /// The app key or secret is empty.
+    #[error("taobao app_key and app_secret must be set")]
+    Credentials,
+    /// reqwest refused the settings (TLS backend).
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+impl TopClient {
+    /// Builds a client; `sessions` supplies the seller's session for calls that need one.
+    pub fn new(
+        opts: ClientOptions,
+        sessions: Option<Arc<dyn SessionProvider>>,
+        alerts: Alerts,
+    ) -> Result<TopClient, BuildError> {
+        match reqwest::Url::parse(&opts.endpoint) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => return Err(BuildError::Endpoint(opts.endpoint.clone())),
+        }
+        if opts.app_key.is_empty() || opts.app_secret.is_empty() {
+            return Err(BuildError::Credentials);
+        }
+        let http = http_client(opts.connect_timeout, opts.request_timeout)?;
+        Ok(TopClient {
+            inner: Arc::new(Inner {
+                limiter: Limiter::new(opts.limits.clone()),
+                opts,
+                http,
+                sessions,
+                alerts,
+                day: Mutex::new(DayCounter::default()),
+            }),
+        })
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    /// Signs a request for `method` at `now`, without sending it.
+    pub fn sign_request(
+        &self,
+        method: &str,
+        params: &Params,
+        session: Option<&Secret>,
+        now: DateTime<Utc>,
+    ) -> SignedRequest {
+        let o = &self.inner.opts;
+        let mut query: Vec<(String, String)> = vec![
+            ("method".into(), method.into()),
+            ("app_key".into(), o.app_key.clone()),
+            ("timestamp".into(), super::time::format(now)),
+            ("v".into(), "2.0".into()),
+            ("format".into(), "json".into()),
+            ("sign_method".into(), o.sign_method.as_str().into()),
+        ];
+        if let Some(s) = session {
+            query.push(("session".into(), s.expose().to_owned()));
+        }
+        if !o.partner_id.is_empty() {
+            query.push(("partner_id".into(), o.partner_id.clone()));
+        }
+        if o.simplify {
+            query.push(("simplify".into(), "true".into()));
+        }
+        // A business parameter never shadows a system one: the gateway would merge them
+        // and the signature would cover the wrong value.
+        let body: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| !query.iter().any(|(q, _)| q == k) && *k != "sign")
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let all = query
+            .iter()
+            .chain(body.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        let signature = sign::sign(all, o.app_secret.expose(), o.sign_method);
+        query.push(("sign".into(), signature));
+        SignedRequest { query, body }
+    }
+
+    /// Calls `method` and returns the result object (either envelope, unwrapped).
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Params,
+        session: Session,
+    ) -> Result<Value, TopError> {
+        if let Some((scope, remaining)) = self.inner.limiter.check_ban(method) {
+            metrics::counter!("taobao_calls_total", "method" => method.to_owned(), "code" => "banned")
+                .increment(1);
+            return Err(TopError::Banned {
+                method: method.to_owned(),
+                scope,
+                remaining,
+            });
+        }
+        let mut refreshed = false;
+        loop {
+            let current = match session {
+                Session::Required => Some(self.session(method).await?),
+                Session::None => None,
+            };
+            self.inner.limiter.acquire(method).await;
+            let result = self.send_once(method, &params, current.as_ref()).await;
+            match (result, current) {
+                (Err(TopError::Api(e)), Some(sent)) if e.code == 27 && !refreshed => {
+                    let provider = self.inner.sessions.clone();
+                    let fresh = match provider {
+                        Some(p) => p.rejected(sent).await,
+                        None => false,
+                    };
+                    if !fresh {
+                        return Err(TopError::Api(e));
+                    }
+                    // The gateway checks sessions before any business logic (TAOBAO.md
+                    // §1.7), so resending after a 27 cannot apply anything twice.
+                    refreshed = true;
+                    tracing::info!(method, "session refreshed after code 27; resending once");
+                }
+                (result, _) => return result,
+            }
+        }
+    }
+
+    /// Calls `method` and decodes the result object into `T`.
+    pub async fn call_as<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Params,
+        session: Session,
+    ) -> Result<T, TopError> {
+        let v = self.call(method, params, session).await?;
+        decode::from_value(v).map_err(|e| TopError::Decode {
+            method: method.to_owned(),
+            detail: e.to_string(),
+        })
+    }
+
+    async fn session(&self, method: &str) -> Result<Secret, TopError> {
+        match &self.inner.sessions {
+            Some(p) => p.session().await,
+            None => Err(TopError::NoSession {
+                reason: format!("{method} needs a seller session and none is configured"),
+            }),
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: &str,
+        params: &Params,
+        session: Option<&Secret>,
+    ) -> Result<Value, TopError> {
+        let req = self.sign_request(method, params, session, Utc::now());
+        self.count_call();
+        let started = Instant::now();
+        let outcome = self.exchange(method, req).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let (code, sub_code, request_id) = match &outcome {
+            Ok((_, rid)) => ("0".to_owned(), None, rid.clone()),
+            Err(e) => {
+                let api = e.api();
+                (
+                    e.code_label(),
+                    api.and_then(|a| a.sub_code.clone()),
+                    api.and_then(|a| a.request_id.clone()),
+                )
+            }
+        };
+        metrics::counter!("taobao_calls_total", "method" => method.to_owned(), "code" => code.clone())
+            .increment(1);
+        metrics::histogram!("taobao_call_duration_seconds", "method" => method.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        match &outcome {
+            Ok(_) => tracing::debug!(method, request_id, code, latency_ms, "taobao call"),
+            Err(e) => tracing::warn!(
+                method,
+                request_id,
+                code,
+                sub_code,
+                latency_ms,
+                error = %e,
+                "taobao call failed"
+            ),
+        }
+        if let Err(TopError::Api(e)) = &outcome {
+            self.after_api_error(e);
+        }
+        outcome.map(|(v, _)| v)
+    }
+
+    /// Side effects of some error replies: bans and operator alerts.
+    fn after_api_error(&self, e: &ApiError) {
+        if let Some((scope, after)) = e.ban() {
+            // No announced length: hold the scope for 1 s, the start of the backoff.
+            let after = after.unwrap_or(Duration::from_secs(1));
+            if scope == BanScope::App {
+                self.inner.alerts.raise(
+                    alerts::APP_BAN,
+                    Severity::Warning,
+                    format!(
+                        "Taobao banned all calls of this app for {} s (code 7, {}); calls resume by themselves",
+                        after.as_secs(),
+                        e.sub_code.as_deref().unwrap_or("no sub_code")
+                    ),
+                );
+            }
+            self.inner.limiter.ban(scope, after);
+        }
+        match e.code {
+            31 => self.inner.alerts.raise(
+                alerts::CLOCK,
+                Severity::Warning,
+                "Taobao rejected the request timestamp (code 31): check the box's clock (NTP)",
+            ),
+            25 => self.inner.alerts.raise(
+                alerts::SIGNATURE,
+                Severity::Critical,
+                "Taobao rejected the request signature (code 25): check taobao.app_secret and sign_method",
+            ),
+            _ => {}
+        }
+    }
+
+    /// Sends one signed request and opens the reply.
+    async fn exchange(
+        &self,
+        method: &str,
+        req: SignedRequest,
+    ) -> Result<(Value, Option<String>), TopError> {
+        let transport = |e: reqwest::Error| transport_error(method, e);
+        let resp = self
+            .inner
+            .http
+            .post(&self.inner.opts.endpoint)
+            .query(&req.query)
+            .form(&req.body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(TopError::Http {
+                method: method.to_owned(),
+                status: status.as_u16(),
+            });
+        }
+        let bytes =
+            read_capped(resp)
+                .await
+                .map_err(transport)?
+                .ok_or_else(|| TopError::Decode {
+                    method: method.to_owned(),
+                    detail: format!("reply larger than {MAX_BODY_BYTES} bytes"),
+                })?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| TopError::Decode {
+            method: method.to_owned(),
+            detail: format!("not JSON: {e}"),
+        })?;
+        match decode::open_envelope(method, body) {
+            Some(Envelope::Ok(v)) => {
+                let rid = v
+                    .get("request_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                Ok((v, rid))
+            }
+            Some(Envelope::Err(b)) => Err(TopError::Api(ApiError {
+                method: method.to_owned(),
+                code: b.code,
+                msg: b.msg.unwrap_or_default(),
+                sub_code: b.sub_code,
+                sub_msg: b.sub_msg,
+                request_id: b.request_id,
+            })),
+            None => Err(TopError::Decode {
+                method: method.to_owned(),
+                detail: "reply is not a JSON object".into(),
+            }),
+        }
+    }
+
+    /// Counts a call against the daily budget and raises the budget alert at 80 % / 100 %.
+    fn count_call(&self) {
+        let Some(budget) = self.inner.opts.daily_call_budget.filter(|b| *b > 0) else {
+            return;
+        };
+        let today = Utc::now().with_timezone(&super::time::cst()).date_naive();
+        let calls = {
+            let mut d = self.inner.day.lock().unwrap_or_else(|p| p.into_inner());
+            if d.day != Some(today) {
+                d.day = Some(today);
+                d.calls = 0;
+                self.inner.alerts.clear(alerts::CALL_BUDGET);
+            }
+            d.calls += 1;
+            d.calls
+        };
+        if calls == budget {
+            self.inner.alerts.raise(
+                alerts::CALL_BUDGET,
+                Severity::Critical,
+                format!("{calls} Taobao calls today: the daily budget of {budget} is used up"),
+            );
+        } else if calls * 5 == budget * 4 {
+            self.inner.alerts.raise(
+                alerts::CALL_BUDGET,
+                Severity::Warning,
+                format!("{calls} Taobao calls today: 80 % of the daily budget of {budget}"),
+            );
+        }
+    }
+}
+
+/// The shared reqwest client: rustls, gzip, both timeouts, our user agent.
+pub(crate) fn http_client(
+    connect: Duration,
+    request: Duration,
+) -> Result<reqwest::Client, BuildError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect)
+        .timeout(request)
+        .gzip(true)
+        .user_agent(format!("wms-node/{}", crate::VERSION))
+        .build()
+        .map_err(|e| BuildError::Http(e.without_url().to_string()))
+}
+
+/// A transport error without its URL (the query holds the session and the signature), with
+/// its causes for the operator.
+pub(crate) fn transport_error(method: &str, e: reqwest::Error) -> TopError {
+    if e.is_timeout() {
+        return TopError::Timeout {
+            method: method.to_owned(),
+        };
+    }
+    TopError::Transport {
+        method: method.to_owned(),
+        detail: error_chain(e),
+    }
+}
+
+/// `error: cause: cause`, without the URL.
+pub(crate) fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
+}
+
+/// Reads a body up to [`MAX_BODY_BYTES`]; `None` when it is bigger.
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if buf.len() + chunk.len() > MAX_BODY_BYTES {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(method: SignMethod) -> TopClient {
+        let mut o = ClientOptions::new(
+            "http://127.0.0.1:9/router/rest",
+            "12345678",
+            Secret::new("helloworld"),
+        );
+        o.sign_method = method;
+        o.partner_id = String::new();
+        o.simplify = false;
+        match TopClient::new(o, None, Alerts::new()) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn at_noon() -> DateTime<Utc> {
+        super::super::time::parse("2026-11-29 12:00:00").unwrap_or_default()
+    }
+
+    #[test]
+    fn a_signed_request_reproduces_vector_b_with_the_official_split() {
+        for (m, want) in [
+            (SignMethod::Md5, "23EF7EA81B15DFD0D2CE273D637E1C49"),
+            (SignMethod::Hmac, "EFC19405716C68DC1F83D346ABE4D5CC"),
+            (
+                SignMethod::HmacSha256,
+                "9ABD24F6C0078555F96B4DFFE3F1503306BA62A5A60D94B90C7944FE27DF4838",
+            ),
+        ] {
+            let params = Params::new()
+                .set("tid", 3_456_789_012_345_678_901_i64)
+                .set("out_sid", "YT1234567890123")
+                .set("company_code", "YTO");
+            let session = Secret::new("test-session-key");
+            let req = client(m).sign_request(
+                "taobao.logistics.offline.send",
+                &params,
+                Some(&session),
+                at_noon(),
+            );
+            let sign = req
+                .query
+                .iter()
+                .find(|(k, _)| k == "sign")
+                .map(|(_, v)| v.as_str());
+            assert_eq!(sign, Some(want), "{m}");
+            let body_names: Vec<&str> = req.body.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(body_names, ["tid", "out_sid", "company_code"]);
+            let query_names: Vec<&str> = req.query.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(
+                query_names,
+                [
+                    "method",
+                    "app_key",
+                    "timestamp",
+                    "v",
+                    "format",
+                    "sign_method",
+                    "session",
+                    "sign"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_request_carries_partner_id_and_simplify() {
+        let c = match TopClient::new(
+            ClientOptions::new("http://127.0.0.1:9/router/rest", "k", Secret::new("s")),
+            None,
+            Alerts::new(),
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let req = c.sign_request(
+            "taobao.logistics.companies.get",
+            &Params::new(),
+            None,
+            Utc::now(),
+        );
+        let get = |n: &str| {
+            req.query
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get("partner_id"),
+            Some(format!("wms-node-{}", crate::VERSION))
+        );
+        assert_eq!(get("simplify").as_deref(), Some("true"));
+        assert_eq!(get("format").as_deref(), Some("json"));
+        assert_eq!(get("v").as_deref(), Some("2.0"));
+        assert_eq!(get("sign_method").as_deref(), Some("hmac-sha256"));
+        assert_eq!(get("session"), None);
+        assert_eq!(get("sign").map(|s| s.len()), Some(64));
+    }
+
+    #[test]
+    fn params_never_hold_an_empty_value_and_cannot_shadow_system_ones() {
+        let p = Params::new()
+            .set("a", "")
+            .set("b", "1")
+            .set("b", "2")
+            .set_opt::<i64>("c", None)
+            .set_list("fields", ["tid", "", "status"])
+            .set_list::<_, &str>("empty", [])
+            .set("method", "evil")
+            .set("sign", "X");
+        assert_eq!(p.get("a"), None);
+        assert_eq!(p.get("b"), Some("2"));
+        assert_eq!(p.get("fields"), Some("tid,status"));
+        assert_eq!(p.get("empty"), None);
+        let req = client(SignMethod::Md5).sign_request("m.real", &p, None, at_noon());
+        assert!(
+            req.body
+                .iter()
+                .all(|(k, v)| k != "method" && k != "sign" && !v.is_empty())
+        );
+        assert_eq!(req.query.iter().filter(|(k, _)| k == "method").count(), 1);
+        assert!(
+            req.query
+                .iter()
+                .any(|(k, v)| k == "method" && v == "m.real")
+        );
+    }
+
+    #[test]
+    fn a_signed_request_debug_shows_names_only() {
+        let session = Secret::new("SESSION-VALUE");
+        let req = client(SignMethod::Md5).sign_request(
+            "m",
+            &Params::new().set("x", "BUSINESS-VALUE"),
+            Some(&session),
+            at_noon(),
+        );
+        let dbg = format!("{req:?}");
+        assert!(
+            !dbg.contains("SESSION-VALUE") && !dbg.contains("BUSINESS-VALUE"),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn bad_endpoints_and_missing_credentials_are_refused() {
+        let bad = ClientOptions::new("ftp://x", "k", Secret::new("s"));
+        assert!(matches!(
+            TopClient::new(bad, None, Alerts::new()),
+            Err(BuildError::Endpoint(_))
+        ));
+        let empty = ClientOptions::new("http://x/router/rest", "k", Secret::new(""));
+        assert!(matches!(
+            TopClient::new(empty, None, Alerts::new()),
+            Err(BuildError::Credentials)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_call_needing_a_session_without_a_provider_is_no_session() {
+        let r = client(SignMethod::Md5)
+            .call(
+                "taobao.trade.fullinfo.get",
+                Params::new(),
+                Session::Required,
+            )
+            .await;
+        assert!(matches!(r, Err(TopError::NoSession { .. })), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_retryable_transport_error_without_the_url() {
+        // Port 9 (discard) on loopback is not listening in test environments; a listener
+        // bound and dropped would be racier.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0");
+        let port = match listener {
+            Ok(l) => l.local_addr().map(|a| a.port()).unwrap_or(9),
+            Err(_) => 9,
+        };
+        let mut o = ClientOptions::new(
+            format!("http://127.0.0.1:{port}/router/rest"),
+            "k",
+            Secret::new("s"),
+        );
+        o.limits = RateLimits::unlimited();
+        let c = match TopClient::new(
+            o,
+            Some(Arc::new(StaticSession(Secret::new("SESSION")))),
+            Alerts::new(),
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        // The listener above is dropped by now, so the port refuses.
+        let r = c
+            .call(
+                "taobao.trade.fullinfo.get",
+                Params::new(),
+                Session::Required,
+            )
+            .await;
+        match r {
+            Err(e @ TopError::Transport { .. }) => {
+                assert!(e.is_retryable());
+                let text = e.to_string();
+                assert!(
+                    !text.contains("SESSION") && !text.contains("sign="),
+                    "{text}"
+                );
+            }
+            other => panic!("expected a transport error, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Client-side call pacing: a token bucket for the app, one per method, and code-7 bans.
+//!
+//! TOP publishes no per-second limits (TAOBAO.md §7), so the node paces itself with
+//! configurable buckets and, when the gateway still answers code 7, honours the announced ban
+//! for its scope: one method, or the whole app. A banned scope is refused locally
+//! ([`Limiter::check_ban`]) instead of being called again, so a long app ban costs no calls.
+//!
+//! Waiting for a token is a plain `sleep_until`, cancel-safe in a `select!`; a bucket never
+//! makes a caller wait for longer than one refill interval per token it lacks.
+
+use super::error::BanScope;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A bucket's rate: `per_second` tokens refill continuously up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Rate {
+    /// Sustained calls per second (> 0).
+    pub per_second: f64,
+    /// Calls allowed at once after a quiet spell (≥ 1).
+    pub burst: u32,
+}
+
+impl Rate {
+    /// A rate of `per_second` with the same burst (at least 1).
+    pub fn per_second(per_second: f64) -> Rate {
+        Rate {
+            per_second,
+            burst: per_second.ceil().max(1.0) as u32,
+        }
+    }
+}
+
+/// The pacing configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RateLimits {
+    /// All calls of the app together; `None` = unlimited.
+    pub app: Option<Rate>,
+    /// Each method on its own, unless overridden; `None` = unlimited.
+    pub per_method: Option<Rate>,
+    /// Per-method overrides (`"taobao.trade.fullinfo.get" = …`).
+    pub methods: HashMap<String, Rate>,
+}
+
+impl Default for RateLimits {
+    /// 20 calls/s for the app, 10/s per method: well under what a busy shop needs, and
+    /// gentle enough not to trip unpublished platform flow control.
+    fn default() -> Self {
+        RateLimits {
+            app: Some(Rate::per_second(20.0)),
+            per_method: Some(Rate::per_second(10.0)),
+            methods: HashMap::new(),
+        }
+    }
+}
+
+impl RateLimits {
+    /// No pacing at all (tests that count on the gateway's own limits).
+    pub fn unlimited() -> Self {
+        RateLimits {
+            app: None,
+            per_method: None,
+            methods: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    rate: Rate,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: Rate, now: Instant) -> Self {
+        Bucket {
+            rate,
+            tokens: f64::from(rate.burst.max(1)),
+            at: now,
+        }
+    }
+
+    /// Takes a token if one is there; else says how long until one will be.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let per_second = if self.rate.per_second.is_finite() && self.rate.per_second > 0.0 {
+            self.rate.per_second
+        } else {
+            // A zero or broken rate would starve callers forever; treat it as 1/s.
+            1.0
+        };
+        let cap = f64::from(self.rate.burst.max(1));
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_second).min(cap);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_second))
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    app: Option<Bucket>,
+    methods: HashMap<String, Bucket>,
+    bans: HashMap<BanScope, Instant>,
+}
+
+/// The app's pacing state, shared by every call of one client.
+#[derive(Debug)]
+pub struct Limiter {
+    limits: RateLimits,
+    state: Mutex<State>,
+}
+
+impl Limiter {
+    /// A limiter with full buckets and no bans.
+    pub fn new(limits: RateLimits) -> Self {
+        Limiter {
+            limits,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn method_rate(&self, method: &str) -> Option<Rate> {
+        self.limits
+            .methods
+            .get(method)
+            .copied()
+            .or(self.limits.per_method)
+    }
+
+    /// The longest running ban that covers `method`, if any.
+    pub fn check_ban(&self, method: &str) -> Option<(BanScope, Duration)> {
+        let now = Instant::now();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.bans.retain(|_, until| *until > now);
+        let scopes = [BanScope::App, BanScope::Method(method.to_owned())];
+        scopes
+            .into_iter()
+            .filter_map(|s| st.bans.get(&s).map(|until| (s, *until - now)))
+            .max_by_key(|(_, left)| *left)
+    }
+
+    /// Records a ban announced by the gateway (a longer running ban is kept).
+    pub fn ban(&self, scope: BanScope, for_: Duration) {
+        let until = Instant::now() + for_;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = st.bans.entry(scope).or_insert(until);
+        if *entry < until {
+            *entry = until;
+        }
+    }
+
+    /// Waits until both the app bucket and the method's bucket have a token, and takes them.
+    pub async fn acquire(&self, method: &str) {
+        loop {
+            let wait = {
+                let now = Instant::now();
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut wait = Duration::ZERO;
+                // Peek both before taking either, so a caller never holds one token while
+                // sleeping for the other.
+                if let Some(rate) = self.limits.app {
+                    let b = st.app.get_or_insert_with(|| Bucket::new(rate, now));
+                    if let Err(w) = b.peek(now) {
+                        wait = wait.max(w);
+                    }
+                }
+                if let Some(rate) = self.method_rate(method) {
+                    let b = st
+                        .methods
+                        .entry(method.to_owned())
+                        .or_insert_with(|| Bucket::new(rate, now));
+                    if let Err(w) = b.peek(now) {
+                        wait = wait.max(w);
+                    }
+                }
+                if wait.is_zero() {
+                    if let Some(b) = st.app.as_mut() {
+                        let _ = b.take(now);
+                    }
+                    if let Some(b) = st.methods.get_mut(method) {
+                        let _ = b.take(now);
+                    }
+                    return;
+                }
+                wait
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+impl Bucket {
+    /// Like [`Bucket::take`] but leaves the token in place.
+    fn peek(&mut self, now: Instant) -> Result<(), Duration> {
+        let r = self.take(now);
+        if r.is_ok() {
+            // Put it back; `acquire` takes from both buckets together once both have one.
+            self.tokens += 1.0;
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(app: f64, method: f64) -> RateLimits {
+        RateLimits {
+            app: Some(Rate {
+                per_second: app,
+                burst: 1,
+            }),
+            per_method: Some(Rate {
+                per_second: method,
+                burst: 1,
+            }),
+            methods: HashMap::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_method_bucket_spaces_calls_of_that_method_only() {
+        let l = Limiter::new(limits(1000.0, 2.0));
+        let t0 = Instant::now();
+        l.acquire("a").await;
+        l.acquire("b").await;
+        assert!(Instant::now() - t0 < Duration::from_millis(10));
+        l.acquire("a").await;
+        let waited = Instant::now() - t0;
+        assert!(waited >= Duration::from_millis(499), "{waited:?}");
+        assert!(waited <= Duration::from_millis(510), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_app_bucket_spaces_calls_across_methods() {
+        let l = Limiter::new(limits(4.0, 1000.0));
+        let t0 = Instant::now();
+        for m in ["a", "b", "c"] {
+            l.acquire(m).await;
+        }
+        let waited = Instant::now() - t0;
+        assert!(waited >= Duration::from_millis(499), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_allowed_after_a_quiet_spell() {
+        let l = Limiter::new(RateLimits {
+            app: Some(Rate {
+                per_second: 1.0,
+                burst: 5,
+            }),
+            per_method: None,
+            methods: HashMap::new(),
+        });
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            l.acquire("a").await;
+        }
+        assert!(Instant::now() - t0 < Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bans_cover_their_scope_and_expire() {
+        let l = Limiter::new(RateLimits::unlimited());
+        l.ban(BanScope::Method("a".into()), Duration::from_secs(2));
+        assert!(
+            matches!(l.check_ban("a"), Some((BanScope::Method(_), d)) if d == Duration::from_secs(2))
+        );
+        assert_eq!(l.check_ban("b"), None);
+        l.ban(BanScope::App, Duration::from_secs(60));
+        assert!(matches!(l.check_ban("b"), Some((BanScope::App, _))));
+        // The longer of two bans is reported.
+        assert!(matches!(l.check_ban("a"), Some((BanScope::App, _))));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(l.check_ban("a"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_ban_does_not_cut_a_longer_one() {
+        let l = Limiter::new(RateLimits::unlimited());
+        l.ban(BanScope::App, Duration::from_secs(60));
+        l.ban(BanScope::App, Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(l.check_ban("x").is_some());
+    }
+}
