@@ -18,6 +18,7 @@
 #   CROSS_NODE_BUDGET  fail if wms-node is larger than this many bytes (default: 12000000 for
 #                      aarch64, the gateway goal; 0 disables the check)
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {

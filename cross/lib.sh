@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables set here are read by the scripts that source it
 # cross/lib.sh — shared by cross/build.sh, cross/smoke.sh and cross/package.sh. Source it; do
 # not run it.
 #
@@ -174,6 +175,7 @@ ensure_run_deps() {
         foreign=yes
     fi
     command -v curl >/dev/null || missing+=(curl)
+    command -v jq >/dev/null || missing+=(jq)
     ensure_packages "$foreign" "${missing[@]}"
 }
 
