@@ -99,7 +99,7 @@ Upstream-Name: wms-node
 Source: $(awk -F'"' '/^repository *=/ { print $2; exit }' Cargo.toml)
 
 Files: *
-Copyright: the wms-node authors
+Copyright: $(date -u -d "@$SOURCE_DATE_EPOCH" +%Y) the wms-node authors
 License: Apache-2.0
  On Debian systems the full text of the Apache License 2.0 is in
  /usr/share/common-licenses/Apache-2.0.
@@ -129,10 +129,11 @@ EOF
 stage="$work/wms-node"
 install -D -m0755 "$src/wms-node" "$stage/usr/bin/wms-node"
 # The example lists every key with its default and already points data_dir at the unit's
-# StateDirectory; it is the conffile as is (0640 root:wms-node, set by postinst).
+# StateDirectory; it is the conffile as is. It is packed 0644 like any conffile (it is only the
+# example then) and postinst makes it 0640 root:wms-node before anyone can put a secret in it.
 grep -q '^data_dir *= *"/var/lib/wms-node"' config/node.example.toml ||
     die "config/node.example.toml no longer sets data_dir = \"/var/lib/wms-node\", which the unit's StateDirectory= provides"
-install -D -m0640 config/node.example.toml "$stage/etc/wms-node/node.toml"
+install -D -m0644 config/node.example.toml "$stage/etc/wms-node/node.toml"
 install -D -m0644 cross/debian/wms-node.service "$stage/lib/systemd/system/wms-node.service"
 install -D -m0644 cross/debian/wms-node.sysusers "$stage/usr/lib/sysusers.d/wms-node.conf"
 install -D -m0644 cross/README.md "$stage/usr/share/doc/wms-node/README.md"
@@ -145,14 +146,15 @@ printf '/etc/wms-node/node.toml\n' >"$stage/DEBIAN/conffiles"
 control_depends="$(shlib_depends "$src/wms-node"), adduser"
 control_recommends=systemd
 control_description="warehouse gateway daemon for Taobao shops
- wms-node runs on a gateway box in a warehouse. It pulls paid orders and refunds from
- the Taobao Open Platform, turns them into pick tasks for barcode scanners over MQTT,
- prints shipping labels, and pushes shipments and stock back to Taobao. An
- offline-tolerant local store keeps everything the floor did across outages and
- power cuts.
+ wms-node runs on a gateway box in a warehouse. It pulls paid orders and
+ refunds from the Taobao Open Platform, turns them into pick tasks for barcode
+ scanners over MQTT, prints shipping labels, and pushes shipments and stock
+ back to Taobao. An offline-tolerant local store keeps everything the floor
+ did across outages and power cuts.
  .
- This package installs the daemon, /etc/wms-node/node.toml and a hardened systemd
- unit (wms-node.service) whose only writable path is /var/lib/wms-node."
+ This package installs the daemon, /etc/wms-node/node.toml and a hardened
+ systemd unit (wms-node.service) whose only writable path is
+ /var/lib/wms-node."
 build_deb wms-node "$stage"
 
 # --- wms-bridge -------------------------------------------------------------------------------
@@ -161,20 +163,21 @@ if [ -x "$src/wms-bridge" ] && [ -e cross/debian/wms-bridge.service ]; then
     install -D -m0755 "$src/wms-bridge" "$stage/usr/bin/wms-bridge"
     install -D -m0644 cross/debian/wms-bridge.service "$stage/lib/systemd/system/wms-bridge.service"
     install -D -m0644 cross/debian/wms-bridge.sysusers "$stage/usr/lib/sysusers.d/wms-bridge.conf"
+    install -D -m0644 cross/README.md "$stage/usr/share/doc/wms-bridge/README.md"
     install -d -m0755 "$stage/DEBIAN"
     for s in postinst prerm postrm; do
         install -m0755 "cross/debian/wms-bridge.$s" "$stage/DEBIAN/$s"
     done
     if [ -e config/bridge.example.toml ]; then
-        install -D -m0640 config/bridge.example.toml "$stage/etc/wms-bridge/bridge.toml"
+        install -D -m0644 config/bridge.example.toml "$stage/etc/wms-bridge/bridge.toml"
         install -D -m0644 config/bridge.example.toml "$stage/usr/share/doc/wms-bridge/examples/bridge.toml"
         printf '/etc/wms-bridge/bridge.toml\n' >"$stage/DEBIAN/conffiles"
     fi
     control_depends="$(shlib_depends "$src/wms-bridge"), adduser"
     control_recommends=systemd
     control_description="serial-to-MQTT bridge for wms-node floor devices
- wms-bridge joins barcode scanners and label printers on UART or USB serial ports to
- the MQTT topics of a wms-node gateway. It runs as an unprivileged user in the dialout
- group under a hardened systemd unit (wms-bridge.service)."
+ wms-bridge joins barcode scanners and label printers on UART or USB serial
+ ports to the MQTT topics of a wms-node gateway. It runs as an unprivileged
+ user in the dialout group under a hardened systemd unit (wms-bridge.service)."
     build_deb wms-bridge "$stage"
 fi
