@@ -1,1 +1,401 @@
 //! `run(config, shutdown)`: the task tree and its orderly shutdown.
+//!
+//! ```text
+//!  start:  data_dir ─▶ store opens* ─▶ ops HTTP bound ─▶ tasks spawned ─▶ READY=1 (systemd)
+//!  serve:  until the shutdown token is cancelled (SIGTERM/SIGINT, or the caller) or a task fails
+//!  stop:   STOPPING=1 ─▶ cancel ─▶ wait ≤ SHUTDOWN_DEADLINE ─▶ abort stragglers, by name
+//!          ─▶ store closes last* ─▶ return            (* once the store is wired in)
+//! ```
+//!
+//! Every task is spawned through one [`Tasks`] (a `TaskTracker` that knows names), and every
+//! task watches the same cancellation token, so a SIGTERM drains in-flight work and the
+//! process exits within 5 s. A task that fails or panics stops the whole node with an error
+//! (systemd restarts it) instead of leaving it half-alive. With systemd's `Type=notify` the
+//! node says READY=1 once it serves, pings WATCHDOG=1 at half of `WATCHDOG_USEC`, and says
+//! STOPPING=1 when it begins to stop; without systemd these are no-ops.
+//!
+//! Must never: block the runtime, exit without closing the store, or give up on shutdown
+//! silently (every straggler is named in the log).
+
+use crate::config::Config;
+use crate::ops::alert::Alerts;
+use crate::ops::health::Health;
+use crate::ops::http::{OpsState, StatusSource};
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long tasks get to finish after shutdown begins, before they are aborted. Together
+/// with [`FORCE_WAIT`] and closing the store this stays under systemd's and our 5 s.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
+
+/// How long aborted tasks get to unwind.
+pub const FORCE_WAIT: Duration = Duration::from_millis(500);
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// `node.data_dir` could not be created. Fix permissions or the path.
+    #[error("cannot create data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ops HTTP address could not be bound (in use, or not an address of this host).
+    #[error("cannot listen for ops HTTP on {addr} (http.listen): {source}")]
+    Bind {
+        /// `http.listen`.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A task failed or panicked; the node stopped the others.
+    #[error("task `{task}` failed: {message}")]
+    Task {
+        /// Its name.
+        task: &'static str,
+        /// What it said (no secrets: tasks report ids and classes).
+        message: String,
+    },
+}
+
+impl DaemonError {
+    /// Whether starting again may help without changing anything (systemd's restart).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DaemonError::DataDir { .. } => false,
+            // A port still held by the previous instance frees up.
+            DaemonError::Bind { .. } => true,
+            DaemonError::Task { .. } => true,
+        }
+    }
+}
+
+/// Runs the node until `shutdown` is cancelled, then stops it in order. Returns `Ok` after
+/// a requested shutdown, or the first failure that made the node stop by itself.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    // Our own child token: a failing task cancels it without touching the caller's.
+    let token = shutdown.child_token();
+    tracing::info!(
+        version = crate::VERSION,
+        node_id = %config.node.id,
+        site = %config.node.site,
+        data_dir = %config.node.data_dir.display(),
+        "wms-node starting"
+    );
+
+    std::fs::create_dir_all(&config.node.data_dir).map_err(|source| DaemonError::DataDir {
+        path: config.node.data_dir.clone(),
+        source,
+    })?;
+
+    let alerts = Alerts::new();
+    let health = Health::new();
+    let metrics = crate::ops::metrics::handle();
+    metrics::gauge!("build_info", "version" => crate::VERSION).set(1.0);
+    let (tasks, mut failures) = Tasks::new();
+
+    // Seam (store): open the store here, before anything that writes to it, e.g.
+    //   let store = Store::open(config.store_options()).await?;   health.ok("store", "open");
+    // Seam (taobao, outbox, sync, floor): build them from `config`, `store`, `alerts` and
+    // `health`, and spawn their loops with `tasks.spawn("outbox", outbox.run(token.clone()))`.
+    // Their routers go into `routes` and their figures into `sections`.
+    let routes = axum::Router::new();
+    let sections: Vec<Arc<dyn StatusSource>> = Vec::new();
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: config.http.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(config.http.listen);
+    let app = crate::ops::http::router(OpsState {
+        node_id: config.node.id.clone(),
+        site: config.node.site.clone(),
+        health: health.clone(),
+        alerts: alerts.clone(),
+        metrics,
+        sections,
+    })
+    .merge(routes);
+    tasks.spawn(
+        "ops-http",
+        crate::ops::http::serve(listener, app, token.clone()),
+    );
+    tracing::info!(addr = %addr, "ops HTTP server listening");
+
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        tasks.spawn("watchdog", watchdog(timeout, token.clone()));
+    }
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+    ]);
+    tracing::info!("ready");
+
+    let failure = tokio::select! {
+        // The operator (SIGTERM/SIGINT via the CLI) or the embedding code asked us to stop.
+        _ = token.cancelled() => None,
+        // A task died: stop everything else too, and report it.
+        Some((task, message)) = failures.recv() => Some(DaemonError::Task { task, message }),
+    };
+
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping"),
+    ]);
+    tracing::info!("shutting down");
+    health.failing("node", "shutting down");
+    token.cancel();
+    tasks.shutdown(SHUTDOWN_DEADLINE, FORCE_WAIT).await;
+    // Seam (store): close the store last, after every task that writes to it has stopped:
+    //   store.close().await;
+    tracing::info!("stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Pings systemd's watchdog at half its timeout for as long as the runtime is alive.
+async fn watchdog(timeout: Duration, token: CancellationToken) -> Result<(), std::io::Error> {
+    let mut tick = tokio::time::interval(timeout / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(timeout = ?timeout, "systemd watchdog enabled");
+    loop {
+        tokio::select! {
+            // Shutdown: systemd stops expecting pings after STOPPING=1.
+            _ = token.cancelled() => return Ok(()),
+            // A missed tick means the runtime was stuck; the ping is late, as it should be.
+            _ = tick.tick() => notify(&[sd_notify::NotifyState::Watchdog]),
+        }
+    }
+}
+
+/// Tells systemd, if we run under it; a failure is logged, never fatal.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// The node's task set: one tracker, the names of the tasks still running, and a channel
+/// on which failed or panicked tasks are reported.
+pub struct Tasks {
+    tracker: TaskTracker,
+    running: Arc<Mutex<BTreeMap<u64, Running>>>,
+    next_id: AtomicU64,
+    failures: mpsc::UnboundedSender<(&'static str, String)>,
+}
+
+struct Running {
+    name: &'static str,
+    abort: Option<AbortHandle>,
+}
+
+impl Tasks {
+    /// A task set and the receiver of its failures.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<(&'static str, String)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Tasks {
+                tracker: TaskTracker::new(),
+                running: Arc::new(Mutex::new(BTreeMap::new())),
+                next_id: AtomicU64::new(0),
+                failures: tx,
+            },
+            rx,
+        )
+    }
+
+    /// Spawns `fut` as the task `name`. It must return when the shared token is cancelled.
+    /// An `Err` or a panic is logged and reported on the failure channel.
+    pub fn spawn<F, E>(&self, name: &'static str, fut: F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: Display + Send + 'static,
+    {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.running).insert(id, Running { name, abort: None });
+        let guard = TaskGuard {
+            id,
+            name,
+            running: self.running.clone(),
+            failures: self.failures.clone(),
+        };
+        let handle = self.tracker.spawn(async move {
+            let guard = guard;
+            match fut.await {
+                Ok(()) => tracing::debug!(task = name, "task finished"),
+                Err(e) => {
+                    tracing::error!(task = name, "task failed: {e}");
+                    let _ = guard.failures.send((name, e.to_string()));
+                }
+            }
+        });
+        // The task may already be gone, in which case its guard removed the entry.
+        if let Some(r) = lock(&self.running).get_mut(&id) {
+            r.abort = Some(handle.abort_handle());
+        }
+    }
+
+    /// The names of the tasks still running.
+    pub fn running(&self) -> Vec<&'static str> {
+        lock(&self.running).values().map(|r| r.name).collect()
+    }
+
+    /// Waits for every task to finish (the caller has cancelled their token), up to
+    /// `deadline`; then aborts and names the stragglers, and waits up to `force` more.
+    pub async fn shutdown(&self, deadline: Duration, force: Duration) {
+        self.tracker.close();
+        tracing::debug!(tasks = ?self.running(), "waiting for tasks to finish");
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        for r in lock(&self.running).values() {
+            tracing::warn!(
+                task = r.name,
+                "task missed the {deadline:?} shutdown deadline; aborting it"
+            );
+            if let Some(a) = &r.abort {
+                a.abort();
+            }
+        }
+        if tokio::time::timeout(force, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(tasks = ?self.running(), "tasks still running after abort; exiting anyway");
+        }
+    }
+}
+
+/// Removes a task from the running set however it ends, and reports a panic.
+struct TaskGuard {
+    id: u64,
+    name: &'static str,
+    running: Arc<Mutex<BTreeMap<u64, Running>>>,
+    failures: mpsc::UnboundedSender<(&'static str, String)>,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        lock(&self.running).remove(&self.id);
+        // Tokio drops a panicking task's future while unwinding.
+        if std::thread::panicking() {
+            tracing::error!(task = self.name, "task panicked");
+            let _ = self.failures.send((self.name, "panicked".into()));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let mut c = Config::default();
+        c.node.id = "gw-test".into();
+        c.node.data_dir = dir.join("data");
+        c.taobao.app_key = "12345678".into();
+        c.taobao.app_secret = Some(Secret::new("x"));
+        c.http.listen = "127.0.0.1:0".parse().unwrap();
+        c
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_node_stops_cleanly_and_creates_its_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = CancellationToken::new();
+        let node = tokio::spawn(run(config(dir.path()), token.clone()));
+        // Poll for the data dir rather than sleeping a fixed time.
+        let data = dir.path().join("data");
+        for _ in 0..500 {
+            if data.is_dir() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(data.is_dir());
+        token.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(5), node)
+            .await
+            .expect("stopped within 5 s")
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_taken_http_port_is_a_bind_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = config(dir.path());
+        c.http.listen = taken.local_addr().unwrap();
+        let err = run(c, CancellationToken::new()).await.unwrap_err();
+        assert!(matches!(err, DaemonError::Bind { .. }), "{err}");
+        assert!(err.to_string().contains("http.listen"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_task_is_reported_and_a_panicking_one_too() {
+        let (tasks, mut failures) = Tasks::new();
+        tasks.spawn("fails", async { Err::<(), _>("boom") });
+        let (name, msg) = failures.recv().await.unwrap();
+        assert_eq!((name, msg.as_str()), ("fails", "boom"));
+        tasks.spawn("panics", async {
+            if true {
+                panic!("test panic");
+            }
+            Ok::<(), String>(())
+        });
+        let (name, msg) = failures.recv().await.unwrap();
+        assert_eq!((name, msg.as_str()), ("panics", "panicked"));
+        tasks.shutdown(Duration::from_secs(1), FORCE_WAIT).await;
+        assert!(tasks.running().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stragglers_are_aborted_after_the_deadline() {
+        let (tasks, _failures) = Tasks::new();
+        let token = CancellationToken::new();
+        let t = token.clone();
+        tasks.spawn("polite", async move {
+            t.cancelled().await;
+            Ok::<(), String>(())
+        });
+        tasks.spawn("stubborn", async {
+            std::future::pending::<()>().await;
+            Ok::<(), String>(())
+        });
+        assert_eq!(tasks.running(), ["polite", "stubborn"]);
+        token.cancel();
+        let started = tokio::time::Instant::now();
+        tasks.shutdown(SHUTDOWN_DEADLINE, FORCE_WAIT).await;
+        assert!(tasks.running().is_empty());
+        assert!(started.elapsed() >= SHUTDOWN_DEADLINE);
+        assert!(started.elapsed() < SHUTDOWN_DEADLINE + FORCE_WAIT);
+    }
+}

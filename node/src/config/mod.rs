@@ -1,1 +1,802 @@
-//! Configuration: the TOML file, `WMS_NODE__SECTION__KEY` overrides, validation.
+//! Configuration: the TOML file, `WMS_NODE__SECTION__KEY` overrides, validation, secrets.
+//!
+//! ```text
+//!   compiled-in defaults  ──▶  TOML file (--config)  ──▶  WMS_NODE__SECTION__KEY env vars
+//!        (Default impls)        unknown keys rejected      values read as TOML scalars
+//!                                                          ("30s", true, 0.8), else strings
+//!                         ──▶  *_file secrets read  ──▶  validate(): every problem at once
+//! ```
+//!
+//! The doc comments on the structs below are the user documentation of each key;
+//! `config/node.example.toml` repeats them with the defaults. Durations are written as
+//! humantime strings (`"500ms"`, `"2m"`), byte sizes as `"64MiB"` or an integer. Relative
+//! paths are resolved against the directory of the config file.
+//!
+//! Secrets (`taobao.app_secret`, `taobao.session`, `mqtt.password`) are [`Secret`]s: they
+//! print as `"<redacted>"` everywhere, and loading errors never echo their values. Each can
+//! be given inline, through its `*_file` key (the file's content, trailing newline removed;
+//! fits systemd credentials and Docker secrets), or through the environment.
+//!
+//! This module never logs: loading happens before logging is set up, and every problem is
+//! returned to the caller as a [`Problem`] naming the key and where its value came from.
+
+mod bytes;
+mod load;
+mod schema;
+
+/// What the store does at its byte cap: `"reject_new"`, `"drop_oldest"` or `"block"`.
+pub use crate::store::CapPolicy;
+pub use bytes::{ByteSize, ParseByteSizeError};
+pub use load::{ConfigError, ENV_PREFIX, Origin, Problem};
+
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole node configuration. Every section and key has a compiled-in default except the
+/// few that identify the box and the shop (`node.id`, `taobao.app_key`, the app secret).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// This box: its identity and where it keeps its data.
+    pub node: NodeConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The local database (one redb file under `node.data_dir`).
+    pub store: StoreConfig,
+    /// Delivery of queued effects (shipments, stock) to Taobao.
+    pub outbox: OutboxConfig,
+    /// The Taobao Open Platform app and shop connection.
+    pub taobao: TaobaoConfig,
+    /// The MQTT broker that scanners, printers and bridges talk to.
+    pub mqtt: MqttConfig,
+    /// The operations HTTP server: `/healthz`, `/metrics`, the status page.
+    pub http: HttpConfig,
+}
+
+/// `[node]`: this box.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeConfig {
+    /// Required. A name unique to this gateway box, used in MQTT topics
+    /// (`wms/{site}/gateway/{id}/…`), metrics and alerts. Letters, digits, `-`, `_`, `.`.
+    pub id: String,
+    /// The warehouse this box serves; the second level of every MQTT topic (`wms/{site}/…`).
+    /// Letters, digits, `-`, `_`, `.`.
+    pub site: String,
+    /// Where the database and state files live. Must be on persistent storage, writable by
+    /// the service user.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: String::new(),
+            site: "main".into(),
+            data_dir: PathBuf::from("/var/lib/wms-node"),
+        }
+    }
+}
+
+/// `[log]`: what is logged and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// A filter in `RUST_LOG` syntax: `"info"`, `"warn,wms_node::outbox=debug"`. The
+    /// `RUST_LOG` environment variable, when set, takes precedence.
+    pub level: String,
+    /// `"text"` for people (colours on a terminal) or `"json"`, one object per line, for log
+    /// collectors. The `--log-format` command-line flag takes precedence.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; coloured when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[store]`: the local database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// Memory for the database page cache. Gateways have 512 MiB–1 GiB of RAM; the default
+    /// keeps the node's footprint small.
+    pub cache_size: ByteSize,
+    /// The most bytes the queue of operations waiting for Taobao (the outbox backlog) may
+    /// take; `0` means no cap. When it is reached, `cap_policy` decides what happens;
+    /// shipments are accepted beyond it whatever the policy. Sizing: a day offline at
+    /// 2,000 shipments an hour is about 15 MB, times 3 for the database's page overhead.
+    pub max_bytes: ByteSize,
+    /// What to do at `max_bytes`: `"reject_new"` refuses new non-critical operations (the
+    /// producer is told), `"drop_oldest"` drops the oldest non-critical queued operations
+    /// (counted and alerted), `"block"` makes producers wait until there is room.
+    pub cap_policy: CapPolicy,
+    /// Fractions of `max_bytes` at which a `store_cap` alert is raised, ascending.
+    pub cap_alert_thresholds: Vec<f64>,
+    /// How long a write may wait for others to share its fsync (group commit). Longer waits
+    /// mean fewer fsyncs (less flash wear) but slower scan feedback.
+    #[serde(with = "humantime_serde")]
+    pub group_commit_max_wait: Duration,
+    /// The most writes committed in one transaction.
+    pub group_commit_max_batch: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_size: ByteSize::mib(32),
+            max_bytes: ByteSize::mib(256),
+            cap_policy: CapPolicy::RejectNew,
+            cap_alert_thresholds: vec![0.8, 0.95],
+            group_commit_max_wait: Duration::from_millis(2),
+            group_commit_max_batch: 256,
+        }
+    }
+}
+
+/// `[outbox]`: delivery of queued operations to Taobao.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboxConfig {
+    /// How many operations (on different keys) may be in flight at once.
+    pub concurrency: usize,
+    /// Sustained delivery rate, operations per second (token bucket).
+    pub rate_per_second: f64,
+    /// How many operations may go at once after an idle period (token bucket size).
+    pub burst: u32,
+    /// The first retry delay after a failure; doubles on each further failure (with jitter).
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// The longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// On shutdown, how long in-flight deliveries may take to finish. At most 4s, so the
+    /// node stops within 5 seconds of SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            concurrency: 4,
+            rate_per_second: 5.0,
+            burst: 10,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// `[taobao]`: the Taobao Open Platform (TOP) app and the shop's authorization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaobaoConfig {
+    /// The TOP REST gateway. Production: `https://gw.api.taobao.com/router/rest`.
+    pub endpoint: String,
+    /// The OAuth 2.0 server's base URL (`/authorize` and `/token` are appended).
+    pub oauth_url: String,
+    /// Required. The app key from the Taobao Open Platform console.
+    pub app_key: String,
+    /// The app secret. Prefer `app_secret_file` or the `WMS_NODE__TAOBAO__APP_SECRET`
+    /// environment variable, so the secret is not in this file. One of the three is required.
+    pub app_secret: Option<Secret>,
+    /// A file holding the app secret (trailing newline ignored), e.g. a systemd credential.
+    pub app_secret_file: Option<PathBuf>,
+    /// How requests are signed: `"md5"`, `"hmac"` or `"hmac-sha256"`.
+    pub sign_method: SignMethod,
+    /// A pre-issued session key (access token), for self-use apps and tests that skip OAuth.
+    /// Seeds the token store at start-up; `wms-node auth` manages tokens otherwise.
+    pub session: Option<Secret>,
+    /// A file holding the pre-issued session key.
+    pub session_file: Option<PathBuf>,
+    /// The OAuth callback registered for the app. `wms-node auth login` uses a local one.
+    pub redirect_uri: Option<String>,
+    /// How often new and changed orders are pulled.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// The longest wait for a TCP/TLS connection to the gateway.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// The longest wait for one API call, connection included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// The app's daily call quota (pre-launch apps get 5,000). An alert is raised at 80 %.
+    /// 0 means no budget is tracked.
+    pub daily_call_budget: u64,
+}
+
+impl Default for TaobaoConfig {
+    fn default() -> Self {
+        TaobaoConfig {
+            endpoint: "https://gw.api.taobao.com/router/rest".into(),
+            oauth_url: "https://oauth.taobao.com".into(),
+            app_key: String::new(),
+            app_secret: None,
+            app_secret_file: None,
+            sign_method: SignMethod::HmacSha256,
+            session: None,
+            session_file: None,
+            redirect_uri: None,
+            poll_interval: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            daily_call_budget: 5_000,
+        }
+    }
+}
+
+/// How TOP requests are signed (the `sign_method` system parameter). The wire names match
+/// `taobao::sign::SignMethod`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignMethod {
+    /// `MD5(secret + params + secret)`, the legacy method.
+    #[serde(rename = "md5")]
+    Md5,
+    /// HMAC-MD5.
+    #[serde(rename = "hmac")]
+    Hmac,
+    /// HMAC-SHA256.
+    #[default]
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+}
+
+/// `[mqtt]`: the broker of the warehouse floor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MqttConfig {
+    /// `"embedded"` runs a broker inside the node (one box, no other broker needed);
+    /// `"mqtt://host:port"` or `"mqtts://host:port"` (TLS) uses an external one.
+    pub broker: String,
+    /// Where the embedded broker listens for devices. Ignored with an external broker.
+    pub listen: SocketAddr,
+    /// The node's user name at the broker, if it requires one.
+    pub username: Option<String>,
+    /// The node's password at the broker. Prefer `password_file` or
+    /// `WMS_NODE__MQTT__PASSWORD`.
+    pub password: Option<Secret>,
+    /// A file holding the broker password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            broker: "embedded".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            username: None,
+            password: None,
+            password_file: None,
+        }
+    }
+}
+
+/// Which broker the node uses, parsed from `mqtt.broker`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broker {
+    /// A broker inside the node, listening on `mqtt.listen`.
+    Embedded,
+    /// An external broker.
+    External {
+        /// Host name or IP address.
+        host: String,
+        /// TCP port (1883 for `mqtt://`, 8883 for `mqtts://` when not given).
+        port: u16,
+        /// Whether to use TLS (`mqtts://`).
+        tls: bool,
+    },
+}
+
+impl MqttConfig {
+    /// Parses `broker`; the error says what is wrong with it.
+    pub fn broker(&self) -> Result<Broker, String> {
+        let b = self.broker.trim();
+        if b == "embedded" {
+            return Ok(Broker::Embedded);
+        }
+        let (tls, rest) = if let Some(rest) = b.strip_prefix("mqtts://") {
+            (true, rest)
+        } else if let Some(rest) = b.strip_prefix("mqtt://") {
+            (false, rest)
+        } else {
+            return Err(format!(
+                "`{b}` is not \"embedded\", \"mqtt://host:port\" or \"mqtts://host:port\""
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let default_port = if tls { 8883 } else { 1883 };
+        // An IPv6 literal is bracketed: mqtt://[::1]:1883.
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((h, "")) => (h, None),
+                Some((h, p)) => (h, Some(p.strip_prefix(':').unwrap_or(p))),
+                None => return Err(format!("`{b}` has an unclosed `[`")),
+            }
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() || host.contains('/') || host.contains('@') {
+            return Err(format!("`{b}` has no valid host"));
+        }
+        let port = match port {
+            None => default_port,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("`{b}` has a bad port `{p}`"))?,
+        };
+        Ok(Broker::External {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
+    }
+}
+
+/// `[http]`: the operations HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Where `/healthz`, `/metrics` and the status page are served. It has no
+    /// authentication: keep it on loopback or a management network. Port 0 picks a free
+    /// port (the log says which).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9870)),
+        }
+    }
+}
+
+/// The longest `outbox.shutdown_grace` that still lets the node stop within 5 s.
+pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+/// The database file's name inside `node.data_dir`.
+pub const STORE_FILE: &str = "wms-node.redb";
+
+impl Config {
+    /// How to open the store: `<data_dir>/wms-node.redb` with the `[store]` settings.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        let s = &self.store;
+        let mut o = crate::store::StoreOptions::new(self.node.data_dir.join(STORE_FILE));
+        o.cache_size = s.cache_size.bytes();
+        o.max_bytes = s.max_bytes.bytes();
+        o.cap_policy = s.cap_policy;
+        o.group_commit_max_wait = s.group_commit_max_wait;
+        o.group_commit_max_batch = s.group_commit_max_batch;
+        o
+    }
+
+    /// The base URL of this node's ops HTTP server, as a local client reaches it
+    /// (`0.0.0.0` and `::` become loopback). `queue` commands use it to ask a running node.
+    pub fn admin_url(&self) -> String {
+        let mut addr = self.http.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        format!("http://{addr}")
+    }
+
+    /// The effective configuration as TOML, secrets shown as `"<redacted>"`.
+    pub fn to_redacted_toml(&self) -> String {
+        // Serializing plain structs of strings, numbers and tables cannot fail; should it
+        // ever, say so instead of printing half a file.
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+
+    /// Reads the secrets given as `*_file` keys into their secret fields, and reports keys
+    /// given twice (`app_secret` and `app_secret_file`), files that cannot be read and empty
+    /// files. Paths must already be absolute or relative to the working directory.
+    pub fn resolve_secrets(&mut self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let t = &mut self.taobao;
+        resolve_secret(
+            "taobao.app_secret",
+            &mut t.app_secret,
+            t.app_secret_file.as_deref(),
+            &mut problems,
+        );
+        resolve_secret(
+            "taobao.session",
+            &mut t.session,
+            t.session_file.as_deref(),
+            &mut problems,
+        );
+        let m = &mut self.mqtt;
+        resolve_secret(
+            "mqtt.password",
+            &mut m.password,
+            m.password_file.as_deref(),
+            &mut problems,
+        );
+        problems
+    }
+
+    /// Every problem with the values (not the syntax) of this configuration. Empty means the
+    /// node can start with it. Call after [`Config::resolve_secrets`].
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let mut bad = |key: &str, message: String| p.push(Problem::new(key, message));
+
+        // [node]
+        if self.node.id.trim().is_empty() {
+            bad(
+                "node.id",
+                "is required: a name unique to this box, e.g. \"wh1-gw1\"".into(),
+            );
+        } else if let Err(e) = topic_segment(&self.node.id) {
+            bad("node.id", e);
+        }
+        if let Err(e) = topic_segment(&self.node.site) {
+            bad("node.site", e);
+        }
+        if self.node.data_dir.as_os_str().is_empty() {
+            bad(
+                "node.data_dir",
+                "is empty: name a writable directory".into(),
+            );
+        }
+
+        // [log]
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            bad(
+                "log.level",
+                format!(
+                    "`{}` is not a log filter ({e}); write e.g. \"info\" or \"warn,wms_node=debug\"",
+                    self.log.level
+                ),
+            );
+        }
+
+        // [store]
+        let s = &self.store;
+        if s.cache_size < ByteSize::mib(1) {
+            bad("store.cache_size", "must be at least 1MiB".into());
+        }
+        if s.max_bytes != ByteSize(0) && s.max_bytes < ByteSize::mib(1) {
+            bad(
+                "store.max_bytes",
+                "must be 0 (no cap) or at least 1MiB".into(),
+            );
+        }
+        if s.cap_alert_thresholds
+            .iter()
+            .any(|t| !(*t > 0.0 && *t <= 1.0))
+        {
+            bad(
+                "store.cap_alert_thresholds",
+                "every threshold must be a fraction above 0 and at most 1, e.g. [0.8, 0.95]".into(),
+            );
+        } else if s.cap_alert_thresholds.windows(2).any(|w| w[0] >= w[1]) {
+            bad(
+                "store.cap_alert_thresholds",
+                "thresholds must be in ascending order".into(),
+            );
+        }
+        if s.group_commit_max_wait > Duration::from_millis(100) {
+            bad(
+                "store.group_commit_max_wait",
+                "must be at most 100ms: scanners wait for the commit before they beep".into(),
+            );
+        }
+        if s.group_commit_max_batch == 0 {
+            bad("store.group_commit_max_batch", "must be at least 1".into());
+        }
+
+        // [outbox]
+        let o = &self.outbox;
+        if o.concurrency == 0 || o.concurrency > 64 {
+            bad("outbox.concurrency", "must be between 1 and 64".into());
+        }
+        if !(o.rate_per_second.is_finite() && o.rate_per_second > 0.0) {
+            bad("outbox.rate_per_second", "must be a number above 0".into());
+        }
+        if o.burst == 0 {
+            bad("outbox.burst", "must be at least 1".into());
+        }
+        if o.backoff_initial.is_zero() {
+            bad("outbox.backoff_initial", "must be above 0".into());
+        }
+        if o.backoff_max < o.backoff_initial {
+            bad(
+                "outbox.backoff_max",
+                "must not be shorter than outbox.backoff_initial".into(),
+            );
+        }
+        if o.shutdown_grace > MAX_SHUTDOWN_GRACE {
+            bad(
+                "outbox.shutdown_grace",
+                "must be at most 4s, so the node stops within 5 s of SIGTERM".into(),
+            );
+        }
+
+        // [taobao]
+        let t = &self.taobao;
+        if let Err(e) = http_url(&t.endpoint) {
+            bad("taobao.endpoint", e);
+        }
+        if let Err(e) = http_url(&t.oauth_url) {
+            bad("taobao.oauth_url", e);
+        }
+        if let Some(uri) = &t.redirect_uri {
+            if let Err(e) = http_url(uri) {
+                bad("taobao.redirect_uri", e);
+            }
+        }
+        if t.app_key.trim().is_empty() {
+            bad(
+                "taobao.app_key",
+                "is required: the app key from the Taobao Open Platform console".into(),
+            );
+        } else if !t.app_key.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bad(
+                "taobao.app_key",
+                format!(
+                    "`{}` is not an app key (letters and digits only)",
+                    t.app_key
+                ),
+            );
+        }
+        match &t.app_secret {
+            None if t.app_secret_file.is_none() => bad(
+                "taobao.app_secret",
+                "is required: set taobao.app_secret_file (recommended), taobao.app_secret \
+                 or the WMS_NODE__TAOBAO__APP_SECRET environment variable"
+                    .into(),
+            ),
+            Some(s) if s.is_empty() => bad("taobao.app_secret", "is empty".into()),
+            _ => {}
+        }
+        if matches!(&t.session, Some(s) if s.is_empty()) {
+            bad("taobao.session", "is empty".into());
+        }
+        if t.poll_interval < Duration::from_secs(1) {
+            bad("taobao.poll_interval", "must be at least 1s".into());
+        }
+        if t.connect_timeout.is_zero() {
+            bad("taobao.connect_timeout", "must be above 0".into());
+        }
+        if t.request_timeout < t.connect_timeout {
+            bad(
+                "taobao.request_timeout",
+                "must not be shorter than taobao.connect_timeout".into(),
+            );
+        }
+
+        // [mqtt]
+        let m = &self.mqtt;
+        if let Err(e) = m.broker() {
+            bad("mqtt.broker", e);
+        }
+        if m.password.is_some() && m.username.is_none() {
+            bad(
+                "mqtt.password",
+                "is set but mqtt.username is not: brokers need both".into(),
+            );
+        }
+        if matches!(&m.password, Some(s) if s.is_empty()) {
+            bad("mqtt.password", "is empty".into());
+        }
+        p
+    }
+
+    /// Makes relative paths absolute against `base` (the config file's directory).
+    pub(crate) fn absolutize_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.node.data_dir);
+        for p in [
+            &mut self.taobao.app_secret_file,
+            &mut self.taobao.session_file,
+            &mut self.mqtt.password_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+    }
+}
+
+/// Fills `secret` from `file`, or reports why it cannot.
+fn resolve_secret(
+    key: &str,
+    secret: &mut Option<Secret>,
+    file: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(file) = file else { return };
+    let file_key = format!("{key}_file");
+    if secret.is_some() {
+        problems.push(Problem::new(
+            &file_key,
+            format!("{key} and {file_key} are both set: keep one"),
+        ));
+        return;
+    }
+    match std::fs::read_to_string(file) {
+        Ok(mut value) => {
+            // A trailing newline is what every editor and `echo` leave; nothing else is trimmed
+            // because a secret may legitimately contain spaces.
+            if value.ends_with('\n') {
+                value.pop();
+                if value.ends_with('\r') {
+                    value.pop();
+                }
+            }
+            if value.is_empty() {
+                problems.push(Problem::new(
+                    &file_key,
+                    format!("{} is empty", file.display()),
+                ));
+            } else {
+                *secret = Some(Secret::new(value));
+            }
+        }
+        Err(e) => problems.push(Problem::new(
+            &file_key,
+            format!("cannot read {}: {e}", file.display()),
+        )),
+    }
+}
+
+/// Checks a name used as one MQTT topic level.
+fn topic_segment(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "`{s}` may only contain letters, digits, `-`, `_` and `.` (it is part of MQTT topics)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an http(s) URL with a host.
+fn http_url(s: &str) -> Result<(), String> {
+    match reqwest::Url::parse(s) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(format!("`{s}` is not an http:// or https:// URL")),
+        Err(e) => Err(format!("`{s}` is not a URL ({e})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Config {
+        let mut c = Config::default();
+        c.node.id = "gw1".into();
+        c.taobao.app_key = "12345678".into();
+        c.taobao.app_secret = Some(Secret::new("s3cret"));
+        c
+    }
+
+    #[test]
+    fn the_defaults_plus_identity_are_valid() {
+        assert_eq!(minimal().validate(), vec![]);
+    }
+
+    #[test]
+    fn the_defaults_alone_name_every_missing_required_key() {
+        let keys: Vec<String> = Config::default()
+            .validate()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys, ["node.id", "taobao.app_key", "taobao.app_secret"]);
+    }
+
+    #[test]
+    fn validate_lists_every_problem_at_once() {
+        let mut c = minimal();
+        c.node.site = "a/b".into();
+        c.taobao.endpoint = "not a url".into();
+        c.store.cap_alert_thresholds = vec![0.9, 0.5];
+        c.outbox.shutdown_grace = Duration::from_secs(10);
+        c.mqtt.broker = "tcp://x".into();
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "node.site",
+                "store.cap_alert_thresholds",
+                "outbox.shutdown_grace",
+                "taobao.endpoint",
+                "mqtt.broker"
+            ]
+        );
+    }
+
+    #[test]
+    fn broker_urls_parse_with_default_ports() {
+        let b = |s: &str| {
+            MqttConfig {
+                broker: s.into(),
+                ..MqttConfig::default()
+            }
+            .broker()
+        };
+        assert_eq!(b("embedded"), Ok(Broker::Embedded));
+        assert_eq!(
+            b("mqtt://broker.lan"),
+            Ok(Broker::External {
+                host: "broker.lan".into(),
+                port: 1883,
+                tls: false
+            })
+        );
+        assert_eq!(
+            b("mqtts://10.0.0.2:9883"),
+            Ok(Broker::External {
+                host: "10.0.0.2".into(),
+                port: 9883,
+                tls: true
+            })
+        );
+        assert_eq!(
+            b("mqtt://[::1]:1884"),
+            Ok(Broker::External {
+                host: "::1".into(),
+                port: 1884,
+                tls: false
+            })
+        );
+        assert!(b("mqtt://:1883").is_err());
+        assert!(b("mqtt://host:99999").is_err());
+        assert!(b("http://host").is_err());
+    }
+
+    #[test]
+    fn redacted_toml_never_contains_secrets() {
+        let mut c = minimal();
+        c.taobao.session = Some(Secret::new("session-value"));
+        c.mqtt.username = Some("node".into());
+        c.mqtt.password = Some(Secret::new("mqtt-pass"));
+        let out = c.to_redacted_toml();
+        for secret in ["s3cret", "session-value", "mqtt-pass"] {
+            assert!(!out.contains(secret), "{out}");
+        }
+        assert!(out.contains("app_secret = \"<redacted>\""), "{out}");
+    }
+}

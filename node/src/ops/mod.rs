@@ -1,5 +1,16 @@
-//! What operators see: alerts, metrics, `/healthz`, the status page, and logging setup.
+//! What operators see: alerts, health checks, metrics, `/healthz`, the status page, and
+//! logging setup.
+//!
+//! ```text
+//!   any module ──raise/clear──▶ Alerts ──┐
+//!   any module ──set check────▶ Health ──┼──▶ http: /  /healthz  /metrics  (+ merged routers)
+//!   any module ──metrics::*!──▶ metrics ─┘
+//! ```
 //!
 //! Must never expose secrets or buyer data: everything here carries ids and counts only.
 
 pub mod alert;
+pub mod health;
+pub mod http;
+pub mod log;
+pub mod metrics;

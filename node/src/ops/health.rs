@@ -1,0 +1,192 @@
+//! Health: each part of the node reports whether it is doing its job, and `/healthz` adds
+//! them up.
+//!
+//! A check is named after the part (`"store"`, `"outbox"`, `"taobao"`, `"mqtt"`) and is
+//! [`Status::Ok`], [`Status::Degraded`] (working, but an operator should look: e.g. the
+//! Taobao link is down and the outbox is queueing, which is what it is built for) or
+//! [`Status::Failing`] (not doing its job: the store is read-only, the outbox stalls while
+//! the link is up). The node is unhealthy, and `/healthz` answers 503, while any check is
+//! failing. "Running but forwarding nothing" must show up here: a part that can stall
+//! reports it, rather than the node reporting only that its process is alive.
+//!
+//! Messages carry ids and counts only, never secrets or buyer data.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+/// The state of one check, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Doing its job.
+    Ok,
+    /// Working, but needs an operator's eye.
+    Degraded,
+    /// Not doing its job.
+    Failing,
+}
+
+/// One check as last reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Its state.
+    pub status: Status,
+    /// Why, for people.
+    pub message: String,
+    /// When it entered this state.
+    #[serde(with = "humantime_serde")]
+    pub since: SystemTime,
+}
+
+/// The whole node's health, as served on `/healthz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The worst check's status (`ok` when there are none).
+    pub status: Status,
+    /// The node's version.
+    pub version: &'static str,
+    /// Seconds since the node started.
+    pub uptime_seconds: u64,
+    /// Every check by name.
+    pub checks: BTreeMap<String, Check>,
+}
+
+impl Report {
+    /// Whether `/healthz` answers 200.
+    pub fn is_healthy(&self) -> bool {
+        self.status != Status::Failing
+    }
+}
+
+/// A cheap, cloneable handle to the node's health checks.
+#[derive(Clone)]
+pub struct Health {
+    checks: Arc<Mutex<BTreeMap<String, Check>>>,
+    started: Instant,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Health {
+    /// No checks yet; uptime counts from now.
+    pub fn new() -> Self {
+        Health {
+            checks: Arc::new(Mutex::new(BTreeMap::new())),
+            started: Instant::now(),
+        }
+    }
+
+    /// Sets the check `name`. `since` moves only when the status changes, and a change is
+    /// logged once, so a loop may report the same state on every turn.
+    pub fn set(&self, name: &str, status: Status, message: impl Into<String>) {
+        let message = message.into();
+        let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = checks.get(name).is_none_or(|c| c.status != status);
+        if changed {
+            match status {
+                Status::Ok => tracing::info!(check = name, "healthy: {message}"),
+                Status::Degraded => tracing::warn!(check = name, "degraded: {message}"),
+                Status::Failing => tracing::error!(check = name, "failing: {message}"),
+            }
+            metrics::gauge!("health_check_status", "check" => name.to_owned())
+                .set(status as u8 as f64);
+        }
+        let since = match checks.get(name) {
+            Some(c) if !changed => c.since,
+            _ => SystemTime::now(),
+        };
+        checks.insert(
+            name.to_owned(),
+            Check {
+                status,
+                message,
+                since,
+            },
+        );
+    }
+
+    /// Shorthand for [`Status::Ok`].
+    pub fn ok(&self, name: &str, message: impl Into<String>) {
+        self.set(name, Status::Ok, message)
+    }
+
+    /// Shorthand for [`Status::Degraded`].
+    pub fn degraded(&self, name: &str, message: impl Into<String>) {
+        self.set(name, Status::Degraded, message)
+    }
+
+    /// Shorthand for [`Status::Failing`].
+    pub fn failing(&self, name: &str, message: impl Into<String>) {
+        self.set(name, Status::Failing, message)
+    }
+
+    /// Removes the check `name` (the part was stopped on purpose).
+    pub fn remove(&self, name: &str) {
+        self.checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// How long the node has been up.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// The current report.
+    pub fn report(&self) -> Report {
+        let checks = self
+            .checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let status = checks
+            .values()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Ok);
+        Report {
+            status,
+            version: crate::VERSION,
+            uptime_seconds: self.uptime().as_secs(),
+            checks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_check_decides_and_only_failing_is_unhealthy() {
+        let h = Health::new();
+        assert!(h.report().is_healthy());
+        h.ok("store", "open");
+        h.degraded("taobao", "link down, queueing");
+        let r = h.report();
+        assert_eq!(r.status, Status::Degraded);
+        assert!(r.is_healthy());
+        h.failing("outbox", "stalled for 10m while the link is up");
+        assert!(!h.report().is_healthy());
+        h.remove("outbox");
+        assert!(h.report().is_healthy());
+    }
+
+    #[test]
+    fn since_moves_only_when_the_status_changes() {
+        let h = Health::new();
+        h.ok("store", "open");
+        let first = h.report().checks["store"].since;
+        h.ok("store", "still open");
+        let r = h.report();
+        assert_eq!(r.checks["store"].since, first);
+        assert_eq!(r.checks["store"].message, "still open");
+    }
+}
