@@ -15,6 +15,20 @@
 //!   alert; [`Outcome::Auth`] pauses all delivery until [`resume`](self) is signalled, without
 //!   losing or reordering anything.
 
+pub mod admin;
+pub mod backoff;
+mod deliver;
+mod error;
+mod link;
+mod queue;
+pub mod rate;
+pub mod record;
+
+pub use error::{EnqueueError, OutboxError};
+pub use link::LinkState;
+pub use queue::{DeliveryStatus, Enqueued, InFlight, Outbox, OutboxConfig};
+pub use record::{Envelope, create_tables};
+
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Debug;
 use std::future::Future;

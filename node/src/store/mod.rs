@@ -1,1 +1,331 @@
 //! The one redb file: tables, schema version, group commit, quarantine.
+//!
+//! Everything the node must not forget lives in one redb database under `data_dir`
+//! (`wms-node.redb`). Values are postcard-encoded; each module declares its own tables
+//! (`TableDefinition<&str | u64, &[u8]>`) and reads and writes them through [`put`], [`get`]
+//! and [`decode`].
+//!
+//! # What "acknowledged" means
+//!
+//! [`Store::write`] resolves only after the transaction holding the caller's writes is
+//! committed with `Durability::Immediate`, i.e. fsynced. Anything acknowledged to the outside
+//! (an OK beep, an `Ok` from an enqueue) must come after that. Writes from many tasks share
+//! one transaction and one fsync (group commit, see [`writer`]), which keeps the per-write
+//! cost low on eMMC and SD cards. There is no other durability level in the node.
+//!
+//! # Power cuts
+//!
+//! Every commit has redb's quick-repair on: the allocator state is saved with each commit and
+//! two-phase commit guarantees a valid primary slot, so opening after a power cut is quick
+//! instead of a walk over the whole file. Opening never blocks on another process: a second
+//! process gets [`StoreError::InUse`] at once (redb takes a non-blocking `flock`).
+//!
+//! # Damaged records
+//!
+//! A value that does not decode is never a panic and never stops start-up: the reader gets
+//! [`StoreError::Corrupt`], the record is moved to the `quarantine` table by the next write
+//! (re-checked there), logged with table and key (never the value), counted in
+//! `store_quarantined_records_total{table}`, raised as the `store_quarantine` alert and shown
+//! by `wms-node queue stats`.
+//!
+//! # Tables owned here
+//!
+//! `meta` (schema version, store id; see [`schema`]) and `quarantine` (see [`quarantine`]).
+//! Must never: hold a write transaction outside the writer thread, or keep a long-lived
+//! savepoint (it would make the file append-only).
+
+mod codec;
+mod error;
+pub mod quarantine;
+pub mod schema;
+mod writer;
+
+pub use codec::{
+    Bytes, ReadTxn, after_commit, decode, delete, encode, get, put, report_undecodable,
+};
+pub use error::StoreError;
+pub use schema::META;
+
+use crate::ops::alert::Alerts;
+use codec::QuarantineQueue;
+use redb::{ReadTransaction, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the outbox does when its byte cap is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapPolicy {
+    /// Refuse the new op; the producer gets the op back with the error and decides.
+    #[default]
+    RejectNew,
+    /// Make room by dropping the oldest non-critical ops (counted, logged, alerted).
+    DropOldest,
+    /// `enqueue_now` waits until there is room (the producer is paused); an enqueue inside
+    /// a caller's transaction is refused as with `reject_new`.
+    Block,
+}
+
+impl std::fmt::Display for CapPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CapPolicy::RejectNew => "reject_new",
+            CapPolicy::DropOldest => "drop_oldest",
+            CapPolicy::Block => "block",
+        })
+    }
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The database file, normally `<data_dir>/wms-node.redb`.
+    pub path: PathBuf,
+    /// redb's page cache in bytes (its default is 1 GiB, too much for a gateway).
+    pub cache_size: u64,
+    /// Byte cap on the outbox backlog (accounted record bytes), 0 = none. Critical ops are
+    /// accepted beyond it; see `docs/OUTBOX.md` for sizing.
+    pub max_bytes: u64,
+    /// What happens at the cap.
+    pub cap_policy: CapPolicy,
+    /// How long the writer waits after the first write of a batch for more to join it.
+    pub group_commit_max_wait: Duration,
+    /// The most writes in one transaction.
+    pub group_commit_max_batch: usize,
+}
+
+impl StoreOptions {
+    /// Defaults sized for a gateway with 512 MiB of RAM.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreOptions {
+            path: path.into(),
+            cache_size: 32 * 1024 * 1024,
+            max_bytes: 256 * 1024 * 1024,
+            cap_policy: CapPolicy::RejectNew,
+            group_commit_max_wait: Duration::from_millis(2),
+            group_commit_max_batch: 256,
+        }
+    }
+}
+
+/// The store: a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<redb::Database>,
+    opts: StoreOptions,
+    store_id: String,
+    tx: Mutex<Option<mpsc::Sender<writer::Msg>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    quarantine: Arc<QuarantineQueue>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Last handle gone without `close`: stop the writer and wait for it, so the file is
+        // released when this returns (tests reopen it at once).
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.opts.path)
+            .field("store_id", &self.inner.store_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed), repairs after a power cut, runs migrations, starts the
+    /// group-commit writer thread. Never hangs, never panics on a damaged record.
+    pub fn open(opts: StoreOptions, alerts: Alerts) -> Result<Store, StoreError> {
+        Self::open_with(opts, alerts, schema::MIGRATIONS)
+    }
+
+    /// [`open`](Self::open) with a given migration path (tests of the migration machinery).
+    #[doc(hidden)]
+    pub fn open_with(
+        opts: StoreOptions,
+        alerts: Alerts,
+        migrations: &[schema::Migration],
+    ) -> Result<Store, StoreError> {
+        if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: opts.path.clone(),
+                source: Arc::new(redb::DatabaseError::Storage(redb::StorageError::Io(e))),
+            })?;
+        }
+        let path = opts.path.clone();
+        let repair_path = path.clone();
+        let db = redb::Builder::new()
+            .set_cache_size(usize::try_from(opts.cache_size).unwrap_or(usize::MAX))
+            .set_repair_callback(move |session| {
+                // Called only after an unclean shutdown without quick-repair data.
+                tracing::warn!(
+                    path = %repair_path.display(),
+                    progress = format!("{:.0}%", session.progress() * 100.0),
+                    "repairing the store after an unclean shutdown"
+                );
+            })
+            .create(&path)
+            .map_err(|e| StoreError::open(&path, e))?;
+        let migrated = schema::migrate(&db, &path, migrations)?;
+        if migrated.from != migrated.to {
+            tracing::info!(from = migrated.from, to = migrated.to, path = %path.display(), "store schema updated");
+        }
+        let db = Arc::new(db);
+        let quarantine = Arc::new(QuarantineQueue::default());
+        let (tx, rx) = mpsc::channel();
+        let w = writer::Writer {
+            db: db.clone(),
+            rx,
+            max_wait: opts.group_commit_max_wait,
+            max_batch: opts.group_commit_max_batch,
+            quarantine: quarantine.clone(),
+            alerts,
+        };
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || w.run())
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                source: Arc::new(redb::DatabaseError::Storage(redb::StorageError::Io(e))),
+            })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                opts,
+                store_id: migrated.store_id,
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+                quarantine,
+            }),
+        })
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.opts
+    }
+
+    /// A random id made when the file was created (prefixes idempotency keys, so a rebuilt
+    /// store never reuses one).
+    pub fn store_id(&self) -> &str {
+        &self.inner.store_id
+    }
+
+    /// The size of the file on disk in bytes (it does not shrink until compacted).
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.inner.opts.path).map_or(0, |m| m.len())
+    }
+
+    fn send(&self, msg: writer::Msg) -> Result<(), StoreError> {
+        let guard = self.inner.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(tx) => tx.send(msg).map_err(|_| StoreError::Closed),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    /// Runs `f` inside a write transaction shared with other concurrent writers (group
+    /// commit); resolves only after that transaction is durable (fsynced). If `f` returns Err
+    /// its writes are not committed and the error is returned; other writers are unaffected.
+    /// `f` may be called more than once (a batch may be retried), so it must be FnMut and
+    /// side-effect free outside the transaction (use [`after_commit`] for effects).
+    ///
+    /// If the returned future is dropped before it resolves, the write still happens.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(writer::Msg::Job(Box::new(writer::Reply {
+            f,
+            value: None,
+            tx,
+        })))?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// [`write`](Self::write) for threads outside the async runtime (blocks this thread).
+    pub fn write_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(writer::Msg::Job(Box::new(writer::Reply {
+            f,
+            value: None,
+            tx,
+        })))?;
+        rx.blocking_recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// A consistent snapshot read. Runs on the calling thread; keep it short in async code.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let result = codec::with_context(&self.inner.quarantine, false, || f(&txn));
+        if !self.inner.quarantine.is_empty() {
+            // Let the writer move what this read found, without waiting for other traffic.
+            let _ = self.send(writer::Msg::Nudge);
+        }
+        result
+    }
+
+    /// Flushes and closes; called last at shutdown. Waits for queued writes to commit. The
+    /// file is released when the last clone of this handle is dropped.
+    pub async fn close(self) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sender = self
+            .inner
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match sender {
+            Some(s) => {
+                if s.send(writer::Msg::Close(tx)).is_ok() {
+                    let _ = rx.await;
+                }
+            }
+            None => return Ok(()),
+        }
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = thread {
+            // The writer has acknowledged the close, so this join is immediate.
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        Ok(())
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

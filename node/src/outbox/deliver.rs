@@ -1,0 +1,483 @@
+//! The delivery loop: picks ready ops, hands them to the sink, records each result durably.
+//!
+//! ```text
+//!            ┌──────────── wake: enqueue / operator retry / resume / timer ───────────┐
+//!            v                                                                         │
+//!   scan outbox_sched (bounded)  ──>  token bucket  ──>  spawn attempt ──> sink.deliver │
+//!   heads of idle FIFO keys, due          rate limit        (≤ concurrency;   │          │
+//!                                                            1 while down)    v          │
+//!                                        record the outcome in one durable write ───────┘
+//!                                        (Done: the op leaves; Retry: backoff;
+//!                                         Permanent: dead letter; Auth: pause)
+//! ```
+//!
+//! A FIFO key is released only after its attempt's outcome is durable, so the next op of
+//! that key can never overtake a previous one, even across a crash. An op that was in flight
+//! when the process died is simply still queued; it is delivered again with the same
+//! idempotency key.
+
+use super::backoff::Backoff;
+use super::link::{Link, LinkState};
+use super::queue::{InFlight, Outbox, report_usage};
+use super::rate::TokenBucket;
+use super::record::{self, Envelope};
+use super::{Attempt, Operation, Outcome, Sink};
+use crate::ops::alert::Severity;
+use crate::store::{self, StoreError};
+use futures::FutureExt;
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::task::{Id, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A `not_before` further ahead than this can only come from a clock that jumped back.
+const CLOCK_HORIZON: Duration = Duration::from_secs(24 * 3600);
+
+/// What an attempt task reports back.
+struct Finished {
+    seq: u64,
+    fifo_key: String,
+    kind: String,
+    summary: String,
+    critical: bool,
+    outcome: Outcome,
+    /// The durable record of the outcome: `Ok(true)` if the op was still there.
+    recorded: Result<bool, StoreError>,
+    took: Duration,
+}
+
+struct Loop<S> {
+    sink: Arc<S>,
+    link: Link,
+    bucket: TokenBucket,
+    tasks: JoinSet<Finished>,
+    /// Task id -> (seq, fifo key), to release a key even if its task died.
+    running: HashMap<Id, (u64, String)>,
+    busy: HashSet<String>,
+    backoff: Backoff,
+    was_paused: bool,
+}
+
+impl<Op: Operation> Outbox<Op> {
+    /// Runs the delivery loop until `shutdown` is cancelled, then lets in-flight attempts
+    /// finish within `shutdown_deadline` (the rest are abandoned: they stay queued and are
+    /// delivered again, with the same idempotency key, after the restart).
+    pub async fn run<S: Sink<Op>>(&self, sink: S, shutdown: CancellationToken) {
+        let cfg = self.shared.config.clone();
+        let backoff = Backoff {
+            base: cfg.backoff_base,
+            max: cfg.backoff_max,
+        };
+        let mut lp = Loop {
+            sink: Arc::new(sink),
+            link: Link::new(backoff),
+            bucket: TokenBucket::new(cfg.rate_per_sec, cfg.burst, Instant::now()),
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            busy: HashSet::new(),
+            backoff,
+            was_paused: false,
+        };
+        self.set_status(|s| s.running = true);
+        tracing::info!(
+            concurrency = cfg.concurrency,
+            rate = cfg.rate_per_sec,
+            "outbox delivery started"
+        );
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let wake_at = self.fill(&mut lp);
+            tokio::select! {
+                // Shutdown: stop starting attempts; in-flight ones get the deadline below.
+                _ = shutdown.cancelled() => break,
+                // An attempt finished; its outcome is already durable.
+                Some(joined) = lp.tasks.join_next_with_id() => self.finished(&mut lp, joined),
+                // New op, operator retry or resume.
+                _ = self.shared.wake.notified() => {}
+                // A backoff, a probe or a token is due.
+                _ = sleep_until(wake_at), if wake_at.is_some() => {}
+            }
+        }
+        let deadline = Instant::now() + cfg.shutdown_deadline;
+        while !lp.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, lp.tasks.join_next_with_id()).await {
+                Ok(Some(joined)) => self.finished(&mut lp, joined),
+                Ok(None) => break,
+                Err(_) => {
+                    for (seq, key) in lp.running.values() {
+                        tracing::warn!(seq, fifo_key = %key,
+                            "attempt still running at the shutdown deadline; abandoned (it stays queued)");
+                    }
+                    lp.tasks.abort_all();
+                    while lp.tasks.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        if let Ok(mut m) = self.shared.in_flight.lock() {
+            m.clear();
+        }
+        self.set_status(|s| s.running = false);
+        tracing::info!("outbox delivery stopped");
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut super::queue::DeliveryStatus)) {
+        if let Ok(mut s) = self.shared.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// Starts what may start now; returns when to look again (besides wake-ups).
+    fn fill<S: Sink<Op>>(&self, lp: &mut Loop<S>) -> Option<Instant> {
+        let cfg = &self.shared.config;
+        let paused = self.shared.paused.load(Ordering::SeqCst);
+        if paused {
+            lp.was_paused = true;
+            return None;
+        }
+        if lp.was_paused {
+            lp.was_paused = false;
+            lp.link.reset();
+        }
+        let now = Instant::now();
+        let slots = lp
+            .link
+            .max_in_flight(cfg.concurrency)
+            .saturating_sub(lp.tasks.len());
+        if slots == 0 {
+            return None;
+        }
+        if let Some(t) = lp.link.not_before(now) {
+            return Some(t);
+        }
+        let token_wait = lp.bucket.wait(now);
+        if !token_wait.is_zero() {
+            return Some(now + token_wait);
+        }
+        let now_ms = store::now_ms();
+        let horizon = u64::try_from(CLOCK_HORIZON.as_millis()).unwrap_or(u64::MAX);
+        let busy = &lp.busy;
+        let scan = self.shared.store.read(|r| {
+            let s = record::scan(r, slots, busy, now_ms, horizon, cfg.scan_budget);
+            metrics::gauge!("outbox_oldest_item_age_seconds").set(oldest_age(r, now_ms));
+            s
+        });
+        let scan = match scan {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox scan failed; retrying in a second");
+                return Some(now + Duration::from_secs(1));
+            }
+        };
+        if scan.truncated && scan.ready.is_empty() {
+            tracing::debug!("outbox scan budget spent without finding a ready op");
+        }
+        for b in scan.broken {
+            self.quarantine(b);
+        }
+        let mut wake_at = scan
+            .next_due_ms
+            .map(|ms| now + Duration::from_millis(ms.saturating_sub(now_ms)));
+        for ready in scan.ready {
+            if let Err(wait) = lp.bucket.try_take(Instant::now()) {
+                let t = Instant::now() + wait;
+                wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+                break;
+            }
+            self.start(lp, ready.seq, ready.envelope);
+        }
+        wake_at
+    }
+
+    fn quarantine(&self, b: record::Broken) {
+        tracing::warn!(seq = b.seq, fifo_key = %b.fifo_key, reason = %b.reason,
+            "outbox row is broken; moving it to quarantine");
+        let store = self.shared.store.clone();
+        let alerts = self.shared.alerts.clone();
+        let wake = self.shared.wake.clone();
+        tokio::spawn(async move {
+            let r = store
+                .write(move |txn| {
+                    record::quarantine_row(txn, b.seq, b.priority, &b.fifo_key, &b.reason)
+                })
+                .await;
+            match r {
+                Ok(true) => {
+                    metrics::counter!("store_quarantined_records_total", "table" => "outbox")
+                        .increment(1);
+                    alerts.raise(
+                        "store_quarantine",
+                        Severity::Warning,
+                        "an undecodable outbox op was moved to quarantine; the queue carries on \
+                         without it; see `wms-node queue stats`",
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "could not quarantine a broken outbox row"),
+            }
+            wake.notify_one();
+        });
+    }
+
+    fn start<S: Sink<Op>>(&self, lp: &mut Loop<S>, seq: u64, env: Envelope) {
+        let op: Op = match postcard::from_bytes(&env.op) {
+            Ok(op) => op,
+            Err(e) => {
+                self.quarantine(record::Broken {
+                    seq,
+                    priority: env.priority as u8,
+                    fifo_key: env.fifo_key,
+                    reason: format!("op does not decode: {e}"),
+                });
+                return;
+            }
+        };
+        let attempt = env.attempts.saturating_add(1);
+        if let Ok(mut m) = self.shared.in_flight.lock() {
+            m.insert(
+                seq,
+                InFlight {
+                    attempt,
+                    started_at_ms: store::now_ms(),
+                },
+            );
+        }
+        lp.busy.insert(env.fifo_key.clone());
+        let sink = lp.sink.clone();
+        let store = self.shared.store.clone();
+        let timeout = self.shared.config.attempt_timeout;
+        let backoff = lp.backoff;
+        let fifo_key = env.fifo_key.clone();
+        let handle = lp.tasks.spawn(async move {
+            let started = Instant::now();
+            let delivery = sink.deliver(Attempt {
+                seq,
+                idempotency_key: &env.idempotency_key,
+                attempt,
+                op: &op,
+            });
+            let outcome = match tokio::time::timeout(
+                timeout,
+                AssertUnwindSafe(delivery).catch_unwind(),
+            )
+            .await
+            {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => Outcome::Retry {
+                    after: None,
+                    reason: "the sink panicked (a bug)".into(),
+                },
+                Err(_) => Outcome::Retry {
+                    after: None,
+                    reason: format!("no answer within {}", humantime::format_duration(timeout)),
+                },
+            };
+            let took = started.elapsed();
+            let recorded = record_outcome(&store, seq, attempt, &outcome, backoff).await;
+            Finished {
+                seq,
+                fifo_key: env.fifo_key,
+                kind: env.kind,
+                summary: env.summary,
+                critical: env.critical,
+                outcome,
+                recorded,
+                took,
+            }
+        });
+        lp.running.insert(handle.id(), (seq, fifo_key));
+    }
+
+    fn finished<S: Sink<Op>>(
+        &self,
+        lp: &mut Loop<S>,
+        joined: Result<(Id, Finished), tokio::task::JoinError>,
+    ) {
+        let f = match joined {
+            Ok((id, f)) => {
+                lp.running.remove(&id);
+                f
+            }
+            Err(e) => {
+                // Only an abort at shutdown or a panic outside the sink call gets here.
+                if let Some((seq, key)) = lp.running.remove(&e.id()) {
+                    lp.busy.remove(&key);
+                    if let Ok(mut m) = self.shared.in_flight.lock() {
+                        m.remove(&seq);
+                    }
+                    if !e.is_cancelled() {
+                        tracing::error!(seq, fifo_key = %key, "outbox attempt task failed: {e}");
+                        lp.link.on_retry(Instant::now(), None, rand::random());
+                    }
+                }
+                return;
+            }
+        };
+        lp.busy.remove(&f.fifo_key);
+        if let Ok(mut m) = self.shared.in_flight.lock() {
+            m.remove(&f.seq);
+        }
+        let kind = f.kind.clone();
+        let outcome_label = match &f.outcome {
+            Outcome::Done => "done",
+            Outcome::AlreadyDone => "already_done",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Auth { .. } => "auth",
+            Outcome::Permanent { .. } => "permanent",
+        };
+        metrics::counter!("outbox_attempts_total", "kind" => kind.clone(), "outcome" => outcome_label)
+            .increment(1);
+        metrics::histogram!("outbox_attempt_seconds", "kind" => kind.clone())
+            .record(f.took.as_secs_f64());
+        if let Err(e) = &f.recorded {
+            // The op is still queued as it was; slow down so a failing disk is not hammered
+            // with re-deliveries.
+            tracing::error!(seq = f.seq, error = %e, "could not record an outbox attempt's outcome");
+            lp.link.on_retry(Instant::now(), None, rand::random());
+            self.note_failure(&lp.link, format!("store: {e}"));
+            return;
+        }
+        let present = matches!(f.recorded, Ok(true));
+        match &f.outcome {
+            Outcome::Done | Outcome::AlreadyDone => {
+                metrics::counter!("outbox_delivered_total", "kind" => kind).increment(1);
+                if lp.link.on_answer() {
+                    tracing::info!("outbox link is up; catching up at the rate limit");
+                }
+                let now = store::now_ms();
+                self.set_status(|s| {
+                    s.link = "up";
+                    s.consecutive_failures = 0;
+                    s.down_since_ms = None;
+                    s.last_success_ms = Some(now);
+                });
+                self.shared.room.notify_waiters();
+            }
+            Outcome::Permanent { reason } => {
+                lp.link.on_answer();
+                self.set_status(|s| {
+                    s.link = "up";
+                    s.consecutive_failures = 0;
+                    s.down_since_ms = None;
+                });
+                if present {
+                    metrics::counter!("outbox_dead_letters_total", "kind" => kind).increment(1);
+                    tracing::error!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
+                        "outbox op failed permanently; moved to the dead letters");
+                    self.shared.alerts.raise(
+                        "dead_letter",
+                        if f.critical {
+                            Severity::Critical
+                        } else {
+                            Severity::Warning
+                        },
+                        format!(
+                            "op {} ({}: {}) was refused for good: {reason}; fix the cause, then \
+                             `wms-node queue retry {}` (or `queue drop`)",
+                            f.seq, f.kind, f.summary, f.seq
+                        ),
+                    );
+                    self.shared.room.notify_waiters();
+                }
+            }
+            Outcome::Retry { after, reason } => {
+                tracing::debug!(seq = f.seq, %reason, "outbox attempt failed; will retry");
+                lp.link.on_retry(Instant::now(), *after, rand::random());
+                self.note_failure(&lp.link, reason.clone());
+            }
+            Outcome::Auth { reason } => {
+                tracing::warn!(seq = f.seq, %reason, "credentials rejected; pausing outbox delivery");
+                self.pause(&format!(
+                    "credentials rejected ({reason}); re-authorize the shop"
+                ));
+                self.note_failure(&lp.link, format!("auth: {reason}"));
+            }
+        }
+        if let Ok((bytes, count)) = self
+            .shared
+            .store
+            .read(|r| record::load_meta(r).map(|m| (m.bytes, m.count)))
+        {
+            report_usage(&self.shared, bytes, count);
+        }
+    }
+
+    fn note_failure(&self, link: &Link, reason: String) {
+        let now = store::now_ms();
+        self.set_status(|s| {
+            s.last_failure = Some(reason);
+            if let LinkState::Down { failures, .. } = link.state() {
+                s.link = "down";
+                s.consecutive_failures = failures;
+                s.down_since_ms.get_or_insert(now);
+            }
+        });
+    }
+}
+
+/// Records an attempt's outcome in one durable write. `Ok(false)` when the op was gone by
+/// then (replaced by a newer op with its coalescing key, or dropped by an operator).
+async fn record_outcome(
+    store: &crate::store::Store,
+    seq: u64,
+    attempt: u32,
+    outcome: &Outcome,
+    backoff: Backoff,
+) -> Result<bool, StoreError> {
+    match outcome.clone() {
+        Outcome::Done | Outcome::AlreadyDone => {
+            store
+                .write(move |txn| Ok(record::complete(txn, seq)?.is_some()))
+                .await
+        }
+        Outcome::Retry { after, reason } => {
+            let wait = backoff.delay(attempt).max(after.unwrap_or(Duration::ZERO));
+            let not_before =
+                store::now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+            store
+                .write(move |txn| {
+                    Ok(record::record_failure(txn, seq, attempt, &reason, not_before)?.is_some())
+                })
+                .await
+        }
+        Outcome::Auth { reason } => {
+            let reason = format!("auth: {reason}");
+            store
+                .write(move |txn| {
+                    Ok(record::record_failure(txn, seq, attempt, &reason, 0)?.is_some())
+                })
+                .await
+        }
+        Outcome::Permanent { reason } => {
+            store
+                .write(move |txn| Ok(record::dead_letter(txn, seq, attempt, &reason)?.is_some()))
+                .await
+        }
+    }
+}
+
+/// Seconds since the oldest queued op was enqueued (0 when empty).
+fn oldest_age(r: &redb::ReadTransaction, now_ms: u64) -> f64 {
+    let first = r.open_table(record::OUTBOX).ok().and_then(|t| {
+        redb::ReadableTable::first(&t)
+            .ok()
+            .flatten()
+            .and_then(|(_, v)| record::decode_envelope(v.value()).ok())
+    });
+    first.map_or(0.0, |env| {
+        now_ms.saturating_sub(env.enqueued_at_ms) as f64 / 1000.0
+    })
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,541 @@
+//! The outbox's tables and every change to them, each a function over a write transaction.
+//!
+//! ```text
+//! outbox        u64 seq            -> postcard(Envelope)       the ops, in enqueue order
+//! outbox_fifo   (fifo_key, seq)    -> ()                       per-key order; head = first
+//! outbox_sched  (priority, seq)    -> (not_before_ms, fifo_key) what to try next
+//! outbox_keys   coalesce_key       -> seq                      the op a newer one replaces
+//! dead_letter   u64 seq            -> postcard(DeadLetter)     given up, with the reason
+//! meta["outbox"]                   -> postcard(OutboxMeta)     next seq, bytes, count
+//! ```
+//!
+//! Every function keeps the five tables and the byte count consistent within the caller's
+//! transaction; none of them commits. Envelopes carry `kind` and `summary` so operators'
+//! tools can show ops without knowing the op type.
+
+use super::Priority;
+use crate::store::{self, Bytes, META, StoreError};
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The ops, by sequence number.
+pub const OUTBOX: TableDefinition<u64, Bytes> = TableDefinition::new(OUTBOX_NAME);
+const OUTBOX_NAME: &str = "outbox";
+/// Per-FIFO-key order: the first entry of a key is its head.
+pub const OUTBOX_FIFO: TableDefinition<(&str, u64), ()> = TableDefinition::new("outbox_fifo");
+/// Scheduling index: priority first, then enqueue order; value = (not before, fifo key).
+pub const OUTBOX_SCHED: TableDefinition<(u8, u64), (u64, &str)> =
+    TableDefinition::new("outbox_sched");
+/// Coalescing key -> the seq of the newest undelivered op with that key.
+pub const OUTBOX_KEYS: TableDefinition<&str, u64> = TableDefinition::new("outbox_keys");
+/// Ops given up on, by their original sequence number.
+pub const DEAD_LETTER: TableDefinition<u64, Bytes> = TableDefinition::new(DEAD_LETTER_NAME);
+const DEAD_LETTER_NAME: &str = "dead_letter";
+
+const META_KEY: &str = "outbox";
+
+/// Creates the tables (schema version 1).
+pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(OUTBOX)?;
+    txn.open_table(OUTBOX_FIFO)?;
+    txn.open_table(OUTBOX_SCHED)?;
+    txn.open_table(OUTBOX_KEYS)?;
+    txn.open_table(DEAD_LETTER)?;
+    Ok(())
+}
+
+/// One queued op with what the outbox knows about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// [`Operation::kind`](super::Operation::kind).
+    pub kind: String,
+    /// [`Operation::summary`](super::Operation::summary): ids only.
+    pub summary: String,
+    /// [`Operation::fifo_key`](super::Operation::fifo_key).
+    pub fifo_key: String,
+    /// [`Operation::coalesce_key`](super::Operation::coalesce_key).
+    pub coalesce_key: Option<String>,
+    /// [`Operation::priority`](super::Operation::priority).
+    pub priority: Priority,
+    /// [`Operation::is_critical`](super::Operation::is_critical).
+    pub critical: bool,
+    /// `<store_id>-<seq>`: stable across re-deliveries, new for a replacing op.
+    pub idempotency_key: String,
+    /// When it was enqueued (Unix ms).
+    pub enqueued_at_ms: u64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The last failure's reason.
+    pub last_error: Option<String>,
+    /// When it was last tried (Unix ms).
+    pub last_attempt_at_ms: Option<u64>,
+    /// Not to be tried before (Unix ms; 0 = now).
+    pub not_before_ms: u64,
+    /// The seq of the older op this one replaced by coalescing.
+    pub replaced: Option<u64>,
+    /// The op, postcard-encoded.
+    pub op: Vec<u8>,
+}
+
+/// A dead letter: the envelope and why it was given up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The op as it was when given up.
+    pub envelope: Envelope,
+    /// The other side's message.
+    pub reason: String,
+    /// When (Unix ms).
+    pub at_ms: u64,
+}
+
+/// Outbox counters, kept in `meta` and changed in the same transaction as the rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMeta {
+    /// The next sequence number (never reused, even after the outbox drains).
+    pub next_seq: u64,
+    /// Bytes accounted to queued ops (see [`footprint`]).
+    pub bytes: u64,
+    /// Queued ops.
+    pub count: u64,
+}
+
+/// The bytes an op accounts for: its row plus its index entries. Deterministic from the
+/// stored row, so adding and removing always balance.
+pub fn footprint(raw_len: usize, fifo_key: &str, coalesce_key: Option<&str>) -> u64 {
+    let ck = coalesce_key.map_or(0, |k| k.len() + 8);
+    (raw_len + 8 + (fifo_key.len() + 8) + (9 + 8 + fifo_key.len()) + ck) as u64
+}
+
+/// The counters.
+pub fn load_meta(txn: &impl store::ReadTxn) -> Result<OutboxMeta, StoreError> {
+    Ok(store::get(txn, META, META_KEY)?.unwrap_or_default())
+}
+
+fn save_meta(txn: &WriteTransaction, meta: &OutboxMeta) -> Result<(), StoreError> {
+    store::put(txn, META, META_KEY, meta)
+}
+
+/// Decodes an envelope without quarantining it (callers decide what to do with a bad row).
+pub fn decode_envelope(raw: &[u8]) -> Result<Envelope, postcard::Error> {
+    postcard::from_bytes(raw)
+}
+
+/// The envelope at `seq` and its raw length, if present and decodable.
+pub fn peek(txn: &WriteTransaction, seq: u64) -> Result<Option<(Envelope, usize)>, StoreError> {
+    let t = txn.open_table(OUTBOX)?;
+    let raw = match t.get(seq)? {
+        Some(v) => v.value().to_vec(),
+        None => return Ok(None),
+    };
+    Ok(decode_envelope(&raw).ok().map(|e| (e, raw.len())))
+}
+
+/// Inserts a new envelope at `seq` (all indexes) and accounts its bytes.
+pub fn insert(
+    txn: &WriteTransaction,
+    meta: &mut OutboxMeta,
+    seq: u64,
+    env: &Envelope,
+) -> Result<u64, StoreError> {
+    let raw = store::encode(OUTBOX_NAME, env)?;
+    let fp = footprint(raw.len(), &env.fifo_key, env.coalesce_key.as_deref());
+    txn.open_table(OUTBOX)?.insert(seq, raw.as_slice())?;
+    txn.open_table(OUTBOX_FIFO)?
+        .insert((env.fifo_key.as_str(), seq), ())?;
+    txn.open_table(OUTBOX_SCHED)?.insert(
+        (env.priority as u8, seq),
+        (env.not_before_ms, env.fifo_key.as_str()),
+    )?;
+    if let Some(ck) = &env.coalesce_key {
+        let mut keys = txn.open_table(OUTBOX_KEYS)?;
+        // Keep the newest seq for a key (a re-queued dead letter may be older).
+        let newer = keys
+            .get(ck.as_str())?
+            .map(|v| v.value())
+            .filter(|&s| s > seq);
+        if newer.is_none() {
+            keys.insert(ck.as_str(), seq)?;
+        }
+    }
+    meta.bytes += fp;
+    meta.count += 1;
+    meta.next_seq = meta.next_seq.max(seq + 1);
+    Ok(fp)
+}
+
+/// Removes the op at `seq` from every table and un-accounts it. Returns the envelope if it
+/// was there and decodable (an undecodable row is removed too: use [`quarantine_row`] to
+/// keep its bytes).
+pub fn remove(
+    txn: &WriteTransaction,
+    meta: &mut OutboxMeta,
+    seq: u64,
+) -> Result<Option<Envelope>, StoreError> {
+    let raw = match txn.open_table(OUTBOX)?.remove(seq)? {
+        Some(v) => v.value().to_vec(),
+        None => return Ok(None),
+    };
+    let env = match decode_envelope(&raw) {
+        Ok(e) => e,
+        Err(_) => return Ok(None),
+    };
+    unindex(
+        txn,
+        seq,
+        env.priority as u8,
+        &env.fifo_key,
+        env.coalesce_key.as_deref(),
+    )?;
+    let fp = footprint(raw.len(), &env.fifo_key, env.coalesce_key.as_deref());
+    meta.bytes = meta.bytes.saturating_sub(fp);
+    meta.count = meta.count.saturating_sub(1);
+    Ok(Some(env))
+}
+
+fn unindex(
+    txn: &WriteTransaction,
+    seq: u64,
+    priority: u8,
+    fifo_key: &str,
+    coalesce_key: Option<&str>,
+) -> Result<(), StoreError> {
+    txn.open_table(OUTBOX_FIFO)?.remove((fifo_key, seq))?;
+    txn.open_table(OUTBOX_SCHED)?.remove((priority, seq))?;
+    if let Some(ck) = coalesce_key {
+        let mut keys = txn.open_table(OUTBOX_KEYS)?;
+        let points_here = keys.get(ck)?.map(|v| v.value()) == Some(seq);
+        if points_here {
+            keys.remove(ck)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the delivery of `seq`: the op leaves the outbox in this transaction. `false` if
+/// it was no longer there (replaced by a newer op, or dropped by an operator meanwhile).
+pub fn complete(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>, StoreError> {
+    let mut meta = load_meta(txn)?;
+    let env = remove(txn, &mut meta, seq)?;
+    if env.is_some() {
+        save_meta(txn, &meta)?;
+    }
+    Ok(env)
+}
+
+/// Rewrites the envelope at `seq` with `f`, keeping the indexes and the byte count right.
+/// `None` if it is gone.
+pub fn update(
+    txn: &WriteTransaction,
+    seq: u64,
+    f: impl FnOnce(&mut Envelope),
+) -> Result<Option<Envelope>, StoreError> {
+    let Some((mut env, old_len)) = peek(txn, seq)? else {
+        return Ok(None);
+    };
+    let before = env.clone();
+    f(&mut env);
+    let raw = store::encode(OUTBOX_NAME, &env)?;
+    txn.open_table(OUTBOX)?.insert(seq, raw.as_slice())?;
+    if env.not_before_ms != before.not_before_ms {
+        txn.open_table(OUTBOX_SCHED)?.insert(
+            (env.priority as u8, seq),
+            (env.not_before_ms, env.fifo_key.as_str()),
+        )?;
+    }
+    if raw.len() != old_len {
+        let mut meta = load_meta(txn)?;
+        let ck = env.coalesce_key.as_deref();
+        meta.bytes = meta
+            .bytes
+            .saturating_sub(footprint(old_len, &env.fifo_key, ck))
+            + footprint(raw.len(), &env.fifo_key, ck);
+        save_meta(txn, &meta)?;
+    }
+    Ok(Some(env))
+}
+
+/// Records a failed attempt (retry later, or an auth pause).
+pub fn record_failure(
+    txn: &WriteTransaction,
+    seq: u64,
+    attempt: u32,
+    reason: &str,
+    not_before_ms: u64,
+) -> Result<Option<Envelope>, StoreError> {
+    let now = store::now_ms();
+    update(txn, seq, |e| {
+        e.attempts = e.attempts.max(attempt);
+        e.last_error = Some(reason.to_owned());
+        e.last_attempt_at_ms = Some(now);
+        e.not_before_ms = not_before_ms;
+    })
+}
+
+/// Moves `seq` to the dead-letter table with `reason`.
+pub fn dead_letter(
+    txn: &WriteTransaction,
+    seq: u64,
+    attempt: u32,
+    reason: &str,
+) -> Result<Option<Envelope>, StoreError> {
+    let mut meta = load_meta(txn)?;
+    let Some(mut envelope) = remove(txn, &mut meta, seq)? else {
+        return Ok(None);
+    };
+    save_meta(txn, &meta)?;
+    let now = store::now_ms();
+    envelope.attempts = envelope.attempts.max(attempt);
+    envelope.last_error = Some(reason.to_owned());
+    envelope.last_attempt_at_ms = Some(now);
+    let dl = DeadLetter {
+        envelope: envelope.clone(),
+        reason: reason.to_owned(),
+        at_ms: now,
+    };
+    store::put(txn, DEAD_LETTER, seq, &dl)?;
+    Ok(Some(envelope))
+}
+
+/// Puts a dead letter back into the queue under its original seq (same idempotency key),
+/// with its attempts reset. `None` if there is no such dead letter.
+pub fn requeue_dead(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>, StoreError> {
+    let raw = match txn.open_table(DEAD_LETTER)?.remove(seq)? {
+        Some(v) => v.value().to_vec(),
+        None => return Ok(None),
+    };
+    let dl: DeadLetter = match postcard::from_bytes(&raw) {
+        Ok(d) => d,
+        Err(e) => {
+            // Keep it aside instead of losing it.
+            store::quarantine::insert(
+                txn,
+                DEAD_LETTER_NAME,
+                &seq.to_string(),
+                &e.to_string(),
+                raw,
+            )?;
+            return Err(StoreError::Corrupt {
+                table: DEAD_LETTER_NAME.to_owned(),
+                key: seq.to_string(),
+            });
+        }
+    };
+    let mut env = dl.envelope;
+    env.attempts = 0;
+    env.not_before_ms = 0;
+    env.last_error = Some(format!("re-queued from dead letters (was: {})", dl.reason));
+    let mut meta = load_meta(txn)?;
+    insert(txn, &mut meta, seq, &env)?;
+    save_meta(txn, &meta)?;
+    Ok(Some(env))
+}
+
+/// Clears the backoff of a queued op so it is tried as soon as its key allows.
+pub fn retry_now(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>, StoreError> {
+    update(txn, seq, |e| e.not_before_ms = 0)
+}
+
+/// Deletes a dead letter for good.
+pub fn drop_dead(txn: &WriteTransaction, seq: u64) -> Result<Option<DeadLetter>, StoreError> {
+    let raw = match txn.open_table(DEAD_LETTER)?.remove(seq)? {
+        Some(v) => v.value().to_vec(),
+        None => return Ok(None),
+    };
+    Ok(Some(postcard::from_bytes(&raw).unwrap_or_else(|e| {
+        DeadLetter {
+            envelope: Envelope {
+                kind: "?".into(),
+                summary: "(undecodable)".into(),
+                fifo_key: String::new(),
+                coalesce_key: None,
+                priority: Priority::Normal,
+                critical: false,
+                idempotency_key: String::new(),
+                enqueued_at_ms: 0,
+                attempts: 0,
+                last_error: None,
+                last_attempt_at_ms: None,
+                not_before_ms: 0,
+                replaced: None,
+                op: Vec::new(),
+            },
+            reason: e.to_string(),
+            at_ms: 0,
+        }
+    })))
+}
+
+/// Moves an outbox row whose envelope or op does not decode to the quarantine table,
+/// clearing its index entries and bytes. `fifo_key`/`priority` come from the sched index.
+pub fn quarantine_row(
+    txn: &WriteTransaction,
+    seq: u64,
+    priority: u8,
+    fifo_key: &str,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let raw = txn
+        .open_table(OUTBOX)?
+        .remove(seq)?
+        .map(|v| v.value().to_vec());
+    let ck = raw
+        .as_deref()
+        .and_then(|r| decode_envelope(r).ok())
+        .and_then(|e| e.coalesce_key);
+    unindex(txn, seq, priority, fifo_key, ck.as_deref())?;
+    let Some(raw) = raw else {
+        return Ok(false);
+    };
+    let mut meta = load_meta(txn)?;
+    meta.bytes = meta
+        .bytes
+        .saturating_sub(footprint(raw.len(), fifo_key, ck.as_deref()));
+    meta.count = meta.count.saturating_sub(1);
+    save_meta(txn, &meta)?;
+    store::quarantine::insert(txn, OUTBOX_NAME, &seq.to_string(), reason, raw)?;
+    Ok(true)
+}
+
+/// Picks the oldest non-critical ops whose removal frees at least `need` bytes, never `keep`.
+/// Returns nothing if they cannot free enough (then nothing should be dropped).
+pub fn oldest_droppable(
+    txn: &WriteTransaction,
+    need: u64,
+    keep: Option<u64>,
+) -> Result<Vec<(u64, u64)>, StoreError> {
+    let t = txn.open_table(OUTBOX)?;
+    let mut picked = Vec::new();
+    let mut freed = 0u64;
+    for row in t.iter()? {
+        let (k, v) = row?;
+        let seq = k.value();
+        if Some(seq) == keep {
+            continue;
+        }
+        let Ok(env) = decode_envelope(v.value()) else {
+            continue;
+        };
+        if env.critical {
+            continue;
+        }
+        let fp = footprint(v.value().len(), &env.fifo_key, env.coalesce_key.as_deref());
+        picked.push((seq, fp));
+        freed += fp;
+        if freed >= need {
+            return Ok(picked);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// An op the dispatcher may start now.
+#[derive(Debug)]
+pub struct Ready {
+    /// Its seq.
+    pub seq: u64,
+    /// Its envelope.
+    pub envelope: Envelope,
+}
+
+/// A row the scan found broken (missing or undecodable behind its index entries).
+#[derive(Debug)]
+pub struct Broken {
+    /// Its seq.
+    pub seq: u64,
+    /// Its priority from the index.
+    pub priority: u8,
+    /// Its FIFO key from the index.
+    pub fifo_key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Ops to start, best first.
+    pub ready: Vec<Ready>,
+    /// Rows to quarantine.
+    pub broken: Vec<Broken>,
+    /// The earliest `not_before` among heads still backing off (Unix ms).
+    pub next_due_ms: Option<u64>,
+    /// Whether the budget ran out before the index did.
+    pub truncated: bool,
+}
+
+/// Whether an op with `not_before_ms` may be tried at `now_ms`. A `not_before` further
+/// ahead than `horizon_ms` can only come from a clock that jumped back (a gateway that
+/// booted with a wrong RTC), so it counts as due rather than stalling the key for years.
+pub fn is_due(not_before_ms: u64, now_ms: u64, horizon_ms: u64) -> bool {
+    not_before_ms <= now_ms || not_before_ms > now_ms.saturating_add(horizon_ms)
+}
+
+/// Finds up to `want` ops that may start now: heads of their FIFO key, not in `busy`, due.
+/// Walks the scheduling index in (priority, seq) order, looking at most `budget` entries,
+/// so memory stays bounded whatever the backlog.
+pub fn scan(
+    txn: &ReadTransaction,
+    want: usize,
+    busy: &HashSet<String>,
+    now_ms: u64,
+    horizon_ms: u64,
+    budget: usize,
+) -> Result<Scan, StoreError> {
+    let mut out = Scan::default();
+    if want == 0 {
+        return Ok(out);
+    }
+    let sched = txn.open_table(OUTBOX_SCHED)?;
+    let fifo = txn.open_table(OUTBOX_FIFO)?;
+    let rows = txn.open_table(OUTBOX)?;
+    let mut blocked: HashSet<String> = HashSet::new();
+    for (looked, entry) in sched.iter()?.enumerate() {
+        if looked >= budget {
+            out.truncated = true;
+            break;
+        }
+        let (k, v) = entry?;
+        let (priority, seq) = k.value();
+        let (not_before, key) = v.value();
+        if busy.contains(key) || blocked.contains(key) {
+            continue;
+        }
+        let head = fifo
+            .range((key, 0u64)..=(key, u64::MAX))?
+            .next()
+            .transpose()?
+            .map(|(k, _)| k.value().1);
+        if head != Some(seq) {
+            // An older op of the same key is still queued: this one waits its turn.
+            blocked.insert(key.to_owned());
+            continue;
+        }
+        if !is_due(not_before, now_ms, horizon_ms) {
+            out.next_due_ms = Some(out.next_due_ms.map_or(not_before, |d| d.min(not_before)));
+            blocked.insert(key.to_owned());
+            continue;
+        }
+        blocked.insert(key.to_owned());
+        let raw = rows.get(seq)?.map(|v| v.value().to_vec());
+        match raw.as_deref().map(decode_envelope) {
+            Some(Ok(envelope)) => out.ready.push(Ready { seq, envelope }),
+            Some(Err(e)) => out.broken.push(Broken {
+                seq,
+                priority,
+                fifo_key: key.to_owned(),
+                reason: format!("envelope does not decode: {e}"),
+            }),
+            None => out.broken.push(Broken {
+                seq,
+                priority,
+                fifo_key: key.to_owned(),
+                reason: "index entry without a row".into(),
+            }),
+        }
+        if out.ready.len() + out.broken.len() >= want {
+            break;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,335 @@
+use super::*;
+use redb::TableDefinition;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const THINGS: TableDefinition<&str, Bytes> = TableDefinition::new("test_things");
+
+fn opts(dir: &tempfile::TempDir) -> StoreOptions {
+    StoreOptions::new(dir.path().join("wms-node.redb"))
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(opts(dir), Alerts::new()).expect("open")
+}
+
+#[tokio::test]
+async fn a_write_is_readable_once_it_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write(|txn| put(txn, THINGS, "a", &"alpha".to_string()))
+        .await
+        .unwrap();
+    let got: Option<String> = store.read(|r| get(r, THINGS, "a")).unwrap();
+    assert_eq!(got.as_deref(), Some("alpha"));
+}
+
+#[tokio::test]
+async fn a_failing_closure_commits_nothing_and_its_batch_mates_still_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&dir);
+    // A long linger so the writes below land in one batch.
+    o.group_commit_max_wait = Duration::from_millis(50);
+    let store = Store::open(o, Alerts::new()).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20u32 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.write(move |txn| {
+                put(txn, THINGS, format!("k{i}").as_str(), &i)?;
+                if i % 3 == 0 {
+                    return Err(StoreError::Aborted(format!("no {i}")));
+                }
+                if i == 7 {
+                    panic!("closure {i} panics");
+                }
+                Ok(i)
+            })
+            .await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        let i = i as u32;
+        match (i % 3 == 0, i == 7) {
+            (true, _) => assert!(matches!(r, Err(StoreError::Aborted(_))), "{i}: {r:?}"),
+            (_, true) => assert!(matches!(r, Err(StoreError::Panicked(_))), "{i}: {r:?}"),
+            _ => assert_eq!(r.unwrap(), i),
+        }
+    }
+    for i in 0..20u32 {
+        let got: Option<u32> = store
+            .read(|r| get(r, THINGS, format!("k{i}").as_str()))
+            .unwrap();
+        let committed = i % 3 != 0 && i != 7;
+        assert_eq!(got, committed.then_some(i), "key k{i}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writes_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let s = store.clone();
+        let runs = runs.clone();
+        tasks.push(tokio::spawn(async move {
+            s.write(move |txn| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                put(txn, THINGS, format!("k{i}").as_str(), &i)
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let n = store
+        .read(|r| {
+            use redb::ReadableTableMetadata;
+            Ok(r.open_table(THINGS)?.len()?)
+        })
+        .unwrap();
+    assert_eq!(n, 200);
+    // No failures, so every closure ran exactly once.
+    assert_eq!(runs.load(Ordering::SeqCst), 200);
+}
+
+#[tokio::test]
+async fn hooks_run_after_a_commit_and_not_after_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    store
+        .write(move |txn| {
+            let f = f.clone();
+            after_commit(move || {
+                f.fetch_add(1, Ordering::SeqCst);
+            });
+            put(txn, THINGS, "x", &1u8)
+        })
+        .await
+        .unwrap();
+    let f = fired.clone();
+    let r: Result<(), _> = store
+        .write(move |_txn| {
+            let f = f.clone();
+            after_commit(move || {
+                f.fetch_add(100, Ordering::SeqCst);
+            });
+            Err(StoreError::Aborted("no".into()))
+        })
+        .await;
+    assert!(r.is_err());
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_reported_then_moved_to_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = Alerts::new();
+    let store = Store::open(opts(&dir), alerts.clone()).unwrap();
+    store
+        .write(|txn| {
+            let mut t = txn.open_table(THINGS)?;
+            // A string claiming 5 bytes and carrying none.
+            t.insert("bad", [5u8].as_slice())?;
+            t.insert("good", postcard::to_allocvec("fine").unwrap().as_slice())?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let r = store.read(|r| get::<&str, String>(r, THINGS, "bad"));
+    match r {
+        Err(StoreError::Corrupt { table, key }) => {
+            assert_eq!(table, "test_things");
+            assert_eq!(key, "bad");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // The read nudged the writer; poll until the move is committed.
+    let mut moved = 0;
+    for _ in 0..200 {
+        moved = store.read(quarantine::count).unwrap();
+        if moved == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(moved, 1);
+    assert!(alerts.is_active("store_quarantine"));
+    let bad: Option<String> = store.read(|r| get(r, THINGS, "bad")).unwrap();
+    assert_eq!(bad, None);
+    let good: Option<String> = store.read(|r| get(r, THINGS, "good")).unwrap();
+    assert_eq!(good.as_deref(), Some("fine"));
+    let listed = store.read(|r| quarantine::list(r, 0, 10)).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].1.table, "test_things");
+    assert_eq!(listed[0].1.key, "bad");
+    assert!(
+        listed[0].1.raw.is_empty(),
+        "listing never carries the value"
+    );
+}
+
+#[tokio::test]
+async fn a_record_fixed_before_the_move_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write(|txn| {
+            txn.open_table(THINGS)?.insert("k", [5u8].as_slice())?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // Read it inside a write that also repairs it: the move must see the repaired value.
+    store
+        .write(|txn| {
+            let _ = get::<&str, String>(txn, THINGS, "k");
+            put(txn, THINGS, "k", &"repaired".to_string())
+        })
+        .await
+        .unwrap();
+    store.write(|_| Ok(())).await.unwrap();
+    assert_eq!(store.read(quarantine::count).unwrap(), 0);
+    let v: Option<String> = store.read(|r| get(r, THINGS, "k")).unwrap();
+    assert_eq!(v.as_deref(), Some("repaired"));
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_file_says_in_use_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let second = Store::open(opts(&dir), Alerts::new());
+    assert!(
+        matches!(second, Err(StoreError::InUse { .. })),
+        "{second:?}"
+    );
+    drop(store);
+    // Dropping the last handle releases the file.
+    let again = Store::open(opts(&dir), Alerts::new());
+    assert!(again.is_ok(), "{again:?}");
+}
+
+#[tokio::test]
+async fn close_commits_queued_writes_and_later_writes_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let s = store.clone();
+    let pending = tokio::spawn(async move { s.write(|txn| put(txn, THINGS, "late", &1u8)).await });
+    // Let the write reach the writer's channel before closing.
+    tokio::task::yield_now().await;
+    let other = store.clone();
+    store.close().await.unwrap();
+    let r = pending.await.unwrap();
+    assert!(r.is_ok() || matches!(r, Err(StoreError::Closed)), "{r:?}");
+    let after = other.write(|txn| put(txn, THINGS, "after", &1u8)).await;
+    assert!(matches!(after, Err(StoreError::Closed)));
+}
+
+#[tokio::test]
+async fn the_store_id_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = open(&dir).store_id().to_owned();
+    assert_eq!(id.len(), 16);
+    assert_eq!(open(&dir).store_id(), id);
+}
+
+fn mark_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    put(txn, THINGS, "migrated_to_2", &true)
+}
+
+fn mark_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    // Rewrite every v2 record into the v3 shape: here, a counter of runs.
+    let runs: u32 = get(txn, THINGS, "v3_runs")?.unwrap_or(0);
+    put(txn, THINGS, "v3_runs", &(runs + 1))
+}
+
+fn failing_step(_txn: &WriteTransaction) -> Result<(), StoreError> {
+    Err(StoreError::Aborted("disk says no".into()))
+}
+
+fn path_to(n: u32) -> Vec<schema::Migration> {
+    let mut v = schema::MIGRATIONS.to_vec();
+    let base = schema::current_version();
+    if n > base {
+        v.push(schema::Migration {
+            to: base + 1,
+            what: "test step to N",
+            breaks_older_readers: false,
+            run: mark_v2,
+        });
+    }
+    if n > base + 1 {
+        v.push(schema::Migration {
+            to: base + 2,
+            what: "test step to N+1",
+            breaks_older_readers: true,
+            run: mark_v3,
+        });
+    }
+    v
+}
+
+#[tokio::test]
+async fn a_file_at_the_previous_version_is_upgraded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = schema::current_version();
+    {
+        let s = Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 1)).unwrap();
+        s.write(|txn| put(txn, THINGS, "old", &"kept".to_string()))
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let s = Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 2)).unwrap();
+        let v = s.read(schema::read_versions).unwrap();
+        assert_eq!(v.version, base + 2);
+        assert_eq!(v.compat, base + 2);
+        let runs: Option<u32> = s.read(|r| get(r, THINGS, "v3_runs")).unwrap();
+        assert_eq!(runs, Some(1), "the step runs once, not on every open");
+        let old: Option<String> = s.read(|r| get(r, THINGS, "old")).unwrap();
+        assert_eq!(old.as_deref(), Some("kept"));
+    }
+}
+
+#[tokio::test]
+async fn an_older_build_opens_a_compatible_newer_file_and_refuses_an_incompatible_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = schema::current_version();
+    drop(Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 1)).unwrap());
+    // The step to base+1 kept older readers working: the current build still opens it.
+    drop(Store::open(opts(&dir), Alerts::new()).unwrap());
+    drop(Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 2)).unwrap());
+    match Store::open(opts(&dir), Alerts::new()) {
+        Err(StoreError::SchemaTooNew {
+            found, supported, ..
+        }) => {
+            assert_eq!(found, base + 2);
+            assert_eq!(supported, base);
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_migration_step_leaves_the_previous_version_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = schema::current_version();
+    drop(Store::open(opts(&dir), Alerts::new()).unwrap());
+    let mut broken = schema::MIGRATIONS.to_vec();
+    broken.push(schema::Migration {
+        to: base + 1,
+        what: "fails",
+        breaks_older_readers: false,
+        run: failing_step,
+    });
+    let r = Store::open_with(opts(&dir), Alerts::new(), &broken);
+    assert!(matches!(r, Err(StoreError::Migration { to, .. }) if to == base + 1));
+    let s = Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 1)).unwrap();
+    assert_eq!(s.read(schema::read_versions).unwrap().version, base + 1);
+}

@@ -1,0 +1,335 @@
+//! The group-commit writer: one thread owns the write side of the database.
+//!
+//! ```text
+//!  task ─┐ job(FnMut, oneshot)                         ┌─> answer (after fsync)
+//!  task ─┼──────────────> [channel] ──> writer thread ─┼─> answer
+//!  task ─┘                 batch ≤ max_batch jobs,     └─> answer
+//!                          ≤ max_wait after the first
+//! ```
+//!
+//! A batch runs every job in one write transaction, commits it with
+//! `Durability::Immediate` (fsync; quick-repair on, so a power cut needs no slow repair) and
+//! only then answers each job. A job whose closure fails (or panics) must not commit its
+//! partial writes nor fail the others, and redb has no cheap per-job rollback, so the writer
+//! aborts the transaction and runs the batch again without the failed jobs (this is why jobs
+//! are `FnMut`). Failures are collected per pass, so a batch with failures costs two passes
+//! in the usual case.
+//!
+//! Records that readers found undecodable are moved to quarantine at the start of the next
+//! batch, in the same transaction.
+
+use super::codec::{self, Hook, PendingQuarantine, QuarantineQueue};
+use super::{StoreError, quarantine};
+use crate::ops::alert::{Alerts, Severity};
+use redb::{Database, Durability, WriteTransaction};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+/// A unit of work for the writer.
+pub(crate) trait Job: Send {
+    /// Runs inside the batch's transaction; may be called more than once.
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError>;
+    /// Tells the caller the final result (after the commit, or the failure).
+    fn answer(self: Box<Self>, result: Result<(), StoreError>);
+}
+
+/// A caller's closure and where to send its result.
+pub(crate) struct Reply<R, F> {
+    pub f: F,
+    pub value: Option<R>,
+    pub tx: tokio::sync::oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R, F> Job for Reply<R, F>
+where
+    F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send,
+    R: Send,
+{
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        self.value = None;
+        self.value = Some((self.f)(txn)?);
+        Ok(())
+    }
+    fn answer(self: Box<Self>, result: Result<(), StoreError>) {
+        let this = *self;
+        let msg = match result {
+            Ok(()) => this.value.ok_or_else(|| {
+                StoreError::Aborted("internal: job committed without a value".into())
+            }),
+            Err(e) => Err(e),
+        };
+        // The caller may have gone away (its future was dropped): the write stands anyway.
+        let _ = this.tx.send(msg);
+    }
+}
+
+pub(crate) enum Msg {
+    Job(Box<dyn Job>),
+    /// Run a batch even if empty (to move pending quarantine records).
+    Nudge,
+    /// Finish what is queued, then stop and drop the database handle.
+    Close(tokio::sync::oneshot::Sender<()>),
+}
+
+pub(crate) struct Writer {
+    pub db: Arc<Database>,
+    pub rx: Receiver<Msg>,
+    pub max_wait: Duration,
+    pub max_batch: usize,
+    pub quarantine: Arc<QuarantineQueue>,
+    pub alerts: Alerts,
+}
+
+impl Writer {
+    pub fn run(self) {
+        let Writer {
+            db,
+            rx,
+            max_wait,
+            max_batch,
+            quarantine,
+            alerts,
+        } = self;
+        let max_batch = max_batch.max(1);
+        let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+        let mut closing: Option<tokio::sync::oneshot::Sender<()>> = None;
+        let mut disconnected = false;
+        loop {
+            // Wait for the first message of a batch.
+            match rx.recv() {
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Nudge) => {}
+                Ok(Msg::Close(ack)) => closing = Some(ack),
+                Err(_) => disconnected = true,
+            }
+            // Gather more: whatever is queued, then wait up to `max_wait` for the batch to fill.
+            let deadline = Instant::now() + max_wait;
+            while closing.is_none() && !disconnected && batch.len() < max_batch {
+                let msg = match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => {
+                        let now = Instant::now();
+                        if batch.is_empty() || now >= deadline {
+                            break;
+                        }
+                        match rx.recv_timeout(deadline - now) {
+                            Ok(m) => m,
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => {
+                                disconnected = true;
+                                break;
+                            }
+                        }
+                    }
+                };
+                match msg {
+                    Msg::Job(j) => batch.push(j),
+                    Msg::Nudge => {}
+                    Msg::Close(ack) => closing = Some(ack),
+                }
+            }
+            let pending = quarantine.take();
+            if !batch.is_empty() || !pending.is_empty() {
+                commit_batch(
+                    &db,
+                    &quarantine,
+                    &alerts,
+                    std::mem::take(&mut batch),
+                    pending,
+                );
+            }
+            if closing.is_some() || disconnected {
+                // Answer anything that raced in behind the close.
+                while let Ok(msg) = rx.try_recv() {
+                    if let Msg::Job(j) = msg {
+                        j.answer(Err(StoreError::Closed));
+                    }
+                }
+                break;
+            }
+        }
+        drop(db);
+        if let Some(ack) = closing {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// Moves one pending record to quarantine; the answer logs and counts.
+struct QuarantineJob {
+    pending: PendingQuarantine,
+    moved: bool,
+}
+
+impl QuarantineJob {
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        self.moved = false;
+        if let Some(raw) = (self.pending.evict)(txn)? {
+            quarantine::insert(
+                txn,
+                &self.pending.table,
+                &self.pending.key,
+                &self.pending.reason,
+                raw,
+            )?;
+            self.moved = true;
+        }
+        Ok(())
+    }
+}
+
+fn commit_batch(
+    db: &Database,
+    queue: &Arc<QuarantineQueue>,
+    alerts: &Alerts,
+    jobs: Vec<Box<dyn Job>>,
+    pending: Vec<PendingQuarantine>,
+) {
+    let started = Instant::now();
+    // A job with `Some(error)` has failed and is left out of the next pass.
+    let mut slots: Vec<(Box<dyn Job>, Option<StoreError>)> =
+        jobs.into_iter().map(|j| (j, None)).collect();
+    let mut moves: Vec<QuarantineJob> = pending
+        .into_iter()
+        .map(|pending| QuarantineJob {
+            pending,
+            moved: false,
+        })
+        .collect();
+    // Each pass either commits or excludes at least one job or move, so this ends.
+    let outcome: Result<Vec<Hook>, StoreError> = loop {
+        let mut txn = match db.begin_write() {
+            Ok(t) => t,
+            Err(e) => break Err(e.into()),
+        };
+        txn.set_durability(Durability::Immediate);
+        txn.set_quick_repair(true);
+        let (failed_any, hooks) = codec::with_context(queue, true, || {
+            let mut failed_any = false;
+            let mut i = 0;
+            while i < moves.len() {
+                match catch_unwind(AssertUnwindSafe(|| moves[i].run(&txn))) {
+                    Ok(Ok(())) => i += 1,
+                    other => {
+                        let m = moves.remove(i);
+                        let error = match other {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "panicked".to_owned(),
+                        };
+                        tracing::error!(table = %m.pending.table, key = %m.pending.key, %error,
+                            "could not move an undecodable record to quarantine");
+                        failed_any = true;
+                    }
+                }
+            }
+            for (job, failure) in slots.iter_mut().filter(|(_, f)| f.is_none()) {
+                let mark = codec::hooks_len();
+                let err = match catch_unwind(AssertUnwindSafe(|| job.run(&txn))) {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e,
+                    Err(panic) => StoreError::Panicked(panic_message(panic.as_ref())),
+                };
+                codec::truncate_hooks(mark);
+                *failure = Some(err);
+                failed_any = true;
+            }
+            (failed_any, codec::take_hooks())
+        });
+        if !failed_any {
+            match txn.commit() {
+                Ok(()) => break Ok(hooks),
+                Err(e) => break Err(e.into()),
+            }
+        }
+        // Drop every write of this pass and run again without the failures.
+        drop(hooks);
+        let _ = txn.abort();
+        if slots.iter().all(|(_, f)| f.is_some()) && moves.is_empty() {
+            break Ok(Vec::new());
+        }
+    };
+    let (hooks, commit_error) = match outcome {
+        Ok(hooks) => (hooks, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    match &commit_error {
+        None => {
+            let live = slots.iter().filter(|(_, f)| f.is_none()).count();
+            if live > 0 {
+                metrics::histogram!("store_group_commit_batch_size").record(live as f64);
+                metrics::histogram!("store_commit_seconds").record(started.elapsed().as_secs_f64());
+            }
+            alerts.clear("store_disk_full");
+        }
+        Some(e) => {
+            metrics::counter!("store_commit_errors_total").increment(1);
+            tracing::error!(error = %e, jobs = slots.len(), "store commit failed");
+            if e.is_disk_full() {
+                alerts.raise(
+                    "store_disk_full",
+                    Severity::Critical,
+                    "the disk holding the store is full: nothing new can be recorded; free space",
+                );
+            }
+        }
+    }
+    for (job, failure) in slots {
+        let result = match (failure, &commit_error) {
+            (Some(e), _) => Err(e),
+            (None, Some(e)) => Err(e.clone()),
+            (None, None) => Ok(()),
+        };
+        job.answer(result);
+    }
+    if commit_error.is_none() {
+        report_moves(alerts, &moves);
+    }
+    for hook in hooks {
+        if catch_unwind(AssertUnwindSafe(hook)).is_err() {
+            tracing::error!("a store after-commit hook panicked");
+        }
+    }
+}
+
+fn report_moves(alerts: &Alerts, moves: &[QuarantineJob]) {
+    let mut last = None;
+    for m in moves.iter().filter(|m| m.moved) {
+        // Table and key only: the value may hold buyer data.
+        tracing::warn!(
+            table = %m.pending.table,
+            key = %m.pending.key,
+            reason = %m.pending.reason,
+            "undecodable record moved to quarantine"
+        );
+        metrics::counter!("store_quarantined_records_total", "table" => m.pending.table.clone())
+            .increment(1);
+        last = Some(m);
+    }
+    if let Some(m) = last {
+        alerts.raise(
+            "store_quarantine",
+            Severity::Warning,
+            format!(
+                "undecodable records were moved to quarantine (latest: table {}, key {}); \
+                 the node carries on without them; see `wms-node queue stats`",
+                m.pending.table, m.pending.key
+            ),
+        );
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
