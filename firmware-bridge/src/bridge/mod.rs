@@ -1,0 +1,1 @@
+//! The `wms-bridge` daemon (placeholder while the core is built).
