@@ -287,6 +287,11 @@ impl TopClient {
         })
     }
 
+    /// Whether a session provider is attached.
+    pub fn has_sessions(&self) -> bool {
+        self.inner.sessions.is_some()
+    }
+
     /// The options this client was built with.
     pub fn options(&self) -> &ClientOptions {
         &self.inner.opts
@@ -521,14 +526,14 @@ impl TopClient {
                     .map(str::to_owned);
                 Ok((v, rid))
             }
-            Some(Envelope::Err(b)) => Err(TopError::Api(ApiError {
+            Some(Envelope::Err(b)) => Err(TopError::Api(Box::new(ApiError {
                 method: method.to_owned(),
                 code: b.code,
                 msg: b.msg.unwrap_or_default(),
                 sub_code: b.sub_code,
                 sub_msg: b.sub_msg,
                 request_id: b.request_id,
-            })),
+            }))),
             None => Err(TopError::Decode {
                 method: method.to_owned(),
                 detail: "reply is not a JSON object".into(),

@@ -129,7 +129,7 @@ pub enum TopError {
     },
     /// The gateway answered with `error_response`; classified by code and sub_code.
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// A code-7 ban is still running locally: the call was not sent. Retry after `remaining`.
     #[error("{method}: not sent, {scope} is banned for {}s more", remaining.as_secs())]
     Banned {
@@ -262,7 +262,7 @@ impl TopError {
     /// The platform's reply, if this is one.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
-            TopError::Api(e) => Some(e),
+            TopError::Api(e) => Some(&**e),
             _ => None,
         }
     }
@@ -375,7 +375,7 @@ mod tests {
         }
         let e = api(INC, 27, Some("sessionkey-not-generated-by-server"), None);
         assert_eq!(
-            TopError::Api(e).outcome(),
+            TopError::Api(Box::new(e)).outcome(),
             Outcome::Auth {
                 reason: format!(
                     "{INC} answered code 27 (m), sub_code sessionkey-not-generated-by-server"
@@ -431,7 +431,7 @@ mod tests {
             Disposition::AlreadyDone
         );
         assert_eq!(
-            TopError::Api(api(OFFLINE_SEND, 15, sub, None)).outcome(),
+            TopError::Api(Box::new(api(OFFLINE_SEND, 15, sub, None))).outcome(),
             Outcome::AlreadyDone
         );
         assert_eq!(

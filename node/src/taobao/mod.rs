@@ -11,16 +11,24 @@
 //! | [`types`]    | Trade, Order, Item, Sku, Refund, Waybill… as Taobao names them         |
 //! | [`limit`]    | token buckets per app and per method, code-7 bans per scope            |
 //! | [`client`]   | [`TopClient`]: sign, send, classify, log, count                        |
+//! | [`api`]      | the typed calls (`trades.sold.increment.get`, `logistics.offline.send`…) |
+//! | [`oauth`]    | authorize URL, code exchange, refresh; [`oauth::TokenSet`]             |
+//! | [`tokens`]   | the `tokens` table, [`tokens::TokenManager`] (refresh, alerts)         |
+//! | [`outbox`]   | [`outbox::TaobaoOp`] and [`outbox::TaobaoSink`] for the outbox          |
 //!
 //! Must never log or return in an error: the app secret, the session (access token), refresh
 //! tokens, signature inputs, or receiver fields (name, address, phone, mobile).
 
+pub mod api;
 pub mod client;
 pub mod decode;
 pub mod error;
 pub mod limit;
+pub mod oauth;
+pub mod outbox;
 pub mod sign;
 pub mod time;
+pub mod tokens;
 pub mod types;
 
 pub use client::{ClientOptions, Params, Session, SessionProvider, StaticSession, TopClient};
