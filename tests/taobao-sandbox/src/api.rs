@@ -236,7 +236,7 @@ fn trade_filters(p: &Params) -> Result<impl Fn(&Trade) -> bool, TopError> {
         status
             .as_deref()
             .is_none_or(|s| status_matches(s, &t.status))
-            && types.iter().any(|ty| *ty == t.trade_type)
+            && types.contains(&t.trade_type)
             && buyer.as_deref().is_none_or(|b| b == t.buyer_nick)
     })
 }

@@ -211,9 +211,9 @@ pub fn render_success(
             let mut s = String::from(XML_DECL);
             s.push_str(&format!("<{root}>"));
             for (k, v) in fields {
-                xml_field(&mut s, k, v, style);
+                xml_field(&mut s, k, v);
             }
-            xml_field(&mut s, "request_id", &Out::str(request_id), style);
+            xml_field(&mut s, "request_id", &Out::str(request_id));
             s.push_str(&format!("</{root}>"));
             (XML_CT, s)
         }
@@ -251,7 +251,7 @@ pub fn render_error(err: &TopError, request_id: &str, format: Format) -> (&'stat
             let mut s = String::from(XML_DECL);
             s.push_str("<error_response>");
             for (k, v) in &fields {
-                xml_field(&mut s, k, v, &style);
+                xml_field(&mut s, k, v);
             }
             s.push_str("</error_response>");
             (XML_CT, s)
@@ -265,7 +265,7 @@ pub const JSON_CT: &str = "application/json;charset=UTF-8";
 pub const XML_CT: &str = "text/xml;charset=UTF-8";
 const XML_DECL: &str = r#"<?xml version="1.0" encoding="utf-8" ?>"#;
 
-fn xml_field(s: &mut String, name: &str, out: &Out, style: &Style) {
+fn xml_field(s: &mut String, name: &str, out: &Out) {
     match out {
         Out::Value(v) => {
             s.push_str(&format!("<{name}>"));
@@ -278,14 +278,14 @@ fn xml_field(s: &mut String, name: &str, out: &Out, style: &Style) {
         Out::Obj(fields) => {
             s.push_str(&format!("<{name}>"));
             for (k, v) in fields {
-                xml_field(s, k, v, style);
+                xml_field(s, k, v);
             }
             s.push_str(&format!("</{name}>"));
         }
         Out::List(elem, items) => {
             s.push_str(&format!(r#"<{name} list="true">"#));
             for item in items {
-                xml_field(s, elem, item, style);
+                xml_field(s, elem, item);
             }
             s.push_str(&format!("</{name}>"));
         }

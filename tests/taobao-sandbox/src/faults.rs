@@ -25,6 +25,7 @@ pub enum FaultKind {
     /// Link down: connections closed without a response.
     Outage,
     /// HTTP 5xx from the front end.
+    #[serde(rename = "http_500")]
     Http500,
     /// Reply held past a typical client timeout.
     Slow,

@@ -1474,12 +1474,14 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_795_924_800;
+    const SHIRT: i64 = 6_001;
+    const MUG: i64 = 6_002;
 
     fn shop() -> Shop {
         let mut s = Shop::default();
         s.create_item(
             NewItem {
-                num_iid: 600_1,
+                num_iid: SHIRT,
                 title: "T恤".into(),
                 outer_id: Some("TS".into()),
                 skus: vec![
@@ -1503,7 +1505,7 @@ mod tests {
         .unwrap();
         s.create_item(
             NewItem {
-                num_iid: 600_2,
+                num_iid: MUG,
                 title: "杯子".into(),
                 quantity: Some(3),
                 price: Some("19.90".into()),
@@ -1546,12 +1548,12 @@ mod tests {
     #[test]
     fn a_paid_trade_takes_platform_stock_and_an_unpaid_one_waits_for_payment() {
         let mut s = shop();
-        trade(&mut s, vec![order(600_1, Some(11), 2)], None);
-        assert_eq!(s.items[&600_1].skus[0].quantity, 3);
-        let tid = trade(&mut s, vec![order(600_2, None, 1)], Some("WAIT_BUYER_PAY"));
-        assert_eq!(s.items[&600_2].num, 3);
+        trade(&mut s, vec![order(SHIRT, Some(11), 2)], None);
+        assert_eq!(s.items[&SHIRT].skus[0].quantity, 3);
+        let tid = trade(&mut s, vec![order(MUG, None, 1)], Some("WAIT_BUYER_PAY"));
+        assert_eq!(s.items[&MUG].num, 3);
         s.pay(tid, NOW + 5).unwrap();
-        assert_eq!(s.items[&600_2].num, 2);
+        assert_eq!(s.items[&MUG].num, 2);
         assert_eq!(s.trades[&tid].status, "WAIT_SELLER_SEND_GOODS");
         assert!(matches!(s.pay(tid, NOW + 6), Err(ShopError::Conflict(_))));
     }
@@ -1560,7 +1562,7 @@ mod tests {
     fn short_stock_refuses_a_purchase_unless_oversell_is_forced() {
         let mut s = shop();
         let t = NewTrade {
-            orders: vec![order(600_1, Some(12), 2)],
+            orders: vec![order(SHIRT, Some(12), 2)],
             ..Default::default()
         };
         assert!(matches!(
@@ -1568,7 +1570,7 @@ mod tests {
             Err(ShopError::Conflict(_))
         ));
         assert_eq!(
-            s.items[&600_1].skus[1].quantity, 1,
+            s.items[&SHIRT].skus[1].quantity, 1,
             "nothing taken on refusal"
         );
         let forced = NewTrade {
@@ -1577,13 +1579,13 @@ mod tests {
         };
         let tr = s.create_trade(forced, NOW).unwrap();
         assert!(tr.orders[0].is_oversold);
-        assert_eq!(s.items[&600_1].skus[1].quantity, 0);
+        assert_eq!(s.items[&SHIRT].skus[1].quantity, 0);
     }
 
     #[test]
     fn modified_moves_on_every_change_even_within_one_second() {
         let mut s = shop();
-        let tid = trade(&mut s, vec![order(600_2, None, 1)], Some("WAIT_BUYER_PAY"));
+        let tid = trade(&mut s, vec![order(MUG, None, 1)], Some("WAIT_BUYER_PAY"));
         let m0 = s.trades[&tid].modified;
         s.patch(
             tid,
@@ -1602,7 +1604,7 @@ mod tests {
     #[test]
     fn a_whole_send_ships_and_a_repeat_answers_b04() {
         let mut s = shop();
-        let tid = trade(&mut s, vec![order(600_2, None, 1)], None);
+        let tid = trade(&mut s, vec![order(MUG, None, 1)], None);
         s.offline_send(tid, "YT1234567890123", "YTO", None, NOW * 1000)
             .unwrap();
         assert_eq!(s.trades[&tid].status, "WAIT_BUYER_CONFIRM_GOODS");
@@ -1625,7 +1627,7 @@ mod tests {
         let mut s = shop();
         let tid = trade(
             &mut s,
-            vec![order(600_1, Some(11), 1), order(600_2, None, 1)],
+            vec![order(SHIRT, Some(11), 1), order(MUG, None, 1)],
             None,
         );
         let oids: Vec<i64> = s.trades[&tid].orders.iter().map(|o| o.oid).collect();
@@ -1647,7 +1649,7 @@ mod tests {
     #[test]
     fn a_bad_out_sid_unknown_company_or_closed_trade_is_refused() {
         let mut s = shop();
-        let tid = trade(&mut s, vec![order(600_2, None, 1)], None);
+        let tid = trade(&mut s, vec![order(MUG, None, 1)], None);
         let sub = |e: TopError| e.sub_code.unwrap_or_default();
         assert!(sub(s.offline_send(tid, "123", "YTO", None, 0).unwrap_err()).ends_with(":B60"));
         assert!(
@@ -1681,7 +1683,7 @@ mod tests {
     #[test]
     fn an_unpaid_trade_cannot_ship_and_closes_by_taobao() {
         let mut s = shop();
-        let tid = trade(&mut s, vec![order(600_2, None, 1)], Some("WAIT_BUYER_PAY"));
+        let tid = trade(&mut s, vec![order(MUG, None, 1)], Some("WAIT_BUYER_PAY"));
         let e = s
             .offline_send(tid, "YT1234567890123", "YTO", None, 0)
             .unwrap_err();
@@ -1695,7 +1697,7 @@ mod tests {
         let mut s = shop();
         let tid = trade(
             &mut s,
-            vec![order(600_1, Some(11), 1), order(600_2, None, 1)],
+            vec![order(SHIRT, Some(11), 1), order(MUG, None, 1)],
             None,
         );
         let oid = s.trades[&tid].orders[0].oid;
@@ -1741,14 +1743,14 @@ mod tests {
     fn item_level_stock_updates_are_refused_for_items_with_skus() {
         let mut s = shop();
         let e = s
-            .update_quantity(600_1, SkuTarget::Item, 3, StockMode::Full, NOW)
+            .update_quantity(SHIRT, SkuTarget::Item, 3, StockMode::Full, NOW)
             .unwrap_err();
         assert_eq!(
             e.sub_code.as_deref(),
             Some("isv.item-quantity-item-update-service-error")
         );
         let r = s
-            .update_quantity(600_2, SkuTarget::Item, 7, StockMode::Full, NOW)
+            .update_quantity(MUG, SkuTarget::Item, 7, StockMode::Full, NOW)
             .unwrap();
         assert_eq!(r.num, 7);
     }
@@ -1757,16 +1759,16 @@ mod tests {
     fn incremental_updates_floor_at_zero_and_full_updates_refuse_negatives() {
         let mut s = shop();
         let r = s
-            .update_quantity(600_1, SkuTarget::SkuId(12), -5, StockMode::Incremental, NOW)
+            .update_quantity(SHIRT, SkuTarget::SkuId(12), -5, StockMode::Incremental, NOW)
             .unwrap();
         assert_eq!(r.skus, vec![(12, 0, r.skus[0].2)]);
         let e = s
-            .update_quantity(600_1, SkuTarget::SkuId(12), -1, StockMode::Full, NOW)
+            .update_quantity(SHIRT, SkuTarget::SkuId(12), -1, StockMode::Full, NOW)
             .unwrap_err();
         assert_eq!(e.code, 41);
         let r = s
             .update_quantity(
-                600_1,
+                SHIRT,
                 SkuTarget::OuterId("TS-R".into()),
                 2,
                 StockMode::Incremental,
@@ -1774,8 +1776,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.skus[0].1, 7);
-        assert_eq!(s.items[&600_1].skus[0].quantity_updates, 1);
-        assert_eq!(s.items[&600_1].quantity_updates, 2);
+        assert_eq!(s.items[&SHIRT].skus[0].quantity_updates, 1);
+        assert_eq!(s.items[&SHIRT].quantity_updates, 2);
     }
 
     #[test]
@@ -1783,13 +1785,13 @@ mod tests {
         let mut s = shop();
         let bad = vec![("11".to_string(), 9), ("99".to_string(), 9)];
         assert!(
-            s.update_skus(600_1, true, &bad, StockMode::Full, NOW)
+            s.update_skus(SHIRT, true, &bad, StockMode::Full, NOW)
                 .is_err()
         );
-        assert_eq!(s.items[&600_1].skus[0].quantity, 5);
+        assert_eq!(s.items[&SHIRT].skus[0].quantity, 5);
         let ok = vec![("TS-R".to_string(), 9), ("TS-B".to_string(), 8)];
         let r = s
-            .update_skus(600_1, false, &ok, StockMode::Full, NOW)
+            .update_skus(SHIRT, false, &ok, StockMode::Full, NOW)
             .unwrap();
         assert_eq!(r.num, 17);
     }
@@ -1803,7 +1805,7 @@ mod tests {
         assert_ne!(s.issue_waybill("SF", "pkg1", "o4", &[], 0), a);
         s.cancel_waybill("YTO", &a).unwrap();
         assert_ne!(s.issue_waybill("YTO", "pkg1", "o5", &[], 0), a);
-        let tid = trade(&mut s, vec![order(600_2, None, 1)], None);
+        let tid = trade(&mut s, vec![order(MUG, None, 1)], None);
         let e = s.offline_send(tid, &a, "YTO", None, 0).unwrap_err();
         assert!(
             e.sub_code.unwrap_or_default().ends_with(":B60"),
