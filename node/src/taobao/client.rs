@@ -74,6 +74,8 @@ pub struct ClientOptions {
     pub partner_id: String,
     /// Ask for `simplify=true` replies (the decoder takes both).
     pub simplify: bool,
+    /// Where "now" comes from (timestamps, the daily budget).
+    pub clock: super::time::Clock,
 }
 
 impl ClientOptions {
@@ -94,6 +96,7 @@ impl ClientOptions {
             daily_call_budget: None,
             partner_id: format!("wms-node-{}", crate::VERSION),
             simplify: true,
+            clock: super::time::Clock::system(),
         }
     }
 }
@@ -412,7 +415,7 @@ impl TopClient {
         params: &Params,
         session: Option<&Secret>,
     ) -> Result<Value, TopError> {
-        let req = self.sign_request(method, params, session, Utc::now());
+        let req = self.sign_request(method, params, session, self.inner.opts.clock.now());
         self.count_call();
         let started = Instant::now();
         let outcome = self.exchange(method, req).await;
@@ -546,7 +549,13 @@ impl TopClient {
         let Some(budget) = self.inner.opts.daily_call_budget.filter(|b| *b > 0) else {
             return;
         };
-        let today = Utc::now().with_timezone(&super::time::cst()).date_naive();
+        let today = self
+            .inner
+            .opts
+            .clock
+            .now()
+            .with_timezone(&super::time::cst())
+            .date_naive();
         let calls = {
             let mut d = self.inner.day.lock().unwrap_or_else(|p| p.into_inner());
             if d.day != Some(today) {

@@ -42,6 +42,28 @@ pub struct OAuthOptions {
     pub connect_timeout: Duration,
     /// Whole-request timeout.
     pub request_timeout: Duration,
+    /// Where "now" comes from (token issue times).
+    pub clock: super::time::Clock,
+}
+
+impl OAuthOptions {
+    /// Options with 10 s connect and 30 s request timeouts and the system clock.
+    pub fn new(
+        oauth_url: impl Into<String>,
+        app_key: impl Into<String>,
+        app_secret: Secret,
+        redirect_uri: impl Into<String>,
+    ) -> Self {
+        OAuthOptions {
+            oauth_url: oauth_url.into(),
+            app_key: app_key.into(),
+            app_secret,
+            redirect_uri: redirect_uri.into(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            clock: super::time::Clock::system(),
+        }
+    }
 }
 
 /// A refused or failed grant.
@@ -336,7 +358,7 @@ impl OAuthClient {
     /// Refreshes with `current`'s refresh token. Keeps the old refresh token when the reply
     /// has none.
     pub async fn refresh(&self, current: &TokenSet) -> Result<TokenSet, OAuthError> {
-        let now = Utc::now();
+        let now = self.opts.clock.now();
         let Some(rt) = current
             .refresh_token
             .as_ref()
@@ -386,7 +408,7 @@ impl OAuthClient {
             200 => {
                 let reply: TokenReply = serde_json::from_slice(&body)
                     .map_err(|e| OAuthError::Decode(format!("not a token object: {e}")))?;
-                reply.into_token_set(Utc::now())
+                reply.into_token_set(self.opts.clock.now())
             }
             400 => {
                 // "OAuth bad request always returns 400" (Java SDK): any 400 is a refused grant.
@@ -495,14 +517,12 @@ mod tests {
 
     #[test]
     fn the_authorize_url_carries_the_server_flow_parameters() {
-        let c = OAuthClient::new(OAuthOptions {
-            oauth_url: "https://oauth.taobao.com/".into(),
-            app_key: "12345678".into(),
-            app_secret: Secret::new("x"),
-            redirect_uri: "http://127.0.0.1:8080/cb?a=1".into(),
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-        })
+        let c = OAuthClient::new(OAuthOptions::new(
+            "https://oauth.taobao.com/",
+            "12345678",
+            Secret::new("x"),
+            "http://127.0.0.1:8080/cb?a=1",
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
         let state = OAuthClient::new_state();
         assert_eq!(state.len(), 32);

@@ -6,6 +6,50 @@
 //! a box set to UTC or to anything else still talks GMT+8.
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset, TimeZone, Utc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Where the client reads "now": request timestamps, token expiry, the daily call budget.
+/// The system clock in production; tests move it together with the sandbox's clock (the
+/// gateway rejects a timestamp more than 10 minutes off its own clock).
+#[derive(Clone, Default)]
+pub struct Clock {
+    offset_s: Option<Arc<AtomicI64>>,
+}
+
+impl Clock {
+    /// The host's clock.
+    pub fn system() -> Clock {
+        Clock { offset_s: None }
+    }
+
+    /// The host's clock plus an offset the caller can move (tests).
+    pub fn offset(offset_s: Arc<AtomicI64>) -> Clock {
+        Clock {
+            offset_s: Some(offset_s),
+        }
+    }
+
+    /// Now.
+    pub fn now(&self) -> DateTime<Utc> {
+        let now = Utc::now();
+        match &self.offset_s {
+            None => now,
+            Some(o) => chrono::Duration::try_seconds(o.load(Ordering::Relaxed))
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(now),
+        }
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.offset_s {
+            None => f.write_str("Clock(system)"),
+            Some(o) => write!(f, "Clock(system + {} s)", o.load(Ordering::Relaxed)),
+        }
+    }
+}
 
 /// The wire format.
 pub const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -52,6 +96,17 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 29, 4, 0, 0)
             .single()
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_offset_clock_moves_with_its_offset() {
+        let offset = Arc::new(AtomicI64::new(0));
+        let c = Clock::offset(offset.clone());
+        let before = c.now();
+        offset.store(86_400, Ordering::Relaxed);
+        let after = c.now();
+        assert!(after - before >= chrono::Duration::days(1));
+        assert!(Clock::system().now() < after);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 use super::client::SessionProvider;
 use super::error::TopError;
 use super::oauth::{OAuthClient, OAuthError, TokenOrigin, TokenSet};
+use super::time::Clock;
 use crate::ops::alert::{Alerts, Severity};
 use crate::secret::Secret;
 use crate::store::{Bytes, Store};
@@ -215,6 +216,7 @@ pub struct TokenManager {
     store: Arc<dyn TokenStore>,
     oauth: Option<OAuthClient>,
     alerts: Alerts,
+    clock: Clock,
     // An async mutex: a refresh holds it across the token request, so concurrent callers
     // wait for that one refresh instead of each spending the single-use refresh token.
     state: tokio::sync::Mutex<State>,
@@ -230,11 +232,17 @@ impl std::fmt::Debug for TokenManager {
 
 impl TokenManager {
     /// A manager over `store`. Without `oauth` it can hand out sessions but never refresh.
+    /// Expiry is judged by the OAuth client's clock (the system clock without one).
     pub fn new(store: Arc<dyn TokenStore>, oauth: Option<OAuthClient>, alerts: Alerts) -> Self {
+        let clock = oauth
+            .as_ref()
+            .map(|o| o.options().clock.clone())
+            .unwrap_or_default();
         TokenManager {
             store,
             oauth,
             alerts,
+            clock,
             state: tokio::sync::Mutex::new(State::default()),
         }
     }
@@ -258,7 +266,7 @@ impl TokenManager {
             }
             return Ok(false);
         }
-        let t = TokenSet::pre_issued(session, Utc::now());
+        let t = TokenSet::pre_issued(session, self.clock.now());
         self.store.save(t.clone()).await?;
         tracing::info!("taobao session seeded from the config (pre-issued, no refresh)");
         st.current = Some(t);
@@ -282,7 +290,7 @@ impl TokenManager {
     pub async fn status(&self) -> Result<Option<TokenStatus>, TopError> {
         let mut st = self.state.lock().await;
         self.ensure_loaded(&mut st)?;
-        Ok(st.current.as_ref().map(|t| t.status(Utc::now())))
+        Ok(st.current.as_ref().map(|t| t.status(self.clock.now())))
     }
 
     /// Refreshes now, whatever the expiry (for `auth refresh` and tests).
@@ -290,7 +298,7 @@ impl TokenManager {
         let mut st = self.state.lock().await;
         self.ensure_loaded(&mut st)?;
         self.refresh_locked(&mut st).await?;
-        let now = Utc::now();
+        let now = self.clock.now();
         st.current
             .as_ref()
             .map(|t| t.status(now))
@@ -369,7 +377,7 @@ impl TokenManager {
     async fn session_now(&self) -> Result<Secret, TopError> {
         let mut st = self.state.lock().await;
         self.ensure_loaded(&mut st)?;
-        let now = Utc::now();
+        let now = self.clock.now();
         let Some(current) = st.current.clone() else {
             self.reauthorize("the node has never been authorised");
             return Err(no_session("never authorised: run `wms-node auth login`"));
@@ -415,7 +423,7 @@ impl TokenManager {
         {
             return !st.dead;
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let refreshable =
             self.oauth.is_some() && st.current.as_ref().is_some_and(|t| t.can_refresh(now));
         if refreshable {
