@@ -13,7 +13,9 @@
 //! | [`client`]   | [`TopClient`]: sign, send, classify, log, count                        |
 //! | [`api`]      | the typed calls (`trades.sold.increment.get`, `logistics.offline.send`…) |
 //! | [`oauth`]    | authorize URL, code exchange, refresh; [`oauth::TokenSet`]             |
+//! | [`login`]    | catches the OAuth redirect on a local port (`auth login`)              |
 //! | [`tokens`]   | the `tokens` table, [`tokens::TokenManager`] (refresh, alerts)         |
+//! | [`setup`]    | `[taobao]` config → client, token manager, seeded session              |
 //! | [`outbox`]   | [`outbox::TaobaoOp`] and [`outbox::TaobaoSink`] for the outbox          |
 //!
 //! Must never log or return in an error: the app secret, the session (access token), refresh
@@ -24,15 +26,16 @@ pub mod client;
 pub mod decode;
 pub mod error;
 pub mod limit;
+pub mod login;
 pub mod oauth;
 pub mod outbox;
+pub mod setup;
 pub mod sign;
 pub mod time;
 pub mod tokens;
 pub mod types;
 
 pub use client::{ClientOptions, Params, Session, SessionProvider, StaticSession, TopClient};
-
 pub use decode::Fen;
 pub use error::{ApiError, BanScope, Disposition, TopError};
 pub use sign::SignMethod;
