@@ -412,8 +412,7 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         // Serializing plain structs of strings, numbers and tables cannot fail; should it
         // ever, say so instead of printing half a file.
-        toml::to_string_pretty(self)
-            .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
 
     /// Reads the secrets given as `*_file` keys into their secret fields, and reports keys
