@@ -160,7 +160,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         sd_notify::NotifyState::Status("stopping"),
     ]);
     tracing::info!("shutting down");
-    health.failing("node", "shutting down");
     token.cancel();
     tasks.shutdown(SHUTDOWN_DEADLINE, FORCE_WAIT).await;
     // Seam (store): close the store last, after every task that writes to it has stopped:

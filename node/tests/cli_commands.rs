@@ -191,6 +191,7 @@ fn default_config_prints_the_example_which_checks_clean() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// Take a command out of this list when it is built (and test it where it lives).
 #[test]
 fn commands_not_built_yet_say_so_and_exit_1() {
     for args in [
