@@ -350,6 +350,12 @@ impl TopClient {
         session: Session,
     ) -> Result<Value, TopError> {
         if let Some((scope, remaining)) = self.inner.limiter.check_ban(method) {
+            tracing::debug!(
+                method,
+                scope = %scope,
+                remaining_s = remaining.as_secs(),
+                "taobao call not sent: banned"
+            );
             metrics::counter!("taobao_calls_total", "method" => method.to_owned(), "code" => "banned")
                 .increment(1);
             return Err(TopError::Banned {
@@ -437,6 +443,15 @@ impl TopClient {
             .record(started.elapsed().as_secs_f64());
         match &outcome {
             Ok(_) => tracing::debug!(method, request_id, code, latency_ms, "taobao call"),
+            // "Already shipped" is the expected answer to a re-delivered shipment.
+            Err(e) if e.disposition() == super::Disposition::AlreadyDone => tracing::info!(
+                method,
+                request_id,
+                code,
+                sub_code,
+                latency_ms,
+                "taobao call: already done on the platform"
+            ),
             Err(e) => tracing::warn!(
                 method,
                 request_id,
