@@ -37,13 +37,15 @@
 //!   hand their parts back with `release()`.
 //! * Buyer data is never logged; the printer module masks receiver names and phone numbers again
 //!   before they reach a label, whatever the caller passed.
-#![no_std]
+// The core is `no_std` (checked by `ci-no-std.sh` on a microcontroller target); the `std`
+// feature adds the Linux bridge, which uses the standard prelude.
+#![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code, missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
-#[cfg(any(feature = "std", test))]
+#[cfg(all(test, not(feature = "std")))]
 extern crate std;
 
 pub mod frame;

@@ -210,11 +210,11 @@ impl Layout<'_> {
         }
         for item in self.items {
             match item {
-                Item::Code128 { data, .. } if data.is_empty() => return Err(RenderError::Empty),
+                Item::Code128 { data: "", .. } => return Err(RenderError::Empty),
                 Item::Code128 { data, .. } if !data.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
                     return Err(RenderError::Code128Data);
                 }
-                Item::Qr { data, .. } if data.is_empty() => return Err(RenderError::Empty),
+                Item::Qr { data: "", .. } => return Err(RenderError::Empty),
                 _ => {}
             }
         }
