@@ -1,8 +1,34 @@
-//! `wms-node auth`: PLACEHOLDER written by the CLI helper so the binary builds; the Taobao
-//! helper replaces this file with the real OAuth commands (url, exchange, login, status).
+//! `wms-node auth`: authorise the node for a Taobao shop (OAuth 2.0) and show the state of
+//! that authorisation. Never prints a token, a code's exchange result or the app secret.
+//!
+//! | command            | does                                                              |
+//! |--------------------|-------------------------------------------------------------------|
+//! | `url`              | prints the authorize URL (with a fresh random `state`)           |
+//! | `exchange CODE`    | trades the code from the redirect for tokens and stores them     |
+//! | `login`            | listens for the redirect locally, prints the URL, does both      |
+//! | `status`           | shop, expiry and whether the node can refresh by itself          |
+//! | `refresh`          | refreshes now (normally automatic)                                |
+//!
+//! Tokens go to the node's store, which only one process may open: stop a running node
+//! first (`systemctl stop wms-node`), authorise, start it again. Shipments and stock updates
+//! stay queued meanwhile.
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use wms_node::config::Config;
+use wms_node::ops::alert::Alerts;
+use wms_node::store::{Store, StoreError};
+use wms_node::taobao::login::receive_redirect;
+use wms_node::taobao::oauth::{OAuthClient, OAuthError};
+use wms_node::taobao::setup;
+use wms_node::taobao::tokens::{RedbTokenStore, TokenManager, TokenStatus, TokenStore};
+
+/// Where `auth login` listens when neither the config nor `--redirect-uri` names a callback.
+const DEFAULT_LOGIN_REDIRECT: &str = "http://127.0.0.1:8765/callback";
 
 /// `wms-node auth` options.
 #[derive(Debug, Args)]
@@ -16,20 +42,365 @@ pub struct AuthArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     /// Print the URL at which the shop owner authorizes the node.
-    Url,
-    /// Trade an authorization code for an access token.
+    Url {
+        /// The callback registered for the app (default: `taobao.redirect_uri`).
+        #[arg(long, value_name = "URI")]
+        redirect_uri: Option<String>,
+    },
+    /// Trade an authorization code (the `code` of the redirect) for tokens and store them.
     Exchange {
         /// The `code` from the redirect.
         code: String,
+        /// The callback the code was issued for (default: `taobao.redirect_uri`).
+        #[arg(long, value_name = "URI")]
+        redirect_uri: Option<String>,
     },
-    /// Authorize interactively: open the URL, catch the redirect locally, store the token.
-    Login,
+    /// Authorize interactively: print the URL, catch the redirect locally, store the token.
+    Login {
+        /// The callback to ask for; it must be registered for the app. Default:
+        /// `taobao.redirect_uri`, else http://127.0.0.1:8765/callback. Port 0 picks a free
+        /// port.
+        #[arg(long, value_name = "URI")]
+        redirect_uri: Option<String>,
+        /// Listen here instead of the callback's own host and port (e.g. `0.0.0.0:8765`
+        /// when the browser runs on another machine).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// How long to wait for the redirect.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Show the shop, expiry and whether the token can be refreshed (never the token).
-    Status,
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refresh the access token now (the node also does this by itself ahead of expiry).
+    Refresh,
 }
 
 /// Runs an auth command.
-pub fn run(_args: AuthArgs, _config: &wms_node::config::Config) -> anyhow::Result<ExitCode> {
-    eprintln!("wms-node auth: not built yet (issue 3, Taobao OAuth).");
+pub fn run(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run_async(args, config))
+}
+
+async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let t = &config.taobao;
+    match args.command {
+        AuthCommand::Url { redirect_uri } => {
+            let Some(redirect) = redirect_uri.or_else(|| t.redirect_uri.clone()) else {
+                return usage(
+                    "no callback: set taobao.redirect_uri or pass --redirect-uri \
+                     (the URI registered for the app in the Taobao Open Platform console)",
+                );
+            };
+            let oauth = oauth_client(config, Some(redirect))?;
+            let state = OAuthClient::new_state();
+            println!("{}", oauth.authorize_url(&state));
+            eprintln!(
+                "Open the URL as the shop's owner and approve. Taobao then redirects to the \
+                 callback with ?code=…&state={state}; run `wms-node auth exchange CODE` with \
+                 that code within 30 minutes (check that state matches)."
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuthCommand::Exchange { code, redirect_uri } => {
+            let Some(redirect) = redirect_uri.or_else(|| t.redirect_uri.clone()) else {
+                return usage("no callback: set taobao.redirect_uri or pass --redirect-uri");
+            };
+            let store = open_store(config)?;
+            let oauth = oauth_client(config, Some(redirect))?;
+            let tokens = match oauth.exchange(&code).await {
+                Ok(t) => t,
+                Err(e) => return grant_failed(e),
+            };
+            let manager = manager(config, store.clone())?;
+            manager
+                .install(tokens)
+                .await
+                .context("cannot store the tokens")?;
+            print_status(manager.status().await.ok().flatten(), false);
+            close(store).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuthCommand::Login {
+            redirect_uri,
+            listen,
+            timeout,
+        } => login(config, redirect_uri, listen, timeout).await,
+        AuthCommand::Status { json } => {
+            let store = open_store(config)?;
+            let tokens = RedbTokenStore::new(store.clone());
+            let status = tokens
+                .load()
+                .context("cannot read the tokens")?
+                .map(|t| t.status(chrono::Utc::now()));
+            close(store).await;
+            let code = if status.as_ref().is_some_and(|s| !s.expired) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+            print_status(status, json);
+            Ok(code)
+        }
+        AuthCommand::Refresh => {
+            let store = open_store(config)?;
+            let manager = manager(config, store.clone())?;
+            let r = manager.refresh_now().await;
+            close(store).await;
+            match r {
+                Ok(status) => {
+                    print_status(Some(status), false);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    eprintln!("hint: run `wms-node auth login` to authorise again");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+async fn login(
+    config: &Config,
+    redirect_uri: Option<String>,
+    listen: Option<SocketAddr>,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let redirect = redirect_uri
+        .or_else(|| config.taobao.redirect_uri.clone())
+        .unwrap_or_else(|| DEFAULT_LOGIN_REDIRECT.to_owned());
+    let bind = match listen {
+        Some(addr) => addr,
+        None => match loopback_addr(&redirect) {
+            Ok(addr) => addr,
+            Err(why) => return usage(&why),
+        },
+    };
+    // Open the store before asking anyone to click: a running node would make the
+    // exchange's result impossible to save.
+    let store = open_store(config)?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} for the redirect"))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the listen address")?;
+    // Port 0 in the callback means "any free port": put the one we got into it.
+    let redirect = with_port_if_zero(&redirect, bound.port());
+    let oauth = oauth_client(config, Some(redirect.clone()))?;
+    let state = OAuthClient::new_state();
+    println!("Open this URL as the shop's owner and approve wms-node:\n");
+    println!("  {}\n", oauth.authorize_url(&state));
+    println!(
+        "Waiting up to {} for Taobao to redirect to {redirect} (listening on {bound}) …",
+        humantime::format_duration(timeout)
+    );
+    let code = match receive_redirect(listener, &state, timeout).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            close(store).await;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let tokens = match oauth.exchange(&code).await {
+        Ok(t) => t,
+        Err(e) => {
+            close(store).await;
+            return grant_failed(e);
+        }
+    };
+    let manager = manager(config, store.clone())?;
+    manager
+        .install(tokens)
+        .await
+        .context("cannot store the tokens")?;
+    println!("Authorised.");
+    print_status(manager.status().await.ok().flatten(), false);
+    close(store).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `http://127.0.0.1:0/cb` → `http://127.0.0.1:<port>/cb`; other callbacks unchanged.
+fn with_port_if_zero(redirect: &str, port: u16) -> String {
+    match reqwest::Url::parse(redirect) {
+        Ok(mut url) if url.port() == Some(0) => {
+            if url.set_port(Some(port)).is_ok() {
+                url.into()
+            } else {
+                redirect.to_owned()
+            }
+        }
+        _ => redirect.to_owned(),
+    }
+}
+
+/// The socket address of a loopback callback (`http://127.0.0.1:8765/cb`).
+fn loopback_addr(redirect: &str) -> Result<SocketAddr, String> {
+    let url = reqwest::Url::parse(redirect)
+        .map_err(|e| format!("the callback {redirect:?} is not a URL: {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!(
+            "`auth login` serves plain http on this machine, but the callback is {redirect}; \
+             pass --redirect-uri http://127.0.0.1:PORT/… (registered for the app), or use \
+             `auth url` and `auth exchange CODE`"
+        ));
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host = url.host_str().unwrap_or("");
+    let ip: Option<std::net::IpAddr> = if host.eq_ignore_ascii_case("localhost") {
+        Some(std::net::Ipv4Addr::LOCALHOST.into())
+    } else {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .filter(std::net::IpAddr::is_loopback)
+    };
+    let Some(ip) = ip else {
+        return Err(format!(
+            "the callback {redirect} is not on this machine; pass --listen ADDR to listen \
+             where it points (e.g. --listen 0.0.0.0:{port}), or use `auth url` and \
+             `auth exchange CODE`"
+        ));
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn oauth_client(config: &Config, redirect: Option<String>) -> anyhow::Result<OAuthClient> {
+    OAuthClient::new(setup::oauth_options(&config.taobao, redirect))
+        .context("cannot set up the OAuth client (check taobao.oauth_url, app_key, app_secret)")
+}
+
+fn manager(config: &Config, store: Store) -> anyhow::Result<Arc<TokenManager>> {
+    let m = setup::token_manager(&config.taobao, store, Alerts::new())
+        .context("cannot set up the token manager")?;
+    Ok(Arc::new(m))
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let opts = config.store_options();
+    let path = opts.path.clone();
+    match Store::open(opts, Alerts::new()) {
+        Ok(s) => Ok(s),
+        Err(StoreError::InUse { .. }) => Err(anyhow::anyhow!(
+            "the node is running and holds {}; stop it (e.g. `systemctl stop wms-node`), run \
+             this command, then start it again (queued shipments and stock updates are kept)",
+            path.display()
+        )),
+        Err(e) => Err(e).context("cannot open the store"),
+    }
+}
+
+async fn close(store: Store) {
+    if let Err(e) = store.close().await {
+        eprintln!("warning: closing the store: {e}");
+    }
+}
+
+fn usage(message: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(super::EXIT_USAGE))
+}
+
+fn grant_failed(e: OAuthError) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {e}");
+    if !e.is_retryable() {
+        eprintln!(
+            "hint: codes are single-use and expire after about 30 minutes; get a new one with \
+             `wms-node auth login` (or `auth url`)"
+        );
+    }
     Ok(ExitCode::FAILURE)
+}
+
+fn gmt8(at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{} (GMT+8)", wms_node::taobao::time::format(at))
+}
+
+fn left(at: chrono::DateTime<chrono::Utc>) -> String {
+    let d = at - chrono::Utc::now();
+    if d <= chrono::Duration::zero() {
+        return "expired".into();
+    }
+    let secs = u64::try_from(d.num_seconds()).unwrap_or(0);
+    format!(
+        "in {}",
+        humantime::format_duration(Duration::from_secs(secs - secs % 60))
+    )
+}
+
+fn print_status(status: Option<TokenStatus>, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_else(|_| "null".into())
+        );
+        return;
+    }
+    let Some(s) = status else {
+        println!("not authorised: run `wms-node auth login`");
+        return;
+    };
+    let shop = s.shop_nick.as_deref().unwrap_or("(unknown shop)");
+    match &s.user_id {
+        Some(id) => println!("shop:     {shop} (seller id {id})"),
+        None => println!("shop:     {shop}"),
+    }
+    println!("source:   {}", s.origin);
+    match s.expires_at {
+        Some(at) => println!("expires:  {} — {}", gmt8(at), left(at)),
+        None => println!("expires:  unknown (a pre-issued session)"),
+    }
+    match (s.refreshable, s.refresh_expires_at) {
+        (true, Some(at)) => println!("refresh:  automatic, possible until {}", gmt8(at)),
+        (true, None) => println!("refresh:  automatic"),
+        (false, _) => println!(
+            "refresh:  not possible (the app cannot refresh, or the refresh token expired): \
+             run `wms-node auth login` before it expires"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loopback_callback_gives_the_listen_address() {
+        assert_eq!(
+            loopback_addr("http://127.0.0.1:8765/callback").ok(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 8765)))
+        );
+        assert_eq!(
+            loopback_addr("http://localhost:9000/cb").ok(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
+        assert!(loopback_addr("https://127.0.0.1:8765/cb").is_err());
+        assert!(
+            loopback_addr("http://relay.example.com/cb").is_err_and(|e| e.contains("--listen"))
+        );
+        assert!(loopback_addr("not a url").is_err());
+    }
+
+    #[test]
+    fn port_zero_in_the_callback_becomes_the_bound_port() {
+        assert_eq!(
+            with_port_if_zero("http://127.0.0.1:0/cb?x=1", 4321),
+            "http://127.0.0.1:4321/cb?x=1"
+        );
+        assert_eq!(
+            with_port_if_zero("http://127.0.0.1:80/cb", 4321),
+            "http://127.0.0.1:80/cb"
+        );
+    }
 }
