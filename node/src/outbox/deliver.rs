@@ -60,32 +60,37 @@ struct Loop<S> {
     busy: HashSet<String>,
     backoff: Backoff,
     was_paused: bool,
+    /// Where the next scan goes on after one that ran out of budget.
+    cursor: Option<(u8, u64)>,
 }
 
 impl<Op: Operation> Outbox<Op> {
     /// Runs the delivery loop until `shutdown` is cancelled, then lets in-flight attempts
-    /// finish within `shutdown_deadline` (the rest are abandoned: they stay queued and are
+    /// finish within `shutdown_grace` (the rest are abandoned: they stay queued and are
     /// delivered again, with the same idempotency key, after the restart).
     pub async fn run<S: Sink<Op>>(&self, sink: S, shutdown: CancellationToken) {
         let cfg = self.shared.config.clone();
         let backoff = Backoff {
-            base: cfg.backoff_base,
+            base: cfg.backoff_initial,
             max: cfg.backoff_max,
         };
         let mut lp = Loop {
             sink: Arc::new(sink),
             link: Link::new(backoff),
-            bucket: TokenBucket::new(cfg.rate_per_sec, cfg.burst, Instant::now()),
+            bucket: TokenBucket::new(cfg.rate_per_second, cfg.burst, Instant::now()),
             tasks: JoinSet::new(),
             running: HashMap::new(),
             busy: HashSet::new(),
             backoff,
             was_paused: false,
+            cursor: None,
         };
         self.set_status(|s| s.running = true);
+        let mut health_tick = tokio::time::interval(Duration::from_secs(5));
+        health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(
             concurrency = cfg.concurrency,
-            rate = cfg.rate_per_sec,
+            rate = cfg.rate_per_second,
             "outbox delivery started"
         );
         loop {
@@ -102,9 +107,11 @@ impl<Op: Operation> Outbox<Op> {
                 _ = self.shared.wake.notified() => {}
                 // A backoff, a probe or a token is due.
                 _ = sleep_until(wake_at), if wake_at.is_some() => {}
+                // Refresh the health check and the oldest-age figure even when idle.
+                _ = health_tick.tick() => self.report_health(),
             }
         }
-        let deadline = Instant::now() + cfg.shutdown_deadline;
+        let deadline = Instant::now() + cfg.shutdown_grace;
         while !lp.tasks.is_empty() {
             match tokio::time::timeout_at(deadline, lp.tasks.join_next_with_id()).await {
                 Ok(Some(joined)) => self.finished(&mut lp, joined),
@@ -124,6 +131,7 @@ impl<Op: Operation> Outbox<Op> {
             m.clear();
         }
         self.set_status(|s| s.running = false);
+        self.report_health();
         tracing::info!("outbox delivery stopped");
     }
 
@@ -163,9 +171,14 @@ impl<Op: Operation> Outbox<Op> {
         let now_ms = store::now_ms();
         let horizon = u64::try_from(CLOCK_HORIZON.as_millis()).unwrap_or(u64::MAX);
         let busy = &lp.busy;
+        let from = lp.cursor.take();
         let scan = self.shared.store.read(|r| {
-            let s = record::scan(r, slots, busy, now_ms, horizon, cfg.scan_budget);
-            metrics::gauge!("outbox_oldest_item_age_seconds").set(oldest_age(r, now_ms));
+            let s = record::scan(r, slots, busy, now_ms, horizon, cfg.scan_budget, from);
+            let age = oldest_age(r, now_ms);
+            metrics::gauge!("outbox_oldest_item_age_seconds").set(age);
+            if let Ok(mut u) = self.shared.usage.lock() {
+                u.oldest_age_secs = age as u64;
+            }
             s
         });
         let scan = match scan {
@@ -175,15 +188,17 @@ impl<Op: Operation> Outbox<Op> {
                 return Some(now + Duration::from_secs(1));
             }
         };
-        if scan.truncated && scan.ready.is_empty() {
-            tracing::debug!("outbox scan budget spent without finding a ready op");
-        }
+        lp.cursor = scan.resume_at;
         for b in scan.broken {
             self.quarantine(b);
         }
         let mut wake_at = scan
             .next_due_ms
             .map(|ms| now + Duration::from_millis(ms.saturating_sub(now_ms)));
+        if scan.truncated && scan.ready.len() < slots {
+            // More of the index to look at: go on at once (after other branches had a turn).
+            wake_at = Some(now);
+        }
         for ready in scan.ready {
             if let Err(wait) = lp.bucket.try_take(Instant::now()) {
                 let t = Instant::now() + wait;

@@ -5,6 +5,8 @@ use super::error::EnqueueError;
 use super::record::{self, Envelope};
 use super::{Operation, admin};
 use crate::ops::alert::{Alerts, Severity};
+use crate::ops::health::{Health, Status};
+use crate::ops::http::{StatusSection, StatusSource};
 use crate::store::{self, CapPolicy, Store, StoreError};
 use redb::{ReadableTable, WriteTransaction};
 use serde::Serialize;
@@ -22,38 +24,40 @@ pub struct OutboxConfig {
     /// Attempts in flight at once, across FIFO keys (one per key at most).
     pub concurrency: usize,
     /// Attempts per second (token bucket); 0 = no limit.
-    pub rate_per_sec: f64,
+    pub rate_per_second: f64,
     /// Token bucket size: attempts that may start at once after an idle spell.
     pub burst: u32,
-    /// Ceiling of the first backoff.
-    pub backoff_base: Duration,
+    /// Ceiling of the first backoff (full jitter: the wait is random below it).
+    pub backoff_initial: Duration,
     /// Largest backoff ceiling.
     pub backoff_max: Duration,
     /// An attempt that takes longer counts as a retryable failure.
     pub attempt_timeout: Duration,
     /// At shutdown, in-flight attempts get this long to finish.
-    pub shutdown_deadline: Duration,
-    /// Cap usage that raises a warning.
-    pub cap_warn_ratio: f64,
-    /// Cap usage that raises a critical alert.
-    pub cap_critical_ratio: f64,
+    pub shutdown_grace: Duration,
+    /// Fractions of the byte cap at which the `store_cap` alert is raised, ascending: the
+    /// last one raises it as critical, the others as a warning.
+    pub cap_alert_thresholds: Vec<f64>,
     /// Index entries one scan may look at (bounds the work per wake-up).
     pub scan_budget: usize,
+    /// `/healthz` reports the outbox failing when ops wait this long while the link is not
+    /// known to be down (a stall), or while delivery is paused for re-authorization.
+    pub stall_after: Duration,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             concurrency: 4,
-            rate_per_sec: 20.0,
-            burst: 20,
-            backoff_base: Duration::from_secs(1),
+            rate_per_second: 5.0,
+            burst: 10,
+            backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             attempt_timeout: Duration::from_secs(30),
-            shutdown_deadline: Duration::from_secs(3),
-            cap_warn_ratio: 0.80,
-            cap_critical_ratio: 0.95,
+            shutdown_grace: Duration::from_secs(3),
+            cap_alert_thresholds: vec![0.80, 0.95],
             scan_budget: 4096,
+            stall_after: Duration::from_secs(600),
         }
     }
 }
@@ -112,6 +116,17 @@ pub(crate) struct Shared {
     pub paused: AtomicBool,
     pub in_flight: Arc<Mutex<BTreeMap<u64, InFlight>>>,
     pub status: Mutex<DeliveryStatus>,
+    /// Cached figures for the status page (which must not touch the store).
+    pub usage: Mutex<Usage>,
+    pub health: Mutex<Option<Health>>,
+}
+
+/// Cached queue figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Usage {
+    pub bytes: u64,
+    pub count: u64,
+    pub oldest_age_secs: u64,
 }
 
 /// The durable outbox for ops of type `Op`. Cheap to clone.
@@ -135,6 +150,14 @@ impl<Op> Clone for Outbox<Op> {
 impl<Op: Operation> Outbox<Op> {
     /// An outbox over `store`. Nothing runs until [`run`](Self::run) is called.
     pub fn new(store: Store, config: OutboxConfig, alerts: Alerts) -> Self {
+        let usage = store
+            .read(record::load_meta)
+            .map(|m| Usage {
+                bytes: m.bytes,
+                count: m.count,
+                oldest_age_secs: 0,
+            })
+            .unwrap_or_default();
         Outbox {
             shared: Arc::new(Shared {
                 store,
@@ -148,9 +171,19 @@ impl<Op: Operation> Outbox<Op> {
                     link: "unknown",
                     ..DeliveryStatus::default()
                 }),
+                usage: Mutex::new(usage),
+                health: Mutex::new(None),
             }),
             _op: PhantomData,
         }
+    }
+
+    /// Reports the `"outbox"` check to `health` while [`run`](Self::run) runs.
+    pub fn with_health(self, health: Health) -> Self {
+        if let Ok(mut h) = self.shared.health.lock() {
+            *h = Some(health);
+        }
+        self
     }
 
     /// The store it writes to.
@@ -247,8 +280,9 @@ impl<Op: Operation> Outbox<Op> {
             replaced: replaced.map(|(s, _)| s),
             op: op_bytes,
         };
+        let raw = store::encode("outbox", &envelope)?;
         let size = record::footprint(
-            store::encode("outbox", &envelope)?.len(),
+            raw.len(),
             &envelope.fifo_key,
             envelope.coalesce_key.as_deref(),
         );
@@ -286,7 +320,7 @@ impl<Op: Operation> Outbox<Op> {
                 dropped.push((*seq, env));
             }
         }
-        record::insert(txn, &mut meta, seq, &envelope)?;
+        record::insert_encoded(txn, &mut meta, seq, &envelope, &raw)?;
         store::put(txn, store::META, "outbox", &meta)?;
 
         let after = AfterEnqueue {
@@ -387,6 +421,112 @@ impl<Op: Operation> Outbox<Op> {
     }
 }
 
+impl<Op: Operation> StatusSource for Outbox<Op> {
+    fn section(&self) -> StatusSection {
+        let u = self.shared.usage.lock().map(|u| *u).unwrap_or_default();
+        let s = self.status();
+        let cap = self.shared.store.options().max_bytes;
+        let mut rows = vec![
+            ("pending".to_owned(), u.count.to_string()),
+            ("oldest".to_owned(), format!("{} s", u.oldest_age_secs)),
+            ("in flight".to_owned(), s.in_flight.to_string()),
+            (
+                "link".to_owned(),
+                if s.paused {
+                    "paused (re-authorize)".to_owned()
+                } else {
+                    s.link.to_owned()
+                },
+            ),
+            (
+                "bytes".to_owned(),
+                if cap > 0 {
+                    format!(
+                        "{} of {} ({:.0}%)",
+                        u.bytes,
+                        cap,
+                        100.0 * u.bytes as f64 / cap as f64
+                    )
+                } else {
+                    u.bytes.to_string()
+                },
+            ),
+        ];
+        if let Some(f) = s.last_failure {
+            rows.push(("last failure".to_owned(), f));
+        }
+        StatusSection {
+            title: "Outbox".to_owned(),
+            rows,
+        }
+    }
+}
+
+impl<Op: Operation> Outbox<Op> {
+    /// Sets the `"outbox"` health check from the cached figures (see
+    /// [`OutboxConfig::stall_after`]).
+    pub(crate) fn report_health(&self) {
+        let Some(health) = self.shared.health.lock().ok().and_then(|h| h.clone()) else {
+            return;
+        };
+        let (status, message) = self.assess();
+        health.set("outbox", status, message);
+    }
+
+    /// The outbox's health: failing when it stalls (ops wait longer than `stall_after`
+    /// while the link is not known to be down) or is paused for re-authorization; degraded
+    /// while the link is down (queueing is what it is for).
+    pub fn assess(&self) -> (Status, String) {
+        let u = self.shared.usage.lock().map(|u| *u).unwrap_or_default();
+        let s = self.status();
+        let stall = self.shared.config.stall_after.as_secs();
+        let now = store::now_ms();
+        let quiet_secs = s.last_success_ms.map(|t| now.saturating_sub(t) / 1000);
+        if u.count > 0 && !s.running {
+            return (
+                Status::Failing,
+                format!(
+                    "{} ops queued and the delivery loop is not running",
+                    u.count
+                ),
+            );
+        }
+        if s.paused {
+            return (
+                Status::Failing,
+                format!(
+                    "delivery paused: re-authorize the shop ({} ops queued)",
+                    u.count
+                ),
+            );
+        }
+        if s.link == "down" {
+            return (
+                Status::Degraded,
+                format!(
+                    "the platform is unreachable; {} ops queued, oldest {} s",
+                    u.count, u.oldest_age_secs
+                ),
+            );
+        }
+        if u.count > 0 && u.oldest_age_secs > stall && quiet_secs.is_none_or(|q| q > stall) {
+            return (
+                Status::Failing,
+                format!(
+                    "stalled: {} ops queued, oldest {} s, nothing delivered for {}",
+                    u.count,
+                    u.oldest_age_secs,
+                    quiet_secs.map_or("ever".to_owned(), |q| format!("{q} s"))
+                ),
+            );
+        }
+        (
+            Status::Ok,
+            format!("{} ops queued, oldest {} s", u.count, u.oldest_age_secs),
+        )
+    }
+}
+
 fn rejected(kind: &'static str) {
     metrics::counter!("outbox_rejected_total", "kind" => kind).increment(1);
 }
@@ -431,6 +571,10 @@ impl AfterEnqueue {
 
 /// Publishes the byte gauges and raises or clears the cap alerts.
 pub(crate) fn report_usage(shared: &Shared, bytes: u64, count: u64) {
+    if let Ok(mut u) = shared.usage.lock() {
+        u.bytes = bytes;
+        u.count = count;
+    }
     metrics::gauge!("outbox_bytes").set(bytes as f64);
     metrics::gauge!("outbox_ops").set(count as f64);
     let cap = shared.store.options().max_bytes;
@@ -438,27 +582,25 @@ pub(crate) fn report_usage(shared: &Shared, bytes: u64, count: u64) {
         return;
     }
     metrics::gauge!("outbox_cap_bytes").set(cap as f64);
-    let c = &shared.config;
-    match cap_level(bytes, cap, c.cap_warn_ratio, c.cap_critical_ratio) {
+    let thresholds = &shared.config.cap_alert_thresholds;
+    let pct = 100.0 * bytes as f64 / cap as f64;
+    let policy = shared.store.options().cap_policy;
+    match cap_level(bytes, cap, thresholds) {
         CapLevel::Critical => shared.alerts.raise(
-            "outbox_cap",
+            "store_cap",
             Severity::Critical,
             format!(
-                "the outbox uses {bytes} of {cap} bytes ({:.0}%): new non-critical ops will be \
-                 refused or drop older ones ({} policy)",
-                100.0 * bytes as f64 / cap as f64,
-                shared.store.options().cap_policy
+                "the outbox uses {bytes} of {cap} bytes ({pct:.0}%): new non-critical ops are \
+                 about to be refused or to drop older ones ({policy} policy); shipments are \
+                 still accepted"
             ),
         ),
         CapLevel::Warning => shared.alerts.raise(
-            "outbox_cap",
+            "store_cap",
             Severity::Warning,
-            format!(
-                "the outbox uses {bytes} of {cap} bytes ({:.0}%): is the link down?",
-                100.0 * bytes as f64 / cap as f64
-            ),
+            format!("the outbox uses {bytes} of {cap} bytes ({pct:.0}%): is the link down?"),
         ),
-        CapLevel::Normal => shared.alerts.clear("outbox_cap"),
+        CapLevel::Normal => shared.alerts.clear("store_cap"),
         CapLevel::Hold => {}
     }
 }
@@ -474,16 +616,21 @@ pub(crate) enum CapLevel {
     Critical,
 }
 
-pub(crate) fn cap_level(bytes: u64, cap: u64, warn: f64, critical: f64) -> CapLevel {
+/// `thresholds` ascending: reaching the last is critical, any other a warning; the alert is
+/// cleared only 5 points below the first, so usage hovering at a threshold does not flap.
+pub(crate) fn cap_level(bytes: u64, cap: u64, thresholds: &[f64]) -> CapLevel {
+    let (Some(&first), Some(&last)) = (thresholds.first(), thresholds.last()) else {
+        return CapLevel::Normal;
+    };
     if cap == 0 {
         return CapLevel::Normal;
     }
     let used = bytes as f64 / cap as f64;
-    if used >= critical {
+    if used >= last {
         CapLevel::Critical
-    } else if used >= warn {
+    } else if used >= first {
         CapLevel::Warning
-    } else if used >= warn - 0.05 {
+    } else if used >= first - 0.05 {
         CapLevel::Hold
     } else {
         CapLevel::Normal
@@ -496,12 +643,14 @@ mod tests {
 
     #[test]
     fn cap_levels_have_a_margin_below_the_warning() {
-        let l = |b| cap_level(b, 1000, 0.8, 0.95);
+        let l = |b| cap_level(b, 1000, &[0.8, 0.95]);
         assert_eq!(l(100), CapLevel::Normal);
         assert_eq!(l(760), CapLevel::Hold);
         assert_eq!(l(800), CapLevel::Warning);
         assert_eq!(l(950), CapLevel::Critical);
         assert_eq!(l(5000), CapLevel::Critical);
-        assert_eq!(cap_level(5000, 0, 0.8, 0.95), CapLevel::Normal);
+        assert_eq!(cap_level(5000, 0, &[0.8, 0.95]), CapLevel::Normal);
+        assert_eq!(cap_level(5000, 1000, &[]), CapLevel::Normal);
+        assert_eq!(cap_level(990, 1000, &[0.99]), CapLevel::Critical);
     }
 }

@@ -139,8 +139,19 @@ pub fn insert(
     env: &Envelope,
 ) -> Result<u64, StoreError> {
     let raw = store::encode(OUTBOX_NAME, env)?;
+    insert_encoded(txn, meta, seq, env, &raw)
+}
+
+/// [`insert`] with the envelope already encoded as `raw`.
+pub fn insert_encoded(
+    txn: &WriteTransaction,
+    meta: &mut OutboxMeta,
+    seq: u64,
+    env: &Envelope,
+    raw: &[u8],
+) -> Result<u64, StoreError> {
     let fp = footprint(raw.len(), &env.fifo_key, env.coalesce_key.as_deref());
-    txn.open_table(OUTBOX)?.insert(seq, raw.as_slice())?;
+    txn.open_table(OUTBOX)?.insert(seq, raw)?;
     txn.open_table(OUTBOX_FIFO)?
         .insert((env.fifo_key.as_str(), seq), ())?;
     txn.open_table(OUTBOX_SCHED)?.insert(
@@ -462,6 +473,8 @@ pub struct Scan {
     pub next_due_ms: Option<u64>,
     /// Whether the budget ran out before the index did.
     pub truncated: bool,
+    /// Where the next scan should start when the budget ran out.
+    pub resume_at: Option<(u8, u64)>,
 }
 
 /// Whether an op with `not_before_ms` may be tried at `now_ms`. A `not_before` further
@@ -472,8 +485,10 @@ pub fn is_due(not_before_ms: u64, now_ms: u64, horizon_ms: u64) -> bool {
 }
 
 /// Finds up to `want` ops that may start now: heads of their FIFO key, not in `busy`, due.
-/// Walks the scheduling index in (priority, seq) order, looking at most `budget` entries,
-/// so memory stays bounded whatever the backlog.
+/// Walks the scheduling index in (priority, seq) order from `from` (wrapping round to the
+/// start), looking at most `budget` entries, so memory and time stay bounded whatever the
+/// backlog. When the budget runs out, [`Scan::resume_at`] says where the next scan should
+/// go on, so a long run of blocked ops cannot hide the ops behind it.
 pub fn scan(
     txn: &ReadTransaction,
     want: usize,
@@ -481,6 +496,7 @@ pub fn scan(
     now_ms: u64,
     horizon_ms: u64,
     budget: usize,
+    from: Option<(u8, u64)>,
 ) -> Result<Scan, StoreError> {
     let mut out = Scan::default();
     if want == 0 {
@@ -490,13 +506,18 @@ pub fn scan(
     let fifo = txn.open_table(OUTBOX_FIFO)?;
     let rows = txn.open_table(OUTBOX)?;
     let mut blocked: HashSet<String> = HashSet::new();
-    for (looked, entry) in sched.iter()?.enumerate() {
-        if looked >= budget {
-            out.truncated = true;
-            break;
-        }
+    let (first, second) = match from {
+        Some(f) => (sched.range(f..)?, Some(sched.range(..f)?)),
+        None => (sched.range::<(u8, u64)>(..)?, None),
+    };
+    for (looked, entry) in first.chain(second.into_iter().flatten()).enumerate() {
         let (k, v) = entry?;
         let (priority, seq) = k.value();
+        if looked >= budget {
+            out.truncated = true;
+            out.resume_at = Some((priority, seq));
+            break;
+        }
         let (not_before, key) = v.value();
         if busy.contains(key) || blocked.contains(key) {
             continue;
