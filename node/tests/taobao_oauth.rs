@@ -390,3 +390,39 @@ async fn a_config_session_seeds_the_store_and_is_used() {
     assert_eq!(status.origin, "config");
     assert!(!status.refreshable && !status.expired);
 }
+
+#[tokio::test]
+async fn an_unreachable_token_endpoint_after_code_27_is_a_retry_not_a_pause() {
+    let env = Env::start().await;
+    let (oauth_client, tokens) = login(&env).await;
+    let m = manager(&env, oauth_client, Arc::new(MemoryTokenStore::new()));
+    if let Err(e) = m.install(tokens).await {
+        panic!("{e}");
+    }
+    let c = client(&env, &m);
+    let fault = |kind, methods: Option<Vec<String>>| FaultSpec {
+        kind,
+        seconds: Some(60),
+        count: None,
+        methods,
+        delay_s: None,
+        status: None,
+        sub_code: None,
+    };
+    let sb = env.sandbox.sandbox();
+    for f in [
+        fault(FaultKind::ExpireTokens, None),
+        fault(FaultKind::Outage, Some(vec!["oauth.token".into()])),
+    ] {
+        if let Err(e) = sb.add_fault(f) {
+            panic!("{e}");
+        }
+    }
+    let e = a_call(&c).await.err();
+    assert!(e.as_ref().is_some_and(TopError::is_retryable), "{e:?}");
+    assert!(!env.alerts.is_active(REAUTHORIZE));
+    // The endpoint is back: the next attempt refreshes and succeeds.
+    sb.clear_faults();
+    assert!(a_call(&c).await.is_ok());
+    assert_eq!(codes(&env), [27, 27, 0]);
+}

@@ -717,12 +717,7 @@ impl TopClient {
             .set_opt("order_mode", order_mode);
         // The API does not need a session; sending one when there is one is harmless and
         // matches what the official SDKs do (TAOBAO.md §6.8). Without one, call app-level.
-        let session = if self.has_sessions() {
-            Session::Required
-        } else {
-            Session::None
-        };
-        let r: Reply = self.call_as(M, p, session).await?;
+        let r: Reply = self.call_as(M, p, Session::Optional).await?;
         Ok(r.logistics_companies)
     }
 

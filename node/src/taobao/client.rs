@@ -166,6 +166,8 @@ impl Params {
 pub enum Session {
     /// The API acts for the seller: send `session`.
     Required,
+    /// App-level API that accepts a session: send one when there is one.
+    Optional,
     /// App-level API: no session.
     None,
 }
@@ -175,9 +177,11 @@ pub trait SessionProvider: Send + Sync + 'static {
     /// The session to send now (a provider may refresh first when it is about to expire).
     fn session(&self) -> BoxFuture<'_, Result<Secret, TopError>>;
 
-    /// The gateway rejected `rejected` with code 27: get a fresh one if possible. `true`
-    /// means [`SessionProvider::session`] now returns a different, fresh session.
-    fn rejected(&self, rejected: Secret) -> BoxFuture<'_, bool>;
+    /// The gateway rejected `rejected` with code 27: get a fresh one if possible.
+    /// `Ok(true)`: [`SessionProvider::session`] now returns a different, fresh session.
+    /// `Ok(false)`: it cannot be refreshed (the 27 stands: auth). `Err`: refreshing failed
+    /// for a reason that may pass (the token endpoint is unreachable): retry later.
+    fn rejected(&self, rejected: Secret) -> BoxFuture<'_, Result<bool, TopError>>;
 }
 
 /// A fixed session (a pre-issued token for a self-use app, or tests). It cannot refresh.
@@ -190,8 +194,8 @@ impl SessionProvider for StaticSession {
         Box::pin(async move { Ok(s) })
     }
 
-    fn rejected(&self, _rejected: Secret) -> BoxFuture<'_, bool> {
-        Box::pin(async { false })
+    fn rejected(&self, _rejected: Secret) -> BoxFuture<'_, Result<bool, TopError>> {
+        Box::pin(async { Ok(false) })
     }
 }
 
@@ -368,6 +372,10 @@ impl TopClient {
         loop {
             let current = match session {
                 Session::Required => Some(self.session(method).await?),
+                Session::Optional => match &self.inner.sessions {
+                    Some(_) => self.session(method).await.ok(),
+                    None => None,
+                },
                 Session::None => None,
             };
             self.inner.limiter.acquire(method).await;
@@ -376,7 +384,7 @@ impl TopClient {
                 (Err(TopError::Api(e)), Some(sent)) if e.code == 27 && !refreshed => {
                     let provider = self.inner.sessions.clone();
                     let fresh = match provider {
-                        Some(p) => p.rejected(sent).await,
+                        Some(p) => p.rejected(sent).await?,
                         None => false,
                     };
                     if !fresh {
@@ -462,8 +470,16 @@ impl TopClient {
                 "taobao call failed"
             ),
         }
-        if let Err(TopError::Api(e)) = &outcome {
-            self.after_api_error(e);
+        match &outcome {
+            Err(TopError::Api(e)) => self.after_api_error(e),
+            // A reply that got through means the clock, the secret and the app's quota are
+            // fine again.
+            Ok(_) => {
+                for code in [alerts::CLOCK, alerts::SIGNATURE, alerts::APP_BAN] {
+                    self.inner.alerts.clear(code);
+                }
+            }
+            Err(_) => {}
         }
         outcome.map(|(v, _)| v)
     }

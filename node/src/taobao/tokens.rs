@@ -410,36 +410,34 @@ impl TokenManager {
         Ok(t.access_token)
     }
 
-    async fn rejected_now(&self, rejected: Secret) -> bool {
+    async fn rejected_now(&self, rejected: Secret) -> Result<bool, TopError> {
         let mut st = self.state.lock().await;
-        if self.ensure_loaded(&mut st).is_err() {
-            return false;
-        }
+        self.ensure_loaded(&mut st)?;
         // Another caller refreshed while this one was in flight: just resend.
         if st
             .current
             .as_ref()
             .is_some_and(|t| t.access_token != rejected)
         {
-            return !st.dead;
+            return Ok(!st.dead);
         }
         let now = self.clock.now();
         let refreshable =
             self.oauth.is_some() && st.current.as_ref().is_some_and(|t| t.can_refresh(now));
         if refreshable {
             match self.refresh_locked(&mut st).await {
-                Ok(()) => return true,
+                Ok(()) => return Ok(true),
                 Err(e) if e.is_retryable() => {
                     // The token endpoint is unreachable: not dead yet, the next call retries.
                     tracing::warn!(error = %e, "refresh after code 27 failed; will retry");
-                    return false;
+                    return Err(e);
                 }
                 Err(e) => tracing::warn!(error = %e, "refresh after code 27 refused"),
             }
         }
         st.dead = true;
         self.reauthorize("the platform refused the session (code 27) and it cannot be refreshed");
-        false
+        Ok(false)
     }
 }
 
@@ -454,7 +452,7 @@ impl SessionProvider for TokenManager {
         Box::pin(self.session_now())
     }
 
-    fn rejected(&self, rejected: Secret) -> BoxFuture<'_, bool> {
+    fn rejected(&self, rejected: Secret) -> BoxFuture<'_, Result<bool, TopError>> {
         Box::pin(self.rejected_now(rejected))
     }
 }
@@ -578,7 +576,7 @@ mod tests {
         let _ = store.save(token(chrono::Duration::days(1), false)).await;
         let m = TokenManager::new(store, None, alerts.clone());
         let s = m.session().await.unwrap_or_default();
-        assert!(!m.rejected(s).await);
+        assert!(matches!(m.rejected(s).await, Ok(false)));
         assert!(alerts.is_active(REAUTHORIZE));
         assert!(matches!(m.session().await, Err(TopError::NoSession { .. })));
         let mut fresh = token(chrono::Duration::days(1), false);
