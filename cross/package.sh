@@ -169,6 +169,8 @@ if [ -x "$src/wms-bridge" ] && [ -e cross/debian/wms-bridge.service ]; then
         install -m0755 "cross/debian/wms-bridge.$s" "$stage/DEBIAN/$s"
     done
     if [ -e config/bridge.example.toml ]; then
+        grep -q '^spool_dir *= *"/var/lib/wms-bridge"' config/bridge.example.toml ||
+            die "config/bridge.example.toml no longer sets spool_dir = \"/var/lib/wms-bridge\", which the unit's StateDirectory= provides"
         install -D -m0644 config/bridge.example.toml "$stage/etc/wms-bridge/bridge.toml"
         install -D -m0644 config/bridge.example.toml "$stage/usr/share/doc/wms-bridge/examples/bridge.toml"
         printf '/etc/wms-bridge/bridge.toml\n' >"$stage/DEBIAN/conffiles"
