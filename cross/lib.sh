@@ -176,6 +176,7 @@ ensure_run_deps() {
     fi
     command -v curl >/dev/null || missing+=(curl)
     command -v jq >/dev/null || missing+=(jq)
+    command -v socat >/dev/null || missing+=(socat)
     ensure_packages "$foreign" "${missing[@]}"
 }
 

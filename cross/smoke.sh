@@ -8,7 +8,10 @@
 #      successful signed TOP call (read back from the sandbox's GET /sandbox/calls);
 #   4. it idles, and we report its resident memory (VmRSS of the qemu process, so qemu's own
 #      overhead is included);
-#   5. on SIGTERM it exits with status 0 within 5 s.
+#   5. on SIGTERM it exits with status 0 within 5 s;
+#   and all along it speaks systemd's notify protocol as the unit (cross/debian/wms-node.service,
+#   Type=notify, WatchdogSec=) expects: READY=1, WATCHDOG=1 pings, STOPPING=1, received on a
+#   datagram socket of our own through NOTIFY_SOCKET.
 #
 # Options:
 #   --native   also run steps 3–5 with an x86-64 wms-node built by the same compiler and release
@@ -63,6 +66,8 @@ version="$(awk -F'"' '/^\[workspace.package\]/ { p = 1 } p && /^version *=/ { pr
 
 timeout_s="${SMOKE_TIMEOUT:-90}"
 idle_s="${SMOKE_IDLE:-5}"
+# A short watchdog so the idle window sees several pings (the unit uses 30 s).
+watchdog_s=2
 # A fixed, obviously fake identity: the sandbox accepts exactly these, nothing else does.
 app_key=12345678
 app_secret=smoke-app-secret-0123456789abcdef
@@ -145,6 +150,15 @@ run_node() {
     log "$label: sandbox at $SANDBOX_URL"
     local data="$work/data-$label"
     mkdir -p "$data"
+    # systemd's side of Type=notify: a datagram socket whose messages we keep.
+    local notify_sock="$work/notify-$label.sock" notify_log="$work/notify-$label.txt"
+    socat -u "UNIX-RECV:$notify_sock" "OPEN:$notify_log,creat,append" 2>"$work/socat-$label.log" &
+    pids+=("$!")
+    for ((i = 0; i < 100; i++)); do
+        [ -S "$notify_sock" ] && break
+        sleep 0.05
+    done
+    [ -S "$notify_sock" ] || fail "$label: socat did not create $notify_sock"
     # The example config, pointed at the sandbox through the documented WMS_NODE__SECTION__KEY
     # overrides; every listener on port 0 so parallel runs never collide.
     WMS_NODE__NODE__DATA_DIR="$data" \
@@ -157,6 +171,8 @@ run_node() {
         WMS_NODE__MQTT__LISTEN=127.0.0.1:0 \
         WMS_NODE__HTTP__LISTEN=127.0.0.1:0 \
         RUST_LOG="${RUST_LOG:-info}" \
+        NOTIFY_SOCKET="$notify_sock" \
+        WATCHDOG_USEC="$((watchdog_s * 1000000))" \
         "$@" run --config config/node.example.toml >"$work/node-$label.log" 2>&1 &
     local pid=$!
     pids+=("$pid")
@@ -176,6 +192,12 @@ run_node() {
     sleep "$idle_s"
     exited "$pid" && fail "$label: wms-node exited while idle"
     RSS_KB="$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")"
+    grep -q 'READY=1' "$notify_log" 2>/dev/null || fail "$label: no READY=1 on NOTIFY_SOCKET"
+    local pings
+    pings="$(grep -o 'WATCHDOG=1' "$notify_log" | wc -l)"
+    # Pings come every watchdog_s/2; demand half of what the idle time allows.
+    [ "$pings" -ge "$((idle_s / watchdog_s))" ] ||
+        fail "$label: only $pings WATCHDOG=1 pings in ${idle_s} s idle (WATCHDOG_USEC=${watchdog_s} s)"
     HWM_KB="$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")"
 
     local start_ns end_ns
@@ -195,12 +217,13 @@ run_node() {
     wait "$pid" || rc=$?
     [ "$rc" -eq 0 ] || fail "$label: exit status $rc after SIGTERM (want 0)"
     [ "$STOP_MS" -le 5000 ] || fail "$label: took $STOP_MS ms to exit after SIGTERM (limit 5000)"
+    grep -q 'STOPPING=1' "$notify_log" || fail "$label: no STOPPING=1 on NOTIFY_SOCKET after SIGTERM"
     if grep -q 'panicked at' "$work/node-$label.log"; then
         fail "$label: wms-node panicked"
     fi
     kill -TERM "$SANDBOX_PID" 2>/dev/null || true
     wait "$SANDBOX_PID" 2>/dev/null || true
-    log "$label: idle VmRSS $RSS_KB kB (peak $HWM_KB kB); exit 0 in $STOP_MS ms after SIGTERM"
+    log "$label: idle VmRSS $RSS_KB kB (peak $HWM_KB kB); $pings watchdog pings; exit 0 in $STOP_MS ms after SIGTERM"
 }
 
 # --- 1. version -------------------------------------------------------------------------------
