@@ -508,7 +508,19 @@ struct Setup<'a> {
     spool_dir: &'a Path,
 }
 
-fn config_text(s: &Setup<'_>) -> String {
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            site: "",
+            port: 0,
+            scanner: None,
+            printer: None,
+            spool_dir: Path::new(""),
+        }
+    }
+}
+
+fn config_text(s: &Setup<'_>, extra: &str) -> String {
     let mut text = format!(
         r#"
 [bridge]
@@ -559,14 +571,19 @@ status_timeout = "1s"
             p.display()
         );
     }
-    text
+    text + extra
 }
 
 impl Bridge {
     fn start(setup: &Setup<'_>) -> Bridge {
+        Bridge::start_with(setup, "")
+    }
+
+    /// Starts the bridge with extra `[[device]]` tables appended to the generated config.
+    fn start_with(setup: &Setup<'_>, extra: &str) -> Bridge {
         let dir = setup.spool_dir.parent().unwrap().to_owned();
         let config = dir.join("bridge.toml");
-        std::fs::write(&config, config_text(setup)).unwrap();
+        std::fs::write(&config, config_text(setup, extra)).unwrap();
         let log = dir.join(format!("bridge-{}.log", std::process::id()));
         let log_file = File::options()
             .create(true)
@@ -959,4 +976,174 @@ fn check_config_accepts_the_example_and_rejects_a_broken_file_with_exit_2() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("[[device]]"));
     let out = Command::new(bin).arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A microcontroller on the far side of a pty, speaking the floor protocol in frames.
+struct FakeMcu {
+    path: PathBuf,
+    send: std::sync::mpsc::Sender<Uplink<String>>,
+    got: Arc<Mutex<Vec<firmware_bridge::proto::Downlink<String>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeMcu {
+    fn start() -> FakeMcu {
+        use firmware_bridge::frame::{Decoder, Link, LinkConfig, link::Received};
+        use firmware_bridge::proto::Downlink;
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let pty = Pty::open().unwrap();
+        let mut master = pty.master;
+        let (send, rx) = std::sync::mpsc::channel::<Uplink<String>>();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (got2, stop2) = (got.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let cfg = LinkConfig {
+                retransmit_ms: 50,
+                max_tries: 200,
+            };
+            let mut link = Box::new(Link::<4096>::new(cfg, 7));
+            let mut dec = Box::new(Decoder::<4096>::new());
+            let mut scratch = vec![0u8; 4000];
+            let mut pending: std::collections::VecDeque<Uplink<String>> = Default::default();
+            let epoch = Instant::now();
+            let tick = Timespec {
+                tv_sec: 0,
+                tv_nsec: 10_000_000,
+            };
+            while !stop2.load(Ordering::SeqCst) {
+                let now = epoch.elapsed().as_millis() as u32;
+                pending.extend(rx.try_iter());
+                if link.can_send() {
+                    if let Some(msg) = pending.pop_front() {
+                        link.send_message(&msg, &mut scratch).unwrap();
+                    }
+                }
+                while let Ok(Some(bytes)) = link.poll_transmit(now) {
+                    let _ = master.write_all(bytes);
+                }
+                let mut fds = [PollFd::new(&master, PollFlags::IN)];
+                let _ = poll(&mut fds, Some(&tick));
+                if !fds[0].revents().contains(PollFlags::IN) {
+                    continue;
+                }
+                let mut buf = [0u8; 1024];
+                let Ok(n) = master.read(&mut buf) else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                for &b in &buf[..n] {
+                    if let Some(Ok(frame)) = dec.push(b) {
+                        if let Received::Data(p) = link.receive(frame) {
+                            let cmd: Downlink<String> = postcard::from_bytes(p).unwrap();
+                            got2.lock().unwrap().push(cmd);
+                        }
+                    }
+                }
+            }
+        });
+        FakeMcu {
+            path: pty.path,
+            send,
+            got,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    async fn wait_for(
+        &self,
+        what: &str,
+        pred: impl Fn(&firmware_bridge::proto::Downlink<String>) -> bool,
+    ) {
+        wait_until(what, || self.got.lock().unwrap().iter().any(&pred)).await;
+    }
+}
+
+impl Drop for FakeMcu {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A microcontroller scanner on a framed link: its scan (without id or clock) is published
+/// with a bridge-made msg_id, the node's feedback reaches it as a frame, and its own state
+/// becomes the device state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framed_microcontroller_scanner_speaks_the_protocol_through_the_bridge() {
+    use firmware_bridge::proto::{Downlink, Scan, State, VERSION};
+    let site = "e2e-mcu";
+    let port = start_rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let mcu = FakeMcu::start();
+    let mut node = Observer::connect(port, site, "node-mcu").await;
+    let _bridge = Bridge::start_with(
+        &Setup {
+            site,
+            port,
+            spool_dir: &spool_dir,
+            ..Setup::default()
+        },
+        &format!(
+            "\n[[device]]\nid = \"mcu-1\"\nclass = \"scanner\"\nlink = \"frame\"\nport = \"{}\"\nbaud = 115200\nreopen_min = \"50ms\"\nreopen_max = \"200ms\"\n",
+            mcu.path.display()
+        ),
+    );
+    let state = format!("wms/{site}/scanner/mcu-1/state");
+    node.expect(&state, "device link up", online).await;
+
+    mcu.send
+        .send(Uplink::Scan(Scan {
+            v: VERSION,
+            msg_id: String::new(),
+            ts: String::new(),
+            code: "6901234567892".to_owned(),
+            symbology: Symbology::Ean13,
+            mode: Mode::Pack,
+            task_id: Some("T-9".to_owned()),
+            qty: Some(2),
+            gs1: None,
+        }))
+        .unwrap();
+    let evt = format!("wms/{site}/scanner/mcu-1/evt");
+    let (_, v) = node
+        .expect(&evt, "the device's scan", |v| v["type"] == "scan")
+        .await;
+    assert_eq!(
+        (v["code"].as_str(), v["mode"].as_str(), v["qty"].as_u64()),
+        (Some("6901234567892"), Some("pack"), Some(2))
+    );
+    let msg_id = v["msg_id"].as_str().unwrap().to_owned();
+    assert_eq!(uuid::Uuid::parse_str(&msg_id).unwrap().get_version_num(), 7);
+    assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+
+    node.publish(
+        &format!("wms/{site}/scanner/mcu-1/cmd"),
+        &format!(
+            r#"{{"type":"feedback","re":"{msg_id}","ok":false,"beep":"error","text":"wrong item"}}"#
+        ),
+    )
+    .await;
+    mcu.wait_for(
+        "feedback frame",
+        |d| matches!(d, Downlink::Feedback(f) if f.re == msg_id && !f.ok),
+    )
+    .await;
+
+    mcu.send
+        .send(Uplink::State(State {
+            v: VERSION,
+            online: true,
+            class: None,
+            fw: None,
+            detail: Some("battery low".to_owned()),
+        }))
+        .unwrap();
+    node.expect(&state, "device detail", |v| v["detail"] == "battery low")
+        .await;
 }

@@ -95,6 +95,18 @@ impl fmt::Debug for MqttSection {
     }
 }
 
+/// How a device talks on its serial port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// A stock device: a scanner sending lines, a printer taking ZPL/TSPL (the drivers).
+    #[default]
+    Line,
+    /// A microcontroller speaking the floor protocol itself: postcard messages in COBS frames
+    /// with CRC, sequence numbers and acknowledgements ([`crate::frame`]).
+    Frame,
+}
+
 /// One `[[device]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +120,10 @@ pub struct DeviceConfig {
     /// Serial speed (8N1, no flow control).
     #[serde(default = "default_baud")]
     pub baud: u32,
+    /// `line` (a stock scanner or printer, default) or `frame` (a microcontroller speaking the
+    /// floor protocol in frames).
+    #[serde(default)]
+    pub link: LinkKind,
     /// First wait before reopening a port that failed or vanished.
     #[serde(default = "default_reopen_min", with = "humantime_serde")]
     pub reopen_min: Duration,
@@ -390,6 +406,19 @@ impl Config {
                 ("status_check", d.status_check.is_some()),
                 ("status_timeout", d.status_timeout.is_some()),
             ];
+            if d.link == LinkKind::Frame {
+                for (k, set) in scanner_keys.iter().chain(printer_keys.iter()) {
+                    if *set {
+                        p.push(format!(
+                            "{at}: key {k} does not apply to link = \"frame\" (the device speaks the protocol itself)"
+                        ));
+                    }
+                }
+                if d.class == DeviceClass::Gateway {
+                    p.push(format!("{at}: class must be scanner or printer"));
+                }
+                continue;
+            }
             match d.class {
                 DeviceClass::Scanner => {
                     for (k, set) in printer_keys {
@@ -605,6 +634,32 @@ mod tests {
         c.mqtt.password = Some("hunter2".into());
         c.mqtt.password_file = None;
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn framed_devices_take_no_driver_keys() {
+        let text = r#"
+            [bridge]
+            site = "s"
+            spool_dir = "/x"
+            [mqtt]
+            broker = "mqtt://h"
+            [[device]]
+            id = "mcu-1"
+            class = "scanner"
+            link = "frame"
+            port = "/dev/ttyACM0"
+            suffix = "\r"
+        "#;
+        let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
+            panic!("accepted")
+        };
+        assert!(
+            problems[0].contains("suffix does not apply to link = \"frame\""),
+            "{problems:?}"
+        );
+        let ok = text.replace("suffix = \"\\r\"", "");
+        assert_eq!(parse(&ok).unwrap().devices[0].link, LinkKind::Frame);
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   session ──▶ DeviceCmd (mpsc + Waker) ──▶ feedback beep · hold ack · print job ──▶ port
 //! ```
 //!
+//! A `link = "frame"` device (a microcontroller) skips the drivers: its thread runs the
+//! [`crate::frame`] decoder and [`Link`] ARQ and relays [`Uplink`] / [`Downlink`] messages.
+//! A frame is acknowledged only after its message is in the spool.
+//!
 //! A port that fails or vanishes is closed, reported (`Note::Port { online: false }`) and
 //! reopened with backoff until it comes back; nothing else stops. Scans read while the broker
 //! is down are in the spool, so they are not affected.
@@ -29,10 +33,11 @@ use super::backoff::Backoff;
 use super::config::DeviceConfig;
 use super::serial::{SerialPort, WakeHandle, Waker};
 use super::spool::{Spool, SpoolError};
+use crate::frame::{Decoder, Link, LinkConfig, LinkError, link::Received, max_wire_len};
 use crate::printer::{self, Printer, Status};
 use crate::proto::{
-    Beep, Channel, Downlink, Gs1Fields, HoldAck, Mode, Print, PrintResult, PrintStatus, Scan,
-    VERSION, json,
+    Beep, Channel, Downlink, Feedback, Gs1Fields, HoldAck, Mode, Print, PrintResult, PrintStatus,
+    Scan, Uplink, VERSION, Validate, json,
 };
 use crate::scanner::{self, Scanner};
 
@@ -660,6 +665,235 @@ fn print(
             ctx.print_result(&job.job_id, Err(e.to_string()));
             Ok(())
         }
+    }
+}
+
+/// Largest message on a device link (postcard); a print job for a framed printer must fit.
+const FRAME_PAYLOAD: usize = 8 * 1024;
+const FRAME_DECODED: usize = FRAME_PAYLOAD + crate::frame::FRAME_OVERHEAD;
+const FRAME_WIRE: usize = max_wire_len(FRAME_PAYLOAD);
+/// Commands waiting for a framed device, at most (the oldest is dropped beyond).
+const FRAME_OUTBOX: usize = 64;
+
+/// Runs a microcontroller on a framed link until shutdown.
+pub fn run_framed(ctx: DeviceCtx) {
+    let mut backoff = Backoff::new(ctx.cfg.reopen_min, ctx.cfg.reopen_max);
+    let mut last_error = None;
+    let mut outbox: VecDeque<Downlink<String>> = VecDeque::new();
+    while let Some(port) = ctx.open(&mut backoff, &mut last_error) {
+        let watch = match port.try_clone_fd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                warn!(device = %ctx.cfg.id, error = %e, "cannot watch serial port");
+                let _ = ctx.waker.sleep(backoff.next_delay());
+                continue;
+            }
+        };
+        let lost = framed_session(&ctx, port, &watch, &mut outbox);
+        match lost {
+            None => return,
+            Some(why) => {
+                warn!(device = %ctx.cfg.id, error = %why, "serial port lost; reopening");
+                ctx.port_closed(&why);
+                last_error = Some(why);
+                let _ = ctx.waker.sleep(backoff.next_delay());
+            }
+        }
+    }
+}
+
+fn framed_session(
+    ctx: &DeviceCtx,
+    mut port: SerialPort,
+    watch: &std::os::fd::OwnedFd,
+    outbox: &mut VecDeque<Downlink<String>>,
+) -> Option<String> {
+    use embedded_io::{Read as _, Write as _};
+    let epoch = std::time::Instant::now();
+    let now = || epoch.elapsed().as_millis() as u32;
+    let mut dec = Box::new(Decoder::<FRAME_DECODED>::new());
+    let mut link = Box::new(Link::<FRAME_WIRE>::new(
+        LinkConfig::default(),
+        rand::random(),
+    ));
+    let mut scratch = vec![0u8; FRAME_PAYLOAD];
+    let mut inflight: Option<Downlink<String>> = None;
+    let mut up = false;
+    ctx.note(Note::Port {
+        online: false,
+        detail: Some("waiting for the device".to_owned()),
+    });
+    loop {
+        if ctx.stopping() {
+            return None;
+        }
+        loop {
+            match ctx.cmds.try_recv() {
+                Ok(DeviceCmd::Downlink(cmd)) => {
+                    if outbox.len() >= FRAME_OUTBOX {
+                        if let Some(old) = outbox.pop_front() {
+                            warn!(device = %ctx.cfg.id, kind = old.kind(), "device not taking commands; oldest dropped");
+                        }
+                    }
+                    outbox.push_back(cmd);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return None,
+            }
+        }
+        if link.can_send() {
+            if let Some(cmd) = outbox.pop_front() {
+                match link.send_message(&cmd, &mut scratch) {
+                    Ok(_) => inflight = Some(cmd),
+                    Err(e) => {
+                        warn!(device = %ctx.cfg.id, kind = cmd.kind(), error = %e, "command does not fit the device link; dropped");
+                        if let Downlink::Print(job) = &cmd {
+                            ctx.print_result(
+                                &job.job_id,
+                                Err("job too large for the device link".to_owned()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        loop {
+            match link.poll_transmit(now()) {
+                Ok(Some(bytes)) => {
+                    if let Err(e) = port.write_all(bytes) {
+                        return Some(e.to_string());
+                    }
+                }
+                Ok(None) => break,
+                Err(LinkError::GaveUp { seq }) => {
+                    warn!(device = %ctx.cfg.id, seq, "device did not acknowledge; restarting the link");
+                    if let Some(cmd) = inflight.take() {
+                        outbox.push_front(cmd);
+                    }
+                    if std::mem::replace(&mut up, false) {
+                        ctx.note(Note::Port {
+                            online: false,
+                            detail: Some("device not responding".to_owned()),
+                        });
+                    }
+                }
+                Err(e) => warn!(device = %ctx.cfg.id, error = %e, "link error"),
+            }
+        }
+        let timeout = link.poll_timeout(now()).map_or(IDLE, |ms| {
+            Duration::from_millis(u64::from(ms.max(1))).min(IDLE)
+        });
+        let ready = match SerialPort::wait(watch.as_fd(), &ctx.waker, timeout) {
+            Ok(r) => r,
+            Err(e) => return Some(e.to_string()),
+        };
+        if !ready.readable {
+            continue;
+        }
+        let mut buf = [0u8; 512];
+        let n = match port.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => return Some(e.to_string()),
+        };
+        for &b in &buf[..n] {
+            let frame = match dec.push(b) {
+                None => continue,
+                Some(Ok(f)) => f,
+                Some(Err(e)) => {
+                    debug!(device = %ctx.cfg.id, error = %e, "line noise");
+                    continue;
+                }
+            };
+            match link.receive(frame) {
+                Received::Data(payload) => {
+                    if !std::mem::replace(&mut up, true) {
+                        ctx.note(Note::Port {
+                            online: true,
+                            detail: None,
+                        });
+                    }
+                    match postcard::from_bytes::<Uplink<String>>(payload) {
+                        Ok(msg) => framed_uplink(ctx, msg, outbox),
+                        Err(_) => {
+                            warn!(device = %ctx.cfg.id, "device sent a message this bridge cannot decode")
+                        }
+                    }
+                }
+                Received::Started | Received::Sync => {
+                    if !std::mem::replace(&mut up, true) {
+                        info!(device = %ctx.cfg.id, "device link up");
+                        ctx.note(Note::Port {
+                            online: true,
+                            detail: None,
+                        });
+                    }
+                }
+                Received::Acked(_) => inflight = None,
+                Received::Duplicate | Received::StaleAck => {}
+            }
+        }
+    }
+}
+
+/// A message from a framed device: spooled (events, replies) or turned into the device state.
+/// Runs before the frame's ACK is sent, so an acknowledged message is always on disk.
+fn framed_uplink(ctx: &DeviceCtx, msg: Uplink<String>, outbox: &mut VecDeque<Downlink<String>>) {
+    let mut msg = msg;
+    // A microcontroller may have no clock or id source; the bridge fills them in.
+    let fill = |msg_id: &mut String, ts: &mut String| {
+        if msg_id.is_empty() {
+            *msg_id = new_msg_id();
+        }
+        if ts.is_empty() {
+            *ts = now_rfc3339();
+        }
+    };
+    match &mut msg {
+        Uplink::Scan(m) => fill(&mut m.msg_id, &mut m.ts),
+        Uplink::RequestTask(m) => fill(&mut m.msg_id, &mut m.ts),
+        Uplink::Short(m) => fill(&mut m.msg_id, &mut m.ts),
+        Uplink::Heartbeat(m) => fill(&mut m.msg_id, &mut m.ts),
+        Uplink::State(st) => {
+            ctx.note(Note::Port {
+                online: st.online,
+                detail: st.detail.clone(),
+            });
+            return;
+        }
+        Uplink::PrintResult(_) | Uplink::HoldAck(_) => {}
+    }
+    let refuse = |re: Option<&String>, text: String, outbox: &mut VecDeque<Downlink<String>>| {
+        if let Some(re) = re {
+            outbox.push_back(Downlink::Feedback(Feedback {
+                v: VERSION,
+                re: re.clone(),
+                ok: false,
+                beep: Beep::Error,
+                text,
+                next: None,
+            }));
+        }
+    };
+    let id = match &msg {
+        Uplink::Scan(m) => Some(&m.msg_id),
+        Uplink::RequestTask(m) => Some(&m.msg_id),
+        Uplink::Short(m) => Some(&m.msg_id),
+        _ => None,
+    };
+    if let Err(inv) = msg.validate() {
+        warn!(device = %ctx.cfg.id, kind = msg.kind().unwrap_or("state"), problem = %inv, "device message refused");
+        refuse(id, inv.to_string(), outbox);
+        return;
+    }
+    let payload = match json::uplink_to_vec(&msg) {
+        Ok(p) => p,
+        Err(e) => {
+            error!(device = %ctx.cfg.id, error = %e, "cannot encode device message");
+            return;
+        }
+    };
+    if !ctx.spool(msg.channel(), payload) {
+        refuse(id, "bridge queue full".to_owned(), outbox);
     }
 }
 

@@ -45,7 +45,7 @@ pub mod serial;
 pub mod session;
 pub mod spool;
 
-use config::{Config, ConfigError, parse_broker};
+use config::{Config, ConfigError, LinkKind, parse_broker};
 use device::{DeviceCtx, DeviceSender};
 use serial::Waker;
 use session::{SessionConfig, Topics};
@@ -163,12 +163,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Brid
             stop: stop.clone(),
         };
         let name = format!("{}-{}", d.class, d.id);
-        let class = d.class;
+        let (class, link) = (d.class, d.link);
         let thread = std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || match class {
-                DeviceClass::Printer => device::run_printer(ctx),
-                _ => device::run_scanner(ctx),
+            .spawn(move || match (link, class) {
+                (LinkKind::Frame, _) => device::run_framed(ctx),
+                (LinkKind::Line, DeviceClass::Printer) => device::run_printer(ctx),
+                (LinkKind::Line, _) => device::run_scanner(ctx),
             })
             .map_err(io(format!("cannot start thread {name}")))?;
         threads.push((name, thread, stop, stop_wake));
