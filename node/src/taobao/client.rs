@@ -603,7 +603,7 @@ impl TopClient {
                 Severity::Critical,
                 format!("{calls} Taobao calls today: the daily budget of {budget} is used up"),
             );
-        } else if calls * 5 == budget * 4 {
+        } else if calls == budget.saturating_mul(4).div_ceil(5) {
             self.inner.alerts.raise(
                 alerts::CALL_BUDGET,
                 Severity::Warning,
@@ -833,6 +833,46 @@ mod tests {
         ));
     }
 
+    /// A loopback port nobody listens on: bound, read, released.
+    fn closed_port() -> u16 {
+        match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => l.local_addr().map(|a| a.port()).unwrap_or(9),
+            Err(_) => 9,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_daily_budget_warns_at_80_percent_and_alerts_when_used_up() {
+        let mut o = ClientOptions::new(
+            format!("http://127.0.0.1:{}/router/rest", closed_port()),
+            "k",
+            Secret::new("s"),
+        );
+        o.limits = RateLimits::unlimited();
+        o.daily_call_budget = Some(7);
+        let alerts = Alerts::new();
+        let c = match TopClient::new(o, None, alerts.clone()) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let severity = || {
+            alerts
+                .active()
+                .into_iter()
+                .find(|a| a.code == alerts::CALL_BUDGET)
+                .map(|a| a.severity)
+        };
+        // Every attempt counts, answered or not: 80 % of 7 is the 6th call.
+        for _ in 0..5 {
+            let _ = c.call("m", Params::new(), Session::None).await;
+        }
+        assert_eq!(severity(), None);
+        let _ = c.call("m", Params::new(), Session::None).await;
+        assert_eq!(severity(), Some(Severity::Warning));
+        let _ = c.call("m", Params::new(), Session::None).await;
+        assert_eq!(severity(), Some(Severity::Critical));
+    }
+
     #[tokio::test]
     async fn a_call_needing_a_session_without_a_provider_is_no_session() {
         let r = client(SignMethod::Md5)
@@ -847,13 +887,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_a_retryable_transport_error_without_the_url() {
-        // Port 9 (discard) on loopback is not listening in test environments; a listener
-        // bound and dropped would be racier.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0");
-        let port = match listener {
-            Ok(l) => l.local_addr().map(|a| a.port()).unwrap_or(9),
-            Err(_) => 9,
-        };
+        let port = closed_port();
         let mut o = ClientOptions::new(
             format!("http://127.0.0.1:{port}/router/rest"),
             "k",
