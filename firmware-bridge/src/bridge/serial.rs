@@ -133,7 +133,7 @@ impl SerialPort {
 pub struct Readiness {
     /// The port has bytes (or hung up: the next read says which).
     pub readable: bool,
-    /// Someone called [`Waker::wake`].
+    /// Someone called [`WakeHandle::wake`].
     pub woken: bool,
 }
 

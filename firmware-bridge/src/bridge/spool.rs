@@ -12,7 +12,7 @@
 //! ## Layout
 //!
 //! One append-only file per device. Each record is a [`crate::frame`] frame (COBS, CRC-32C,
-//! zero-delimited) holding a postcard [`Record`]:
+//! zero-delimited) holding a postcard `Record`:
 //!
 //! ```text
 //!   0x00 ‖ COBS(ctrl seq · postcard(Put{seq, channel, payload}) · crc) ‖ 0x00   (fdatasync)
