@@ -26,8 +26,18 @@ const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// The shape of the node's outbox `Ship` operation.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 enum Op {
-    Ship { tid: u64, oids: Vec<u64>, company_code: String, out_sid: String },
-    SetStock { num_iid: u64, sku_id: u64, qty: i64, version: u64 },
+    Ship {
+        tid: u64,
+        oids: Vec<u64>,
+        company_code: String,
+        out_sid: String,
+    },
+    SetStock {
+        num_iid: u64,
+        sku_id: u64,
+        qty: i64,
+        version: u64,
+    },
 }
 
 /// The parameters of a `taobao.trades.sold.increment.get` call, as TAOBAO.md §3 lists them.
@@ -35,12 +45,18 @@ fn top_params() -> Vec<(&'static str, String)> {
     vec![
         ("app_key", "12345678".into()),
         ("end_modified", "2026-11-29 12:00:00".into()),
-        ("fields", "tid,status,modified,orders,receiver_state,receiver_city,payment".into()),
+        (
+            "fields",
+            "tid,status,modified,orders,receiver_state,receiver_city,payment".into(),
+        ),
         ("format", "json".into()),
         ("method", "taobao.trades.sold.increment.get".into()),
         ("page_no", "1".into()),
         ("page_size", "50".into()),
-        ("session", "test-session-key-6100e23657fb0b2d0c78568e55a3031134be9a3a5d4b3a".into()),
+        (
+            "session",
+            "test-session-key-6100e23657fb0b2d0c78568e55a3031134be9a3a5d4b3a".into(),
+        ),
         ("sign_method", "md5".into()),
         ("simplify", "true".into()),
         ("start_modified", "2026-11-29 11:30:00".into()),
@@ -132,7 +148,12 @@ fn main() -> Result<(), Error> {
     let r = time(rounds, 500_000, || {
         i += 1;
         let op = if i % 4 == 0 {
-            Op::SetStock { num_iid: 600_123_456_789, sku_id: i, qty: 25, version: i }
+            Op::SetStock {
+                num_iid: 600_123_456_789,
+                sku_id: i,
+                qty: 25,
+                version: i,
+            }
         } else {
             ship(i)
         };
