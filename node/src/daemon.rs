@@ -21,7 +21,11 @@ use crate::config::Config;
 use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
+use crate::outbox::Outbox;
+use crate::store::{Store, StoreError};
+use crate::taobao::outbox::{TaobaoOp, TaobaoSink};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +67,12 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The store could not be opened (in use by another process, unreadable, too new).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The Taobao client could not be built (bad endpoint) or its tokens not loaded.
+    #[error("taobao: {0}")]
+    Taobao(#[source] crate::taobao::setup::SetupError),
     /// A task failed or panicked; the node stopped the others.
     #[error("task `{task}` failed: {message}")]
     Task {
@@ -81,6 +91,8 @@ impl DaemonError {
             // A port still held by the previous instance frees up.
             DaemonError::Bind { .. } => true,
             DaemonError::Task { .. } => true,
+            DaemonError::Store(e) => e.is_retryable(),
+            DaemonError::Taobao(_) => false,
         }
     }
 }
@@ -109,13 +121,54 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     metrics::gauge!("build_info", "version" => crate::VERSION).set(1.0);
     let (tasks, mut failures) = Tasks::new();
 
-    // Seam (store): open the store here, before anything that writes to it, e.g.
-    //   let store = Store::open(config.store_options()).await?;   health.ok("store", "open");
-    // Seam (taobao, outbox, sync, floor): build them from `config`, `store`, `alerts` and
-    // `health`, and spawn their loops with `tasks.spawn("outbox", outbox.run(token.clone()))`.
-    // Their routers go into `routes` and their figures into `sections`.
-    let routes = axum::Router::new();
-    let sections: Vec<Arc<dyn StatusSource>> = Vec::new();
+    // The store first: everything below writes to it. Opening repairs after a power cut and
+    // never blocks on another process (a second `wms-node` gets a clear "in use" error).
+    let store_opts = config.store_options();
+    let store = tokio::task::spawn_blocking({
+        let alerts = alerts.clone();
+        move || Store::open(store_opts, alerts)
+    })
+    .await
+    .map_err(|e| DaemonError::Task {
+        task: "store-open",
+        message: e.to_string(),
+    })??;
+    health.ok("store", "open");
+
+    // Taobao: the client, its tokens (seeded from `taobao.session` when given) and the
+    // outbox that delivers shipments and stock to it.
+    let taobao = crate::taobao::setup::connect(&config.taobao, store.clone(), alerts.clone())
+        .await
+        .map_err(DaemonError::Taobao)?;
+    let outbox: Outbox<TaobaoOp> =
+        Outbox::new(store.clone(), config.outbox_config(), alerts.clone())
+            .with_health(health.clone());
+    let routes = axum::Router::new().merge(crate::outbox::admin::router(outbox.admin()));
+    let sections: Vec<Arc<dyn StatusSource>> = vec![Arc::new(outbox.clone())];
+
+    tasks.spawn("outbox", {
+        let outbox = outbox.clone();
+        let sink = TaobaoSink::new(taobao.client.clone(), alerts.clone());
+        let token = token.clone();
+        async move {
+            outbox.run(sink, token).await;
+            Ok::<(), Infallible>(())
+        }
+    });
+    tasks.spawn(
+        "auth-resume",
+        resume_on_renewal(outbox.clone(), taobao.tokens.renewals(), token.clone()),
+    );
+    tasks.spawn(
+        "carriers",
+        crate::sync::carriers::run(
+            taobao.client.clone(),
+            store.clone(),
+            health.clone(),
+            crate::sync::carriers::Schedule::default(),
+            token.clone(),
+        ),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -162,12 +215,42 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     tracing::info!("shutting down");
     token.cancel();
     tasks.shutdown(SHUTDOWN_DEADLINE, FORCE_WAIT).await;
-    // Seam (store): close the store last, after every task that writes to it has stopped:
-    //   store.close().await;
+    // The store closes last, after every task that writes to it has stopped.
+    drop(outbox);
+    drop(taobao);
+    if let Err(e) = store.close().await {
+        tracing::error!(error = %e, "closing the store failed");
+    }
     tracing::info!("stopped");
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Resumes an outbox paused for authorisation as soon as new tokens are stored (`wms-node
+/// auth`, a refresh, or a restart with a new `taobao.session`). Nothing is lost while paused:
+/// the ops stay queued in order.
+async fn resume_on_renewal(
+    outbox: Outbox<TaobaoOp>,
+    mut renewals: tokio::sync::watch::Receiver<u64>,
+    token: CancellationToken,
+) -> Result<(), Infallible> {
+    loop {
+        tokio::select! {
+            // Shutdown.
+            _ = token.cancelled() => return Ok(()),
+            // New tokens: delivery can go on (a no-op when it was not paused).
+            changed = renewals.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                if outbox.is_paused() {
+                    tracing::info!("new Taobao tokens stored; resuming delivery");
+                    outbox.resume();
+                }
+            }
+        }
     }
 }
 
@@ -321,6 +404,9 @@ mod tests {
         c.node.data_dir = dir.join("data");
         c.taobao.app_key = "12345678".into();
         c.taobao.app_secret = Some(Secret::new("x"));
+        // Nothing listens there: the node must run (and stop) with Taobao unreachable.
+        c.taobao.endpoint = "http://127.0.0.1:9/router/rest".into();
+        c.taobao.oauth_url = "http://127.0.0.1:9/oauth".into();
         c.http.listen = "127.0.0.1:0".parse().unwrap();
         c
     }

@@ -394,6 +394,21 @@ impl Config {
         o
     }
 
+    /// How the outbox delivers: the `[outbox]` settings and `store.cap_alert_thresholds`.
+    pub fn outbox_config(&self) -> crate::outbox::OutboxConfig {
+        let o = &self.outbox;
+        crate::outbox::OutboxConfig {
+            concurrency: o.concurrency,
+            rate_per_second: o.rate_per_second,
+            burst: o.burst,
+            backoff_initial: o.backoff_initial,
+            backoff_max: o.backoff_max,
+            shutdown_grace: o.shutdown_grace,
+            cap_alert_thresholds: self.store.cap_alert_thresholds.clone(),
+            ..crate::outbox::OutboxConfig::default()
+        }
+    }
+
     /// The base URL of this node's ops HTTP server, as a local client reaches it
     /// (`0.0.0.0` and `::` become loopback). `queue` commands use it to ask a running node.
     pub fn admin_url(&self) -> String {

@@ -220,6 +220,9 @@ pub struct TokenManager {
     // An async mutex: a refresh holds it across the token request, so concurrent callers
     // wait for that one refresh instead of each spending the single-use refresh token.
     state: tokio::sync::Mutex<State>,
+    // Bumped whenever usable tokens are stored (seed, install, refresh), so the daemon can
+    // resume an outbox paused for authorisation without polling.
+    renewed: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for TokenManager {
@@ -244,7 +247,17 @@ impl TokenManager {
             alerts,
             clock,
             state: tokio::sync::Mutex::new(State::default()),
+            renewed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes each time usable tokens are stored (seeded, installed or refreshed).
+    pub fn renewals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.renewed.subscribe()
+    }
+
+    fn mark_renewed(&self) {
+        self.renewed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Seeds the store with a pre-issued session from the config (`taobao.session`) when the
@@ -272,6 +285,7 @@ impl TokenManager {
         st.current = Some(t);
         st.dead = false;
         self.alerts.clear(REAUTHORIZE);
+        self.mark_renewed();
         Ok(true)
     }
 
@@ -283,6 +297,7 @@ impl TokenManager {
         st.dead = false;
         self.alerts.clear(REAUTHORIZE);
         self.alerts.clear(TOKEN_EXPIRY);
+        self.mark_renewed();
         Ok(())
     }
 
@@ -340,6 +355,7 @@ impl TokenManager {
                 st.current = Some(fresh);
                 st.dead = false;
                 self.alerts.clear(REAUTHORIZE);
+                self.mark_renewed();
                 Ok(())
             }
             Err(e) if e.is_retryable() => Err(TopError::Transport {
