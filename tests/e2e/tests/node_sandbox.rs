@@ -1,0 +1,116 @@
+//! `wms-node run` against the `taobao-sandbox` binary, both as real processes over real HTTP:
+//! the node's first signed call, how it rides out a Taobao outage, its queue API while it
+//! runs, and a clean stop.
+
+use std::time::Duration;
+use wms_e2e::{Node, Sandbox, eventually, node_config};
+
+const SESSION: &str = "e2e-session-1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_makes_a_signed_call_serves_its_queue_api_and_stops_cleanly() {
+    let sandbox = Sandbox::start(&["--session", SESSION]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config(dir.path(), &sandbox, SESSION, "").unwrap();
+    let node = Node::start(&config).await.unwrap();
+
+    // The start-up carrier fetch is signed with the app secret and the pre-issued session;
+    // the sandbox verifies both and logs it as a success (code 0).
+    let calls = eventually(
+        Duration::from_secs(15),
+        "a successful carrier call",
+        || async {
+            let calls = sandbox.calls("taobao.logistics.companies.get").await?;
+            Ok(calls.iter().any(|c| c["code"] == 0).then_some(calls))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(calls.iter().all(|c| c["code"] == 0), "{calls:?}");
+
+    let (status, health) = eventually(Duration::from_secs(10), "taobao ok in /healthz", || async {
+        let (status, h) = node.get("/healthz").await?;
+        Ok((h["checks"]["taobao"]["status"] == "ok").then_some((status, h)))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["checks"]["store"]["status"], "ok", "{health}");
+
+    // `wms-node queue stats` while the node runs goes through its HTTP API (the store file
+    // is locked by the node). The config says port 0, so tell the CLI the real one.
+    let addr = node.http_url.trim_start_matches("http://");
+    let out = std::process::Command::new(wms_e2e::binary("wms-node", "wms-node").unwrap())
+        .args(["queue", "stats", "--json", "--config"])
+        .arg(&node.config)
+        .env("WMS_NODE__HTTP__LISTEN", addr)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(stats.is_object(), "{stats}");
+
+    // Nothing secret in the log.
+    let log = node.log();
+    assert!(!log.contains(SESSION), "session leaked into the log");
+    assert!(
+        !log.contains(wms_e2e::APP_SECRET),
+        "app secret leaked into the log"
+    );
+
+    let (exit, took) = node.stop(Duration::from_secs(5)).unwrap();
+    assert!(exit.success(), "exit {exit:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taobao_outage_at_start_up_degrades_health_and_the_node_recovers_by_itself() {
+    let sandbox = Sandbox::start(&["--session", SESSION]).unwrap();
+    sandbox
+        .post(
+            "/sandbox/faults",
+            serde_json::json!({"kind": "outage", "seconds": 600}),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config(dir.path(), &sandbox, SESSION, "").unwrap();
+    let node = Node::start(&config).await.unwrap();
+
+    let health = eventually(Duration::from_secs(15), "taobao degraded", || async {
+        let (_, h) = node.get("/healthz").await?;
+        Ok((h["checks"]["taobao"]["status"] == "degraded").then_some(h))
+    })
+    .await
+    .unwrap();
+    // Degraded, not failing: the node keeps serving the floor while Taobao is away.
+    let (status, _) = node.get("/healthz").await.unwrap();
+    assert_eq!(status, 200, "{health}");
+
+    sandbox.delete("/sandbox/faults").await.unwrap();
+    // The retry backoff starts at 1 s with full jitter, so recovery comes within seconds.
+    eventually(Duration::from_secs(20), "taobao ok again", || async {
+        let (_, h) = node.get("/healthz").await?;
+        Ok((h["checks"]["taobao"]["status"] == "ok").then_some(()))
+    })
+    .await
+    .unwrap();
+    let ok_calls = sandbox
+        .calls("taobao.logistics.companies.get")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c["code"] == 0)
+        .count();
+    assert_eq!(
+        ok_calls, 1,
+        "one successful fetch after the outage, no storm"
+    );
+
+    let (exit, _) = node.stop(Duration::from_secs(5)).unwrap();
+    assert!(exit.success());
+}
