@@ -1,1 +1,382 @@
-fn main() {}
+//! `cargo bench -p wms-node --bench outbox`: what durability costs on this machine, and how
+//! much group commit buys back. One run prints:
+//!
+//! 1. the raw durable commit rate, one op per redb transaction, with the store's own commit
+//!    settings (`Durability::Immediate` + quick-repair) and, for reference, without
+//!    quick-repair: the fsync limit of the machine;
+//! 2. enqueue throughput through the group-commit writer at batch caps 1, 16 and 256, with
+//!    many concurrent producers, and the ratio to (1);
+//! 3. enqueue latency (p50, p99, max) at a fixed offered load of 1,000 ops/s (open loop:
+//!    latency is measured from when each op was due, so a stall is not hidden);
+//! 4. drain throughput from a backlog into a no-op sink.
+//!
+//! Each figure is the median of `BENCH_RUNS` runs (default 3). `BENCH_SECS` sets the length
+//! of the timed phases (default 3 s); `BENCH_DIR` where the database goes (default: the
+//! system temp dir, so it measures that disk).
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wms_node::ops::alert::Alerts;
+use wms_node::outbox::{Attempt, Operation, Outbox, OutboxConfig, Outcome, Priority, Sink};
+use wms_node::store::{Store, StoreOptions};
+
+/// An op the size of a real shipment (tid, oids, company code, waybill number).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Ship {
+    tid: u64,
+    oids: Vec<u64>,
+    company_code: String,
+    out_sid: String,
+}
+
+impl Operation for Ship {
+    fn fifo_key(&self) -> String {
+        format!("trade:{}", self.tid)
+    }
+    fn is_critical(&self) -> bool {
+        true
+    }
+    fn priority(&self) -> Priority {
+        Priority::Urgent
+    }
+    fn kind(&self) -> &'static str {
+        "ship"
+    }
+    fn summary(&self) -> String {
+        format!("tid {} waybill {}", self.tid, self.out_sid)
+    }
+}
+
+fn ship(n: u64) -> Ship {
+    Ship {
+        tid: 3_000_000_000_000 + n,
+        oids: vec![4_000_000_000_000 + n],
+        company_code: "YTO".into(),
+        out_sid: format!("YT{:013}", n),
+    }
+}
+
+struct NoopSink;
+impl Sink<Ship> for NoopSink {
+    async fn deliver(&self, _attempt: Attempt<'_, Ship>) -> Outcome {
+        Outcome::Done
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn base_dir() -> std::path::PathBuf {
+    std::env::var_os("BENCH_DIR")
+        .map(Into::into)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// 1. One op per durable transaction, straight into redb.
+fn raw_commit_rate(secs: f64, quick_repair: bool) -> f64 {
+    const T: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("outbox");
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let db = redb::Builder::new()
+        .set_cache_size(32 << 20)
+        .create(dir.path().join("raw.redb"))
+        .unwrap();
+    let value = postcard::to_allocvec(&ship(1)).unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        let mut w = db.begin_write().unwrap();
+        w.set_durability(redb::Durability::Immediate);
+        w.set_quick_repair(quick_repair);
+        w.open_table(T)
+            .unwrap()
+            .insert(n, value.as_slice())
+            .unwrap();
+        w.commit().unwrap();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// How the store under test is set up.
+#[derive(Clone, Copy)]
+struct Setup {
+    max_batch: usize,
+    max_wait: Duration,
+    quick_repair: bool,
+}
+
+impl Setup {
+    /// The shipped defaults (`StoreOptions::new`), with another batch cap.
+    fn defaults(max_batch: usize) -> Self {
+        Setup {
+            max_batch,
+            max_wait: Duration::from_millis(2),
+            quick_repair: true,
+        }
+    }
+}
+
+fn store(dir: &tempfile::TempDir, setup: Setup) -> Store {
+    let mut o = StoreOptions::new(dir.path().join("wms-node.redb"));
+    o.group_commit_max_batch = setup.max_batch;
+    o.group_commit_max_wait = setup.max_wait;
+    o.quick_repair = setup.quick_repair;
+    o.max_bytes = 0;
+    Store::open(o, Alerts::new()).unwrap()
+}
+
+/// 2. Enqueue throughput with `producers` concurrent producers.
+async fn group_commit_rate(secs: f64, setup: Setup, producers: usize) -> f64 {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let store = store(&dir, setup);
+    let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..producers {
+        let (outbox, stop, count, next) =
+            (outbox.clone(), stop.clone(), count.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                outbox.enqueue_now(ship(n)).await.unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Warm up, then count over the timed window only.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c0 = count.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let c1 = count.load(Ordering::Relaxed);
+    let rate = (c1 - c0) as f64 / t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    store.close().await.unwrap();
+    rate
+}
+
+/// The CPU cost of one enqueue: `n` enqueues in one transaction, minus nothing (the one
+/// commit is noise at this size). Returns microseconds per op.
+async fn enqueue_cpu_cost(n: u64) -> f64 {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let store = store(&dir, Setup::defaults(256));
+    let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+    let o = outbox.clone();
+    let elapsed = store
+        .write(move |txn| {
+            let start = Instant::now();
+            for i in 0..n {
+                o.enqueue(txn, ship(i))?;
+            }
+            Ok(start.elapsed())
+        })
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    elapsed.as_secs_f64() * 1e6 / n as f64
+}
+
+/// 3. Latency at a fixed offered load; returns (p50, p99, max) in ms.
+async fn latency_at(rate: u64, secs: f64, setup: Setup) -> (f64, f64, f64) {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let store = store(&dir, setup);
+    let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+    let total = (rate as f64 * secs) as u64;
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        let due = start + period * n as u32;
+        tokio::time::sleep_until(due).await;
+        let outbox = outbox.clone();
+        tasks.push(tokio::spawn(async move {
+            outbox.enqueue_now(ship(n)).await.unwrap();
+            // From when it was due, not from when it happened to be sent.
+            due.elapsed().as_secs_f64() * 1000.0
+        }));
+    }
+    let mut lat = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        lat.push(t.await.unwrap());
+    }
+    store.close().await.unwrap();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    (pct(0.50), pct(0.99), lat[lat.len() - 1])
+}
+
+/// 4. Drain a backlog of `n` ops over `keys` trades into a no-op sink; ops/s.
+async fn drain_rate(n: u64, keys: u64) -> f64 {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let store = store(&dir, Setup::defaults(256));
+    let cfg = OutboxConfig {
+        concurrency: 64,
+        rate_per_second: 0.0,
+        ..OutboxConfig::default()
+    };
+    let outbox = Outbox::<Ship>::new(store.clone(), cfg, Alerts::new());
+    // Fill quickly: 1,000 ops per transaction.
+    for chunk in 0..n.div_ceil(1000) {
+        let o = outbox.clone();
+        store
+            .write(move |txn| {
+                for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
+                    let mut op = ship(i);
+                    op.tid = i % keys;
+                    o.enqueue(txn, op)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    let token = tokio_util::sync::CancellationToken::new();
+    let start = Instant::now();
+    let run = {
+        let (o, t) = (outbox.clone(), token.clone());
+        tokio::spawn(async move { o.run(NoopSink, t).await })
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if outbox.queued(0, 1).unwrap().is_empty() {
+            break;
+        }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    token.cancel();
+    run.await.unwrap();
+    store.close().await.unwrap();
+    rate
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "{cores} cores, {cpu}, kernel {kernel}, database in {}",
+        base_dir().display()
+    )
+}
+
+fn row(label: &str, value: String) {
+    println!("{label:<62}{value}");
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is read from the command line.
+    let runs = env_u64("BENCH_RUNS", 3).max(1) as usize;
+    let secs = env_u64("BENCH_SECS", 3) as f64;
+    // BENCH_ONLY=raw,group,cpu,latency,drain runs a subset (for profiling).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let want = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let med = |f: &mut dyn FnMut() -> f64| median((0..runs).map(|_| f()).collect());
+    println!("outbox benchmark: {}", machine());
+    println!("median of {runs} runs, {secs} s timed phases; the store's defaults unless said\n");
+
+    let (raw_qr, raw) = if want("raw") || want("group") {
+        (
+            med(&mut || raw_commit_rate(secs.min(2.0), true)),
+            med(&mut || raw_commit_rate(secs.min(2.0), false)),
+        )
+    } else {
+        (0.0, 0.0)
+    };
+    if want("raw") {
+        row(
+            "raw: 1 op per durable commit (quick-repair, as the store)",
+            format!("{raw_qr:>9.0} op/s"),
+        );
+        row(
+            "raw: 1 op per durable commit, quick-repair off",
+            format!("{raw:>9.0} op/s"),
+        );
+    }
+
+    if want("group") {
+        let producers = 512;
+        for (batch, qr) in [(1usize, true), (16, true), (256, true), (256, false)] {
+            let setup = Setup {
+                quick_repair: qr,
+                ..Setup::defaults(batch)
+            };
+            let r = med(&mut || rt.block_on(group_commit_rate(secs, setup, producers)));
+            let base = if qr { raw_qr } else { raw };
+            row(
+                &format!(
+                    "group commit, batch cap {batch}, {producers} producers{}",
+                    if qr { "" } else { ", quick-repair off" }
+                ),
+                format!("{r:>9.0} op/s  ({:.0}x raw)", r / base),
+            );
+        }
+    }
+
+    if want("cpu") {
+        let cpu = med(&mut || rt.block_on(enqueue_cpu_cost(10_000)));
+        row(
+            "enqueue CPU cost per op (10,000 in one transaction)",
+            format!("{cpu:>9.1} us"),
+        );
+    }
+
+    if want("latency") {
+        for (wait_ms, qr) in [(2u64, true), (0, true), (2, false)] {
+            let setup = Setup {
+                max_batch: 256,
+                max_wait: Duration::from_millis(wait_ms),
+                quick_repair: qr,
+            };
+            let lat: Vec<(f64, f64, f64)> = (0..runs)
+                .map(|_| rt.block_on(latency_at(1000, secs, setup)))
+                .collect();
+            let p = |i: usize| median(lat.iter().map(|l| [l.0, l.1, l.2][i]).collect());
+            row(
+                &format!(
+                    "latency at 1,000 op/s, max_wait {wait_ms} ms{}: p50 / p99 / max",
+                    if qr { "" } else { ", quick-repair off" }
+                ),
+                format!("{:>6.1} / {:.1} / {:.1} ms", p(0), p(1), p(2)),
+            );
+        }
+    }
+
+    if want("drain") {
+        let backlog = env_u64("BENCH_BACKLOG", 20_000);
+        let d = med(&mut || rt.block_on(drain_rate(backlog, 1_000)));
+        row(
+            &format!("drain {backlog} ops over 1,000 keys, no-op sink, 64 in flight"),
+            format!("{d:>9.0} op/s"),
+        );
+    }
+}

@@ -106,6 +106,16 @@ fn crash_child() {
     };
     let dir = PathBuf::from(std::env::var("CRASH_DIR").unwrap());
     let first_n: u64 = std::env::var("CRASH_FIRST_N").unwrap().parse().unwrap();
+    // Never outlive the parent (if it dies before it can kill this process).
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(3);
+            }
+        }
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -161,6 +171,16 @@ fn crash_child() {
     });
 }
 
+/// Kills the child if the parent's checks fail first, so no child outlives the test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// What the parent finds in the store after a kill.
 fn inspect(dir: &Path) -> (BTreeMap<u64, usize>, usize) {
     let started = Instant::now();
@@ -204,25 +224,27 @@ fn crash_cycles_lose_nothing_acknowledged() {
         if mode.contains("drain") {
             kills_in_drain += 1;
         }
-        let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, mode)
-            .env("CRASH_DIR", dir.path())
-            .env(
-                "CRASH_FIRST_N",
-                ((cycle as u64 + 1) * 1_000_000).to_string(),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut child = KillOnDrop(
+            Command::new(&exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "crash_child",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, mode)
+                .env("CRASH_DIR", dir.path())
+                .env(
+                    "CRASH_FIRST_N",
+                    ((cycle as u64 + 1) * 1_000_000).to_string(),
+                )
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let l = lines.clone();
@@ -239,8 +261,8 @@ fn crash_cycles_lose_nothing_acknowledged() {
             .recv_timeout(Duration::from_secs(20))
             .expect("the child starts (and its store opens) in time");
         std::thread::sleep(Duration::from_millis(rng.random_range(5..250)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
         reader.join().unwrap();
         for line in lines.lock().unwrap().iter() {
             if let Some(rest) = line.strip_prefix("ack ") {

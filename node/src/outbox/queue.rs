@@ -8,7 +8,7 @@ use crate::ops::alert::{Alerts, Severity};
 use crate::ops::health::{Health, Status};
 use crate::ops::http::{StatusSection, StatusSource};
 use crate::store::{self, CapPolicy, Store, StoreError};
-use redb::{ReadableTable, WriteTransaction};
+use redb::WriteTransaction;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -238,29 +238,26 @@ impl<Op: Operation> Outbox<Op> {
         let coalesce_key = op.coalesce_key();
         let critical = op.is_critical();
         let kind = op.kind();
-        let mut meta = record::load_meta(txn)?;
+        // Each table is opened once per enqueue: opening is a large part of its cost.
+        let mut meta_table = txn.open_table(store::META)?;
+        let mut meta = record::load_meta_in(&meta_table)?;
+        let mut tables = record::Tables::open(txn)?;
 
         // Everything is checked before anything is written, so a refused op leaves the
         // transaction untouched even if the caller swallows the error.
         let replaced = match &coalesce_key {
-            Some(ck) => {
-                let old = txn
-                    .open_table(record::OUTBOX_KEYS)?
-                    .get(ck.as_str())?
-                    .map(|v| v.value());
-                match old {
-                    Some(seq) => match record::peek(txn, seq)? {
-                        // Only within one FIFO key: otherwise the replacement could overtake
-                        // an op the older one was ordered behind.
-                        Some((env, len)) if env.fifo_key == fifo_key => Some((
-                            seq,
-                            record::footprint(len, &env.fifo_key, env.coalesce_key.as_deref()),
-                        )),
-                        _ => None,
-                    },
-                    None => None,
-                }
-            }
+            Some(ck) => match tables.coalesce_target(ck)? {
+                Some(seq) => match tables.peek(seq)? {
+                    // Only within one FIFO key: otherwise the replacement could overtake an
+                    // op the older one was ordered behind.
+                    Some((env, len)) if env.fifo_key == fifo_key => Some((
+                        seq,
+                        record::footprint(len, &env.fifo_key, env.coalesce_key.as_deref()),
+                    )),
+                    _ => None,
+                },
+                None => None,
+            },
             None => None,
         };
         let seq = meta.next_seq.max(1);
@@ -300,8 +297,7 @@ impl<Op: Operation> Outbox<Op> {
                     return Err(refuse);
                 }
                 CapPolicy::DropOldest => {
-                    to_drop =
-                        record::oldest_droppable(txn, used_after - cap, replaced.map(|r| r.0))?;
+                    to_drop = tables.oldest_droppable(used_after - cap, replaced.map(|r| r.0))?;
                     if to_drop.is_empty() {
                         rejected(kind);
                         return Err(refuse);
@@ -312,16 +308,16 @@ impl<Op: Operation> Outbox<Op> {
 
         // Now write.
         if let Some((old, _)) = replaced {
-            record::remove(txn, &mut meta, old)?;
+            tables.remove(&mut meta, old)?;
         }
         let mut dropped = Vec::new();
         for (seq, _) in &to_drop {
-            if let Some(env) = record::remove(txn, &mut meta, *seq)? {
+            if let Some(env) = tables.remove(&mut meta, *seq)? {
                 dropped.push((*seq, env));
             }
         }
-        record::insert_encoded(txn, &mut meta, seq, &envelope, &raw)?;
-        store::put(txn, store::META, "outbox", &meta)?;
+        tables.insert_encoded(&mut meta, seq, &envelope, &raw)?;
+        record::save_meta_in(&mut meta_table, &meta)?;
 
         let after = AfterEnqueue {
             shared: self.shared.clone(),

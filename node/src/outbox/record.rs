@@ -116,22 +116,210 @@ fn save_meta(txn: &WriteTransaction, meta: &OutboxMeta) -> Result<(), StoreError
     store::put(txn, META, META_KEY, meta)
 }
 
+/// The counters, read and written through an already open `meta` table (the enqueue path,
+/// which would otherwise open it twice per op).
+pub fn load_meta_in(t: &redb::Table<'_, &'static str, Bytes>) -> Result<OutboxMeta, StoreError> {
+    match t.get(META_KEY)? {
+        None => Ok(OutboxMeta::default()),
+        // Not quarantined: losing the counters could reuse sequence numbers.
+        Some(v) => postcard::from_bytes(v.value()).map_err(|_| StoreError::Corrupt {
+            table: "meta".into(),
+            key: META_KEY.into(),
+        }),
+    }
+}
+
+/// See [`load_meta_in`].
+pub fn save_meta_in(
+    t: &mut redb::Table<'_, &'static str, Bytes>,
+    meta: &OutboxMeta,
+) -> Result<(), StoreError> {
+    let raw = store::encode("meta", meta)?;
+    t.insert(META_KEY, raw.as_slice())?;
+    Ok(())
+}
+
 /// Decodes an envelope without quarantining it (callers decide what to do with a bad row).
 pub fn decode_envelope(raw: &[u8]) -> Result<Envelope, postcard::Error> {
     postcard::from_bytes(raw)
 }
 
-/// The envelope at `seq` and its raw length, if present and decodable.
-pub fn peek(txn: &WriteTransaction, seq: u64) -> Result<Option<(Envelope, usize)>, StoreError> {
-    let t = txn.open_table(OUTBOX)?;
-    let raw = match t.get(seq)? {
-        Some(v) => v.value().to_vec(),
-        None => return Ok(None),
-    };
-    Ok(decode_envelope(&raw).ok().map(|e| (e, raw.len())))
+/// The outbox's tables, opened once for a series of changes in one write transaction
+/// (opening a redb table is a lookup in its table tree, a large part of an enqueue's cost).
+/// While it lives, nothing else may open these tables in the same transaction.
+pub struct Tables<'t> {
+    txn: &'t WriteTransaction,
+    outbox: redb::Table<'t, u64, Bytes>,
+    fifo: redb::Table<'t, (&'static str, u64), ()>,
+    sched: redb::Table<'t, (u8, u64), (u64, &'static str)>,
+    /// Opened on first use: most ops have no coalescing key.
+    keys: Option<redb::Table<'t, &'static str, u64>>,
 }
 
-/// Inserts a new envelope at `seq` (all indexes) and accounts its bytes.
+impl<'t> Tables<'t> {
+    /// Opens `outbox`, `outbox_fifo` and `outbox_sched`.
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            txn,
+            outbox: txn.open_table(OUTBOX)?,
+            fifo: txn.open_table(OUTBOX_FIFO)?,
+            sched: txn.open_table(OUTBOX_SCHED)?,
+            keys: None,
+        })
+    }
+
+    fn keys(&mut self) -> Result<&mut redb::Table<'t, &'static str, u64>, StoreError> {
+        if self.keys.is_none() {
+            self.keys = Some(self.txn.open_table(OUTBOX_KEYS)?);
+        }
+        // Just opened above if it was not.
+        self.keys.as_mut().ok_or(StoreError::Closed)
+    }
+
+    /// The seq a coalescing key points at.
+    pub fn coalesce_target(&mut self, ck: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.keys()?.get(ck)?.map(|v| v.value()))
+    }
+
+    /// The envelope at `seq` and its raw length, if present and decodable.
+    pub fn peek(&self, seq: u64) -> Result<Option<(Envelope, usize)>, StoreError> {
+        let raw = match self.outbox.get(seq)? {
+            Some(v) => v.value().to_vec(),
+            None => return Ok(None),
+        };
+        Ok(decode_envelope(&raw).ok().map(|e| (e, raw.len())))
+    }
+
+    /// Inserts `env`, already encoded as `raw`, at `seq` (all indexes); accounts its bytes.
+    pub fn insert_encoded(
+        &mut self,
+        meta: &mut OutboxMeta,
+        seq: u64,
+        env: &Envelope,
+        raw: &[u8],
+    ) -> Result<u64, StoreError> {
+        let fp = footprint(raw.len(), &env.fifo_key, env.coalesce_key.as_deref());
+        self.outbox.insert(seq, raw)?;
+        self.fifo.insert((env.fifo_key.as_str(), seq), ())?;
+        self.sched.insert(
+            (env.priority as u8, seq),
+            (env.not_before_ms, env.fifo_key.as_str()),
+        )?;
+        if let Some(ck) = &env.coalesce_key {
+            let keys = self.keys()?;
+            // Keep the newest seq for a key (a re-queued dead letter may be older).
+            let newer = keys
+                .get(ck.as_str())?
+                .map(|v| v.value())
+                .filter(|&s| s > seq);
+            if newer.is_none() {
+                keys.insert(ck.as_str(), seq)?;
+            }
+        }
+        meta.bytes += fp;
+        meta.count += 1;
+        meta.next_seq = meta.next_seq.max(seq + 1);
+        Ok(fp)
+    }
+
+    /// Removes the op at `seq` from every table and un-accounts it. Returns the envelope
+    /// if it was there and decodable (an undecodable row is left for [`quarantine_row`]).
+    pub fn remove(
+        &mut self,
+        meta: &mut OutboxMeta,
+        seq: u64,
+    ) -> Result<Option<Envelope>, StoreError> {
+        let Some((env, len)) = self.peek(seq)? else {
+            return Ok(None);
+        };
+        self.outbox.remove(seq)?;
+        self.unindex(
+            seq,
+            env.priority as u8,
+            &env.fifo_key,
+            env.coalesce_key.as_deref(),
+        )?;
+        let fp = footprint(len, &env.fifo_key, env.coalesce_key.as_deref());
+        meta.bytes = meta.bytes.saturating_sub(fp);
+        meta.count = meta.count.saturating_sub(1);
+        Ok(Some(env))
+    }
+
+    fn unindex(
+        &mut self,
+        seq: u64,
+        priority: u8,
+        fifo_key: &str,
+        coalesce_key: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.fifo.remove((fifo_key, seq))?;
+        self.sched.remove((priority, seq))?;
+        if let Some(ck) = coalesce_key {
+            let keys = self.keys()?;
+            let points_here = keys.get(ck)?.map(|v| v.value()) == Some(seq);
+            if points_here {
+                keys.remove(ck)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the envelope at `seq` with `f`, keeping the indexes right. Returns the new
+    /// envelope and the change in its encoded length, or `None` if it is gone.
+    fn update(
+        &mut self,
+        seq: u64,
+        f: impl FnOnce(&mut Envelope),
+    ) -> Result<Option<(Envelope, i64)>, StoreError> {
+        let Some((mut env, old_len)) = self.peek(seq)? else {
+            return Ok(None);
+        };
+        let before = env.not_before_ms;
+        f(&mut env);
+        let raw = store::encode(OUTBOX_NAME, &env)?;
+        self.outbox.insert(seq, raw.as_slice())?;
+        if env.not_before_ms != before {
+            self.sched.insert(
+                (env.priority as u8, seq),
+                (env.not_before_ms, env.fifo_key.as_str()),
+            )?;
+        }
+        Ok(Some((env, raw.len() as i64 - old_len as i64)))
+    }
+
+    /// Picks the oldest non-critical ops whose removal frees at least `need` bytes, never
+    /// `keep`. Returns nothing if they cannot free enough (then nothing should be dropped).
+    pub fn oldest_droppable(
+        &self,
+        need: u64,
+        keep: Option<u64>,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut picked = Vec::new();
+        let mut freed = 0u64;
+        for row in self.outbox.iter()? {
+            let (k, v) = row?;
+            let seq = k.value();
+            if Some(seq) == keep {
+                continue;
+            }
+            let Ok(env) = decode_envelope(v.value()) else {
+                continue;
+            };
+            if env.critical {
+                continue;
+            }
+            let fp = footprint(v.value().len(), &env.fifo_key, env.coalesce_key.as_deref());
+            picked.push((seq, fp));
+            freed += fp;
+            if freed >= need {
+                return Ok(picked);
+            }
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// Inserts a new envelope at `seq` (all indexes) and accounts its bytes in `meta`.
 pub fn insert(
     txn: &WriteTransaction,
     meta: &mut OutboxMeta,
@@ -139,95 +327,28 @@ pub fn insert(
     env: &Envelope,
 ) -> Result<u64, StoreError> {
     let raw = store::encode(OUTBOX_NAME, env)?;
-    insert_encoded(txn, meta, seq, env, &raw)
+    Tables::open(txn)?.insert_encoded(meta, seq, env, &raw)
 }
 
-/// [`insert`] with the envelope already encoded as `raw`.
-pub fn insert_encoded(
-    txn: &WriteTransaction,
-    meta: &mut OutboxMeta,
-    seq: u64,
-    env: &Envelope,
-    raw: &[u8],
-) -> Result<u64, StoreError> {
-    let fp = footprint(raw.len(), &env.fifo_key, env.coalesce_key.as_deref());
-    txn.open_table(OUTBOX)?.insert(seq, raw)?;
-    txn.open_table(OUTBOX_FIFO)?
-        .insert((env.fifo_key.as_str(), seq), ())?;
-    txn.open_table(OUTBOX_SCHED)?.insert(
-        (env.priority as u8, seq),
-        (env.not_before_ms, env.fifo_key.as_str()),
-    )?;
-    if let Some(ck) = &env.coalesce_key {
-        let mut keys = txn.open_table(OUTBOX_KEYS)?;
-        // Keep the newest seq for a key (a re-queued dead letter may be older).
-        let newer = keys
-            .get(ck.as_str())?
-            .map(|v| v.value())
-            .filter(|&s| s > seq);
-        if newer.is_none() {
-            keys.insert(ck.as_str(), seq)?;
-        }
-    }
-    meta.bytes += fp;
-    meta.count += 1;
-    meta.next_seq = meta.next_seq.max(seq + 1);
-    Ok(fp)
-}
-
-/// Removes the op at `seq` from every table and un-accounts it. Returns the envelope if it
-/// was there and decodable (an undecodable row is removed too: use [`quarantine_row`] to
-/// keep its bytes).
+/// Removes the op at `seq` from every table and un-accounts it in `meta`.
 pub fn remove(
     txn: &WriteTransaction,
     meta: &mut OutboxMeta,
     seq: u64,
 ) -> Result<Option<Envelope>, StoreError> {
-    let raw = match txn.open_table(OUTBOX)?.remove(seq)? {
-        Some(v) => v.value().to_vec(),
-        None => return Ok(None),
-    };
-    let env = match decode_envelope(&raw) {
-        Ok(e) => e,
-        Err(_) => return Ok(None),
-    };
-    unindex(
-        txn,
-        seq,
-        env.priority as u8,
-        &env.fifo_key,
-        env.coalesce_key.as_deref(),
-    )?;
-    let fp = footprint(raw.len(), &env.fifo_key, env.coalesce_key.as_deref());
-    meta.bytes = meta.bytes.saturating_sub(fp);
-    meta.count = meta.count.saturating_sub(1);
-    Ok(Some(env))
+    Tables::open(txn)?.remove(meta, seq)
 }
 
-fn unindex(
-    txn: &WriteTransaction,
-    seq: u64,
-    priority: u8,
-    fifo_key: &str,
-    coalesce_key: Option<&str>,
-) -> Result<(), StoreError> {
-    txn.open_table(OUTBOX_FIFO)?.remove((fifo_key, seq))?;
-    txn.open_table(OUTBOX_SCHED)?.remove((priority, seq))?;
-    if let Some(ck) = coalesce_key {
-        let mut keys = txn.open_table(OUTBOX_KEYS)?;
-        let points_here = keys.get(ck)?.map(|v| v.value()) == Some(seq);
-        if points_here {
-            keys.remove(ck)?;
-        }
-    }
-    Ok(())
+/// The envelope at `seq` and its raw length, if present and decodable.
+pub fn peek(txn: &WriteTransaction, seq: u64) -> Result<Option<(Envelope, usize)>, StoreError> {
+    Tables::open(txn)?.peek(seq)
 }
 
-/// Records the delivery of `seq`: the op leaves the outbox in this transaction. `false` if
+/// Records the delivery of `seq`: the op leaves the outbox in this transaction. `None` if
 /// it was no longer there (replaced by a newer op, or dropped by an operator meanwhile).
 pub fn complete(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>, StoreError> {
     let mut meta = load_meta(txn)?;
-    let env = remove(txn, &mut meta, seq)?;
+    let env = Tables::open(txn)?.remove(&mut meta, seq)?;
     if env.is_some() {
         save_meta(txn, &meta)?;
     }
@@ -241,26 +362,12 @@ pub fn update(
     seq: u64,
     f: impl FnOnce(&mut Envelope),
 ) -> Result<Option<Envelope>, StoreError> {
-    let Some((mut env, old_len)) = peek(txn, seq)? else {
+    let Some((env, delta)) = Tables::open(txn)?.update(seq, f)? else {
         return Ok(None);
     };
-    let before = env.clone();
-    f(&mut env);
-    let raw = store::encode(OUTBOX_NAME, &env)?;
-    txn.open_table(OUTBOX)?.insert(seq, raw.as_slice())?;
-    if env.not_before_ms != before.not_before_ms {
-        txn.open_table(OUTBOX_SCHED)?.insert(
-            (env.priority as u8, seq),
-            (env.not_before_ms, env.fifo_key.as_str()),
-        )?;
-    }
-    if raw.len() != old_len {
+    if delta != 0 {
         let mut meta = load_meta(txn)?;
-        let ck = env.coalesce_key.as_deref();
-        meta.bytes = meta
-            .bytes
-            .saturating_sub(footprint(old_len, &env.fifo_key, ck))
-            + footprint(raw.len(), &env.fifo_key, ck);
+        meta.bytes = meta.bytes.saturating_add_signed(delta);
         save_meta(txn, &meta)?;
     }
     Ok(Some(env))
@@ -291,7 +398,7 @@ pub fn dead_letter(
     reason: &str,
 ) -> Result<Option<Envelope>, StoreError> {
     let mut meta = load_meta(txn)?;
-    let Some(mut envelope) = remove(txn, &mut meta, seq)? else {
+    let Some(mut envelope) = Tables::open(txn)?.remove(&mut meta, seq)? else {
         return Ok(None);
     };
     save_meta(txn, &meta)?;
@@ -386,16 +493,17 @@ pub fn quarantine_row(
     fifo_key: &str,
     reason: &str,
 ) -> Result<bool, StoreError> {
-    let raw = txn
-        .open_table(OUTBOX)?
-        .remove(seq)?
-        .map(|v| v.value().to_vec());
-    let ck = raw
-        .as_deref()
-        .and_then(|r| decode_envelope(r).ok())
-        .and_then(|e| e.coalesce_key);
-    unindex(txn, seq, priority, fifo_key, ck.as_deref())?;
-    let Some(raw) = raw else {
+    let raw = {
+        let mut t = Tables::open(txn)?;
+        let raw = t.outbox.remove(seq)?.map(|v| v.value().to_vec());
+        let ck = raw
+            .as_deref()
+            .and_then(|r| decode_envelope(r).ok())
+            .and_then(|e| e.coalesce_key);
+        t.unindex(seq, priority, fifo_key, ck.as_deref())?;
+        raw.map(|r| (r, ck))
+    };
+    let Some((raw, ck)) = raw else {
         return Ok(false);
     };
     let mut meta = load_meta(txn)?;
@@ -406,38 +514,6 @@ pub fn quarantine_row(
     save_meta(txn, &meta)?;
     store::quarantine::insert(txn, OUTBOX_NAME, &seq.to_string(), reason, raw)?;
     Ok(true)
-}
-
-/// Picks the oldest non-critical ops whose removal frees at least `need` bytes, never `keep`.
-/// Returns nothing if they cannot free enough (then nothing should be dropped).
-pub fn oldest_droppable(
-    txn: &WriteTransaction,
-    need: u64,
-    keep: Option<u64>,
-) -> Result<Vec<(u64, u64)>, StoreError> {
-    let t = txn.open_table(OUTBOX)?;
-    let mut picked = Vec::new();
-    let mut freed = 0u64;
-    for row in t.iter()? {
-        let (k, v) = row?;
-        let seq = k.value();
-        if Some(seq) == keep {
-            continue;
-        }
-        let Ok(env) = decode_envelope(v.value()) else {
-            continue;
-        };
-        if env.critical {
-            continue;
-        }
-        let fp = footprint(v.value().len(), &env.fifo_key, env.coalesce_key.as_deref());
-        picked.push((seq, fp));
-        freed += fp;
-        if freed >= need {
-            return Ok(picked);
-        }
-    }
-    Ok(Vec::new())
 }
 
 /// An op the dispatcher may start now.

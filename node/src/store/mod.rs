@@ -95,6 +95,11 @@ pub struct StoreOptions {
     pub group_commit_max_wait: Duration,
     /// The most writes in one transaction.
     pub group_commit_max_batch: usize,
+    /// redb quick-repair on every commit: the allocator state is saved with each commit and
+    /// two-phase commit is used, so opening after a power cut needs no walk over the whole
+    /// file, at the price of a second fsync per commit (see `docs/BENCHMARKS.md`). Off, a
+    /// commit is one fsync and the first open after a power cut verifies every page.
+    pub quick_repair: bool,
 }
 
 impl StoreOptions {
@@ -107,6 +112,7 @@ impl StoreOptions {
             cap_policy: CapPolicy::RejectNew,
             group_commit_max_wait: Duration::from_millis(2),
             group_commit_max_batch: 256,
+            quick_repair: true,
         }
     }
 }
@@ -180,7 +186,7 @@ impl Store {
             })
             .create(&path)
             .map_err(|e| StoreError::open(&path, e))?;
-        let migrated = schema::migrate(&db, &path, migrations)?;
+        let migrated = schema::migrate(&db, &path, migrations, opts.quick_repair)?;
         if migrated.from != migrated.to {
             tracing::info!(from = migrated.from, to = migrated.to, path = %path.display(), "store schema updated");
         }
@@ -192,6 +198,7 @@ impl Store {
             rx,
             max_wait: opts.group_commit_max_wait,
             max_batch: opts.group_commit_max_batch,
+            quick_repair: opts.quick_repair,
             quarantine: quarantine.clone(),
             alerts,
         };

@@ -98,6 +98,7 @@ pub fn migrate(
     db: &Database,
     path: &std::path::Path,
     migrations: &[Migration],
+    quick_repair: bool,
 ) -> Result<Migrated, StoreError> {
     let found = {
         let r = db.begin_read()?;
@@ -124,7 +125,7 @@ pub fn migrate(
     for m in migrations.iter().filter(|m| m.to > found.version) {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate);
-        txn.set_quick_repair(true);
+        txn.set_quick_repair(quick_repair);
         let new_compat = if m.breaks_older_readers { m.to } else { compat };
         let step = (m.run)(&txn)
             .and_then(|()| codec::put(&txn, META, VERSION_KEY, &m.to))
@@ -142,7 +143,7 @@ pub fn migrate(
         compat = new_compat;
     }
     let _ = compat;
-    let store_id = ensure_store_id(db)?;
+    let store_id = ensure_store_id(db, quick_repair)?;
     Ok(Migrated {
         from: found.version,
         to: version,
@@ -150,7 +151,7 @@ pub fn migrate(
     })
 }
 
-fn ensure_store_id(db: &Database) -> Result<String, StoreError> {
+fn ensure_store_id(db: &Database, quick_repair: bool) -> Result<String, StoreError> {
     {
         let r = db.begin_read()?;
         if let Some(id) = codec::get::<&str, String>(&r, META, STORE_ID_KEY)? {
@@ -160,7 +161,7 @@ fn ensure_store_id(db: &Database) -> Result<String, StoreError> {
     let id = hex::encode(rand::random::<[u8; 8]>());
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
-    txn.set_quick_repair(true);
+    txn.set_quick_repair(quick_repair);
     codec::put(&txn, META, STORE_ID_KEY, &id)?;
     codec::put(&txn, META, CREATED_KEY, &super::now_ms())?;
     txn.commit()?;

@@ -78,6 +78,7 @@ pub(crate) struct Writer {
     pub rx: Receiver<Msg>,
     pub max_wait: Duration,
     pub max_batch: usize,
+    pub quick_repair: bool,
     pub quarantine: Arc<QuarantineQueue>,
     pub alerts: Alerts,
 }
@@ -89,6 +90,7 @@ impl Writer {
             rx,
             max_wait,
             max_batch,
+            quick_repair,
             quarantine,
             alerts,
         } = self;
@@ -138,6 +140,7 @@ impl Writer {
             if !batch.is_empty() || !pending.is_empty() {
                 commit_batch(
                     &db,
+                    quick_repair,
                     &quarantine,
                     &alerts,
                     std::mem::take(&mut batch),
@@ -186,6 +189,7 @@ impl QuarantineJob {
 
 fn commit_batch(
     db: &Database,
+    quick_repair: bool,
     queue: &Arc<QuarantineQueue>,
     alerts: &Alerts,
     jobs: Vec<Box<dyn Job>>,
@@ -209,7 +213,7 @@ fn commit_batch(
             Err(e) => break Err(e.into()),
         };
         txn.set_durability(Durability::Immediate);
-        txn.set_quick_repair(true);
+        txn.set_quick_repair(quick_repair);
         let (failed_any, hooks) = codec::with_context(queue, true, || {
             let mut failed_any = false;
             let mut i = 0;
