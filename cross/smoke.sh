@@ -77,7 +77,10 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/wms-smoke.XXXXXX")"
 pids=()
 cleanup() {
     local p
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
     if [ "${SMOKE_KEEP:-0}" = 1 ]; then
         log "kept $work"
     else
