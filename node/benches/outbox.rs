@@ -8,7 +8,10 @@
 //!    many concurrent producers, and the ratio to (1);
 //! 3. enqueue latency (p50, p99, max) at a fixed offered load of 1,000 ops/s (open loop:
 //!    latency is measured from when each op was due, so a stall is not hidden);
-//! 4. drain throughput from a backlog into a no-op sink.
+//! 4. drain throughput from a backlog into a no-op sink;
+//!
+//! and, to weigh quick-repair: the CPU cost of one enqueue, and how long the first open takes
+//! after a process died without closing a full database.
 //!
 //! Each figure is the median of `BENCH_RUNS` runs (default 3). `BENCH_SECS` sets the length
 //! of the timed phases (default 3 s); `BENCH_DIR` where the database goes (default: the
@@ -171,25 +174,81 @@ async fn group_commit_rate(secs: f64, setup: Setup, producers: usize) -> f64 {
     rate
 }
 
-/// The CPU cost of one enqueue: `n` enqueues in one transaction, minus nothing (the one
-/// commit is noise at this size). Returns microseconds per op.
+/// The CPU cost of one enqueue: batches of 1,000 enqueues in one transaction each (the
+/// commit is outside the timed part). Returns microseconds per op.
 async fn enqueue_cpu_cost(n: u64) -> f64 {
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let store = store(&dir, Setup::defaults(256));
     let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
-    let o = outbox.clone();
-    let elapsed = store
-        .write(move |txn| {
-            let start = Instant::now();
-            for i in 0..n {
-                o.enqueue(txn, ship(i))?;
-            }
-            Ok(start.elapsed())
-        })
-        .await
-        .unwrap();
+    let mut busy = Duration::ZERO;
+    for chunk in 0..n.div_ceil(1000) {
+        let o = outbox.clone();
+        busy += store
+            .write(move |txn| {
+                let start = Instant::now();
+                for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
+                    o.enqueue(txn, ship(i))?;
+                }
+                Ok(start.elapsed())
+            })
+            .await
+            .unwrap();
+    }
     store.close().await.unwrap();
-    elapsed.as_secs_f64() * 1e6 / n as f64
+    busy.as_secs_f64() * 1e6 / n as f64
+}
+
+/// Fills a database with `n` queued ops in a child process that then dies without closing
+/// it (as in a power cut), and times the next open. Returns (file MiB, open seconds).
+fn reopen_after_crash(n: u64, quick_repair: bool) -> (f64, f64) {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let path = dir.path().join("wms-node.redb");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("BENCH_CHILD_FILL", &path)
+        .env("BENCH_CHILD_N", n.to_string())
+        .env("BENCH_CHILD_QR", if quick_repair { "1" } else { "0" })
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(7), "the filler child dies as planned");
+    let mib = std::fs::metadata(&path).unwrap().len() as f64 / (1024.0 * 1024.0);
+    let mut o = StoreOptions::new(&path);
+    o.quick_repair = quick_repair;
+    let start = Instant::now();
+    let store = Store::open(o, Alerts::new()).unwrap();
+    let took = start.elapsed().as_secs_f64();
+    drop(store);
+    (mib, took)
+}
+
+/// The filler child of [`reopen_after_crash`]: enqueues, then exits without closing.
+fn fill_and_die(path: &str) {
+    let n = env_u64("BENCH_CHILD_N", 100_000);
+    let qr = std::env::var("BENCH_CHILD_QR").as_deref() == Ok("1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut o = StoreOptions::new(path);
+        o.quick_repair = qr;
+        o.max_bytes = 0;
+        let store = Store::open(o, Alerts::new()).unwrap();
+        let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+        for chunk in 0..n.div_ceil(1000) {
+            let o = outbox.clone();
+            store
+                .write(move |txn| {
+                    for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
+                        o.enqueue(txn, ship(i))?;
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        // Durable, but never closed: the next open finds an unclean shutdown.
+        std::process::exit(7);
+    });
 }
 
 /// 3. Latency at a fixed offered load; returns (p50, p99, max) in ms.
@@ -290,10 +349,13 @@ fn row(label: &str, value: String) {
 }
 
 fn main() {
+    if let Ok(path) = std::env::var("BENCH_CHILD_FILL") {
+        return fill_and_die(&path);
+    }
     // `cargo bench` passes `--bench`; nothing else is read from the command line.
     let runs = env_u64("BENCH_RUNS", 3).max(1) as usize;
     let secs = env_u64("BENCH_SECS", 3) as f64;
-    // BENCH_ONLY=raw,group,cpu,latency,drain runs a subset (for profiling).
+    // BENCH_ONLY=raw,group,cpu,latency,drain,reopen runs a subset (for profiling).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -345,9 +407,25 @@ fn main() {
     if want("cpu") {
         let cpu = med(&mut || rt.block_on(enqueue_cpu_cost(10_000)));
         row(
-            "enqueue CPU cost per op (10,000 in one transaction)",
+            "enqueue CPU cost per op (1,000 per transaction)",
             format!("{cpu:>9.1} us"),
         );
+    }
+
+    if want("reopen") {
+        let n = env_u64("BENCH_REOPEN_OPS", 200_000);
+        for qr in [true, false] {
+            let r: Vec<(f64, f64)> = (0..runs).map(|_| reopen_after_crash(n, qr)).collect();
+            let mib = median(r.iter().map(|x| x.0).collect());
+            let secs = median(r.iter().map(|x| x.1).collect());
+            row(
+                &format!(
+                    "open after a crash, {n} ops queued ({mib:.0} MiB){}",
+                    if qr { "" } else { ", quick-repair off" }
+                ),
+                format!("{:>9.0} ms", secs * 1000.0),
+            );
+        }
     }
 
     if want("latency") {

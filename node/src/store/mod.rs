@@ -91,7 +91,8 @@ pub struct StoreOptions {
     pub max_bytes: u64,
     /// What happens at the cap.
     pub cap_policy: CapPolicy,
-    /// How long the writer waits after the first write of a batch for more to join it.
+    /// How long a write that finds the writer idle waits for others to share its commit
+    /// (under load, writes arriving during a commit share the next one without waiting).
     pub group_commit_max_wait: Duration,
     /// The most writes in one transaction.
     pub group_commit_max_batch: usize,

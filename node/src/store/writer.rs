@@ -7,6 +7,9 @@
 //!                          ≤ max_wait after the first
 //! ```
 //!
+//! The writer waits up to `max_wait` for company only when a job arrives at an idle writer;
+//! under load, jobs that arrive during a commit form the next batch by themselves.
+//!
 //! A batch runs every job in one write transaction, commits it with
 //! `Durability::Immediate` (fsync; quick-repair on, so a power cut needs no slow repair) and
 //! only then answers each job. A job whose closure fails (or panics) must not commit its
@@ -106,8 +109,11 @@ impl Writer {
                 Ok(Msg::Close(ack)) => closing = Some(ack),
                 Err(_) => disconnected = true,
             }
-            // Gather more: whatever is queued, then wait up to `max_wait` for the batch to fill.
+            // Gather more: whatever is queued. Linger for `max_wait` only if nothing was: under
+            // load the next batch forms while the previous one commits, and waiting would
+            // only add latency; after an idle spell it lets a burst share one fsync.
             let deadline = Instant::now() + max_wait;
+            let mut linger = None;
             while closing.is_none() && !disconnected && batch.len() < max_batch {
                 let msg = match rx.try_recv() {
                     Ok(m) => m,
@@ -117,7 +123,8 @@ impl Writer {
                     }
                     Err(TryRecvError::Empty) => {
                         let now = Instant::now();
-                        if batch.is_empty() || now >= deadline {
+                        let lone = *linger.get_or_insert(batch.len() == 1);
+                        if !lone || now >= deadline {
                             break;
                         }
                         match rx.recv_timeout(deadline - now) {
