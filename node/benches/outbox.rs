@@ -199,8 +199,9 @@ async fn enqueue_cpu_cost(n: u64) -> f64 {
 }
 
 /// Fills a database with `n` queued ops in a child process that then dies without closing
-/// it (as in a power cut), and times the next open. Returns (file MiB, open seconds).
-fn reopen_after_crash(n: u64, quick_repair: bool) -> (f64, f64) {
+/// it (as in a power cut), and times the next open. Returns (file MiB, open seconds,
+/// accounted outbox MB).
+fn reopen_after_crash(n: u64, quick_repair: bool) -> (f64, f64, f64) {
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let path = dir.path().join("wms-node.redb");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
@@ -216,8 +217,13 @@ fn reopen_after_crash(n: u64, quick_repair: bool) -> (f64, f64) {
     let start = Instant::now();
     let store = Store::open(o, Alerts::new()).unwrap();
     let took = start.elapsed().as_secs_f64();
+    let accounted = wms_node::outbox::admin::Admin::offline(store.clone())
+        .stats()
+        .unwrap()
+        .bytes as f64
+        / 1e6;
     drop(store);
-    (mib, took)
+    (mib, took, accounted)
 }
 
 /// The filler child of [`reopen_after_crash`]: enqueues, then exits without closing.
@@ -415,12 +421,13 @@ fn main() {
     if want("reopen") {
         let n = env_u64("BENCH_REOPEN_OPS", 200_000);
         for qr in [true, false] {
-            let r: Vec<(f64, f64)> = (0..runs).map(|_| reopen_after_crash(n, qr)).collect();
+            let r: Vec<(f64, f64, f64)> = (0..runs).map(|_| reopen_after_crash(n, qr)).collect();
             let mib = median(r.iter().map(|x| x.0).collect());
             let secs = median(r.iter().map(|x| x.1).collect());
+            let mb = median(r.iter().map(|x| x.2).collect());
             row(
                 &format!(
-                    "open after a crash, {n} ops queued ({mib:.0} MiB){}",
+                    "open after a crash, {n} ops ({mb:.0} MB accounted, {mib:.0} MiB file){}",
                     if qr { "" } else { ", quick-repair off" }
                 ),
                 format!("{:>9.0} ms", secs * 1000.0),
