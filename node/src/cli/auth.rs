@@ -9,9 +9,10 @@
 //! | `status`           | shop, expiry and whether the node can refresh by itself          |
 //! | `refresh`          | refreshes now (normally automatic)                                |
 //!
-//! Tokens go to the node's store, which only one process may open: stop a running node
-//! first (`systemctl stop wms-node`), authorise, start it again. Shipments and stock updates
-//! stay queued meanwhile.
+//! Tokens live in the node's store, which only one process may open. While the node runs,
+//! `exchange`, `login`, `status` and `refresh` go through its admin API (`[http] listen`,
+//! see [`wms_node::taobao::admin`]): the node trades the code and resumes delivery at once.
+//! When no node answers there, they open the store themselves.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -21,11 +22,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
+use wms_node::outbox::admin::ClientError;
 use wms_node::store::{Store, StoreError};
+use wms_node::taobao::admin::AuthClient;
 use wms_node::taobao::login::receive_redirect;
 use wms_node::taobao::oauth::{OAuthClient, OAuthError};
 use wms_node::taobao::setup;
 use wms_node::taobao::tokens::{RedbTokenStore, TokenManager, TokenStatus, TokenStore};
+
+/// What to do about a refused code.
+const CODE_HINT: &str = "codes are single-use and expire after about 30 minutes; get a new one \
+                         with `wms-node auth login` (or `auth url`)";
+
+/// What to do when the node cannot refresh.
+const REAUTH_HINT: &str = "run `wms-node auth login` to authorise again";
 
 /// Where `auth login` listens when neither the config nor `--redirect-uri` names a callback.
 const DEFAULT_LOGIN_REDIRECT: &str = "http://127.0.0.1:8765/callback";
@@ -113,6 +123,9 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
             let Some(redirect) = redirect_uri.or_else(|| t.redirect_uri.clone()) else {
                 return usage("no callback: set taobao.redirect_uri or pass --redirect-uri");
             };
+            if let Some(node) = running_node(config).await? {
+                return node_answer(node.exchange(&code, Some(redirect)).await, false, CODE_HINT);
+            }
             let store = open_store(config)?;
             let oauth = oauth_client(config, Some(redirect))?;
             let tokens = match oauth.exchange(&code).await {
@@ -134,13 +147,19 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
             timeout,
         } => login(config, redirect_uri, listen, timeout).await,
         AuthCommand::Status { json } => {
-            let store = open_store(config)?;
-            let tokens = RedbTokenStore::new(store.clone());
-            let status = tokens
-                .load()
-                .context("cannot read the tokens")?
-                .map(|t| t.status(chrono::Utc::now()));
-            close(store).await;
+            let status = match running_node(config).await? {
+                Some(node) => node.state().await?.status,
+                None => {
+                    let store = open_store(config)?;
+                    let tokens = RedbTokenStore::new(store.clone());
+                    let status = tokens
+                        .load()
+                        .context("cannot read the tokens")?
+                        .map(|t| t.status(chrono::Utc::now()));
+                    close(store).await;
+                    status
+                }
+            };
             let code = if status.as_ref().is_some_and(|s| !s.expired) {
                 ExitCode::SUCCESS
             } else {
@@ -150,6 +169,9 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
             Ok(code)
         }
         AuthCommand::Refresh => {
+            if let Some(node) = running_node(config).await? {
+                return node_answer(node.refresh().await, false, REAUTH_HINT);
+            }
             let store = open_store(config)?;
             let manager = manager(config, store.clone())?;
             let r = manager.refresh_now().await;
@@ -161,7 +183,7 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
-                    eprintln!("hint: run `wms-node auth login` to authorise again");
+                    eprintln!("hint: {REAUTH_HINT}");
                     Ok(ExitCode::FAILURE)
                 }
             }
@@ -185,9 +207,12 @@ async fn login(
             Err(why) => return usage(&why),
         },
     };
-    // Open the store before asking anyone to click: a running node would make the
-    // exchange's result impossible to save.
-    let store = open_store(config)?;
+    // Decide where the tokens go before asking anyone to click: the running node, or the
+    // store opened here (and held, so that nothing else takes it meanwhile).
+    let target = match running_node(config).await? {
+        Some(node) => Target::Node(node),
+        None => Target::Store(open_store(config)?),
+    };
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind} for the redirect"))?;
@@ -208,9 +233,17 @@ async fn login(
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            close(store).await;
+            if let Target::Store(store) = target {
+                close(store).await;
+            }
             return Ok(ExitCode::FAILURE);
         }
+    };
+    let store = match target {
+        Target::Node(node) => {
+            return node_answer(node.exchange(&code, Some(redirect)).await, true, CODE_HINT);
+        }
+        Target::Store(store) => store,
     };
     let tokens = match oauth.exchange(&code).await {
         Ok(t) => t,
@@ -228,6 +261,57 @@ async fn login(
     print_status(manager.status().await.ok().flatten(), false);
     close(store).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `auth login` stores what it gets.
+enum Target {
+    /// The running node trades the code.
+    Node(AuthClient),
+    /// This process does, into the store it holds.
+    Store(Store),
+}
+
+/// The running node's admin API, if a node answers at `[http] listen`.
+async fn running_node(config: &Config) -> anyhow::Result<Option<AuthClient>> {
+    let url = config.admin_url();
+    let node = AuthClient::new(&url)?;
+    match node.state().await {
+        Ok(_) => Ok(Some(node)),
+        Err(ClientError::Unreachable { .. }) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!(
+            "something answers at {url} ([http] listen), but not as this version of \
+             wms-node: {e}"
+        )),
+    }
+}
+
+/// Prints what the running node answered; a refused grant gets the same hint as here.
+fn node_answer(
+    answer: Result<wms_node::taobao::admin::AuthState, ClientError>,
+    login: bool,
+    hint: &str,
+) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok(state) => {
+            if login {
+                println!("Authorised.");
+            }
+            print_status(state.status, false);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Api {
+            status: 400,
+            message,
+        }) => {
+            eprintln!("error: {message}");
+            eprintln!("hint: {hint}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// `http://127.0.0.1:0/cb` → `http://127.0.0.1:<port>/cb`; other callbacks unchanged.
@@ -315,10 +399,7 @@ fn usage(message: &str) -> anyhow::Result<ExitCode> {
 fn grant_failed(e: OAuthError) -> anyhow::Result<ExitCode> {
     eprintln!("error: {e}");
     if !e.is_retryable() {
-        eprintln!(
-            "hint: codes are single-use and expire after about 30 minutes; get a new one with \
-             `wms-node auth login` (or `auth url`)"
-        );
+        eprintln!("hint: {CODE_HINT}");
     }
     Ok(ExitCode::FAILURE)
 }

@@ -21,6 +21,7 @@
 //! Must never log or return in an error: the app secret, the session (access token), refresh
 //! tokens, signature inputs, or receiver fields (name, address, phone, mobile).
 
+pub mod admin;
 pub mod api;
 pub mod client;
 pub mod decode;

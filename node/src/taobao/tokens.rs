@@ -156,14 +156,14 @@ impl TokenStore for RedbTokenStore {
 }
 
 /// What `wms-node auth status` shows: never a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenStatus {
     /// The shop's nick, if known.
     pub shop_nick: Option<String>,
     /// The seller's id, if known.
     pub user_id: Option<String>,
     /// `oauth` or `config`.
-    pub origin: &'static str,
+    pub origin: String,
     /// Access-token expiry (`None`: unknown, a pre-issued session).
     #[serde(serialize_with = "rfc3339")]
     pub expires_at: Option<DateTime<Utc>>,
@@ -192,7 +192,8 @@ impl TokenSet {
             origin: match self.origin {
                 TokenOrigin::OAuth => "oauth",
                 TokenOrigin::Config => "config",
-            },
+            }
+            .to_owned(),
             expires_at: self.expires_at,
             expired: self.is_expired(now),
             refreshable: self.can_refresh(now),

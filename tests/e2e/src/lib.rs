@@ -208,14 +208,20 @@ pub struct Node {
     log: std::sync::Arc<Mutex<String>>,
 }
 
-/// Writes a node config into `dir` for a sandbox at `sandbox` with a pre-issued `session`,
-/// plus `extra` TOML appended (sections of your own).
+/// Writes a node config into `dir` for a sandbox at `sandbox` with a pre-issued `session`
+/// (`""`: none, the node starts unauthorised), plus `extra` TOML appended (sections of your
+/// own).
 pub fn node_config(dir: &Path, sandbox: &Sandbox, session: &str, extra: &str) -> Result<PathBuf> {
     let path = dir.join("node.toml");
+    let session = if session.is_empty() {
+        String::new()
+    } else {
+        format!("session = \"{session}\"\n")
+    };
     let toml = format!(
         "[node]\nid = \"gw-e2e\"\nsite = \"e2e\"\ndata_dir = \"{data}\"\n\n\
          [taobao]\nendpoint = \"{rest}\"\noauth_url = \"{oauth}\"\napp_key = \"{APP_KEY}\"\n\
-         app_secret = \"{APP_SECRET}\"\nsession = \"{session}\"\n\n\
+         app_secret = \"{APP_SECRET}\"\n{session}\n\
          [http]\nlisten = \"127.0.0.1:0\"\n\n{extra}",
         data = dir.join("data").display(),
         rest = sandbox.rest_url(),

@@ -1,4 +1,5 @@
-//! A client for the queue's HTTP API, used by `wms-node queue …` while the node runs.
+//! A client for the node's admin HTTP API, used by `wms-node queue …` (and `wms-node auth …`)
+//! while the node runs.
 
 use super::http::{DropRequest, ErrorBody};
 use super::{ActionResult, ListFilter, ListPage, OpView, Stats};
@@ -40,7 +41,7 @@ impl ClientError {
     }
 }
 
-/// The queue API of a running node.
+/// The admin API of a running node.
 #[derive(Debug, Clone)]
 pub struct AdminClient {
     base: String,
@@ -102,6 +103,34 @@ impl AdminClient {
         })
     }
 
+    /// `GET {path}`, decoded as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        self.call(self.http.get(&url), &url).await
+    }
+
+    /// `POST {path}` with `body` as JSON, the answer decoded as JSON.
+    pub async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let req = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.call(req, &url).await
+    }
+
     /// `GET /api/queue/ops`.
     pub async fn list(&self, filter: &ListFilter) -> Result<ListPage, ClientError> {
         let url = format!("{}/api/queue/ops", self.base);
@@ -129,8 +158,7 @@ impl AdminClient {
 
     /// `GET /api/queue/ops/{seq}`.
     pub async fn show(&self, seq: u64) -> Result<OpView, ClientError> {
-        let url = format!("{}/api/queue/ops/{seq}", self.base);
-        self.call(self.http.get(&url), &url).await
+        self.get_json(&format!("/api/queue/ops/{seq}")).await
     }
 
     /// `POST /api/queue/ops/{seq}/retry`.
@@ -146,26 +174,16 @@ impl AdminClient {
         reason: &str,
         force: bool,
     ) -> Result<ActionResult, ClientError> {
-        let url = format!("{}/api/queue/ops/{seq}/drop", self.base);
         let body = DropRequest {
             reason: reason.to_owned(),
             force,
         };
-        let body = serde_json::to_vec(&body).map_err(|e| ClientError::Protocol {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
-        let req = self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        self.call(req, &url).await
+        self.post_json(&format!("/api/queue/ops/{seq}/drop"), &body)
+            .await
     }
 
     /// `GET /api/queue/stats`.
     pub async fn stats(&self) -> Result<Stats, ClientError> {
-        let url = format!("{}/api/queue/stats", self.base);
-        self.call(self.http.get(&url), &url).await
+        self.get_json("/api/queue/stats").await
     }
 }

@@ -13,7 +13,7 @@ mod http;
 mod render;
 
 pub use client::{AdminClient, ClientError};
-pub use http::router;
+pub use http::{ErrorBody, router};
 pub use render::{render_action, render_list, render_op, render_stats};
 
 use super::Priority;

@@ -1,0 +1,171 @@
+//! The authorisation part of the node's admin HTTP API, so `wms-node auth` works while the
+//! node runs (the store, which holds the tokens, can be open in one process only).
+//!
+//! | method | path                | body                                   | answer          |
+//! |--------|---------------------|----------------------------------------|-----------------|
+//! | GET    | `/api/auth`         |                                        | [`AuthState`]   |
+//! | POST   | `/api/auth/code`    | `{"code": "…", "redirect_uri": "…"?}`  | [`AuthState`]   |
+//! | POST   | `/api/auth/refresh` | `{}`                                   | [`AuthState`]   |
+//!
+//! The node trades the code itself (with the app secret it already has) and installs the
+//! tokens, which also resumes an outbox paused for authorisation. Answers carry the status
+//! only, never a token. Errors are `{"error": "…"}`: 400 for a refused grant or a request
+//! the node cannot act on, 502 when Taobao could not be reached, 503 for the store. Like
+//! the rest of the admin API this has no authentication of its own: `[http] listen` stays
+//! on loopback or a management network.
+
+use super::TopError;
+use super::oauth::{OAuthClient, OAuthError};
+use super::setup;
+use super::tokens::{TokenManager, TokenStatus};
+use crate::config::TaobaoConfig;
+use crate::outbox::admin::{AdminClient, ClientError, ErrorBody};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What the node knows of its authorisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthState {
+    /// `None`: never authorised.
+    pub status: Option<TokenStatus>,
+}
+
+/// The body of `POST /api/auth/code`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeRequest {
+    /// The `code` of the redirect (single use).
+    pub code: String,
+    /// The callback the code was issued for (default: `taobao.redirect_uri`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+}
+
+#[derive(Clone)]
+struct Auth {
+    tokens: Arc<TokenManager>,
+    config: Arc<TaobaoConfig>,
+}
+
+/// The routes above; merge into the ops server's router.
+pub fn router(tokens: Arc<TokenManager>, config: TaobaoConfig) -> Router {
+    Router::new()
+        .route("/api/auth", get(state))
+        .route("/api/auth/code", post(code))
+        .route("/api/auth/refresh", post(refresh))
+        .with_state(Auth {
+            tokens,
+            config: Arc::new(config),
+        })
+}
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+impl From<TopError> for ApiError {
+    fn from(e: TopError) -> Self {
+        let status = match &e {
+            TopError::TokenStore(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TopError::Transport { .. }
+            | TopError::Timeout { .. }
+            | TopError::Http { .. }
+            | TopError::Decode { .. }
+            | TopError::Banned { .. } => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<OAuthError> for ApiError {
+    fn from(e: OAuthError) -> Self {
+        let status = if e.is_retryable() {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+async fn current(auth: &Auth) -> Result<Json<AuthState>, ApiError> {
+    let status = auth.tokens.status().await?;
+    Ok(Json(AuthState { status }))
+}
+
+async fn state(State(auth): State<Auth>) -> Result<Json<AuthState>, ApiError> {
+    current(&auth).await
+}
+
+async fn code(
+    State(auth): State<Auth>,
+    Json(req): Json<CodeRequest>,
+) -> Result<Json<AuthState>, ApiError> {
+    let redirect = req
+        .redirect_uri
+        .or_else(|| auth.config.redirect_uri.clone())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "no callback: set taobao.redirect_uri or pass --redirect-uri".into(),
+            )
+        })?;
+    let oauth = OAuthClient::new(setup::oauth_options(&auth.config, Some(redirect)))
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let tokens = oauth.exchange(&req.code).await?;
+    auth.tokens.install(tokens).await?;
+    tracing::info!("new Taobao tokens installed through the admin API");
+    current(&auth).await
+}
+
+async fn refresh(State(auth): State<Auth>) -> Result<Json<AuthState>, ApiError> {
+    let status = auth.tokens.refresh_now().await?;
+    Ok(Json(AuthState {
+        status: Some(status),
+    }))
+}
+
+/// `wms-node auth` through a running node.
+#[derive(Debug, Clone)]
+pub struct AuthClient(AdminClient);
+
+impl AuthClient {
+    /// A client for the node whose ops server listens at `base`.
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        AdminClient::new(base).map(AuthClient)
+    }
+
+    /// `GET /api/auth`; [`ClientError::Unreachable`] when no node runs there.
+    pub async fn state(&self) -> Result<AuthState, ClientError> {
+        self.0.get_json("/api/auth").await
+    }
+
+    /// `POST /api/auth/code`.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        redirect_uri: Option<String>,
+    ) -> Result<AuthState, ClientError> {
+        let body = CodeRequest {
+            code: code.to_owned(),
+            redirect_uri,
+        };
+        self.0.post_json("/api/auth/code", &body).await
+    }
+
+    /// `POST /api/auth/refresh`.
+    pub async fn refresh(&self) -> Result<AuthState, ClientError> {
+        self.0
+            .post_json("/api/auth/refresh", &serde_json::json!({}))
+            .await
+    }
+}
