@@ -137,6 +137,7 @@ install -D -m0644 config/node.example.toml "$stage/etc/wms-node/node.toml"
 install -D -m0644 cross/debian/wms-node.service "$stage/lib/systemd/system/wms-node.service"
 install -D -m0644 cross/debian/wms-node.sysusers "$stage/usr/lib/sysusers.d/wms-node.conf"
 install -D -m0644 cross/README.md "$stage/usr/share/doc/wms-node/README.md"
+install -D -m0644 docs/OPERATIONS.md "$stage/usr/share/doc/wms-node/OPERATIONS.md"
 install -D -m0644 config/node.example.toml "$stage/usr/share/doc/wms-node/examples/node.toml"
 install -d -m0755 "$stage/DEBIAN"
 for s in postinst prerm postrm; do

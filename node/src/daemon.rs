@@ -143,12 +143,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let outbox: Outbox<TaobaoOp> =
         Outbox::new(store.clone(), config.outbox_config(), alerts.clone())
             .with_health(health.clone());
-    let routes = axum::Router::new()
-        .merge(crate::outbox::admin::router(outbox.admin()))
-        .merge(crate::taobao::admin::router(
-            taobao.tokens.clone(),
-            config.taobao.clone(),
-        ));
+    let routes = crate::ops::http::local_only(
+        axum::Router::new()
+            .merge(crate::outbox::admin::router(outbox.admin()))
+            .merge(crate::taobao::admin::router(
+                taobao.tokens.clone(),
+                config.taobao.clone(),
+            )),
+    );
     let sections: Vec<Arc<dyn StatusSource>> = vec![Arc::new(outbox.clone())];
 
     tasks.spawn("outbox", {

@@ -37,11 +37,21 @@ pub fn run(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<ExitCod
     });
     // Blocking tasks (file I/O) that outlive the daemon must not hold up the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
+    // Logged rather than printed: under systemd stderr is the journal, and the log line
+    // carries the format the operator chose.
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
+        // A damaged or too-new store, an unusable data dir or Taobao setup: starting again
+        // changes nothing, so exit with the status systemd does not restart on
+        // (RestartPreventExitStatus=2) instead of crash-looping every few seconds.
+        Err(e) if !e.is_retryable() => {
+            tracing::error!(
+                "wms-node cannot run: {e}; a restart will not help: fix this, then start it \
+                 again (docs/OPERATIONS.md, Troubleshooting)"
+            );
+            Ok(ExitCode::from(EXIT_USAGE))
+        }
         Err(e) => {
-            // Logged rather than printed: under systemd stderr is the journal, and the
-            // log line carries the format the operator chose.
             tracing::error!("wms-node stopped: {e}");
             Ok(ExitCode::FAILURE)
         }

@@ -9,18 +9,23 @@
 //! Other parts add their own routes by merging a [`Router`] (the outbox serves
 //! `/api/queue/…`) and their own figures on the status page through [`StatusSource`].
 //! There is no authentication: the server listens on loopback by default, and nothing it
-//! serves contains secrets or buyer data.
+//! serves contains secrets or buyer data. The admin API (`/api/…`: the queue's retry and
+//! drop, the node's authorisation) is wrapped in [`local_only`], so it answers only to
+//! clients on the box itself even when `[http] listen` opens the status page and
+//! `/metrics` to a management network.
 
 use super::alert::{Alert, Alerts, Severity};
 use super::health::{Health, Report, Status};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -75,9 +80,52 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+/// Limits `routes` to clients on this machine (403 for anyone else). For the admin API:
+/// it changes the queue and the node's authorisation and has no authentication of its own.
+/// Needs [`serve`], which tells each request its peer; without a peer it refuses too.
+pub fn local_only(routes: Router) -> Router {
+    routes.layer(axum::middleware::from_fn(refuse_remote))
+}
+
+async fn refuse_remote(req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if peer.is_some_and(is_local) {
+        return next.run(req).await;
+    }
+    tracing::warn!(
+        peer = ?peer,
+        path = %req.uri().path(),
+        "admin API refused: only clients on this machine may use it"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({
+            "error": "the admin API answers only on this machine: run wms-node on the box \
+                      (e.g. over ssh)"
+        })),
+    )
+        .into_response()
+}
+
+/// Loopback, IPv4-mapped loopback included (`::ffff:127.0.0.1` on a dual-stack socket).
+fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -263,7 +311,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let token = CancellationToken::new();
-        let app = router(state).merge(Router::new().route("/api/ping", get(|| async { "pong" })));
+        let app = router(state).merge(local_only(
+            Router::new().route("/api/ping", get(|| async { "pong" })),
+        ));
         let t = token.clone();
         let server = tokio::spawn(async move {
             serve(listener, app, t).await.unwrap();
@@ -332,6 +382,44 @@ mod tests {
         assert_eq!(r.text().await.unwrap(), "pong");
         token.cancel();
         server.await.unwrap();
+    }
+
+    #[test]
+    fn only_loopback_peers_are_local() {
+        for local in ["127.0.0.1", "127.8.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_local(local.parse().unwrap()), "{local}");
+        }
+        for remote in [
+            "192.168.1.20",
+            "10.0.0.1",
+            "0.0.0.0",
+            "::ffff:10.0.0.1",
+            "fe80::1",
+        ] {
+            assert!(!is_local(remote.parse().unwrap()), "{remote}");
+        }
+    }
+
+    #[tokio::test]
+    async fn local_only_routes_refuse_a_request_whose_peer_is_unknown() {
+        // Served without `serve` (no peer address): refused, never served by mistake.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = local_only(Router::new().route("/api/ping", get(|| async { "pong" })));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let r = reqwest::get(format!("http://{addr}/api/ping"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("only on this machine"),
+            "{body}"
+        );
+        server.abort();
     }
 
     #[tokio::test]
