@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-use wms_e2e::{Node, Sandbox, eventually, node_config};
+use wms_e2e::{Node, Sandbox, node_config};
 
 /// Runs `wms-node auth ARGS` for the node at `node` (its real port: the config says 0).
 fn auth(node: &Node, args: &[&str]) -> Output {
