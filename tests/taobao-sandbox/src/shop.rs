@@ -103,8 +103,18 @@ pub fn parse_money(text: &str) -> Option<i64> {
         1 => frac.parse::<i64>().ok()? * 10,
         _ => frac.parse().ok()?,
     };
-    whole.checked_mul(100)?.checked_add(cents)
+    whole
+        .checked_mul(100)?
+        .checked_add(cents)
+        .filter(|fen| *fen <= MAX_MONEY_FEN)
 }
+
+/// The largest amount the sandbox accepts (100,000,000.00 yuan): far above any real price,
+/// and small enough that price × [`MAX_QUANTITY`], summed over a trade, cannot overflow.
+pub const MAX_MONEY_FEN: i64 = 10_000_000_000;
+
+/// The largest stock or line quantity Taobao accepts (`item.quantity.update`: 0–999999).
+pub const MAX_QUANTITY: i64 = 999_999;
 
 fn bump(modified: &mut i64, now: i64) {
     *modified = now.max(*modified + 1);
@@ -170,7 +180,9 @@ impl Item {
         if self.skus.is_empty() {
             self.num
         } else {
-            self.skus.iter().map(|s| s.quantity).sum()
+            self.skus
+                .iter()
+                .fold(0i64, |sum, s| sum.saturating_add(s.quantity))
         }
     }
 }
@@ -606,8 +618,10 @@ impl Shop {
             ));
         }
         let num = new.quantity.unwrap_or(0);
-        if num < 0 {
-            return Err(ShopError::Invalid("quantity must be >= 0".into()));
+        if !(0..=MAX_QUANTITY).contains(&num) {
+            return Err(ShopError::Invalid(format!(
+                "quantity must be 0..={MAX_QUANTITY}"
+            )));
         }
         let mut skus = Vec::new();
         for (i, s) in new.skus.into_iter().enumerate() {
@@ -616,9 +630,9 @@ impl Shop {
                     "sku_id must be a positive number".into(),
                 ));
             }
-            if s.quantity < 0 {
+            if !(0..=MAX_QUANTITY).contains(&s.quantity) {
                 return Err(ShopError::Invalid(format!(
-                    "sku {} quantity must be >= 0",
+                    "sku {} quantity must be 0..={MAX_QUANTITY}",
                     s.sku_id
                 )));
             }
@@ -737,8 +751,10 @@ impl Shop {
         };
         let mut orders = Vec::new();
         for (i, o) in new.orders.iter().enumerate() {
-            if o.num < 1 {
-                return Err(ShopError::Invalid("num must be >= 1".into()));
+            if !(1..=MAX_QUANTITY).contains(&o.num) {
+                return Err(ShopError::Invalid(format!(
+                    "num must be 1..={MAX_QUANTITY}"
+                )));
             }
             let item = self
                 .items
@@ -1288,6 +1304,9 @@ impl Shop {
         if mode == StockMode::Full && quantity < 0 {
             return Err(TopError::invalid("quantity", "全量更新时库存不能为负数"));
         }
+        if !(-MAX_QUANTITY..=MAX_QUANTITY).contains(&quantity) {
+            return Err(TopError::invalid("quantity", "库存数量超出范围"));
+        }
         let idx: Vec<usize> = match &target {
             SkuTarget::Item => {
                 if !item.skus.is_empty() {
@@ -1359,6 +1378,12 @@ impl Shop {
         check_mode(item, mode)?;
         if mode == StockMode::Full && entries.iter().any(|(_, q)| *q < 0) {
             return Err(TopError::invalid("quantity", "全量更新时库存不能为负数"));
+        }
+        if entries
+            .iter()
+            .any(|(_, q)| !(-MAX_QUANTITY..=MAX_QUANTITY).contains(q))
+        {
+            return Err(TopError::invalid("quantity", "库存数量超出范围"));
         }
         // Resolve every entry before changing anything.
         let mut plan: Vec<(usize, i64)> = Vec::new();
@@ -1523,6 +1548,55 @@ mod tests {
             sku_id,
             num,
         }
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_not_overflowed() {
+        let mut s = shop();
+        let huge = NewItem {
+            num_iid: 6_003,
+            title: "x".into(),
+            quantity: Some(i64::MAX),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.create_item(huge, NOW),
+            Err(ShopError::Invalid(_))
+        ));
+        let pricey = NewItem {
+            num_iid: 6_004,
+            title: "x".into(),
+            price: Some("92233720368547758.07".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.create_item(pricey, NOW),
+            Err(ShopError::Invalid(_))
+        ));
+        for num in [i64::MAX, i64::MIN, 0, MAX_QUANTITY + 1] {
+            let t = NewTrade {
+                orders: vec![order(MUG, None, num)],
+                ..Default::default()
+            };
+            assert!(
+                matches!(s.create_trade(t, NOW), Err(ShopError::Invalid(_))),
+                "{num}"
+            );
+        }
+        for q in [i64::MIN, i64::MAX, MAX_QUANTITY + 1, -MAX_QUANTITY - 1] {
+            assert!(
+                s.update_quantity(MUG, SkuTarget::Item, q, StockMode::Incremental, NOW)
+                    .is_err(),
+                "{q}"
+            );
+        }
+        // The largest accepted line still totals without overflow (unpaid: no stock taken).
+        let tid = trade(
+            &mut s,
+            vec![order(MUG, None, MAX_QUANTITY)],
+            Some("WAIT_BUYER_PAY"),
+        );
+        assert_eq!(s.trades[&tid].total_fee(), 1_990 * MAX_QUANTITY);
     }
 
     fn trade(s: &mut Shop, orders: Vec<NewOrder>, status: Option<&str>) -> i64 {
