@@ -195,6 +195,28 @@ impl fmt::Debug for Receiver {
     }
 }
 
+/// Free text typed by a person (a buyer's message, a seller's memo): shown where it is meant
+/// to be read (a pick list), never in a log, so `Debug` prints only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FreeText(pub String);
+
+impl FreeText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FreeText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} chars of free text>", self.0.chars().count())
+    }
+}
+
+fn free_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FreeText>, D::Error> {
+    Ok(decode::opt_string(d)?.map(FreeText))
+}
+
 /// One trade (`Trade`), with the fields a WMS needs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Trade {
@@ -246,12 +268,13 @@ pub struct Trade {
     /// Discount.
     #[serde(default, deserialize_with = "decode::opt_fen")]
     pub discount_fee: Option<Fen>,
-    /// Buyer's message (order notes for the floor).
-    #[serde(default, deserialize_with = "decode::opt_string")]
-    pub buyer_message: Option<String>,
-    /// Seller's memo.
-    #[serde(default, deserialize_with = "decode::opt_string")]
-    pub seller_memo: Option<String>,
+    /// Buyer's message (order notes for the floor). Free text a buyer may fill with a
+    /// phone number or an address, so its `Debug` hides it.
+    #[serde(default, deserialize_with = "free_text")]
+    pub buyer_message: Option<FreeText>,
+    /// Seller's memo (free text too).
+    #[serde(default, deserialize_with = "free_text")]
+    pub seller_memo: Option<FreeText>,
     /// Seller's flag colour (0 none, 1–5).
     #[serde(default, deserialize_with = "decode::opt_id")]
     pub seller_flag: Option<i64>,
@@ -613,10 +636,23 @@ mod tests {
     #[test]
     fn debug_output_never_shows_receiver_fields_or_print_data() {
         let v = json!({"tid": 1, "receiver_name": "陈*平", "receiver_mobile": "13*******23",
-            "receiver_address": "某某路**号", "receiver_city": "杭州市", "oaid": "OAID-XYZ"});
+            "receiver_address": "某某路**号", "receiver_city": "杭州市", "oaid": "OAID-XYZ",
+            "buyer_message": "call me on 13912345678", "seller_memo": "leave at 5 Elm St"});
         let t: Trade = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t.buyer_message.as_ref().map(FreeText::as_str),
+            Some("call me on 13912345678")
+        );
         let dbg = format!("{t:?}");
-        for secret in ["陈*平", "13*******23", "某某路", "杭州市", "OAID-XYZ"] {
+        for secret in [
+            "陈*平",
+            "13*******23",
+            "某某路",
+            "杭州市",
+            "OAID-XYZ",
+            "13912345678",
+            "Elm St",
+        ] {
             assert!(!dbg.contains(secret), "{secret} leaked: {dbg}");
         }
         let w: Waybill = serde_json::from_value(
