@@ -1,8 +1,8 @@
 //! `wms-node demo`: the node, an embedded broker, the in-process Taobao sandbox and
 //! simulated scanners and printers, in one process with a temporary data directory.
 //!
-//! Not wired yet: the lead connects it once the store, outbox, Taobao client and sandbox
-//! have landed. Until then it says what it will do and exits 1.
+//! Not built yet: it needs the order intake and the floor (pick tasks over MQTT), which are
+//! not built either. Until then it says what it will do and exits 1.
 
 use clap::Args;
 use std::process::ExitCode;
@@ -20,6 +20,7 @@ pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
          let simulated scanners pick, pack and ship them while the status page at \
          http://127.0.0.1:9870/ shows the queue draining to the simulated shop. No config \
          file and no internet needed.",
-        "issues 2 and 3 (foundation, Taobao sandbox); the lead wires it when both land",
+        "not filed yet: it comes with order intake and the floor (DESIGN.md, CLI); the \
+         store, outbox, Taobao client and sandbox it builds on are done",
     )
 }

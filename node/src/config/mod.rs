@@ -228,7 +228,7 @@ pub struct TaobaoConfig {
 impl Default for TaobaoConfig {
     fn default() -> Self {
         TaobaoConfig {
-            endpoint: "https://gw.api.taobao.com/router/rest".into(),
+            endpoint: crate::taobao::client::PRODUCTION_ENDPOINT.into(),
             oauth_url: "https://oauth.taobao.com".into(),
             app_key: String::new(),
             app_secret: None,

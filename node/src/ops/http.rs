@@ -377,6 +377,10 @@ mod tests {
         let text = r.text().await.unwrap();
         assert!(text.contains("ops_http_test_total"), "{text}");
         assert!(text.contains("uptime_seconds"), "{text}");
+        assert!(
+            text.contains("# HELP uptime_seconds Seconds since the node started."),
+            "{text}"
+        );
 
         let r = reqwest::get(format!("{base}/api/ping")).await.unwrap();
         assert_eq!(r.text().await.unwrap(), "pong");

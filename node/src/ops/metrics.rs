@@ -30,18 +30,135 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Help texts for the metrics this module and the daemon own; other modules describe
-/// theirs where they record them.
-fn describe() {
-    metrics::describe_gauge!(
+/// The `# HELP` text of every metric the node records, in one place so that the list doubles
+/// as the reference (docs/OPERATIONS.md shows it). A metric recorded elsewhere must be added
+/// here; the test below checks the source for any that is not.
+const HELP: &[(&str, &str)] = &[
+    (
         "build_info",
-        "Always 1; the `version` label is the node version."
-    );
-    metrics::describe_gauge!("uptime_seconds", "Seconds since the node started.");
-    metrics::describe_gauge!(
+        "Always 1; the `version` label is the node version.",
+    ),
+    ("uptime_seconds", "Seconds since the node started."),
+    (
         "health_check_status",
-        "Per health check: 0 ok, 1 degraded, 2 failing."
-    );
-    metrics::describe_counter!("alerts_raised_total", "Alerts raised, by alert code.");
-    metrics::describe_gauge!("alerts_active", "Alerts currently active.");
+        "Per health check (`check`): 0 ok, 1 degraded, 2 failing.",
+    ),
+    ("alerts_raised_total", "Alerts raised, by alert `code`."),
+    ("alerts_active", "Alerts currently active."),
+    (
+        "store_commit_seconds",
+        "Time to commit one group-commit transaction, fsync included.",
+    ),
+    (
+        "store_group_commit_batch_size",
+        "Writes that shared one durable commit.",
+    ),
+    (
+        "store_commit_errors_total",
+        "Group commits that failed (their writers got the error).",
+    ),
+    (
+        "store_quarantined_records_total",
+        "Undecodable records moved to quarantine, by `table`.",
+    ),
+    (
+        "outbox_enqueued_total",
+        "Operations accepted into the outbox, by `kind`.",
+    ),
+    (
+        "outbox_coalesced_total",
+        "Operations that replaced an undelivered one with the same coalescing key, by `kind`.",
+    ),
+    (
+        "outbox_rejected_total",
+        "Operations refused at the byte cap, by `kind`.",
+    ),
+    (
+        "outbox_dropped_total",
+        "Operations removed undelivered, by `kind` and `reason` (`cap`, `operator`).",
+    ),
+    (
+        "outbox_attempts_total",
+        "Delivery attempts, by `kind` and `outcome`.",
+    ),
+    (
+        "outbox_attempt_seconds",
+        "Duration of one delivery attempt, by `kind`.",
+    ),
+    (
+        "outbox_delivered_total",
+        "Operations the platform confirmed (done or already done), by `kind`.",
+    ),
+    (
+        "outbox_dead_letters_total",
+        "Operations given up as permanent failures, by `kind`.",
+    ),
+    ("outbox_ops", "Operations waiting in the outbox."),
+    ("outbox_bytes", "Accounted bytes of the outbox backlog."),
+    (
+        "outbox_cap_bytes",
+        "The byte cap on the outbox backlog (`store.max_bytes`), 0 for none.",
+    ),
+    (
+        "outbox_oldest_item_age_seconds",
+        "Age of the oldest undelivered operation.",
+    ),
+    (
+        "taobao_calls_total",
+        "TOP API calls, by `method` and `code` (0 success, `banned` not sent).",
+    ),
+    (
+        "taobao_call_duration_seconds",
+        "TOP API call duration, by `method`.",
+    ),
+    (
+        "taobao_carriers",
+        "Carriers known from `taobao.logistics.companies.get`.",
+    ),
+];
+
+fn describe() {
+    for (name, help) in HELP {
+        // The recorder keeps one help text per name, whatever the metric's type.
+        metrics::describe_counter!(*name, *help);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HELP;
+
+    /// Every `counter!`/`gauge!`/`histogram!("name"` in the node's source has a help text.
+    #[test]
+    fn every_recorded_metric_has_help() {
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut missing = Vec::new();
+        let mut stack = vec![std::path::PathBuf::from(src)];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.ends_with("ops/metrics.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for mac in ["counter!(", "gauge!(", "histogram!("] {
+                    for (at, _) in text.match_indices(mac) {
+                        let rest = text[at + mac.len()..].trim_start();
+                        let Some(rest) = rest.strip_prefix('"') else {
+                            continue;
+                        };
+                        let name = &rest[..rest.find('"').unwrap()];
+                        if name != "ops_http_test_total" && !HELP.iter().any(|(n, _)| *n == name) {
+                            missing.push(format!("{name} ({})", path.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "metrics without help: {missing:?}");
+    }
 }

@@ -33,8 +33,8 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Production REST endpoint.
-pub const PRODUCTION_ENDPOINT: &str = "https://eco.taobao.com/router/rest";
+/// Production REST endpoint (HTTPS; the config's default `taobao.endpoint`).
+pub const PRODUCTION_ENDPOINT: &str = "https://gw.api.taobao.com/router/rest";
 
 /// Largest reply body read into memory; anything bigger is treated as unreadable.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
