@@ -17,11 +17,13 @@
 use super::alert::{Alert, Alerts, Severity};
 use super::health::{Health, Report, Status};
 use axum::Router;
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -80,31 +82,60 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Both ends of a connection, as [`serve`] records them for each request.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client.
+    pub remote: SocketAddr,
+    /// The address it connected to (ours); `None` if the socket could not tell.
+    pub local: Option<SocketAddr>,
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Peer {
+            remote: *stream.remote_addr(),
+            local: stream.io().local_addr().ok(),
+        }
+    }
+}
+
+impl Peer {
+    /// Whether the client runs on this machine: it came over loopback (IPv4-mapped
+    /// loopback included), or from the very address it connected to, which is how a
+    /// program on the box reaches a server bound to one of the box's LAN addresses.
+    pub fn is_local(&self) -> bool {
+        let remote = unmapped(self.remote.ip());
+        remote.is_loopback() || self.local.is_some_and(|l| unmapped(l.ip()) == remote)
+    }
+}
+
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// Limits `routes` to clients on this machine (403 for anyone else). For the admin API:
 /// it changes the queue and the node's authorisation and has no authentication of its own.
-/// Needs [`serve`], which tells each request its peer; without a peer it refuses too.
+/// Needs [`serve`], which tells each request its [`Peer`]; without one it refuses too.
 pub fn local_only(routes: Router) -> Router {
     routes.layer(axum::middleware::from_fn(refuse_remote))
 }
 
 async fn refuse_remote(req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    if peer.is_some_and(is_local) {
+    let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0);
+    if peer.is_some_and(|p| p.is_local()) {
         return next.run(req).await;
     }
     tracing::warn!(
-        peer = ?peer,
+        peer = ?peer.map(|p| p.remote.ip()),
         path = %req.uri().path(),
         "admin API refused: only clients on this machine may use it"
     );
@@ -116,16 +147,6 @@ async fn refuse_remote(req: Request, next: Next) -> Response {
         })),
     )
         .into_response()
-}
-
-/// Loopback, IPv4-mapped loopback included (`::ffff:127.0.0.1` on a dual-stack socket).
-fn is_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -389,18 +410,29 @@ mod tests {
     }
 
     #[test]
-    fn only_loopback_peers_are_local() {
-        for local in ["127.0.0.1", "127.8.0.1", "::1", "::ffff:127.0.0.1"] {
-            assert!(is_local(local.parse().unwrap()), "{local}");
-        }
-        for remote in [
-            "192.168.1.20",
-            "10.0.0.1",
-            "0.0.0.0",
-            "::ffff:10.0.0.1",
-            "fe80::1",
+    fn only_clients_on_this_machine_are_local() {
+        let peer = |remote: &str, local: Option<&str>| Peer {
+            remote: remote.parse().unwrap(),
+            local: local.map(|l| l.parse().unwrap()),
+        };
+        for (remote, local) in [
+            ("127.0.0.1:5000", Some("127.0.0.1:9870")),
+            ("127.8.0.1:5000", None),
+            ("[::1]:5000", Some("[::1]:9870")),
+            ("[::ffff:127.0.0.1]:5000", Some("[::]:9870")),
+            // The box reaching its own LAN address.
+            ("192.168.1.20:5000", Some("192.168.1.20:9870")),
+            ("[::ffff:192.168.1.20]:5000", Some("192.168.1.20:9870")),
         ] {
-            assert!(!is_local(remote.parse().unwrap()), "{remote}");
+            assert!(peer(remote, local).is_local(), "{remote} -> {local:?}");
+        }
+        for (remote, local) in [
+            ("192.168.1.21:5000", Some("192.168.1.20:9870")),
+            ("10.0.0.1:5000", None),
+            ("[::ffff:10.0.0.1]:5000", Some("[::ffff:10.0.0.2]:9870")),
+            ("[fe80::1]:5000", Some("[fe80::2]:9870")),
+        ] {
+            assert!(!peer(remote, local).is_local(), "{remote} -> {local:?}");
         }
     }
 
