@@ -282,6 +282,37 @@ impl Store {
         rx.blocking_recv().unwrap_or(Err(StoreError::Closed))
     }
 
+    /// Like [`write`](Self::write), but instead of a future, `answer` is called with the
+    /// result on the writer thread, after the commit (or the failure), whatever happens to
+    /// the caller. For modules that group many callers' writes into one job and hand each
+    /// its own result. `answer` must be quick and must not block (send on a channel, notify);
+    /// it may submit more writes. If the store is closed, `answer` gets
+    /// [`StoreError::Closed`] at once, on the calling thread.
+    pub fn submit<R, F, A>(&self, f: F, answer: A)
+    where
+        F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+        A: FnOnce(Result<R, StoreError>) + Send + 'static,
+        R: Send + 'static,
+    {
+        let job = Box::new(writer::Callback {
+            f,
+            value: None,
+            answer,
+        });
+        let guard = self.inner.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let rejected = match guard.as_ref() {
+            Some(tx) => match tx.send(writer::Msg::Job(job)) {
+                Ok(()) => None,
+                Err(mpsc::SendError(msg)) => Some(msg),
+            },
+            None => Some(writer::Msg::Job(job)),
+        };
+        drop(guard);
+        if let Some(writer::Msg::Job(job)) = rejected {
+            job.answer(Err(StoreError::Closed));
+        }
+    }
+
     /// A consistent snapshot read. Runs on the calling thread; keep it short in async code.
     pub fn read<R>(
         &self,

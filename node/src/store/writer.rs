@@ -68,6 +68,39 @@ where
     }
 }
 
+/// A closure whose result is handed to a callback on the writer thread (see
+/// [`Store::submit`](super::Store::submit)).
+pub(crate) struct Callback<R, F, A> {
+    pub f: F,
+    pub value: Option<R>,
+    pub answer: A,
+}
+
+impl<R, F, A> Job for Callback<R, F, A>
+where
+    F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send,
+    A: FnOnce(Result<R, StoreError>) + Send,
+    R: Send,
+{
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        self.value = None;
+        self.value = Some((self.f)(txn)?);
+        Ok(())
+    }
+    fn answer(self: Box<Self>, result: Result<(), StoreError>) {
+        let this = *self;
+        let msg = match result {
+            Ok(()) => this.value.ok_or_else(|| {
+                StoreError::Aborted("internal: job committed without a value".into())
+            }),
+            Err(e) => Err(e),
+        };
+        if catch_unwind(AssertUnwindSafe(move || (this.answer)(msg))).is_err() {
+            tracing::error!("a store answer callback panicked");
+        }
+    }
+}
+
 pub(crate) enum Msg {
     Job(Box<dyn Job>),
     /// Run a batch even if empty (to move pending quarantine records).
@@ -290,6 +323,16 @@ fn commit_batch(
             }
         }
     }
+    if commit_error.is_none() {
+        report_moves(alerts, &moves);
+    }
+    // The hooks before the answers: a caller told `Ok` then sees what its write caused
+    // (cached counters, gauges, a woken delivery loop).
+    for hook in hooks {
+        if catch_unwind(AssertUnwindSafe(hook)).is_err() {
+            tracing::error!("a store after-commit hook panicked");
+        }
+    }
     for (job, failure) in slots {
         let result = match (failure, &commit_error) {
             (Some(e), _) => Err(e),
@@ -297,14 +340,6 @@ fn commit_batch(
             (None, None) => Ok(()),
         };
         job.answer(result);
-    }
-    if commit_error.is_none() {
-        report_moves(alerts, &moves);
-    }
-    for hook in hooks {
-        if catch_unwind(AssertUnwindSafe(hook)).is_err() {
-            tracing::error!("a store after-commit hook panicked");
-        }
     }
 }
 
