@@ -393,7 +393,19 @@ fn main() {
 
     if want("group") {
         let producers = 512;
-        for (batch, qr) in [(1usize, true), (16, true), (256, true), (256, false)] {
+        // BENCH_GROUP=1,16,256,256q runs a subset of the set-ups ("q": quick-repair off).
+        let pick = std::env::var("BENCH_GROUP").unwrap_or_default();
+        for (batch, qr) in [
+            (1usize, true),
+            (16, true),
+            (256, true),
+            (1024, true),
+            (256, false),
+        ] {
+            let name = format!("{batch}{}", if qr { "" } else { "q" });
+            if !pick.is_empty() && !pick.split(',').any(|p| p == name) {
+                continue;
+            }
             let setup = Setup {
                 quick_repair: qr,
                 ..Setup::defaults(batch)

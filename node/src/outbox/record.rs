@@ -78,6 +78,46 @@ pub struct Envelope {
     pub op: Vec<u8>,
 }
 
+/// An [`Envelope`] borrowing its strings, for encoding one without copying them: the
+/// same fields in the same order, so postcard encodes both alike (tested).
+#[derive(Debug, Serialize)]
+pub(crate) struct EnvelopeRef<'a> {
+    pub kind: &'a str,
+    pub summary: &'a str,
+    pub fifo_key: &'a str,
+    pub coalesce_key: Option<&'a str>,
+    pub priority: Priority,
+    pub critical: bool,
+    pub idempotency_key: &'a str,
+    pub enqueued_at_ms: u64,
+    pub attempts: u32,
+    pub last_error: Option<&'a str>,
+    pub last_attempt_at_ms: Option<u64>,
+    pub not_before_ms: u64,
+    pub replaced: Option<u64>,
+    pub op: &'a [u8],
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// What the index tables hold of it.
+    pub(crate) fn index(&self) -> Index<'a> {
+        Index {
+            fifo_key: self.fifo_key,
+            coalesce_key: self.coalesce_key,
+            priority: self.priority,
+            not_before_ms: self.not_before_ms,
+        }
+    }
+}
+
+/// What the index tables hold of an op.
+pub(crate) struct Index<'a> {
+    pub fifo_key: &'a str,
+    pub coalesce_key: Option<&'a str>,
+    pub priority: Priority,
+    pub not_before_ms: u64,
+}
+
 /// A dead letter: the envelope and why it was given up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -198,22 +238,36 @@ impl<'t> Tables<'t> {
         env: &Envelope,
         raw: &[u8],
     ) -> Result<u64, StoreError> {
-        let fp = footprint(raw.len(), &env.fifo_key, env.coalesce_key.as_deref());
+        let index = Index {
+            fifo_key: &env.fifo_key,
+            coalesce_key: env.coalesce_key.as_deref(),
+            priority: env.priority,
+            not_before_ms: env.not_before_ms,
+        };
+        self.insert_raw(meta, seq, raw, &index)
+    }
+
+    /// Inserts an encoded envelope at `seq` with its index entries; accounts its bytes.
+    pub(crate) fn insert_raw(
+        &mut self,
+        meta: &mut OutboxMeta,
+        seq: u64,
+        raw: &[u8],
+        index: &Index<'_>,
+    ) -> Result<u64, StoreError> {
+        let fp = footprint(raw.len(), index.fifo_key, index.coalesce_key);
         self.outbox.insert(seq, raw)?;
-        self.fifo.insert((env.fifo_key.as_str(), seq), ())?;
+        self.fifo.insert((index.fifo_key, seq), ())?;
         self.sched.insert(
-            (env.priority as u8, seq),
-            (env.not_before_ms, env.fifo_key.as_str()),
+            (index.priority as u8, seq),
+            (index.not_before_ms, index.fifo_key),
         )?;
-        if let Some(ck) = &env.coalesce_key {
+        if let Some(ck) = index.coalesce_key {
             let keys = self.keys()?;
             // Keep the newest seq for a key (a re-queued dead letter may be older).
-            let newer = keys
-                .get(ck.as_str())?
-                .map(|v| v.value())
-                .filter(|&s| s > seq);
+            let newer = keys.get(ck)?.map(|v| v.value()).filter(|&s| s > seq);
             if newer.is_none() {
-                keys.insert(ck.as_str(), seq)?;
+                keys.insert(ck, seq)?;
             }
         }
         meta.bytes += fp;
@@ -635,4 +689,67 @@ pub fn scan(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_borrowed_envelope_encodes_as_the_envelope() {
+        let env = Envelope {
+            kind: "ship".into(),
+            summary: "tid 1 waybill YT1".into(),
+            fifo_key: "trade:1".into(),
+            coalesce_key: Some("stock:1:2".into()),
+            priority: Priority::Urgent,
+            critical: true,
+            idempotency_key: "0011223344556677-9".into(),
+            enqueued_at_ms: 1_700_000_000_123,
+            attempts: 3,
+            last_error: Some("isp.overload".into()),
+            last_attempt_at_ms: Some(1_700_000_000_456),
+            not_before_ms: 1_700_000_001_000,
+            replaced: Some(7),
+            op: vec![1, 2, 3, 250, 0],
+        };
+        let borrowed = EnvelopeRef {
+            kind: &env.kind,
+            summary: &env.summary,
+            fifo_key: &env.fifo_key,
+            coalesce_key: env.coalesce_key.as_deref(),
+            priority: env.priority,
+            critical: env.critical,
+            idempotency_key: &env.idempotency_key,
+            enqueued_at_ms: env.enqueued_at_ms,
+            attempts: env.attempts,
+            last_error: env.last_error.as_deref(),
+            last_attempt_at_ms: env.last_attempt_at_ms,
+            not_before_ms: env.not_before_ms,
+            replaced: env.replaced,
+            op: &env.op,
+        };
+        let a = postcard::to_allocvec(&env).unwrap();
+        let b = postcard::to_allocvec(&borrowed).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(decode_envelope(&b).unwrap(), env);
+        let none = EnvelopeRef {
+            coalesce_key: None,
+            last_error: None,
+            last_attempt_at_ms: None,
+            replaced: None,
+            ..borrowed
+        };
+        let env_none = Envelope {
+            coalesce_key: None,
+            last_error: None,
+            last_attempt_at_ms: None,
+            replaced: None,
+            ..env.clone()
+        };
+        assert_eq!(
+            postcard::to_allocvec(&none).unwrap(),
+            postcard::to_allocvec(&env_none).unwrap()
+        );
+    }
 }
