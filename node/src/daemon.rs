@@ -100,6 +100,28 @@ impl DaemonError {
 /// Runs the node until `shutdown` is cancelled, then stops it in order. Returns `Ok` after
 /// a requested shutdown, or the first failure that made the node stop by itself.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    start(config, shutdown).await?.serve().await
+}
+
+/// A node that has started: its tasks run and it has said READY. Code that embeds the node
+/// (`wms-node demo`) uses its parts, then calls [`serve`](Started::serve).
+pub struct Started {
+    /// The outbox of Taobao effects (producers enqueue into it).
+    pub outbox: Outbox<TaobaoOp>,
+    /// Where the ops HTTP server listens (the real port when the config says 0).
+    pub http_addr: SocketAddr,
+    /// The node's health checks.
+    pub health: Health,
+    store: Store,
+    taobao: crate::taobao::setup::Taobao,
+    tasks: Tasks,
+    failures: mpsc::UnboundedReceiver<(&'static str, String)>,
+    token: CancellationToken,
+}
+
+/// Starts the node: opens the store, connects the Taobao side, spawns every task, binds the
+/// ops server and says READY. Stopping is [`Started::serve`]'s job.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Started, DaemonError> {
     // Our own child token: a failing task cancels it without touching the caller's.
     let token = shutdown.child_token();
     tracing::info!(
@@ -119,7 +141,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let health = Health::new();
     let metrics = crate::ops::metrics::handle();
     metrics::gauge!("build_info", "version" => crate::VERSION).set(1.0);
-    let (tasks, mut failures) = Tasks::new();
+    let (tasks, failures) = Tasks::new();
 
     // The store first: everything below writes to it. Opening repairs after a power cut and
     // never blocks on another process (a second `wms-node` gets a clear "in use" error).
@@ -207,31 +229,56 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         sd_notify::NotifyState::Status("serving"),
     ]);
     tracing::info!("ready");
+    Ok(Started {
+        outbox,
+        http_addr: addr,
+        health,
+        store,
+        taobao,
+        tasks,
+        failures,
+        token,
+    })
+}
 
-    let failure = tokio::select! {
-        // The operator (SIGTERM/SIGINT via the CLI) or the embedding code asked us to stop.
-        _ = token.cancelled() => None,
-        // A task died: stop everything else too, and report it.
-        Some((task, message)) = failures.recv() => Some(DaemonError::Task { task, message }),
-    };
+impl Started {
+    /// Serves until the shutdown token is cancelled or a task fails, then stops in order:
+    /// STOPPING, cancel, wait for the tasks (abort stragglers by name), close the store last.
+    pub async fn serve(self) -> Result<(), DaemonError> {
+        let Started {
+            outbox,
+            store,
+            taobao,
+            tasks,
+            mut failures,
+            token,
+            ..
+        } = self;
+        let failure = tokio::select! {
+            // The operator (SIGTERM/SIGINT via the CLI) or the embedding code asked us to stop.
+            _ = token.cancelled() => None,
+            // A task died: stop everything else too, and report it.
+            Some((task, message)) = failures.recv() => Some(DaemonError::Task { task, message }),
+        };
 
-    notify(&[
-        sd_notify::NotifyState::Stopping,
-        sd_notify::NotifyState::Status("stopping"),
-    ]);
-    tracing::info!("shutting down");
-    token.cancel();
-    tasks.shutdown(SHUTDOWN_DEADLINE, FORCE_WAIT).await;
-    // The store closes last, after every task that writes to it has stopped.
-    drop(outbox);
-    drop(taobao);
-    if let Err(e) = store.close().await {
-        tracing::error!(error = %e, "closing the store failed");
-    }
-    tracing::info!("stopped");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+        notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("stopping"),
+        ]);
+        tracing::info!("shutting down");
+        token.cancel();
+        tasks.shutdown(SHUTDOWN_DEADLINE, FORCE_WAIT).await;
+        // The store closes last, after every task that writes to it has stopped.
+        drop(outbox);
+        drop(taobao);
+        if let Err(e) = store.close().await {
+            tracing::error!(error = %e, "closing the store failed");
+        }
+        tracing::info!("stopped");
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 

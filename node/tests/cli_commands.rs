@@ -195,7 +195,6 @@ fn default_config_prints_the_example_which_checks_clean() {
 #[test]
 fn commands_not_built_yet_say_so_and_exit_1() {
     for args in [
-        &["demo"][..],
         &["stock", "list"][..],
         &["stock", "push", "SKU-1"][..],
         &["reconcile"][..],

@@ -32,7 +32,7 @@ the power is down.";
 
 const AFTER_HELP: &str = "\
 Getting started:
-  wms-node demo                              see it work: node + simulated shop and scanners
+  wms-node demo                              see it work: node + simulated shop, an outage
   wms-node default-config > node.toml        a complete, commented config file to edit
   wms-node check-config --config node.toml   check it (lists every problem at once)
   wms-node auth login --config node.toml     authorize the node for your Taobao shop
@@ -93,8 +93,8 @@ impl From<LogFormatArg> for LogFormat {
 pub enum Command {
     /// Run the node: pull orders, serve the floor, push shipments and stock, until SIGTERM.
     Run,
-    /// Run a self-contained demo: the node, an embedded broker, a simulated Taobao shop and
-    /// simulated scanners and printers. Needs no config file and no internet.
+    /// Run a self-contained demo: the node, a simulated Taobao shop and a pack station,
+    /// with an internet outage in the middle. Needs no config file and no internet.
     Demo(demo::DemoArgs),
     /// Check a config file: print the effective configuration (secrets redacted) and exit
     /// 0, or list every problem and exit 2.

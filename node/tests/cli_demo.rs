@@ -1,0 +1,72 @@
+//! `wms-node demo` as a new user runs it (shortened): the node, the in-process shop and the
+//! pack station, with an outage in the middle. The demo checks its outcome against the shop
+//! itself; this test checks that it says so, and reads the figures it printed.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wms-node");
+
+#[test]
+fn demo_ships_every_order_through_an_outage_and_checks_the_shop() {
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "demo",
+            "--orders",
+            "12",
+            "--outage",
+            "2s",
+            "--exit",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    // The figures come from the shop's own records (trade status, shipments, stock).
+    for line in [
+        "trades shipped (WAIT_BUYER_CONFIRM_GOODS)     12 of 12  ok",
+        "waybill numbers accepted, each trade once     12 of 12  ok",
+        "SKUs whose platform stock = warehouse stock     6 of 6  ok",
+        "All shipments and stock reached Taobao; nothing was lost or sent twice.",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    // The outage really happened: the node saw the link down and calls were cut off.
+    assert!(stdout.contains("node health: outbox degraded"), "{stdout}");
+    let cut: usize = stdout
+        .lines()
+        .find(|l| l.contains("calls cut off by the outage"))
+        .and_then(|l| l.split_whitespace().rev().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    assert!(cut > 0, "no call failed during the outage:\n{stdout}");
+    // Six stock changes during the outage on three SKUs: updates of one SKU replace each
+    // other while they wait, so fewer calls than changes (three, unless one was in flight).
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("stock updates during the outage took"))
+        .unwrap_or_default();
+    let number_after = |word: &str| -> Option<usize> {
+        line.split(word)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    };
+    let changes = line
+        .split("; ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse::<usize>().ok());
+    let calls = number_after("took ");
+    assert_eq!(changes, Some(6), "{line}");
+    assert!(calls.is_some_and(|c| (3..6).contains(&c)), "{line}");
+    // Nothing secret or personal in what the user sees.
+    assert!(!stdout.contains("helloworld") && !stderr.contains("helloworld"));
+}
