@@ -11,8 +11,11 @@
 //! under load, jobs that arrive during a commit form the next batch by themselves.
 //!
 //! A batch runs every job in one write transaction, commits it with
-//! `Durability::Immediate` (fsync; quick-repair on, so a power cut needs no slow repair) and
-//! only then answers each job. A job whose closure fails (or panics) must not commit its
+//! `Durability::Immediate` (fsync; quick-repair on, so a power cut needs no slow repair),
+//! runs the batch's after-commit hooks and only then answers each job (so a caller told `Ok`
+//! sees what its write caused). A job answers through a oneshot ([`Reply`], for
+//! `Store::write`) or a callback on this thread ([`Callback`], for `Store::submit`, which the
+//! outbox uses to answer every op of a grouped enqueue). A job whose closure fails (or panics) must not commit its
 //! partial writes nor fail the others, and redb has no cheap per-job rollback, so the writer
 //! aborts the transaction and runs the batch again without the failed jobs (this is why jobs
 //! are `FnMut`). Failures are collected per pass, so a batch with failures costs two passes
