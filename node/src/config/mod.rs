@@ -137,6 +137,10 @@ pub struct StoreConfig {
     pub group_commit_max_wait: Duration,
     /// The most writes committed in one transaction.
     pub group_commit_max_batch: usize,
+    /// redb quick-repair on every commit: opening after a power cut takes milliseconds
+    /// instead of a walk over the whole file (about 2 s per GiB from cache, longer cold), at
+    /// the price of a slower commit (see docs/BENCHMARKS.md, Outbox).
+    pub quick_repair: bool,
 }
 
 impl Default for StoreConfig {
@@ -147,7 +151,8 @@ impl Default for StoreConfig {
             cap_policy: CapPolicy::RejectNew,
             cap_alert_thresholds: vec![0.8, 0.95],
             group_commit_max_wait: Duration::from_millis(2),
-            group_commit_max_batch: 256,
+            group_commit_max_batch: 1024,
+            quick_repair: true,
         }
     }
 }
@@ -391,6 +396,7 @@ impl Config {
         o.cap_policy = s.cap_policy;
         o.group_commit_max_wait = s.group_commit_max_wait;
         o.group_commit_max_batch = s.group_commit_max_batch;
+        o.quick_repair = s.quick_repair;
         o
     }
 
@@ -729,6 +735,37 @@ mod tests {
     #[test]
     fn the_defaults_plus_identity_are_valid() {
         assert_eq!(minimal().validate(), vec![]);
+    }
+
+    #[test]
+    fn store_settings_reach_the_store_options() {
+        let mut c = minimal();
+        c.node.data_dir = "/data".into();
+        c.store.quick_repair = false;
+        c.store.group_commit_max_batch = 64;
+        c.store.cap_policy = CapPolicy::DropOldest;
+        let o = c.store_options();
+        assert_eq!(o.path, std::path::Path::new("/data").join(STORE_FILE));
+        assert!(!o.quick_repair);
+        assert_eq!(o.group_commit_max_batch, 64);
+        assert_eq!(o.cap_policy, CapPolicy::DropOldest);
+        // The defaults agree with the store's own.
+        let d = minimal().store_options();
+        let s = crate::store::StoreOptions::new(&d.path);
+        assert_eq!(
+            (
+                d.quick_repair,
+                d.group_commit_max_batch,
+                d.max_bytes,
+                d.cache_size
+            ),
+            (
+                s.quick_repair,
+                s.group_commit_max_batch,
+                s.max_bytes,
+                s.cache_size
+            )
+        );
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl StoreOptions {
             max_bytes: 256 * 1024 * 1024,
             cap_policy: CapPolicy::RejectNew,
             group_commit_max_wait: Duration::from_millis(2),
-            group_commit_max_batch: 256,
+            group_commit_max_batch: 1024,
             quick_repair: true,
         }
     }
