@@ -259,10 +259,13 @@ impl Store {
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(writer::Msg::Job(Box::new(writer::Reply {
+        self.send(writer::Msg::Job(Box::new(writer::Callback {
             f,
             value: None,
-            tx,
+            // The caller may have gone away (its future was dropped): the write stands anyway.
+            answer: move |r| {
+                let _ = tx.send(r);
+            },
         })))?;
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
@@ -274,10 +277,13 @@ impl Store {
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(writer::Msg::Job(Box::new(writer::Reply {
+        self.send(writer::Msg::Job(Box::new(writer::Callback {
             f,
             value: None,
-            tx,
+            // The caller may have gone away (its future was dropped): the write stands anyway.
+            answer: move |r| {
+                let _ = tx.send(r);
+            },
         })))?;
         rx.blocking_recv().unwrap_or(Err(StoreError::Closed))
     }

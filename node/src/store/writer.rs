@@ -11,11 +11,12 @@
 //! under load, jobs that arrive during a commit form the next batch by themselves.
 //!
 //! A batch runs every job in one write transaction, commits it with
-//! `Durability::Immediate` (fsync; quick-repair on, so a power cut needs no slow repair),
-//! runs the batch's after-commit hooks and only then answers each job (so a caller told `Ok`
-//! sees what its write caused). A job answers through a oneshot ([`Reply`], for
-//! `Store::write`) or a callback on this thread ([`Callback`], for `Store::submit`, which the
-//! outbox uses to answer every op of a grouped enqueue). A job whose closure fails (or panics) must not commit its
+//! `Durability::Immediate` (fsync; with quick-repair, unless `store.quick_repair` is off, a
+//! power cut needs no slow repair), runs the batch's after-commit hooks and only then answers
+//! each job (so a caller told `Ok` sees what its write caused). A job answers through a
+//! callback on this thread ([`Callback`]): `Store::write` sends the result to the waiting
+//! caller, `Store::submit` lets the outbox answer every op of a grouped enqueue. A job whose
+//! closure fails (or panics) must not commit its
 //! partial writes nor fail the others, and redb has no cheap per-job rollback, so the writer
 //! aborts the transaction and runs the batch again without the failed jobs (this is why jobs
 //! are `FnMut`). Failures are collected per pass, so a batch with failures costs two passes
@@ -41,38 +42,9 @@ pub(crate) trait Job: Send {
     fn answer(self: Box<Self>, result: Result<(), StoreError>);
 }
 
-/// A caller's closure and where to send its result.
-pub(crate) struct Reply<R, F> {
-    pub f: F,
-    pub value: Option<R>,
-    pub tx: tokio::sync::oneshot::Sender<Result<R, StoreError>>,
-}
-
-impl<R, F> Job for Reply<R, F>
-where
-    F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send,
-    R: Send,
-{
-    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
-        self.value = None;
-        self.value = Some((self.f)(txn)?);
-        Ok(())
-    }
-    fn answer(self: Box<Self>, result: Result<(), StoreError>) {
-        let this = *self;
-        let msg = match result {
-            Ok(()) => this.value.ok_or_else(|| {
-                StoreError::Aborted("internal: job committed without a value".into())
-            }),
-            Err(e) => Err(e),
-        };
-        // The caller may have gone away (its future was dropped): the write stands anyway.
-        let _ = this.tx.send(msg);
-    }
-}
-
-/// A closure whose result is handed to a callback on the writer thread (see
-/// [`Store::submit`](super::Store::submit)).
+/// A caller's closure and what to do with its result, on the writer thread: send it to the
+/// waiting caller ([`Store::write`](super::Store::write)) or anything else
+/// ([`Store::submit`](super::Store::submit)).
 pub(crate) struct Callback<R, F, A> {
     pub f: F,
     pub value: Option<R>,
