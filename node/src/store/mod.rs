@@ -10,14 +10,14 @@
 //! [`Store::write`] resolves only after the transaction holding the caller's writes is
 //! committed with `Durability::Immediate`, i.e. fsynced. Anything acknowledged to the outside
 //! (an OK beep, an `Ok` from an enqueue) must come after that. Writes from many tasks share
-//! one transaction and one fsync (group commit, see [`writer`]), which keeps the per-write
+//! one transaction and one fsync (group commit, see `store/writer.rs`), which keeps the per-write
 //! cost low on eMMC and SD cards. There is no other durability level in the node.
 //!
 //! # Power cuts
 //!
-//! Every commit has redb's quick-repair on: the allocator state is saved with each commit and
-//! two-phase commit guarantees a valid primary slot, so opening after a power cut is quick
-//! instead of a walk over the whole file. Opening never blocks on another process: a second
+//! By default every commit has redb's quick-repair on (`store.quick_repair`): the allocator
+//! state is saved with each commit and two-phase commit guarantees a valid primary slot, so
+//! opening after a power cut is quick instead of a walk over the whole file. Opening never blocks on another process: a second
 //! process gets [`StoreError::InUse`] at once (redb takes a non-blocking `flock`).
 //!
 //! # Damaged records
