@@ -292,7 +292,7 @@ async fn drain_rate(n: u64, keys: u64) -> f64 {
     let store = store(&dir, Setup::defaults(256));
     let cfg = OutboxConfig {
         concurrency: 64,
-        rate_per_second: 0.0,
+        rate: None,
         ..OutboxConfig::default()
     };
     let outbox = Outbox::<Ship>::new(store.clone(), cfg, Alerts::new());

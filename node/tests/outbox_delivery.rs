@@ -3,6 +3,7 @@
 
 mod outbox_support;
 
+use firmware_bridge::pace::Rate;
 use outbox_support::*;
 use redb::ReadableTable;
 use std::sync::Arc;
@@ -547,8 +548,7 @@ async fn the_rate_limit_spaces_out_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let mut cfg = fast_config();
-    cfg.rate_per_second = 50.0;
-    cfg.burst = 1;
+    cfg.rate = Some(Rate::new(50.0, 1).unwrap());
     cfg.concurrency = 8;
     let (outbox, _) = outbox(&store, cfg);
     for n in 1..=11 {

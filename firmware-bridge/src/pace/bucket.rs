@@ -28,9 +28,7 @@ pub enum RateError {
 impl fmt::Display for RateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RateError::NotPositive => {
-                f.write_str("must be a number above 0 (leave the limit out for no limit)")
-            }
+            RateError::NotPositive => f.write_str("must be a number above 0"),
             RateError::ZeroBurst => f.write_str("must be at least 1"),
         }
     }

@@ -405,8 +405,8 @@ impl Config {
         let o = &self.outbox;
         crate::outbox::OutboxConfig {
             concurrency: o.concurrency,
-            rate_per_second: o.rate_per_second,
-            burst: o.burst,
+            // validate() refused any other rate, so this is never `None` for a loaded config.
+            rate: firmware_bridge::pace::Rate::new(o.rate_per_second, o.burst).ok(),
             backoff_initial: o.backoff_initial,
             backoff_max: o.backoff_max,
             shutdown_grace: o.shutdown_grace,
@@ -540,11 +540,12 @@ impl Config {
         if o.concurrency == 0 || o.concurrency > 64 {
             bad("outbox.concurrency", "must be between 1 and 64".into());
         }
-        if !(o.rate_per_second.is_finite() && o.rate_per_second > 0.0) {
-            bad("outbox.rate_per_second", "must be a number above 0".into());
+        use firmware_bridge::pace::{Rate, RateError};
+        if let Err(e @ RateError::NotPositive) = Rate::new(o.rate_per_second, 1) {
+            bad("outbox.rate_per_second", e.to_string());
         }
-        if o.burst == 0 {
-            bad("outbox.burst", "must be at least 1".into());
+        if let Err(e @ RateError::ZeroBurst) = Rate::new(1.0, o.burst) {
+            bad("outbox.burst", e.to_string());
         }
         if o.backoff_initial.is_zero() {
             bad("outbox.backoff_initial", "must be above 0".into());

@@ -16,14 +16,13 @@
 //! when the process died is simply still queued; it is delivered again with the same
 //! idempotency key.
 
-use super::backoff::Backoff;
 use super::link::{Link, LinkState};
 use super::queue::{InFlight, Outbox, report_usage};
-use super::rate::TokenBucket;
 use super::record::{self, Envelope};
 use super::{Attempt, Operation, Outcome, Sink};
 use crate::ops::alert::Severity;
 use crate::store::{self, StoreError};
+use firmware_bridge::pace::{Backoff, TokenBucket};
 use futures::FutureExt;
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -53,7 +52,8 @@ struct Finished {
 struct Loop<S> {
     sink: Arc<S>,
     link: Link,
-    bucket: TokenBucket,
+    /// `None`: no rate limit.
+    bucket: Option<TokenBucket<Instant>>,
     tasks: JoinSet<Finished>,
     /// Task id -> (seq, fifo key), to release a key even if its task died.
     running: HashMap<Id, (u64, String)>,
@@ -70,14 +70,11 @@ impl<Op: Operation> Outbox<Op> {
     /// delivered again, with the same idempotency key, after the restart).
     pub async fn run<S: Sink<Op>>(&self, sink: S, shutdown: CancellationToken) {
         let cfg = self.shared.config.clone();
-        let backoff = Backoff {
-            base: cfg.backoff_initial,
-            max: cfg.backoff_max,
-        };
+        let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
         let mut lp = Loop {
             sink: Arc::new(sink),
             link: Link::new(backoff),
-            bucket: TokenBucket::new(cfg.rate_per_second, cfg.burst, Instant::now()),
+            bucket: cfg.rate.map(|rate| TokenBucket::new(rate, Instant::now())),
             tasks: JoinSet::new(),
             running: HashMap::new(),
             busy: HashSet::new(),
@@ -90,7 +87,7 @@ impl<Op: Operation> Outbox<Op> {
         health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(
             concurrency = cfg.concurrency,
-            rate = cfg.rate_per_second,
+            rate = cfg.rate.map_or(0.0, |r| r.tokens_per_second()),
             "outbox delivery started"
         );
         loop {
@@ -164,7 +161,7 @@ impl<Op: Operation> Outbox<Op> {
         if let Some(t) = lp.link.not_before(now) {
             return Some(t);
         }
-        let token_wait = lp.bucket.wait(now);
+        let token_wait = lp.bucket.as_mut().map_or(Duration::ZERO, |b| b.wait(now));
         if !token_wait.is_zero() {
             return Some(now + token_wait);
         }
@@ -200,7 +197,11 @@ impl<Op: Operation> Outbox<Op> {
             wake_at = Some(now);
         }
         for ready in scan.ready {
-            if let Err(wait) = lp.bucket.try_take(Instant::now()) {
+            let taken = lp
+                .bucket
+                .as_mut()
+                .map_or(Ok(()), |b| b.try_take(Instant::now()));
+            if let Err(wait) = taken {
                 let t = Instant::now() + wait;
                 wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
                 break;
@@ -452,7 +453,9 @@ async fn record_outcome(
                 .await
         }
         Outcome::Retry { after, reason } => {
-            let wait = backoff.delay(attempt).max(after.unwrap_or(Duration::ZERO));
+            let wait = backoff
+                .delay(attempt, rand::random())
+                .max(after.unwrap_or(Duration::ZERO));
             let not_before =
                 store::now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
             store

@@ -16,12 +16,10 @@
 //!   losing or reordering anything.
 
 pub mod admin;
-pub mod backoff;
 mod deliver;
 mod error;
 mod link;
 mod queue;
-pub mod rate;
 pub mod record;
 
 pub use error::{EnqueueError, OutboxError};

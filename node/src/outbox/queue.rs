@@ -8,6 +8,7 @@ use crate::ops::alert::{Alerts, Severity};
 use crate::ops::health::{Health, Status};
 use crate::ops::http::{StatusSection, StatusSource};
 use crate::store::{self, CapPolicy, Store, StoreError};
+use firmware_bridge::pace::Rate;
 use redb::WriteTransaction;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -23,10 +24,9 @@ use tokio::sync::Notify;
 pub struct OutboxConfig {
     /// Attempts in flight at once, across FIFO keys (one per key at most).
     pub concurrency: usize,
-    /// Attempts per second (token bucket); 0 = no limit.
-    pub rate_per_second: f64,
-    /// Token bucket size: attempts that may start at once after an idle spell.
-    pub burst: u32,
+    /// Attempts per second and how many may start at once after an idle spell (token
+    /// bucket); `None`: no limit.
+    pub rate: Option<Rate>,
     /// Ceiling of the first backoff (full jitter: the wait is random below it).
     pub backoff_initial: Duration,
     /// Largest backoff ceiling.
@@ -49,8 +49,7 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             concurrency: 4,
-            rate_per_second: 5.0,
-            burst: 10,
+            rate: Rate::new(5.0, 10).ok(),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             attempt_timeout: Duration::from_secs(30),

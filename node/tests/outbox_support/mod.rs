@@ -175,8 +175,7 @@ pub fn open(dir: &tempfile::TempDir) -> Store {
 pub fn fast_config() -> OutboxConfig {
     OutboxConfig {
         concurrency: 4,
-        rate_per_second: 0.0,
-        burst: 1,
+        rate: None,
         backoff_initial: Duration::from_millis(5),
         backoff_max: Duration::from_millis(40),
         attempt_timeout: Duration::from_secs(10),
