@@ -696,20 +696,19 @@ fn resolve_secret(
     }
 }
 
-/// Checks a name used as one MQTT topic level.
+/// Checks a name used as one MQTT topic level, by the floor protocol's own rule
+/// (`firmware_bridge::proto::topic::check_segment`), in the config's words.
 fn topic_segment(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 64 {
-        return Err("must be 1 to 64 characters".into());
-    }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(format!(
-            "`{s}` may only contain letters, digits, `-`, `_` and `.` (it is part of MQTT topics)"
-        ));
-    }
-    Ok(())
+    use firmware_bridge::proto::topic::{MAX_SEGMENT_LEN, TopicError, check_segment};
+    check_segment("it", s).map_err(|e| match e {
+        TopicError::Empty(_) | TopicError::TooLong(_) => {
+            format!("must be 1 to {MAX_SEGMENT_LEN} bytes")
+        }
+        TopicError::Character(_) => format!(
+            "`{s}` may only contain A-Z, a-z, 0-9, `.`, `_` and `-` (it is part of MQTT topics)"
+        ),
+        other => other.to_string(),
+    })
 }
 
 /// Checks an http(s) URL with a host.
@@ -777,6 +776,23 @@ mod tests {
             .map(|p| p.key)
             .collect();
         assert_eq!(keys, ["node.id", "taobao.app_key", "taobao.app_secret"]);
+    }
+
+    #[test]
+    fn node_id_and_site_follow_the_floor_protocols_topic_rule() {
+        assert_eq!(topic_segment("wh1-gw.1_a"), Ok(()));
+        assert_eq!(topic_segment(&"a".repeat(64)), Ok(()));
+        assert_eq!(
+            topic_segment(&"a".repeat(65)),
+            Err("must be 1 to 64 bytes".into())
+        );
+        assert_eq!(topic_segment(""), Err("must be 1 to 64 bytes".into()));
+        for bad in ["wh/1", "wh+", "#", "wh 1", "仓库"] {
+            let e = topic_segment(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("MQTT topics"), "{bad}: {e}");
+            // The node and the bridge agree: what the config refuses, proto refuses.
+            assert!(firmware_bridge::proto::topic::check_segment("id", bad).is_err());
+        }
     }
 
     #[test]
