@@ -159,18 +159,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
 
     // Taobao: the client, its tokens (seeded from `taobao.session` when given) and the
     // outbox that delivers shipments and stock to it.
-    let taobao = crate::taobao::setup::connect(&config.taobao, store.clone(), alerts.clone())
-        .await
-        .map_err(DaemonError::Taobao)?;
+    let taobao =
+        crate::taobao::setup::connect(&config.taobao_options(), store.clone(), alerts.clone())
+            .await
+            .map_err(DaemonError::Taobao)?;
     let outbox: Outbox<TaobaoOp> =
-        Outbox::new(store.clone(), config.outbox_config(), alerts.clone())
+        Outbox::new(store.clone(), config.outbox_options(), alerts.clone())
             .with_health(health.clone());
     let routes = crate::ops::http::local_only(
         axum::Router::new()
             .merge(crate::outbox::admin::router(outbox.admin()))
             .merge(crate::taobao::admin::router(
                 taobao.tokens.clone(),
-                config.taobao.clone(),
+                config.taobao.oauth_options(None),
             )),
     );
     let sections: Vec<Arc<dyn StatusSource>> = vec![Arc::new(outbox.clone())];

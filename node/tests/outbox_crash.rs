@@ -92,7 +92,7 @@ impl Sink<TestOp> for RemoteSink {
     }
 }
 
-fn child_config() -> wms_node::outbox::OutboxConfig {
+fn child_config() -> wms_node::outbox::OutboxOptions {
     let mut c = fast_config();
     c.concurrency = 8;
     c

@@ -24,8 +24,12 @@ mod bytes;
 mod load;
 mod schema;
 
+/// How log lines are written: `"text"` or `"json"`.
+pub use crate::ops::log::LogFormat;
 /// What the store does at its byte cap: `"reject_new"`, `"drop_oldest"` or `"block"`.
 pub use crate::store::CapPolicy;
+/// How TOP requests are signed: `"md5"`, `"hmac"` or `"hmac-sha256"`.
+pub use crate::taobao::sign::SignMethod;
 pub use bytes::{ByteSize, ParseByteSizeError};
 pub use load::{ConfigError, ENV_PREFIX, Origin, Problem};
 
@@ -100,17 +104,6 @@ impl Default for LogConfig {
             format: LogFormat::Text,
         }
     }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines; coloured when stderr is a terminal.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// `[store]`: the local database.
@@ -250,20 +243,39 @@ impl Default for TaobaoConfig {
     }
 }
 
-/// How TOP requests are signed (the `sign_method` system parameter). The wire names match
-/// `taobao::sign::SignMethod`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SignMethod {
-    /// `MD5(secret + params + secret)`, the legacy method.
-    #[serde(rename = "md5")]
-    Md5,
-    /// HMAC-MD5.
-    #[serde(rename = "hmac")]
-    Hmac,
-    /// HMAC-SHA256.
-    #[default]
-    #[serde(rename = "hmac-sha256")]
-    HmacSha256,
+impl TaobaoConfig {
+    /// The REST client's options (secrets must already be resolved from their files).
+    pub fn client_options(&self) -> crate::taobao::client::ClientOptions {
+        let mut o = crate::taobao::client::ClientOptions::new(
+            self.endpoint.clone(),
+            self.app_key.clone(),
+            self.app_secret.clone().unwrap_or_default(),
+        );
+        o.sign_method = self.sign_method;
+        o.connect_timeout = self.connect_timeout;
+        o.request_timeout = self.request_timeout;
+        o.daily_call_budget = (self.daily_call_budget > 0).then_some(self.daily_call_budget);
+        o
+    }
+
+    /// The OAuth client's options; `redirect_uri` overrides the configured one (`auth login`
+    /// uses a local address). Refresh needs no redirect URI, so an absent one is left empty.
+    pub fn oauth_options(
+        &self,
+        redirect_uri: Option<String>,
+    ) -> crate::taobao::oauth::OAuthOptions {
+        let mut o = crate::taobao::oauth::OAuthOptions::new(
+            self.oauth_url.clone(),
+            self.app_key.clone(),
+            self.app_secret.clone().unwrap_or_default(),
+            redirect_uri
+                .or_else(|| self.redirect_uri.clone())
+                .unwrap_or_default(),
+        );
+        o.connect_timeout = self.connect_timeout;
+        o.request_timeout = self.request_timeout;
+        o
+    }
 }
 
 /// `[mqtt]`: the broker of the warehouse floor.
@@ -400,10 +412,19 @@ impl Config {
         o
     }
 
+    /// What the Taobao side starts with: the client, OAuth and the pre-issued session.
+    pub fn taobao_options(&self) -> crate::taobao::setup::TaobaoOptions {
+        crate::taobao::setup::TaobaoOptions {
+            client: self.taobao.client_options(),
+            oauth: self.taobao.oauth_options(None),
+            session: self.taobao.session.clone(),
+        }
+    }
+
     /// How the outbox delivers: the `[outbox]` settings and `store.cap_alert_thresholds`.
-    pub fn outbox_config(&self) -> crate::outbox::OutboxConfig {
+    pub fn outbox_options(&self) -> crate::outbox::OutboxOptions {
         let o = &self.outbox;
-        crate::outbox::OutboxConfig {
+        crate::outbox::OutboxOptions {
             concurrency: o.concurrency,
             // validate() refused any other rate, so this is never `None` for a loaded config.
             rate: firmware_bridge::pace::Rate::new(o.rate_per_second, o.burst).ok(),
@@ -411,7 +432,7 @@ impl Config {
             backoff_max: o.backoff_max,
             shutdown_grace: o.shutdown_grace,
             cap_alert_thresholds: self.store.cap_alert_thresholds.clone(),
-            ..crate::outbox::OutboxConfig::default()
+            ..crate::outbox::OutboxOptions::default()
         }
     }
 
@@ -776,6 +797,41 @@ mod tests {
             .map(|p| p.key)
             .collect();
         assert_eq!(keys, ["node.id", "taobao.app_key", "taobao.app_secret"]);
+    }
+
+    #[test]
+    fn taobao_maps_onto_client_and_oauth_options() {
+        let t = TaobaoConfig {
+            app_key: "12345678".into(),
+            app_secret: Some(Secret::new("s")),
+            sign_method: SignMethod::Md5,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(9),
+            daily_call_budget: 0,
+            redirect_uri: Some("https://relay.example/cb".into()),
+            ..TaobaoConfig::default()
+        };
+        let c = t.client_options();
+        assert_eq!(c.sign_method, SignMethod::Md5);
+        assert_eq!(c.endpoint, t.endpoint);
+        assert_eq!(c.app_secret.expose(), "s");
+        assert_eq!(
+            (c.connect_timeout, c.request_timeout),
+            (t.connect_timeout, t.request_timeout)
+        );
+        assert_eq!(c.daily_call_budget, None);
+        let o = t.oauth_options(None);
+        assert_eq!(o.redirect_uri, "https://relay.example/cb");
+        assert_eq!(
+            t.oauth_options(Some("http://127.0.0.1:1/cb".into()))
+                .redirect_uri,
+            "http://127.0.0.1:1/cb"
+        );
+        for m in SignMethod::ALL {
+            // The config file's names are the wire names.
+            let key: Config = toml::from_str(&format!("[taobao]\nsign_method = \"{m}\"")).unwrap();
+            assert_eq!(key.taobao.sign_method, m);
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod record;
 
 pub use error::{EnqueueError, OutboxError};
 pub use link::LinkState;
-pub use queue::{DeliveryStatus, Enqueued, InFlight, Outbox, OutboxConfig};
+pub use queue::{DeliveryStatus, Enqueued, InFlight, Outbox, OutboxOptions};
 pub use record::{Envelope, create_tables};
 
 use serde::{Serialize, de::DeserializeOwned};

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 /// How the outbox delivers. The byte cap and its policy come from
 /// [`StoreOptions`](crate::store::StoreOptions).
 #[derive(Debug, Clone)]
-pub struct OutboxConfig {
+pub struct OutboxOptions {
     /// Attempts in flight at once, across FIFO keys (one per key at most).
     pub concurrency: usize,
     /// Attempts per second and how many may start at once after an idle spell (token
@@ -45,9 +45,9 @@ pub struct OutboxConfig {
     pub stall_after: Duration,
 }
 
-impl Default for OutboxConfig {
+impl Default for OutboxOptions {
     fn default() -> Self {
-        OutboxConfig {
+        OutboxOptions {
             concurrency: 4,
             rate: Rate::new(5.0, 10).ok(),
             backoff_initial: Duration::from_secs(1),
@@ -106,7 +106,7 @@ pub struct DeliveryStatus {
 
 pub(crate) struct Shared {
     pub store: Store,
-    pub config: OutboxConfig,
+    pub config: OutboxOptions,
     pub alerts: Alerts,
     /// Wakes the delivery loop (new op, operator retry, resume).
     pub wake: Arc<Notify>,
@@ -203,7 +203,7 @@ enum Failure {
 
 impl<Op: Operation> Outbox<Op> {
     /// An outbox over `store`. Nothing runs until [`run`](Self::run) is called.
-    pub fn new(store: Store, config: OutboxConfig, alerts: Alerts) -> Self {
+    pub fn new(store: Store, config: OutboxOptions, alerts: Alerts) -> Self {
         let usage = store
             .read(record::load_meta)
             .map(|m| Usage {
@@ -704,7 +704,7 @@ impl<Op: Operation> StatusSource for Outbox<Op> {
 
 impl<Op: Operation> Outbox<Op> {
     /// Sets the `"outbox"` health check from the cached figures (see
-    /// [`OutboxConfig::stall_after`]).
+    /// [`OutboxOptions::stall_after`]).
     pub(crate) fn report_health(&self) {
         let Some(health) = self.shared.health.lock().ok().and_then(|h| h.clone()) else {
             return;
@@ -929,7 +929,7 @@ mod tests {
         o.max_bytes = max_bytes;
         o.group_commit_max_batch = 64;
         let store = Store::open(o, Alerts::new()).unwrap();
-        Outbox::new(store, OutboxConfig::default(), Alerts::new())
+        Outbox::new(store, OutboxOptions::default(), Alerts::new())
     }
 
     /// Enqueues `ops` from concurrent tasks; the results in the same order.
