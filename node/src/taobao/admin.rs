@@ -74,7 +74,7 @@ impl IntoResponse for ApiError {
 impl From<TopError> for ApiError {
     fn from(e: TopError) -> Self {
         let status = match &e {
-            TopError::TokenStore(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TopError::TokenStore { .. } => StatusCode::SERVICE_UNAVAILABLE,
             TopError::Transport { .. }
             | TopError::Timeout { .. }
             | TopError::Http { .. }

@@ -155,9 +155,18 @@ pub enum TopError {
         /// What is wrong.
         reason: String,
     },
-    /// The local token store failed; the session could not be read or saved. Retry.
-    #[error("token store: {0}")]
-    TokenStore(String),
+    /// The local token store failed; the session could not be read or saved. What to do
+    /// follows the store's own classification, kept in `retryable`: a busy store, a full
+    /// disk or a passing I/O error is retried with backoff; a corrupt record or a closed or
+    /// broken store cannot get better by retrying, so delivery pauses as for a lost
+    /// authorisation (nothing is dropped) and re-authorising writes a fresh record.
+    #[error("token store: {reason}")]
+    TokenStore {
+        /// What the store said (never a token).
+        reason: String,
+        /// Whether the store says trying again later may succeed.
+        retryable: bool,
+    },
 }
 
 /// The retryable `isv.*` sub-codes ERPs retry (TAOBAO.md §5.3).
@@ -244,7 +253,12 @@ impl TopError {
             | TopError::Timeout { .. }
             | TopError::Http { .. }
             | TopError::Decode { .. }
-            | TopError::TokenStore(_) => Disposition::Retry { after: None },
+            | TopError::TokenStore {
+                retryable: true, ..
+            } => Disposition::Retry { after: None },
+            TopError::TokenStore {
+                retryable: false, ..
+            } => Disposition::Auth,
             TopError::Banned { remaining, .. } => Disposition::Retry {
                 after: Some(*remaining),
             },
@@ -278,7 +292,7 @@ impl TopError {
             TopError::Banned { .. } => "banned".into(),
             TopError::NoSession { .. } => "no_session".into(),
             TopError::InvalidRequest { .. } => "invalid_request".into(),
-            TopError::TokenStore(_) => "token_store".into(),
+            TopError::TokenStore { .. } => "token_store".into(),
         }
     }
 

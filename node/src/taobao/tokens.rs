@@ -132,7 +132,10 @@ impl RedbTokenStore {
 }
 
 fn store_error(e: crate::store::StoreError) -> TopError {
-    TopError::TokenStore(e.to_string())
+    TopError::TokenStore {
+        retryable: e.is_retryable(),
+        reason: e.to_string(),
+    }
 }
 
 impl TokenStore for RedbTokenStore {
@@ -490,6 +493,22 @@ mod tests {
             user_nick: Some("沙箱测试店".into()),
             origin: TokenOrigin::OAuth,
         }
+    }
+
+    #[test]
+    fn a_token_store_failure_is_retried_only_when_the_store_says_it_may_pass() {
+        use crate::outbox::Outcome;
+        use crate::store::StoreError;
+        // A full disk may clear: the outbox retries with backoff.
+        let full = store_error(StoreError::DiskFull);
+        assert!(full.is_retryable());
+        assert!(matches!(full.outcome(), Outcome::Retry { after: None, .. }));
+        // A closed store never reopens by itself: pause like a lost authorisation, drop
+        // nothing, and let `wms-node auth` write a fresh record.
+        let closed = store_error(StoreError::Closed);
+        assert!(!closed.is_retryable());
+        assert!(matches!(closed.outcome(), Outcome::Auth { .. }));
+        assert_eq!(closed.code_label(), "token_store");
     }
 
     #[test]
