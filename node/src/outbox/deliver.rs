@@ -16,8 +16,9 @@
 //! when the process died is simply still queued; it is delivered again with the same
 //! idempotency key.
 
+use super::cap::report_usage;
 use super::link::{Link, LinkState};
-use super::queue::{InFlight, Outbox, report_usage};
+use super::queue::{InFlight, Outbox};
 use super::record::{self, Envelope};
 use super::{Attempt, Operation, Outcome, Sink};
 use crate::ops::alert::Severity;
@@ -27,7 +28,6 @@ use futures::FutureExt;
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
@@ -82,7 +82,7 @@ impl<Op: Operation> Outbox<Op> {
             was_paused: false,
             cursor: None,
         };
-        self.set_status(|s| s.running = true);
+        self.shared.state().delivery.running = true;
         let mut health_tick = tokio::time::interval(Duration::from_secs(5));
         health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(
@@ -124,24 +124,19 @@ impl<Op: Operation> Outbox<Op> {
                 }
             }
         }
-        if let Ok(mut m) = self.shared.in_flight.lock() {
-            m.clear();
+        {
+            let mut s = self.shared.state();
+            s.in_flight.clear();
+            s.delivery.running = false;
         }
-        self.set_status(|s| s.running = false);
         self.report_health();
         tracing::info!("outbox delivery stopped");
-    }
-
-    fn set_status(&self, f: impl FnOnce(&mut super::queue::DeliveryStatus)) {
-        if let Ok(mut s) = self.shared.status.lock() {
-            f(&mut s);
-        }
     }
 
     /// Starts what may start now; returns when to look again (besides wake-ups).
     fn fill<S: Sink<Op>>(&self, lp: &mut Loop<S>) -> Option<Instant> {
         let cfg = &self.shared.config;
-        let paused = self.shared.paused.load(Ordering::SeqCst);
+        let paused = self.shared.state().delivery.paused;
         if paused {
             lp.was_paused = true;
             return None;
@@ -173,9 +168,7 @@ impl<Op: Operation> Outbox<Op> {
             let s = record::scan(r, slots, busy, now_ms, horizon, cfg.scan_budget, from);
             let age = oldest_age(r, now_ms);
             metrics::gauge!("outbox_oldest_item_age_seconds").set(age);
-            if let Ok(mut u) = self.shared.usage.lock() {
-                u.oldest_age_secs = age as u64;
-            }
+            self.shared.state().usage.oldest_age_secs = age as u64;
             s
         });
         let scan = match scan {
@@ -255,15 +248,13 @@ impl<Op: Operation> Outbox<Op> {
             }
         };
         let attempt = env.attempts.saturating_add(1);
-        if let Ok(mut m) = self.shared.in_flight.lock() {
-            m.insert(
-                seq,
-                InFlight {
-                    attempt,
-                    started_at_ms: store::now_ms(),
-                },
-            );
-        }
+        self.shared.state().in_flight.insert(
+            seq,
+            InFlight {
+                attempt,
+                started_at_ms: store::now_ms(),
+            },
+        );
         lp.busy.insert(env.fifo_key.clone());
         let sink = lp.sink.clone();
         let store = self.shared.store.clone();
@@ -324,9 +315,7 @@ impl<Op: Operation> Outbox<Op> {
                 // Only an abort at shutdown or a panic outside the sink call gets here.
                 if let Some((seq, key)) = lp.running.remove(&e.id()) {
                     lp.busy.remove(&key);
-                    if let Ok(mut m) = self.shared.in_flight.lock() {
-                        m.remove(&seq);
-                    }
+                    self.shared.state().in_flight.remove(&seq);
                     if !e.is_cancelled() {
                         tracing::error!(seq, fifo_key = %key, "outbox attempt task failed: {e}");
                         lp.link.on_retry(Instant::now(), None, rand::random());
@@ -336,9 +325,7 @@ impl<Op: Operation> Outbox<Op> {
             }
         };
         lp.busy.remove(&f.fifo_key);
-        if let Ok(mut m) = self.shared.in_flight.lock() {
-            m.remove(&f.seq);
-        }
+        self.shared.state().in_flight.remove(&f.seq);
         let kind = f.kind.clone();
         let outcome_label = match &f.outcome {
             Outcome::Done => "done",
@@ -366,22 +353,12 @@ impl<Op: Operation> Outbox<Op> {
                 if lp.link.on_answer() {
                     tracing::info!("outbox link is up; catching up at the rate limit");
                 }
-                let now = store::now_ms();
-                self.set_status(|s| {
-                    s.link = "up";
-                    s.consecutive_failures = 0;
-                    s.down_since_ms = None;
-                    s.last_success_ms = Some(now);
-                });
+                self.shared.state().link_up(Some(store::now_ms()));
                 self.shared.room.notify_waiters();
             }
             Outcome::Permanent { reason } => {
                 lp.link.on_answer();
-                self.set_status(|s| {
-                    s.link = "up";
-                    s.consecutive_failures = 0;
-                    s.down_since_ms = None;
-                });
+                self.shared.state().link_up(None);
                 if present {
                     metrics::counter!("outbox_dead_letters_total", "kind" => kind).increment(1);
                     tracing::error!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
@@ -425,15 +402,11 @@ impl<Op: Operation> Outbox<Op> {
     }
 
     fn note_failure(&self, link: &Link, reason: String) {
-        let now = store::now_ms();
-        self.set_status(|s| {
-            s.last_failure = Some(reason);
-            if let LinkState::Down { failures, .. } = link.state() {
-                s.link = "down";
-                s.consecutive_failures = failures;
-                s.down_since_ms.get_or_insert(now);
-            }
-        });
+        let down = match link.state() {
+            LinkState::Down { failures, .. } => Some(failures),
+            _ => None,
+        };
+        self.shared.state().failed(reason, down, store::now_ms());
     }
 }
 
