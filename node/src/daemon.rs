@@ -155,7 +155,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         task: "store-open",
         message: e.to_string(),
     })??;
-    health.ok("store", "open");
+    health.ok(crate::ops::health::CheckName::Store, "open");
 
     // Taobao: the client, its tokens (seeded from `taobao.session` when given) and the
     // outbox that delivers shipments and stock to it.

@@ -2,7 +2,7 @@
 //! raised at the configured fractions of `store.max_bytes` and cleared with a margin.
 
 use super::queue::Shared;
-use crate::ops::alert::Severity;
+use crate::ops::alert::{AlertCode, Severity};
 
 /// Publishes the byte gauges and raises or clears the cap alerts.
 pub(crate) fn report_usage(shared: &Shared, bytes: u64, count: u64) {
@@ -23,7 +23,7 @@ pub(crate) fn report_usage(shared: &Shared, bytes: u64, count: u64) {
     let policy = shared.store.options().cap_policy;
     match cap_level(bytes, cap, thresholds) {
         CapLevel::Critical => shared.alerts.raise(
-            "store_cap",
+            AlertCode::StoreCap,
             Severity::Critical,
             format!(
                 "the outbox uses {bytes} of {cap} bytes ({pct:.0}%): new non-critical ops are \
@@ -32,11 +32,11 @@ pub(crate) fn report_usage(shared: &Shared, bytes: u64, count: u64) {
             ),
         ),
         CapLevel::Warning => shared.alerts.raise(
-            "store_cap",
+            AlertCode::StoreCap,
             Severity::Warning,
             format!("the outbox uses {bytes} of {cap} bytes ({pct:.0}%): is the link down?"),
         ),
-        CapLevel::Normal => shared.alerts.clear("store_cap"),
+        CapLevel::Normal => shared.alerts.clear(AlertCode::StoreCap),
         CapLevel::Hold => {}
     }
 }

@@ -21,7 +21,7 @@ use super::link::{Link, LinkState};
 use super::queue::{InFlight, Outbox};
 use super::record::{self, Envelope};
 use super::{Attempt, Operation, Outcome, Sink};
-use crate::ops::alert::Severity;
+use crate::ops::alert::{AlertCode, Severity};
 use crate::store::{self, StoreError};
 use firmware_bridge::pace::{Backoff, TokenBucket};
 use futures::FutureExt;
@@ -221,7 +221,7 @@ impl<Op: Operation> Outbox<Op> {
                     metrics::counter!("store_quarantined_records_total", "table" => "outbox")
                         .increment(1);
                     alerts.raise(
-                        "store_quarantine",
+                        AlertCode::StoreQuarantine,
                         Severity::Warning,
                         "an undecodable outbox op was moved to quarantine; the queue carries on \
                          without it; see `wms-node queue stats`",
@@ -364,7 +364,7 @@ impl<Op: Operation> Outbox<Op> {
                     tracing::error!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
                         "outbox op failed permanently; moved to the dead letters");
                     self.shared.alerts.raise(
-                        "dead_letter",
+                        AlertCode::DeadLetter,
                         if f.critical {
                             Severity::Critical
                         } else {

@@ -7,7 +7,7 @@ use super::cap::report_usage;
 use super::error::EnqueueError;
 use super::queue::{Enqueued, Outbox, Shared};
 use super::record;
-use crate::ops::alert::Severity;
+use crate::ops::alert::{AlertCode, Severity};
 use crate::store::{self, CapPolicy, StoreError};
 use redb::WriteTransaction;
 use std::collections::VecDeque;
@@ -431,7 +431,7 @@ impl AfterEnqueue {
         }
         if !self.dropped.is_empty() {
             self.shared.alerts.raise(
-                "outbox_dropped",
+                AlertCode::OutboxDropped,
                 Severity::Warning,
                 format!(
                     "{} queued op(s) were dropped to stay under the outbox byte cap; raise \

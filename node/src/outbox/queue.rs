@@ -5,7 +5,7 @@ use super::Operation;
 use super::enqueue::WaitingOps;
 use super::record::{self, Envelope};
 use super::state::{State, Usage};
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use crate::ops::health::Health;
 use crate::store::{Store, StoreError};
 use firmware_bridge::pace::Rate;
@@ -168,7 +168,7 @@ impl<Op: Operation> Outbox<Op> {
         let newly = !std::mem::replace(&mut self.shared.state().delivery.paused, true);
         if newly {
             self.shared.alerts.raise(
-                "outbox_paused",
+                AlertCode::OutboxPaused,
                 Severity::Critical,
                 format!("delivery to the platform is paused: {reason}; ops keep queueing"),
             );
@@ -182,7 +182,7 @@ impl<Op: Operation> Outbox<Op> {
         if was {
             tracing::info!("outbox delivery resumed");
         }
-        self.shared.alerts.clear("outbox_paused");
+        self.shared.alerts.clear(AlertCode::OutboxPaused);
         self.shared.wake.notify_one();
     }
 

@@ -58,7 +58,7 @@ impl<Op: Operation> Outbox<Op> {
             return;
         };
         let (status, message) = self.assess();
-        health.set("outbox", status, message);
+        health.set(crate::ops::health::CheckName::Outbox, status, message);
     }
 
     /// The outbox's health: failing when it stalls (ops wait longer than `stall_after`

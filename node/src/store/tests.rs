@@ -1,4 +1,5 @@
 use super::*;
+use crate::ops::alert::AlertCode;
 use redb::TableDefinition;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -160,7 +161,7 @@ async fn an_undecodable_record_is_reported_then_moved_to_quarantine() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(moved, 1);
-    assert!(alerts.is_active("store_quarantine"));
+    assert!(alerts.is_active(AlertCode::StoreQuarantine));
     let bad: Option<String> = store.read(|r| get(r, THINGS, "bad")).unwrap();
     assert_eq!(bad, None);
     let good: Option<String> = store.read(|r| get(r, THINGS, "good")).unwrap();

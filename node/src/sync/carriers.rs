@@ -13,7 +13,7 @@
 //!
 //! Must never: drop the stored list because a fetch failed, or retry in a tight loop.
 
-use crate::ops::health::Health;
+use crate::ops::health::{CheckName, Health};
 use crate::store::{self, Bytes, Store, StoreError};
 use crate::taobao::{Disposition, TopClient};
 use firmware_bridge::pace::Backoff;
@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub const CARRIERS: TableDefinition<'static, &'static str, Bytes> =
     TableDefinition::new("carriers");
 
-/// The health check's name.
-pub const CHECK: &str = "taobao";
+/// The health check this loop reports: its view of the Taobao link and credentials.
+pub const CHECK: CheckName = CheckName::Taobao;
 
 /// One carrier as Taobao lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ use super::decode::{self, Envelope};
 use super::error::{ApiError, BanScope, TopError};
 use super::limit::{Limiter, RateLimits};
 use super::sign::{self, SignMethod};
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -38,18 +38,6 @@ pub const PRODUCTION_ENDPOINT: &str = "https://gw.api.taobao.com/router/rest";
 
 /// Largest reply body read into memory; anything bigger is treated as unreadable.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-
-/// Alert codes this module raises.
-pub mod alerts {
-    /// The daily call budget is 80 % (warning) or 100 % (critical) used.
-    pub const CALL_BUDGET: &str = "taobao_call_budget";
-    /// The gateway said our timestamp is off by more than 10 minutes.
-    pub const CLOCK: &str = "clock";
-    /// The gateway rejected our signature: wrong app secret or sign method.
-    pub const SIGNATURE: &str = "taobao_signature";
-    /// An app-wide code-7 ban is running.
-    pub const APP_BAN: &str = "taobao_app_ban";
-}
 
 /// What the client needs to know; the lead maps `[taobao]` config onto it.
 #[derive(Debug, Clone)]
@@ -475,7 +463,11 @@ impl TopClient {
             // A reply that got through means the clock, the secret and the app's quota are
             // fine again.
             Ok(_) => {
-                for code in [alerts::CLOCK, alerts::SIGNATURE, alerts::APP_BAN] {
+                for code in [
+                    AlertCode::Clock,
+                    AlertCode::TaobaoSignature,
+                    AlertCode::TaobaoAppBan,
+                ] {
                     self.inner.alerts.clear(code);
                 }
             }
@@ -491,7 +483,7 @@ impl TopClient {
             let after = after.unwrap_or(Duration::from_secs(1));
             if scope == BanScope::App {
                 self.inner.alerts.raise(
-                    alerts::APP_BAN,
+                    AlertCode::TaobaoAppBan,
                     Severity::Warning,
                     format!(
                         "Taobao banned all calls of this app for {} s (code 7, {}); calls resume by themselves",
@@ -504,12 +496,12 @@ impl TopClient {
         }
         match e.code {
             31 => self.inner.alerts.raise(
-                alerts::CLOCK,
+                AlertCode::Clock,
                 Severity::Warning,
                 "Taobao rejected the request timestamp (code 31): check the box's clock (NTP)",
             ),
             25 => self.inner.alerts.raise(
-                alerts::SIGNATURE,
+                AlertCode::TaobaoSignature,
                 Severity::Critical,
                 "Taobao rejected the request signature (code 25): check taobao.app_secret and sign_method",
             ),
@@ -592,20 +584,20 @@ impl TopClient {
             if d.day != Some(today) {
                 d.day = Some(today);
                 d.calls = 0;
-                self.inner.alerts.clear(alerts::CALL_BUDGET);
+                self.inner.alerts.clear(AlertCode::TaobaoCallBudget);
             }
             d.calls += 1;
             d.calls
         };
         if calls == budget {
             self.inner.alerts.raise(
-                alerts::CALL_BUDGET,
+                AlertCode::TaobaoCallBudget,
                 Severity::Critical,
                 format!("{calls} Taobao calls today: the daily budget of {budget} is used up"),
             );
         } else if calls == budget.saturating_mul(4).div_ceil(5) {
             self.inner.alerts.raise(
-                alerts::CALL_BUDGET,
+                AlertCode::TaobaoCallBudget,
                 Severity::Warning,
                 format!("{calls} Taobao calls today: 80 % of the daily budget of {budget}"),
             );
@@ -859,7 +851,7 @@ mod tests {
             alerts
                 .active()
                 .into_iter()
-                .find(|a| a.code == alerts::CALL_BUDGET)
+                .find(|a| a.code == AlertCode::TaobaoCallBudget)
                 .map(|a| a.severity)
         };
         // Every attempt counts, answered or not: 80 % of 7 is the 6th call.
