@@ -1,11 +1,15 @@
 //! `run(config, shutdown)`: the task tree and its orderly shutdown.
 //!
 //! ```text
-//!  start:  data_dir ─▶ store opens* ─▶ ops HTTP bound ─▶ tasks spawned ─▶ READY=1 (systemd)
+//!  start:  data_dir ─▶ ops HTTP port bound ─▶ store opens ─▶ Taobao client, outbox
+//!          ─▶ tasks spawned (outbox, auth-resume, carriers, ops-http) ─▶ READY=1 (systemd)
 //!  serve:  until the shutdown token is cancelled (SIGTERM/SIGINT, or the caller) or a task fails
 //!  stop:   STOPPING=1 ─▶ cancel ─▶ wait ≤ SHUTDOWN_DEADLINE ─▶ abort stragglers, by name
-//!          ─▶ store closes last* ─▶ return            (* once the store is wired in)
+//!          ─▶ store closes last ─▶ return
 //! ```
+//!
+//! The port is bound first, so a port clash (another node, a leftover process) fails before
+//! the store is opened or any task runs.
 //!
 //! Every task is spawned through one [`Tasks`] (a `TaskTracker` that knows names), and every
 //! task watches the same cancellation token, so a SIGTERM drains in-flight work and the
@@ -119,46 +123,22 @@ pub struct Started {
     token: CancellationToken,
 }
 
-/// Starts the node: opens the store, connects the Taobao side, spawns every task, binds the
-/// ops server and says READY. Stopping is [`Started::serve`]'s job.
+/// Starts the node, in this order: the data directory, the ops HTTP port (bound first, so a
+/// port clash fails before anything else starts), the store, the Taobao side and the outbox,
+/// then every task (the ops server among them) and READY. Stopping is [`Started::serve`]'s
+/// job.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Started, DaemonError> {
     // Our own child token: a failing task cancels it without touching the caller's.
     let token = shutdown.child_token();
-    tracing::info!(
-        version = crate::VERSION,
-        node_id = %config.node.id,
-        site = %config.node.site,
-        data_dir = %config.node.data_dir.display(),
-        "wms-node starting"
-    );
-
-    std::fs::create_dir_all(&config.node.data_dir).map_err(|source| DaemonError::DataDir {
-        path: config.node.data_dir.clone(),
-        source,
-    })?;
-
+    log_start(&config);
+    create_data_dir(&config)?;
+    let listener = bind_ops(config.http.listen).await?;
     let alerts = Alerts::new();
     let health = Health::new();
     let metrics = crate::ops::metrics::handle();
     metrics::gauge!("build_info", "version" => crate::VERSION).set(1.0);
-    let (tasks, failures) = Tasks::new();
 
-    // The store first: everything below writes to it. Opening repairs after a power cut and
-    // never blocks on another process (a second `wms-node` gets a clear "in use" error).
-    let store_opts = config.store_options();
-    let store = tokio::task::spawn_blocking({
-        let alerts = alerts.clone();
-        move || Store::open(store_opts, alerts)
-    })
-    .await
-    .map_err(|e| DaemonError::Task {
-        task: "store-open",
-        message: e.to_string(),
-    })??;
-    health.ok(crate::ops::health::CheckName::Store, "open");
-
-    // Taobao: the client, its tokens (seeded from `taobao.session` when given) and the
-    // outbox that delivers shipments and stock to it.
+    let store = open_store(&config, &alerts, &health).await?;
     let taobao =
         crate::taobao::setup::connect(&config.taobao_options(), store.clone(), alerts.clone())
             .await
@@ -166,7 +146,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let outbox: Outbox<TaobaoOp> =
         Outbox::new(store.clone(), config.outbox_options(), alerts.clone())
             .with_health(health.clone());
-    let routes = crate::ops::http::local_only(
+
+    let (tasks, failures) = Tasks::new();
+    spawn_jobs(&tasks, &outbox, &taobao, &store, &health, &alerts, &token);
+    let ops = OpsState {
+        node_id: config.node.id.clone(),
+        site: config.node.site.clone(),
+        health: health.clone(),
+        alerts: alerts.clone(),
+        metrics,
+        sections: vec![Arc::new(outbox.clone()) as Arc<dyn StatusSource>],
+    };
+    let admin = crate::ops::http::local_only(
         axum::Router::new()
             .merge(crate::outbox::admin::router(outbox.admin()))
             .merge(crate::taobao::admin::router(
@@ -174,8 +165,81 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
                 config.taobao.oauth_options(None),
             )),
     );
-    let sections: Vec<Arc<dyn StatusSource>> = vec![Arc::new(outbox.clone())];
+    let http_addr = spawn_ops_http(&tasks, listener, ops, admin, &token);
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        tasks.spawn("watchdog", watchdog(timeout, token.clone()));
+    }
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+    ]);
+    tracing::info!("ready");
+    Ok(Started {
+        outbox,
+        http_addr,
+        health,
+        store,
+        taobao,
+        tasks,
+        failures,
+        token,
+    })
+}
 
+fn log_start(config: &Config) {
+    tracing::info!(
+        version = crate::VERSION,
+        node_id = %config.node.id,
+        site = %config.node.site,
+        data_dir = %config.node.data_dir.display(),
+        "wms-node starting"
+    );
+}
+
+fn create_data_dir(config: &Config) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&config.node.data_dir).map_err(|source| DaemonError::DataDir {
+        path: config.node.data_dir.clone(),
+        source,
+    })
+}
+
+/// Binds `http.listen`. Nothing is served until [`spawn_ops_http`]; connections wait in the
+/// backlog meanwhile.
+async fn bind_ops(addr: SocketAddr) -> Result<tokio::net::TcpListener, DaemonError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { addr, source })
+}
+
+/// Opens the store off the runtime: opening repairs after a power cut and never blocks on
+/// another process (a second `wms-node` gets a clear "in use" error).
+async fn open_store(
+    config: &Config,
+    alerts: &Alerts,
+    health: &Health,
+) -> Result<Store, DaemonError> {
+    let store_opts = config.store_options();
+    let alerts = alerts.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(store_opts, alerts))
+        .await
+        .map_err(|e| DaemonError::Task {
+            task: "store-open",
+            message: e.to_string(),
+        })??;
+    health.ok(crate::ops::health::CheckName::Store, "open");
+    Ok(store)
+}
+
+/// The jobs: outbox delivery to Taobao, resuming it when new tokens arrive, the carrier list.
+fn spawn_jobs(
+    tasks: &Tasks,
+    outbox: &Outbox<TaobaoOp>,
+    taobao: &crate::taobao::setup::Taobao,
+    store: &Store,
+    health: &Health,
+    alerts: &Alerts,
+    token: &CancellationToken,
+) {
     tasks.spawn("outbox", {
         let outbox = outbox.clone();
         let sink = TaobaoSink::new(taobao.client.clone(), alerts.clone());
@@ -199,47 +263,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             token.clone(),
         ),
     );
+}
 
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| DaemonError::Bind {
-            addr: config.http.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().unwrap_or(config.http.listen);
-    let app = crate::ops::http::router(OpsState {
-        node_id: config.node.id.clone(),
-        site: config.node.site.clone(),
-        health: health.clone(),
-        alerts: alerts.clone(),
-        metrics,
-        sections,
-    })
-    .merge(routes);
+/// Serves `/healthz`, `/metrics`, the status page and the admin API on the bound listener;
+/// returns the address it listens on (the real port when the config says 0).
+fn spawn_ops_http(
+    tasks: &Tasks,
+    listener: tokio::net::TcpListener,
+    ops: OpsState,
+    admin: axum::Router,
+    token: &CancellationToken,
+) -> SocketAddr {
+    let fallback = SocketAddr::from(([0, 0, 0, 0], 0));
+    let addr = listener.local_addr().unwrap_or(fallback);
+    let app = crate::ops::http::router(ops).merge(admin);
     tasks.spawn(
         "ops-http",
         crate::ops::http::serve(listener, app, token.clone()),
     );
     tracing::info!(addr = %addr, "ops HTTP server listening");
-
-    if let Some(timeout) = sd_notify::watchdog_enabled() {
-        tasks.spawn("watchdog", watchdog(timeout, token.clone()));
-    }
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("serving"),
-    ]);
-    tracing::info!("ready");
-    Ok(Started {
-        outbox,
-        http_addr: addr,
-        health,
-        store,
-        taobao,
-        tasks,
-        failures,
-        token,
-    })
+    addr
 }
 
 impl Started {
@@ -494,9 +537,12 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut c = config(dir.path());
         c.http.listen = taken.local_addr().unwrap();
+        let data_file = c.store_options().path;
         let err = run(c, CancellationToken::new()).await.unwrap_err();
         assert!(matches!(err, DaemonError::Bind { .. }), "{err}");
         assert!(err.to_string().contains("http.listen"));
+        // It failed before anything started: the store was never opened (or created).
+        assert!(!data_file.exists(), "{}", data_file.display());
     }
 
     #[tokio::test]
