@@ -485,172 +485,18 @@ impl Config {
         problems
     }
 
-    /// Every problem with the values (not the syntax) of this configuration. Empty means the
-    /// node can start with it. Call after [`Config::resolve_secrets`].
+    /// Every problem with the values (not the syntax) of this configuration, each section
+    /// checked by its own step. Empty means the node can start with it. Call after
+    /// [`Config::resolve_secrets`].
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         let mut bad = |key: &str, message: String| p.push(Problem::new(key, message));
-
-        // [node]
-        if self.node.id.trim().is_empty() {
-            bad(
-                "node.id",
-                "is required: a name unique to this box, e.g. \"wh1-gw1\"".into(),
-            );
-        } else if let Err(e) = topic_segment(&self.node.id) {
-            bad("node.id", e);
-        }
-        if let Err(e) = topic_segment(&self.node.site) {
-            bad("node.site", e);
-        }
-        if self.node.data_dir.as_os_str().is_empty() {
-            bad(
-                "node.data_dir",
-                "is empty: name a writable directory".into(),
-            );
-        }
-
-        // [log]
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
-            bad(
-                "log.level",
-                format!(
-                    "`{}` is not a log filter ({e}); write e.g. \"info\" or \"warn,wms_node=debug\"",
-                    self.log.level
-                ),
-            );
-        }
-
-        // [store]
-        let s = &self.store;
-        if s.cache_size < ByteSize::mib(1) {
-            bad("store.cache_size", "must be at least 1MiB".into());
-        }
-        if s.max_bytes != ByteSize(0) && s.max_bytes < ByteSize::mib(1) {
-            bad(
-                "store.max_bytes",
-                "must be 0 (no cap) or at least 1MiB".into(),
-            );
-        }
-        if s.cap_alert_thresholds
-            .iter()
-            .any(|t| !(*t > 0.0 && *t <= 1.0))
-        {
-            bad(
-                "store.cap_alert_thresholds",
-                "every threshold must be a fraction above 0 and at most 1, e.g. [0.8, 0.95]".into(),
-            );
-        } else if s.cap_alert_thresholds.windows(2).any(|w| w[0] >= w[1]) {
-            bad(
-                "store.cap_alert_thresholds",
-                "thresholds must be in ascending order".into(),
-            );
-        }
-        if s.group_commit_max_wait > Duration::from_millis(100) {
-            bad(
-                "store.group_commit_max_wait",
-                "must be at most 100ms: scanners wait for the commit before they beep".into(),
-            );
-        }
-        if s.group_commit_max_batch == 0 {
-            bad("store.group_commit_max_batch", "must be at least 1".into());
-        }
-
-        // [outbox]
-        let o = &self.outbox;
-        if o.concurrency == 0 || o.concurrency > 64 {
-            bad("outbox.concurrency", "must be between 1 and 64".into());
-        }
-        use firmware_bridge::pace::{Rate, RateError};
-        if let Err(e @ RateError::NotPositive) = Rate::new(o.rate_per_second, 1) {
-            bad("outbox.rate_per_second", e.to_string());
-        }
-        if let Err(e @ RateError::ZeroBurst) = Rate::new(1.0, o.burst) {
-            bad("outbox.burst", e.to_string());
-        }
-        if o.backoff_initial.is_zero() {
-            bad("outbox.backoff_initial", "must be above 0".into());
-        }
-        if o.backoff_max < o.backoff_initial {
-            bad(
-                "outbox.backoff_max",
-                "must not be shorter than outbox.backoff_initial".into(),
-            );
-        }
-        if o.shutdown_grace > MAX_SHUTDOWN_GRACE {
-            bad(
-                "outbox.shutdown_grace",
-                "must be at most 4s, so the node stops within 5 s of SIGTERM".into(),
-            );
-        }
-
-        // [taobao]
-        let t = &self.taobao;
-        if let Err(e) = http_url(&t.endpoint) {
-            bad("taobao.endpoint", e);
-        }
-        if let Err(e) = http_url(&t.oauth_url) {
-            bad("taobao.oauth_url", e);
-        }
-        if let Some(uri) = &t.redirect_uri {
-            if let Err(e) = http_url(uri) {
-                bad("taobao.redirect_uri", e);
-            }
-        }
-        if t.app_key.trim().is_empty() {
-            bad(
-                "taobao.app_key",
-                "is required: the app key from the Taobao Open Platform console".into(),
-            );
-        } else if !t.app_key.chars().all(|c| c.is_ascii_alphanumeric()) {
-            bad(
-                "taobao.app_key",
-                format!(
-                    "`{}` is not an app key (letters and digits only)",
-                    t.app_key
-                ),
-            );
-        }
-        match &t.app_secret {
-            None if t.app_secret_file.is_none() => bad(
-                "taobao.app_secret",
-                "is required: set taobao.app_secret_file (recommended), taobao.app_secret \
-                 or the WMS_NODE__TAOBAO__APP_SECRET environment variable"
-                    .into(),
-            ),
-            Some(s) if s.is_empty() => bad("taobao.app_secret", "is empty".into()),
-            _ => {}
-        }
-        if matches!(&t.session, Some(s) if s.is_empty()) {
-            bad("taobao.session", "is empty".into());
-        }
-        if t.poll_interval < Duration::from_secs(1) {
-            bad("taobao.poll_interval", "must be at least 1s".into());
-        }
-        if t.connect_timeout.is_zero() {
-            bad("taobao.connect_timeout", "must be above 0".into());
-        }
-        if t.request_timeout < t.connect_timeout {
-            bad(
-                "taobao.request_timeout",
-                "must not be shorter than taobao.connect_timeout".into(),
-            );
-        }
-
-        // [mqtt]
-        let m = &self.mqtt;
-        if let Err(e) = m.broker() {
-            bad("mqtt.broker", e);
-        }
-        if m.password.is_some() && m.username.is_none() {
-            bad(
-                "mqtt.password",
-                "is set but mqtt.username is not: brokers need both".into(),
-            );
-        }
-        if matches!(&m.password, Some(s) if s.is_empty()) {
-            bad("mqtt.password", "is empty".into());
-        }
+        self.node.check(&mut bad);
+        self.log.check(&mut bad);
+        self.store.check(&mut bad);
+        self.outbox.check(&mut bad);
+        self.taobao.check(&mut bad);
+        self.mqtt.check(&mut bad);
         p
     }
 
@@ -714,6 +560,191 @@ fn resolve_secret(
             &file_key,
             format!("cannot read {}: {e}", file.display()),
         )),
+    }
+}
+
+impl NodeConfig {
+    /// `[node]`: the box names itself with MQTT topic segments and has a data directory.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        if self.id.trim().is_empty() {
+            bad(
+                "node.id",
+                "is required: a name unique to this box, e.g. \"wh1-gw1\"".into(),
+            );
+        } else if let Err(e) = topic_segment(&self.id) {
+            bad("node.id", e);
+        }
+        if let Err(e) = topic_segment(&self.site) {
+            bad("node.site", e);
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            bad(
+                "node.data_dir",
+                "is empty: name a writable directory".into(),
+            );
+        }
+    }
+}
+
+impl LogConfig {
+    /// `[log]`: the level is a filter `tracing` understands.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.level) {
+            bad(
+                "log.level",
+                format!(
+                    "`{}` is not a log filter ({e}); write e.g. \"info\" or \"warn,wms_node=debug\"",
+                    self.level
+                ),
+            );
+        }
+    }
+}
+
+impl StoreConfig {
+    /// `[store]`: sizes, the cap's alert thresholds, group commit.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        let s = self;
+        if s.cache_size < ByteSize::mib(1) {
+            bad("store.cache_size", "must be at least 1MiB".into());
+        }
+        if s.max_bytes != ByteSize(0) && s.max_bytes < ByteSize::mib(1) {
+            bad(
+                "store.max_bytes",
+                "must be 0 (no cap) or at least 1MiB".into(),
+            );
+        }
+        if s.cap_alert_thresholds
+            .iter()
+            .any(|t| !(*t > 0.0 && *t <= 1.0))
+        {
+            bad(
+                "store.cap_alert_thresholds",
+                "every threshold must be a fraction above 0 and at most 1, e.g. [0.8, 0.95]".into(),
+            );
+        } else if s.cap_alert_thresholds.windows(2).any(|w| w[0] >= w[1]) {
+            bad(
+                "store.cap_alert_thresholds",
+                "thresholds must be in ascending order".into(),
+            );
+        }
+        if s.group_commit_max_wait > Duration::from_millis(100) {
+            bad(
+                "store.group_commit_max_wait",
+                "must be at most 100ms: scanners wait for the commit before they beep".into(),
+            );
+        }
+        if s.group_commit_max_batch == 0 {
+            bad("store.group_commit_max_batch", "must be at least 1".into());
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// `[outbox]`: concurrency, rate, backoff, shutdown grace.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        let o = self;
+        if o.concurrency == 0 || o.concurrency > 64 {
+            bad("outbox.concurrency", "must be between 1 and 64".into());
+        }
+        use firmware_bridge::pace::{Rate, RateError};
+        if let Err(e @ RateError::NotPositive) = Rate::new(o.rate_per_second, 1) {
+            bad("outbox.rate_per_second", e.to_string());
+        }
+        if let Err(e @ RateError::ZeroBurst) = Rate::new(1.0, o.burst) {
+            bad("outbox.burst", e.to_string());
+        }
+        if o.backoff_initial.is_zero() {
+            bad("outbox.backoff_initial", "must be above 0".into());
+        }
+        if o.backoff_max < o.backoff_initial {
+            bad(
+                "outbox.backoff_max",
+                "must not be shorter than outbox.backoff_initial".into(),
+            );
+        }
+        if o.shutdown_grace > MAX_SHUTDOWN_GRACE {
+            bad(
+                "outbox.shutdown_grace",
+                "must be at most 4s, so the node stops within 5 s of SIGTERM".into(),
+            );
+        }
+    }
+}
+
+impl TaobaoConfig {
+    /// `[taobao]`: URLs, the app's key and secret, timings.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        let t = self;
+        if let Err(e) = http_url(&t.endpoint) {
+            bad("taobao.endpoint", e);
+        }
+        if let Err(e) = http_url(&t.oauth_url) {
+            bad("taobao.oauth_url", e);
+        }
+        if let Some(uri) = &t.redirect_uri {
+            if let Err(e) = http_url(uri) {
+                bad("taobao.redirect_uri", e);
+            }
+        }
+        if t.app_key.trim().is_empty() {
+            bad(
+                "taobao.app_key",
+                "is required: the app key from the Taobao Open Platform console".into(),
+            );
+        } else if !t.app_key.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bad(
+                "taobao.app_key",
+                format!(
+                    "`{}` is not an app key (letters and digits only)",
+                    t.app_key
+                ),
+            );
+        }
+        match &t.app_secret {
+            None if t.app_secret_file.is_none() => bad(
+                "taobao.app_secret",
+                "is required: set taobao.app_secret_file (recommended), taobao.app_secret \
+                 or the WMS_NODE__TAOBAO__APP_SECRET environment variable"
+                    .into(),
+            ),
+            Some(s) if s.is_empty() => bad("taobao.app_secret", "is empty".into()),
+            _ => {}
+        }
+        if matches!(&t.session, Some(s) if s.is_empty()) {
+            bad("taobao.session", "is empty".into());
+        }
+        if t.poll_interval < Duration::from_secs(1) {
+            bad("taobao.poll_interval", "must be at least 1s".into());
+        }
+        if t.connect_timeout.is_zero() {
+            bad("taobao.connect_timeout", "must be above 0".into());
+        }
+        if t.request_timeout < t.connect_timeout {
+            bad(
+                "taobao.request_timeout",
+                "must not be shorter than taobao.connect_timeout".into(),
+            );
+        }
+    }
+}
+
+impl MqttConfig {
+    /// `[mqtt]`: the broker URL and its credentials.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        let m = self;
+        if let Err(e) = m.broker() {
+            bad("mqtt.broker", e);
+        }
+        if m.password.is_some() && m.username.is_none() {
+            bad(
+                "mqtt.password",
+                "is set but mqtt.username is not: brokers need both".into(),
+            );
+        }
+        if matches!(&m.password, Some(s) if s.is_empty()) {
+            bad("mqtt.password", "is empty".into());
+        }
     }
 }
 
