@@ -301,6 +301,9 @@ impl<Op: Operation> Outbox<Op> {
         lp.running.insert(handle.id(), (seq, fifo_key));
     }
 
+    /// An attempt task ended: release its key, count it, act on its outcome, refresh the
+    /// figures. Its outcome is already durable (or its recording failed, which counts as a
+    /// retry).
     fn finished<S: Sink<Op>>(
         &self,
         lp: &mut Loop<S>,
@@ -311,33 +314,11 @@ impl<Op: Operation> Outbox<Op> {
                 lp.running.remove(&id);
                 f
             }
-            Err(e) => {
-                // Only an abort at shutdown or a panic outside the sink call gets here.
-                if let Some((seq, key)) = lp.running.remove(&e.id()) {
-                    lp.busy.remove(&key);
-                    self.shared.state().in_flight.remove(&seq);
-                    if !e.is_cancelled() {
-                        tracing::error!(seq, fifo_key = %key, "outbox attempt task failed: {e}");
-                        lp.link.on_retry(Instant::now(), None, rand::random());
-                    }
-                }
-                return;
-            }
+            Err(e) => return self.attempt_task_died(lp, e),
         };
         lp.busy.remove(&f.fifo_key);
         self.shared.state().in_flight.remove(&f.seq);
-        let kind = f.kind.clone();
-        let outcome_label = match &f.outcome {
-            Outcome::Done => "done",
-            Outcome::AlreadyDone => "already_done",
-            Outcome::Retry { .. } => "retry",
-            Outcome::Auth { .. } => "auth",
-            Outcome::Permanent { .. } => "permanent",
-        };
-        metrics::counter!("outbox_attempts_total", "kind" => kind.clone(), "outcome" => outcome_label)
-            .increment(1);
-        metrics::histogram!("outbox_attempt_seconds", "kind" => kind.clone())
-            .record(f.took.as_secs_f64());
+        count_attempt(&f);
         if let Err(e) = &f.recorded {
             // The op is still queued as it was; slow down so a failing disk is not hammered
             // with re-deliveries.
@@ -346,39 +327,9 @@ impl<Op: Operation> Outbox<Op> {
             self.note_failure(&lp.link, format!("store: {e}"));
             return;
         }
-        let present = matches!(f.recorded, Ok(true));
         match &f.outcome {
-            Outcome::Done | Outcome::AlreadyDone => {
-                metrics::counter!("outbox_delivered_total", "kind" => kind).increment(1);
-                if lp.link.on_answer() {
-                    tracing::info!("outbox link is up; catching up at the rate limit");
-                }
-                self.shared.state().link_up(Some(store::now_ms()));
-                self.shared.room.notify_waiters();
-            }
-            Outcome::Permanent { reason } => {
-                lp.link.on_answer();
-                self.shared.state().link_up(None);
-                if present {
-                    metrics::counter!("outbox_dead_letters_total", "kind" => kind).increment(1);
-                    tracing::error!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
-                        "outbox op failed permanently; moved to the dead letters");
-                    self.shared.alerts.raise(
-                        AlertCode::DeadLetter,
-                        if f.critical {
-                            Severity::Critical
-                        } else {
-                            Severity::Warning
-                        },
-                        format!(
-                            "op {} ({}: {}) was refused for good: {reason}; fix the cause, then \
-                             `wms-node queue retry {}` (or `queue drop`)",
-                            f.seq, f.kind, f.summary, f.seq
-                        ),
-                    );
-                    self.shared.room.notify_waiters();
-                }
-            }
+            Outcome::Done | Outcome::AlreadyDone => self.delivered(lp, &f),
+            Outcome::Permanent { reason } => self.refused_for_good(lp, &f, reason),
             Outcome::Retry { after, reason } => {
                 tracing::debug!(seq = f.seq, %reason, "outbox attempt failed; will retry");
                 lp.link.on_retry(Instant::now(), *after, rand::random());
@@ -392,6 +343,62 @@ impl<Op: Operation> Outbox<Op> {
                 self.note_failure(&lp.link, format!("auth: {reason}"));
             }
         }
+        self.refresh_usage();
+    }
+
+    /// Only an abort at shutdown or a panic outside the sink call gets here: release the key;
+    /// a panic slows the link like a failed attempt.
+    fn attempt_task_died<S: Sink<Op>>(&self, lp: &mut Loop<S>, e: tokio::task::JoinError) {
+        if let Some((seq, key)) = lp.running.remove(&e.id()) {
+            lp.busy.remove(&key);
+            self.shared.state().in_flight.remove(&seq);
+            if !e.is_cancelled() {
+                tracing::error!(seq, fifo_key = %key, "outbox attempt task failed: {e}");
+                lp.link.on_retry(Instant::now(), None, rand::random());
+            }
+        }
+    }
+
+    /// Done or already done: the op left the outbox; the link is up (the first answer after
+    /// an outage starts the catch-up), and producers blocked on the cap may go on.
+    fn delivered<S: Sink<Op>>(&self, lp: &mut Loop<S>, f: &Finished) {
+        metrics::counter!("outbox_delivered_total", "kind" => f.kind.clone()).increment(1);
+        if lp.link.on_answer() {
+            tracing::info!("outbox link is up; catching up at the rate limit");
+        }
+        self.shared.state().link_up(Some(store::now_ms()));
+        self.shared.room.notify_waiters();
+    }
+
+    /// Refused for good: the other side answered (the link is up), the op went to the dead
+    /// letters (unless it was gone by then) with an alert naming it.
+    fn refused_for_good<S: Sink<Op>>(&self, lp: &mut Loop<S>, f: &Finished, reason: &str) {
+        lp.link.on_answer();
+        self.shared.state().link_up(None);
+        if !matches!(f.recorded, Ok(true)) {
+            return;
+        }
+        metrics::counter!("outbox_dead_letters_total", "kind" => f.kind.clone()).increment(1);
+        tracing::error!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
+            "outbox op failed permanently; moved to the dead letters");
+        self.shared.alerts.raise(
+            AlertCode::DeadLetter,
+            if f.critical {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            format!(
+                "op {} ({}: {}) was refused for good: {reason}; fix the cause, then \
+                 `wms-node queue retry {}` (or `queue drop`)",
+                f.seq, f.kind, f.summary, f.seq
+            ),
+        );
+        self.shared.room.notify_waiters();
+    }
+
+    /// The byte and count figures after an outcome changed them.
+    fn refresh_usage(&self) {
         if let Ok((bytes, count)) = self
             .shared
             .store
@@ -408,6 +415,21 @@ impl<Op: Operation> Outbox<Op> {
         };
         self.shared.state().failed(reason, down, store::now_ms());
     }
+}
+
+/// Every attempt is counted by kind and outcome, with its duration.
+fn count_attempt(f: &Finished) {
+    let outcome = match &f.outcome {
+        Outcome::Done => "done",
+        Outcome::AlreadyDone => "already_done",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Auth { .. } => "auth",
+        Outcome::Permanent { .. } => "permanent",
+    };
+    metrics::counter!("outbox_attempts_total", "kind" => f.kind.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("outbox_attempt_seconds", "kind" => f.kind.clone())
+        .record(f.took.as_secs_f64());
 }
 
 /// Records an attempt's outcome in one durable write. `Ok(false)` when the op was gone by
