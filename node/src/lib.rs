@@ -10,10 +10,16 @@
 //! | [`store`]  | the one redb file: tables, schema version, group commit, quarantine       |
 //! | [`outbox`] | the durable queue of effects on the outside world and their delivery      |
 //! | [`taobao`] | the TOP client: signing, OAuth, typed calls, error classes                |
-//! | [`floor`]  | MQTT: scanners, printers, the gateway's own topics, the embedded broker   |
-//! | [`sync`]   | the jobs between Taobao and the store (intake, stock, shipments)          |
+//! | [`floor`]  | not built yet: MQTT scanners, printers and the broker come with the floor |
+//! | [`sync`]   | the jobs between Taobao and the store; today the carrier list only        |
 //! | [`ops`]    | what operators see: logs, alerts, metrics, `/healthz`, the status page    |
+//! | [`secret`] | [`secret::Secret`]: a string that never prints                            |
 //! | [`daemon`] | `run(config, shutdown)`: the task tree and its orderly shutdown           |
+//!
+//! What runs today: the store, the outbox delivering shipments and stock levels to Taobao (ops
+//! enqueued through the library, `wms-node demo` and tests), the Taobao client with its tokens,
+//! the carrier list sync, and the ops HTTP server with the admin API. Order intake, the floor
+//! and OTA come with later issues (README.md says what works).
 //!
 //! The one rule everything serves: the local store is the source of truth, and nothing the
 //! floor did is ever lost. An acknowledgement (an OK beep, an `Ok` from an enqueue) is only

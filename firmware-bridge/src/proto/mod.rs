@@ -1,8 +1,10 @@
 //! The device wire contract: every message a scanner, printer or gateway exchanges with the node.
 //!
-//! This module is the single definition of the floor protocol (DESIGN.md, "Floor (MQTT)"); the
-//! node decodes and encodes its MQTT JSON with these same types, `wms-bridge` produces them from
-//! serial devices, and a microcontroller sends them postcard-encoded over [`crate::frame`].
+//! This module is the single definition of the floor protocol (DESIGN.md, "Floor (MQTT)").
+//! `wms-bridge` produces and reads these types for its serial devices, and a microcontroller
+//! can send them postcard-encoded over [`crate::frame`]. The node does not speak the floor
+//! protocol yet (it uses only [`topic`]'s segment rule today); when it does, it uses these same
+//! types, so the two sides cannot drift apart.
 //!
 //! | channel | direction | QoS | messages (`"type"`) |
 //! |---|---|---|---|
@@ -36,7 +38,8 @@
 //!
 //! On the serial link (postcard) there are no field names: fields are positional and enums are
 //! encoded by variant index. So on that link **variants and fields are append-only**, and the
-//! two ends must agree on `v` (the link exchanges [`State`] first).
+//! two ends must agree on `v` before anything else: [`crate::frame::Link`] does not negotiate
+//! it, so a device announces its version in a [`State`] message first.
 //!
 //! ## String type
 //!

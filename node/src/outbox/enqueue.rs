@@ -69,7 +69,7 @@ enum Failure {
 impl<Op: Operation> Outbox<Op> {
     /// Enqueues `op` inside the caller's write transaction (the one that records the local
     /// change causing it), so both commit together or not at all. Call it from inside a
-    /// [`Store::write`] closure; the op is acknowledged when that write resolves.
+    /// [`Store::write`](crate::store::Store::write) closure; the op is acknowledged when that write resolves.
     ///
     /// On error nothing of the op was written and the op is handed back; the closure should
     /// return the error (`?` converts it), so its own writes are not committed either.

@@ -56,7 +56,7 @@ impl fmt::Display for LinkStatus {
 pub struct DeliveryStatus {
     /// Whether the loop is running.
     pub running: bool,
-    /// Paused after an auth failure (until [`Outbox::resume`]).
+    /// Paused after an auth failure (until [`Outbox::resume`](super::Outbox::resume)).
     pub paused: bool,
     /// The link to the other side, as delivery sees it.
     pub link: LinkStatus,
