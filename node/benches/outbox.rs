@@ -17,6 +17,9 @@
 //! of the timed phases (default 3 s); `BENCH_DIR` where the database goes (default: the
 //! system temp dir, so it measures that disk).
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

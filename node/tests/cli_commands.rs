@@ -1,6 +1,9 @@
 //! The real `wms-node` executable: help, exit codes, `check-config`, `default-config`, and
 //! the commands that are not built yet.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

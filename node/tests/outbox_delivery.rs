@@ -1,6 +1,9 @@
 //! The outbox's delivery behaviour against a scripted sink: order, coalescing, retries and
 //! backoff, catch-up, auth pauses, dead letters, the byte cap, shutdown.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod outbox_support;
 
 use firmware_bridge::pace::Rate;

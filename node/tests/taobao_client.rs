@@ -1,6 +1,9 @@
 //! The TOP client against the in-process sandbox over real HTTP: every typed call, every
 //! error class, and the outbox sink.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod taobao_support;
 
 use chrono::Utc;

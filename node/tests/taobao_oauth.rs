@@ -2,6 +2,9 @@
 //! the redb store, refresh ahead of expiry and after code 27, refusal, and the reauthorize
 //! alert.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod taobao_support;
 
 use std::sync::Arc;

@@ -265,6 +265,8 @@ impl embedded_hal::digital::OutputPin for NoPin {
 pub struct StdDelay;
 
 impl embedded_hal::delay::DelayNs for StdDelay {
+    // The device thread is ours (a plain thread, never a runtime worker): sleeping is the job.
+    #[allow(clippy::disallowed_methods)]
     fn delay_ns(&mut self, ns: u32) {
         std::thread::sleep(Duration::from_nanos(u64::from(ns)));
     }
