@@ -136,7 +136,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let alerts = Alerts::new();
     let health = Health::new();
     let metrics = crate::ops::metrics::handle();
-    metrics::gauge!("build_info", "version" => crate::VERSION).set(1.0);
+    metrics::gauge!("wms_node_build_info", "version" => crate::VERSION).set(1.0);
 
     let store = open_store(&config, &alerts, &health).await?;
     let taobao =

@@ -172,7 +172,7 @@ fn sigterm_stops_a_serving_node_within_5_seconds_with_exit_0() {
     assert!(body.contains("\"node_id\":\"gw-test\""), "{body}");
     let (status, body) = http_get(&addr, "/metrics");
     assert_eq!(status, 200);
-    assert!(body.contains("build_info"), "{body}");
+    assert!(body.contains("wms_node_build_info"), "{body}");
     let (status, body) = http_get(&addr, "/");
     assert_eq!(status, 200);
     assert!(body.contains("gw-test"), "{body}");

@@ -921,7 +921,7 @@ fn calls_are_counted_in_the_metric_by_method_and_code() {
     let text = handle.render();
     let has = |method: &str, code: &str| {
         text.lines().any(|l| {
-            l.starts_with("taobao_calls_total")
+            l.starts_with("wms_node_taobao_calls_total")
                 && l.contains(&format!("method=\"{method}\""))
                 && l.contains(&format!("code=\"{code}\""))
         })

@@ -1,7 +1,7 @@
 //! Alerts: conditions an operator must act on (re-authorize, dead letters, disk cap, …).
 //!
 //! Any module raises an alert through a cloned [`Alerts`] handle. An alert is logged once
-//! when raised, counted in the `alerts_raised_total{code}` metric, kept in the active set
+//! when raised, counted in the `wms_node_alerts_raised_total{code}` metric, kept in the active set
 //! until cleared, and broadcast to subscribers (the status page, the gateway MQTT topic).
 //! Raising an already active alert updates its message without logging again, so a loop
 //! that hits the same condition does not flood the log.
@@ -213,7 +213,7 @@ impl Alerts {
                 Severity::Warning => tracing::warn!(alert = code_str, "{}", alert.message),
                 Severity::Critical => tracing::error!(alert = code_str, "{}", alert.message),
             }
-            metrics::counter!("alerts_raised_total", "code" => code_str).increment(1);
+            metrics::counter!("wms_node_alerts_raised_total", "code" => code_str).increment(1);
         }
         let _ = self.tx.send(alert);
     }

@@ -126,7 +126,8 @@ impl Health {
                 Status::Degraded => tracing::warn!(check = name_str, "degraded: {message}"),
                 Status::Failing => tracing::error!(check = name_str, "failing: {message}"),
             }
-            metrics::gauge!("health_check_status", "check" => name_str).set(status as u8 as f64);
+            metrics::gauge!("wms_node_health_check_status", "check" => name_str)
+                .set(status as u8 as f64);
         }
         let since = match checks.get(&name) {
             Some(c) if !changed => c.since,

@@ -182,8 +182,8 @@ async fn healthz(State(s): State<Arc<OpsState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
-    metrics::gauge!("uptime_seconds").set(s.health.uptime().as_secs_f64());
-    metrics::gauge!("alerts_active").set(s.alerts.active().len() as f64);
+    metrics::gauge!("wms_node_uptime_seconds").set(s.health.uptime().as_secs_f64());
+    metrics::gauge!("wms_node_alerts_active").set(s.alerts.active().len() as f64);
     (
         [(
             header::CONTENT_TYPE,
@@ -390,7 +390,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_prometheus_text_and_merged_routes_are_served() {
         let (base, token, server) = start(state()).await;
-        metrics::counter!("ops_http_test_total").increment(1);
+        metrics::counter!("wms_node_ops_http_test_total").increment(1);
         let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
         assert_eq!(r.status(), 200);
         assert!(
@@ -400,10 +400,10 @@ mod tests {
                 .starts_with("text/plain")
         );
         let text = r.text().await.unwrap();
-        assert!(text.contains("ops_http_test_total"), "{text}");
-        assert!(text.contains("uptime_seconds"), "{text}");
+        assert!(text.contains("wms_node_ops_http_test_total"), "{text}");
+        assert!(text.contains("wms_node_uptime_seconds"), "{text}");
         assert!(
-            text.contains("# HELP uptime_seconds Seconds since the node started."),
+            text.contains("# HELP wms_node_uptime_seconds Seconds since the node started."),
             "{text}"
         );
 

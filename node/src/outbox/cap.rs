@@ -11,13 +11,13 @@ pub(crate) fn report_usage(shared: &Shared, bytes: u64, count: u64) {
         s.usage.bytes = bytes;
         s.usage.count = count;
     }
-    metrics::gauge!("outbox_bytes").set(bytes as f64);
-    metrics::gauge!("outbox_ops").set(count as f64);
+    metrics::gauge!("wms_node_outbox_bytes").set(bytes as f64);
+    metrics::gauge!("wms_node_outbox_ops").set(count as f64);
     let cap = shared.store.options().max_bytes;
     if cap == 0 {
         return;
     }
-    metrics::gauge!("outbox_cap_bytes").set(cap as f64);
+    metrics::gauge!("wms_node_outbox_cap_bytes").set(cap as f64);
     let thresholds = &shared.config.cap_alert_thresholds;
     let pct = 100.0 * bytes as f64 / cap as f64;
     let policy = shared.store.options().cap_policy;

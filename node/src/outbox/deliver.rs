@@ -167,7 +167,7 @@ impl<Op: Operation> Outbox<Op> {
         let scan = self.shared.store.read(|r| {
             let s = record::scan(r, slots, busy, now_ms, horizon, cfg.scan_budget, from);
             let age = oldest_age(r, now_ms);
-            metrics::gauge!("outbox_oldest_item_age_seconds").set(age);
+            metrics::gauge!("wms_node_outbox_oldest_item_age_seconds").set(age);
             self.shared.state().usage.oldest_age_secs = age as u64;
             s
         });
@@ -218,7 +218,7 @@ impl<Op: Operation> Outbox<Op> {
                 .await;
             match r {
                 Ok(true) => {
-                    metrics::counter!("store_quarantined_records_total", "table" => "outbox")
+                    metrics::counter!("wms_node_store_quarantined_records_total", "table" => "outbox")
                         .increment(1);
                     alerts.raise(
                         AlertCode::StoreQuarantine,
@@ -362,7 +362,7 @@ impl<Op: Operation> Outbox<Op> {
     /// Done or already done: the op left the outbox; the link is up (the first answer after
     /// an outage starts the catch-up), and producers blocked on the cap may go on.
     fn delivered<S: Sink<Op>>(&self, lp: &mut Loop<S>, f: &Finished) {
-        metrics::counter!("outbox_delivered_total", "kind" => f.kind.clone()).increment(1);
+        metrics::counter!("wms_node_outbox_delivered_total", "kind" => f.kind.clone()).increment(1);
         if lp.link.on_answer() {
             tracing::info!("outbox link is up; catching up at the rate limit");
         }
@@ -378,7 +378,8 @@ impl<Op: Operation> Outbox<Op> {
         if !matches!(f.recorded, Ok(true)) {
             return;
         }
-        metrics::counter!("outbox_dead_letters_total", "kind" => f.kind.clone()).increment(1);
+        metrics::counter!("wms_node_outbox_dead_letters_total", "kind" => f.kind.clone())
+            .increment(1);
         tracing::error!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
             "outbox op failed permanently; moved to the dead letters");
         self.shared.alerts.raise(
@@ -426,9 +427,9 @@ fn count_attempt(f: &Finished) {
         Outcome::Auth { .. } => "auth",
         Outcome::Permanent { .. } => "permanent",
     };
-    metrics::counter!("outbox_attempts_total", "kind" => f.kind.clone(), "outcome" => outcome)
+    metrics::counter!("wms_node_outbox_attempts_total", "kind" => f.kind.clone(), "outcome" => outcome)
         .increment(1);
-    metrics::histogram!("outbox_attempt_seconds", "kind" => f.kind.clone())
+    metrics::histogram!("wms_node_outbox_attempt_duration_seconds", "kind" => f.kind.clone())
         .record(f.took.as_secs_f64());
 }
 

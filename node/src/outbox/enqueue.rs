@@ -403,7 +403,7 @@ impl<Op: Operation> Outbox<Op> {
 }
 
 fn rejected(kind: &'static str) {
-    metrics::counter!("outbox_rejected_total", "kind" => kind).increment(1);
+    metrics::counter!("wms_node_outbox_rejected_total", "kind" => kind).increment(1);
 }
 /// What a transaction's enqueues report once it is durable.
 struct AfterEnqueue {
@@ -418,15 +418,15 @@ struct AfterEnqueue {
 impl AfterEnqueue {
     fn report(self) {
         for &(kind, replaced) in &self.enqueued {
-            metrics::counter!("outbox_enqueued_total", "kind" => kind).increment(1);
+            metrics::counter!("wms_node_outbox_enqueued_total", "kind" => kind).increment(1);
             if replaced {
-                metrics::counter!("outbox_coalesced_total", "kind" => kind).increment(1);
+                metrics::counter!("wms_node_outbox_coalesced_total", "kind" => kind).increment(1);
             }
         }
         for (seq, kind, fifo_key) in &self.dropped {
             tracing::warn!(seq, kind = %kind, fifo_key = %fifo_key,
                 "outbox op dropped to stay under the byte cap (drop_oldest policy)");
-            metrics::counter!("outbox_dropped_total", "kind" => kind.clone(), "reason" => "cap")
+            metrics::counter!("wms_node_outbox_dropped_total", "kind" => kind.clone(), "reason" => "cap")
                 .increment(1);
         }
         if !self.dropped.is_empty() {

@@ -25,7 +25,7 @@
 //! A value that does not decode is never a panic and never stops start-up: the reader gets
 //! [`StoreError::Corrupt`], the record is moved to the `quarantine` table by the next write
 //! (re-checked there), logged with table and key (never the value), counted in
-//! `store_quarantined_records_total{table}`, raised as the `store_quarantine` alert and shown
+//! `wms_node_store_quarantined_records_total{table}`, raised as the `store_quarantine` alert and shown
 //! by `wms-node queue stats`.
 //!
 //! # Tables owned here

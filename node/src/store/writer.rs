@@ -281,13 +281,14 @@ fn commit_batch(
         None => {
             let live = slots.iter().filter(|(_, f)| f.is_none()).count();
             if live > 0 {
-                metrics::histogram!("store_group_commit_batch_size").record(live as f64);
-                metrics::histogram!("store_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("wms_node_store_group_commit_batch_size").record(live as f64);
+                metrics::histogram!("wms_node_store_commit_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
             }
             alerts.clear(AlertCode::StoreDiskFull);
         }
         Some(e) => {
-            metrics::counter!("store_commit_errors_total").increment(1);
+            metrics::counter!("wms_node_store_commit_errors_total").increment(1);
             tracing::error!(error = %e, jobs = slots.len(), "store commit failed");
             if e.is_disk_full() {
                 alerts.raise(
@@ -328,7 +329,7 @@ fn report_moves(alerts: &Alerts, moves: &[QuarantineJob]) {
             reason = %m.pending.reason,
             "undecodable record moved to quarantine"
         );
-        metrics::counter!("store_quarantined_records_total", "table" => m.pending.table.clone())
+        metrics::counter!("wms_node_store_quarantined_records_total", "table" => m.pending.table.clone())
             .increment(1);
         last = Some(m);
     }

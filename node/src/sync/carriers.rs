@@ -183,7 +183,7 @@ pub async fn run(
                 match replace(&store, carriers).await {
                     Ok(n) => {
                         tracing::info!(carriers = n, "carrier list refreshed from Taobao");
-                        metrics::gauge!("taobao_carriers").set(n as f64);
+                        metrics::gauge!("wms_node_taobao_carriers").set(n as f64);
                         health.ok(CHECK, format!("Taobao answered; {n} carriers known"));
                         schedule.refresh_every
                     }

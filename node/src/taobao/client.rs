@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Every call is logged once (method, request_id, code, sub_code, latency) and counted in
-//! `taobao_calls_total{method,code}` (code `0` = success). Never logged or put in an error:
+//! `wms_node_taobao_calls_total{method,code}` (code `0` = success). Never logged or put in an error:
 //! the session, the secret, the signature or its inputs, parameter values, receiver fields.
 //! Parameter values stay out of logs because business parameters can carry buyer data.
 
@@ -348,7 +348,7 @@ impl TopClient {
                 remaining_s = remaining.as_secs(),
                 "taobao call not sent: banned"
             );
-            metrics::counter!("taobao_calls_total", "method" => method.to_owned(), "code" => "banned")
+            metrics::counter!("wms_node_taobao_calls_total", "method" => method.to_owned(), "code" => "banned")
                 .increment(1);
             return Err(TopError::Banned {
                 method: method.to_owned(),
@@ -433,9 +433,9 @@ impl TopClient {
                 )
             }
         };
-        metrics::counter!("taobao_calls_total", "method" => method.to_owned(), "code" => code.clone())
+        metrics::counter!("wms_node_taobao_calls_total", "method" => method.to_owned(), "code" => code.clone())
             .increment(1);
-        metrics::histogram!("taobao_call_duration_seconds", "method" => method.to_owned())
+        metrics::histogram!("wms_node_taobao_call_duration_seconds", "method" => method.to_owned())
             .record(started.elapsed().as_secs_f64());
         match &outcome {
             Ok(_) => tracing::debug!(method, request_id, code, latency_ms, "taobao call"),

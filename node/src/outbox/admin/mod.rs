@@ -394,7 +394,7 @@ impl Admin {
         };
         tracing::warn!(seq, kind = %env.kind, summary = %env.summary, fifo_key = %env.fifo_key,
             reason = %reason, "operator dropped an outbox op");
-        metrics::counter!("outbox_dropped_total", "kind" => env.kind.clone(), "reason" => "operator")
+        metrics::counter!("wms_node_outbox_dropped_total", "kind" => env.kind.clone(), "reason" => "operator")
             .increment(1);
         self.wake();
         Ok(ActionResult {
