@@ -156,7 +156,7 @@ impl Default for StoreConfig {
 pub struct OutboxConfig {
     /// How many operations (on different keys) may be in flight at once.
     pub concurrency: usize,
-    /// Sustained delivery rate, operations per second (token bucket).
+    /// Sustained delivery rate, operations per second (token bucket). Must be above 0.
     pub rate_per_second: f64,
     /// How many operations may go at once after an idle period (token bucket size).
     pub burst: u32,
