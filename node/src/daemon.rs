@@ -97,9 +97,19 @@ impl DaemonError {
     }
 }
 
-/// Runs the node until `shutdown` is cancelled, then stops it in order. Returns `Ok` after
-/// a requested shutdown, or the first failure that made the node stop by itself.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+/// Why the node stopped without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its shutdown token was cancelled (SIGTERM, SIGINT, the embedding code).
+    Requested,
+    /// It stopped so that the launcher boots an installed update (`POST /api/ota/restart`);
+    /// the CLI exits with [`crate::ota::EXIT_RESTART_FOR_UPDATE`].
+    ForUpdate,
+}
+
+/// Runs the node until `shutdown` is cancelled, then stops it in order. Returns how it
+/// stopped after a requested shutdown, or the first failure that made it stop by itself.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Stopped, DaemonError> {
     start(config, shutdown).await?.serve().await
 }
 
@@ -117,6 +127,7 @@ pub struct Started {
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
     token: CancellationToken,
+    restart: crate::ota::admin::RestartHandle,
 }
 
 /// Starts the node: opens the store, connects the Taobao side, spawns every task, binds the
@@ -173,6 +184,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
                 config.taobao.clone(),
             )),
     );
+    // OTA: the restart that boots an installed update, its status, and the alert for an
+    // update that failed or was rolled back (decided by the launcher before we started).
+    let restart = crate::ota::admin::RestartHandle::new(token.clone());
+    let ota = crate::ota::admin::OtaAdmin::new(
+        config.ota_options(),
+        restart.clone(),
+        std::env::var_os(crate::ota::LAUNCHED_ENV).is_some(),
+    );
+    ota.raise_alerts(&alerts);
+    let routes = routes.merge(crate::ops::http::local_only(crate::ota::admin::router(ota)));
     let sections: Vec<Arc<dyn StatusSource>> = vec![Arc::new(outbox.clone())];
 
     tasks.spawn("outbox", {
@@ -238,13 +259,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         tasks,
         failures,
         token,
+        restart,
     })
 }
 
 impl Started {
     /// Serves until the shutdown token is cancelled or a task fails, then stops in order:
     /// STOPPING, cancel, wait for the tasks (abort stragglers by name), close the store last.
-    pub async fn serve(self) -> Result<(), DaemonError> {
+    pub async fn serve(self) -> Result<Stopped, DaemonError> {
         let Started {
             outbox,
             store,
@@ -252,6 +274,7 @@ impl Started {
             tasks,
             mut failures,
             token,
+            restart,
             ..
         } = self;
         let failure = tokio::select! {
@@ -277,7 +300,8 @@ impl Started {
         tracing::info!("stopped");
         match failure {
             Some(e) => Err(e),
-            None => Ok(()),
+            None if restart.requested() => Ok(Stopped::ForUpdate),
+            None => Ok(Stopped::Requested),
         }
     }
 }
