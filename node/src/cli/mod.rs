@@ -208,3 +208,12 @@ pub(crate) fn not_built(command: &str, will: &str, tracking: &str) -> anyhow::Re
     eprintln!("Tracked in: {tracking}");
     Ok(ExitCode::FAILURE)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -71,8 +71,8 @@ pub enum OtaCommand {
         #[arg(long)]
         url: String,
         /// The build's version; read from ARTIFACT when not given (and checked against it).
-        #[arg(long)]
-        version: Option<String>,
+        #[arg(long, value_name = "VERSION")]
+        artifact_version: Option<String>,
         /// The manifest to write (its signature goes to MANIFEST.sig).
         #[arg(long, value_name = "MANIFEST")]
         out: Option<PathBuf>,
@@ -102,9 +102,9 @@ pub fn run(
             artifact,
             key,
             url,
-            version,
+            artifact_version,
             out,
-        } => sign(&artifact, &key, &url, version.as_deref(), out),
+        } => sign(&artifact, &key, &url, artifact_version.as_deref(), out),
         OtaCommand::Gate {
             expect_version,
             store_copy,
@@ -647,7 +647,7 @@ fn sign(
     let version = match (version, found.as_deref()) {
         (Some(v), Some(f)) if v != f => {
             eprintln!(
-                "error: --version {v}, but {} is version {f}",
+                "error: --artifact-version {v}, but {} is version {f}",
                 artifact.display()
             );
             return Ok(ExitCode::from(EXIT_USAGE));
@@ -656,7 +656,7 @@ fn sign(
         (None, Some(f)) => f.to_owned(),
         (None, None) => {
             eprintln!(
-                "error: {} carries no wms-node version marker; name its version with --version",
+                "error: {} carries no wms-node version marker; name its version with --artifact-version",
                 artifact.display()
             );
             return Ok(ExitCode::from(EXIT_USAGE));

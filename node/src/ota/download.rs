@@ -80,6 +80,9 @@ pub async fn fetch(
 ) -> Result<(), OtaError> {
     let shown = display_url(url);
     let mut fruitless = 0u32;
+    // The most bytes ever on disk: only going beyond it is progress (an attempt that starts
+    // over and gets as far as before has not helped).
+    let mut best = 0u64;
     loop {
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
@@ -106,7 +109,6 @@ pub async fn fetch(
         if have == size {
             return Ok(());
         }
-        let before = have;
         let result = attempt(
             client, url, size, part, &mut file, &mut have, policy, progress,
         )
@@ -130,7 +132,11 @@ pub async fn fetch(
                 retryable: false,
             });
         }
-        fruitless = if have > before { 1 } else { fruitless + 1 };
+        if have > best {
+            best = have;
+            fruitless = 0;
+        }
+        fruitless += 1;
         if fruitless > policy.retries {
             return Err(OtaError::GaveUp {
                 attempts: fruitless,
@@ -186,13 +192,26 @@ async fn attempt(
         Ok(Ok(r)) => r,
     };
     let status = resp.status();
+    let range = resp
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // The server's own word on the whole file's size, where it gives one.
+    let server_total = match status.as_u16() {
+        200 => resp.content_length(),
+        206 | 416 => range.as_deref().and_then(content_range_total),
+        _ => None,
+    };
+    if let Some(total) = server_total.filter(|t| *t != size) {
+        return Err(Err(OtaError::WrongSize {
+            expected: size,
+            got: total,
+        }));
+    }
     match status.as_u16() {
         206 => {
-            let start = resp
-                .headers()
-                .get(reqwest::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(content_range_start);
+            let start = range.as_deref().and_then(content_range_start);
             if start != Some(*have) {
                 // A range we did not ask for: start over rather than splice wrong bytes.
                 truncate(file, part, have).await.map_err(Err)?;
@@ -289,6 +308,11 @@ fn content_range_start(v: &str) -> Option<u64> {
     start.trim().parse().ok()
 }
 
+/// `bytes 100-199/200` or `bytes */200` → 200.
+fn content_range_total(v: &str) -> Option<u64> {
+    v.rsplit_once('/')?.1.trim().parse().ok()
+}
+
 /// A reqwest error without its URL (which may carry a token in its query).
 fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_connect() {
@@ -322,6 +346,9 @@ mod tests {
         assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
         assert_eq!(content_range_start("bytes */200"), None);
         assert_eq!(content_range_start("items 1-2/3"), None);
+        assert_eq!(content_range_total("bytes 100-199/200"), Some(200));
+        assert_eq!(content_range_total("bytes */200"), Some(200));
+        assert_eq!(content_range_total("bytes 0-1/*"), None);
     }
 
     #[test]
