@@ -147,7 +147,14 @@ fn apply(config: &Config, source: &str, force: bool, no_restart: bool) -> anyhow
         let installer = Installer::new(opts)?;
         let bar = Bar::new();
         let result = installer
-            .apply(&signed, ApplyOptions { force }, &bar)
+            .apply(
+                &signed,
+                ApplyOptions {
+                    force,
+                    request_id: None,
+                },
+                &bar,
+            )
             .await;
         bar.finish();
         let installed = match result {

@@ -26,10 +26,13 @@ use std::path::Path;
 use std::time::Duration;
 
 /// What [`Installer::apply`] is asked to do beyond the manifest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyOptions {
     /// Install even if the version is older than, or the same as, the running one.
     pub force: bool,
+    /// The id of the request this update answers (an MQTT `ota_update`'s `id`), kept in the
+    /// state so that the trial's outcome, known only after the restart, can answer it too.
+    pub request_id: Option<String>,
 }
 
 /// What happened so far, for whoever shows it.
@@ -188,7 +191,7 @@ impl Installer {
                 version: t.build.version.clone(),
             });
         }
-        self.check_version(&state, &manifest, options)?;
+        self.check_version(&state, &manifest, &options)?;
         reporter.report(&OtaEvent::Accepted {
             version: manifest.version.clone(),
             size: manifest.size,
@@ -278,6 +281,7 @@ impl Installer {
                 version: build.version.clone(),
                 at_ms: build.at_ms,
             });
+            s.request_id = options.request_id.clone();
             Ok(())
         })?;
         tracing::info!(version = %manifest.version, slot = %slot, "update installed; it boots on trial at the next start");
@@ -295,7 +299,7 @@ impl Installer {
         &self,
         state: &State,
         manifest: &Manifest,
-        options: ApplyOptions,
+        options: &ApplyOptions,
     ) -> Result<(), OtaError> {
         if options.force {
             return Ok(());

@@ -171,6 +171,9 @@ pub struct State {
     pub last: Option<Outcome>,
     /// What the launcher started last.
     pub launched: Option<Launched>,
+    /// The request (an MQTT `ota_update` id) the last installed update answers, so its
+    /// trial's outcome can be reported to it after the restart.
+    pub request_id: Option<String>,
 }
 
 impl State {
