@@ -193,7 +193,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         std::env::var_os(crate::ota::LAUNCHED_ENV).is_some(),
     );
     ota.raise_alerts(&alerts);
-    let routes = routes.merge(crate::ops::http::local_only(crate::ota::admin::router(ota)));
+    let routes = routes.merge(crate::ops::http::local_only(crate::ota::admin::router(
+        ota.clone(),
+    )));
     let sections: Vec<Arc<dyn StatusSource>> = vec![Arc::new(outbox.clone())];
 
     tasks.spawn("outbox", {
@@ -205,6 +207,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             Ok::<(), Infallible>(())
         }
     });
+    tasks.spawn(
+        "ota-alerts",
+        ota.watch_alerts(alerts.clone(), Duration::from_secs(30), token.clone()),
+    );
     tasks.spawn(
         "auth-resume",
         resume_on_renewal(outbox.clone(), taobao.tokens.renewals(), token.clone()),

@@ -140,6 +140,24 @@ impl OtaAdmin {
         }
     }
 
+    /// Keeps [`ALERT`] in step with the state file until `token` is cancelled: an update
+    /// applied by the CLI while the node runs may fail without the node being involved.
+    pub async fn watch_alerts(
+        self,
+        alerts: Alerts,
+        every: std::time::Duration,
+        token: CancellationToken,
+    ) -> Result<(), std::convert::Infallible> {
+        loop {
+            tokio::select! {
+                // Shutdown.
+                _ = token.cancelled() => return Ok(()),
+                // A small file read; its outcome changes only when an update is applied.
+                _ = tokio::time::sleep(every) => self.raise_alerts(&alerts),
+            }
+        }
+    }
+
     /// The paths it works on.
     pub fn paths(&self) -> Paths {
         self.opts.paths()
