@@ -56,7 +56,7 @@ next_bin="${SMOKE_OTA_NEXT:-}"
 if [ -z "$next_bin" ]; then
     log "building wms-node $next for $TARGET (WMS_NODE_VERSION_OVERRIDE=$next)"
     t0=$SECONDS
-    WMS_NODE_VERSION_OVERRIDE="$next" CROSS_BINS=wms-node CROSS_NODE_BUDGET=0 \
+    WMS_NODE_VERSION_OVERRIDE="$next" CROSS_BINS=wms-node \
         CROSS_DIST_DIR="$CROSS_DIST_DIR/ota-next" "$REPO_ROOT/cross/build.sh" "$TARGET" >&2
     log "second build took $((SECONDS - t0)) s"
     next_bin="$CROSS_DIST_DIR/ota-next/$TARGET/wms-node"
@@ -113,11 +113,11 @@ unset NOTIFY_SOCKET WATCHDOG_USEC
 # --- the update server ------------------------------------------------------------------------
 www="$work/www"
 mkdir -p "$www"
-python3 -m http.server --bind 127.0.0.1 0 --directory "$www" >"$work/http.log" 2>&1 &
+python3 -u -m http.server --bind 127.0.0.1 0 --directory "$www" >"$work/http.log" 2>&1 &
 pids+=("$!")
 url=
 for ((i = 0; i < 100; i++)); do
-    url="$(grep -o 'port [0-9]*' "$work/http.log" | head -n1 | awk '{ print "http://127.0.0.1:" $2 }')"
+    url="$(grep -so 'port [0-9]*' "$work/http.log" | head -n1 | awk '{ print "http://127.0.0.1:" $2 }' || true)"
     [ -n "$url" ] && break
     sleep 0.1
 done
