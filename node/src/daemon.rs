@@ -101,9 +101,19 @@ impl DaemonError {
     }
 }
 
-/// Runs the node until `shutdown` is cancelled, then stops it in order. Returns `Ok` after
-/// a requested shutdown, or the first failure that made the node stop by itself.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+/// Why the node stopped without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its shutdown token was cancelled (SIGTERM, SIGINT, the embedding code).
+    Requested,
+    /// It stopped so that the launcher boots an installed update (`POST /api/ota/restart`);
+    /// the CLI exits with [`crate::ota::EXIT_RESTART_FOR_UPDATE`].
+    ForUpdate,
+}
+
+/// Runs the node until `shutdown` is cancelled, then stops it in order. Returns how it
+/// stopped after a requested shutdown, or the first failure that made it stop by itself.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Stopped, DaemonError> {
     start(config, shutdown).await?.serve().await
 }
 
@@ -121,6 +131,7 @@ pub struct Started {
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
     token: CancellationToken,
+    restart: crate::ota::admin::RestartHandle,
 }
 
 /// Starts the node, in this order: the data directory, the ops HTTP port (bound first, so a
@@ -147,8 +158,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         Outbox::new(store.clone(), config.outbox_options(), alerts.clone())
             .with_health(health.clone());
 
+    // OTA: the restart that boots an installed update, its status, and the alert for an
+    // update that failed or was rolled back (decided by the launcher before we started).
+    let restart = crate::ota::admin::RestartHandle::new(token.clone());
+    let ota = crate::ota::admin::OtaAdmin::new(
+        config.ota_options(),
+        restart.clone(),
+        std::env::var_os(crate::ota::LAUNCHED_ENV).is_some(),
+    );
+    ota.raise_alerts(&alerts);
+
     let (tasks, failures) = Tasks::new();
     spawn_jobs(&tasks, &outbox, &taobao, &store, &health, &alerts, &token);
+    tasks.spawn(
+        "ota-alerts",
+        ota.clone()
+            .watch_alerts(alerts.clone(), Duration::from_secs(30), token.clone()),
+    );
     let ops = OpsState {
         node_id: config.node.id.clone(),
         site: config.node.site.clone(),
@@ -163,7 +189,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             .merge(crate::taobao::admin::router(
                 taobao.tokens.clone(),
                 config.taobao.oauth_options(None),
-            )),
+            ))
+            .merge(crate::ota::admin::router(ota)),
     );
     let http_addr = spawn_ops_http(&tasks, listener, ops, admin, &token);
     if let Some(timeout) = sd_notify::watchdog_enabled() {
@@ -183,6 +210,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         tasks,
         failures,
         token,
+        restart,
     })
 }
 
@@ -288,7 +316,7 @@ fn spawn_ops_http(
 impl Started {
     /// Serves until the shutdown token is cancelled or a task fails, then stops in order:
     /// STOPPING, cancel, wait for the tasks (abort stragglers by name), close the store last.
-    pub async fn serve(self) -> Result<(), DaemonError> {
+    pub async fn serve(self) -> Result<Stopped, DaemonError> {
         let Started {
             outbox,
             store,
@@ -296,6 +324,7 @@ impl Started {
             tasks,
             mut failures,
             token,
+            restart,
             ..
         } = self;
         let failure = tokio::select! {
@@ -321,7 +350,8 @@ impl Started {
         tracing::info!("stopped");
         match failure {
             Some(e) => Err(e),
-            None => Ok(()),
+            None if restart.requested() => Ok(Stopped::ForUpdate),
+            None => Ok(Stopped::Requested),
         }
     }
 }

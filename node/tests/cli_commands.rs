@@ -201,7 +201,6 @@ fn commands_not_built_yet_say_so_and_exit_1() {
         &["stock", "list"][..],
         &["stock", "push", "SKU-1"][..],
         &["reconcile"][..],
-        &["ota", "status"][..],
     ] {
         let (code, _, err) = output(&mut wms_node(args));
         assert_eq!(code, 1, "{args:?}: {err}");

@@ -12,6 +12,7 @@
 //! | `cmd` | node → device | 1 | [`Feedback`] `feedback`, [`Task`] `task`, [`Hold`] `hold`, [`Print`] `print` |
 //! | `reply` | device → node | 1 | [`PrintResult`] `print_result`, [`HoldAck`] `hold_ack` |
 //! | `state` | both | 1, retained | [`State`] (no `type`): birth `{"online":true,…}`, will `{"online":false}` |
+//! | gateway `cmd` / `reply` | fleet ↔ node | 1 | [`ota::OtaUpdate`] `ota_update`; [`ota::OtaProgress`] `ota_progress`, [`ota::OtaResult`] `ota_result` (with `alloc`) |
 //!
 //! Topics are `wms/{site}/{class}/{id}/{channel}` ([`topic`]).
 //!
@@ -963,3 +964,7 @@ mod tests {
         assert_eq!(st.kind(), None);
     }
 }
+
+// After `wire_enum!`, which it uses.
+#[cfg(feature = "alloc")]
+pub mod ota;

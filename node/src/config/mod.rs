@@ -58,6 +58,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// The operations HTTP server: `/healthz`, `/metrics`, the status page.
     pub http: HttpConfig,
+    /// Over-the-air updates of this node's software.
+    pub ota: OtaConfig,
 }
 
 /// `[node]`: this box.
@@ -392,6 +394,41 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[ota]`: signed over-the-air updates (docs/OTA.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OtaConfig {
+    /// The ed25519 public keys (base64) whose signatures on update manifests are accepted.
+    /// Empty: every update is refused. List two during a key rotation. `wms-node ota keygen`
+    /// prints a new key pair's public key.
+    pub public_keys: Vec<String>,
+    /// How long an update on trial has to pass its self-test (config, store round trip,
+    /// local broker, version) before the previous build comes back.
+    #[serde(with = "humantime_serde")]
+    pub gate_timeout: Duration,
+    /// Trial starts that end without a verdict (a power cut, the launcher killed) before the
+    /// launcher rolls back. A failed self-test, an exit or a hang rolls back at once.
+    pub trial_attempts: u32,
+    /// A download that receives nothing for this long is cut and resumed.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+    /// Resumed download attempts in a row without one new byte before it gives up (and
+    /// reports the failure).
+    pub download_retries: u32,
+}
+
+impl Default for OtaConfig {
+    fn default() -> Self {
+        OtaConfig {
+            public_keys: Vec::new(),
+            gate_timeout: Duration::from_secs(60),
+            trial_attempts: 3,
+            stall_timeout: Duration::from_secs(30),
+            download_retries: 8,
+        }
+    }
+}
+
 /// The longest `outbox.shutdown_grace` that still lets the node stop within 5 s.
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
@@ -434,6 +471,26 @@ impl Config {
             cap_alert_thresholds: self.store.cap_alert_thresholds.clone(),
             ..crate::outbox::OutboxOptions::default()
         }
+    }
+
+    /// How OTA works: the `[ota]` settings, `node.data_dir` and the store file. Keys that do
+    /// not parse are left out here; [`Config::validate`] reports them.
+    pub fn ota_options(&self) -> crate::ota::OtaOptions {
+        let o = &self.ota;
+        let mut opts =
+            crate::ota::OtaOptions::new(&self.node.data_dir, self.node.data_dir.join(STORE_FILE));
+        opts.public_keys = crate::ota::TrustedKeys(
+            o.public_keys
+                .iter()
+                .filter_map(|k| crate::ota::PublicKey::parse(k).ok())
+                .collect(),
+        );
+        opts.gate_timeout = o.gate_timeout;
+        opts.trial_attempts = o.trial_attempts;
+        opts.stall_timeout = o.stall_timeout;
+        opts.download_retries = o.download_retries;
+        opts.connect_timeout = self.taobao.connect_timeout.max(Duration::from_secs(5));
+        opts
     }
 
     /// The base URL of this node's ops HTTP server, as a local client reaches it
@@ -497,6 +554,7 @@ impl Config {
         self.outbox.check(&mut bad);
         self.taobao.check(&mut bad);
         self.mqtt.check(&mut bad);
+        self.ota.check(&mut bad);
         p
     }
 
@@ -519,6 +577,83 @@ impl Config {
             fix(p);
         }
     }
+}
+
+/// What the OTA launcher needs from the config file: `node.data_dir` and the `[ota]` trial
+/// settings, read leniently (with their `WMS_NODE__…` overrides). The launcher is the
+/// package's binary and may be older than the build it starts, whose config keys it may not
+/// know, so nothing else in the file is looked at, and anything unreadable falls back to the
+/// default with a warning: the build that runs reports the real problems.
+pub fn launch_options(path: &Path) -> (crate::ota::launch::LaunchOptions, Vec<String>) {
+    let mut warnings = Vec::new();
+    let defaults = Config::default();
+    let table = match std::fs::read_to_string(path) {
+        Ok(text) => match text.parse::<toml::Table>() {
+            Ok(t) => t,
+            Err(e) => {
+                warnings.push(format!(
+                    "{}: not TOML ({e}); using defaults",
+                    path.display()
+                ));
+                toml::Table::new()
+            }
+        },
+        Err(e) => {
+            warnings.push(format!(
+                "cannot read {}: {e}; using defaults",
+                path.display()
+            ));
+            toml::Table::new()
+        }
+    };
+    let value = |section: &str, key: &str| -> Option<String> {
+        let var = format!(
+            "{ENV_PREFIX}{}__{}",
+            section.to_ascii_uppercase(),
+            key.to_ascii_uppercase()
+        );
+        if let Some(v) = std::env::var_os(&var) {
+            return Some(v.to_string_lossy().into_owned());
+        }
+        match table.get(section)?.get(key)? {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            other => Some(other.to_string()),
+        }
+    };
+    let mut data_dir = value("node", "data_dir")
+        .map(PathBuf::from)
+        .unwrap_or(defaults.node.data_dir);
+    if data_dir.is_relative() {
+        if let Some(base) = path.parent() {
+            data_dir = base.join(data_dir);
+        }
+    }
+    let gate_timeout = match value("ota", "gate_timeout") {
+        Some(v) => humantime::parse_duration(&v).unwrap_or_else(|e| {
+            warnings.push(format!("ota.gate_timeout `{v}`: {e}; using the default"));
+            defaults.ota.gate_timeout
+        }),
+        None => defaults.ota.gate_timeout,
+    };
+    let trial_attempts = match value("ota", "trial_attempts") {
+        Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).unwrap_or_else(|| {
+            warnings.push(format!(
+                "ota.trial_attempts `{v}` is not a positive number; using the default"
+            ));
+            defaults.ota.trial_attempts
+        }),
+        None => defaults.ota.trial_attempts,
+    };
+    (
+        crate::ota::launch::LaunchOptions {
+            store_path: data_dir.join(STORE_FILE),
+            data_dir,
+            gate_timeout,
+            trial_attempts,
+        },
+        warnings,
+    )
 }
 
 /// Fills `secret` from `file`, or reports why it cannot.
@@ -725,6 +860,34 @@ impl TaobaoConfig {
                 "taobao.request_timeout",
                 "must not be shorter than taobao.connect_timeout".into(),
             );
+        }
+    }
+}
+
+impl OtaConfig {
+    /// `[ota]`: the trusted keys and the trial's limits.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        for (i, k) in self.public_keys.iter().enumerate() {
+            if let Err(e) = crate::ota::PublicKey::parse(k) {
+                bad(
+                    "ota.public_keys",
+                    format!("key {} is not an ed25519 public key: {e}", i + 1),
+                );
+            }
+        }
+        if self.gate_timeout < Duration::from_secs(5)
+            || self.gate_timeout > Duration::from_secs(1800)
+        {
+            bad(
+                "ota.gate_timeout",
+                "must be between 5s and 30m: a store migration on a slow card takes time".into(),
+            );
+        }
+        if self.trial_attempts == 0 || self.trial_attempts > 10 {
+            bad("ota.trial_attempts", "must be between 1 and 10".into());
+        }
+        if self.stall_timeout < Duration::from_secs(1) {
+            bad("ota.stall_timeout", "must be at least 1s".into());
         }
     }
 }
@@ -940,6 +1103,40 @@ mod tests {
         assert!(b("mqtt://:1883").is_err());
         assert!(b("mqtt://host:99999").is_err());
         assert!(b("http://host").is_err());
+    }
+
+    #[test]
+    fn the_launcher_reads_only_what_it_needs_and_tolerates_keys_it_does_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "[node]\ndata_dir = \"state\"\n[ota]\ngate_timeout = \"90s\"\n\
+             [floor]\nkey_of_a_newer_release = 1\n",
+        )
+        .unwrap();
+        let (o, warnings) = launch_options(&path);
+        assert_eq!(o.data_dir, dir.path().join("state"));
+        assert_eq!(o.store_path, dir.path().join("state").join(STORE_FILE));
+        assert_eq!(o.gate_timeout, Duration::from_secs(90));
+        assert_eq!(o.trial_attempts, 3);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // An unreadable file still gives a launcher that starts (with defaults).
+        let (o, warnings) = launch_options(&dir.path().join("missing.toml"));
+        assert_eq!(o.data_dir, PathBuf::from("/var/lib/wms-node"));
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn ota_keys_are_checked_and_reach_the_options() {
+        let mut c = minimal();
+        c.ota.public_keys = vec!["AAAA".into()];
+        c.ota.trial_attempts = 0;
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["ota.public_keys", "ota.trial_attempts"]);
+        let (k, _) = crate::ota::verify::SigningKey::generate().unwrap();
+        c.ota.public_keys = vec![k.public_key().to_string()];
+        assert_eq!(c.ota_options().public_keys.ids(), [k.public_key().key_id()]);
     }
 
     #[test]

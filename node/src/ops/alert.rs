@@ -67,11 +67,14 @@ pub enum AlertCode {
     /// Undecodable records were moved to quarantine; the node carries on without them. See
     /// `wms-node queue stats`.
     StoreQuarantine,
+    /// The last OTA update failed (download, verification or install) or its trial boot was
+    /// rolled back; the node runs the previous build. `wms-node ota status` says why.
+    OtaFailed,
 }
 
 impl AlertCode {
     /// Every code, in number order.
-    pub const ALL: [AlertCode; 13] = [
+    pub const ALL: [AlertCode; 14] = [
         AlertCode::Reauthorize,
         AlertCode::TokenExpiry,
         AlertCode::TaobaoCallBudget,
@@ -85,6 +88,7 @@ impl AlertCode {
         AlertCode::StoreCap,
         AlertCode::StoreDiskFull,
         AlertCode::StoreQuarantine,
+        AlertCode::OtaFailed,
     ];
 
     /// The stable string form (metrics, JSON): `"reauthorize"`, `"dead_letter"`, ….
@@ -103,10 +107,11 @@ impl AlertCode {
             AlertCode::StoreCap => "store_cap",
             AlertCode::StoreDiskFull => "store_disk_full",
             AlertCode::StoreQuarantine => "store_quarantine",
+            AlertCode::OtaFailed => "ota_failed",
         }
     }
 
-    /// The stable number: 1xx Taobao, 2xx outbox, 3xx store. Never reused.
+    /// The stable number: 1xx Taobao, 2xx outbox, 3xx store, 4xx OTA. Never reused.
     pub fn number(self) -> u16 {
         match self {
             AlertCode::Reauthorize => 101,
@@ -122,6 +127,7 @@ impl AlertCode {
             AlertCode::StoreCap => 301,
             AlertCode::StoreDiskFull => 302,
             AlertCode::StoreQuarantine => 303,
+            AlertCode::OtaFailed => 401,
         }
     }
 
@@ -141,7 +147,8 @@ impl AlertCode {
             | AlertCode::DeadLetter
             | AlertCode::OutboxDropped
             | AlertCode::StoreCap
-            | AlertCode::StoreQuarantine => Severity::Warning,
+            | AlertCode::StoreQuarantine
+            | AlertCode::OtaFailed => Severity::Warning,
         }
     }
 }
