@@ -183,7 +183,6 @@ async fn healthz(State(s): State<Arc<OpsState>>) -> Response {
 
 async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
     metrics::gauge!("wms_node_uptime_seconds").set(s.health.uptime().as_secs_f64());
-    metrics::gauge!("wms_node_alerts_active").set(s.alerts.active().len() as f64);
     (
         [(
             header::CONTENT_TYPE,
@@ -197,8 +196,9 @@ async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
 async fn status_page(State(s): State<Arc<OpsState>>) -> Response {
     let report = s.health.report();
     let alerts = s.alerts.active();
+    let history = s.alerts.history();
     let sections: Vec<StatusSection> = s.sections.iter().map(|src| src.section()).collect();
-    let mut resp = Html(render_page(&s, &report, &alerts, &sections)).into_response();
+    let mut resp = Html(render_page(&s, &report, &alerts, &history, &sections)).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -208,6 +208,7 @@ fn render_page(
     s: &OpsState,
     report: &Report,
     alerts: &[Alert],
+    history: &[Alert],
     sections: &[StatusSection],
 ) -> String {
     let mut h = String::with_capacity(4096);
@@ -237,21 +238,53 @@ table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3re
         uptime = humantime::format_duration(Duration::from_secs(report.uptime_seconds)),
     );
 
+    let now = super::alert::now_ms();
     h.push_str("<h2>Alerts</h2>\n");
     if alerts.is_empty() {
         h.push_str("<p class=\"ok\">No active alerts.</p>\n");
     } else {
         h.push_str(
-            "<table><tr><th>severity</th><th>alert</th><th>what to do</th><th>since</th></tr>\n",
+            "<table><tr><th>severity</th><th>alert</th><th>what to do</th>\
+             <th>since</th><th>last seen</th><th>count</th></tr>\n",
         );
         for a in alerts {
             let sev = severity_word(a.severity);
             let _ = writeln!(
                 h,
-                "<tr><td class=\"{sev}\">{sev}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(a.code.as_str()),
+                "<tr><td class=\"{sev}\">{sev}</td><td>{}</td><td>{}</td><td>for {}<br>\
+                 <span class=\"muted\">{}</span></td><td>{} ago</td><td>{}</td></tr>",
+                esc(&alert_name(a)),
                 esc(&a.message),
-                humantime::format_rfc3339_seconds(a.at),
+                age(a.active_for(now)),
+                super::alert::rfc3339(a.first_seen_ms),
+                age(std::time::Duration::from_millis(
+                    now.saturating_sub(a.last_seen_ms)
+                )),
+                a.count,
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    let resolved: Vec<&Alert> = history.iter().take(10).collect();
+    if !resolved.is_empty() {
+        h.push_str(
+            "<h2>Recently resolved</h2>\n<table><tr><th>alert</th><th>what it said</th>\
+             <th>resolved</th><th>was active</th><th>count</th></tr>\n",
+        );
+        for a in resolved {
+            let resolved_ms = a.resolved_ms.unwrap_or(now);
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{} ago<br><span class=\"muted\">{}</span></td>\
+                 <td>{}</td><td>{}</td></tr>",
+                esc(&alert_name(a)),
+                esc(&a.message),
+                age(std::time::Duration::from_millis(
+                    now.saturating_sub(resolved_ms)
+                )),
+                super::alert::rfc3339(resolved_ms),
+                age(a.active_for(now)),
+                a.count,
             );
         }
         h.push_str("</table>\n");
@@ -286,6 +319,31 @@ table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3re
     h
 }
 
+/// `dead_letter (201) · op_kind ship`.
+fn alert_name(a: &Alert) -> String {
+    match &a.subject {
+        Some(s) => format!("{} ({}) · {s}", a.code, a.code.number()),
+        None => format!("{} ({})", a.code, a.code.number()),
+    }
+}
+
+/// A duration as people say it: "45 s", "3 min", "2 h 5 min", "3 d 4 h".
+pub fn age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => match (s / 3600, s % 3600 / 60) {
+            (h, 0) => format!("{h} h"),
+            (h, m) => format!("{h} h {m} min"),
+        },
+        _ => match (s / 86_400, s % 86_400 / 3600) {
+            (d, 0) => format!("{d} d"),
+            (d, h) => format!("{d} d {h} h"),
+        },
+    }
+}
+
 fn status_word(s: Status) -> &'static str {
     match s {
         Status::Ok => "ok",
@@ -295,11 +353,7 @@ fn status_word(s: Status) -> &'static str {
 }
 
 fn severity_word(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    }
+    s.as_str()
 }
 
 /// Escapes text for HTML element content and attribute values.

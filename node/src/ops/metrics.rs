@@ -80,9 +80,16 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         "wms_node_alerts_raised_total",
-        "Alerts raised, by alert `code`.",
+        "Alerts raised (new episodes), by alert `code`.",
     ),
-    ("wms_node_alerts_active", "Alerts currently active."),
+    (
+        "wms_node_alerts_resolved_total",
+        "Alerts resolved, by alert `code`.",
+    ),
+    (
+        "wms_node_alerts_active",
+        "Alerts currently active, by `code` and `severity`.",
+    ),
     (
         "wms_node_store_commit_duration_seconds",
         "Time to commit one group-commit transaction, fsync included.",

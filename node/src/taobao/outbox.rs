@@ -19,7 +19,7 @@
 use super::api::{OfflineSend, QuantityUpdate, StockMode};
 use super::client::TopClient;
 use super::types::TradeStatus;
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::outbox::{Attempt, Operation, Outcome, Priority, Sink};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -203,9 +203,10 @@ impl TaobaoSink {
                     t.status,
                     Some(TradeStatus::TradeClosed | TradeStatus::TradeClosedByTaobao)
                 ) {
-                    self.alerts.raise(
+                    self.alerts.raise_about(
                         AlertCode::ShippedClosedTrade,
-                        Severity::Warning,
+                        Subject::tid(tid.unsigned_abs()),
+                        Severity::Critical,
                         format!(
                             "trade {tid} was shipped on the floor but is closed on Taobao \
                              (refunded or cancelled): stop the parcel if it can still be stopped"
