@@ -14,7 +14,7 @@ impl<Op: Operation> StatusSource for Outbox<Op> {
             let st = self.shared.state();
             (st.usage, st.snapshot())
         };
-        let cap = self.shared.store.options().max_bytes;
+        let (cap, _) = self.shared.cap();
         let mut rows = vec![
             ("pending".to_owned(), u.count.to_string()),
             ("oldest".to_owned(), format!("{} s", u.oldest_age_secs)),
@@ -45,7 +45,7 @@ impl<Op: Operation> StatusSource for Outbox<Op> {
             rows.push(("last failure".to_owned(), f));
         }
         StatusSection {
-            title: "Outbox".to_owned(),
+            title: self.shared.queue.title.to_owned(),
             rows,
         }
     }
@@ -57,8 +57,11 @@ impl<Op: Operation> Outbox<Op> {
         let Some(health) = self.shared.health.get() else {
             return;
         };
-        let (status, message) = self.assess();
-        health.set(crate::ops::health::CheckName::Outbox, status, message);
+        let (mut status, message) = self.assess();
+        if !self.shared.queue.essential {
+            status = status.min(Status::Degraded);
+        }
+        health.set(self.shared.queue.check, status, message);
     }
 
     /// The outbox's health: failing when it stalls (ops wait longer than `stall_after`

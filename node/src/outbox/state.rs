@@ -88,6 +88,8 @@ pub(crate) struct State {
     pub in_flight: BTreeMap<u64, InFlight>,
     /// Cached queue figures (the status page must not touch the store).
     pub usage: Usage,
+    /// The dead letters by op kind, as last counted (`dead.rs`).
+    pub dead: std::collections::BTreeMap<String, super::dead::DeadKind>,
 }
 
 impl State {

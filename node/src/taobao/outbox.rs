@@ -20,7 +20,7 @@ use super::api::{OfflineSend, QuantityUpdate, StockMode};
 use super::client::TopClient;
 use super::types::TradeStatus;
 use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
-use crate::outbox::{Attempt, Operation, Outcome, Priority, Sink};
+use crate::outbox::{Attempt, Operation, Outcome, Priority, Queue, Sink};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
@@ -60,6 +60,11 @@ pub enum TaobaoOp {
 }
 
 impl Operation for TaobaoOp {
+    const QUEUE: Queue = Queue {
+        name: "taobao",
+        ..Queue::DEFAULT
+    };
+
     fn fifo_key(&self) -> String {
         match self {
             TaobaoOp::Ship { tid, .. } => format!("trade:{tid}"),
