@@ -11,6 +11,7 @@
 //! | [`outbox`] | the durable queue of effects on the outside world and their delivery      |
 //! | [`taobao`] | the TOP client: signing, OAuth, typed calls, error classes                |
 //! | [`floor`]  | MQTT: scanners, printers, the gateway's own topics, the embedded broker   |
+//! | [`wms`]    | the warehouse's own state and rules: orders, holds, SKUs (no I/O)         |
 //! | [`sync`]   | the jobs between Taobao and the store (intake, stock, shipments)          |
 //! | [`ops`]    | what operators see: logs, alerts, metrics, `/healthz`, the status page    |
 //! | [`daemon`] | `run(config, shutdown)`: the task tree and its orderly shutdown           |
@@ -28,6 +29,7 @@ pub mod secret;
 pub mod store;
 pub mod sync;
 pub mod taobao;
+pub mod wms;
 
 /// The version printed by `wms-node --version` and sent as part of `partner_id`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

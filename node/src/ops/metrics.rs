@@ -115,6 +115,14 @@ const HELP: &[(&str, &str)] = &[
         "taobao_carriers",
         "Carriers known from `taobao.logistics.companies.get`.",
     ),
+    (
+        "wms_node_taobao_calls_today",
+        "TOP calls sent today (GMT+8 day), counted against `taobao.daily_call_budget`.",
+    ),
+    (
+        "wms_node_taobao_call_budget",
+        "The daily call budget (`taobao.daily_call_budget`); stock waits from 90 %, intake from 97 %.",
+    ),
 ];
 
 fn describe() {

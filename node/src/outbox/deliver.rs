@@ -345,6 +345,7 @@ impl<Op: Operation> Outbox<Op> {
             Outcome::Retry { .. } => "retry",
             Outcome::Auth { .. } => "auth",
             Outcome::Permanent { .. } => "permanent",
+            Outcome::Cancelled { .. } => "cancelled",
         };
         metrics::counter!("outbox_attempts_total", "kind" => kind.clone(), "outcome" => outcome_label)
             .increment(1);
@@ -373,6 +374,13 @@ impl<Op: Operation> Outbox<Op> {
                     s.last_success_ms = Some(now);
                 });
                 self.shared.room.notify_waiters();
+            }
+            Outcome::Cancelled { reason } => {
+                if present {
+                    tracing::warn!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
+                        "outbox op cancelled before delivery");
+                    self.shared.room.notify_waiters();
+                }
             }
             Outcome::Permanent { reason } => {
                 lp.link.on_answer();
@@ -446,7 +454,7 @@ async fn record_outcome(
     backoff: Backoff,
 ) -> Result<bool, StoreError> {
     match outcome.clone() {
-        Outcome::Done | Outcome::AlreadyDone => {
+        Outcome::Done | Outcome::AlreadyDone | Outcome::Cancelled { .. } => {
             store
                 .write(move |txn| Ok(record::complete(txn, seq)?.is_some()))
                 .await
