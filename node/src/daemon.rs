@@ -112,7 +112,12 @@ pub struct Started {
     pub http_addr: SocketAddr,
     /// The node's health checks.
     pub health: Health,
-    store: Store,
+    /// Committed warehouse events (orders arrived, held, released, …).
+    pub bus: crate::wms::Bus,
+    /// The order intake's progress.
+    pub intake: crate::sync::intake::IntakeHandle,
+    /// The store (for embedding code that commits through `wms/`).
+    pub store: Store,
     taobao: crate::taobao::setup::Taobao,
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
@@ -165,19 +170,62 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let outbox: Outbox<TaobaoOp> =
         Outbox::new(store.clone(), config.outbox_config(), alerts.clone())
             .with_health(health.clone());
+    // The warehouse: order intake, the pre-consign check, and the operators' order API.
+    let clock = crate::taobao::time::Clock::system();
+    let bus = crate::wms::Bus::new();
+    let intake_opts = config.intake_options();
+    let shop = intake_opts.shop.clone();
+    let (intake, intake_handle) = crate::sync::intake::Intake::new(
+        taobao.client.clone(),
+        store.clone(),
+        outbox.clone(),
+        bus.clone(),
+        alerts.clone(),
+        health.clone(),
+        clock.clone(),
+        intake_opts,
+    );
+    let orders_admin = crate::ops::orders::OrdersAdmin::new(
+        store.clone(),
+        shop.clone(),
+        config.rules(),
+        bus.clone(),
+        alerts.clone(),
+    )
+    .with_sync(crate::ops::orders::SyncContext {
+        client: taobao.client.clone(),
+        clock: clock.clone(),
+    });
     let routes = crate::ops::http::local_only(
         axum::Router::new()
             .merge(crate::outbox::admin::router(outbox.admin()))
+            .merge(crate::ops::orders::router(orders_admin))
             .merge(crate::taobao::admin::router(
                 taobao.tokens.clone(),
                 config.taobao.clone(),
             )),
     );
-    let sections: Vec<Arc<dyn StatusSource>> = vec![Arc::new(outbox.clone())];
+    let sections: Vec<Arc<dyn StatusSource>> = vec![
+        Arc::new(crate::sync::intake::IntakeSection::new(
+            intake_handle.clone(),
+            taobao.client.clone(),
+            shop.clone(),
+            clock.clone(),
+        )),
+        Arc::new(outbox.clone()),
+    ];
 
+    tasks.spawn("intake", intake.run(token.clone()));
     tasks.spawn("outbox", {
         let outbox = outbox.clone();
-        let sink = TaobaoSink::new(taobao.client.clone(), alerts.clone());
+        let sink = crate::sync::consign::ConsignGuard::new(
+            TaobaoSink::new(taobao.client.clone(), alerts.clone()),
+            outbox.clone(),
+            shop.clone(),
+            bus.clone(),
+            alerts.clone(),
+            clock.clone(),
+        );
         let token = token.clone();
         async move {
             outbox.run(sink, token).await;
@@ -233,6 +281,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         outbox,
         http_addr: addr,
         health,
+        bus,
+        intake: intake_handle,
         store,
         taobao,
         tasks,

@@ -84,6 +84,9 @@ pub enum WmsError {
     /// The request makes no sense for the current state (says why). Nothing was written.
     #[error("{0}")]
     Refused(String),
+    /// An import file (or request) has problems; nothing was imported.
+    #[error("{} problem(s) in the import; nothing was imported", .0.len())]
+    BadRows(Vec<sku::RowError>),
 }
 
 impl WmsError {
@@ -91,7 +94,7 @@ impl WmsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             WmsError::Store(e) => e.is_retryable(),
-            WmsError::NoOrder(_) | WmsError::Refused(_) => false,
+            WmsError::NoOrder(_) | WmsError::Refused(_) | WmsError::BadRows(_) => false,
         }
     }
 }

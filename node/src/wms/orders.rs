@@ -842,13 +842,13 @@ impl<'t> Wms<'t> {
         bundles: &[sku::BundleRow],
         dry_run: bool,
         rules: &Rules,
-    ) -> Result<Result<sku::ImportReport, Vec<sku::RowError>>, StoreError> {
+    ) -> Result<sku::ImportReport, WmsError> {
         let mut report = match sku::plan_import(self.txn, &self.shop, rows, bundles)? {
             Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Err(WmsError::BadRows(e)),
         };
         if dry_run {
-            return Ok(Ok(report));
+            return Ok(report);
         }
         let (written, mapped) =
             sku::apply_import(self.txn, &self.shop, rows, bundles, self.now_ms)?;
@@ -860,7 +860,7 @@ impl<'t> Wms<'t> {
                 listings: mapped,
             });
         }
-        Ok(Ok(report))
+        Ok(report)
     }
 
     /// Applies what `sku sync` saw on Taobao, then re-maps held orders.

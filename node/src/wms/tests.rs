@@ -65,9 +65,7 @@ async fn import(t: &T, text: &str, bundles: &str) -> sku::ImportReport {
     };
     write(&t.store, move |txn| {
         let mut w = Wms::new(txn, &ShopId::main(), now());
-        let r = w
-            .import_skus(&rows, &b, false, &Rules::default())?
-            .map_err(|e| WmsError::Refused(format!("{e:?}")))?;
+        let r = w.import_skus(&rows, &b, false, &Rules::default())?;
         w.finish()?;
         Ok(r)
     })

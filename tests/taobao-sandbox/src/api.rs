@@ -96,6 +96,11 @@ pub const METHODS: &[MethodSpec] = &[
     ),
     m("taobao.refunds.receive.get", true, refunds_receive_get),
     m("taobao.refund.get", true, refund_get),
+    m(
+        "taobao.rdc.aligenius.sendgoods.cancel",
+        true,
+        aligenius_sendgoods_cancel,
+    ),
     m("cainiao.waybill.ii.get", true, waybill_get),
     m("cainiao.waybill.ii.cancel", true, waybill_cancel),
     m("taobao.top.auth.token.create", false, auth_token_create),
@@ -201,10 +206,13 @@ fn paged(
     if !page.is_empty() {
         b.put(list_key, Out::List(elem, page));
     }
-    if !use_has_next {
+    // TAOBAO.md §6.1: with `use_has_next=true` the count is left out and `has_next` given;
+    // without it, `total_results` and no `has_next` (a client must page by the count).
+    if use_has_next {
+        b.put("has_next", Out::bool(has_next));
+    } else {
         b.put("total_results", Out::int(total as i64));
     }
-    b.put("has_next", Out::bool(has_next));
     b.into_fields()
 }
 
@@ -476,9 +484,7 @@ fn items_onsale_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopE
         .map(|i| render::item(i, &sel, ctx.seller_nick, false))
         .collect();
     // items.onsale.get has no use_has_next: it reports total_results and no has_next.
-    let mut out = paged("items", "item", rows, no, size, false);
-    out.retain(|(k, _)| k != "has_next");
-    Ok(out)
+    Ok(paged("items", "item", rows, no, size, false))
 }
 
 fn item_seller_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
@@ -635,6 +641,89 @@ fn refund_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> 
         "refund".into(),
         render::refund(r, &w.shop, &sel, ctx.seller_nick),
     )])
+}
+
+// ---- AliGenius ----
+
+/// `taobao.rdc.aligenius.sendgoods.cancel` (TAOBAO.md §6.10): one struct parameter `param`
+/// (JSON) naming a refund of a line of one of the shop's trades, `refund_fee` in integer fen,
+/// `status` `SUCCESS` or `FAIL`, `operate_time` as a TOP date.
+fn aligenius_sendgoods_cancel(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
+    const P: &str = "param";
+    let raw = req(p, P)?;
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|_| bad(P, "not a JSON object"))?;
+    if !v.is_object() {
+        return Err(bad(P, "not a JSON object"));
+    }
+    // Ids may be JSON numbers or strings.
+    let int = |key: &str| -> Result<i64, TopError> {
+        match v.get(key) {
+            None | Some(serde_json::Value::Null) => Err(TopError::missing(&format!("{P}.{key}"))),
+            Some(serde_json::Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| bad(&format!("{P}.{key}"), "not an integer")),
+            Some(serde_json::Value::String(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| bad(&format!("{P}.{key}"), "not an integer")),
+            Some(_) => Err(bad(&format!("{P}.{key}"), "not an integer")),
+        }
+    };
+    let tid = int("tid")?;
+    let oid = int("oid")?;
+    let refund_id = int("refund_id")?.to_string();
+    let refund_fee = int("refund_fee")?;
+    if refund_fee < 0 {
+        return Err(bad(
+            &format!("{P}.refund_fee"),
+            "must not be negative (fen)",
+        ));
+    }
+    let status = jstr(&v, "status").ok_or_else(|| TopError::missing(&format!("{P}.status")))?;
+    if status != "SUCCESS" && status != "FAIL" {
+        return Err(bad(&format!("{P}.status"), "must be SUCCESS or FAIL"));
+    }
+    let operate_time =
+        jstr(&v, "operate_time").ok_or_else(|| TopError::missing(&format!("{P}.operate_time")))?;
+    if parse_gmt8(operate_time).is_none() {
+        return Err(bad(
+            &format!("{P}.operate_time"),
+            "must be yyyy-MM-dd HH:mm:ss",
+        ));
+    }
+    let trade = w
+        .shop
+        .trades
+        .get(&tid)
+        .ok_or_else(|| TopError::remote("isv.trade-not-exist", "交易订单不存在"))?;
+    if !trade.orders.iter().any(|o| o.oid == oid) {
+        return Err(bad(&format!("{P}.oid"), "not a line of this trade"));
+    }
+    let refund = w
+        .shop
+        .refunds
+        .get(&refund_id)
+        .filter(|r| r.tid == tid && r.oid == oid)
+        .ok_or_else(|| TopError::remote("isv.refund-not-exist", "退款单不存在"))?;
+    if refund.refund_fee_fen != refund_fee {
+        return Err(bad(
+            &format!("{P}.refund_fee"),
+            "does not match the refund's amount",
+        ));
+    }
+    w.shop.feedback.push(crate::shop::AgFeedback {
+        tid,
+        oid,
+        refund_id,
+        refund_fee,
+        status: status.to_owned(),
+        operate_time: operate_time.to_owned(),
+        at_ms: ctx.now_ms,
+    });
+    let mut r = ObjBuilder::new();
+    r.put("success", Out::bool(true));
+    Ok(vec![("result".into(), r.build())])
 }
 
 // ---- Cainiao waybills ----

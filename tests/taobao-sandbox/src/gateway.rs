@@ -119,7 +119,7 @@ pub fn handle(
     let now_ms = sb.clock.now_ms();
     if verb != Method::GET && verb != Method::POST {
         let e = TopError::new(9, "Http Action Not Allowed");
-        sb.record(String::new(), Err(&e), None, now_ms);
+        sb.record(String::new(), Err(&e), None, now_ms, Default::default());
         let (ct, b) = render_error(&e, &request_id, Format::Json);
         return (reply(ct, b), None);
     }
@@ -127,7 +127,7 @@ pub fn handle(
         Ok(p) => p,
         Err(_) => {
             let e = TopError::new(47, "Invalid encoding");
-            sb.record(String::new(), Err(&e), None, now_ms);
+            sb.record(String::new(), Err(&e), None, now_ms, Default::default());
             let (ct, b) = render_error(&e, &request_id, Format::Json);
             return (reply(ct, b), None);
         }
@@ -142,6 +142,7 @@ pub fn handle(
                 sub_code: None,
                 fault: fault_name(transport),
                 at: format_rfc3339_ms(now_ms),
+                params: Default::default(),
             });
             return (dropped(), transport);
         }
@@ -176,11 +177,17 @@ pub fn handle(
             method = %method_name, %request_id, code = e.code, sub_code = ?e.sub_code, "call refused"
         ),
     }
+    let logged = params
+        .iter()
+        .filter(|(k, _)| crate::state::LOGGED_PARAMS.contains(k))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     sb.record(
         method_name,
         outcome.as_ref().map(|_| ()),
         fault_name(transport),
         now_ms,
+        logged,
     );
     (resp, transport)
 }
