@@ -133,6 +133,11 @@ pub fn handle(
         }
     };
     let method_name = params.get("method").unwrap_or("").to_string();
+    let logged: std::collections::BTreeMap<String, String> = params
+        .iter()
+        .filter(|(k, _)| crate::state::LOGGED_PARAMS.contains(k))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     let transport = sb.world().faults.transport(&method_name, now_ms);
     match transport {
         Some(Transport::Drop) | Some(Transport::Status(_)) => {
@@ -142,7 +147,7 @@ pub fn handle(
                 sub_code: None,
                 fault: fault_name(transport),
                 at: format_rfc3339_ms(now_ms),
-                params: Default::default(),
+                params: logged,
             });
             return (dropped(), transport);
         }
@@ -177,11 +182,6 @@ pub fn handle(
             method = %method_name, %request_id, code = e.code, sub_code = ?e.sub_code, "call refused"
         ),
     }
-    let logged = params
-        .iter()
-        .filter(|(k, _)| crate::state::LOGGED_PARAMS.contains(k))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
     sb.record(
         method_name,
         outcome.as_ref().map(|_| ()),
