@@ -53,10 +53,22 @@ fn sandbox() -> Sandbox {
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let bin = dir.join("taobao-sandbox");
     if !bin.exists() {
-        let profile = if dir.ends_with("debug") { "dev" } else { "release" };
+        let profile = if dir.ends_with("debug") {
+            "dev"
+        } else {
+            "release"
+        };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let ok = Command::new(cargo)
-            .args(["build", "--profile", profile, "-p", "taobao-sandbox", "--bin", "taobao-sandbox"])
+            .args([
+                "build",
+                "--profile",
+                profile,
+                "-p",
+                "taobao-sandbox",
+                "--bin",
+                "taobao-sandbox",
+            ])
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
@@ -93,11 +105,7 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn post(
-    http: &reqwest::Client,
-    url: String,
-    body: serde_json::Value,
-) -> reqwest::RequestBuilder {
+fn post(http: &reqwest::Client, url: String, body: serde_json::Value) -> reqwest::RequestBuilder {
     http.post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body.to_string())
@@ -116,8 +124,8 @@ async fn seed(http: &reqwest::Client, base: &str, trades: usize) -> i64 {
         serde_json::json!({"num_iid": ITEM, "title": "压测商品", "skus": skus}),
     )
     .send()
-        .await
-        .expect("item");
+    .await
+    .expect("item");
     assert!(r.status().is_success(), "item: {}", r.status());
     let mut advanced = 0i64;
     let mut made = 0usize;
@@ -144,8 +152,8 @@ async fn seed(http: &reqwest::Client, base: &str, trades: usize) -> i64 {
             serde_json::json!({"advance_s": 60}),
         )
         .send()
-            .await
-            .expect("clock");
+        .await
+        .expect("clock");
         advanced += 60;
         if made % 10_000 == 0 {
             eprintln!("  seeded {made} trades");
