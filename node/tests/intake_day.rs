@@ -420,3 +420,160 @@ async fn an_unmapped_sku_holds_its_order_and_importing_the_map_releases_it() {
     assert!(published, "the release was not published");
     sim.stop().await;
 }
+
+/// Waits (up to 20 s) for `check` to hold.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn ship(sim: &Sim, tid: i64) {
+    let out_sid = format!("YT{:013}", tid.rem_euclid(10_000_000_000_000));
+    sim.outbox
+        .enqueue_now(wms_node::taobao::outbox::TaobaoOp::Ship {
+            tid,
+            oids: Vec::new(),
+            company_code: "YTO".into(),
+            out_sid,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_order_s_shipment_is_cancelled_before_the_ship_scan_and_sent_with_a_fail_after() {
+    let sim = Sim::start(opts(), true).await;
+    sim.settle().await;
+    let (early, _) = paid(&sim.sb, 0, 1);
+    let (late, _) = paid(&sim.sb, 1, 1);
+    sim.advance(POLL);
+    sim.settle().await;
+    // "Consign at label print": one parcel is labelled, the other went through the ship scan.
+    sim.move_to(early, LocalState::Labelled).await.unwrap();
+    sim.move_to(late, LocalState::HandedOver).await.unwrap();
+    for tid in [early, late] {
+        sim.sb.sandbox().refund(tid, Default::default()).unwrap();
+    }
+    sim.advance(POLL);
+    sim.settle().await;
+    for tid in [early, late] {
+        assert_eq!(
+            sim.order(tid).unwrap().hold_reasons(),
+            vec![HoldReason::Refund]
+        );
+    }
+    ship(&sim, early).await;
+    ship(&sim, late).await;
+    until("both shipments settled", || {
+        sim.outbox
+            .admin()
+            .stats()
+            .is_ok_and(|s| s.pending == 0 && s.in_flight == 0)
+    })
+    .await;
+    let shipped: Vec<i64> = sim.sb.sandbox().shipments().iter().map(|s| s.tid).collect();
+    assert_eq!(
+        shipped,
+        vec![late],
+        "only the parcel that had left was consigned"
+    );
+    assert!(sim.alerts.is_active("pull_parcel"));
+    assert!(sim.alerts.is_active("courier_interception"));
+    assert_eq!(sim.order(early).unwrap().state, LocalState::Labelled);
+    assert_eq!(sim.order(late).unwrap().state, LocalState::Consigned);
+    // AliGenius: the labelled one was stopped (SUCCESS, queued with the hold); the handed
+    // over one had gone (FAIL, queued when its refund arrived).
+    until("two AliGenius reports", || {
+        sim.sb.sandbox().feedback().len() == 2
+    })
+    .await;
+    let fb = sim.sb.sandbox().feedback();
+    let status_of = |tid: i64| fb.iter().find(|f| f.tid == tid).map(|f| f.status.clone());
+    assert_eq!(status_of(early).as_deref(), Some("SUCCESS"));
+    assert_eq!(status_of(late).as_deref(), Some("FAIL"));
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sku_sync_maps_listings_by_their_outer_ids_and_releases_held_orders() {
+    let sim = Sim::start(opts(), false).await;
+    sim.settle().await;
+    let (tid, _) = paid(&sim.sb, 2, 1);
+    sim.advance(POLL);
+    sim.settle().await;
+    assert_eq!(
+        sim.order(tid).unwrap().hold_reasons(),
+        vec![HoldReason::UnmappedSku]
+    );
+    // The master knows the codes, not the listings; the sync maps them.
+    let csv = format!(
+        "sku,barcode,name,on_hand,num_iid,sku_id\n{},1,a,,,\n{},2,b,,,\n",
+        SKUS[2].1, SKUS[3].1
+    );
+    let admin = wms_node::ops::orders::OrdersAdmin::new(
+        sim.store.clone(),
+        wms_node::wms::ShopId::main(),
+        wms_node::wms::Rules::default(),
+        sim.bus.clone(),
+        sim.alerts.clone(),
+    );
+    admin
+        .import(wms_node::ops::orders::ImportRequest {
+            skus: wms_node::wms::sku::parse_skus(csv.as_bytes()).unwrap(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let report = admin
+        .run_sync(
+            &wms_node::ops::orders::SyncContext {
+                client: sim.client.clone(),
+                clock: sim.clock.clone(),
+            },
+            |done, total| seen.push((done, total)),
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.items, report.listings, report.mapped), (1, 4, 2));
+    assert_eq!(report.unknown_code.len(), 2, "{report:?}");
+    assert_eq!(seen.last(), Some(&(1, 1)), "progress reported");
+    assert_eq!(sim.order(tid).unwrap().state, LocalState::Released);
+    let listings: usize = admin
+        .skus()
+        .unwrap()
+        .skus
+        .iter()
+        .map(|s| s.listings.len())
+        .sum();
+    assert_eq!(listings, 2);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_stops_intake_with_the_reauthorize_alert_and_nothing_else() {
+    let sim = Sim::start_with(opts(), true, "a-refresh-token-taobao-never-issued").await;
+    sim.settle().await;
+    sim.fault(json!({"kind": "expire_tokens"}));
+    sim.advance(POLL);
+    sim.settle().await;
+    let st = sim.intake.status();
+    assert!(st.stopped.is_some(), "{st:?}");
+    assert!(sim.alerts.is_active("reauthorize"));
+    let report = sim.health.report();
+    assert!(!report.is_healthy(), "{report:?}");
+    assert!(report.checks["intake"].message.contains("not authorised"));
+    // The node keeps running: intake goes on trying each poll, without a call to the
+    // gateway while no session is usable.
+    let before = sim.sb.sandbox().calls(Some(INCREMENT)).len();
+    sim.advance(POLL);
+    sim.settle().await;
+    sim.advance(POLL);
+    sim.settle().await;
+    assert_eq!(sim.sb.sandbox().calls(Some(INCREMENT)).len(), before);
+    assert!(sim.intake.status().asleep_until.is_some());
+    sim.stop().await;
+}

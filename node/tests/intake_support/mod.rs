@@ -52,8 +52,14 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// Starts everything; the SKU map knows the item's four SKUs unless `unmapped`.
+    /// Starts everything; the SKU map knows the item's four SKUs when `map_skus`.
     pub async fn start(opts: IntakeOptions, map_skus: bool) -> Sim {
+        Sim::start_with(opts, map_skus, REFRESH).await
+    }
+
+    /// [`start`](Self::start) with the refresh token the node holds (the sandbox knows
+    /// [`REFRESH`] only).
+    pub async fn start_with(opts: IntakeOptions, map_skus: bool, refresh: &str) -> Sim {
         let sb = taobao_sandbox::spawn(SandboxConfig {
             sessions: vec![PreIssued {
                 refresh_token: Some(REFRESH.into()),
@@ -106,7 +112,7 @@ impl Sim {
         tokens
             .install(TokenSet {
                 access_token: Secret::new(SESSION),
-                refresh_token: Some(Secret::new(REFRESH)),
+                refresh_token: Some(Secret::new(refresh)),
                 issued_at: now,
                 expires_at: Some(now + year),
                 refresh_expires_at: Some(now + year),
