@@ -363,6 +363,20 @@ async fn a_trade_modified_while_its_window_is_paged_is_not_missed() {
         pages.windows(5).any(|w| w == ["5", "4", "3", "2", "1"]),
         "pages read in order {pages:?}"
     );
+    // The dense window is in the audit ring with its counts (DOMAIN.md §1 rule 5).
+    let rows = sim
+        .store
+        .read(|r| wms_node::wms::events::read(r, None, None, 10_000))
+        .unwrap();
+    assert!(
+        rows.iter().any(|(_, r)| matches!(
+            r.event,
+            Event::Window { inserted, unchanged, calls, .. }
+                if inserted + unchanged >= 45 && calls > 45
+        )),
+        "no window row among {} audit rows",
+        rows.len()
+    );
     // And the moved trade's new version arrived with the next poll.
     let moved = sim.order(tids[20]).unwrap();
     let t = sim.sb.sandbox().trade(tids[20]).unwrap();
@@ -467,13 +481,36 @@ async fn a_held_order_s_shipment_is_cancelled_before_the_ship_scan_and_sent_with
     }
     ship(&sim, early).await;
     ship(&sim, late).await;
-    until("both shipments settled", || {
-        sim.outbox
-            .admin()
-            .stats()
-            .is_ok_and(|s| s.pending == 0 && s.in_flight == 0)
+    let settled = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let s = sim.outbox.admin().stats().unwrap();
+            if s.pending == 0 && s.in_flight == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     })
     .await;
+    if settled.is_err() {
+        let page = sim.outbox.admin().list(&Default::default()).unwrap();
+        let ops: Vec<_> = page
+            .ops
+            .iter()
+            .map(|o| (o.summary.clone(), o.state, o.last_error.clone()))
+            .collect();
+        let calls: Vec<_> = sim
+            .sb
+            .sandbox()
+            .calls(None)
+            .into_iter()
+            .filter(|c| !c.method.contains("increment"))
+            .map(|c| (c.method, c.code, c.sub_code))
+            .collect();
+        panic!(
+            "the outbox did not settle: {ops:?}\ncalls: {calls:?}\nstatus: {:?}",
+            sim.outbox.status()
+        );
+    }
     let shipped: Vec<i64> = sim.sb.sandbox().shipments().iter().map(|s| s.tid).collect();
     assert_eq!(
         shipped,

@@ -230,6 +230,17 @@ impl IntakeHandle {
     }
 }
 
+/// The end of a sub-window, stored with its last page: the watermark moves to `end`, and the
+/// window's audit row (DOMAIN.md §1 rule 5) goes in the same transaction.
+#[derive(Debug, Clone, Copy)]
+struct WindowEnd {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    /// (inserted, updated, unchanged) of the window's earlier pages.
+    prior: (usize, usize, usize),
+    started: tokio::time::Instant,
+}
+
 fn cd(d: Duration) -> CDuration {
     CDuration::from_std(d).unwrap_or(CDuration::MAX)
 }
@@ -486,11 +497,17 @@ impl Intake {
                 continue;
             }
             let counts = if full {
-                self.read_backwards(a, b).await?
+                self.read_backwards(a, b, started).await?
             } else {
-                self.ingest(page.trades, Some((a, b)), false).await?
+                let end = WindowEnd {
+                    start: a,
+                    end: b,
+                    prior: (0, 0, 0),
+                    started,
+                };
+                self.ingest(page.trades, Some(end), false).await?
             };
-            self.record_window(a, b, counts, started.elapsed()).await?;
+            self.note_window(a, b, counts, started.elapsed());
             // Learn: a page well under half full lets the next span grow (to the window's
             // maximum), so a quiet shop costs one call per window.
             let seen = counts.0 + counts.1 + counts.2;
@@ -509,6 +526,7 @@ impl Intake {
         &mut self,
         a: DateTime<Utc>,
         b: DateTime<Utc>,
+        started: tokio::time::Instant,
     ) -> Result<(usize, usize, usize), IntakeError> {
         let mut q = IncrementQuery::window(a, b);
         q.fields = LIST_FIELDS.iter().map(|s| (*s).to_owned()).collect();
@@ -538,7 +556,13 @@ impl Intake {
         } else {
             first
         };
-        let c = self.ingest(page1.trades, Some((a, b)), false).await?;
+        let end = WindowEnd {
+            start: a,
+            end: b,
+            prior: sum,
+            started,
+        };
+        let c = self.ingest(page1.trades, Some(end), false).await?;
         Ok((sum.0 + c.0, sum.1 + c.1, sum.2 + c.2))
     }
 
@@ -553,7 +577,7 @@ impl Intake {
     async fn ingest(
         &mut self,
         listed: Vec<Trade>,
-        to: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        to: Option<WindowEnd>,
         force: bool,
     ) -> Result<(usize, usize, usize), IntakeError> {
         let shop = self.opts.shop.clone();
@@ -583,7 +607,7 @@ impl Intake {
         })?;
         let unchanged = seen.len().saturating_sub(wanted.len());
         let trades = self.fetch(wanted).await?;
-        let (inserted, updated) = self.store_trades(trades, to).await?;
+        let (inserted, updated) = self.store_trades(trades, to, unchanged).await?;
         Ok((inserted, updated, unchanged))
     }
 
@@ -650,7 +674,8 @@ impl Intake {
     async fn store_trades(
         &mut self,
         trades: Vec<Trade>,
-        to: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        to: Option<WindowEnd>,
+        unchanged: usize,
     ) -> Result<(usize, usize), IntakeError> {
         if trades.is_empty() && to.is_none() {
             return Ok((0, 0));
@@ -662,6 +687,7 @@ impl Intake {
         let bus = self.bus.clone();
         let now = self.clock.now();
         let feedback_time = crate::taobao::time::format(now);
+        let calls = self.calls;
         let (inserted, updated, events) = wms::write(&self.store, move |txn| {
             let mut w = Wms::new(txn, &shop, now);
             let (mut ins, mut upd) = (0usize, 0usize);
@@ -676,20 +702,34 @@ impl Intake {
                     queue_feedback(&outbox, txn, &f, &feedback_time);
                 }
             }
-            if let Some((_, b)) = to {
+            if let Some(e) = to {
                 let mut c = w.cursor(cursor::TRADES)?.unwrap_or_default();
-                c.watermark_ms = c.watermark_ms.max(b.timestamp_millis());
+                c.watermark_ms = c.watermark_ms.max(e.end.timestamp_millis());
                 c.moved_ms = now.timestamp_millis();
                 w.set_cursor(cursor::TRADES, &c)?;
+                let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+                let (wi, wu) = (e.prior.0 + ins, e.prior.1 + upd);
+                // Quiet windows (nothing new or changed) are not worth an audit row each.
+                if wi + wu > 0 {
+                    w.record(Event::Window {
+                        start_ms: e.start.timestamp_millis(),
+                        end_ms: e.end.timestamp_millis(),
+                        inserted: n(wi),
+                        updated: n(wu),
+                        unchanged: n(e.prior.2 + unchanged),
+                        calls,
+                        took_ms: u64::try_from(e.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
             }
             let events = w.finish()?;
             bus.publish_after_commit(shop.as_str(), events.clone());
             Ok((ins, upd, events))
         })
         .await?;
-        if let Some((_, b)) = to {
+        if let Some(e) = to {
             self.set(|s| {
-                s.watermark = Some(s.watermark.map_or(b, |w| w.max(b)));
+                s.watermark = Some(s.watermark.map_or(e.end, |w| w.max(e.end)));
             });
         }
         self.set(|s| {
@@ -704,23 +744,14 @@ impl Intake {
         Ok((inserted, updated))
     }
 
-    /// Logs a stored sub-window in the audit ring (DOMAIN.md §1 rule 5).
-    async fn record_window(
+    /// Counts a stored sub-window (its audit row went with its last page).
+    fn note_window(
         &mut self,
         a: DateTime<Utc>,
         b: DateTime<Utc>,
         counts: (usize, usize, usize),
         took: Duration,
-    ) -> Result<(), IntakeError> {
-        let e = Event::Window {
-            start_ms: a.timestamp_millis(),
-            end_ms: b.timestamp_millis(),
-            inserted: u32::try_from(counts.0).unwrap_or(u32::MAX),
-            updated: u32::try_from(counts.1).unwrap_or(u32::MAX),
-            unchanged: u32::try_from(counts.2).unwrap_or(u32::MAX),
-            calls: self.calls,
-            took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-        };
+    ) {
         metrics::counter!("wms_node_intake_windows_total").increment(1);
         metrics::histogram!("wms_node_intake_window_seconds").record(took.as_secs_f64());
         self.set(|s| s.windows += 1);
@@ -733,20 +764,6 @@ impl Intake {
             calls = self.calls,
             "intake window stored"
         );
-        // Quiet windows (nothing new) are not worth an audit row each.
-        if counts.0 + counts.1 == 0 {
-            return Ok(());
-        }
-        let shop = self.opts.shop.clone();
-        let now = self.clock.now();
-        wms::write(&self.store, move |txn| {
-            let mut w = Wms::new(txn, &shop, now);
-            w.record(e.clone());
-            w.finish()?;
-            Ok(())
-        })
-        .await
-        .map_err(IntakeError::from)
     }
 
     /// The re-scan of open orders (DOMAIN.md §1 rule 7).
@@ -792,7 +809,7 @@ impl Intake {
         let refreshed = stale.len();
         for chunk in stale.chunks(100) {
             let trades = self.fetch(chunk.to_vec()).await?;
-            self.store_trades(trades, None).await?;
+            self.store_trades(trades, None, 0).await?;
         }
         let shop = self.opts.shop.clone();
         wms::write(&self.store, move |txn| {

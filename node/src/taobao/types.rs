@@ -816,7 +816,7 @@ mod tests {
                     prop_assert_eq!(got.status.as_ref().map(TradeStatus::as_str), Some(want.status));
                     prop_assert_eq!(got.payment, Some(Fen(want.fen)));
                     prop_assert_eq!(
-                        got.modified.map(|m| crate::taobao::time::format(m)),
+                        got.modified.map(crate::taobao::time::format),
                         Some(format!(
                             "2026-12-01 {:02}:{:02}:{:02}",
                             want.second / 3600,
