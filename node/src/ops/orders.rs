@@ -286,8 +286,12 @@ impl OrdersAdmin {
         Ok(self.store.read(|r| sku::master(r, self.shop.as_str()))?)
     }
 
-    /// `sku import` (all or nothing; `dry_run` writes nothing).
-    pub async fn import(&self, req: ImportRequest) -> Result<ImportReport, AdminError> {
+    /// `sku import` (all or nothing; `dry_run` writes nothing). The rows are checked again
+    /// here as a file would be: the API may be called by other programs than the CLI.
+    pub async fn import(&self, mut req: ImportRequest) -> Result<ImportReport, AdminError> {
+        let (skus, bundles) = sku::recheck(&req.skus, &req.bundles).map_err(AdminError::Rows)?;
+        req.skus = skus;
+        req.bundles = bundles;
         let (shop, bus, rules, now) = (
             self.shop.clone(),
             self.bus.clone(),

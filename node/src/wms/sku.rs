@@ -589,6 +589,66 @@ pub fn parse_bundles(bytes: &[u8]) -> Result<Vec<BundleRow>, Vec<RowError>> {
     }
 }
 
+/// Checks rows that did not come from a file (the admin API's JSON) exactly as a file is
+/// checked: they are written out as CSV and parsed again. Returns the rows as the parser
+/// reads them (trimmed), or every problem ("line" is the row's number plus one, as if the
+/// rows were a file with a header).
+pub fn recheck(
+    skus: &[SkuRow],
+    bundles: &[BundleRow],
+) -> Result<(Vec<SkuRow>, Vec<BundleRow>), Vec<RowError>> {
+    let csv_of = |header: &[&str], rows: Vec<Vec<String>>| -> Result<Vec<u8>, Vec<RowError>> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut write = |r: &[String]| {
+            w.write_record(r)
+                .map_err(|e| vec![row_err(0, None, format!("cannot re-check the rows: {e}"))])
+        };
+        write(&header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>())?;
+        for r in &rows {
+            write(r)?;
+        }
+        w.into_inner()
+            .map_err(|e| vec![row_err(0, None, format!("cannot re-check the rows: {e}"))])
+    };
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let s = if skus.is_empty() {
+        Vec::new()
+    } else {
+        let text = csv_of(
+            &[
+                "sku", "barcode", "name", "on_hand", "num_iid", "sku_id", "location",
+            ],
+            skus.iter()
+                .map(|r| {
+                    vec![
+                        r.sku.clone(),
+                        r.barcode.clone(),
+                        r.name.clone(),
+                        opt(r.on_hand.map(|n| n.to_string())),
+                        opt(r.num_iid.map(|n| n.to_string())),
+                        opt(r.sku_id.map(|n| n.to_string())),
+                        opt(r.location.clone()),
+                    ]
+                })
+                .collect(),
+        )?;
+        parse_skus(&text)?
+    };
+    let b = if bundles.is_empty() {
+        Vec::new()
+    } else {
+        let text = csv_of(
+            &["bundle", "component", "qty"],
+            bundles
+                .iter()
+                .map(|r| vec![r.bundle.clone(), r.component.clone(), r.qty.to_string()])
+                .collect(),
+        )?;
+        parse_bundles(&text)?
+    };
+    Ok((s, b))
+}
+
 /// What a code is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Code {
@@ -1199,6 +1259,29 @@ mod tests {
         assert_eq!(
             e,
             "line 2, column name: is not UTF-8 text (save the file as \"CSV UTF-8\")"
+        );
+    }
+
+    #[test]
+    fn rows_from_the_api_are_checked_like_a_file() {
+        let good =
+            parse_skus(format!("{HEADER}A,1,Apple,5,100,1,\n").as_bytes()).unwrap_or_default();
+        assert!(recheck(&good, &[]).is_ok());
+        let mut bad = good.clone();
+        bad[0].sku = "  ".into();
+        bad[0].name = "x\u{7}".into();
+        let e = match recheck(&bad, &[]) {
+            Err(e) => e
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(e.contains("line 2, column sku: is empty"), "{e}");
+        assert!(
+            e.contains("line 2, column name: contains control characters"),
+            "{e}"
         );
     }
 
