@@ -192,10 +192,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         bus.clone(),
         alerts.clone(),
     )
-    .with_sync(crate::ops::orders::SyncContext {
+    .with_clock(clock.clone())
+    .with_sync(Arc::new(crate::sync::skus::SkuSync {
         client: taobao.client.clone(),
+        store: store.clone(),
+        shop: shop.clone(),
+        rules: config.rules(),
+        bus: bus.clone(),
         clock: clock.clone(),
-    });
+    }));
     let routes = crate::ops::http::local_only(
         axum::Router::new()
             .merge(crate::outbox::admin::router(outbox.admin()))

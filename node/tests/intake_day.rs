@@ -565,14 +565,16 @@ async fn sku_sync_maps_listings_by_their_outer_ids_and_releases_held_orders() {
         .await
         .unwrap();
     let mut seen = Vec::new();
+    let admin = admin.with_sync(std::sync::Arc::new(wms_node::sync::skus::SkuSync {
+        client: sim.client.clone(),
+        store: sim.store.clone(),
+        shop: wms_node::wms::ShopId::main(),
+        rules: wms_node::wms::Rules::default(),
+        bus: sim.bus.clone(),
+        clock: sim.clock.clone(),
+    }));
     let report = admin
-        .run_sync(
-            &wms_node::ops::orders::SyncContext {
-                client: sim.client.clone(),
-                clock: sim.clock.clone(),
-            },
-            |done, total| seen.push((done, total)),
-        )
+        .run_sync(|done, total| seen.push((done, total)))
         .await
         .unwrap();
     assert_eq!((report.items, report.listings, report.mapped), (1, 4, 2));

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
-use wms_node::ops::orders::{AdminError, OrdersAdmin, OrdersClient, SyncContext};
+use wms_node::ops::orders::{AdminError, OrdersAdmin, OrdersClient, SkuSyncer};
 use wms_node::outbox::admin::{AdminClient, ClientError};
 use wms_node::store::{Store, StoreError};
 use wms_node::wms::view::{OrderFilter, OrderView};
@@ -136,16 +136,23 @@ impl Backend {
         }
     }
 
-    /// For a stopped node: a Taobao client over the store's tokens (for `sku sync`).
-    pub async fn taobao(admin: &OrdersAdmin, config: &Config) -> anyhow::Result<SyncContext> {
+    /// For a stopped node: `sku sync` through a Taobao client over the store's tokens.
+    pub async fn taobao(
+        admin: &OrdersAdmin,
+        config: &Config,
+    ) -> anyhow::Result<std::sync::Arc<dyn SkuSyncer>> {
         let taobao =
             wms_node::taobao::setup::connect(&config.taobao, admin.store().clone(), Alerts::new())
                 .await
                 .context("cannot set up the Taobao client")?;
-        Ok(SyncContext {
+        Ok(std::sync::Arc::new(wms_node::sync::skus::SkuSync {
             client: taobao.client,
+            store: admin.store().clone(),
+            shop: ShopId::main(),
+            rules: config.rules(),
+            bus: Bus::new(),
             clock: wms_node::taobao::time::Clock::system(),
-        })
+        }))
     }
 }
 

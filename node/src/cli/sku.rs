@@ -164,12 +164,14 @@ async fn execute(
                     }
                 }
                 Backend::Local(a) => {
-                    let ctx = Backend::taobao(a, config).await.map_err(Failure::Other)?;
-                    a.run_sync(&ctx, |done, total| {
-                        bar.set_length(total as u64);
-                        bar.set_position(done as u64);
-                    })
-                    .await?
+                    let syncer = Backend::taobao(a, config).await.map_err(Failure::Other)?;
+                    a.clone()
+                        .with_sync(syncer)
+                        .run_sync(|done, total| {
+                            bar.set_length(total as u64);
+                            bar.set_position(done as u64);
+                        })
+                        .await?
                 }
             };
             bar.finish_and_clear();

@@ -20,7 +20,6 @@
 use crate::ops::alert::{Alerts, Severity};
 use crate::outbox::admin::{AdminClient, ClientError};
 use crate::store::{Store, StoreError};
-use crate::taobao::TopClient;
 use crate::taobao::time::Clock;
 use crate::wms::sku::{self, BundleRow, ImportReport, MasterView, RowError, SkuRow, SyncReport};
 use crate::wms::view::{OrderFilter, OrderView};
@@ -176,13 +175,15 @@ impl From<StoreError> for AdminError {
     }
 }
 
-/// What `sku sync` needs when it runs in this process.
-#[derive(Clone)]
-pub struct SyncContext {
-    /// The Taobao client.
-    pub client: TopClient,
-    /// Its clock.
-    pub clock: Clock,
+/// Reads the shop's listings and maps them (`sku sync`). Supplied by whoever can reach
+/// Taobao: the daemon and the CLI hand in `sync::skus::SkuSync`, so this module never calls
+/// another job itself.
+pub trait SkuSyncer: Send + Sync + 'static {
+    /// Runs one sync, reporting (items done, items in total) as it goes.
+    fn sync<'a>(
+        &'a self,
+        progress: Box<dyn FnMut(usize, usize) + Send + 'a>,
+    ) -> futures::future::BoxFuture<'a, Result<SyncReport, String>>;
 }
 
 /// Orders and SKUs over a store, for the CLI (stopped node) and the HTTP API (running node).
@@ -194,7 +195,7 @@ pub struct OrdersAdmin {
     bus: Bus,
     alerts: Alerts,
     clock: Clock,
-    sync: Option<SyncContext>,
+    sync: Option<Arc<dyn SkuSyncer>>,
     job: Arc<Mutex<SyncJob>>,
 }
 
@@ -213,10 +214,15 @@ impl OrdersAdmin {
         }
     }
 
-    /// `sku sync` runs through `ctx` (and times are read from its clock).
-    pub fn with_sync(mut self, ctx: SyncContext) -> Self {
-        self.clock = ctx.clock.clone();
-        self.sync = Some(ctx);
+    /// `sku sync` runs through `syncer`.
+    pub fn with_sync(mut self, syncer: Arc<dyn SkuSyncer>) -> Self {
+        self.sync = Some(syncer);
+        self
+    }
+
+    /// Times (hold `since`) are read from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -324,11 +330,11 @@ impl OrdersAdmin {
 
     /// Starts `sku sync` in the background (the running node); see [`sync_job`](Self::sync_job).
     pub fn start_sync(&self) -> Result<SyncJob, AdminError> {
-        let Some(ctx) = self.sync.clone() else {
+        if self.sync.is_none() {
             return Err(AdminError::Conflict(
                 "this process cannot reach Taobao".into(),
             ));
-        };
+        }
         {
             let mut j = self.job.lock().unwrap_or_else(|p| p.into_inner());
             if j.running {
@@ -343,7 +349,7 @@ impl OrdersAdmin {
         tokio::spawn(async move {
             let job = me.job.clone();
             let r = me
-                .run_sync(&ctx, |done, total| {
+                .run_sync(move |done, total| {
                     let mut j = job.lock().unwrap_or_else(|p| p.into_inner());
                     j.done = done;
                     j.total = total;
@@ -367,20 +373,17 @@ impl OrdersAdmin {
     /// Runs `sku sync` here, reporting progress.
     pub async fn run_sync(
         &self,
-        ctx: &SyncContext,
-        progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize) + Send,
     ) -> Result<SyncReport, AdminError> {
-        let r = crate::sync::skus::sync(
-            &ctx.client,
-            &self.store,
-            &self.shop,
-            &self.rules,
-            &self.bus,
-            &ctx.clock,
-            progress,
-        )
-        .await
-        .map_err(|e| AdminError::Failed(e.to_string()))?;
+        let Some(syncer) = &self.sync else {
+            return Err(AdminError::Conflict(
+                "this process cannot reach Taobao".into(),
+            ));
+        };
+        let r = syncer
+            .sync(Box::new(progress))
+            .await
+            .map_err(AdminError::Failed)?;
         self.refreshed();
         Ok(r)
     }

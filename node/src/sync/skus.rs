@@ -27,6 +27,44 @@ pub enum SyncError {
     Wms(#[from] wms::WmsError),
 }
 
+/// `sku sync` as the operators' API runs it ([`crate::ops::orders::SkuSyncer`]).
+#[derive(Clone)]
+pub struct SkuSync {
+    /// The Taobao client.
+    pub client: TopClient,
+    /// The store.
+    pub store: Store,
+    /// The shop.
+    pub shop: ShopId,
+    /// Hold rules (for the orders the new map releases).
+    pub rules: Rules,
+    /// Where the events go.
+    pub bus: Bus,
+    /// The clock.
+    pub clock: Clock,
+}
+
+impl crate::ops::orders::SkuSyncer for SkuSync {
+    fn sync<'a>(
+        &'a self,
+        progress: Box<dyn FnMut(usize, usize) + Send + 'a>,
+    ) -> futures::future::BoxFuture<'a, Result<SyncReport, String>> {
+        Box::pin(async move {
+            sync(
+                &self.client,
+                &self.store,
+                &self.shop,
+                &self.rules,
+                &self.bus,
+                &self.clock,
+                progress,
+            )
+            .await
+            .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Reads every listed item and its SKUs, then maps them in one write.
 pub async fn sync(
     client: &TopClient,
