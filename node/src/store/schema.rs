@@ -41,20 +41,12 @@ pub struct Migration {
 }
 
 /// The migration path of this build. A fresh file is version 0.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        to: 1,
-        what: "initial layout: meta, quarantine and the outbox tables",
-        breaks_older_readers: true,
-        run: init_v1,
-    },
-    Migration {
-        to: 2,
-        what: "the warehouse: orders, holds, SKU master and map, cursors, audit ring",
-        breaks_older_readers: false,
-        run: crate::wms::tables::create,
-    },
-];
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    to: 1,
+    what: "initial layout: meta, quarantine and the outbox tables",
+    breaks_older_readers: true,
+    run: init_v1,
+}];
 
 /// The schema version this build writes.
 pub fn current_version() -> u32 {

@@ -229,7 +229,9 @@ pub fn read(
     tid: Option<u64>,
     limit: usize,
 ) -> Result<Vec<(u64, AuditRecord)>, StoreError> {
-    let t = txn.open_table(tables::EVENTS)?;
+    let Some(t) = tables::read_table(txn, tables::EVENTS)? else {
+        return Ok(Vec::new());
+    };
     let start = after.map_or(0, |a| a.saturating_add(1));
     let mut out = Vec::new();
     for row in t.range(start..)? {

@@ -1121,9 +1121,18 @@ pub struct MasterView {
 
 /// Reads the master for `sku list`.
 pub fn master(txn: &redb::ReadTransaction, shop: &str) -> Result<MasterView, StoreError> {
-    let skus: Vec<SkuRecord> = tables::scan_named(&txn.open_table(SKUS)?, SKUS, shop)?;
-    let bundles: Vec<Bundle> = tables::scan_named(&txn.open_table(BUNDLES)?, BUNDLES, shop)?;
-    let map: Vec<MapEntry> = tables::scan_named(&txn.open_table(SKU_MAP)?, SKU_MAP, shop)?;
+    let skus: Vec<SkuRecord> = match tables::read_table(txn, SKUS)? {
+        Some(t) => tables::scan_named(&t, SKUS, shop)?,
+        None => Vec::new(),
+    };
+    let bundles: Vec<Bundle> = match tables::read_table(txn, BUNDLES)? {
+        Some(t) => tables::scan_named(&t, BUNDLES, shop)?,
+        None => Vec::new(),
+    };
+    let map: Vec<MapEntry> = match tables::read_table(txn, SKU_MAP)? {
+        Some(t) => tables::scan_named(&t, SKU_MAP, shop)?,
+        None => Vec::new(),
+    };
     let mut listings: BTreeMap<&str, Vec<ListingView>> = BTreeMap::new();
     for e in &map {
         listings.entry(&e.code).or_default().push(ListingView {

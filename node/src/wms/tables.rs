@@ -41,18 +41,17 @@ pub const CURSORS: TableDefinition<'static, NameKey, Bytes> = TableDefinition::n
 /// The audit ring.
 pub const EVENTS: TableDefinition<'static, u64, Bytes> = TableDefinition::new("wms_events");
 
-/// Creates every table (schema migration 2), so read transactions can open them.
-pub fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(ORDERS)?;
-    txn.open_table(OPEN)?;
-    txn.open_table(COUNTS)?;
-    txn.open_table(SKUS)?;
-    txn.open_table(SKU_MAP)?;
-    txn.open_table(BUNDLES)?;
-    txn.open_table(STOCK)?;
-    txn.open_table(CURSORS)?;
-    txn.open_table(EVENTS)?;
-    Ok(())
+/// A table for reading, or `None` when nothing was ever written to it. (Tables are created
+/// by the first write that opens them, so the store's own migrations need not know them.)
+pub fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    def: TableDefinition<'static, K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    match txn.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The key of a listing in [`SKU_MAP`]: `num_iid:sku_id` (`sku_id` 0 for an item without SKUs).

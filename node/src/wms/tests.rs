@@ -764,3 +764,45 @@ async fn plaintext_receiver_fields_never_reach_the_store_file() {
     }
     assert!(bytes.windows(5).any(|w| w == b"OAID-"), "the OAID is kept");
 }
+
+#[tokio::test]
+async fn a_store_that_never_held_an_order_reads_as_empty() {
+    let t = store();
+    let shop = ShopId::main();
+    let list = t
+        .store
+        .read(|r| view::list(r, &shop, &view::OrderFilter::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(list, Ok(Vec::new()));
+    let held = t
+        .store
+        .read(|r| {
+            view::list(
+                r,
+                &shop,
+                &view::OrderFilter {
+                    held: true,
+                    ..Default::default()
+                },
+            )
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(held, Ok(Vec::new()));
+    let master = t
+        .store
+        .read(|r| sku::master(r, shop.as_str()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(master.skus.is_empty() && master.bundles.is_empty());
+    assert!(
+        t.store
+            .read(|r| view::open(r, &shop))
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert!(
+        t.store
+            .read(|r| events::read(r, None, None, 10))
+            .unwrap_or_default()
+            .is_empty()
+    );
+}

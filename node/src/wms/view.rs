@@ -225,9 +225,13 @@ pub fn list(
     let mut out = Vec::new();
     // Held orders and orders in a non-final state are all in the open index.
     let open_only = f.held || state.is_some_and(|s| !s.is_final());
-    let orders = txn.open_table(ORDERS)?;
+    let Some(orders) = tables::read_table(txn, ORDERS)? else {
+        return Ok(Ok(out));
+    };
     if open_only {
-        let open = txn.open_table(OPEN)?;
+        let Some(open) = tables::read_table(txn, OPEN)? else {
+            return Ok(Ok(out));
+        };
         for row in open.range((shop, 0u64)..=(shop, upper))?.rev() {
             let (k, _) = row?;
             let tid = k.value().1;
@@ -285,5 +289,8 @@ pub fn counts(txn: &impl store::ReadTxn, shop: &ShopId) -> Result<counts::Counts
 
 /// The open orders' tids (for re-scans).
 pub fn open(txn: &redb::ReadTransaction, shop: &ShopId) -> Result<Vec<u64>, StoreError> {
-    tables::open_tids(&txn.open_table(OPEN)?, shop.as_str())
+    match tables::read_table(txn, OPEN)? {
+        Some(t) => tables::open_tids(&t, shop.as_str()),
+        None => Ok(Vec::new()),
+    }
 }
