@@ -188,18 +188,25 @@ fn stock_mode(p: &Params) -> Result<StockMode, TopError> {
     }
 }
 
-/// A page of results plus the paging fields TOP returns.
-fn paged(
+/// A page of results plus the paging fields TOP returns. Only the page's rows are rendered,
+/// so a shop of 100,000 trades pages as fast as a small one.
+fn paged<T>(
     list_key: &str,
     elem: &'static str,
-    rows: Vec<Out>,
+    hits: Vec<T>,
+    render: impl Fn(T) -> Out,
     no: usize,
     size: usize,
     use_has_next: bool,
 ) -> Fields {
-    let total = rows.len();
+    let total = hits.len();
     let start = (no - 1).saturating_mul(size);
-    let page: Vec<Out> = rows.into_iter().skip(start).take(size).collect();
+    let page: Vec<Out> = hits
+        .into_iter()
+        .skip(start)
+        .take(size)
+        .map(render)
+        .collect();
     let has_next = start.saturating_add(size) < total;
     let mut b = ObjBuilder::new();
     // TOP leaves an empty list out entirely; clients must read "absent" as "empty".
@@ -286,11 +293,16 @@ fn trades_sold_increment_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fie
         .collect();
     // Newest-modified first (TAOBAO.md §6.1); ties by tid so paging is deterministic.
     hits.sort_by(|a, b| b.modified.cmp(&a.modified).then(b.tid.cmp(&a.tid)));
-    let rows = hits
-        .into_iter()
-        .map(|t| render::trade(t, &sel, TradeView::List, ctx.seller_nick))
-        .collect();
-    Ok(paged("trades", "trade", rows, no, size, use_has_next))
+    let render = |t: &Trade| render::trade(t, &sel, TradeView::List, ctx.seller_nick);
+    Ok(paged(
+        "trades",
+        "trade",
+        hits,
+        render,
+        no,
+        size,
+        use_has_next,
+    ))
 }
 
 fn trades_sold_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
@@ -320,11 +332,16 @@ fn trades_sold_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopEr
         .filter(|t| t.created >= start && t.created <= end && keep(t))
         .collect();
     hits.sort_by(|a, b| b.created.cmp(&a.created).then(b.tid.cmp(&a.tid)));
-    let rows = hits
-        .into_iter()
-        .map(|t| render::trade(t, &sel, TradeView::List, ctx.seller_nick))
-        .collect();
-    Ok(paged("trades", "trade", rows, no, size, use_has_next))
+    let render = |t: &Trade| render::trade(t, &sel, TradeView::List, ctx.seller_nick);
+    Ok(paged(
+        "trades",
+        "trade",
+        hits,
+        render,
+        no,
+        size,
+        use_has_next,
+    ))
 }
 
 fn trade_fullinfo_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
@@ -479,12 +496,9 @@ fn items_onsale_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopE
             .then(a.num_iid.cmp(&b.num_iid));
         if asc { o } else { o.reverse() }
     });
-    let rows = hits
-        .into_iter()
-        .map(|i| render::item(i, &sel, ctx.seller_nick, false))
-        .collect();
+    let render = |i: &crate::shop::Item| render::item(i, &sel, ctx.seller_nick, false);
     // items.onsale.get has no use_has_next: it reports total_results and no has_next.
-    Ok(paged("items", "item", rows, no, size, false))
+    Ok(paged("items", "item", hits, render, no, size, false))
 }
 
 fn item_seller_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
@@ -619,11 +633,16 @@ fn refunds_receive_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, T
             .cmp(&a.modified)
             .then(b.refund_id.cmp(&a.refund_id))
     });
-    let rows = hits
-        .into_iter()
-        .map(|r| render::refund(r, shop, &sel, ctx.seller_nick))
-        .collect();
-    Ok(paged("refunds", "refund", rows, no, size, use_has_next))
+    let render = |r: &crate::shop::Refund| render::refund(r, shop, &sel, ctx.seller_nick);
+    Ok(paged(
+        "refunds",
+        "refund",
+        hits,
+        render,
+        no,
+        size,
+        use_has_next,
+    ))
 }
 
 fn refund_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
