@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench -p wms-node --bench intake            # 100,000 trades
 //! BENCH_TRADES=20000 cargo bench -p wms-node --bench intake
+//! BENCH_CACHE_MIB=16 cargo bench -p wms-node --bench intake   # store.cache_size (default 32)
 //! ```
 //!
 //! The sandbox runs as its own process (`taobao-sandbox` of the same profile, built if
@@ -180,6 +181,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let cache_mib: u64 = std::env::var("BENCH_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
     let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -236,7 +241,9 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("wms-node.redb");
         let alerts = Alerts::new();
-        let store = Store::open(StoreOptions::new(&path), alerts.clone()).expect("store");
+        let mut opts = StoreOptions::new(&path);
+        opts.cache_size = cache_mib * 1024 * 1024;
+        let store = Store::open(opts, alerts.clone()).expect("store");
         // The SKU map, so every order is released as it would be in a shop.
         let mut csv = String::from("sku,barcode,name,on_hand,num_iid,sku_id\n");
         for i in 0..SKUS {
@@ -311,16 +318,24 @@ fn main() {
         let stored = st.inserted as usize;
 
         println!();
-        println!("Order intake: {trades} paid trades from the sandbox (separate process), fullinfo concurrency {concurrency}");
+        println!(
+            "Order intake: {trades} paid trades from the sandbox (separate process), fullinfo \
+             concurrency {concurrency}, store cache {cache_mib} MiB"
+        );
         println!("| figure | value |");
         println!("|---|---:|");
-        println!("| baseline: client alone, trade.fullinfo.get/s (nothing stored) | {base_rate:.0} |");
+        println!(
+            "| baseline: client alone, trade.fullinfo.get/s (nothing stored) | {base_rate:.0} |"
+        );
         println!("| trades stored | {stored} |");
         println!(
             "| catch-up pull: trades/s (until every trade was stored) | {:.0} |",
             stored as f64 / pull_took.as_secs_f64()
         );
-        println!("| ratio to the baseline | {:.2} |", (stored as f64 / pull_took.as_secs_f64()) / base_rate);
+        println!(
+            "| ratio to the baseline | {:.2} |",
+            (stored as f64 / pull_took.as_secs_f64()) / base_rate
+        );
         println!(
             "| calls per trade, pull (increment + fullinfo; goal ≤ 1.05) | {:.3} |",
             calls_pull as f64 / stored.max(1) as f64
@@ -329,15 +344,25 @@ fn main() {
             "| calls per trade, with the first-start re-scan | {:.3} |",
             calls_all as f64 / stored.max(1) as f64
         );
-        println!("| whole first poll (pull + re-scan), s | {:.1} |", took.as_secs_f64());
+        println!(
+            "| whole first poll (pull + re-scan), s | {:.1} |",
+            took.as_secs_f64()
+        );
         println!("| windows stored | {} |", st.windows);
-        println!("| peak RSS of this process (VmHWM; goal ≤ 64 MB) | {:.1} MiB |", hwm as f64 / 1024.0);
+        println!(
+            "| peak RSS of this process (VmHWM; goal ≤ 64 MB) | {:.1} MiB |",
+            hwm as f64 / 1024.0
+        );
         println!(
             "| RSS before intake / after | {:.1} / {:.1} MiB |",
             rss_before as f64 / 1024.0,
             rss_after as f64 / 1024.0
         );
-        println!("| store file | {:.1} MiB ({:.0} B per trade) |", bytes as f64 / 1_048_576.0, bytes as f64 / stored.max(1) as f64);
+        println!(
+            "| store file | {:.1} MiB ({:.0} B per trade) |",
+            bytes as f64 / 1_048_576.0,
+            bytes as f64 / stored.max(1) as f64
+        );
         println!(
             "| time to open the store and read the counters (median of 5) | {:.1} ms |",
             opens[2].as_secs_f64() * 1000.0
