@@ -15,6 +15,9 @@
 //! per trade (goal ≤ 1.05), peak RSS (goal ≤ 64 MB), the store's size and the time to open
 //! it again.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use std::sync::atomic::AtomicI64;
 use std::time::{Duration, Instant};
 use wms_node::ops::alert::Alerts;
 use wms_node::ops::health::Health;
-use wms_node::outbox::{Outbox, OutboxConfig};
+use wms_node::outbox::{Outbox, OutboxOptions};
 use wms_node::secret::Secret;
 use wms_node::store::{Store, StoreOptions};
 use wms_node::sync::intake::{Intake, IntakeOptions};
@@ -260,7 +263,7 @@ fn main() {
         .await
         .expect("map");
         let outbox: Outbox<TaobaoOp> =
-            Outbox::new(store.clone(), OutboxConfig::default(), alerts.clone());
+            Outbox::new(store.clone(), OutboxOptions::default(), alerts.clone());
         let calls_before = client.budget().calls_total;
         let (intake, handle) = Intake::new(
             client.clone(),

@@ -4,6 +4,9 @@
 //!
 //! `WMS_SIM_ORDERS` scales the day (default 2,000 paid orders, which runs in seconds).
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod intake_support;
 
 use intake_support::*;
@@ -12,6 +15,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use wms_node::ops::alert::AlertCode;
+use wms_node::ops::health::CheckName;
 use wms_node::sync::intake::IntakeOptions;
 use wms_node::wms::{Event, HoldReason, LocalState};
 
@@ -397,7 +402,7 @@ async fn an_unmapped_sku_holds_its_order_and_importing_the_map_releases_it() {
     let o = sim.order(tid).expect("stored");
     assert_eq!(o.state, LocalState::New);
     assert_eq!(o.hold_reasons(), vec![HoldReason::UnmappedSku]);
-    assert!(sim.alerts.is_active("unmapped_sku"));
+    assert!(sim.alerts.is_active(AlertCode::UnmappedSku));
     // Fixing the map (here: `sku sync` from the shop's listings) releases it by itself.
     let csv = format!(
         "sku,barcode,name,on_hand,num_iid,sku_id\n{},6901,blue,,,\n",
@@ -421,7 +426,7 @@ async fn an_unmapped_sku_holds_its_order_and_importing_the_map_releases_it() {
     assert_eq!(report.orders_released, vec![tid as u64]);
     let o = sim.order(tid).unwrap();
     assert_eq!(o.state, LocalState::Released);
-    assert!(!sim.alerts.is_active("unmapped_sku"));
+    assert!(!sim.alerts.is_active(AlertCode::UnmappedSku));
     // The release reaches subscribers (after the commit).
     let mut published = false;
     for _ in 0..500 {
@@ -517,8 +522,8 @@ async fn a_held_order_s_shipment_is_cancelled_before_the_ship_scan_and_sent_with
         vec![late],
         "only the parcel that had left was consigned"
     );
-    assert!(sim.alerts.is_active("pull_parcel"));
-    assert!(sim.alerts.is_active("courier_interception"));
+    assert!(sim.alerts.is_active(AlertCode::PullParcel));
+    assert!(sim.alerts.is_active(AlertCode::CourierInterception));
     assert_eq!(sim.order(early).unwrap().state, LocalState::Labelled);
     assert_eq!(sim.order(late).unwrap().state, LocalState::Consigned);
     // AliGenius: the labelled one was stopped (SUCCESS, queued with the hold); the handed
@@ -601,10 +606,14 @@ async fn a_refused_refresh_stops_intake_with_the_reauthorize_alert_and_nothing_e
     sim.settle().await;
     let st = sim.intake.status();
     assert!(st.stopped.is_some(), "{st:?}");
-    assert!(sim.alerts.is_active("reauthorize"));
+    assert!(sim.alerts.is_active(AlertCode::Reauthorize));
     let report = sim.health.report();
     assert!(!report.is_healthy(), "{report:?}");
-    assert!(report.checks["intake"].message.contains("not authorised"));
+    assert!(
+        report.checks[&CheckName::Intake]
+            .message
+            .contains("not authorised")
+    );
     // The node keeps running: intake goes on trying each poll, without a call to the
     // gateway while no session is usable.
     let before = sim.sb.sandbox().calls(Some(INCREMENT)).len();

@@ -270,7 +270,9 @@ mod script {
         if !args.outage.is_zero() {
             // The first attempt after the drop finds the link down; say what the node says.
             let deadline = Instant::now() + Duration::from_secs(3);
-            while node.outbox.status().link != "down" && Instant::now() < deadline {
+            while node.outbox.status().link != wms_node::outbox::LinkStatus::Down
+                && Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let (status, message) = node.outbox.assess();

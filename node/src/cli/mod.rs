@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod check_config;
 pub mod demo;
+pub mod launch;
 pub mod orders;
 pub mod ota;
 pub mod queue;
@@ -119,12 +120,17 @@ pub enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Over-the-air updates of this node's software.
     Ota(ota::OtaArgs),
+    /// Start the node through the OTA launcher (what the systemd unit runs): boots an
+    /// installed update on trial, commits it or rolls it back, then runs the chosen build.
+    Launch(launch::LaunchArgs),
     /// Print the version.
     Version,
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    // Keeps the version marker in the binary whatever the linker would drop (`ota sign`).
+    std::hint::black_box(&wms_node::VERSION_MARKER);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -179,7 +185,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Stock(args) => stock::run(args),
         Command::Reconcile(args) => reconcile::run(args),
-        Command::Ota(args) => ota::run(args),
+        Command::Ota(args) => ota::run(args, &cli.config, log_format),
+        Command::Launch(args) => launch::run(args, &cli.config, cli.log_format),
     }
 }
 
@@ -220,4 +227,13 @@ pub(crate) fn not_built(command: &str, will: &str, tracking: &str) -> anyhow::Re
     eprintln!("When it is, it will {will}");
     eprintln!("Tracked in: {tracking}");
     Ok(ExitCode::FAILURE)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -141,10 +141,13 @@ impl Backend {
         admin: &OrdersAdmin,
         config: &Config,
     ) -> anyhow::Result<std::sync::Arc<dyn SkuSyncer>> {
-        let taobao =
-            wms_node::taobao::setup::connect(&config.taobao, admin.store().clone(), Alerts::new())
-                .await
-                .context("cannot set up the Taobao client")?;
+        let taobao = wms_node::taobao::setup::connect(
+            &config.taobao_options(),
+            admin.store().clone(),
+            Alerts::new(),
+        )
+        .await
+        .context("cannot set up the Taobao client")?;
         Ok(std::sync::Arc::new(wms_node::sync::skus::SkuSync {
             client: taobao.client,
             store: admin.store().clone(),

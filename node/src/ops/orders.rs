@@ -17,7 +17,7 @@
 //! Errors are `{"error": "…"}` with 400, 404, 409, 422 or 503. Every change an operator makes
 //! is logged at `warn` with the tid (never buyer data) and published as events.
 
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use crate::outbox::admin::{AdminClient, ClientError};
 use crate::store::{Store, StoreError};
 use crate::taobao::time::Clock;
@@ -44,9 +44,6 @@ pub fn cached_counts(shop: &ShopId) -> Option<wms::counts::Counts> {
         .get(shop.as_str())
         .cloned()
 }
-
-/// Alert: orders are held because lines map to no SKU (or to several).
-pub const UNMAPPED_SKU: &str = "unmapped_sku";
 
 /// Sets `wms_node_orders{state}` and `wms_node_order_holds{reason}` from the stored counters
 /// and raises or clears the `unmapped_sku` alert. Cheap: one small read.
@@ -80,7 +77,7 @@ pub fn publish_counts(store: &Store, shop: &ShopId, alerts: &Alerts) {
         + c.holds.get("ambiguous_sku").copied().unwrap_or(0);
     if unmapped > 0 {
         alerts.raise(
-            UNMAPPED_SKU,
+            AlertCode::UnmappedSku,
             Severity::Warning,
             format!(
                 "{unmapped} orders are held because a line maps to no SKU (or to several): fix \
@@ -89,7 +86,7 @@ pub fn publish_counts(store: &Store, shop: &ShopId, alerts: &Alerts) {
             ),
         );
     } else {
-        alerts.clear(UNMAPPED_SKU);
+        alerts.clear(AlertCode::UnmappedSku);
     }
 }
 

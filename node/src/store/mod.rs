@@ -25,7 +25,7 @@
 //! A value that does not decode is never a panic and never stops start-up: the reader gets
 //! [`StoreError::Corrupt`], the record is moved to the `quarantine` table by the next write
 //! (re-checked there), logged with table and key (never the value), counted in
-//! `store_quarantined_records_total{table}`, raised as the `store_quarantine` alert and shown
+//! `wms_node_store_quarantined_records_total{table}`, raised as the `store_quarantine` alert and shown
 //! by `wms-node queue stats`.
 //!
 //! # Tables owned here
@@ -101,6 +101,11 @@ pub struct StoreOptions {
     /// file, at the price of a second fsync per commit (see `docs/BENCHMARKS.md`). Off, a
     /// commit is one fsync and the first open after a power cut verifies every page.
     pub quick_repair: bool,
+    /// Where to keep a copy of the file before a migration changes it (an OTA trial boot
+    /// sets this to `<data_dir>/ota/trial/wms-node.redb`, so a rollback can put the old file
+    /// back). The copy is complete and fsynced, and renamed into place, before the first
+    /// change; a file that needs no migration is not copied.
+    pub migration_copy: Option<PathBuf>,
 }
 
 impl StoreOptions {
@@ -114,6 +119,7 @@ impl StoreOptions {
             group_commit_max_wait: Duration::from_millis(2),
             group_commit_max_batch: 1024,
             quick_repair: true,
+            migration_copy: None,
         }
     }
 }
@@ -187,6 +193,10 @@ impl Store {
             })
             .create(&path)
             .map_err(|e| StoreError::open(&path, e))?;
+        let db = match &opts.migration_copy {
+            Some(copy) => keep_copy_if_migrating(db, &path, copy, migrations, &opts)?,
+            None => db,
+        };
         let migrated = schema::migrate(&db, &path, migrations, opts.quick_repair)?;
         if migrated.from != migrated.to {
             tracing::info!(from = migrated.from, to = migrated.to, path = %path.display(), "store schema updated");
@@ -363,6 +373,50 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Copies the file to `copy` (tmp → fsync → rename → fsync folder) if `migrations` would
+/// change it, and returns the database reopened. The copy is taken with the database closed,
+/// so it is the file exactly as the last commit left it.
+fn keep_copy_if_migrating(
+    db: redb::Database,
+    path: &std::path::Path,
+    copy: &std::path::Path,
+    migrations: &[schema::Migration],
+    opts: &StoreOptions,
+) -> Result<redb::Database, StoreError> {
+    let found = {
+        let r = db.begin_read()?;
+        schema::read_versions(&r)?
+    };
+    let pending = migrations.iter().any(|m| m.to > found.version);
+    // A fresh file (version 0) holds nothing an older build could want back.
+    if !pending || found.version == 0 {
+        return Ok(db);
+    }
+    drop(db);
+    let io = |e: std::io::Error| StoreError::Open {
+        path: copy.to_owned(),
+        source: Arc::new(redb::DatabaseError::Storage(redb::StorageError::Io(e))),
+    };
+    let dir = copy.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = copy.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::copy(path, &tmp).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, copy).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    tracing::info!(from = found.version, copy = %copy.display(), "store copied before its migration");
+    redb::Builder::new()
+        .set_cache_size(usize::try_from(opts.cache_size).unwrap_or(usize::MAX))
+        .create(path)
+        .map_err(|e| StoreError::open(path, e))
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).

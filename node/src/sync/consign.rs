@@ -14,20 +14,12 @@
 //! outbox learns about orders, which keeps `taobao/` and `outbox/` free of the warehouse.
 
 use super::intake::queue_feedback;
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use crate::outbox::{Attempt, Outbox, Outcome, Sink};
 use crate::store::Store;
 use crate::taobao::outbox::{TaobaoOp, TaobaoSink};
 use crate::taobao::time::Clock;
 use crate::wms::{self, Bus, ConsignCheck, ShopId, Wms};
-
-/// Alert codes.
-pub mod alerts {
-    /// A shipment was cancelled because its order is held: pull the parcel.
-    pub const PULL_PARCEL: &str = "pull_parcel";
-    /// A held order's parcel had already left: ask the carrier to intercept it.
-    pub const COURIER_INTERCEPTION: &str = super::super::intake::alerts::COURIER_INTERCEPTION;
-}
 
 /// A [`Sink`] that checks each `Ship` op against the order before sending it.
 #[derive(Clone)]
@@ -127,7 +119,7 @@ impl ConsignGuard {
         match &check {
             ConsignCheck::Pull { reasons: r } => {
                 self.alerts.raise(
-                    alerts::PULL_PARCEL,
+                    AlertCode::PullParcel,
                     Severity::Critical,
                     format!(
                         "the shipment of trade {tid} was cancelled because the order is held \
@@ -141,7 +133,7 @@ impl ConsignGuard {
             }
             ConsignCheck::Intercept { reasons: r, .. } => {
                 self.alerts.raise(
-                    alerts::COURIER_INTERCEPTION,
+                    AlertCode::CourierInterception,
                     Severity::Critical,
                     format!(
                         "trade {tid} is held ({}) but its parcel already left: the shipment is \

@@ -34,10 +34,9 @@
 //! Must never: hold a store transaction across a call, read the host clock (only the
 //! [`Clock`] it is given), or log buyer data (tids and counts only).
 
-use crate::ops::alert::{Alerts, Severity};
-use crate::ops::health::Health;
+use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::ops::health::{CheckName, Health};
 use crate::outbox::Outbox;
-use crate::outbox::backoff::Backoff;
 use crate::store::{Store, StoreError};
 use crate::taobao::api::{IncrementQuery, SoldQuery};
 use crate::taobao::outbox::TaobaoOp;
@@ -46,6 +45,7 @@ use crate::taobao::types::{Trade, TradesPage};
 use crate::taobao::{Disposition, TopClient, TopError};
 use crate::wms::{self, Bus, Change, Event, Feedback, Rules, ShopId, Wms, cursor};
 use chrono::{DateTime, Duration as CDuration, Utc};
+use firmware_bridge::pace::Backoff;
 use futures::StreamExt;
 use serde::Serialize;
 use std::convert::Infallible;
@@ -55,17 +55,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The health check this job reports.
-pub const CHECK: &str = "intake";
-
-/// Alert codes this job raises.
-pub mod alerts {
-    /// A trade closed after its parcel left: only the carrier can stop it.
-    pub const COURIER_INTERCEPTION: &str = "courier_interception";
-    /// Taobao shows trades shipped that the floor never handed over.
-    pub const SHIPPED_ELSEWHERE: &str = "shipped_elsewhere";
-    /// A trade's full record could not be read and was skipped.
-    pub const UNREADABLE_TRADE: &str = "unreadable_trade";
-}
+pub const CHECK: CheckName = CheckName::Intake;
 
 /// Why a poll failed.
 #[derive(Debug, thiserror::Error)]
@@ -289,10 +279,10 @@ impl Intake {
 
     /// Pulls until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Infallible> {
-        let backoff = Backoff {
-            base: Duration::from_secs(5),
-            max: self.opts.poll_interval.max(Duration::from_secs(5)),
-        };
+        let backoff = Backoff::new(
+            Duration::from_secs(5),
+            self.opts.poll_interval.max(Duration::from_secs(5)),
+        );
         let mut failures = 0u32;
         let mut after_error = true; // the first poll after a start uses the long overlap
         let mut rescan_due = false;
@@ -337,7 +327,7 @@ impl Intake {
                                 s.stopped = None;
                                 s.link_up = reached;
                             });
-                            backoff.delay(failures).max(
+                            backoff.delay(failures, rand::random::<f64>()).max(
                                 after
                                     .unwrap_or_default()
                                     .min(Duration::from_secs(24 * 3600)),
@@ -642,7 +632,7 @@ impl Intake {
                 Err(TopError::Decode { detail, .. }) => {
                     metrics::counter!("wms_node_intake_unreadable_trades_total").increment(1);
                     self.alerts.raise(
-                        alerts::UNREADABLE_TRADE,
+                        AlertCode::UnreadableTrade,
                         Severity::Warning,
                         format!(
                             "trade {tid} could not be read ({detail}); it is skipped and read \
@@ -831,7 +821,7 @@ impl Intake {
         for e in events {
             match e {
                 Event::InterceptionNeeded { tid } => self.alerts.raise(
-                    alerts::COURIER_INTERCEPTION,
+                    AlertCode::CourierInterception,
                     Severity::Critical,
                     format!(
                         "trade {tid} was refunded or closed after its parcel left: ask the \
@@ -839,7 +829,7 @@ impl Intake {
                     ),
                 ),
                 Event::ShippedElsewhere { tid } => self.alerts.raise(
-                    alerts::SHIPPED_ELSEWHERE,
+                    AlertCode::ShippedElsewhere,
                     Severity::Warning,
                     format!(
                         "Taobao shows trade {tid} shipped, but the floor never handed it over: \

@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Every call is logged once (method, request_id, code, sub_code, latency) and counted in
-//! `taobao_calls_total{method,code}` (code `0` = success). Never logged or put in an error:
+//! `wms_node_taobao_calls_total{method,code}` (code `0` = success). Never logged or put in an error:
 //! the session, the secret, the signature or its inputs, parameter values, receiver fields.
 //! Parameter values stay out of logs because business parameters can carry buyer data.
 
@@ -24,7 +24,7 @@ use super::decode::{self, Envelope};
 use super::error::{ApiError, BanScope, TopError};
 use super::limit::{Limiter, RateLimits};
 use super::sign::{self, SignMethod};
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -38,18 +38,6 @@ pub const PRODUCTION_ENDPOINT: &str = "https://gw.api.taobao.com/router/rest";
 
 /// Largest reply body read into memory; anything bigger is treated as unreadable.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-
-/// Alert codes this module raises.
-pub mod alerts {
-    /// The daily call budget is 80 % (warning) or 100 % (critical) used.
-    pub const CALL_BUDGET: &str = "taobao_call_budget";
-    /// The gateway said our timestamp is off by more than 10 minutes.
-    pub const CLOCK: &str = "clock";
-    /// The gateway rejected our signature: wrong app secret or sign method.
-    pub const SIGNATURE: &str = "taobao_signature";
-    /// An app-wide code-7 ban is running.
-    pub const APP_BAN: &str = "taobao_app_ban";
-}
 
 /// What the client needs to know; the lead maps `[taobao]` config onto it.
 #[derive(Debug, Clone)]
@@ -428,7 +416,7 @@ impl TopClient {
                 remaining_s = remaining.as_secs(),
                 "taobao call not sent: banned"
             );
-            metrics::counter!("taobao_calls_total", "method" => method.to_owned(), "code" => "banned")
+            metrics::counter!("wms_node_taobao_calls_total", "method" => method.to_owned(), "code" => "banned")
                 .increment(1);
             return Err(TopError::Banned {
                 method: method.to_owned(),
@@ -514,9 +502,9 @@ impl TopClient {
                 )
             }
         };
-        metrics::counter!("taobao_calls_total", "method" => method.to_owned(), "code" => code.clone())
+        metrics::counter!("wms_node_taobao_calls_total", "method" => method.to_owned(), "code" => code.clone())
             .increment(1);
-        metrics::histogram!("taobao_call_duration_seconds", "method" => method.to_owned())
+        metrics::histogram!("wms_node_taobao_call_duration_seconds", "method" => method.to_owned())
             .record(started.elapsed().as_secs_f64());
         match &outcome {
             Ok(_) => tracing::debug!(method, request_id, code, latency_ms, "taobao call"),
@@ -544,7 +532,11 @@ impl TopClient {
             // A reply that got through means the clock, the secret and the app's quota are
             // fine again.
             Ok(_) => {
-                for code in [alerts::CLOCK, alerts::SIGNATURE, alerts::APP_BAN] {
+                for code in [
+                    AlertCode::Clock,
+                    AlertCode::TaobaoSignature,
+                    AlertCode::TaobaoAppBan,
+                ] {
                     self.inner.alerts.clear(code);
                 }
             }
@@ -560,7 +552,7 @@ impl TopClient {
             let after = after.unwrap_or(Duration::from_secs(1));
             if scope == BanScope::App {
                 self.inner.alerts.raise(
-                    alerts::APP_BAN,
+                    AlertCode::TaobaoAppBan,
                     Severity::Warning,
                     format!(
                         "Taobao banned all calls of this app for {} s (code 7, {}); calls resume by themselves",
@@ -575,12 +567,12 @@ impl TopClient {
         }
         match e.code {
             31 => self.inner.alerts.raise(
-                alerts::CLOCK,
+                AlertCode::Clock,
                 Severity::Warning,
                 "Taobao rejected the request timestamp (code 31): check the box's clock (NTP)",
             ),
             25 => self.inner.alerts.raise(
-                alerts::SIGNATURE,
+                AlertCode::TaobaoSignature,
                 Severity::Critical,
                 "Taobao rejected the request signature (code 25): check taobao.app_secret and sign_method",
             ),
@@ -659,7 +651,7 @@ impl TopClient {
         if d.day != Some(today) {
             d.day = Some(today);
             d.calls = 0;
-            self.inner.alerts.clear(alerts::CALL_BUDGET);
+            self.inner.alerts.clear(AlertCode::TaobaoCallBudget);
         }
         (today, d)
     }
@@ -690,7 +682,7 @@ impl TopClient {
         let resume_in = midnight
             .and_then(|m| (m - now).to_std().ok())
             .unwrap_or(Duration::from_secs(3600));
-        metrics::counter!("taobao_calls_total", "method" => method.to_owned(), "code" => "over_budget")
+        metrics::counter!("wms_node_taobao_calls_total", "method" => method.to_owned(), "code" => "over_budget")
             .increment(1);
         Err(TopError::OverBudget {
             method: method.to_owned(),
@@ -740,7 +732,7 @@ impl TopClient {
         metrics::gauge!("wms_node_taobao_call_budget").set(budget as f64);
         if calls == budget {
             self.inner.alerts.raise(
-                alerts::CALL_BUDGET,
+                AlertCode::TaobaoCallBudget,
                 Severity::Critical,
                 format!(
                     "{calls} Taobao calls today: the daily budget of {budget} is used up; \
@@ -749,7 +741,7 @@ impl TopClient {
             );
         } else if calls == budget.saturating_mul(4).div_ceil(5) {
             self.inner.alerts.raise(
-                alerts::CALL_BUDGET,
+                AlertCode::TaobaoCallBudget,
                 Severity::Warning,
                 format!(
                     "{calls} Taobao calls today: 80 % of the daily budget of {budget}; from 90 % \
@@ -1006,7 +998,7 @@ mod tests {
             alerts
                 .active()
                 .into_iter()
-                .find(|a| a.code == alerts::CALL_BUDGET)
+                .find(|a| a.code == AlertCode::TaobaoCallBudget)
                 .map(|a| a.severity)
         };
         // Every attempt counts, answered or not: 80 % of 7 is the 6th call. (Shipments are

@@ -11,32 +11,15 @@
 //! makes a caller wait for longer than one refill interval per token it lacks.
 
 use super::error::BanScope;
+use firmware_bridge::pace::{Rate, TokenBucket};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A bucket's rate: `per_second` tokens refill continuously up to `burst`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Rate {
-    /// Sustained calls per second (> 0).
-    pub per_second: f64,
-    /// Calls allowed at once after a quiet spell (≥ 1).
-    pub burst: u32,
-}
-
-impl Rate {
-    /// A rate of `per_second` with the same burst (at least 1).
-    pub fn per_second(per_second: f64) -> Rate {
-        Rate {
-            per_second,
-            burst: per_second.ceil().max(1.0) as u32,
-        }
-    }
-}
-
-/// The pacing configuration.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The pacing configuration. A bucket's [`Rate`] is the workspace's one (`firmware_bridge::pace`):
+/// always positive; `None` is no limit.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimits {
     /// All calls of the app together; `None` = unlimited.
     pub app: Option<Rate>,
@@ -51,8 +34,8 @@ impl Default for RateLimits {
     /// gentle enough not to trip unpublished platform flow control.
     fn default() -> Self {
         RateLimits {
-            app: Some(Rate::per_second(20.0)),
-            per_method: Some(Rate::per_second(10.0)),
+            app: Rate::per_second(20.0).ok(),
+            per_method: Rate::per_second(10.0).ok(),
             methods: HashMap::new(),
         }
     }
@@ -69,42 +52,7 @@ impl RateLimits {
     }
 }
 
-#[derive(Debug)]
-struct Bucket {
-    rate: Rate,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(rate: Rate, now: Instant) -> Self {
-        Bucket {
-            rate,
-            tokens: f64::from(rate.burst.max(1)),
-            at: now,
-        }
-    }
-
-    /// Takes a token if one is there; else says how long until one will be.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let per_second = if self.rate.per_second.is_finite() && self.rate.per_second > 0.0 {
-            self.rate.per_second
-        } else {
-            // A zero or broken rate would starve callers forever; treat it as 1/s.
-            1.0
-        };
-        let cap = f64::from(self.rate.burst.max(1));
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * per_second).min(cap);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_second))
-        }
-    }
-}
+type Bucket = TokenBucket<Instant>;
 
 #[derive(Debug, Default)]
 struct State {
@@ -176,29 +124,25 @@ impl Limiter {
                 let now = Instant::now();
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 let mut wait = Duration::ZERO;
-                // Peek both before taking either, so a caller never holds one token while
+                // Look at both before taking either, so a caller never holds one token while
                 // sleeping for the other.
                 if let Some(rate) = self.limits.app {
                     let b = st.app.get_or_insert_with(|| Bucket::new(rate, now));
-                    if let Err(w) = b.peek(now) {
-                        wait = wait.max(w);
-                    }
+                    wait = wait.max(b.wait(now));
                 }
                 if let Some(rate) = self.method_rate(method) {
                     let b = st
                         .methods
                         .entry(method.to_owned())
                         .or_insert_with(|| Bucket::new(rate, now));
-                    if let Err(w) = b.peek(now) {
-                        wait = wait.max(w);
-                    }
+                    wait = wait.max(b.wait(now));
                 }
                 if wait.is_zero() {
                     if let Some(b) = st.app.as_mut() {
-                        let _ = b.take(now);
+                        let _ = b.try_take(now);
                     }
                     if let Some(b) = st.methods.get_mut(method) {
-                        let _ = b.take(now);
+                        let _ = b.try_take(now);
                     }
                     return;
                 }
@@ -209,32 +153,14 @@ impl Limiter {
     }
 }
 
-impl Bucket {
-    /// Like [`Bucket::take`] but leaves the token in place.
-    fn peek(&mut self, now: Instant) -> Result<(), Duration> {
-        let r = self.take(now);
-        if r.is_ok() {
-            // Put it back; `acquire` takes from both buckets together once both have one.
-            self.tokens += 1.0;
-        }
-        r
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn limits(app: f64, method: f64) -> RateLimits {
         RateLimits {
-            app: Some(Rate {
-                per_second: app,
-                burst: 1,
-            }),
-            per_method: Some(Rate {
-                per_second: method,
-                burst: 1,
-            }),
+            app: Rate::new(app, 1).ok(),
+            per_method: Rate::new(method, 1).ok(),
             methods: HashMap::new(),
         }
     }
@@ -266,10 +192,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_burst_is_allowed_after_a_quiet_spell() {
         let l = Limiter::new(RateLimits {
-            app: Some(Rate {
-                per_second: 1.0,
-                burst: 5,
-            }),
+            app: Rate::new(1.0, 5).ok(),
             per_method: None,
             methods: HashMap::new(),
         });

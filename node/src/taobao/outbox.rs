@@ -24,13 +24,10 @@
 use super::api::{OfflineSend, QuantityUpdate, StockMode};
 use super::client::TopClient;
 use super::types::TradeStatus;
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use crate::outbox::{Attempt, Operation, Outcome, Priority, Sink};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-
-/// Alert raised when a shipment was refused because its trade is closed.
-pub const SHIPPED_CLOSED_TRADE: &str = "shipped_closed_trade";
 
 /// An effect on the Taobao shop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,7 +237,7 @@ impl TaobaoSink {
                     Some(TradeStatus::TradeClosed | TradeStatus::TradeClosedByTaobao)
                 ) {
                     self.alerts.raise(
-                        SHIPPED_CLOSED_TRADE,
+                        AlertCode::ShippedClosedTrade,
                         Severity::Warning,
                         format!(
                             "trade {tid} was shipped on the floor but is closed on Taobao \

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use wms_node::ops::alert::Alerts;
 use wms_node::ops::health::Health;
-use wms_node::outbox::{Outbox, OutboxConfig};
+use wms_node::outbox::{Outbox, OutboxOptions};
 use wms_node::secret::Secret;
 use wms_node::store::{Store, StoreOptions};
 use wms_node::sync::intake::{Intake, IntakeHandle, IntakeOptions};
@@ -137,11 +137,11 @@ impl Sim {
             .unwrap_or_else(|e| panic!("client: {e}"));
         let outbox: Outbox<TaobaoOp> = Outbox::new(
             store.clone(),
-            OutboxConfig {
+            OutboxOptions {
                 backoff_initial: Duration::from_millis(100),
                 backoff_max: Duration::from_millis(500),
-                rate_per_second: 100.0,
-                ..OutboxConfig::default()
+                rate: None,
+                ..OutboxOptions::default()
             },
             alerts.clone(),
         );

@@ -5,6 +5,9 @@
 //! the status page, `/healthz` or the CLI's output. Also: `/healthz` fails while the shop is
 //! not authorised.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;

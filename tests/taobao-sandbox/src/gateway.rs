@@ -267,7 +267,12 @@ fn run_checks(sb: &Sandbox, p: &Params, now_ms: i64) -> Result<api::Fields, TopE
     if let Some(ban) = w.faults.ban(method, now_ms) {
         return Err(ban_error(&ban.sub_code, ban.seconds));
     }
-    if let Some(rate) = w.settings.rate_per_second {
+    // The settings hold only positive rates (0 = unlimited is `None`).
+    let rate = w
+        .settings
+        .rate_per_second
+        .and_then(|r| firmware_bridge::pace::Rate::per_second(r).ok());
+    if let Some(rate) = rate {
         if let Err(wait) = w.limiter.check(app_key, method, rate, now_ms) {
             return Err(ban_error(
                 "accesscontrol.limited-by-app-api-access-count",

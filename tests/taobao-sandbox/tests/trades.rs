@@ -1,6 +1,9 @@
 //! Trade APIs and envelopes: increment windows and paging, sold.get, fullinfo, `fields`, both
 //! JSON envelopes, ids as strings, refunds.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
