@@ -349,6 +349,13 @@ impl<Op: Operation> Outbox<Op> {
         match &f.outcome {
             Outcome::Done | Outcome::AlreadyDone => self.delivered(lp, &f),
             Outcome::Permanent { reason } => self.refused_for_good(lp, &f, reason),
+            Outcome::Cancelled { reason } => {
+                if matches!(f.recorded, Ok(true)) {
+                    tracing::warn!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
+                        "outbox op cancelled before delivery");
+                    self.shared.room.notify_waiters();
+                }
+            }
             Outcome::Retry { after, reason } => {
                 tracing::debug!(seq = f.seq, %reason, "outbox attempt failed; will retry");
                 lp.link.on_retry(Instant::now(), *after, rand::random());
@@ -436,6 +443,7 @@ fn count_attempt(queue: &'static str, f: &Finished) {
         Outcome::Retry { .. } => "retry",
         Outcome::Auth { .. } => "auth",
         Outcome::Permanent { .. } => "permanent",
+        Outcome::Cancelled { .. } => "cancelled",
     };
     metrics::counter!("wms_node_outbox_attempts_total",
         "queue" => queue, "kind" => f.kind.clone(), "outcome" => outcome)
@@ -457,7 +465,7 @@ async fn record_outcome(
 ) -> Result<bool, StoreError> {
     let q = *q;
     match outcome.clone() {
-        Outcome::Done | Outcome::AlreadyDone => {
+        Outcome::Done | Outcome::AlreadyDone | Outcome::Cancelled { .. } => {
             store
                 .write(move |txn| Ok(record::complete(&q, txn, seq)?.is_some()))
                 .await

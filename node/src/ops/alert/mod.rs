@@ -133,6 +133,18 @@ pub enum AlertCode {
     /// The last OTA update failed (download, verification or install) or its trial boot was
     /// rolled back; the node runs the previous build. `wms-node ota status` says why.
     OtaFailed,
+    /// Orders are held because a line maps to no SKU (or to several). Fix the map with
+    /// `wms-node sku import` or `sku sync`; the orders are released by themselves.
+    UnmappedSku,
+    /// A held order's shipment was cancelled before its parcel left: pull the parcel.
+    PullParcel,
+    /// An order was refunded or closed after its parcel left: ask the carrier to intercept.
+    CourierInterception,
+    /// Taobao shows an order shipped that the floor never handed over (shipped by hand?).
+    ShippedElsewhere,
+    /// A trade's full record could not be decoded and was skipped (read again at the
+    /// re-scan).
+    UnreadableTrade,
     /// Alert notices cannot reach the configured webhook: it refuses them (a wrong URL token,
     /// signing secret, keyword or IP allow-list in the robot's settings) or answers with an
     /// error. Notices keep queueing; check `[alerts]` and the robot's security settings.
@@ -156,6 +168,11 @@ impl AlertCode {
         AlertCode::StoreDiskFull,
         AlertCode::StoreQuarantine,
         AlertCode::OtaFailed,
+        AlertCode::UnmappedSku,
+        AlertCode::PullParcel,
+        AlertCode::CourierInterception,
+        AlertCode::ShippedElsewhere,
+        AlertCode::UnreadableTrade,
         AlertCode::AlertDelivery,
     ];
 
@@ -176,6 +193,11 @@ impl AlertCode {
             AlertCode::StoreDiskFull => "store_disk_full",
             AlertCode::StoreQuarantine => "store_quarantine",
             AlertCode::OtaFailed => "ota_failed",
+            AlertCode::UnmappedSku => "unmapped_sku",
+            AlertCode::PullParcel => "pull_parcel",
+            AlertCode::CourierInterception => "courier_interception",
+            AlertCode::ShippedElsewhere => "shipped_elsewhere",
+            AlertCode::UnreadableTrade => "unreadable_trade",
             AlertCode::AlertDelivery => "alert_delivery",
         }
     }
@@ -198,6 +220,11 @@ impl AlertCode {
             AlertCode::StoreDiskFull => 302,
             AlertCode::StoreQuarantine => 303,
             AlertCode::OtaFailed => 401,
+            AlertCode::UnmappedSku => 501,
+            AlertCode::PullParcel => 502,
+            AlertCode::CourierInterception => 503,
+            AlertCode::ShippedElsewhere => 504,
+            AlertCode::UnreadableTrade => 505,
             AlertCode::AlertDelivery => 901,
         }
     }
@@ -219,7 +246,9 @@ impl AlertCode {
             | AlertCode::TaobaoSignature
             | AlertCode::ShippedClosedTrade
             | AlertCode::OutboxPaused
-            | AlertCode::StoreDiskFull => Severity::Critical,
+            | AlertCode::StoreDiskFull
+            | AlertCode::PullParcel
+            | AlertCode::CourierInterception => Severity::Critical,
             AlertCode::TokenExpiry
             | AlertCode::TaobaoCallBudget
             | AlertCode::Clock
@@ -229,6 +258,9 @@ impl AlertCode {
             | AlertCode::StoreCap
             | AlertCode::StoreQuarantine
             | AlertCode::OtaFailed
+            | AlertCode::UnmappedSku
+            | AlertCode::ShippedElsewhere
+            | AlertCode::UnreadableTrade
             | AlertCode::AlertDelivery => Severity::Warning,
         }
     }
@@ -241,7 +273,11 @@ impl AlertCode {
         match self {
             AlertCode::ShippedClosedTrade
             | AlertCode::OutboxDropped
-            | AlertCode::StoreQuarantine => Some(Duration::from_secs(24 * 3600)),
+            | AlertCode::StoreQuarantine
+            | AlertCode::PullParcel
+            | AlertCode::CourierInterception
+            | AlertCode::ShippedElsewhere
+            | AlertCode::UnreadableTrade => Some(Duration::from_secs(24 * 3600)),
             _ => None,
         }
     }
@@ -291,9 +327,9 @@ impl Subject {
         }
     }
 
-    /// A trade (`tid`).
-    pub fn tid(tid: u64) -> Subject {
-        Subject::new("tid", tid.to_string())
+    /// A trade (`tid`; `u64` inside, but some Taobao types still carry `i64`).
+    pub fn tid(tid: impl Into<i128>) -> Subject {
+        Subject::new("tid", tid.into().to_string())
     }
 
     /// A WMS SKU.
