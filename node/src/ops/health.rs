@@ -31,16 +31,20 @@ pub enum CheckName {
     /// Order intake keeps up: failing while the shop is not authorised, or while it lags
     /// with the link up; degraded while Taobao cannot be reached.
     Intake,
+    /// Alert notices reach the webhook: degraded (never failing) while it is unreachable or
+    /// refuses them; the notices keep queueing.
+    Alerts,
 }
 
 impl CheckName {
-    /// `"store"`, `"outbox"`, `"taobao"` or `"intake"`.
+    /// `"store"`, `"outbox"`, `"taobao"`, `"intake"` or `"alerts"`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckName::Store => "store",
             CheckName::Outbox => "outbox",
             CheckName::Taobao => "taobao",
             CheckName::Intake => "intake",
+            CheckName::Alerts => "alerts",
         }
     }
 }

@@ -14,4 +14,5 @@ pub mod health;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod orders;

@@ -297,6 +297,11 @@ impl Book {
         (v, urgent)
     }
 
+    /// Whether a change waiting to be taken is urgent (see the module doc).
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
+    }
+
     /// Whether changes wait to be taken.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
