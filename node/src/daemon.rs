@@ -1,8 +1,9 @@
 //! `run(config, shutdown)`: the task tree and its orderly shutdown.
 //!
 //! ```text
-//!  start:  data_dir ─▶ ops HTTP port bound ─▶ store opens ─▶ Taobao client, outbox
-//!          ─▶ tasks spawned (outbox, auth-resume, carriers, ops-http) ─▶ READY=1 (systemd)
+//!  start:  data_dir ─▶ ops HTTP port bound ─▶ store opens ─▶ alerts restored from it
+//!          ─▶ Taobao client, outbox ─▶ tasks spawned (alerts, outbox, auth-resume, carriers,
+//!          intake, ops-http) ─▶ READY=1 (systemd)
 //!  serve:  until the shutdown token is cancelled (SIGTERM/SIGINT, or the caller) or a task fails
 //!  stop:   STOPPING=1 ─▶ cancel ─▶ wait ≤ SHUTDOWN_DEADLINE ─▶ abort stragglers, by name
 //!          ─▶ store closes last ─▶ return
@@ -155,6 +156,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     metrics::gauge!("wms_node_build_info", "version" => crate::VERSION).set(1.0);
 
     let store = open_store(&config, &alerts, &health).await?;
+    // Alerts: restored from the store, kept in it, told to people. Started before the
+    // other parts so that what they raise at start is merged into the stored episodes.
+    let mut notifier =
+        crate::ops::notify::Notifier::new(alerts.clone(), store.clone(), config.alerts_options())
+            .with_health(health.clone());
+    if let Err(e) = notifier.restore().await {
+        tracing::error!(error = %e, "cannot read the alerts from the store yet; trying again");
+    }
+    let notices = notifier.outbox().clone();
     let taobao =
         crate::taobao::setup::connect(&config.taobao_options(), store.clone(), alerts.clone())
             .await
@@ -174,6 +184,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     ota.raise_alerts(&alerts);
 
     let (tasks, failures) = Tasks::new();
+    tasks.spawn("alerts", notifier.run(token.clone()));
     let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
     spawn_jobs(
         &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
@@ -190,10 +201,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         health: health.clone(),
         alerts: alerts.clone(),
         metrics,
-        sections: vec![
-            Arc::new(warehouse.section) as Arc<dyn StatusSource>,
-            Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
-        ],
+        sections: {
+            let mut v = vec![
+                Arc::new(warehouse.section) as Arc<dyn StatusSource>,
+                Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
+            ];
+            if config.alerts.webhook != crate::config::AlertWebhook::None {
+                v.push(Arc::new(notices) as Arc<dyn StatusSource>);
+            }
+            v
+        },
     };
     let admin = crate::ops::http::local_only(
         axum::Router::new()

@@ -65,6 +65,11 @@ pub struct Book {
     /// Episodes changed since [`Book::take_pending`], by id: their latest snapshot.
     pending: BTreeMap<u64, Alert>,
     urgent: bool,
+    /// Whether the store's alerts were merged in ([`Book::restore`]).
+    restored: bool,
+    /// Clears made before that (code, subject or all, when): they also resolve the stored
+    /// alerts they match, which the clear could not see yet.
+    early_clears: Vec<(AlertCode, Option<Subject>, u64)>,
 }
 
 impl Book {
@@ -77,6 +82,8 @@ impl Book {
             next_id: first_id.max(1),
             pending: BTreeMap::new(),
             urgent: false,
+            restored: false,
+            early_clears: Vec::new(),
         }
     }
 
@@ -162,6 +169,9 @@ impl Book {
         subject: Option<&Subject>,
         now_ms: u64,
     ) -> Vec<AlertEvent> {
+        if !self.restored && self.early_clears.len() < MAX_ACTIVE {
+            self.early_clears.push((code, subject.cloned(), now_ms));
+        }
         let keys: Vec<AlertKey> = match subject {
             Some(s) => {
                 let key = AlertKey {
@@ -334,6 +344,8 @@ impl Book {
         history_cap: usize,
     ) {
         self.history_cap = history_cap;
+        self.restored = true;
+        let early_clears = std::mem::take(&mut self.early_clears);
         self.next_id = self.next_id.max(next_id);
         let mut history: VecDeque<Alert> = stored_history.into();
         history.extend(std::mem::take(&mut self.history));
@@ -341,6 +353,22 @@ impl Book {
         self.trim_history();
         for stored in stored_active {
             let key = stored.key();
+            let cleared = early_clears.iter().rev().find(|(code, subject, _)| {
+                *code == key.code
+                    && subject
+                        .as_ref()
+                        .is_none_or(|s| key.subject.as_ref() == Some(s))
+            });
+            if let (Some(&(_, _, at)), false) = (cleared, self.active.contains_key(&key)) {
+                // Its owner found the condition gone before the store was read.
+                let mut a = stored;
+                a.resolved_ms = Some(at.max(a.last_seen_ms));
+                self.urgent = true;
+                self.pending.insert(a.id, a.clone());
+                self.history.push_back(a);
+                self.trim_history();
+                continue;
+            }
             match self.active.get_mut(&key) {
                 Some(e) => {
                     let newer = &e.alert;
@@ -595,6 +623,48 @@ mod tests {
         let (p, urgent) = b.take_pending();
         assert!(urgent, "a put-back is written at once");
         assert_eq!(p[0].count, 3);
+    }
+
+    #[test]
+    fn a_clear_before_the_restore_resolves_the_stored_alert_it_matches() {
+        let mut b = Book::new(100);
+        b.clear(AlertCode::Reauthorize, None, 50);
+        b.clear(AlertCode::DeadLetter, Some(&Subject::sku("a")), 50);
+        let stored = |id, code, subject: Option<&str>| Alert {
+            id,
+            code,
+            severity: Severity::Critical,
+            subject: subject.map(Subject::sku),
+            message: "old".into(),
+            first_seen_ms: 10,
+            last_seen_ms: 20,
+            count: 1,
+            resolved_ms: None,
+        };
+        b.restore(
+            vec![
+                stored(1, AlertCode::Reauthorize, None),
+                stored(2, AlertCode::DeadLetter, Some("a")),
+                stored(3, AlertCode::DeadLetter, Some("b")),
+            ],
+            Vec::new(),
+            4,
+            10,
+        );
+        assert!(!b.is_active(AlertCode::Reauthorize));
+        assert_eq!(
+            b.subjects(AlertCode::DeadLetter),
+            vec![Some(Subject::sku("b"))]
+        );
+        let (pending, urgent) = b.take_pending();
+        assert!(urgent);
+        assert_eq!(
+            pending.iter().filter(|a| a.resolved_ms == Some(50)).count(),
+            2
+        );
+        // After the restore, clears are not remembered any more.
+        b.clear(AlertCode::Clock, None, 60);
+        assert!(b.early_clears.is_empty());
     }
 
     #[test]

@@ -238,6 +238,8 @@ pub struct Notifier {
     store: Store,
     opts: NotifyOptions,
     outbox: Outbox<AlertNotice>,
+    /// The keys to look at first, once restored.
+    restored: Option<Vec<AlertKey>>,
 }
 
 impl Notifier {
@@ -249,6 +251,7 @@ impl Notifier {
             store,
             opts,
             outbox,
+            restored: None,
         }
     }
 
@@ -272,12 +275,26 @@ impl Notifier {
         }
     }
 
-    /// Restores the book from the store, then keeps the store and the webhook in step with
-    /// it until `shutdown` (a last write of what changed meanwhile, then it returns).
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Infallible> {
+    /// Creates the alert tables and merges what the store kept into the book. The daemon
+    /// calls it before the other parts start, so that they raise and clear alerts that are
+    /// already there; if it fails (a full disk), [`run`](Self::run) tries again.
+    pub async fn restore(&mut self) -> Result<(), StoreError> {
+        if self.restored.is_none() {
+            self.restored = Some(self.load().await?);
+        }
+        Ok(())
+    }
+
+    /// Restores the book from the store (unless [`restore`](Self::restore) did), then keeps
+    /// the store and the webhook in step with it until `shutdown` (a last write of what
+    /// changed meanwhile, then it returns).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Infallible> {
         let mut wait = Duration::from_secs(1);
         let keys = loop {
-            match self.restore().await {
+            if let Some(keys) = self.restored.take() {
+                break keys;
+            }
+            match self.load().await {
                 Ok(keys) => break keys,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the alerts from the store; trying again");
@@ -326,7 +343,7 @@ impl Notifier {
     }
 
     /// Creates the tables, merges the store into the book; returns the keys to look at.
-    async fn restore(&self) -> Result<Vec<AlertKey>, StoreError> {
+    async fn load(&self) -> Result<Vec<AlertKey>, StoreError> {
         self.store.write(record::create).await?;
         let history = self.opts.history;
         let loaded = self.store.read(|r| record::load(r, history))?;
