@@ -21,7 +21,7 @@ use super::link::{Link, LinkState};
 use super::queue::{InFlight, Outbox};
 use super::record::{self, Envelope};
 use super::{Attempt, Operation, Outcome, Sink};
-use crate::ops::alert::{AlertCode, Severity};
+use crate::ops::alert::{AlertCode, Severity, Subject};
 use crate::store::{self, StoreError};
 use firmware_bridge::pace::{Backoff, TokenBucket};
 use futures::FutureExt;
@@ -239,8 +239,9 @@ impl<Op: Operation> Outbox<Op> {
                 Ok(true) => {
                     metrics::counter!("wms_node_store_quarantined_records_total", "table" => q.outbox)
                         .increment(1);
-                    alerts.raise(
+                    alerts.raise_about(
                         AlertCode::StoreQuarantine,
+                        Subject::new("table", q.outbox),
                         Severity::Warning,
                         "an undecodable outbox op was moved to quarantine; the queue carries on \
                          without it; see `wms-node queue stats`",

@@ -452,7 +452,14 @@ impl TopClient {
                     refreshed = true;
                     tracing::info!(method, "session refreshed after code 27; resending once");
                 }
-                (result, _) => return result,
+                (result, sent) => {
+                    if result.is_ok() && sent.is_some() {
+                        // The platform took our session: the shop is authorised (also after a
+                        // restart restored an old alert, or `auth login` ran while stopped).
+                        self.inner.alerts.clear(AlertCode::Reauthorize);
+                    }
+                    return result;
+                }
             }
         }
     }

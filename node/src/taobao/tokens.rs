@@ -371,11 +371,20 @@ impl TokenManager {
     }
 
     fn warn_if_expiring(&self, t: &TokenSet, now: DateTime<Utc>) {
-        let Some(exp) = t.expires_at else { return };
+        // Cleared whenever the token in use is not (or no longer) about to expire unrenewed,
+        // e.g. after a restart that restored the alert of a token replaced meanwhile.
+        let Some(exp) = t.expires_at else {
+            self.alerts.clear(AlertCode::TokenExpiry);
+            return;
+        };
         if self.oauth.is_some() && t.can_refresh(now) {
+            self.alerts.clear(AlertCode::TokenExpiry);
             return;
         }
         let left = exp - now;
+        if left <= chrono::Duration::zero() || left > chrono::Duration::days(7) {
+            self.alerts.clear(AlertCode::TokenExpiry);
+        }
         if left > chrono::Duration::zero() && left <= chrono::Duration::days(7) {
             self.alerts.raise(
                 AlertCode::TokenExpiry,
