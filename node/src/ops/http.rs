@@ -468,6 +468,15 @@ mod tests {
     }
 
     #[test]
+    fn ages_read_as_people_say_them() {
+        let a = |s| age(Duration::from_secs(s));
+        assert_eq!(
+            [a(0), a(59), a(180), a(3600), a(3900), a(90_000)],
+            ["0 s", "59 s", "3 min", "1 h", "1 h 5 min", "1 d 1 h"]
+        );
+    }
+
+    #[test]
     fn only_clients_on_this_machine_are_local() {
         let peer = |remote: &str, local: Option<&str>| Peer {
             remote: remote.parse().unwrap(),
@@ -525,12 +534,20 @@ mod tests {
             "op 7 <isv.invalid>",
         );
         st.health.degraded(CheckName::Taobao, "link down");
+        st.alerts
+            .raise(AlertCode::Clock, Severity::Warning, "clock off");
+        st.alerts.clear(AlertCode::Clock);
         let (base, token, server) = start(st).await;
         let r = reqwest::get(format!("{base}/")).await.unwrap();
         assert_eq!(r.status(), 200);
         let html = r.text().await.unwrap();
         assert!(html.contains("wh&lt;1&gt;"), "{html}");
         assert!(html.contains("op 7 &lt;isv.invalid&gt;"));
+        // Since when (with how long), last seen, how often; and the recently resolved.
+        assert!(html.contains("dead_letter (201)"), "{html}");
+        assert!(html.contains("<td>for 0 s<br>"), "{html}");
+        assert!(html.contains("<h2>Recently resolved</h2>"), "{html}");
+        assert!(html.contains("clock (104)"), "{html}");
         assert!(html.contains(crate::VERSION));
         assert!(html.contains("<h2>Queue</h2>"));
         assert!(html.contains("link down"));
