@@ -169,8 +169,13 @@ impl Book {
         subject: Option<&Subject>,
         now_ms: u64,
     ) -> Vec<AlertEvent> {
-        if !self.restored && self.early_clears.len() < MAX_ACTIVE {
-            self.early_clears.push((code, subject.cloned(), now_ms));
+        if !self.restored {
+            // The latest clear per (code, subject) is what counts; bounded by the keys.
+            self.early_clears
+                .retain(|(c, s, _)| !(*c == code && s.as_ref() == subject));
+            if self.early_clears.len() < MAX_ACTIVE {
+                self.early_clears.push((code, subject.cloned(), now_ms));
+            }
         }
         let keys: Vec<AlertKey> = match subject {
             Some(s) => {

@@ -406,7 +406,11 @@ impl Notifier {
                 .map(|&ms| Instant::now() + Duration::from_millis(ms.saturating_sub(now)));
             let pending = self.alerts.with_book(|b| b.has_pending());
             let next_flush = pending.then(|| last_flush + FLUSH_EVERY);
-            let wake = [next_due, next_flush, retry_at].into_iter().flatten().min();
+            // After a failed write only the retry wakes (keys already due would spin).
+            let wake = match retry_at {
+                Some(t) => Some(t),
+                None => [next_due, next_flush].into_iter().flatten().min(),
+            };
             tokio::select! {
                 // Shutdown: write what changed since the last flush, then stop.
                 _ = shutdown.cancelled() => {
