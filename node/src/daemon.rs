@@ -196,6 +196,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             .watch_alerts(alerts.clone(), Duration::from_secs(30), token.clone()),
     );
     let ops = OpsState {
+        local: config.local_time(),
         node_id: config.node.id.clone(),
         site: config.node.site.clone(),
         health: health.clone(),

@@ -80,6 +80,10 @@ pub struct NodeConfig {
     /// Where the database and state files live. Must be on persistent storage, writable by
     /// the service user.
     pub data_dir: PathBuf,
+    /// The warehouse's time zone, for times people read (the status page, alert messages in
+    /// group chats): `"Asia/Shanghai"` and other zones without daylight saving time, `"UTC"`,
+    /// or an offset such as `"+08:00"`. JSON and logs stay in UTC.
+    pub timezone: String,
 }
 
 impl Default for NodeConfig {
@@ -88,6 +92,7 @@ impl Default for NodeConfig {
             id: String::new(),
             site: "main".into(),
             data_dir: PathBuf::from("/var/lib/wms-node"),
+            timezone: "Asia/Shanghai".into(),
         }
     }
 }
@@ -666,6 +671,12 @@ impl Config {
         }
     }
 
+    /// The warehouse's time zone (`node.timezone`; China Standard Time if it does not parse,
+    /// which [`Config::validate`] reports).
+    pub fn local_time(&self) -> crate::ops::time::LocalTime {
+        crate::ops::time::LocalTime::parse(&self.node.timezone).unwrap_or_default()
+    }
+
     /// How alerts reach people: `[alerts]` and the node's name.
     pub fn alerts_options(&self) -> crate::ops::notify::NotifyOptions {
         use crate::ops::notify::{Webhook, WebhookKind};
@@ -687,6 +698,7 @@ impl Config {
         o.min_interval = a.min_interval;
         o.send_resolved = a.send_resolved;
         o.history = a.history;
+        o.utc_offset = self.local_time().offset;
         o.delivery = crate::ops::notify::delivery_options(a.per_minute, a.timeout);
         o
     }
@@ -952,6 +964,9 @@ impl NodeConfig {
                 "node.data_dir",
                 "is empty: name a writable directory".into(),
             );
+        }
+        if let Err(e) = crate::ops::time::LocalTime::parse(&self.timezone) {
+            bad("node.timezone", e);
         }
     }
 }

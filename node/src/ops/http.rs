@@ -68,6 +68,8 @@ pub struct OpsState {
     pub metrics: PrometheusHandle,
     /// Extra sections for the status page, in order.
     pub sections: Vec<Arc<dyn StatusSource>>,
+    /// The warehouse's time zone: the page shows times in it.
+    pub local: super::time::LocalTime,
 }
 
 /// The ops routes. Merge other routers into the result with [`Router::merge`].
@@ -229,13 +231,15 @@ table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3re
 .muted{{color:#666}}
 </style></head><body>
 <h1>wms-node <span class="muted">{id} @ {site}</span> — <span class="{overall}">{overall}</span></h1>
-<p class="muted">version {version} · up {uptime} · <a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a> · refreshes every 10 s</p>
+<p class="muted">version {version} · up {uptime} · <a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a> · refreshes every 10 s · times in {tz} ({offset})</p>
 "#,
         id = esc(&s.node_id),
         site = esc(&s.site),
         overall = overall,
         version = esc(report.version),
         uptime = humantime::format_duration(Duration::from_secs(report.uptime_seconds)),
+        tz = esc(&s.local.name),
+        offset = s.local.offset_str(),
     );
 
     let now = super::alert::now_ms();
@@ -408,6 +412,7 @@ mod tests {
             alerts: Alerts::new(),
             metrics: crate::ops::metrics::handle(),
             sections: vec![Arc::new(Queue)],
+            local: crate::ops::time::LocalTime::default(),
         }
     }
 

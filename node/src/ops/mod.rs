@@ -16,3 +16,4 @@ pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod orders;
+pub mod time;
