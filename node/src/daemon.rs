@@ -221,7 +221,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
                 taobao.tokens.clone(),
                 config.taobao.oauth_options(None),
             ))
-            .merge(crate::ota::admin::router(ota)),
+            .merge(crate::ota::admin::router(ota))
+            .merge(crate::ops::notify::router(alerts.clone())),
     );
     let http_addr = spawn_ops_http(&tasks, listener, ops, admin, &token);
     if let Some(timeout) = sd_notify::watchdog_enabled() {

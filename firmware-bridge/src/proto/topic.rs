@@ -162,6 +162,15 @@ mod tests {
         assert_eq!(Topic::parse(&s).unwrap(), t);
     }
 
+    /// Issue 14: the node's alerts go to `wms/{site}/gateway/{id}/alert`.
+    #[test]
+    fn the_gateway_alert_topic_formats_and_parses_back() {
+        let t = Topic::new("sh01", DeviceClass::Gateway, "gw-1", Channel::Alert).unwrap();
+        let s = t.to_string();
+        assert_eq!(s, "wms/sh01/gateway/gw-1/alert");
+        assert_eq!(Topic::parse(&s).unwrap(), t);
+    }
+
     #[test]
     fn topics_with_wildcards_or_extra_levels_are_refused() {
         assert_eq!(

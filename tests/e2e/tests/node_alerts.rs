@@ -242,3 +242,155 @@ async fn an_alert_raised_while_the_robot_is_unreachable_arrives_after_a_restart_
         "{shown}"
     );
 }
+
+/// `wms-node --config CONFIG alerts ARGS`; with `http`, the running node's ops address (the
+/// config says port 0).
+fn alerts_cli(
+    config: &std::path::Path,
+    http: Option<&str>,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(wms_e2e::binary("wms-node", "wms-node").unwrap());
+    cmd.arg("--config").arg(config).arg("alerts").args(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("WMS_NODE") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    if let Some(addr) = http {
+        cmd.env("WMS_NODE__HTTP__LISTEN", addr);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+/// The alert of `code` in `list` (an `active` or `resolved` array).
+fn find<'a>(list: &'a serde_json::Value, code: &str) -> Option<&'a serde_json::Value> {
+    list.as_array()?.iter().find(|a| a["code"] == code)
+}
+
+/// The `wms_node_alerts_active` sample of `reauthorize`, if the node exports one.
+async fn reauthorize_gauge(node: &Node) -> Option<f64> {
+    let text = reqwest::get(format!("{}/metrics", node.http_url))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix("wms_node_alerts_active{")?;
+        (rest.contains("code=\"reauthorize\"") && rest.contains("severity=\"critical\""))
+            .then(|| l.rsplit(' ').next()?.parse().ok())?
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerts_command_shows_the_same_alert_from_a_running_node_and_from_its_store() {
+    let sandbox = Sandbox::start(&["--session", SESSION]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Run 1, not authorised: `reauthorize` is active, in the admin API and in /metrics.
+    let config = node_config(dir.path(), &sandbox, "", "").unwrap();
+    let node = Node::start(&config).await.unwrap();
+    let addr = node.http_url.trim_start_matches("http://").to_owned();
+    eventually(Duration::from_secs(20), "the reauthorize gauge", || async {
+        Ok((reauthorize_gauge(&node).await == Some(1.0)).then_some(()))
+    })
+    .await
+    .unwrap();
+    // The store is locked by the node: an answer can only come through its admin API.
+    let (code, out, err) = alerts_cli(&config, Some(&addr), &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let live = json(&out);
+    let a = find(&live["active"], "reauthorize")
+        .unwrap_or_else(|| panic!("{live}"))
+        .clone();
+    assert_eq!(a["number"], 101);
+    assert_eq!(a["severity"], "critical");
+    assert!(a["id"].is_string(), "ids are strings: {a}");
+    assert!(a["count"].as_u64().unwrap() >= 1, "{a}");
+    assert!(a.get("resolved_at").is_none(), "{a}");
+    let (code, out, err) = alerts_cli(&config, Some(&addr), &[]);
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().next().unwrap_or("");
+    assert!(
+        header.starts_with("SEVERITY") && header.contains("SINCE (+08:00)"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.contains("reauthorize (101)"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.starts_with("critical"), "{row}");
+    let (exit, _) = node.stop(Duration::from_secs(5)).unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    // Stopped: the command opens the store and shows the same episode.
+    let (code, out, err) = alerts_cli(&config, None, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let stored = json(&out);
+    let s = find(&stored["active"], "reauthorize").unwrap_or_else(|| panic!("{stored}"));
+    for field in ["id", "number", "severity", "first_seen", "message"] {
+        assert_eq!(s[field], a[field], "{field}: {s} vs {a}");
+    }
+    let (code, out, _) = alerts_cli(&config, None, &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("reauthorize (101)"), "{out}");
+
+    // Run 2, authorised: the condition clears, the gauge drops and the episode is resolved.
+    let config = node_config(dir.path(), &sandbox, SESSION, "").unwrap();
+    let node = Node::start(&config).await.unwrap();
+    let addr = node.http_url.trim_start_matches("http://").to_owned();
+    eventually(Duration::from_secs(20), "the resolution", || async {
+        let (_, out, _) = alerts_cli(&config, Some(&addr), &["--history", "--json"]);
+        Ok(serde_json::from_str::<serde_json::Value>(&out)
+            .ok()
+            .filter(|v| find(&v["active"], "reauthorize").is_none())
+            .and_then(|v| find(&v["resolved"], "reauthorize").cloned()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(reauthorize_gauge(&node).await, Some(0.0));
+    let (exit, _) = node.stop(Duration::from_secs(5)).unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    let (code, out, err) = alerts_cli(&config, None, &["--history", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    assert!(find(&v["active"], "reauthorize").is_none(), "{v}");
+    let r = find(&v["resolved"], "reauthorize").unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(r["id"], a["id"], "one episode from raised to resolved");
+    assert_eq!(r["first_seen"], a["first_seen"]);
+    assert!(r["resolved_at"].is_string(), "{r}");
+    let (code, out, _) = alerts_cli(&config, None, &["--history"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("No active alerts."), "{out}");
+    let resolved = out
+        .lines()
+        .skip_while(|l| !l.starts_with("RESOLVED ALERT"))
+        .collect::<Vec<_>>();
+    assert!(
+        resolved.iter().any(|l| l.contains("reauthorize (101)")),
+        "{out}"
+    );
+    // Without --history the resolved ones stay out of the table.
+    let (_, out, _) = alerts_cli(&config, None, &[]);
+    assert!(!out.contains("reauthorize"), "{out}");
+
+    // Bad usage is 2; a data_dir without a database is 1 and says where it looked.
+    let (code, _, err) = alerts_cli(&config, None, &["--since", "1h"]);
+    assert_eq!(code, 2, "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let other = node_config(empty.path(), &sandbox, "", "").unwrap();
+    let (code, _, err) = alerts_cli(&other, None, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no database at"), "{err}");
+}

@@ -557,6 +557,49 @@ impl Notifier {
     }
 }
 
+/// The alerts as `wms-node alerts` and `GET /api/alerts` show them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AlertsView {
+    /// Active, most severe first, then oldest first.
+    pub active: Vec<Alert>,
+    /// Resolved, newest first.
+    pub resolved: Vec<Alert>,
+}
+
+impl AlertsView {
+    /// The running node's book.
+    pub fn of(alerts: &Alerts) -> AlertsView {
+        AlertsView {
+            active: alerts.active(),
+            resolved: alerts.history(),
+        }
+    }
+
+    /// What a stopped node's store holds (its last `history` resolved alerts).
+    pub fn from_store(store: &Store, history: usize) -> Result<AlertsView, StoreError> {
+        let loaded = store.read(|r| record::load(r, history))?;
+        let mut book = crate::ops::alert::Book::new(0);
+        book.restore(loaded.active, loaded.history, loaded.next_id, history);
+        Ok(AlertsView {
+            active: book.active(),
+            resolved: book.history(),
+        })
+    }
+}
+
+/// `GET /api/alerts`: the active and the recently resolved alerts (wrap it in
+/// [`local_only`](crate::ops::http::local_only) with the rest of the admin API).
+pub fn router(alerts: Alerts) -> axum::Router {
+    async fn list(
+        axum::extract::State(alerts): axum::extract::State<Alerts>,
+    ) -> axum::Json<AlertsView> {
+        axum::Json(AlertsView::of(&alerts))
+    }
+    axum::Router::new()
+        .route("/api/alerts", axum::routing::get(list))
+        .with_state(alerts)
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
