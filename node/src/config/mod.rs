@@ -570,10 +570,10 @@ impl Config {
         if let Err(e) = http_url(&t.oauth_url) {
             bad("taobao.oauth_url", e);
         }
-        if let Some(uri) = &t.redirect_uri {
-            if let Err(e) = http_url(uri) {
-                bad("taobao.redirect_uri", e);
-            }
+        if let Some(uri) = &t.redirect_uri
+            && let Err(e) = http_url(uri)
+        {
+            bad("taobao.redirect_uri", e);
         }
         if t.app_key.trim().is_empty() {
             bad(

@@ -260,13 +260,13 @@ fn run_checks(sb: &Sandbox, p: &Params, now_ms: i64) -> Result<api::Fields, TopE
     if let Some(ban) = w.faults.ban(method, now_ms) {
         return Err(ban_error(&ban.sub_code, ban.seconds));
     }
-    if let Some(rate) = w.settings.rate_per_second {
-        if let Err(wait) = w.limiter.check(app_key, method, rate, now_ms) {
-            return Err(ban_error(
-                "accesscontrol.limited-by-app-api-access-count",
-                wait,
-            ));
-        }
+    if let Some(rate) = w.settings.rate_per_second
+        && let Err(wait) = w.limiter.check(app_key, method, rate, now_ms)
+    {
+        return Err(ban_error(
+            "accesscontrol.limited-by-app-api-access-count",
+            wait,
+        ));
     }
     if let Some(sub_code) = w.faults.isp_error(method, now_ms) {
         return Err(TopError::remote(
