@@ -25,6 +25,9 @@ use wms_node::ops::alert::Alerts;
 use wms_node::outbox::{Attempt, Operation, Outbox, OutboxConfig, Outcome, Priority, Sink};
 use wms_node::store::{Store, StoreOptions};
 
+/// What a producer's write closure fails with in this bench (an enqueue refusal or the store).
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// An op the size of a real shipment (tid, oids, company code, waybill number).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Ship {
@@ -99,7 +102,7 @@ fn raw_commit_rate(secs: f64, quick_repair: bool) -> f64 {
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < secs {
         let mut w = db.begin_write().unwrap();
-        w.set_durability(redb::Durability::Immediate);
+        w.set_durability(redb::Durability::Immediate).unwrap();
         w.set_quick_repair(quick_repair);
         w.open_table(T)
             .unwrap()
@@ -131,7 +134,7 @@ impl Setup {
 }
 
 fn store(dir: &tempfile::TempDir, setup: Setup) -> Store {
-    let mut o = StoreOptions::new(dir.path().join("wms-node.redb"));
+    let mut o = StoreOptions::new(dir.path().join(wms_node::store::FILE));
     o.group_commit_max_batch = setup.max_batch;
     o.group_commit_max_wait = setup.max_wait;
     o.quick_repair = setup.quick_repair;
@@ -184,7 +187,7 @@ async fn enqueue_cpu_cost(n: u64) -> f64 {
     for chunk in 0..n.div_ceil(1000) {
         let o = outbox.clone();
         busy += store
-            .write(move |txn| {
+            .write(move |txn| -> Result<_, AnyError> {
                 let start = Instant::now();
                 for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
                     o.enqueue(txn, ship(i))?;
@@ -203,7 +206,7 @@ async fn enqueue_cpu_cost(n: u64) -> f64 {
 /// accounted outbox MB).
 fn reopen_after_crash(n: u64, quick_repair: bool) -> (f64, f64, f64) {
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
-    let path = dir.path().join("wms-node.redb");
+    let path = dir.path().join(wms_node::store::FILE);
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .env("BENCH_CHILD_FILL", &path)
         .env("BENCH_CHILD_N", n.to_string())
@@ -243,7 +246,7 @@ fn fill_and_die(path: &str) {
         for chunk in 0..n.div_ceil(1000) {
             let o = outbox.clone();
             store
-                .write(move |txn| {
+                .write(move |txn| -> Result<_, AnyError> {
                     for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
                         o.enqueue(txn, ship(i))?;
                     }
@@ -300,7 +303,7 @@ async fn drain_rate(n: u64, keys: u64) -> f64 {
     for chunk in 0..n.div_ceil(1000) {
         let o = outbox.clone();
         store
-            .write(move |txn| {
+            .write(move |txn| -> Result<_, AnyError> {
                 for i in chunk * 1000..((chunk + 1) * 1000).min(n) {
                     let mut op = ship(i);
                     op.tid = i % keys;

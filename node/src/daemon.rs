@@ -22,7 +22,7 @@ use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
 use crate::outbox::Outbox;
-use crate::store::{Store, StoreError};
+use crate::store::{OpenError, Store};
 use crate::taobao::outbox::{TaobaoOp, TaobaoSink};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -69,7 +69,7 @@ pub enum DaemonError {
     },
     /// The store could not be opened (in use by another process, unreadable, too new).
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(#[from] OpenError),
     /// The Taobao client could not be built (bad endpoint) or its tokens not loaded.
     #[error("taobao: {0}")]
     Taobao(#[source] crate::taobao::setup::SetupError),

@@ -122,7 +122,7 @@ fn crash_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let mut opts = wms_node::store::StoreOptions::new(dir.join("wms-node.redb"));
+        let mut opts = wms_node::store::StoreOptions::new(dir.join(wms_node::store::FILE));
         opts.group_commit_max_batch = 64;
         let store = Store::open(opts, Alerts::new()).unwrap();
         let outbox = Outbox::<TestOp>::new(store, child_config(), Alerts::new());
@@ -185,7 +185,7 @@ impl Drop for KillOnDrop {
 fn inspect(dir: &Path) -> (BTreeMap<u64, usize>, usize) {
     let started = Instant::now();
     let store = Store::open(
-        wms_node::store::StoreOptions::new(dir.join("wms-node.redb")),
+        wms_node::store::StoreOptions::new(dir.join(wms_node::store::FILE)),
         Alerts::new(),
     )
     .expect("the store opens after a kill");
@@ -302,7 +302,7 @@ fn crash_cycles_lose_nothing_acknowledged() {
         .unwrap();
     rt.block_on(async {
         let store = Store::open(
-            wms_node::store::StoreOptions::new(dir.path().join("wms-node.redb")),
+            wms_node::store::StoreOptions::new(dir.path().join(wms_node::store::FILE)),
             Alerts::new(),
         )
         .unwrap();

@@ -383,14 +383,12 @@ impl Default for HttpConfig {
 /// The longest `outbox.shutdown_grace` that still lets the node stop within 5 s.
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
-/// The database file's name inside `node.data_dir`.
-pub const STORE_FILE: &str = "wms-node.redb";
-
 impl Config {
-    /// How to open the store: `<data_dir>/wms-node.redb` with the `[store]` settings.
+    /// How to open the store: `<data_dir>/wms-node.v3.redb` (converted from an earlier
+    /// release's `wms-node.redb` if need be) with the `[store]` settings.
     pub fn store_options(&self) -> crate::store::StoreOptions {
         let s = &self.store;
-        let mut o = crate::store::StoreOptions::new(self.node.data_dir.join(STORE_FILE));
+        let mut o = crate::store::StoreOptions::in_dir(&self.node.data_dir);
         o.cache_size = s.cache_size.bytes();
         o.max_bytes = s.max_bytes.bytes();
         o.cap_policy = s.cap_policy;
@@ -745,7 +743,18 @@ mod tests {
         c.store.group_commit_max_batch = 64;
         c.store.cap_policy = CapPolicy::DropOldest;
         let o = c.store_options();
-        assert_eq!(o.path, std::path::Path::new("/data").join(STORE_FILE));
+        assert_eq!(
+            o.path,
+            std::path::Path::new("/data").join(crate::store::FILE)
+        );
+        assert_eq!(
+            o.legacy_path.as_deref(),
+            Some(
+                std::path::Path::new("/data")
+                    .join(crate::store::LEGACY_FILE)
+                    .as_path()
+            )
+        );
         assert!(!o.quick_repair);
         assert_eq!(o.group_commit_max_batch, 64);
         assert_eq!(o.cap_policy, CapPolicy::DropOldest);

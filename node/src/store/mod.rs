@@ -1,9 +1,9 @@
 //! The one redb file: tables, schema version, group commit, quarantine.
 //!
-//! Everything the node must not forget lives in one redb database under `data_dir`
-//! (`wms-node.redb`). Values are postcard-encoded; each module declares its own tables
-//! (`TableDefinition<&str | u64, &[u8]>`) and reads and writes them through [`put`], [`get`]
-//! and [`decode`].
+//! Everything the node must not forget lives in one redb 5 database under `data_dir`
+//! (`wms-node.v3.redb`, [`FILE`]). Values are postcard-encoded; each module declares its own
+//! tables (`TableDefinition<&str | u64, &[u8]>`) and reads and writes them through [`put`],
+//! [`get`] and [`decode`].
 //!
 //! # What "acknowledged" means
 //!
@@ -17,8 +17,18 @@
 //!
 //! By default every commit has redb's quick-repair on (`store.quick_repair`): the allocator
 //! state is saved with each commit and two-phase commit guarantees a valid primary slot, so
-//! opening after a power cut is quick instead of a walk over the whole file. Opening never blocks on another process: a second
-//! process gets [`StoreError::InUse`] at once (redb takes a non-blocking `flock`).
+//! opening after a power cut is quick instead of a walk over the whole file. The power-cut
+//! test (`tests/store_powercut.rs`) throws away every write not yet synced at random points
+//! of enqueue, delivery and compaction, and reopens.
+//!
+//! # Opening
+//!
+//! [`Store::open`] fails with an [`OpenError`] (operations on an open store fail with a
+//! [`StoreError`], as redb keeps `DatabaseError` apart from its transaction errors). It never
+//! blocks on another process: a second process gets [`OpenError::InUse`] at once (redb 5 takes
+//! a byte-range lock). The store of the releases before redb 5 (`wms-node.redb`, redb 2.6's file
+//! format 2, which redb 5 cannot read) is converted into a new file and left as it was, so an
+//! earlier release brought back still runs on it (see `legacy.rs` and docs/OPERATIONS.md).
 //!
 //! # Damaged records
 //!
@@ -30,12 +40,13 @@
 //!
 //! # Tables owned here
 //!
-//! `meta` (schema version, store id; see [`schema`]) and `quarantine` (see [`quarantine`]).
-//! Must never: hold a write transaction outside the writer thread, or keep a long-lived
-//! savepoint (it would make the file append-only).
+//! `meta` (schema version, store id, where a converted file came from; see [`schema`]) and
+//! `quarantine` (see [`quarantine`]). Must never: hold a write transaction outside the
+//! writer thread, or keep a long-lived savepoint (it would make the file append-only).
 
 mod codec;
 mod error;
+mod legacy;
 pub mod quarantine;
 pub mod schema;
 mod writer;
@@ -43,12 +54,12 @@ mod writer;
 pub use codec::{
     Bytes, ReadTxn, after_commit, decode, delete, encode, get, put, report_undecodable,
 };
-pub use error::StoreError;
+pub use error::{OpenError, StoreError};
 pub use schema::META;
 
 use crate::ops::alert::Alerts;
 use codec::QuarantineQueue;
-use redb::{ReadTransaction, WriteTransaction};
+use redb::{ReadTransaction, ReadableDatabase, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -79,11 +90,24 @@ impl std::fmt::Display for CapPolicy {
     }
 }
 
+/// The store's file name inside the data directory (redb 5, file format 3).
+pub const FILE: &str = "wms-node.v3.redb";
+
+/// The file of the releases before redb 5 (redb 2.6, file format 2), in the same directory.
+/// It is converted into [`FILE`] and then left alone, so an earlier release brought back runs
+/// on it (see `legacy.rs`).
+pub const LEGACY_FILE: &str = "wms-node.redb";
+
 /// How to open the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// The database file, normally `<data_dir>/wms-node.redb`.
+    /// The database file, normally `<data_dir>/wms-node.v3.redb` ([`FILE`]).
     pub path: PathBuf,
+    /// The earlier releases' file (normally `<data_dir>/wms-node.redb`, [`LEGACY_FILE`]): if
+    /// it exists, it is converted into `path` when `path` does not exist yet, or when the
+    /// earlier release has run on it since it was converted. `None`: no such file is looked
+    /// for.
+    pub legacy_path: Option<PathBuf>,
     /// redb's page cache in bytes (its default is 1 GiB, too much for a gateway).
     pub cache_size: u64,
     /// Byte cap on the outbox backlog (accounted record bytes), 0 = none. Critical ops are
@@ -104,10 +128,27 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
-    /// Defaults sized for a gateway with 512 MiB of RAM.
+    /// The store in `data_dir` ([`FILE`], converted from [`LEGACY_FILE`] if need be), with
+    /// the defaults of [`new`](Self::new).
+    pub fn in_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let dir = data_dir.into();
+        StoreOptions {
+            legacy_path: Some(dir.join(LEGACY_FILE)),
+            ..StoreOptions::new(dir.join(FILE))
+        }
+    }
+
+    /// Whether there is a store to open: the file, or an earlier release's file to convert.
+    pub fn exists(&self) -> bool {
+        self.path.exists() || self.legacy_path.as_ref().is_some_and(|p| p.exists())
+    }
+
+    /// The store at `path` (no earlier release's file is looked for), with defaults sized
+    /// for a gateway with 512 MiB of RAM.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         StoreOptions {
             path: path.into(),
+            legacy_path: None,
             cache_size: 32 * 1024 * 1024,
             max_bytes: 256 * 1024 * 1024,
             cap_policy: CapPolicy::RejectNew,
@@ -154,9 +195,10 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed), repairs after a power cut, runs migrations, starts the
-    /// group-commit writer thread. Never hangs, never panics on a damaged record.
-    pub fn open(opts: StoreOptions, alerts: Alerts) -> Result<Store, StoreError> {
+    /// Opens (creating if needed), converts an earlier release's file, repairs after a power
+    /// cut, runs migrations, starts the group-commit writer thread. Never hangs, never panics
+    /// on a damaged record.
+    pub fn open(opts: StoreOptions, alerts: Alerts) -> Result<Store, OpenError> {
         Self::open_with(opts, alerts, schema::MIGRATIONS)
     }
 
@@ -166,27 +208,15 @@ impl Store {
         opts: StoreOptions,
         alerts: Alerts,
         migrations: &[schema::Migration],
-    ) -> Result<Store, StoreError> {
+    ) -> Result<Store, OpenError> {
         if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: opts.path.clone(),
-                source: Arc::new(redb::DatabaseError::Storage(redb::StorageError::Io(e))),
-            })?;
+            std::fs::create_dir_all(dir).map_err(|e| OpenError::from_io(dir, e))?;
         }
         let path = opts.path.clone();
-        let repair_path = path.clone();
-        let db = redb::Builder::new()
-            .set_cache_size(usize::try_from(opts.cache_size).unwrap_or(usize::MAX))
-            .set_repair_callback(move |session| {
-                // Called only after an unclean shutdown without quick-repair data.
-                tracing::warn!(
-                    path = %repair_path.display(),
-                    progress = format!("{:.0}%", session.progress() * 100.0),
-                    "repairing the store after an unclean shutdown"
-                );
-            })
-            .create(&path)
-            .map_err(|e| StoreError::open(&path, e))?;
+        let db = match &opts.legacy_path {
+            Some(legacy) => legacy::open(&opts, legacy, &alerts)?,
+            None => open_database(&opts)?,
+        };
         let migrated = schema::migrate(&db, &path, migrations, opts.quick_repair)?;
         if migrated.from != migrated.to {
             tracing::info!(from = migrated.from, to = migrated.to, path = %path.display(), "store schema updated");
@@ -206,10 +236,7 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || w.run())
-            .map_err(|e| StoreError::Open {
-                path: path.clone(),
-                source: Arc::new(redb::DatabaseError::Storage(redb::StorageError::Io(e))),
-            })?;
+            .map_err(|e| OpenError::from_io(&path, e))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
@@ -238,54 +265,51 @@ impl Store {
         std::fs::metadata(&self.inner.opts.path).map_or(0, |m| m.len())
     }
 
-    fn send(&self, msg: writer::Msg) -> Result<(), StoreError> {
+    fn nudge(&self) {
         let guard = self.inner.tx.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
-            Some(tx) => tx.send(msg).map_err(|_| StoreError::Closed),
-            None => Err(StoreError::Closed),
+        if let Some(tx) = guard.as_ref() {
+            let _ = tx.send(writer::Msg::Nudge);
         }
     }
 
     /// Runs `f` inside a write transaction shared with other concurrent writers (group
     /// commit); resolves only after that transaction is durable (fsynced). If `f` returns Err
-    /// its writes are not committed and the error is returned; other writers are unaffected.
+    /// its writes are not committed and its error is returned; other writers are unaffected.
     /// `f` may be called more than once (a batch may be retried), so it must be FnMut and
     /// side-effect free outside the transaction (use [`after_commit`] for effects).
     ///
+    /// The error type is the caller's: anything a [`StoreError`] converts into, so a module
+    /// above the store can refuse inside the transaction with its own error (the outbox's
+    /// `EnqueueError`) and get it back as it was.
+    ///
     /// If the returned future is dropped before it resolves, the write still happens.
-    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub async fn write<R, E, F>(&self, f: F) -> Result<R, E>
     where
-        F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<R, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(writer::Msg::Job(Box::new(writer::Callback {
-            f,
-            value: None,
-            // The caller may have gone away (its future was dropped): the write stands anyway.
-            answer: move |r| {
-                let _ = tx.send(r);
-            },
-        })))?;
-        rx.await.unwrap_or(Err(StoreError::Closed))
+        // The caller may have gone away (its future was dropped): the write stands anyway.
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await.unwrap_or_else(|_| Err(StoreError::Closed.into()))
     }
 
     /// [`write`](Self::write) for threads outside the async runtime (blocks this thread).
-    pub fn write_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub fn write_blocking<R, E, F>(&self, f: F) -> Result<R, E>
     where
-        F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<R, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(writer::Msg::Job(Box::new(writer::Callback {
-            f,
-            value: None,
-            // The caller may have gone away (its future was dropped): the write stands anyway.
-            answer: move |r| {
-                let _ = tx.send(r);
-            },
-        })))?;
-        rx.blocking_recv().unwrap_or(Err(StoreError::Closed))
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(StoreError::Closed.into()))
     }
 
     /// Like [`write`](Self::write), but instead of a future, `answer` is called with the
@@ -294,17 +318,14 @@ impl Store {
     /// its own result. `answer` must be quick and must not block (send on a channel, notify);
     /// it may submit more writes. If the store is closed, `answer` gets
     /// [`StoreError::Closed`] at once, on the calling thread.
-    pub fn submit<R, F, A>(&self, f: F, answer: A)
+    pub fn submit<R, E, F, A>(&self, f: F, answer: A)
     where
-        F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
-        A: FnOnce(Result<R, StoreError>) + Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<R, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        A: FnOnce(Result<R, E>) + Send + 'static,
         R: Send + 'static,
     {
-        let job = Box::new(writer::Callback {
-            f,
-            value: None,
-            answer,
-        });
+        let job = Box::new(writer::Callback::new(f, answer));
         let guard = self.inner.tx.lock().unwrap_or_else(|e| e.into_inner());
         let rejected = match guard.as_ref() {
             Some(tx) => match tx.send(writer::Msg::Job(job)) {
@@ -315,7 +336,7 @@ impl Store {
         };
         drop(guard);
         if let Some(writer::Msg::Job(job)) = rejected {
-            job.answer(Err(StoreError::Closed));
+            job.answer(writer::JobEnd::Store(StoreError::Closed));
         }
     }
 
@@ -328,7 +349,7 @@ impl Store {
         let result = codec::with_context(&self.inner.quarantine, false, || f(&txn));
         if !self.inner.quarantine.is_empty() {
             // Let the writer move what this read found, without waiting for other traffic.
-            let _ = self.send(writer::Msg::Nudge);
+            self.nudge();
         }
         result
     }
@@ -363,6 +384,35 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Opens (or creates) the redb file at `opts.path` with the store's settings.
+fn open_database(opts: &StoreOptions) -> Result<redb::Database, OpenError> {
+    let repair_path = opts.path.clone();
+    redb::Builder::new()
+        .set_cache_size(usize::try_from(opts.cache_size).unwrap_or(usize::MAX))
+        .set_repair_callback(move |session| {
+            // Called only after an unclean shutdown without quick-repair data.
+            tracing::warn!(
+                path = %repair_path.display(),
+                progress = format!("{:.0}%", session.progress() * 100.0),
+                "repairing the store after an unclean shutdown"
+            );
+        })
+        .create(&opts.path)
+        .map_err(|e| OpenError::from_redb(&opts.path, e))
+}
+
+/// A write transaction as the store commits every one: fsynced (`Durability::Immediate`), with
+/// quick-repair as configured.
+pub(crate) fn durable_txn(
+    db: &redb::Database,
+    quick_repair: bool,
+) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(redb::Durability::Immediate)?;
+    txn.set_quick_repair(quick_repair);
+    Ok(txn)
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const THINGS: TableDefinition<&str, Bytes> = TableDefinition::new("test_things");
 
 fn opts(dir: &tempfile::TempDir) -> StoreOptions {
-    StoreOptions::new(dir.path().join("wms-node.redb"))
+    StoreOptions::new(dir.path().join(crate::store::FILE))
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
@@ -138,7 +138,7 @@ async fn an_undecodable_record_is_reported_then_moved_to_quarantine() {
             // A string claiming 5 bytes and carrying none.
             t.insert("bad", [5u8].as_slice())?;
             t.insert("good", postcard::to_allocvec("fine").unwrap().as_slice())?;
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .await
         .unwrap();
@@ -182,7 +182,7 @@ async fn a_record_fixed_before_the_move_is_left_alone() {
     store
         .write(|txn| {
             txn.open_table(THINGS)?.insert("k", [5u8].as_slice())?;
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .await
         .unwrap();
@@ -194,7 +194,7 @@ async fn a_record_fixed_before_the_move_is_left_alone() {
         })
         .await
         .unwrap();
-    store.write(|_| Ok(())).await.unwrap();
+    store.write(|_| Ok::<_, StoreError>(())).await.unwrap();
     assert_eq!(store.read(quarantine::count).unwrap(), 0);
     let v: Option<String> = store.read(|r| get(r, THINGS, "k")).unwrap();
     assert_eq!(v.as_deref(), Some("repaired"));
@@ -205,10 +205,7 @@ async fn a_second_open_of_the_same_file_says_in_use_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let second = Store::open(opts(&dir), Alerts::new());
-    assert!(
-        matches!(second, Err(StoreError::InUse { .. })),
-        "{second:?}"
-    );
+    assert!(matches!(second, Err(OpenError::InUse { .. })), "{second:?}");
     drop(store);
     // Dropping the last handle releases the file.
     let again = Store::open(opts(&dir), Alerts::new());
@@ -306,7 +303,7 @@ async fn an_older_build_opens_a_compatible_newer_file_and_refuses_an_incompatibl
     drop(Store::open(opts(&dir), Alerts::new()).unwrap());
     drop(Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 2)).unwrap());
     match Store::open(opts(&dir), Alerts::new()) {
-        Err(StoreError::SchemaTooNew {
+        Err(OpenError::SchemaTooNew {
             found, supported, ..
         }) => {
             assert_eq!(found, base + 2);
@@ -329,7 +326,7 @@ async fn a_failed_migration_step_leaves_the_previous_version_and_is_retried() {
         run: failing_step,
     });
     let r = Store::open_with(opts(&dir), Alerts::new(), &broken);
-    assert!(matches!(r, Err(StoreError::Migration { to, .. }) if to == base + 1));
+    assert!(matches!(r, Err(OpenError::Migration { to, .. }) if to == base + 1));
     let s = Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 1)).unwrap();
     assert_eq!(s.read(schema::read_versions).unwrap().version, base + 1);
 }

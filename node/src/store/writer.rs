@@ -28,7 +28,7 @@
 use super::codec::{self, Hook, PendingQuarantine, QuarantineQueue};
 use super::{StoreError, quarantine};
 use crate::ops::alert::{Alerts, Severity};
-use redb::{Database, Durability, WriteTransaction};
+use redb::{Database, WriteTransaction};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -36,39 +36,69 @@ use std::time::{Duration, Instant};
 
 /// A unit of work for the writer.
 pub(crate) trait Job: Send {
-    /// Runs inside the batch's transaction; may be called more than once.
-    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError>;
+    /// Runs inside the batch's transaction; may be called more than once. `Err(JobFailed)`:
+    /// the job's closure failed (the job keeps its own error to answer with).
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), JobFailed>;
     /// Tells the caller the final result (after the commit, or the failure).
-    fn answer(self: Box<Self>, result: Result<(), StoreError>);
+    fn answer(self: Box<Self>, end: JobEnd);
+}
+
+/// A job's closure returned its error (kept by the job).
+pub(crate) struct JobFailed;
+
+/// How a job ended, as far as the writer knows.
+pub(crate) enum JobEnd {
+    /// Its writes are durable.
+    Committed,
+    /// Its closure failed: nothing of it was committed; it answers with its own error.
+    Failed,
+    /// The store failed it (the commit failed, its closure panicked, the store closed).
+    Store(StoreError),
 }
 
 /// A caller's closure and what to do with its result, on the writer thread: send it to the
 /// waiting caller ([`Store::write`](super::Store::write)) or anything else
-/// ([`Store::submit`](super::Store::submit)).
-pub(crate) struct Callback<R, F, A> {
+/// ([`Store::submit`](super::Store::submit)). The closure's error type is the caller's own
+/// (anything a [`StoreError`] converts into), so a refusal by a module above the store, such
+/// as the outbox's byte cap, reaches the caller typed.
+pub(crate) struct Callback<R, E, F, A> {
     pub f: F,
-    pub value: Option<R>,
+    pub outcome: Option<Result<R, E>>,
     pub answer: A,
 }
 
-impl<R, F, A> Job for Callback<R, F, A>
+impl<R, E, F, A> Callback<R, E, F, A> {
+    pub fn new(f: F, answer: A) -> Self {
+        Callback {
+            f,
+            outcome: None,
+            answer,
+        }
+    }
+}
+
+impl<R, E, F, A> Job for Callback<R, E, F, A>
 where
-    F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send,
-    A: FnOnce(Result<R, StoreError>) + Send,
+    F: FnMut(&WriteTransaction) -> Result<R, E> + Send,
+    A: FnOnce(Result<R, E>) + Send,
+    E: From<StoreError> + Send,
     R: Send,
 {
-    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
-        self.value = None;
-        self.value = Some((self.f)(txn)?);
-        Ok(())
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), JobFailed> {
+        self.outcome = None;
+        let r = (self.f)(txn);
+        let failed = r.is_err();
+        self.outcome = Some(r);
+        if failed { Err(JobFailed) } else { Ok(()) }
     }
-    fn answer(self: Box<Self>, result: Result<(), StoreError>) {
+    fn answer(self: Box<Self>, end: JobEnd) {
         let this = *self;
-        let msg = match result {
-            Ok(()) => this.value.ok_or_else(|| {
-                StoreError::Aborted("internal: job committed without a value".into())
-            }),
-            Err(e) => Err(e),
+        let internal = || StoreError::Aborted("internal: a job ended without its result".into());
+        let msg = match (end, this.outcome) {
+            (JobEnd::Committed, Some(Ok(v))) => Ok(v),
+            (JobEnd::Failed, Some(Err(e))) => Err(e),
+            (JobEnd::Store(e), _) => Err(E::from(e)),
+            (_, _) => Err(E::from(internal())),
         };
         if catch_unwind(AssertUnwindSafe(move || (this.answer)(msg))).is_err() {
             tracing::error!("a store answer callback panicked");
@@ -166,7 +196,7 @@ impl Writer {
                 // Answer anything that raced in behind the close.
                 while let Ok(msg) = rx.try_recv() {
                     if let Msg::Job(j) = msg {
-                        j.answer(Err(StoreError::Closed));
+                        j.answer(JobEnd::Store(StoreError::Closed));
                     }
                 }
                 break;
@@ -211,8 +241,8 @@ fn commit_batch(
     pending: Vec<PendingQuarantine>,
 ) {
     let started = Instant::now();
-    // A job with `Some(error)` has failed and is left out of the next pass.
-    let mut slots: Vec<(Box<dyn Job>, Option<StoreError>)> =
+    // A job with `Some(end)` has failed and is left out of the next pass.
+    let mut slots: Vec<(Box<dyn Job>, Option<JobEnd>)> =
         jobs.into_iter().map(|j| (j, None)).collect();
     let mut moves: Vec<QuarantineJob> = pending
         .into_iter()
@@ -223,12 +253,10 @@ fn commit_batch(
         .collect();
     // Each pass either commits or excludes at least one job or move, so this ends.
     let outcome: Result<Vec<Hook>, StoreError> = loop {
-        let mut txn = match db.begin_write() {
+        let txn = match super::durable_txn(db, quick_repair) {
             Ok(t) => t,
-            Err(e) => break Err(e.into()),
+            Err(e) => break Err(e),
         };
-        txn.set_durability(Durability::Immediate);
-        txn.set_quick_repair(quick_repair);
         let (failed_any, hooks) = codec::with_context(queue, true, || {
             let mut failed_any = false;
             let mut i = 0;
@@ -251,8 +279,10 @@ fn commit_batch(
                 let mark = codec::hooks_len();
                 let err = match catch_unwind(AssertUnwindSafe(|| job.run(&txn))) {
                     Ok(Ok(())) => continue,
-                    Ok(Err(e)) => e,
-                    Err(panic) => StoreError::Panicked(panic_message(panic.as_ref())),
+                    Ok(Err(JobFailed)) => JobEnd::Failed,
+                    Err(panic) => {
+                        JobEnd::Store(StoreError::Panicked(panic_message(panic.as_ref())))
+                    }
                 };
                 codec::truncate_hooks(mark);
                 *failure = Some(err);
@@ -309,12 +339,11 @@ fn commit_batch(
         }
     }
     for (job, failure) in slots {
-        let result = match (failure, &commit_error) {
-            (Some(e), _) => Err(e),
-            (None, Some(e)) => Err(e.clone()),
-            (None, None) => Ok(()),
-        };
-        job.answer(result);
+        job.answer(match (failure, &commit_error) {
+            (Some(end), _) => end,
+            (None, Some(e)) => JobEnd::Store(e.clone()),
+            (None, None) => JobEnd::Committed,
+        });
     }
 }
 

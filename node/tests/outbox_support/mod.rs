@@ -164,7 +164,7 @@ impl Sink<TestOp> for ScriptedSink {
 }
 
 pub fn store_options(dir: &tempfile::TempDir) -> StoreOptions {
-    StoreOptions::new(dir.path().join("wms-node.redb"))
+    StoreOptions::new(dir.path().join(wms_node::store::FILE))
 }
 
 pub fn open(dir: &tempfile::TempDir) -> Store {
