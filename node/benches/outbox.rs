@@ -11,7 +11,13 @@
 //! 4. drain throughput from a backlog into a no-op sink;
 //!
 //! and, to weigh quick-repair: the CPU cost of one enqueue, and how long the first open takes
-//! after a process died without closing a full database.
+//! after a process died without closing a full database. The raw rows include redb 2.6 (the
+//! release before; linked for the conversion) against redb 5 at 1, 16 and 256 records per
+//! commit, alternating, as the baseline of the move.
+//!
+//! `BENCH_INGEST_OPS=N` instead enqueues exactly N ops by group commit and exits, for
+//! `valgrind --tool=callgrind`: the difference of two runs with different N, divided by the
+//! difference of N, is the instructions per enqueued op without the set-up.
 //!
 //! Each figure is the median of `BENCH_RUNS` runs (default 3). `BENCH_SECS` sets the length
 //! of the timed phases (default 3 s); `BENCH_DIR` where the database goes (default: the
@@ -89,27 +95,58 @@ fn base_dir() -> std::path::PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
-/// 1. One op per durable transaction, straight into redb.
-fn raw_commit_rate(secs: f64, quick_repair: bool) -> f64 {
+/// 1. `per_commit` ops (200-byte records) per durable transaction, straight into redb 5,
+///    with the store's commit settings; records per second.
+fn raw_commit_rate(secs: f64, quick_repair: bool, per_commit: u64) -> f64 {
     const T: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("outbox");
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let db = redb::Builder::new()
         .set_cache_size(32 << 20)
         .create(dir.path().join("raw.redb"))
         .unwrap();
-    let value = postcard::to_allocvec(&ship(1)).unwrap();
+    let value = [7u8; 200];
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < secs {
         let mut w = db.begin_write().unwrap();
         w.set_durability(redb::Durability::Immediate).unwrap();
         w.set_quick_repair(quick_repair);
-        w.open_table(T)
-            .unwrap()
-            .insert(n, value.as_slice())
-            .unwrap();
+        {
+            let mut t = w.open_table(T).unwrap();
+            for _ in 0..per_commit {
+                t.insert(n, value.as_slice()).unwrap();
+                n += 1;
+            }
+        }
         w.commit().unwrap();
-        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The same with redb 2.6 (the release before, linked as `redb2` for the conversion): the
+/// baseline of the move to redb 5, measured in the same run.
+fn raw_commit_rate_redb2(secs: f64, quick_repair: bool, per_commit: u64) -> f64 {
+    const T: redb2::TableDefinition<u64, &[u8]> = redb2::TableDefinition::new("outbox");
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let db = redb2::Builder::new()
+        .set_cache_size(32 << 20)
+        .create(dir.path().join("raw.redb"))
+        .unwrap();
+    let value = [7u8; 200];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        let mut w = db.begin_write().unwrap();
+        w.set_durability(redb2::Durability::Immediate);
+        w.set_quick_repair(quick_repair);
+        {
+            let mut t = w.open_table(T).unwrap();
+            for _ in 0..per_commit {
+                t.insert(n, value.as_slice()).unwrap();
+                n += 1;
+            }
+        }
+        w.commit().unwrap();
     }
     n as f64 / start.elapsed().as_secs_f64()
 }
@@ -175,6 +212,37 @@ async fn group_commit_rate(secs: f64, setup: Setup, producers: usize) -> f64 {
     }
     store.close().await.unwrap();
     rate
+}
+
+/// Enqueues exactly `n` ops through `enqueue_now` from `producers` tasks (group commit, the
+/// store's defaults); returns the seconds it took.
+async fn ingest(n: u64, producers: u64) -> f64 {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let store = store(&dir, Setup::defaults(1024));
+    let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..producers)
+        .map(|_| {
+            let (outbox, next) = (outbox.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    outbox.enqueue_now(ship(i)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = start.elapsed().as_secs_f64();
+    drop(outbox);
+    store.close().await.unwrap();
+    took
 }
 
 /// The CPU cost of one enqueue: batches of 1,000 enqueues in one transaction each (the
@@ -377,8 +445,8 @@ fn main() {
 
     let (raw_qr, raw) = if want("raw") || want("group") {
         (
-            med(&mut || raw_commit_rate(secs.min(2.0), true)),
-            med(&mut || raw_commit_rate(secs.min(2.0), false)),
+            med(&mut || raw_commit_rate(secs.min(2.0), true, 1)),
+            med(&mut || raw_commit_rate(secs.min(2.0), false, 1)),
         )
     } else {
         (0.0, 0.0)
@@ -392,6 +460,20 @@ fn main() {
             "raw: 1 op per durable commit, quick-repair off",
             format!("{raw:>9.0} op/s"),
         );
+        // redb 2.6 against redb 5, 200-byte records, quick-repair on, alternating.
+        for per_commit in [1u64, 16, 256] {
+            let mut old = Vec::new();
+            let mut new = Vec::new();
+            for _ in 0..runs {
+                old.push(raw_commit_rate_redb2(secs.min(2.0), true, per_commit));
+                new.push(raw_commit_rate(secs.min(2.0), true, per_commit));
+            }
+            let (old, new) = (median(old), median(new));
+            row(
+                &format!("raw: {per_commit} records per commit, redb 2.6 / redb 5"),
+                format!("{old:>9.0} / {new:.0} rec/s  ({:.1}x)", new / old),
+            );
+        }
     }
 
     if want("group") {
@@ -423,6 +505,18 @@ fn main() {
                 format!("{r:>9.0} op/s  ({:.0}x raw)", r / base),
             );
         }
+    }
+
+    if let Ok(n) = std::env::var("BENCH_INGEST_OPS") {
+        // For callgrind: exactly N enqueues through group commit, nothing else timed. Two
+        // runs with different N give the instructions per op (the set-up cancels out).
+        let n: u64 = n.parse().unwrap_or(1000);
+        let took = rt.block_on(ingest(n, 64));
+        row(
+            &format!("ingest {n} ops by group commit, 64 producers"),
+            format!("{:>9.0} op/s", n as f64 / took),
+        );
+        return;
     }
 
     if want("cpu") {

@@ -82,13 +82,13 @@ pub(crate) fn open(
 ) -> Result<redb::Database, OpenError> {
     let path = &opts.path;
     if !legacy.exists() {
-        return super::open_database(opts);
+        return super::backend::open_database(opts);
     }
     if !path.exists() {
         convert(opts, legacy, None)?;
-        return super::open_database(opts);
+        return super::backend::open_database(opts);
     }
-    let db = super::open_database(opts)?;
+    let db = super::backend::open_database(opts)?;
     let recorded: Option<Fingerprint> = {
         use redb::ReadableDatabase;
         let read = db.begin_read().map_err(|e| OpenError::setup(path, e))?;
@@ -136,7 +136,7 @@ pub(crate) fn open(
             aside.display()
         ),
     );
-    super::open_database(opts)
+    super::backend::open_database(opts)
 }
 
 /// Converts `legacy` into `opts.path` (which must not exist), crash-safely; see the module doc.
@@ -232,8 +232,10 @@ fn convert_locked(
 
     // redb 2.6 on the copy: repair after an unclean shutdown, then the format upgrade. A
     // panic in it (a file it misreads) is a failed conversion, not a crashed node.
-    let upgraded = std::panic::catch_unwind(|| upgrade_v2(opts, legacy, tmp))
-        .unwrap_or_else(|_| Err(failed("redb 2.6 panicked on it".into())));
+    let upgraded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        upgrade_v2(opts, legacy, tmp)
+    }))
+    .unwrap_or_else(|_| Err(failed("redb 2.6 panicked on it".into())));
     let rows_before = upgraded?;
 
     // redb 5 on the upgraded copy: the same tables with the same row counts, and where it came

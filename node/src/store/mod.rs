@@ -44,6 +44,7 @@
 //! `quarantine` (see [`quarantine`]). Must never: hold a write transaction outside the
 //! writer thread, or keep a long-lived savepoint (it would make the file append-only).
 
+mod backend;
 mod codec;
 mod error;
 mod legacy;
@@ -51,6 +52,7 @@ pub mod quarantine;
 pub mod schema;
 mod writer;
 
+pub use backend::Backend;
 pub use codec::{
     Bytes, ReadTxn, after_commit, decode, delete, encode, get, put, report_undecodable,
 };
@@ -125,6 +127,12 @@ pub struct StoreOptions {
     /// file, at the price of a second fsync per commit (see `docs/BENCHMARKS.md`). Off, a
     /// commit is one fsync and the first open after a power cut verifies every page.
     pub quick_repair: bool,
+    /// Opening compacts the file when at least this many bytes of it are free and they are
+    /// at least half of it (a drained backlog leaves the file as large as it grew).
+    pub compact_free_bytes: u64,
+    /// Where the bytes live instead of the file at `path` (fault-injection tests; `path` then
+    /// only names the store in logs and errors, and no earlier release's file is looked for).
+    pub backend: Option<Backend>,
 }
 
 impl StoreOptions {
@@ -155,6 +163,8 @@ impl StoreOptions {
             group_commit_max_wait: Duration::from_millis(2),
             group_commit_max_batch: 1024,
             quick_repair: true,
+            compact_free_bytes: 64 * 1024 * 1024,
+            backend: None,
         }
     }
 }
@@ -213,9 +223,9 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| OpenError::from_io(dir, e))?;
         }
         let path = opts.path.clone();
-        let db = match &opts.legacy_path {
-            Some(legacy) => legacy::open(&opts, legacy, &alerts)?,
-            None => open_database(&opts)?,
+        let db = match (&opts.legacy_path, &opts.backend) {
+            (Some(legacy), None) => legacy::open(&opts, legacy, &alerts)?,
+            _ => backend::open_database(&opts)?,
         };
         let migrated = schema::migrate(&db, &path, migrations, opts.quick_repair)?;
         if migrated.from != migrated.to {
@@ -384,23 +394,6 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// Opens (or creates) the redb file at `opts.path` with the store's settings.
-fn open_database(opts: &StoreOptions) -> Result<redb::Database, OpenError> {
-    let repair_path = opts.path.clone();
-    redb::Builder::new()
-        .set_cache_size(usize::try_from(opts.cache_size).unwrap_or(usize::MAX))
-        .set_repair_callback(move |session| {
-            // Called only after an unclean shutdown without quick-repair data.
-            tracing::warn!(
-                path = %repair_path.display(),
-                progress = format!("{:.0}%", session.progress() * 100.0),
-                "repairing the store after an unclean shutdown"
-            );
-        })
-        .create(&opts.path)
-        .map_err(|e| OpenError::from_redb(&opts.path, e))
 }
 
 /// A write transaction as the store commits every one: fsynced (`Durability::Immediate`), with

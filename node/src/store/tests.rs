@@ -330,3 +330,51 @@ async fn a_failed_migration_step_leaves_the_previous_version_and_is_retried() {
     let s = Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 1)).unwrap();
     assert_eq!(s.read(schema::read_versions).unwrap().version, base + 1);
 }
+
+#[tokio::test]
+async fn opening_compacts_a_file_that_is_mostly_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&dir);
+    // Nothing is compacted below the threshold (the default, 64 MiB, is far above this file).
+    o.compact_free_bytes = 1 << 20;
+    let store = Store::open(o.clone(), Alerts::new()).unwrap();
+    let value = vec![7u8; 4000];
+    for chunk in 0..10u32 {
+        let v = value.clone();
+        store
+            .write(move |txn| {
+                let mut t = txn.open_table(THINGS)?;
+                for i in 0..500u32 {
+                    t.insert(format!("{chunk}-{i}").as_str(), v.as_slice())?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .write(|txn| {
+            txn.open_table(THINGS)?.retain(|k, _| k == "0-0")?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let grown = store.file_bytes();
+    store.close().await.unwrap();
+    assert!(grown > 16 << 20, "the file grew to {grown} bytes");
+
+    let store = Store::open(o, Alerts::new()).unwrap();
+    let compacted = store.file_bytes();
+    assert!(
+        compacted < grown / 4,
+        "compacted from {grown} to {compacted} bytes"
+    );
+    let n = store
+        .read(|r| {
+            use redb::ReadableTableMetadata;
+            Ok(r.open_table(THINGS)?.len()?)
+        })
+        .unwrap();
+    assert_eq!(n, 1, "what was left is still there");
+    store.close().await.unwrap();
+}
