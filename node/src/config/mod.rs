@@ -131,8 +131,10 @@ pub struct StoreConfig {
     pub cap_policy: CapPolicy,
     /// Fractions of `max_bytes` at which a `store_cap` alert is raised, ascending.
     pub cap_alert_thresholds: Vec<f64>,
-    /// How long a write may wait for others to share its fsync (group commit). Longer waits
-    /// mean fewer fsyncs (less flash wear) but slower scan feedback.
+    /// How long a write that finds the writer idle may wait for others to share its fsync.
+    /// 0 (the default): none; under load writes share a commit anyway (those that arrive
+    /// while one runs form the next), and waiting would only add to every lone scan's time.
+    /// Longer means fewer fsyncs at light load (less flash wear) but slower scan feedback.
     #[serde(with = "humantime_serde")]
     pub group_commit_max_wait: Duration,
     /// The most writes committed in one transaction.
@@ -150,7 +152,7 @@ impl Default for StoreConfig {
             max_bytes: ByteSize::mib(256),
             cap_policy: CapPolicy::RejectNew,
             cap_alert_thresholds: vec![0.8, 0.95],
-            group_commit_max_wait: Duration::from_millis(2),
+            group_commit_max_wait: Duration::ZERO,
             group_commit_max_batch: 1024,
             quick_repair: true,
         }

@@ -119,6 +119,8 @@ pub struct StoreOptions {
     pub cap_policy: CapPolicy,
     /// How long a write that finds the writer idle waits for others to share its commit
     /// (under load, writes arriving during a commit share the next one without waiting).
+    /// 0 by default: with redb 5 a commit is short, and at 1,000 ops/s waiting for company
+    /// only added its length to every op (docs/BENCHMARKS.md).
     pub group_commit_max_wait: Duration,
     /// The most writes in one transaction.
     pub group_commit_max_batch: usize,
@@ -160,7 +162,7 @@ impl StoreOptions {
             cache_size: 32 * 1024 * 1024,
             max_bytes: 256 * 1024 * 1024,
             cap_policy: CapPolicy::RejectNew,
-            group_commit_max_wait: Duration::from_millis(2),
+            group_commit_max_wait: Duration::ZERO,
             group_commit_max_batch: 1024,
             quick_repair: true,
             compact_free_bytes: 64 * 1024 * 1024,
