@@ -3,7 +3,7 @@
 //! random moment, reopens the store and checks that nothing acknowledged was lost or
 //! duplicated. `WMS_CRASH_CYCLES` cycles (default 60; the long runs in docs/BENCHMARKS.md
 //! are 10,000); kills land during enqueues, during drains and both. The final drain may take
-//! as long as the backlog needs (`WMS_CRASH_DRAIN_MS_PER_OP`, default 20 ms an op, plus a
+//! as long as the backlog needs (`WMS_CRASH_DRAIN_MS_PER_OP`, default 100 ms an op, plus a
 //! minute), so a long run fails only on a real stall.
 //!
 //! The remote is a file of applied idempotency keys that the child's sink appends to (a
@@ -324,13 +324,32 @@ fn crash_cycles_lose_nothing_acknowledged() {
         let remote = Arc::new(Remote::open(dir.path()));
         let backlog = pending(&outbox).len() as u64;
         let limit = Duration::from_secs(60)
-            + Duration::from_millis(env_or("WMS_CRASH_DRAIN_MS_PER_OP", 20u64) * backlog);
+            + Duration::from_millis(env_or("WMS_CRASH_DRAIN_MS_PER_OP", 100u64) * backlog);
         let run = tokio::spawn(async move { o.run(RemoteSink(remote), t).await });
         let drain = Instant::now();
-        assert!(
-            eventually(limit, || pending(&outbox).is_empty()).await,
-            "{backlog} ops not drained within {limit:?}"
-        );
+        if !eventually(limit, || pending(&outbox).is_empty()).await {
+            // What is left, and why, for a long run that fails here.
+            let now = wms_node::store::now_ms();
+            let left: Vec<String> = outbox
+                .queued(0, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(seq, env, _)| {
+                    format!(
+                        "#{seq} {} attempts {} due in {} ms last error {:?}",
+                        env.fifo_key,
+                        env.attempts,
+                        env.not_before_ms as i64 - now as i64,
+                        env.last_error
+                    )
+                })
+                .collect();
+            panic!(
+                "{backlog} ops not drained within {limit:?}: {} left, loop {:?}, first: {left:#?}",
+                pending(&outbox).len(),
+                outbox.status()
+            );
+        }
         eprintln!("final drain of {backlog} ops took {:.1?}", drain.elapsed());
         token.cancel();
         run.await.unwrap();
