@@ -2,8 +2,9 @@
 # cross/build.sh TARGET — release binaries of wms-node, wms-bridge and taobao-sandbox for an ARM
 # gateway, without Docker.
 #
-# It uses Debian bookworm's rustc-web 1.85 (/usr/bin/rustc, /usr/bin/cargo) whose ARM standard
-# libraries come as packages, and the Debian cross gcc as linker (and as C compiler for ring).
+# It uses Debian bookworm's rustc-web (/usr/bin/rustc, /usr/bin/cargo; all its packages at one
+# version, chosen by cross/rust-web.sh) whose ARM standard libraries come as packages, and the
+# Debian cross gcc as linker (and as C compiler for ring).
 # Missing packages are installed when run as root; otherwise it names them and stops.
 #
 # Output: dist/TARGET/{wms-node,wms-bridge,taobao-sandbox} and a size table on stdout.

@@ -10,12 +10,14 @@
 # install anything when not root (it says what is missing and how to get it instead).
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=rust-web.sh
+. "$REPO_ROOT/cross/rust-web.sh"
 
 # Binaries built for the box. The node is the product; the bridge runs next to it on boxes with
 # UART devices; the sandbox is shipped for on-box demos and the smoke test's own use.
 CROSS_BINARIES=(wms-node wms-bridge taobao-sandbox)
 
-# Debian's rustc-web 1.85 ships the ARM standard libraries as packages (libstd-rust-web-dev:ARCH);
+# Debian's rustc-web ships the ARM standard libraries as packages (libstd-rust-web-dev:ARCH);
 # rustup's toolchain usually has no ARM std here and `rustup target add` needs a download. Both
 # are overridable for people whose rustup toolchain has the targets installed.
 CROSS_CARGO="${CROSS_CARGO:-/usr/bin/cargo}"
@@ -124,11 +126,11 @@ ensure_packages() {
 
 # rustc_version_ok RUSTC: true when RUSTC runs and is at least the workspace's rust-version.
 rustc_version_ok() {
-    local v
+    local v required
     v="$("$1" --version 2>/dev/null | awk '{print $2}')" || return 1
     [ -n "$v" ] || return 1
-    # sort -V puts the smaller first; we need 1.85 <= v.
-    [ "$(printf '%s\n%s\n' 1.85.0 "${v%%-*}" | sort -V | head -n1)" = 1.85.0 ]
+    required="$(workspace_rust_version)" || return 1
+    version_at_least "${v%%-*}" "$required"
 }
 
 # target_std_present RUSTC TRIPLE: the standard library for TRIPLE is installed for RUSTC.
@@ -138,30 +140,44 @@ target_std_present() {
     compgen -G "$libdir/libstd-*.rlib" >/dev/null
 }
 
-# ensure_build_deps: everything cross/build.sh needs for $TARGET.
+# ensure_build_deps: everything cross/build.sh needs for $TARGET. Debian's Rust packages are
+# installed all at one version (cross/rust-web.sh), never one by one: a `libstd-rust-web-dev`
+# that is not exactly rustc-web's version is no standard library for it.
 ensure_build_deps() {
-    local missing=() foreign=no
+    local missing=() foreign=no debian_rust=no
     if [ "$CROSS_CARGO" = /usr/bin/cargo ] && [ ! -x /usr/bin/cargo ]; then
-        missing+=(cargo-web)
+        debian_rust=yes
     fi
     if [ "$CROSS_RUSTC" = /usr/bin/rustc ] && ! rustc_version_ok /usr/bin/rustc; then
-        missing+=(rustc-web)
+        debian_rust=yes
     fi
     if ! { [ -x "$CROSS_RUSTC" ] || command -v "$CROSS_RUSTC" >/dev/null; } ||
         ! target_std_present "$CROSS_RUSTC" "$TARGET"; then
         if [ "$CROSS_RUSTC" = /usr/bin/rustc ]; then
-            missing+=("libstd-rust-web-dev:$DEB_ARCH")
+            debian_rust=yes
             foreign=yes
-        elif [ "${#missing[@]}" -eq 0 ]; then
+        elif [ "$debian_rust" = no ]; then
             die "$CROSS_RUSTC has no standard library for $TARGET (try: rustup target add $TARGET, or unset CROSS_RUSTC/CROSS_CARGO to use Debian's rustc-web)"
         fi
     fi
     command -v "$GNU_PREFIX-gcc" >/dev/null || missing+=("gcc-$GNU_PREFIX")
     [ -e "/usr/$GNU_PREFIX/lib/crt1.o" ] || missing+=("libc6-dev-$DEB_ARCH-cross")
     command -v "$GNU_PREFIX-strip" >/dev/null || missing+=("binutils-$GNU_PREFIX")
+    if [ "$debian_rust" = yes ]; then
+        if [ "$foreign" = yes ] && is_root &&
+            ! dpkg --print-foreign-architectures | grep -qx "$DEB_ARCH"; then
+            log "adding dpkg architecture $DEB_ARCH"
+            dpkg --add-architecture "$DEB_ARCH"
+        fi
+        is_root && apt_update_tolerant
+        local plan
+        plan="$(rust_web_plan "$DEB_ARCH")" || die "Debian's Rust cannot be installed at one version (above)"
+        # shellcheck disable=SC2206  # one `pkg=version` a line, no spaces
+        missing+=($plan)
+    fi
     ensure_packages "$foreign" "${missing[@]}"
     rustc_version_ok "$CROSS_RUSTC" ||
-        die "$CROSS_RUSTC is older than the workspace's rust-version 1.85"
+        die "$CROSS_RUSTC ($("$CROSS_RUSTC" --version 2>/dev/null)) is older than the workspace's rust-version $(workspace_rust_version)"
     target_std_present "$CROSS_RUSTC" "$TARGET" ||
         die "$CROSS_RUSTC still has no standard library for $TARGET"
 }

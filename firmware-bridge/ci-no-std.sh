@@ -2,8 +2,9 @@
 # Proves that firmware-bridge's core is no_std: builds it for a Cortex-M4F microcontroller
 # (thumbv7em-none-eabihf) without and with the `alloc` feature.
 #
-# rustup cannot download targets here, so this uses Debian's rustc 1.85 and rebuilds core and
-# alloc from the rust-web-src sources (`-Z build-std`, allowed on a stable compiler by
+# rustup cannot download targets here, so this uses Debian's rustc-web (whichever version is
+# installed; .ci/run installs it with rust-web-src at one version) and rebuilds core and alloc
+# from the rust-web-src sources (`-Z build-std`, allowed on a stable compiler by
 # RUSTC_BOOTSTRAP=1). A separate target dir keeps it off the main build's lock.
 #
 # Usage: firmware-bridge/ci-no-std.sh   (from anywhere inside the workspace)
@@ -17,11 +18,11 @@ TARGET=thumbv7em-none-eabihf
 export CARGO_TARGET_DIR="${NO_STD_TARGET_DIR:-$PWD/../target-thumb}"
 
 if [ ! -x "$RUSTC" ] || [ ! -x "$CARGO" ]; then
-    echo "ci-no-std: $RUSTC or $CARGO missing (apt-get install rustc-web cargo-web rust-web-src)" >&2
+    echo "ci-no-std: $RUSTC or $CARGO missing (Debian's rustc-web cargo-web rust-web-src, all at one version: see cross/README.md)" >&2
     exit 1
 fi
 if [ ! -d "$("$RUSTC" --print sysroot)/lib/rustlib/src/rust/library/core" ]; then
-    echo "ci-no-std: Rust library sources missing (apt-get install rust-web-src)" >&2
+    echo "ci-no-std: Rust library sources missing (Debian's rust-web-src at $("$RUSTC" --version)'s version: see cross/README.md)" >&2
     exit 1
 fi
 

@@ -4,6 +4,10 @@
 //!
 //! Every wait polls a condition with a deadline; ports are picked free at run time.
 
+// Tests and benches report failures by unwrapping; the sleeps here poll from plain
+// threads, never from the runtime.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};

@@ -23,12 +23,15 @@
 //! of the timed phases (default 3 s); `BENCH_DIR` where the database goes (default: the
 //! system temp dir, so it measures that disk).
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wms_node::ops::alert::Alerts;
-use wms_node::outbox::{Attempt, Operation, Outbox, OutboxConfig, Outcome, Priority, Sink};
+use wms_node::outbox::{Attempt, Operation, Outbox, OutboxOptions, Outcome, Priority, Sink};
 use wms_node::store::{Store, StoreOptions};
 
 /// What a producer's write closure fails with in this bench (an enqueue refusal or the store).
@@ -183,7 +186,7 @@ fn store(dir: &tempfile::TempDir, setup: Setup) -> Store {
 async fn group_commit_rate(secs: f64, setup: Setup, producers: usize) -> f64 {
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let store = store(&dir, setup);
-    let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+    let outbox = Outbox::<Ship>::new(store.clone(), OutboxOptions::default(), Alerts::new());
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
@@ -219,7 +222,7 @@ async fn group_commit_rate(secs: f64, setup: Setup, producers: usize) -> f64 {
 async fn ingest(n: u64, producers: u64) -> f64 {
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let store = store(&dir, Setup::defaults(1024));
-    let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+    let outbox = Outbox::<Ship>::new(store.clone(), OutboxOptions::default(), Alerts::new());
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..producers)
@@ -250,7 +253,7 @@ async fn ingest(n: u64, producers: u64) -> f64 {
 async fn enqueue_cpu_cost(n: u64) -> f64 {
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let store = store(&dir, Setup::defaults(256));
-    let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+    let outbox = Outbox::<Ship>::new(store.clone(), OutboxOptions::default(), Alerts::new());
     let mut busy = Duration::ZERO;
     for chunk in 0..n.div_ceil(1000) {
         let o = outbox.clone();
@@ -310,7 +313,7 @@ fn fill_and_die(path: &str) {
         o.quick_repair = qr;
         o.max_bytes = 0;
         let store = Store::open(o, Alerts::new()).unwrap();
-        let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+        let outbox = Outbox::<Ship>::new(store.clone(), OutboxOptions::default(), Alerts::new());
         for chunk in 0..n.div_ceil(1000) {
             let o = outbox.clone();
             store
@@ -334,7 +337,7 @@ fn fill_and_die(path: &str) {
 async fn latency_at(rate: u64, secs: f64, setup: Setup) -> (f64, f64, f64, f64) {
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let store = store(&dir, setup);
-    let outbox = Outbox::<Ship>::new(store.clone(), OutboxConfig::default(), Alerts::new());
+    let outbox = Outbox::<Ship>::new(store.clone(), OutboxOptions::default(), Alerts::new());
     let total = (rate as f64 * secs) as u64;
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let start = tokio::time::Instant::now();
@@ -395,10 +398,10 @@ fn fsync_floor(n: usize) -> (f64, f64) {
 async fn drain_rate(n: u64, keys: u64) -> f64 {
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let store = store(&dir, Setup::defaults(256));
-    let cfg = OutboxConfig {
+    let cfg = OutboxOptions {
         concurrency: 64,
-        rate_per_second: 0.0,
-        ..OutboxConfig::default()
+        rate: None,
+        ..OutboxOptions::default()
     };
     let outbox = Outbox::<Ship>::new(store.clone(), cfg, Alerts::new());
     // Fill quickly: 1,000 ops per transaction.

@@ -1,11 +1,15 @@
 //! `run(config, shutdown)`: the task tree and its orderly shutdown.
 //!
 //! ```text
-//!  start:  data_dir ─▶ store opens* ─▶ ops HTTP bound ─▶ tasks spawned ─▶ READY=1 (systemd)
+//!  start:  data_dir ─▶ ops HTTP port bound ─▶ store opens ─▶ Taobao client, outbox
+//!          ─▶ tasks spawned (outbox, auth-resume, carriers, ops-http) ─▶ READY=1 (systemd)
 //!  serve:  until the shutdown token is cancelled (SIGTERM/SIGINT, or the caller) or a task fails
 //!  stop:   STOPPING=1 ─▶ cancel ─▶ wait ≤ SHUTDOWN_DEADLINE ─▶ abort stragglers, by name
-//!          ─▶ store closes last* ─▶ return            (* once the store is wired in)
+//!          ─▶ store closes last ─▶ return
 //! ```
+//!
+//! The port is bound first, so a port clash (another node, a leftover process) fails before
+//! the store is opened or any task runs.
 //!
 //! Every task is spawned through one [`Tasks`] (a `TaskTracker` that knows names), and every
 //! task watches the same cancellation token, so a SIGTERM drains in-flight work and the
@@ -97,9 +101,19 @@ impl DaemonError {
     }
 }
 
-/// Runs the node until `shutdown` is cancelled, then stops it in order. Returns `Ok` after
-/// a requested shutdown, or the first failure that made the node stop by itself.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+/// Why the node stopped without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its shutdown token was cancelled (SIGTERM, SIGINT, the embedding code).
+    Requested,
+    /// It stopped so that the launcher boots an installed update (`POST /api/ota/restart`);
+    /// the CLI exits with [`crate::ota::EXIT_RESTART_FOR_UPDATE`].
+    ForUpdate,
+}
+
+/// Runs the node until `shutdown` is cancelled, then stops it in order. Returns how it
+/// stopped after a requested shutdown, or the first failure that made it stop by itself.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Stopped, DaemonError> {
     start(config, shutdown).await?.serve().await
 }
 
@@ -112,18 +126,110 @@ pub struct Started {
     pub http_addr: SocketAddr,
     /// The node's health checks.
     pub health: Health,
-    store: Store,
+    /// Committed warehouse events (orders arrived, held, released, …).
+    pub bus: crate::wms::Bus,
+    /// The order intake's progress.
+    pub intake: crate::sync::intake::IntakeHandle,
+    /// The store (for embedding code that commits through `wms/`).
+    pub store: Store,
     taobao: crate::taobao::setup::Taobao,
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
     token: CancellationToken,
+    restart: crate::ota::admin::RestartHandle,
 }
 
-/// Starts the node: opens the store, connects the Taobao side, spawns every task, binds the
-/// ops server and says READY. Stopping is [`Started::serve`]'s job.
+/// Starts the node, in this order: the data directory, the ops HTTP port (bound first, so a
+/// port clash fails before anything else starts), the store, the Taobao side and the outbox,
+/// then every task (the ops server among them) and READY. Stopping is [`Started::serve`]'s
+/// job.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Started, DaemonError> {
     // Our own child token: a failing task cancels it without touching the caller's.
     let token = shutdown.child_token();
+    log_start(&config);
+    create_data_dir(&config)?;
+    let listener = bind_ops(config.http.listen).await?;
+    let alerts = Alerts::new();
+    let health = Health::new();
+    let metrics = crate::ops::metrics::handle();
+    metrics::gauge!("wms_node_build_info", "version" => crate::VERSION).set(1.0);
+
+    let store = open_store(&config, &alerts, &health).await?;
+    let taobao =
+        crate::taobao::setup::connect(&config.taobao_options(), store.clone(), alerts.clone())
+            .await
+            .map_err(DaemonError::Taobao)?;
+    let outbox: Outbox<TaobaoOp> =
+        Outbox::new(store.clone(), config.outbox_options(), alerts.clone())
+            .with_health(health.clone());
+
+    // OTA: the restart that boots an installed update, its status, and the alert for an
+    // update that failed or was rolled back (decided by the launcher before we started).
+    let restart = crate::ota::admin::RestartHandle::new(token.clone());
+    let ota = crate::ota::admin::OtaAdmin::new(
+        config.ota_options(),
+        restart.clone(),
+        std::env::var_os(crate::ota::LAUNCHED_ENV).is_some(),
+    );
+    ota.raise_alerts(&alerts);
+
+    let (tasks, failures) = Tasks::new();
+    let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
+    spawn_jobs(
+        &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
+    );
+    tasks.spawn("intake", warehouse.intake.run(token.clone()));
+    tasks.spawn(
+        "ota-alerts",
+        ota.clone()
+            .watch_alerts(alerts.clone(), Duration::from_secs(30), token.clone()),
+    );
+    let ops = OpsState {
+        node_id: config.node.id.clone(),
+        site: config.node.site.clone(),
+        health: health.clone(),
+        alerts: alerts.clone(),
+        metrics,
+        sections: vec![
+            Arc::new(warehouse.section) as Arc<dyn StatusSource>,
+            Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
+        ],
+    };
+    let admin = crate::ops::http::local_only(
+        axum::Router::new()
+            .merge(crate::outbox::admin::router(outbox.admin()))
+            .merge(crate::ops::orders::router(warehouse.admin))
+            .merge(crate::taobao::admin::router(
+                taobao.tokens.clone(),
+                config.taobao.oauth_options(None),
+            ))
+            .merge(crate::ota::admin::router(ota)),
+    );
+    let http_addr = spawn_ops_http(&tasks, listener, ops, admin, &token);
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        tasks.spawn("watchdog", watchdog(timeout, token.clone()));
+    }
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+    ]);
+    tracing::info!("ready");
+    Ok(Started {
+        outbox,
+        http_addr,
+        health,
+        bus: warehouse.bus,
+        intake: warehouse.handle,
+        store,
+        taobao,
+        tasks,
+        failures,
+        token,
+        restart,
+    })
+}
+
+fn log_start(config: &Config) {
     tracing::info!(
         version = crate::VERSION,
         node_id = %config.node.id,
@@ -131,53 +237,134 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         data_dir = %config.node.data_dir.display(),
         "wms-node starting"
     );
+}
 
+fn create_data_dir(config: &Config) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.node.data_dir).map_err(|source| DaemonError::DataDir {
         path: config.node.data_dir.clone(),
         source,
-    })?;
-
-    let alerts = Alerts::new();
-    let health = Health::new();
-    let metrics = crate::ops::metrics::handle();
-    metrics::gauge!("build_info", "version" => crate::VERSION).set(1.0);
-    let (tasks, failures) = Tasks::new();
-
-    // The store first: everything below writes to it. Opening repairs after a power cut and
-    // never blocks on another process (a second `wms-node` gets a clear "in use" error).
-    let store_opts = config.store_options();
-    let store = tokio::task::spawn_blocking({
-        let alerts = alerts.clone();
-        move || Store::open(store_opts, alerts)
     })
-    .await
-    .map_err(|e| DaemonError::Task {
-        task: "store-open",
-        message: e.to_string(),
-    })??;
-    health.ok("store", "open");
+}
 
-    // Taobao: the client, its tokens (seeded from `taobao.session` when given) and the
-    // outbox that delivers shipments and stock to it.
-    let taobao = crate::taobao::setup::connect(&config.taobao, store.clone(), alerts.clone())
+/// Binds `http.listen`. Nothing is served until [`spawn_ops_http`]; connections wait in the
+/// backlog meanwhile.
+async fn bind_ops(addr: SocketAddr) -> Result<tokio::net::TcpListener, DaemonError> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(DaemonError::Taobao)?;
-    let outbox: Outbox<TaobaoOp> =
-        Outbox::new(store.clone(), config.outbox_config(), alerts.clone())
-            .with_health(health.clone());
-    let routes = crate::ops::http::local_only(
-        axum::Router::new()
-            .merge(crate::outbox::admin::router(outbox.admin()))
-            .merge(crate::taobao::admin::router(
-                taobao.tokens.clone(),
-                config.taobao.clone(),
-            )),
-    );
-    let sections: Vec<Arc<dyn StatusSource>> = vec![Arc::new(outbox.clone())];
+        .map_err(|source| DaemonError::Bind { addr, source })
+}
 
+/// Opens the store off the runtime: opening repairs after a power cut and never blocks on
+/// another process (a second `wms-node` gets a clear "in use" error).
+async fn open_store(
+    config: &Config,
+    alerts: &Alerts,
+    health: &Health,
+) -> Result<Store, DaemonError> {
+    let store_opts = config.store_options();
+    let alerts = alerts.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(store_opts, alerts))
+        .await
+        .map_err(|e| DaemonError::Task {
+            task: "store-open",
+            message: e.to_string(),
+        })??;
+    health.ok(crate::ops::health::CheckName::Store, "open");
+    Ok(store)
+}
+
+/// The warehouse's parts: order intake (not yet running), the event bus, the operators'
+/// order and SKU API, and the status page's "Orders" block.
+struct Warehouse {
+    bus: crate::wms::Bus,
+    shop: crate::wms::ShopId,
+    clock: crate::taobao::time::Clock,
+    intake: crate::sync::intake::Intake,
+    handle: crate::sync::intake::IntakeHandle,
+    admin: crate::ops::orders::OrdersAdmin,
+    section: crate::sync::intake::IntakeSection,
+}
+
+impl Warehouse {
+    fn new(
+        config: &Config,
+        taobao: &crate::taobao::setup::Taobao,
+        store: &Store,
+        outbox: &Outbox<TaobaoOp>,
+        health: &Health,
+        alerts: &Alerts,
+    ) -> Warehouse {
+        let clock = crate::taobao::time::Clock::system();
+        let bus = crate::wms::Bus::new();
+        let intake_opts = config.intake_options();
+        let shop = intake_opts.shop.clone();
+        let (intake, handle) = crate::sync::intake::Intake::new(
+            taobao.client.clone(),
+            store.clone(),
+            outbox.clone(),
+            bus.clone(),
+            alerts.clone(),
+            health.clone(),
+            clock.clone(),
+            intake_opts,
+        );
+        let admin = crate::ops::orders::OrdersAdmin::new(
+            store.clone(),
+            shop.clone(),
+            config.rules(),
+            bus.clone(),
+            alerts.clone(),
+        )
+        .with_clock(clock.clone())
+        .with_sync(Arc::new(crate::sync::skus::SkuSync {
+            client: taobao.client.clone(),
+            store: store.clone(),
+            shop: shop.clone(),
+            rules: config.rules(),
+            bus: bus.clone(),
+            clock: clock.clone(),
+        }));
+        let section = crate::sync::intake::IntakeSection::new(
+            handle.clone(),
+            taobao.client.clone(),
+            shop.clone(),
+            clock.clone(),
+        );
+        Warehouse {
+            bus,
+            shop,
+            clock,
+            intake,
+            handle,
+            admin,
+            section,
+        }
+    }
+}
+
+/// The jobs: outbox delivery to Taobao (through the pre-consign check), resuming it when new
+/// tokens arrive, the carrier list.
+#[allow(clippy::too_many_arguments)]
+fn spawn_jobs(
+    tasks: &Tasks,
+    outbox: &Outbox<TaobaoOp>,
+    taobao: &crate::taobao::setup::Taobao,
+    store: &Store,
+    health: &Health,
+    alerts: &Alerts,
+    token: &CancellationToken,
+    warehouse: &Warehouse,
+) {
     tasks.spawn("outbox", {
         let outbox = outbox.clone();
-        let sink = TaobaoSink::new(taobao.client.clone(), alerts.clone());
+        let sink = crate::sync::consign::ConsignGuard::new(
+            TaobaoSink::new(taobao.client.clone(), alerts.clone()),
+            outbox.clone(),
+            warehouse.shop.clone(),
+            warehouse.bus.clone(),
+            alerts.clone(),
+            warehouse.clock.clone(),
+        );
         let token = token.clone();
         async move {
             outbox.run(sink, token).await;
@@ -198,53 +385,32 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             token.clone(),
         ),
     );
+}
 
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| DaemonError::Bind {
-            addr: config.http.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().unwrap_or(config.http.listen);
-    let app = crate::ops::http::router(OpsState {
-        node_id: config.node.id.clone(),
-        site: config.node.site.clone(),
-        health: health.clone(),
-        alerts: alerts.clone(),
-        metrics,
-        sections,
-    })
-    .merge(routes);
+/// Serves `/healthz`, `/metrics`, the status page and the admin API on the bound listener;
+/// returns the address it listens on (the real port when the config says 0).
+fn spawn_ops_http(
+    tasks: &Tasks,
+    listener: tokio::net::TcpListener,
+    ops: OpsState,
+    admin: axum::Router,
+    token: &CancellationToken,
+) -> SocketAddr {
+    let fallback = SocketAddr::from(([0, 0, 0, 0], 0));
+    let addr = listener.local_addr().unwrap_or(fallback);
+    let app = crate::ops::http::router(ops).merge(admin);
     tasks.spawn(
         "ops-http",
         crate::ops::http::serve(listener, app, token.clone()),
     );
     tracing::info!(addr = %addr, "ops HTTP server listening");
-
-    if let Some(timeout) = sd_notify::watchdog_enabled() {
-        tasks.spawn("watchdog", watchdog(timeout, token.clone()));
-    }
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("serving"),
-    ]);
-    tracing::info!("ready");
-    Ok(Started {
-        outbox,
-        http_addr: addr,
-        health,
-        store,
-        taobao,
-        tasks,
-        failures,
-        token,
-    })
+    addr
 }
 
 impl Started {
     /// Serves until the shutdown token is cancelled or a task fails, then stops in order:
     /// STOPPING, cancel, wait for the tasks (abort stragglers by name), close the store last.
-    pub async fn serve(self) -> Result<(), DaemonError> {
+    pub async fn serve(self) -> Result<Stopped, DaemonError> {
         let Started {
             outbox,
             store,
@@ -252,6 +418,7 @@ impl Started {
             tasks,
             mut failures,
             token,
+            restart,
             ..
         } = self;
         let failure = tokio::select! {
@@ -277,7 +444,8 @@ impl Started {
         tracing::info!("stopped");
         match failure {
             Some(e) => Err(e),
-            None => Ok(()),
+            None if restart.requested() => Ok(Stopped::ForUpdate),
+            None => Ok(Stopped::Requested),
         }
     }
 }
@@ -493,9 +661,12 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut c = config(dir.path());
         c.http.listen = taken.local_addr().unwrap();
+        let data_file = c.store_options().path;
         let err = run(c, CancellationToken::new()).await.unwrap_err();
         assert!(matches!(err, DaemonError::Bind { .. }), "{err}");
         assert!(err.to_string().contains("http.listen"));
+        // It failed before anything started: the store was never opened (or created).
+        assert!(!data_file.exists(), "{}", data_file.display());
     }
 
     #[tokio::test]

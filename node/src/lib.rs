@@ -10,10 +10,19 @@
 //! | [`store`]  | the one redb file: tables, schema version, group commit, quarantine       |
 //! | [`outbox`] | the durable queue of effects on the outside world and their delivery      |
 //! | [`taobao`] | the TOP client: signing, OAuth, typed calls, error classes                |
-//! | [`floor`]  | MQTT: scanners, printers, the gateway's own topics, the embedded broker   |
-//! | [`sync`]   | the jobs between Taobao and the store (intake, stock, shipments)          |
+//! | [`floor`]  | not built yet: MQTT scanners, printers and the broker come with the floor |
+//! | [`wms`]    | the warehouse's own state and rules: orders, holds, SKUs (no I/O)         |
+//! | [`sync`]   | the jobs between Taobao and the store: order intake, SKU sync, carriers   |
 //! | [`ops`]    | what operators see: logs, alerts, metrics, `/healthz`, the status page    |
+//! | [`ota`]    | signed A/B self-update: installer, launcher, health gate, rollback        |
+//! | [`secret`] | [`secret::Secret`]: a string that never prints                            |
 //! | [`daemon`] | `run(config, shutdown)`: the task tree and its orderly shutdown           |
+//!
+//! What runs today: the store, order intake (orders, holds, the SKU map, the check before a
+//! shipment leaves), the outbox delivering shipments and stock levels to Taobao (ops enqueued
+//! through the library, `wms-node demo` and tests), the Taobao client with its tokens, the
+//! carrier list sync, and the ops HTTP server with the admin API. OTA is built (`wms-node
+//! launch`, `ota apply`). The floor comes with a later issue (README.md says what works).
 //!
 //! The one rule everything serves: the local store is the source of truth, and nothing the
 //! floor did is ever lost. An acknowledgement (an OK beep, an `Ok` from an enqueue) is only
@@ -23,11 +32,42 @@ pub mod config;
 pub mod daemon;
 pub mod floor;
 pub mod ops;
+pub mod ota;
 pub mod outbox;
 pub mod secret;
 pub mod store;
 pub mod sync;
 pub mod taobao;
+pub mod wms;
 
-/// The version printed by `wms-node --version` and sent as part of `partner_id`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The version printed by `wms-node --version`, reported by the OTA gate and sent as part of
+/// `partner_id`: the package version, unless the build set `WMS_NODE_VERSION_OVERRIDE` at
+/// compile time (the cross smoke test builds a second, newer node that way, to update to).
+pub const VERSION: &str = match option_env!("WMS_NODE_VERSION_OVERRIDE") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// `wms-node-version=VERSION` with a NUL on each side, kept in the binary so that `wms-node ota
+/// sign` can read the version of an ARM build on any machine without running it.
+#[used]
+pub static VERSION_MARKER: [u8; VERSION_MARKER_LEN] = version_marker();
+
+const VERSION_MARKER_PREFIX: &[u8] = b"\0wms-node-version=";
+const VERSION_MARKER_LEN: usize = VERSION_MARKER_PREFIX.len() + VERSION.len() + 1;
+
+const fn version_marker() -> [u8; VERSION_MARKER_LEN] {
+    let mut out = [0u8; VERSION_MARKER_LEN];
+    let v = VERSION.as_bytes();
+    let mut i = 0;
+    while i < VERSION_MARKER_PREFIX.len() {
+        out[i] = VERSION_MARKER_PREFIX[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < v.len() {
+        out[i + j] = v[j];
+        j += 1;
+    }
+    out
+}

@@ -2,6 +2,9 @@
 //! pack station, with an outage in the middle. The demo checks its outcome against the shop
 //! itself; this test checks that it says so, and reads the figures it printed.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,9 @@
 //! at once; environment overrides and secret files work; the example file is complete and
 //! its documented defaults are the compiled-in ones.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

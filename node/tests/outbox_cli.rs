@@ -2,6 +2,9 @@
 //! itself) and against a running one (it must go through the admin HTTP API, since the
 //! database is locked by the node's process).
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod outbox_support;
 
 use outbox_support::*;

@@ -14,6 +14,10 @@
 //! The child is this test binary again, run with `--ignored --exact crash_child` and an
 //! environment variable; `crash_child` does nothing without it.
 
+// Tests and benches report failures by unwrapping; the sleeps here poll from plain
+// threads, never from the runtime.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
 mod outbox_support;
 
 use outbox_support::*;
@@ -101,7 +105,7 @@ impl Sink<TestOp> for RemoteSink {
     }
 }
 
-fn child_config() -> wms_node::outbox::OutboxConfig {
+fn child_config() -> wms_node::outbox::OutboxOptions {
     let mut c = fast_config();
     c.concurrency = 8;
     c

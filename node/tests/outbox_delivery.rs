@@ -1,14 +1,19 @@
 //! The outbox's delivery behaviour against a scripted sink: order, coalescing, retries and
 //! backoff, catch-up, auth pauses, dead letters, the byte cap, shutdown.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod outbox_support;
 
+use firmware_bridge::pace::Rate;
 use outbox_support::*;
 use redb::ReadableTable;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+use wms_node::ops::alert::AlertCode;
 use wms_node::outbox::{EnqueueError, Outcome};
 use wms_node::store::{self, CapPolicy, Store, StoreError};
 
@@ -259,7 +264,7 @@ async fn an_auth_failure_pauses_everything_until_resumed_without_loss_or_reorder
     });
     let (token, run) = spawn_run(&outbox, sink.clone());
     assert!(eventually(T, || outbox.is_paused()).await);
-    assert!(alerts.is_active("outbox_paused"));
+    assert!(alerts.is_active(AlertCode::OutboxPaused));
     let calls_when_paused = sink.calls();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
@@ -278,7 +283,7 @@ async fn an_auth_failure_pauses_everything_until_resumed_without_loss_or_reorder
     assert!(eventually(T, || sink.done().len() == 7).await);
     token.cancel();
     run.await.unwrap();
-    assert!(!alerts.is_active("outbox_paused"));
+    assert!(!alerts.is_active(AlertCode::OutboxPaused));
     for tid in 0..2u64 {
         let of_trade: Vec<u64> = sink
             .done()
@@ -322,7 +327,7 @@ async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_alerted() {
     let alert = alerts
         .active()
         .into_iter()
-        .find(|a| a.code == "dead_letter")
+        .find(|a| a.code.as_str() == "dead_letter")
         .expect("dead_letter alert");
     assert_eq!(alert.severity, wms_node::ops::alert::Severity::Critical);
     assert!(alert.message.contains("queue retry 1"));
@@ -395,7 +400,7 @@ async fn at_the_cap_reject_new_hands_the_op_back_but_shipments_still_go_in() {
     let refused = refused.expect("the cap refuses at some point");
     assert!(matches!(refused, EnqueueError::Full { .. }), "{refused}");
     assert_eq!(refused.into_op().n(), accepted + 1, "the op comes back");
-    assert!(alerts.is_active("store_cap"));
+    assert!(alerts.is_active(AlertCode::StoreCap));
     let stats = outbox.admin().stats().unwrap();
     assert!(stats.bytes <= 4_000, "{} bytes", stats.bytes);
     // Critical ops are accepted beyond the cap.
@@ -411,7 +416,7 @@ async fn at_the_cap_reject_new_hands_the_op_back_but_shipments_still_go_in() {
     assert!(eventually(T, || pending(&outbox).is_empty()).await);
     token.cancel();
     run.await.unwrap();
-    assert!(!alerts.is_active("store_cap"));
+    assert!(!alerts.is_active(AlertCode::StoreCap));
     outbox.enqueue_now(padded(1, 999)).await.unwrap();
 }
 
@@ -430,7 +435,7 @@ async fn at_the_cap_drop_oldest_drops_old_notes_and_never_shipments() {
         dropped.extend(e.dropped);
     }
     assert!(!dropped.is_empty());
-    assert!(alerts.is_active("outbox_dropped"));
+    assert!(alerts.is_active(AlertCode::OutboxDropped));
     let q = pending(&outbox);
     assert!(q.iter().any(|(_, op)| op.n() == 1), "the shipment stays");
     assert!(
@@ -598,8 +603,7 @@ async fn the_rate_limit_spaces_out_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let mut cfg = fast_config();
-    cfg.rate_per_second = 50.0;
-    cfg.burst = 1;
+    cfg.rate = Some(Rate::new(50.0, 1).unwrap());
     cfg.concurrency = 8;
     let (outbox, _) = outbox(&store, cfg);
     for n in 1..=11 {
@@ -649,7 +653,7 @@ async fn an_undecodable_op_is_quarantined_and_its_key_carries_on() {
     assert_eq!(stats.quarantined, 1);
     assert_eq!(stats.pending, 0);
     assert_eq!(stats.bytes, 0, "bytes balance after a quarantine");
-    assert!(alerts.is_active("store_quarantine"));
+    assert!(alerts.is_active(AlertCode::StoreQuarantine));
 }
 
 #[tokio::test]

@@ -15,6 +15,9 @@
 //! When every op is enqueued before delivery starts, the outcome is fully determined, and
 //! the exact set of delivered, replaced and dead ops is compared with the model's.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod outbox_support;
 
 use outbox_support::*;

@@ -14,6 +14,7 @@
 //!
 //! `WMS_POWERCUT_CYCLES` sets the number of cycles (default 1,000, about a minute);
 //! `CRASH_SEED` replays a run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod outbox_support;
 
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wms_node::ops::alert::Alerts;
-use wms_node::outbox::{Attempt, Outbox, OutboxConfig, Outcome, Sink};
+use wms_node::outbox::{Attempt, Outbox, OutboxOptions, Outcome, Sink};
 use wms_node::store::{Backend, Store, StoreOptions};
 
 /// Cuts that tore the last unsynced write (a prefix of it reached the disk).
@@ -221,14 +222,14 @@ impl Sink<TestOp> for RemoteSink {
     }
 }
 
-fn config() -> OutboxConfig {
-    OutboxConfig {
+fn config() -> OutboxOptions {
+    OutboxOptions {
         concurrency: 8,
-        rate_per_second: 0.0,
+        rate: None,
         backoff_initial: Duration::from_millis(2),
         backoff_max: Duration::from_millis(10),
         shutdown_grace: Duration::from_millis(50),
-        ..OutboxConfig::default()
+        ..OutboxOptions::default()
     }
 }
 
@@ -437,7 +438,7 @@ impl Run {
 
     /// Delivers everything queued.
     async fn drain(&mut self, store: &Store) {
-        let cfg = OutboxConfig {
+        let cfg = OutboxOptions {
             concurrency: 64,
             ..config()
         };

@@ -10,6 +10,7 @@
 //! The kill test runs the conversion in a child process (this test binary again, with
 //! `--ignored --exact convert_child` and an environment variable) and SIGKILLs it at random
 //! moments; `WMS_CONVERT_KILL_CYCLES` sets how many (default 12).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wms_node::ops::alert::Alerts;
 use wms_node::outbox::admin::{Admin, ListFilter};
-use wms_node::outbox::{Attempt, Outbox, OutboxConfig, Outcome, Sink};
+use wms_node::outbox::{Attempt, Outbox, OutboxOptions, Outcome, Sink};
 use wms_node::store::{self, OpenError, Store, StoreOptions};
 use wms_node::sync::carriers;
 use wms_node::taobao::outbox::TaobaoOp;
@@ -143,12 +144,12 @@ impl Sink<TaobaoOp> for Recorder {
     }
 }
 
-fn fast() -> OutboxConfig {
-    OutboxConfig {
-        rate_per_second: 0.0,
+fn fast() -> OutboxOptions {
+    OutboxOptions {
+        rate: None,
         backoff_initial: Duration::from_millis(5),
         backoff_max: Duration::from_millis(20),
-        ..OutboxConfig::default()
+        ..OutboxOptions::default()
     }
 }
 
@@ -259,7 +260,7 @@ async fn the_next_start_uses_the_converted_store_and_leaves_the_earlier_file_alo
         admin.show(seq).is_ok(),
         "what was recorded after converting is kept"
     );
-    assert!(!alerts.is_active("store_superseded"));
+    assert!(!alerts.is_active(wms_node::ops::alert::AlertCode::StoreSuperseded));
     assert_eq!(std::fs::read(&legacy).unwrap(), before);
     store.close().await.unwrap();
 }
@@ -313,7 +314,7 @@ async fn when_the_earlier_release_ran_again_its_file_is_converted_again() {
             .is_err(),
         "the stale file's own op is not in the new queue (it is in the file set aside)"
     );
-    assert!(alerts.is_active("store_superseded"));
+    assert!(alerts.is_active(wms_node::ops::alert::AlertCode::StoreSuperseded));
     let aside: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

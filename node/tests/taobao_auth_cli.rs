@@ -1,5 +1,8 @@
 //! `wms-node auth` as the operator runs it: the real binary against the in-process sandbox.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod taobao_support;
 
 use std::io::{BufRead, BufReader};

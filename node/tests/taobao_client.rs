@@ -1,6 +1,9 @@
 //! The TOP client against the in-process sandbox over real HTTP: every typed call, every
 //! error class, and the outbox sink.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod taobao_support;
 
 use chrono::Utc;
@@ -8,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use taobao_sandbox::{FaultKind, FaultSpec, RefundRequest};
 use taobao_support::{Env, SESSION};
+use wms_node::ops::alert::AlertCode;
 use wms_node::outbox::{Attempt, Outcome, Sink};
 use wms_node::secret::Secret;
 use wms_node::taobao::api::{
@@ -15,7 +19,6 @@ use wms_node::taobao::api::{
     WaybillAddress, WaybillItem, WaybillOrder, WaybillOrderInfo, WaybillPackage, WaybillParty,
     WaybillRecipient, WaybillRequest,
 };
-use wms_node::taobao::client::alerts as client_alerts;
 use wms_node::taobao::outbox::{TaobaoOp, TaobaoSink};
 use wms_node::taobao::types::{RefundStatus, TradeStatus};
 use wms_node::taobao::{
@@ -580,10 +583,7 @@ async fn a_reset_after_processing_is_retryable_and_the_retry_of_a_shipment_is_al
     // The shipment was applied before the connection dropped; the retry learns it.
     assert_eq!(sink.deliver(attempt(2)).await, Outcome::AlreadyDone);
     assert_eq!(env.sandbox.sandbox().shipments().len(), 1);
-    assert!(
-        !env.alerts
-            .is_active(wms_node::taobao::outbox::SHIPPED_CLOSED_TRADE)
-    );
+    assert!(!env.alerts.is_active(AlertCode::ShippedClosedTrade));
 }
 
 #[tokio::test]
@@ -633,7 +633,7 @@ async fn an_app_wide_ban_stops_every_method_and_alerts() {
     let c = env.client(SignMethod::Md5);
     let e = expect_err(c.logistics_companies_get(None).await);
     assert!(e.api().is_some_and(|a| a.code == 7), "{e}");
-    assert!(env.alerts.is_active(client_alerts::APP_BAN));
+    assert!(env.alerts.is_active(AlertCode::TaobaoAppBan));
     let e = expect_err(c.items_onsale_get(&OnsaleQuery::default()).await);
     assert!(
         matches!(
@@ -675,7 +675,7 @@ async fn a_wrong_secret_is_a_permanent_signature_error_with_an_alert() {
     let e = expect_err(c.logistics_companies_get(None).await);
     assert_eq!(e.api().map(|a| a.code), Some(25), "{e}");
     assert_eq!(e.disposition(), Disposition::Permanent);
-    assert!(env.alerts.is_active(client_alerts::SIGNATURE));
+    assert!(env.alerts.is_active(AlertCode::TaobaoSignature));
 }
 
 #[tokio::test]
@@ -780,7 +780,7 @@ async fn a_clock_ten_minutes_off_is_code_31_and_a_clock_alert() {
     );
     assert_eq!(e.api().map(|a| a.code), Some(31), "{e}");
     assert!(e.is_retryable());
-    assert!(env.alerts.is_active(client_alerts::CLOCK));
+    assert!(env.alerts.is_active(AlertCode::Clock));
 }
 
 // ---- the outbox sink ----
@@ -862,10 +862,7 @@ async fn shipping_a_closed_trade_is_already_done_with_an_alert() {
         op: &op,
     };
     assert_eq!(sink.deliver(a).await, Outcome::AlreadyDone);
-    assert!(
-        env.alerts
-            .is_active(wms_node::taobao::outbox::SHIPPED_CLOSED_TRADE)
-    );
+    assert!(env.alerts.is_active(AlertCode::ShippedClosedTrade));
 }
 
 #[tokio::test]
@@ -924,7 +921,7 @@ fn calls_are_counted_in_the_metric_by_method_and_code() {
     let text = handle.render();
     let has = |method: &str, code: &str| {
         text.lines().any(|l| {
-            l.starts_with("taobao_calls_total")
+            l.starts_with("wms_node_taobao_calls_total")
                 && l.contains(&format!("method=\"{method}\""))
                 && l.contains(&format!("code=\"{code}\""))
         })

@@ -3,6 +3,9 @@
 //! receiver field — not at TRACE level, not in errors, not on any path (success, code 7,
 //! code 25, code 27 with refresh, B04, a transport failure, OAuth).
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod taobao_support;
 
 use std::io::Write;

@@ -2,22 +2,23 @@
 //! the redb store, refresh ahead of expiry and after code 27, refusal, and the reauthorize
 //! alert.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod taobao_support;
 
 use std::sync::Arc;
 use std::time::Duration;
 use taobao_sandbox::{FaultKind, FaultSpec, SandboxConfig, SettingsPatch};
 use taobao_support::{APP_KEY, APP_SECRET, Env};
-use wms_node::ops::alert::Alerts;
+use wms_node::ops::alert::{AlertCode, Alerts};
 use wms_node::outbox::{Attempt, Outcome, Sink};
 use wms_node::secret::Secret;
 use wms_node::store::{Store, StoreOptions};
 use wms_node::taobao::login::{LoginError, receive_redirect};
 use wms_node::taobao::oauth::{OAuthClient, OAuthError, OAuthOptions, TokenSet};
 use wms_node::taobao::outbox::{TaobaoOp, TaobaoSink};
-use wms_node::taobao::tokens::{
-    MemoryTokenStore, REAUTHORIZE, RedbTokenStore, TokenManager, TokenStore,
-};
+use wms_node::taobao::tokens::{MemoryTokenStore, RedbTokenStore, TokenManager, TokenStore};
 use wms_node::taobao::{SessionProvider, SignMethod, TopClient, TopError};
 
 fn oauth(env: &Env, redirect_uri: &str) -> OAuthClient {
@@ -295,7 +296,7 @@ async fn a_session_revoked_by_the_platform_is_refreshed_once_after_code_27() {
     }
     assert!(a_call(&c).await.is_ok());
     assert_eq!(codes(&env), [27, 0]);
-    assert!(!env.alerts.is_active(REAUTHORIZE));
+    assert!(!env.alerts.is_active(AlertCode::Reauthorize));
 }
 
 #[tokio::test]
@@ -338,7 +339,7 @@ async fn when_refresh_is_impossible_the_node_alerts_pauses_and_stops_calling() {
         op: &op,
     };
     assert!(matches!(sink.deliver(attempt).await, Outcome::Auth { .. }));
-    assert!(env.alerts.is_active(REAUTHORIZE));
+    assert!(env.alerts.is_active(AlertCode::Reauthorize));
     // Later calls fail as Auth at once, without reaching the gateway.
     let before = env.sandbox.sandbox().calls(None).len();
     let e = a_call(&c).await.err();
@@ -349,7 +350,7 @@ async fn when_refresh_is_impossible_the_node_alerts_pauses_and_stops_calling() {
     if let Err(e) = m.install(fresh).await {
         panic!("{e}");
     }
-    assert!(!env.alerts.is_active(REAUTHORIZE));
+    assert!(!env.alerts.is_active(AlertCode::Reauthorize));
     assert!(a_call(&c).await.is_ok());
 }
 
@@ -366,7 +367,7 @@ async fn an_expired_refresh_token_means_reauthorize_without_a_call() {
     env.advance(500);
     let e = a_call(&c).await.err();
     assert!(matches!(e, Some(TopError::NoSession { .. })), "{e:?}");
-    assert!(env.alerts.is_active(REAUTHORIZE));
+    assert!(env.alerts.is_active(AlertCode::Reauthorize));
     assert!(
         codes(&env).is_empty(),
         "no call with a token known to be dead"
@@ -420,7 +421,7 @@ async fn an_unreachable_token_endpoint_after_code_27_is_a_retry_not_a_pause() {
     }
     let e = a_call(&c).await.err();
     assert!(e.as_ref().is_some_and(TopError::is_retryable), "{e:?}");
-    assert!(!env.alerts.is_active(REAUTHORIZE));
+    assert!(!env.alerts.is_active(AlertCode::Reauthorize));
     // The endpoint is back: the next attempt refreshes and succeeds.
     sb.clear_faults();
     assert!(a_call(&c).await.is_ok());

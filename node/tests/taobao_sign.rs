@@ -2,6 +2,9 @@
 //! sandbox for all three sign methods, and any single-character change to any parameter
 //! (name or value, business or system) or to the signature makes it fail.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod taobao_support;
 
 use proptest::prelude::*;

@@ -2,7 +2,6 @@
 //! protocol over MQTT. CLI only; the work is in `firmware_bridge::bridge`.
 //!
 //! Exit codes: 0 success, 2 bad usage or configuration, 1 failure.
-#![deny(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -29,11 +29,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error, info, warn};
 
-use super::backoff::Backoff;
 use super::config::DeviceConfig;
 use super::serial::{SerialPort, WakeHandle, Waker};
 use super::spool::{Spool, SpoolError};
 use crate::frame::{Decoder, Link, LinkConfig, LinkError, link::Received, max_wire_len};
+use crate::pace::Retries;
 use crate::printer::{self, Printer, Status};
 use crate::proto::{
     Beep, Channel, Downlink, Feedback, Gs1Fields, HoldAck, Mode, Print, PrintResult, PrintStatus,
@@ -151,7 +151,7 @@ impl DeviceCtx {
     }
 
     /// Opens the port, retrying with backoff; `None` at shutdown.
-    fn open(&self, backoff: &mut Backoff, last_error: &mut Option<String>) -> Option<SerialPort> {
+    fn open(&self, backoff: &mut Retries, last_error: &mut Option<String>) -> Option<SerialPort> {
         loop {
             if self.stopping() {
                 return None;
@@ -171,7 +171,7 @@ impl DeviceCtx {
                         self.port_closed(&text);
                         *last_error = Some(text);
                     }
-                    let _ = self.waker.sleep(backoff.next_delay());
+                    let _ = self.waker.sleep(backoff.next_delay(rand::random()));
                 }
             }
         }
@@ -265,6 +265,8 @@ impl embedded_hal::digital::OutputPin for NoPin {
 pub struct StdDelay;
 
 impl embedded_hal::delay::DelayNs for StdDelay {
+    // The device thread is ours (a plain thread, never a runtime worker): sleeping is the job.
+    #[allow(clippy::disallowed_methods)]
     fn delay_ns(&mut self, ns: u32) {
         std::thread::sleep(Duration::from_nanos(u64::from(ns)));
     }
@@ -307,7 +309,7 @@ type ScannerDriver = Scanner<SerialPort, NoPin, StdDelay, SCAN_BUF>;
 
 /// Runs a scanner until shutdown.
 pub fn run_scanner(ctx: DeviceCtx) {
-    let mut backoff = Backoff::new(ctx.cfg.reopen_min, ctx.cfg.reopen_max);
+    let mut backoff = super::retries(ctx.cfg.reopen_min, ctx.cfg.reopen_max);
     let mut last_error = None;
     let mut mode = ctx.cfg.mode.unwrap_or(Mode::Pick);
     let mode_prefix = ctx.cfg.mode_prefix.clone().unwrap_or_default();
@@ -316,7 +318,7 @@ pub fn run_scanner(ctx: DeviceCtx) {
             Ok(fd) => fd,
             Err(e) => {
                 warn!(device = %ctx.cfg.id, error = %e, "cannot watch serial port");
-                let _ = ctx.waker.sleep(backoff.next_delay());
+                let _ = ctx.waker.sleep(backoff.next_delay(rand::random()));
                 continue;
             }
         };
@@ -341,7 +343,7 @@ pub fn run_scanner(ctx: DeviceCtx) {
                 warn!(device = %ctx.cfg.id, error = %why, "serial port lost; reopening");
                 ctx.port_closed(&why);
                 last_error = Some(why);
-                let _ = ctx.waker.sleep(backoff.next_delay());
+                let _ = ctx.waker.sleep(backoff.next_delay(rand::random()));
             }
         }
     }
@@ -499,7 +501,7 @@ type PrinterDriver = Printer<SerialPort, StdDelay, STATUS_BUF>;
 
 /// Runs a printer until shutdown.
 pub fn run_printer(ctx: DeviceCtx) {
-    let mut backoff = Backoff::new(ctx.cfg.reopen_min, ctx.cfg.reopen_max);
+    let mut backoff = super::retries(ctx.cfg.reopen_min, ctx.cfg.reopen_max);
     let mut last_error = None;
     let mut printed: VecDeque<String> = VecDeque::new();
     while let Some(port) = ctx.open(&mut backoff, &mut last_error) {
@@ -507,7 +509,7 @@ pub fn run_printer(ctx: DeviceCtx) {
             Ok(fd) => fd,
             Err(e) => {
                 warn!(device = %ctx.cfg.id, error = %e, "cannot watch serial port");
-                let _ = ctx.waker.sleep(backoff.next_delay());
+                let _ = ctx.waker.sleep(backoff.next_delay(rand::random()));
                 continue;
             }
         };
@@ -520,7 +522,7 @@ pub fn run_printer(ctx: DeviceCtx) {
                 warn!(device = %ctx.cfg.id, error = %why, "serial port lost; reopening");
                 ctx.port_closed(&why);
                 last_error = Some(why);
-                let _ = ctx.waker.sleep(backoff.next_delay());
+                let _ = ctx.waker.sleep(backoff.next_delay(rand::random()));
             }
         }
     }
@@ -677,7 +679,7 @@ const FRAME_OUTBOX: usize = 64;
 
 /// Runs a microcontroller on a framed link until shutdown.
 pub fn run_framed(ctx: DeviceCtx) {
-    let mut backoff = Backoff::new(ctx.cfg.reopen_min, ctx.cfg.reopen_max);
+    let mut backoff = super::retries(ctx.cfg.reopen_min, ctx.cfg.reopen_max);
     let mut last_error = None;
     let mut outbox: VecDeque<Downlink<String>> = VecDeque::new();
     while let Some(port) = ctx.open(&mut backoff, &mut last_error) {
@@ -685,7 +687,7 @@ pub fn run_framed(ctx: DeviceCtx) {
             Ok(fd) => fd,
             Err(e) => {
                 warn!(device = %ctx.cfg.id, error = %e, "cannot watch serial port");
-                let _ = ctx.waker.sleep(backoff.next_delay());
+                let _ = ctx.waker.sleep(backoff.next_delay(rand::random()));
                 continue;
             }
         };
@@ -696,7 +698,7 @@ pub fn run_framed(ctx: DeviceCtx) {
                 warn!(device = %ctx.cfg.id, error = %why, "serial port lost; reopening");
                 ctx.port_closed(&why);
                 last_error = Some(why);
-                let _ = ctx.waker.sleep(backoff.next_delay());
+                let _ = ctx.waker.sleep(backoff.next_delay(rand::random()));
             }
         }
     }

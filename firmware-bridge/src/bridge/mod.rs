@@ -10,7 +10,9 @@
 //! | [`spool`] | the durable per-device queue (fsync before publish, removed on PUBACK) |
 //! | [`session`] | one MQTT session per device: delivery, state birth/will, commands |
 //! | [`device`] | one thread per serial device running the `no_std` drivers |
-//! | [`backoff`] | jittered exponential backoff for reconnects and reopens |
+//!
+//! Reconnects and reopens wait with [`retries`]: the workspace's one backoff
+//! ([`crate::pace::Backoff`]) with a floor.
 //!
 //! ```text
 //!            ┌───────────── device thread ─────────────┐      ┌──── session task ────┐
@@ -38,7 +40,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub mod backoff;
 pub mod config;
 pub mod device;
 pub mod serial;
@@ -53,6 +54,14 @@ use spool::{Spool, SpoolError};
 
 use crate::proto::topic::Topic;
 use crate::proto::{Channel, DeviceClass};
+
+/// Retries for one broker connection or serial port: full jitter from `base` doubling up to
+/// `max`, never below a tenth of `base` (at least 10 ms), so that a zero draw does not turn a
+/// reconnect loop into a busy loop. Draw each wait with `next_delay(rand::random())`.
+pub fn retries(base: Duration, max: Duration) -> crate::pace::Retries {
+    let floor = (base / 10).max(Duration::from_millis(10));
+    crate::pace::Retries::new(crate::pace::Backoff::new(base, max).with_floor(floor))
+}
 
 /// How long shutdown waits for device threads.
 pub const THREAD_GRACE: Duration = Duration::from_secs(3);
@@ -203,4 +212,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Brid
     }
     info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_waits_stay_between_the_floor_and_a_doubling_cap() {
+        let mut r = retries(Duration::from_millis(500), Duration::from_secs(30));
+        let mut ceilings = Vec::new();
+        for _ in 0..10 {
+            let ceiling = r.ceiling();
+            ceilings.push(ceiling);
+            let d = r.next_delay(rand::random());
+            assert!(
+                d >= Duration::from_millis(50) && d <= ceiling,
+                "{d:?} outside [50ms, {ceiling:?}]"
+            );
+        }
+        assert_eq!(r.next_delay(0.0), Duration::from_millis(50));
+        assert_eq!(ceilings[0], Duration::from_millis(500));
+        assert_eq!(ceilings[5], Duration::from_secs(16));
+        assert_eq!(ceilings[9], Duration::from_secs(30));
+        // A tiny base still never spins: the floor is at least 10 ms.
+        let mut tiny = retries(Duration::from_millis(20), Duration::from_millis(20));
+        assert_eq!(tiny.next_delay(0.0), Duration::from_millis(10));
+    }
 }

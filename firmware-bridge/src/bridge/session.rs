@@ -17,7 +17,7 @@
 //!   CONNACK. Duplicates are possible (an ack lost with the connection); the node drops them by
 //!   `msg_id`. Losses are not.
 //!
-//! Reconnects wait with jittered exponential backoff ([`Backoff`]); rumqttc has none and would
+//! Reconnects wait with jittered exponential backoff ([`crate::pace::Backoff`]); rumqttc has none and would
 //! otherwise retry as fast as it is polled. The rumqttc `poll()` future is never cancelled
 //! mid-flight (a `select!` keeps it alive while device notes are handled), because cancelling
 //! it can drop a packet it was writing.
@@ -36,7 +36,6 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::backoff::Backoff;
 use super::config::Broker;
 use super::device::{DeviceCmd, DeviceSender, Note, new_msg_id, now_rfc3339};
 use super::spool::Spool;
@@ -217,7 +216,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let (client, mut eventloop) = AsyncClient::new(options(&cfg), 64);
-    let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
+    let mut backoff = super::retries(cfg.reconnect_min, cfg.reconnect_max);
     let mut run = Run {
         cfg,
         client,
@@ -352,7 +351,7 @@ pub async fn run(
                 if stopping.is_some() {
                     return;
                 }
-                let wait = backoff.next_delay();
+                let wait = backoff.next_delay(rand::random());
                 if was {
                     warn!(device = %run.cfg.device, error = %e, "broker connection lost; reconnecting");
                 } else if backoff.attempts() <= 1

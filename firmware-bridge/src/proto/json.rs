@@ -187,6 +187,16 @@ pub fn decode_downlink(payload: &[u8]) -> Result<Downlink<String>, JsonError> {
     })
 }
 
+/// Decodes an `ota_update` received on the gateway's `cmd` channel.
+pub fn decode_ota_update(payload: &[u8]) -> Result<super::ota::OtaUpdate, JsonError> {
+    let mut map = object(payload)?;
+    let ty = take_type(&mut map)?;
+    match ty.as_str() {
+        "ota_update" => decode_as::<super::ota::OtaUpdate>(map),
+        _ => Err(JsonError::UnknownType(truncate(ty))),
+    }
+}
+
 /// Best-effort reading of the id a bad payload was about (`msg_id`, `job_id`, `hold_id`), so a
 /// refusal can still name what it refuses.
 pub fn peek_id(payload: &[u8]) -> Option<String> {

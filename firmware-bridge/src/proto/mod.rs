@@ -1,8 +1,10 @@
 //! The device wire contract: every message a scanner, printer or gateway exchanges with the node.
 //!
-//! This module is the single definition of the floor protocol (DESIGN.md, "Floor (MQTT)"); the
-//! node decodes and encodes its MQTT JSON with these same types, `wms-bridge` produces them from
-//! serial devices, and a microcontroller sends them postcard-encoded over [`crate::frame`].
+//! This module is the single definition of the floor protocol (DESIGN.md, "Floor (MQTT)").
+//! `wms-bridge` produces and reads these types for its serial devices, and a microcontroller
+//! can send them postcard-encoded over [`crate::frame`]. The node does not speak the floor
+//! protocol yet (it uses only [`topic`]'s segment rule today); when it does, it uses these same
+//! types, so the two sides cannot drift apart.
 //!
 //! | channel | direction | QoS | messages (`"type"`) |
 //! |---|---|---|---|
@@ -10,6 +12,7 @@
 //! | `cmd` | node → device | 1 | [`Feedback`] `feedback`, [`Task`] `task`, [`Hold`] `hold`, [`Print`] `print` |
 //! | `reply` | device → node | 1 | [`PrintResult`] `print_result`, [`HoldAck`] `hold_ack` |
 //! | `state` | both | 1, retained | [`State`] (no `type`): birth `{"online":true,…}`, will `{"online":false}` |
+//! | gateway `cmd` / `reply` | fleet ↔ node | 1 | [`ota::OtaUpdate`] `ota_update`; [`ota::OtaProgress`] `ota_progress`, [`ota::OtaResult`] `ota_result` (with `alloc`) |
 //!
 //! Topics are `wms/{site}/{class}/{id}/{channel}` ([`topic`]).
 //!
@@ -36,7 +39,8 @@
 //!
 //! On the serial link (postcard) there are no field names: fields are positional and enums are
 //! encoded by variant index. So on that link **variants and fields are append-only**, and the
-//! two ends must agree on `v` (the link exchanges [`State`] first).
+//! two ends must agree on `v` before anything else: [`crate::frame::Link`] does not negotiate
+//! it, so a device announces its version in a [`State`] message first.
 //!
 //! ## String type
 //!
@@ -960,3 +964,7 @@ mod tests {
         assert_eq!(st.kind(), None);
     }
 }
+
+// After `wire_enum!`, which it uses.
+#[cfg(feature = "alloc")]
+pub mod ota;

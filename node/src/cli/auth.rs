@@ -361,12 +361,12 @@ fn loopback_addr(redirect: &str) -> Result<SocketAddr, String> {
 }
 
 fn oauth_client(config: &Config, redirect: Option<String>) -> anyhow::Result<OAuthClient> {
-    OAuthClient::new(setup::oauth_options(&config.taobao, redirect))
+    OAuthClient::new(config.taobao.oauth_options(redirect))
         .context("cannot set up the OAuth client (check taobao.oauth_url, app_key, app_secret)")
 }
 
 fn manager(config: &Config, store: Store) -> anyhow::Result<Arc<TokenManager>> {
-    let m = setup::token_manager(&config.taobao, store, Alerts::new())
+    let m = setup::token_manager(&config.taobao.oauth_options(None), store, Alerts::new())
         .context("cannot set up the token manager")?;
     Ok(Arc::new(m))
 }

@@ -40,7 +40,13 @@ pub fn run(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<ExitCod
     // Logged rather than printed: under systemd stderr is the journal, and the log line
     // carries the format the operator chose.
     match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
+        Ok(wms_node::daemon::Stopped::Requested) => Ok(ExitCode::SUCCESS),
+        // systemd starts the unit again (RestartForceExitStatus=75): the launcher boots the
+        // installed update on trial.
+        Ok(wms_node::daemon::Stopped::ForUpdate) => {
+            tracing::info!("stopped to boot an installed update");
+            Ok(ExitCode::from(wms_node::ota::EXIT_RESTART_FOR_UPDATE))
+        }
         // A damaged or too-new store, an unusable data dir or Taobao setup: starting again
         // changes nothing, so exit with the status systemd does not restart on
         // (RestartPreventExitStatus=2) instead of crash-looping every few seconds.

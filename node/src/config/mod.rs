@@ -24,8 +24,12 @@ mod bytes;
 mod load;
 mod schema;
 
+/// How log lines are written: `"text"` or `"json"`.
+pub use crate::ops::log::LogFormat;
 /// What the store does at its byte cap: `"reject_new"`, `"drop_oldest"` or `"block"`.
 pub use crate::store::CapPolicy;
+/// How TOP requests are signed: `"md5"`, `"hmac"` or `"hmac-sha256"`.
+pub use crate::taobao::sign::SignMethod;
 pub use bytes::{ByteSize, ParseByteSizeError};
 pub use load::{ConfigError, ENV_PREFIX, Origin, Problem};
 
@@ -50,10 +54,14 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// The Taobao Open Platform app and shop connection.
     pub taobao: TaobaoConfig,
+    /// Order intake: how orders are pulled, and what holds them.
+    pub intake: IntakeConfig,
     /// The MQTT broker that scanners, printers and bridges talk to.
     pub mqtt: MqttConfig,
     /// The operations HTTP server: `/healthz`, `/metrics`, the status page.
     pub http: HttpConfig,
+    /// Over-the-air updates of this node's software.
+    pub ota: OtaConfig,
 }
 
 /// `[node]`: this box.
@@ -100,17 +108,6 @@ impl Default for LogConfig {
             format: LogFormat::Text,
         }
     }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines; coloured when stderr is a terminal.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// `[store]`: the local database.
@@ -165,7 +162,7 @@ impl Default for StoreConfig {
 pub struct OutboxConfig {
     /// How many operations (on different keys) may be in flight at once.
     pub concurrency: usize,
-    /// Sustained delivery rate, operations per second (token bucket).
+    /// Sustained delivery rate, operations per second (token bucket). Must be above 0.
     pub rate_per_second: f64,
     /// How many operations may go at once after an idle period (token bucket size).
     pub burst: u32,
@@ -252,20 +249,118 @@ impl Default for TaobaoConfig {
     }
 }
 
-/// How TOP requests are signed (the `sign_method` system parameter). The wire names match
-/// `taobao::sign::SignMethod`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SignMethod {
-    /// `MD5(secret + params + secret)`, the legacy method.
-    #[serde(rename = "md5")]
-    Md5,
-    /// HMAC-MD5.
-    #[serde(rename = "hmac")]
-    Hmac,
-    /// HMAC-SHA256.
-    #[default]
-    #[serde(rename = "hmac-sha256")]
-    HmacSha256,
+/// `[intake]`: how orders are pulled from Taobao and which of them wait for a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IntakeConfig {
+    /// How far back the very first pull looks (orders modified since then arrive; the
+    /// re-scan then fetches every order still waiting to ship from the last `rescan_days`).
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
+    /// How much each pull overlaps the previous one (at least 2m), so a change Taobao
+    /// records a little late is not missed.
+    #[serde(with = "humantime_serde")]
+    pub overlap: Duration,
+    /// The overlap after an error or an outage.
+    #[serde(with = "humantime_serde")]
+    pub error_overlap: Duration,
+    /// The longest time window one call asks for (1m to 30m; Taobao advises at most 30m).
+    #[serde(with = "humantime_serde")]
+    pub max_window: Duration,
+    /// Orders per page (1 to 100).
+    pub page_size: u32,
+    /// How often the orders still waiting to ship are re-scanned (`trades.sold.get`), on
+    /// top of the first start and the end of every outage.
+    #[serde(with = "humantime_serde")]
+    pub rescan_every: Duration,
+    /// How many days back (by creation) the re-scan looks (1 to 90).
+    pub rescan_days: u32,
+    /// Open orders not read in full for this long are read again at the re-scan.
+    #[serde(with = "humantime_serde")]
+    pub refresh_after: Duration,
+    /// `/healthz` fails when intake lags more than this while Taobao answers (a link that
+    /// is down only degrades it).
+    #[serde(with = "humantime_serde")]
+    pub lag_alert: Duration,
+    /// Orders read in full (`trade.fullinfo.get`) at once (1 to 16).
+    pub fullinfo_concurrency: usize,
+    /// The trade types to pull (`type`). Empty: Taobao's default set (guarantee_trade,
+    /// auto_delivery, ec, cod, step). List every type the shop sells with, e.g. "fixed".
+    pub trade_types: Vec<String>,
+    /// Ship the lines that are left when some lines of an order are refunded, without
+    /// asking. Off: such an order is held until `wms-node orders release`.
+    pub partial_shipment: bool,
+    /// Seller flag colours (1 red, 2 yellow, 3 green, 4 blue, 5 purple) that hold an order
+    /// for review until `wms-node orders release`.
+    pub review_flags: Vec<u8>,
+    /// Words in the seller's memo that hold an order for review (case-insensitive), e.g.
+    /// ["hold", "暂停", "换"]. The memo itself is never stored.
+    pub review_memo_words: Vec<String>,
+    /// The shop's ship-by promise after payment, for orders whose trade gives no deadline.
+    #[serde(with = "humantime_serde")]
+    pub default_promise: Duration,
+    /// Report to AliGenius (`taobao.rdc.aligenius.sendgoods.cancel`) when an unshipped
+    /// order is stopped after a refund request, so the buyer is refunded at once. Turn off
+    /// if the app lacks the permission (the calls would be refused).
+    pub ag_feedback: bool,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            lookback: Duration::from_secs(24 * 3600),
+            overlap: Duration::from_secs(120),
+            error_overlap: Duration::from_secs(600),
+            max_window: Duration::from_secs(1800),
+            page_size: 100,
+            rescan_every: Duration::from_secs(24 * 3600),
+            rescan_days: 3,
+            refresh_after: Duration::from_secs(24 * 3600),
+            lag_alert: Duration::from_secs(1800),
+            fullinfo_concurrency: 4,
+            trade_types: Vec::new(),
+            partial_shipment: false,
+            review_flags: Vec::new(),
+            review_memo_words: Vec::new(),
+            default_promise: Duration::from_secs(48 * 3600),
+            ag_feedback: true,
+        }
+    }
+}
+
+impl TaobaoConfig {
+    /// The REST client's options (secrets must already be resolved from their files).
+    pub fn client_options(&self) -> crate::taobao::client::ClientOptions {
+        let mut o = crate::taobao::client::ClientOptions::new(
+            self.endpoint.clone(),
+            self.app_key.clone(),
+            self.app_secret.clone().unwrap_or_default(),
+        );
+        o.sign_method = self.sign_method;
+        o.connect_timeout = self.connect_timeout;
+        o.request_timeout = self.request_timeout;
+        o.daily_call_budget = (self.daily_call_budget > 0).then_some(self.daily_call_budget);
+        o
+    }
+
+    /// The OAuth client's options; `redirect_uri` overrides the configured one (`auth login`
+    /// uses a local address). Refresh needs no redirect URI, so an absent one is left empty.
+    pub fn oauth_options(
+        &self,
+        redirect_uri: Option<String>,
+    ) -> crate::taobao::oauth::OAuthOptions {
+        let mut o = crate::taobao::oauth::OAuthOptions::new(
+            self.oauth_url.clone(),
+            self.app_key.clone(),
+            self.app_secret.clone().unwrap_or_default(),
+            redirect_uri
+                .or_else(|| self.redirect_uri.clone())
+                .unwrap_or_default(),
+        );
+        o.connect_timeout = self.connect_timeout;
+        o.request_timeout = self.request_timeout;
+        o
+    }
 }
 
 /// `[mqtt]`: the broker of the warehouse floor.
@@ -382,6 +477,41 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[ota]`: signed over-the-air updates (docs/OTA.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OtaConfig {
+    /// The ed25519 public keys (base64) whose signatures on update manifests are accepted.
+    /// Empty: every update is refused. List two during a key rotation. `wms-node ota keygen`
+    /// prints a new key pair's public key.
+    pub public_keys: Vec<String>,
+    /// How long an update on trial has to pass its self-test (config, store round trip,
+    /// local broker, version) before the previous build comes back.
+    #[serde(with = "humantime_serde")]
+    pub gate_timeout: Duration,
+    /// Trial starts that end without a verdict (a power cut, the launcher killed) before the
+    /// launcher rolls back. A failed self-test, an exit or a hang rolls back at once.
+    pub trial_attempts: u32,
+    /// A download that receives nothing for this long is cut and resumed.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+    /// Resumed download attempts in a row without one new byte before it gives up (and
+    /// reports the failure).
+    pub download_retries: u32,
+}
+
+impl Default for OtaConfig {
+    fn default() -> Self {
+        OtaConfig {
+            public_keys: Vec::new(),
+            gate_timeout: Duration::from_secs(60),
+            trial_attempts: 3,
+            stall_timeout: Duration::from_secs(30),
+            download_retries: 8,
+        }
+    }
+}
+
 /// The longest `outbox.shutdown_grace` that still lets the node stop within 5 s.
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
@@ -400,19 +530,89 @@ impl Config {
         o
     }
 
+    /// What the Taobao side starts with: the client, OAuth and the pre-issued session.
+    pub fn taobao_options(&self) -> crate::taobao::setup::TaobaoOptions {
+        crate::taobao::setup::TaobaoOptions {
+            client: self.taobao.client_options(),
+            oauth: self.taobao.oauth_options(None),
+            session: self.taobao.session.clone(),
+        }
+    }
+
     /// How the outbox delivers: the `[outbox]` settings and `store.cap_alert_thresholds`.
-    pub fn outbox_config(&self) -> crate::outbox::OutboxConfig {
+    pub fn outbox_options(&self) -> crate::outbox::OutboxOptions {
         let o = &self.outbox;
-        crate::outbox::OutboxConfig {
+        crate::outbox::OutboxOptions {
             concurrency: o.concurrency,
-            rate_per_second: o.rate_per_second,
-            burst: o.burst,
+            // validate() refused any other rate, so this is never `None` for a loaded config.
+            rate: firmware_bridge::pace::Rate::new(o.rate_per_second, o.burst).ok(),
             backoff_initial: o.backoff_initial,
             backoff_max: o.backoff_max,
             shutdown_grace: o.shutdown_grace,
             cap_alert_thresholds: self.store.cap_alert_thresholds.clone(),
-            ..crate::outbox::OutboxConfig::default()
+            ..crate::outbox::OutboxOptions::default()
         }
+    }
+
+    /// How order intake runs: `[intake]` and `taobao.poll_interval`.
+    pub fn intake_options(&self) -> crate::sync::intake::IntakeOptions {
+        let i = &self.intake;
+        let types: Vec<&str> = i
+            .trade_types
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        crate::sync::intake::IntakeOptions {
+            shop: crate::wms::ShopId::main(),
+            poll_interval: self.taobao.poll_interval,
+            overlap: i.overlap,
+            error_overlap: i.error_overlap,
+            max_window: i.max_window,
+            page_size: i.page_size,
+            lookback: i.lookback,
+            rescan_every: i.rescan_every,
+            rescan_days: i.rescan_days,
+            refresh_after: i.refresh_after,
+            lag_alert: i.lag_alert,
+            fullinfo_concurrency: i.fullinfo_concurrency,
+            trade_types: (!types.is_empty()).then(|| types.join(",")),
+            rules: self.rules(),
+        }
+    }
+
+    /// The hold rules of `[intake]`.
+    pub fn rules(&self) -> crate::wms::Rules {
+        let i = &self.intake;
+        crate::wms::Rules {
+            partial_shipment: i.partial_shipment,
+            review_flags: i.review_flags.clone(),
+            review_memo_words: i.review_memo_words.clone(),
+            default_promise_s: i64::try_from(i.default_promise.as_secs()).unwrap_or(i64::MAX),
+            ag_feedback: i.ag_feedback,
+        }
+    }
+
+    /// How OTA works: the `[ota]` settings, `node.data_dir` and the store file. Keys that do
+    /// not parse are left out here; [`Config::validate`] reports them.
+    pub fn ota_options(&self) -> crate::ota::OtaOptions {
+        let o = &self.ota;
+        let mut opts = crate::ota::OtaOptions::new(
+            &self.node.data_dir,
+            self.node.data_dir.join(crate::store::FILE),
+        );
+        opts.public_keys = crate::ota::TrustedKeys(
+            o.public_keys
+                .iter()
+                .filter_map(|k| crate::ota::PublicKey::parse(k).ok())
+                .collect(),
+        );
+        opts.gate_timeout = o.gate_timeout;
+        opts.trial_attempts = o.trial_attempts;
+        opts.stall_timeout = o.stall_timeout;
+        opts.download_retries = o.download_retries;
+        opts.connect_timeout = self.taobao.connect_timeout.max(Duration::from_secs(5));
+        opts
     }
 
     /// The base URL of this node's ops HTTP server, as a local client reaches it
@@ -464,44 +664,205 @@ impl Config {
         problems
     }
 
-    /// Every problem with the values (not the syntax) of this configuration. Empty means the
-    /// node can start with it. Call after [`Config::resolve_secrets`].
+    /// Every problem with the values (not the syntax) of this configuration, each section
+    /// checked by its own step. Empty means the node can start with it. Call after
+    /// [`Config::resolve_secrets`].
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         let mut bad = |key: &str, message: String| p.push(Problem::new(key, message));
+        self.node.check(&mut bad);
+        self.log.check(&mut bad);
+        self.store.check(&mut bad);
+        self.outbox.check(&mut bad);
+        self.taobao.check(&mut bad);
+        self.intake.check(self.taobao.poll_interval, &mut bad);
+        self.mqtt.check(&mut bad);
+        self.ota.check(&mut bad);
+        p
+    }
 
-        // [node]
-        if self.node.id.trim().is_empty() {
+    /// Makes relative paths absolute against `base` (the config file's directory).
+    pub(crate) fn absolutize_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.node.data_dir);
+        for p in [
+            &mut self.taobao.app_secret_file,
+            &mut self.taobao.session_file,
+            &mut self.mqtt.password_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
+    }
+}
+
+/// What the OTA launcher needs from the config file: `node.data_dir` and the `[ota]` trial
+/// settings, read leniently (with their `WMS_NODE__…` overrides). The launcher is the
+/// package's binary and may be older than the build it starts, whose config keys it may not
+/// know, so nothing else in the file is looked at, and anything unreadable falls back to the
+/// default with a warning: the build that runs reports the real problems.
+pub fn launch_options(path: &Path) -> (crate::ota::launch::LaunchOptions, Vec<String>) {
+    let mut warnings = Vec::new();
+    let defaults = Config::default();
+    let table = match std::fs::read_to_string(path) {
+        Ok(text) => match text.parse::<toml::Table>() {
+            Ok(t) => t,
+            Err(e) => {
+                warnings.push(format!(
+                    "{}: not TOML ({e}); using defaults",
+                    path.display()
+                ));
+                toml::Table::new()
+            }
+        },
+        Err(e) => {
+            warnings.push(format!(
+                "cannot read {}: {e}; using defaults",
+                path.display()
+            ));
+            toml::Table::new()
+        }
+    };
+    let value = |section: &str, key: &str| -> Option<String> {
+        let var = format!(
+            "{ENV_PREFIX}{}__{}",
+            section.to_ascii_uppercase(),
+            key.to_ascii_uppercase()
+        );
+        if let Some(v) = std::env::var_os(&var) {
+            return Some(v.to_string_lossy().into_owned());
+        }
+        match table.get(section)?.get(key)? {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            other => Some(other.to_string()),
+        }
+    };
+    let mut data_dir = value("node", "data_dir")
+        .map(PathBuf::from)
+        .unwrap_or(defaults.node.data_dir);
+    if data_dir.is_relative()
+        && let Some(base) = path.parent()
+    {
+        data_dir = base.join(data_dir);
+    }
+    let gate_timeout = match value("ota", "gate_timeout") {
+        Some(v) => humantime::parse_duration(&v).unwrap_or_else(|e| {
+            warnings.push(format!("ota.gate_timeout `{v}`: {e}; using the default"));
+            defaults.ota.gate_timeout
+        }),
+        None => defaults.ota.gate_timeout,
+    };
+    let trial_attempts = match value("ota", "trial_attempts") {
+        Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).unwrap_or_else(|| {
+            warnings.push(format!(
+                "ota.trial_attempts `{v}` is not a positive number; using the default"
+            ));
+            defaults.ota.trial_attempts
+        }),
+        None => defaults.ota.trial_attempts,
+    };
+    (
+        crate::ota::launch::LaunchOptions {
+            store_path: data_dir.join(crate::store::FILE),
+            data_dir,
+            gate_timeout,
+            trial_attempts,
+        },
+        warnings,
+    )
+}
+
+/// Fills `secret` from `file`, or reports why it cannot.
+fn resolve_secret(
+    key: &str,
+    secret: &mut Option<Secret>,
+    file: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(file) = file else { return };
+    let file_key = format!("{key}_file");
+    if secret.is_some() {
+        problems.push(Problem::new(
+            &file_key,
+            format!("{key} and {file_key} are both set: keep one"),
+        ));
+        return;
+    }
+    match std::fs::read_to_string(file) {
+        Ok(mut value) => {
+            // A trailing newline is what every editor and `echo` leave; nothing else is trimmed
+            // because a secret may legitimately contain spaces.
+            if value.ends_with('\n') {
+                value.pop();
+                if value.ends_with('\r') {
+                    value.pop();
+                }
+            }
+            if value.is_empty() {
+                problems.push(Problem::new(
+                    &file_key,
+                    format!("{} is empty", file.display()),
+                ));
+            } else {
+                *secret = Some(Secret::new(value));
+            }
+        }
+        Err(e) => problems.push(Problem::new(
+            &file_key,
+            format!("cannot read {}: {e}", file.display()),
+        )),
+    }
+}
+
+impl NodeConfig {
+    /// `[node]`: the box names itself with MQTT topic segments and has a data directory.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        if self.id.trim().is_empty() {
             bad(
                 "node.id",
                 "is required: a name unique to this box, e.g. \"wh1-gw1\"".into(),
             );
-        } else if let Err(e) = topic_segment(&self.node.id) {
+        } else if let Err(e) = topic_segment(&self.id) {
             bad("node.id", e);
         }
-        if let Err(e) = topic_segment(&self.node.site) {
+        if let Err(e) = topic_segment(&self.site) {
             bad("node.site", e);
         }
-        if self.node.data_dir.as_os_str().is_empty() {
+        if self.data_dir.as_os_str().is_empty() {
             bad(
                 "node.data_dir",
                 "is empty: name a writable directory".into(),
             );
         }
+    }
+}
 
-        // [log]
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+impl LogConfig {
+    /// `[log]`: the level is a filter `tracing` understands.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.level) {
             bad(
                 "log.level",
                 format!(
                     "`{}` is not a log filter ({e}); write e.g. \"info\" or \"warn,wms_node=debug\"",
-                    self.log.level
+                    self.level
                 ),
             );
         }
+    }
+}
 
-        // [store]
-        let s = &self.store;
+impl StoreConfig {
+    /// `[store]`: sizes, the cap's alert thresholds, group commit.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        let s = self;
         if s.cache_size < ByteSize::mib(1) {
             bad("store.cache_size", "must be at least 1MiB".into());
         }
@@ -534,17 +895,22 @@ impl Config {
         if s.group_commit_max_batch == 0 {
             bad("store.group_commit_max_batch", "must be at least 1".into());
         }
+    }
+}
 
-        // [outbox]
-        let o = &self.outbox;
+impl OutboxConfig {
+    /// `[outbox]`: concurrency, rate, backoff, shutdown grace.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        let o = self;
         if o.concurrency == 0 || o.concurrency > 64 {
             bad("outbox.concurrency", "must be between 1 and 64".into());
         }
-        if !(o.rate_per_second.is_finite() && o.rate_per_second > 0.0) {
-            bad("outbox.rate_per_second", "must be a number above 0".into());
+        use firmware_bridge::pace::{Rate, RateError};
+        if let Err(e @ RateError::NotPositive) = Rate::new(o.rate_per_second, 1) {
+            bad("outbox.rate_per_second", e.to_string());
         }
-        if o.burst == 0 {
-            bad("outbox.burst", "must be at least 1".into());
+        if let Err(e @ RateError::ZeroBurst) = Rate::new(1.0, o.burst) {
+            bad("outbox.burst", e.to_string());
         }
         if o.backoff_initial.is_zero() {
             bad("outbox.backoff_initial", "must be above 0".into());
@@ -561,9 +927,13 @@ impl Config {
                 "must be at most 4s, so the node stops within 5 s of SIGTERM".into(),
             );
         }
+    }
+}
 
-        // [taobao]
-        let t = &self.taobao;
+impl TaobaoConfig {
+    /// `[taobao]`: URLs, the app's key and secret, timings.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        let t = self;
         if let Err(e) = http_url(&t.endpoint) {
             bad("taobao.endpoint", e);
         }
@@ -614,9 +984,114 @@ impl Config {
                 "must not be shorter than taobao.connect_timeout".into(),
             );
         }
+    }
+}
 
-        // [mqtt]
-        let m = &self.mqtt;
+impl IntakeConfig {
+    /// `[intake]`: windows, paging, re-scans and the hold rules. `poll_interval` is
+    /// `taobao.poll_interval` (the lag alert must leave room for two polls).
+    fn check(&self, poll_interval: Duration, bad: &mut dyn FnMut(&str, String)) {
+        let i = self;
+        if i.overlap < Duration::from_secs(120) {
+            bad(
+                "intake.overlap",
+                "must be at least 2m: Taobao records some changes a little late".into(),
+            );
+        }
+        if i.error_overlap < i.overlap {
+            bad(
+                "intake.error_overlap",
+                "must not be shorter than intake.overlap".into(),
+            );
+        }
+        if i.max_window < Duration::from_secs(60) || i.max_window > Duration::from_secs(1800) {
+            bad(
+                "intake.max_window",
+                "must be between 1m and 30m (Taobao advises windows of at most 30 minutes)".into(),
+            );
+        }
+        if !(1..=100).contains(&i.page_size) {
+            bad("intake.page_size", "must be between 1 and 100".into());
+        }
+        if i.lookback > Duration::from_secs(89 * 86_400) {
+            bad(
+                "intake.lookback",
+                "must be at most 89 days: Taobao keeps three months of changes".into(),
+            );
+        }
+        if !(1..=90).contains(&i.rescan_days) {
+            bad("intake.rescan_days", "must be between 1 and 90".into());
+        }
+        if i.rescan_every < Duration::from_secs(3600) {
+            bad(
+                "intake.rescan_every",
+                "must be at least 1h (each re-scan costs calls of the daily budget)".into(),
+            );
+        }
+        if i.lag_alert < poll_interval * 2 {
+            bad(
+                "intake.lag_alert",
+                "must be at least twice taobao.poll_interval".into(),
+            );
+        }
+        if !(1..=16).contains(&i.fullinfo_concurrency) {
+            bad(
+                "intake.fullinfo_concurrency",
+                "must be between 1 and 16".into(),
+            );
+        }
+        if let Some(f) = i.review_flags.iter().find(|f| !(1..=5).contains(*f)) {
+            bad(
+                "intake.review_flags",
+                format!("{f} is not a flag colour: use 1 (red) to 5 (purple)"),
+            );
+        }
+        if let Some(t) = i.trade_types.iter().find(|t| {
+            t.trim().is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }) {
+            bad(
+                "intake.trade_types",
+                format!("`{t}` is not a trade type (letters, digits and `_`, e.g. \"fixed\")"),
+            );
+        }
+        if i.default_promise < Duration::from_secs(3600) {
+            bad("intake.default_promise", "must be at least 1h".into());
+        }
+    }
+}
+
+impl OtaConfig {
+    /// `[ota]`: the trusted keys and the trial's limits.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        for (i, k) in self.public_keys.iter().enumerate() {
+            if let Err(e) = crate::ota::PublicKey::parse(k) {
+                bad(
+                    "ota.public_keys",
+                    format!("key {} is not an ed25519 public key: {e}", i + 1),
+                );
+            }
+        }
+        if self.gate_timeout < Duration::from_secs(5)
+            || self.gate_timeout > Duration::from_secs(1800)
+        {
+            bad(
+                "ota.gate_timeout",
+                "must be between 5s and 30m: a store migration on a slow card takes time".into(),
+            );
+        }
+        if self.trial_attempts == 0 || self.trial_attempts > 10 {
+            bad("ota.trial_attempts", "must be between 1 and 10".into());
+        }
+        if self.stall_timeout < Duration::from_secs(1) {
+            bad("ota.stall_timeout", "must be at least 1s".into());
+        }
+    }
+}
+
+impl MqttConfig {
+    /// `[mqtt]`: the broker URL and its credentials.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        let m = self;
         if let Err(e) = m.broker() {
             bad("mqtt.broker", e);
         }
@@ -629,86 +1104,22 @@ impl Config {
         if matches!(&m.password, Some(s) if s.is_empty()) {
             bad("mqtt.password", "is empty".into());
         }
-        p
-    }
-
-    /// Makes relative paths absolute against `base` (the config file's directory).
-    pub(crate) fn absolutize_paths(&mut self, base: &Path) {
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() && !p.as_os_str().is_empty() {
-                *p = base.join(&*p);
-            }
-        };
-        fix(&mut self.node.data_dir);
-        for p in [
-            &mut self.taobao.app_secret_file,
-            &mut self.taobao.session_file,
-            &mut self.mqtt.password_file,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            fix(p);
-        }
     }
 }
 
-/// Fills `secret` from `file`, or reports why it cannot.
-fn resolve_secret(
-    key: &str,
-    secret: &mut Option<Secret>,
-    file: Option<&Path>,
-    problems: &mut Vec<Problem>,
-) {
-    let Some(file) = file else { return };
-    let file_key = format!("{key}_file");
-    if secret.is_some() {
-        problems.push(Problem::new(
-            &file_key,
-            format!("{key} and {file_key} are both set: keep one"),
-        ));
-        return;
-    }
-    match std::fs::read_to_string(file) {
-        Ok(mut value) => {
-            // A trailing newline is what every editor and `echo` leave; nothing else is trimmed
-            // because a secret may legitimately contain spaces.
-            if value.ends_with('\n') {
-                value.pop();
-                if value.ends_with('\r') {
-                    value.pop();
-                }
-            }
-            if value.is_empty() {
-                problems.push(Problem::new(
-                    &file_key,
-                    format!("{} is empty", file.display()),
-                ));
-            } else {
-                *secret = Some(Secret::new(value));
-            }
-        }
-        Err(e) => problems.push(Problem::new(
-            &file_key,
-            format!("cannot read {}: {e}", file.display()),
-        )),
-    }
-}
-
-/// Checks a name used as one MQTT topic level.
+/// Checks a name used as one MQTT topic level, by the floor protocol's own rule
+/// (`firmware_bridge::proto::topic::check_segment`), in the config's words.
 fn topic_segment(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 64 {
-        return Err("must be 1 to 64 characters".into());
-    }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(format!(
-            "`{s}` may only contain letters, digits, `-`, `_` and `.` (it is part of MQTT topics)"
-        ));
-    }
-    Ok(())
+    use firmware_bridge::proto::topic::{MAX_SEGMENT_LEN, TopicError, check_segment};
+    check_segment("it", s).map_err(|e| match e {
+        TopicError::Empty(_) | TopicError::TooLong(_) => {
+            format!("must be 1 to {MAX_SEGMENT_LEN} bytes")
+        }
+        TopicError::Character(_) => format!(
+            "`{s}` may only contain A-Z, a-z, 0-9, `.`, `_` and `-` (it is part of MQTT topics)"
+        ),
+        other => other.to_string(),
+    })
 }
 
 /// Checks an http(s) URL with a host.
@@ -790,6 +1201,58 @@ mod tests {
     }
 
     #[test]
+    fn taobao_maps_onto_client_and_oauth_options() {
+        let t = TaobaoConfig {
+            app_key: "12345678".into(),
+            app_secret: Some(Secret::new("s")),
+            sign_method: SignMethod::Md5,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(9),
+            daily_call_budget: 0,
+            redirect_uri: Some("https://relay.example/cb".into()),
+            ..TaobaoConfig::default()
+        };
+        let c = t.client_options();
+        assert_eq!(c.sign_method, SignMethod::Md5);
+        assert_eq!(c.endpoint, t.endpoint);
+        assert_eq!(c.app_secret.expose(), "s");
+        assert_eq!(
+            (c.connect_timeout, c.request_timeout),
+            (t.connect_timeout, t.request_timeout)
+        );
+        assert_eq!(c.daily_call_budget, None);
+        let o = t.oauth_options(None);
+        assert_eq!(o.redirect_uri, "https://relay.example/cb");
+        assert_eq!(
+            t.oauth_options(Some("http://127.0.0.1:1/cb".into()))
+                .redirect_uri,
+            "http://127.0.0.1:1/cb"
+        );
+        for m in SignMethod::ALL {
+            // The config file's names are the wire names.
+            let key: Config = toml::from_str(&format!("[taobao]\nsign_method = \"{m}\"")).unwrap();
+            assert_eq!(key.taobao.sign_method, m);
+        }
+    }
+
+    #[test]
+    fn node_id_and_site_follow_the_floor_protocols_topic_rule() {
+        assert_eq!(topic_segment("wh1-gw.1_a"), Ok(()));
+        assert_eq!(topic_segment(&"a".repeat(64)), Ok(()));
+        assert_eq!(
+            topic_segment(&"a".repeat(65)),
+            Err("must be 1 to 64 bytes".into())
+        );
+        assert_eq!(topic_segment(""), Err("must be 1 to 64 bytes".into()));
+        for bad in ["wh/1", "wh+", "#", "wh 1", "仓库"] {
+            let e = topic_segment(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("MQTT topics"), "{bad}: {e}");
+            // The node and the bridge agree: what the config refuses, proto refuses.
+            assert!(firmware_bridge::proto::topic::check_segment("id", bad).is_err());
+        }
+    }
+
+    #[test]
     fn validate_lists_every_problem_at_once() {
         let mut c = minimal();
         c.node.site = "a/b".into();
@@ -847,6 +1310,43 @@ mod tests {
         assert!(b("mqtt://:1883").is_err());
         assert!(b("mqtt://host:99999").is_err());
         assert!(b("http://host").is_err());
+    }
+
+    #[test]
+    fn the_launcher_reads_only_what_it_needs_and_tolerates_keys_it_does_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "[node]\ndata_dir = \"state\"\n[ota]\ngate_timeout = \"90s\"\n\
+             [floor]\nkey_of_a_newer_release = 1\n",
+        )
+        .unwrap();
+        let (o, warnings) = launch_options(&path);
+        assert_eq!(o.data_dir, dir.path().join("state"));
+        assert_eq!(
+            o.store_path,
+            dir.path().join("state").join(crate::store::FILE)
+        );
+        assert_eq!(o.gate_timeout, Duration::from_secs(90));
+        assert_eq!(o.trial_attempts, 3);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // An unreadable file still gives a launcher that starts (with defaults).
+        let (o, warnings) = launch_options(&dir.path().join("missing.toml"));
+        assert_eq!(o.data_dir, PathBuf::from("/var/lib/wms-node"));
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn ota_keys_are_checked_and_reach_the_options() {
+        let mut c = minimal();
+        c.ota.public_keys = vec!["AAAA".into()];
+        c.ota.trial_attempts = 0;
+        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["ota.public_keys", "ota.trial_attempts"]);
+        let (k, _) = crate::ota::verify::SigningKey::generate().unwrap();
+        c.ota.public_keys = vec![k.public_key().to_string()];
+        assert_eq!(c.ota_options().public_keys.ids(), [k.public_key().key_id()]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Health: each part of the node reports whether it is doing its job, and `/healthz` adds
 //! them up.
 //!
-//! A check is named after the part (`"store"`, `"outbox"`, `"taobao"`, `"mqtt"`) and is
+//! A check is named after the part ([`CheckName`]: `"store"`, `"outbox"`, `"taobao"`) and is
 //! [`Status::Ok`], [`Status::Degraded`] (working, but an operator should look: e.g. the
 //! Taobao link is down and the outbox is queueing, which is what it is built for) or
 //! [`Status::Failing`] (not doing its job: the store is read-only, the outbox stalls while
@@ -15,6 +15,41 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
+
+/// Which part a check is about; its string form is the key under `checks` on `/healthz` and
+/// the `check` label of `wms_node_health_check_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CheckName {
+    /// The store is open and writable.
+    Store,
+    /// The outbox delivers (or queues while the link is down), and does not stall.
+    Outbox,
+    /// Taobao answers (the carrier list sync's view of the link and the credentials).
+    Taobao,
+    /// Order intake keeps up: failing while the shop is not authorised, or while it lags
+    /// with the link up; degraded while Taobao cannot be reached.
+    Intake,
+}
+
+impl CheckName {
+    /// `"store"`, `"outbox"`, `"taobao"` or `"intake"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::Store => "store",
+            CheckName::Outbox => "outbox",
+            CheckName::Taobao => "taobao",
+            CheckName::Intake => "intake",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The state of one check, worst last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -50,7 +85,7 @@ pub struct Report {
     /// Seconds since the node started.
     pub uptime_seconds: u64,
     /// Every check by name.
-    pub checks: BTreeMap<String, Check>,
+    pub checks: BTreeMap<CheckName, Check>,
 }
 
 impl Report {
@@ -63,7 +98,7 @@ impl Report {
 /// A cheap, cloneable handle to the node's health checks.
 #[derive(Clone)]
 pub struct Health {
-    checks: Arc<Mutex<BTreeMap<String, Check>>>,
+    checks: Arc<Mutex<BTreeMap<CheckName, Check>>>,
     started: Instant,
 }
 
@@ -84,25 +119,26 @@ impl Health {
 
     /// Sets the check `name`. `since` moves only when the status changes, and a change is
     /// logged once, so a loop may report the same state on every turn.
-    pub fn set(&self, name: &str, status: Status, message: impl Into<String>) {
+    pub fn set(&self, name: CheckName, status: Status, message: impl Into<String>) {
         let message = message.into();
         let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = checks.get(name).is_none_or(|c| c.status != status);
+        let changed = checks.get(&name).is_none_or(|c| c.status != status);
+        let name_str = name.as_str();
         if changed {
             match status {
-                Status::Ok => tracing::info!(check = name, "healthy: {message}"),
-                Status::Degraded => tracing::warn!(check = name, "degraded: {message}"),
-                Status::Failing => tracing::error!(check = name, "failing: {message}"),
+                Status::Ok => tracing::info!(check = name_str, "healthy: {message}"),
+                Status::Degraded => tracing::warn!(check = name_str, "degraded: {message}"),
+                Status::Failing => tracing::error!(check = name_str, "failing: {message}"),
             }
-            metrics::gauge!("health_check_status", "check" => name.to_owned())
+            metrics::gauge!("wms_node_health_check_status", "check" => name_str)
                 .set(status as u8 as f64);
         }
-        let since = match checks.get(name) {
+        let since = match checks.get(&name) {
             Some(c) if !changed => c.since,
             _ => SystemTime::now(),
         };
         checks.insert(
-            name.to_owned(),
+            name,
             Check {
                 status,
                 message,
@@ -112,26 +148,26 @@ impl Health {
     }
 
     /// Shorthand for [`Status::Ok`].
-    pub fn ok(&self, name: &str, message: impl Into<String>) {
+    pub fn ok(&self, name: CheckName, message: impl Into<String>) {
         self.set(name, Status::Ok, message)
     }
 
     /// Shorthand for [`Status::Degraded`].
-    pub fn degraded(&self, name: &str, message: impl Into<String>) {
+    pub fn degraded(&self, name: CheckName, message: impl Into<String>) {
         self.set(name, Status::Degraded, message)
     }
 
     /// Shorthand for [`Status::Failing`].
-    pub fn failing(&self, name: &str, message: impl Into<String>) {
+    pub fn failing(&self, name: CheckName, message: impl Into<String>) {
         self.set(name, Status::Failing, message)
     }
 
     /// Removes the check `name` (the part was stopped on purpose).
-    pub fn remove(&self, name: &str) {
+    pub fn remove(&self, name: CheckName) {
         self.checks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+            .remove(&name);
     }
 
     /// How long the node has been up.
@@ -168,25 +204,28 @@ mod tests {
     fn the_worst_check_decides_and_only_failing_is_unhealthy() {
         let h = Health::new();
         assert!(h.report().is_healthy());
-        h.ok("store", "open");
-        h.degraded("taobao", "link down, queueing");
+        h.ok(CheckName::Store, "open");
+        h.degraded(CheckName::Taobao, "link down, queueing");
         let r = h.report();
         assert_eq!(r.status, Status::Degraded);
         assert!(r.is_healthy());
-        h.failing("outbox", "stalled for 10m while the link is up");
+        h.failing(CheckName::Outbox, "stalled for 10m while the link is up");
         assert!(!h.report().is_healthy());
-        h.remove("outbox");
+        h.remove(CheckName::Outbox);
         assert!(h.report().is_healthy());
     }
 
     #[test]
     fn since_moves_only_when_the_status_changes() {
         let h = Health::new();
-        h.ok("store", "open");
-        let first = h.report().checks["store"].since;
-        h.ok("store", "still open");
+        h.ok(CheckName::Store, "open");
+        let first = h.report().checks[&CheckName::Store].since;
+        h.ok(CheckName::Store, "still open");
         let r = h.report();
-        assert_eq!(r.checks["store"].since, first);
-        assert_eq!(r.checks["store"].message, "still open");
+        assert_eq!(r.checks[&CheckName::Store].since, first);
+        assert_eq!(r.checks[&CheckName::Store].message, "still open");
+        // On `/healthz` the checks are keyed by their string form.
+        let json = serde_json::to_value(&r).unwrap_or_default();
+        assert_eq!(json["checks"]["store"]["message"], "still open");
     }
 }

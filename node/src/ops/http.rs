@@ -14,7 +14,11 @@
 //! clients on the box itself even when `[http] listen` opens the status page and
 //! `/metrics` to a management network.
 
+#[cfg(test)]
+use super::alert::AlertCode;
 use super::alert::{Alert, Alerts, Severity};
+#[cfg(test)]
+use super::health::CheckName;
 use super::health::{Health, Report, Status};
 use axum::Router;
 use axum::extract::connect_info::Connected;
@@ -178,8 +182,8 @@ async fn healthz(State(s): State<Arc<OpsState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
-    metrics::gauge!("uptime_seconds").set(s.health.uptime().as_secs_f64());
-    metrics::gauge!("alerts_active").set(s.alerts.active().len() as f64);
+    metrics::gauge!("wms_node_uptime_seconds").set(s.health.uptime().as_secs_f64());
+    metrics::gauge!("wms_node_alerts_active").set(s.alerts.active().len() as f64);
     (
         [(
             header::CONTENT_TYPE,
@@ -245,7 +249,7 @@ table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3re
             let _ = writeln!(
                 h,
                 "<tr><td class=\"{sev}\">{sev}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&a.code),
+                esc(a.code.as_str()),
                 esc(&a.message),
                 humantime::format_rfc3339_seconds(a.at),
             );
@@ -263,7 +267,7 @@ table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3re
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td class=\"{st}\">{st}</td><td>{}</td><td>{}</td></tr>",
-                esc(name),
+                esc(name.as_str()),
                 esc(&c.message),
                 humantime::format_rfc3339_seconds(c.since),
             );
@@ -358,9 +362,9 @@ mod tests {
         let st = state();
         let (health, alerts) = (st.health.clone(), st.alerts.clone());
         let (base, token, server) = start(st).await;
-        health.ok("store", "open");
+        health.ok(CheckName::Store, "open");
         alerts.raise(
-            "reauthorize",
+            AlertCode::Reauthorize,
             Severity::Critical,
             "shop 42 must re-authorize",
         );
@@ -373,7 +377,7 @@ mod tests {
         assert_eq!(body["checks"]["store"]["status"], "ok");
         assert_eq!(body["alerts"][0]["code"], "reauthorize");
 
-        health.failing("outbox", "stalled");
+        health.failing(CheckName::Outbox, "stalled");
         let r = reqwest::get(format!("{base}/healthz")).await.unwrap();
         assert_eq!(r.status(), 503);
         let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
@@ -386,7 +390,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_prometheus_text_and_merged_routes_are_served() {
         let (base, token, server) = start(state()).await;
-        metrics::counter!("ops_http_test_total").increment(1);
+        metrics::counter!("wms_node_ops_http_test_total").increment(1);
         let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
         assert_eq!(r.status(), 200);
         assert!(
@@ -396,10 +400,10 @@ mod tests {
                 .starts_with("text/plain")
         );
         let text = r.text().await.unwrap();
-        assert!(text.contains("ops_http_test_total"), "{text}");
-        assert!(text.contains("uptime_seconds"), "{text}");
+        assert!(text.contains("wms_node_ops_http_test_total"), "{text}");
+        assert!(text.contains("wms_node_uptime_seconds"), "{text}");
         assert!(
-            text.contains("# HELP uptime_seconds Seconds since the node started."),
+            text.contains("# HELP wms_node_uptime_seconds Seconds since the node started."),
             "{text}"
         );
 
@@ -461,9 +465,12 @@ mod tests {
     #[tokio::test]
     async fn status_page_shows_alerts_checks_and_sections_escaped() {
         let st = state();
-        st.alerts
-            .raise("dead_letter", Severity::Warning, "op 7 <isv.invalid>");
-        st.health.degraded("taobao", "link down");
+        st.alerts.raise(
+            AlertCode::DeadLetter,
+            Severity::Warning,
+            "op 7 <isv.invalid>",
+        );
+        st.health.degraded(CheckName::Taobao, "link down");
         let (base, token, server) = start(st).await;
         let r = reqwest::get(format!("{base}/")).await.unwrap();
         assert_eq!(r.status(), 200);

@@ -4,9 +4,19 @@
 //! coloured only when stderr is a terminal, so journald and log files stay clean. Log
 //! fields carry ids (tid, oid, seq, device), never secrets or buyer data.
 
-use crate::config::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
+/// How log lines are written (`log.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; coloured when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]

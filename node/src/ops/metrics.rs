@@ -4,11 +4,46 @@
 //! with stable names; this module installs the one process-wide recorder the first time
 //! [`handle`] is called and `/metrics` renders it. Labels carry ids and classes only
 //! (`code`, `method`, `kind`), never secrets, buyer data or unbounded values.
+//!
+//! Names follow Prometheus' conventions, checked by the tests below: every family starts with
+//! `wms_node_`, counts in base units (`_seconds`, `_bytes`), counters end in `_total`, and
+//! durations are histograms with the buckets of [`LATENCY_BUCKETS`] (exported as `_bucket`,
+//! `_sum`, `_count`, so they add up across boxes, which summaries do not).
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Every family's prefix.
+pub const PREFIX: &str = "wms_node_";
+
+/// Buckets of every `*_seconds` histogram: from a fast fsync (1 ms) to a TOP call at its
+/// timeout (30 s) and beyond.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Buckets of `wms_node_store_group_commit_batch_size` (writes per commit, up to the
+/// default `store.group_commit_max_batch` of 1024).
+pub const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// The recorder with our histogram buckets.
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("wms_node_store_group_commit_batch_size".into()),
+                BATCH_BUCKETS,
+            )
+        })
+        // Only an empty bucket list is refused, and ours are not; summaries would still
+        // render if it ever were.
+        .unwrap_or_else(|_| PrometheusBuilder::new())
+}
 
 /// The handle that renders the process's metrics, installing the recorder on first use.
 ///
@@ -18,7 +53,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = builder().build_recorder();
             let handle = recorder.handle();
             if let Err(e) = metrics::set_global_recorder(recorder) {
                 tracing::warn!("metrics recorder not installed, /metrics will be empty: {e}");
@@ -35,85 +70,127 @@ pub fn handle() -> PrometheusHandle {
 /// here; the test below checks the source for any that is not.
 const HELP: &[(&str, &str)] = &[
     (
-        "build_info",
+        "wms_node_build_info",
         "Always 1; the `version` label is the node version.",
     ),
-    ("uptime_seconds", "Seconds since the node started."),
+    ("wms_node_uptime_seconds", "Seconds since the node started."),
     (
-        "health_check_status",
+        "wms_node_health_check_status",
         "Per health check (`check`): 0 ok, 1 degraded, 2 failing.",
     ),
-    ("alerts_raised_total", "Alerts raised, by alert `code`."),
-    ("alerts_active", "Alerts currently active."),
     (
-        "store_commit_seconds",
+        "wms_node_alerts_raised_total",
+        "Alerts raised, by alert `code`.",
+    ),
+    ("wms_node_alerts_active", "Alerts currently active."),
+    (
+        "wms_node_store_commit_duration_seconds",
         "Time to commit one group-commit transaction, fsync included.",
     ),
     (
-        "store_group_commit_batch_size",
+        "wms_node_store_group_commit_batch_size",
         "Writes that shared one durable commit.",
     ),
     (
-        "store_commit_errors_total",
+        "wms_node_store_commit_errors_total",
         "Group commits that failed (their writers got the error).",
     ),
     (
-        "store_quarantined_records_total",
+        "wms_node_store_quarantined_records_total",
         "Undecodable records moved to quarantine, by `table`.",
     ),
     (
-        "outbox_enqueued_total",
+        "wms_node_outbox_enqueued_total",
         "Operations accepted into the outbox, by `kind`.",
     ),
     (
-        "outbox_coalesced_total",
+        "wms_node_outbox_coalesced_total",
         "Operations that replaced an undelivered one with the same coalescing key, by `kind`.",
     ),
     (
-        "outbox_rejected_total",
+        "wms_node_outbox_rejected_total",
         "Operations refused at the byte cap, by `kind`.",
     ),
     (
-        "outbox_dropped_total",
+        "wms_node_outbox_dropped_total",
         "Operations removed undelivered, by `kind` and `reason` (`cap`, `operator`).",
     ),
     (
-        "outbox_attempts_total",
+        "wms_node_outbox_attempts_total",
         "Delivery attempts, by `kind` and `outcome`.",
     ),
     (
-        "outbox_attempt_seconds",
+        "wms_node_outbox_attempt_duration_seconds",
         "Duration of one delivery attempt, by `kind`.",
     ),
     (
-        "outbox_delivered_total",
+        "wms_node_outbox_delivered_total",
         "Operations the platform confirmed (done or already done), by `kind`.",
     ),
     (
-        "outbox_dead_letters_total",
+        "wms_node_outbox_dead_letters_total",
         "Operations given up as permanent failures, by `kind`.",
     ),
-    ("outbox_ops", "Operations waiting in the outbox."),
-    ("outbox_bytes", "Accounted bytes of the outbox backlog."),
+    ("wms_node_outbox_ops", "Operations waiting in the outbox."),
     (
-        "outbox_cap_bytes",
+        "wms_node_outbox_bytes",
+        "Accounted bytes of the outbox backlog.",
+    ),
+    (
+        "wms_node_outbox_cap_bytes",
         "The byte cap on the outbox backlog (`store.max_bytes`), 0 for none.",
     ),
     (
-        "outbox_oldest_item_age_seconds",
+        "wms_node_outbox_oldest_item_age_seconds",
         "Age of the oldest undelivered operation.",
     ),
     (
-        "taobao_calls_total",
+        "wms_node_taobao_calls_total",
         "TOP API calls, by `method` and `code` (0 success, `banned` not sent).",
     ),
     (
-        "taobao_call_duration_seconds",
+        "wms_node_taobao_call_duration_seconds",
         "TOP API call duration, by `method`.",
     ),
     (
-        "taobao_carriers",
+        "wms_node_taobao_carriers",
         "Carriers known from `taobao.logistics.companies.get`.",
+    ),
+    (
+        "wms_node_intake_lag_seconds",
+        "Seconds between now and the intake watermark (everything Taobao changed before it is stored).",
+    ),
+    (
+        "wms_node_intake_windows_total",
+        "Windows of the incremental order pull stored.",
+    ),
+    (
+        "wms_node_intake_window_seconds",
+        "Time to pull and store one window of the incremental order pull.",
+    ),
+    (
+        "wms_node_intake_trades_total",
+        "Trades stored by intake, by `change` (`inserted`, `updated`).",
+    ),
+    (
+        "wms_node_intake_unreadable_trades_total",
+        "Trades whose full record could not be decoded and were skipped (read again at the re-scan).",
+    ),
+    (
+        "wms_node_orders",
+        "Orders by local `state` (new, released, picking, …, consigned, cancelled).",
+    ),
+    (
+        "wms_node_order_holds",
+        "Held orders by hold `reason` (refund, unmapped_sku, operator, …).",
+    ),
+    (
+        "wms_node_taobao_calls_today",
+        "TOP calls sent today (GMT+8 day), counted against `taobao.daily_call_budget`.",
+    ),
+    (
+        "wms_node_taobao_call_budget",
+        "The daily call budget (`taobao.daily_call_budget`); stock waits from 90 %, intake from 97 %.",
     ),
 ];
 
@@ -126,7 +203,47 @@ fn describe() {
 
 #[cfg(test)]
 mod tests {
-    use super::HELP;
+    use super::{HELP, PREFIX};
+
+    /// Names follow the conventions of the module doc.
+    #[test]
+    fn every_family_is_prefixed_in_base_units_and_counters_end_in_total() {
+        for (name, help) in HELP {
+            assert!(name.starts_with(PREFIX), "{name} lacks {PREFIX}");
+            assert!(
+                !["_ms", "_millis", "_milliseconds", "_kb", "_mib"]
+                    .iter()
+                    .any(|u| name.ends_with(u)),
+                "{name} is not in base units"
+            );
+            assert!(!help.is_empty(), "{name} has no help");
+        }
+        for counter in [
+            "wms_node_alerts_raised_total",
+            "wms_node_outbox_enqueued_total",
+            "wms_node_taobao_calls_total",
+        ] {
+            assert!(HELP.iter().any(|(n, _)| *n == counter), "{counter}");
+        }
+    }
+
+    /// Latencies render as true histograms (buckets), not summaries.
+    #[test]
+    fn latencies_are_histograms_with_buckets() {
+        let handle = super::handle();
+        metrics::histogram!("wms_node_store_commit_duration_seconds").record(0.003);
+        metrics::histogram!("wms_node_store_group_commit_batch_size").record(3.0);
+        let text = handle.render();
+        assert!(
+            text.contains("wms_node_store_commit_duration_seconds_bucket{le=\"0.005\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wms_node_store_group_commit_batch_size_bucket{le=\"4\"}"),
+            "{text}"
+        );
+        assert!(!text.contains("quantile="), "{text}");
+    }
 
     /// Every `counter!`/`gauge!`/`histogram!("name"` in the node's source has a help text.
     #[test]
@@ -152,7 +269,9 @@ mod tests {
                             continue;
                         };
                         let name = &rest[..rest.find('"').unwrap()];
-                        if name != "ops_http_test_total" && !HELP.iter().any(|(n, _)| *n == name) {
+                        if name != "wms_node_ops_http_test_total"
+                            && !HELP.iter().any(|(n, _)| *n == name)
+                        {
                             missing.push(format!("{name} ({})", path.display()));
                         }
                     }

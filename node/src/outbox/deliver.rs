@@ -16,19 +16,18 @@
 //! when the process died is simply still queued; it is delivered again with the same
 //! idempotency key.
 
-use super::backoff::Backoff;
+use super::cap::report_usage;
 use super::link::{Link, LinkState};
-use super::queue::{InFlight, Outbox, report_usage};
-use super::rate::TokenBucket;
+use super::queue::{InFlight, Outbox};
 use super::record::{self, Envelope};
 use super::{Attempt, Operation, Outcome, Sink};
-use crate::ops::alert::Severity;
+use crate::ops::alert::{AlertCode, Severity};
 use crate::store::{self, StoreError};
+use firmware_bridge::pace::{Backoff, TokenBucket};
 use futures::FutureExt;
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
@@ -53,7 +52,8 @@ struct Finished {
 struct Loop<S> {
     sink: Arc<S>,
     link: Link,
-    bucket: TokenBucket,
+    /// `None`: no rate limit.
+    bucket: Option<TokenBucket<Instant>>,
     tasks: JoinSet<Finished>,
     /// Task id -> (seq, fifo key), to release a key even if its task died.
     running: HashMap<Id, (u64, String)>,
@@ -70,14 +70,11 @@ impl<Op: Operation> Outbox<Op> {
     /// delivered again, with the same idempotency key, after the restart).
     pub async fn run<S: Sink<Op>>(&self, sink: S, shutdown: CancellationToken) {
         let cfg = self.shared.config.clone();
-        let backoff = Backoff {
-            base: cfg.backoff_initial,
-            max: cfg.backoff_max,
-        };
+        let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
         let mut lp = Loop {
             sink: Arc::new(sink),
             link: Link::new(backoff),
-            bucket: TokenBucket::new(cfg.rate_per_second, cfg.burst, Instant::now()),
+            bucket: cfg.rate.map(|rate| TokenBucket::new(rate, Instant::now())),
             tasks: JoinSet::new(),
             running: HashMap::new(),
             busy: HashSet::new(),
@@ -85,12 +82,12 @@ impl<Op: Operation> Outbox<Op> {
             was_paused: false,
             cursor: None,
         };
-        self.set_status(|s| s.running = true);
+        self.shared.state().delivery.running = true;
         let mut health_tick = tokio::time::interval(Duration::from_secs(5));
         health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(
             concurrency = cfg.concurrency,
-            rate = cfg.rate_per_second,
+            rate = cfg.rate.map_or(0.0, |r| r.tokens_per_second()),
             "outbox delivery started"
         );
         loop {
@@ -127,24 +124,19 @@ impl<Op: Operation> Outbox<Op> {
                 }
             }
         }
-        if let Ok(mut m) = self.shared.in_flight.lock() {
-            m.clear();
+        {
+            let mut s = self.shared.state();
+            s.in_flight.clear();
+            s.delivery.running = false;
         }
-        self.set_status(|s| s.running = false);
         self.report_health();
         tracing::info!("outbox delivery stopped");
-    }
-
-    fn set_status(&self, f: impl FnOnce(&mut super::queue::DeliveryStatus)) {
-        if let Ok(mut s) = self.shared.status.lock() {
-            f(&mut s);
-        }
     }
 
     /// Starts what may start now; returns when to look again (besides wake-ups).
     fn fill<S: Sink<Op>>(&self, lp: &mut Loop<S>) -> Option<Instant> {
         let cfg = &self.shared.config;
-        let paused = self.shared.paused.load(Ordering::SeqCst);
+        let paused = self.shared.state().delivery.paused;
         if paused {
             lp.was_paused = true;
             return None;
@@ -164,7 +156,7 @@ impl<Op: Operation> Outbox<Op> {
         if let Some(t) = lp.link.not_before(now) {
             return Some(t);
         }
-        let token_wait = lp.bucket.wait(now);
+        let token_wait = lp.bucket.as_mut().map_or(Duration::ZERO, |b| b.wait(now));
         if !token_wait.is_zero() {
             return Some(now + token_wait);
         }
@@ -175,10 +167,8 @@ impl<Op: Operation> Outbox<Op> {
         let scan = self.shared.store.read(|r| {
             let s = record::scan(r, slots, busy, now_ms, horizon, cfg.scan_budget, from);
             let age = oldest_age(r, now_ms);
-            metrics::gauge!("outbox_oldest_item_age_seconds").set(age);
-            if let Ok(mut u) = self.shared.usage.lock() {
-                u.oldest_age_secs = age as u64;
-            }
+            metrics::gauge!("wms_node_outbox_oldest_item_age_seconds").set(age);
+            self.shared.state().usage.oldest_age_secs = age as u64;
             s
         });
         let scan = match scan {
@@ -200,7 +190,11 @@ impl<Op: Operation> Outbox<Op> {
             wake_at = Some(now);
         }
         for ready in scan.ready {
-            if let Err(wait) = lp.bucket.try_take(Instant::now()) {
+            let taken = lp
+                .bucket
+                .as_mut()
+                .map_or(Ok(()), |b| b.try_take(Instant::now()));
+            if let Err(wait) = taken {
                 let t = Instant::now() + wait;
                 wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
                 break;
@@ -224,10 +218,10 @@ impl<Op: Operation> Outbox<Op> {
                 .await;
             match r {
                 Ok(true) => {
-                    metrics::counter!("store_quarantined_records_total", "table" => "outbox")
+                    metrics::counter!("wms_node_store_quarantined_records_total", "table" => "outbox")
                         .increment(1);
                     alerts.raise(
-                        "store_quarantine",
+                        AlertCode::StoreQuarantine,
                         Severity::Warning,
                         "an undecodable outbox op was moved to quarantine; the queue carries on \
                          without it; see `wms-node queue stats`",
@@ -254,15 +248,13 @@ impl<Op: Operation> Outbox<Op> {
             }
         };
         let attempt = env.attempts.saturating_add(1);
-        if let Ok(mut m) = self.shared.in_flight.lock() {
-            m.insert(
-                seq,
-                InFlight {
-                    attempt,
-                    started_at_ms: store::now_ms(),
-                },
-            );
-        }
+        self.shared.state().in_flight.insert(
+            seq,
+            InFlight {
+                attempt,
+                started_at_ms: store::now_ms(),
+            },
+        );
         lp.busy.insert(env.fifo_key.clone());
         let sink = lp.sink.clone();
         let store = self.shared.store.clone();
@@ -309,6 +301,9 @@ impl<Op: Operation> Outbox<Op> {
         lp.running.insert(handle.id(), (seq, fifo_key));
     }
 
+    /// An attempt task ended: release its key, count it, act on its outcome, refresh the
+    /// figures. Its outcome is already durable (or its recording failed, which counts as a
+    /// retry).
     fn finished<S: Sink<Op>>(
         &self,
         lp: &mut Loop<S>,
@@ -319,37 +314,11 @@ impl<Op: Operation> Outbox<Op> {
                 lp.running.remove(&id);
                 f
             }
-            Err(e) => {
-                // Only an abort at shutdown or a panic outside the sink call gets here.
-                if let Some((seq, key)) = lp.running.remove(&e.id()) {
-                    lp.busy.remove(&key);
-                    if let Ok(mut m) = self.shared.in_flight.lock() {
-                        m.remove(&seq);
-                    }
-                    if !e.is_cancelled() {
-                        tracing::error!(seq, fifo_key = %key, "outbox attempt task failed: {e}");
-                        lp.link.on_retry(Instant::now(), None, rand::random());
-                    }
-                }
-                return;
-            }
+            Err(e) => return self.attempt_task_died(lp, e),
         };
         lp.busy.remove(&f.fifo_key);
-        if let Ok(mut m) = self.shared.in_flight.lock() {
-            m.remove(&f.seq);
-        }
-        let kind = f.kind.clone();
-        let outcome_label = match &f.outcome {
-            Outcome::Done => "done",
-            Outcome::AlreadyDone => "already_done",
-            Outcome::Retry { .. } => "retry",
-            Outcome::Auth { .. } => "auth",
-            Outcome::Permanent { .. } => "permanent",
-        };
-        metrics::counter!("outbox_attempts_total", "kind" => kind.clone(), "outcome" => outcome_label)
-            .increment(1);
-        metrics::histogram!("outbox_attempt_seconds", "kind" => kind.clone())
-            .record(f.took.as_secs_f64());
+        self.shared.state().in_flight.remove(&f.seq);
+        count_attempt(&f);
         if let Err(e) = &f.recorded {
             // The op is still queued as it was; slow down so a failing disk is not hammered
             // with re-deliveries.
@@ -358,46 +327,13 @@ impl<Op: Operation> Outbox<Op> {
             self.note_failure(&lp.link, format!("store: {e}"));
             return;
         }
-        let present = matches!(f.recorded, Ok(true));
         match &f.outcome {
-            Outcome::Done | Outcome::AlreadyDone => {
-                metrics::counter!("outbox_delivered_total", "kind" => kind).increment(1);
-                if lp.link.on_answer() {
-                    tracing::info!("outbox link is up; catching up at the rate limit");
-                }
-                let now = store::now_ms();
-                self.set_status(|s| {
-                    s.link = "up";
-                    s.consecutive_failures = 0;
-                    s.down_since_ms = None;
-                    s.last_success_ms = Some(now);
-                });
-                self.shared.room.notify_waiters();
-            }
-            Outcome::Permanent { reason } => {
-                lp.link.on_answer();
-                self.set_status(|s| {
-                    s.link = "up";
-                    s.consecutive_failures = 0;
-                    s.down_since_ms = None;
-                });
-                if present {
-                    metrics::counter!("outbox_dead_letters_total", "kind" => kind).increment(1);
-                    tracing::error!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
-                        "outbox op failed permanently; moved to the dead letters");
-                    self.shared.alerts.raise(
-                        "dead_letter",
-                        if f.critical {
-                            Severity::Critical
-                        } else {
-                            Severity::Warning
-                        },
-                        format!(
-                            "op {} ({}: {}) was refused for good: {reason}; fix the cause, then \
-                             `wms-node queue retry {}` (or `queue drop`)",
-                            f.seq, f.kind, f.summary, f.seq
-                        ),
-                    );
+            Outcome::Done | Outcome::AlreadyDone => self.delivered(lp, &f),
+            Outcome::Permanent { reason } => self.refused_for_good(lp, &f, reason),
+            Outcome::Cancelled { reason } => {
+                if matches!(f.recorded, Ok(true)) {
+                    tracing::warn!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
+                        "outbox op cancelled before delivery");
                     self.shared.room.notify_waiters();
                 }
             }
@@ -414,6 +350,63 @@ impl<Op: Operation> Outbox<Op> {
                 self.note_failure(&lp.link, format!("auth: {reason}"));
             }
         }
+        self.refresh_usage();
+    }
+
+    /// Only an abort at shutdown or a panic outside the sink call gets here: release the key;
+    /// a panic slows the link like a failed attempt.
+    fn attempt_task_died<S: Sink<Op>>(&self, lp: &mut Loop<S>, e: tokio::task::JoinError) {
+        if let Some((seq, key)) = lp.running.remove(&e.id()) {
+            lp.busy.remove(&key);
+            self.shared.state().in_flight.remove(&seq);
+            if !e.is_cancelled() {
+                tracing::error!(seq, fifo_key = %key, "outbox attempt task failed: {e}");
+                lp.link.on_retry(Instant::now(), None, rand::random());
+            }
+        }
+    }
+
+    /// Done or already done: the op left the outbox; the link is up (the first answer after
+    /// an outage starts the catch-up), and producers blocked on the cap may go on.
+    fn delivered<S: Sink<Op>>(&self, lp: &mut Loop<S>, f: &Finished) {
+        metrics::counter!("wms_node_outbox_delivered_total", "kind" => f.kind.clone()).increment(1);
+        if lp.link.on_answer() {
+            tracing::info!("outbox link is up; catching up at the rate limit");
+        }
+        self.shared.state().link_up(Some(store::now_ms()));
+        self.shared.room.notify_waiters();
+    }
+
+    /// Refused for good: the other side answered (the link is up), the op went to the dead
+    /// letters (unless it was gone by then) with an alert naming it.
+    fn refused_for_good<S: Sink<Op>>(&self, lp: &mut Loop<S>, f: &Finished, reason: &str) {
+        lp.link.on_answer();
+        self.shared.state().link_up(None);
+        if !matches!(f.recorded, Ok(true)) {
+            return;
+        }
+        metrics::counter!("wms_node_outbox_dead_letters_total", "kind" => f.kind.clone())
+            .increment(1);
+        tracing::error!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
+            "outbox op failed permanently; moved to the dead letters");
+        self.shared.alerts.raise(
+            AlertCode::DeadLetter,
+            if f.critical {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            format!(
+                "op {} ({}: {}) was refused for good: {reason}; fix the cause, then \
+                 `wms-node queue retry {}` (or `queue drop`)",
+                f.seq, f.kind, f.summary, f.seq
+            ),
+        );
+        self.shared.room.notify_waiters();
+    }
+
+    /// The byte and count figures after an outcome changed them.
+    fn refresh_usage(&self) {
         if let Ok((bytes, count)) = self
             .shared
             .store
@@ -424,16 +417,28 @@ impl<Op: Operation> Outbox<Op> {
     }
 
     fn note_failure(&self, link: &Link, reason: String) {
-        let now = store::now_ms();
-        self.set_status(|s| {
-            s.last_failure = Some(reason);
-            if let LinkState::Down { failures, .. } = link.state() {
-                s.link = "down";
-                s.consecutive_failures = failures;
-                s.down_since_ms.get_or_insert(now);
-            }
-        });
+        let down = match link.state() {
+            LinkState::Down { failures, .. } => Some(failures),
+            _ => None,
+        };
+        self.shared.state().failed(reason, down, store::now_ms());
     }
+}
+
+/// Every attempt is counted by kind and outcome, with its duration.
+fn count_attempt(f: &Finished) {
+    let outcome = match &f.outcome {
+        Outcome::Done => "done",
+        Outcome::AlreadyDone => "already_done",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Auth { .. } => "auth",
+        Outcome::Permanent { .. } => "permanent",
+        Outcome::Cancelled { .. } => "cancelled",
+    };
+    metrics::counter!("wms_node_outbox_attempts_total", "kind" => f.kind.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("wms_node_outbox_attempt_duration_seconds", "kind" => f.kind.clone())
+        .record(f.took.as_secs_f64());
 }
 
 /// Records an attempt's outcome in one durable write. `Ok(false)` when the op was gone by
@@ -446,13 +451,15 @@ async fn record_outcome(
     backoff: Backoff,
 ) -> Result<bool, StoreError> {
     match outcome.clone() {
-        Outcome::Done | Outcome::AlreadyDone => {
+        Outcome::Done | Outcome::AlreadyDone | Outcome::Cancelled { .. } => {
             store
                 .write(move |txn| Ok(record::complete(txn, seq)?.is_some()))
                 .await
         }
         Outcome::Retry { after, reason } => {
-            let wait = backoff.delay(attempt).max(after.unwrap_or(Duration::ZERO));
+            let wait = backoff
+                .delay(attempt, rand::random())
+                .max(after.unwrap_or(Duration::ZERO));
             let not_before =
                 store::now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
             store

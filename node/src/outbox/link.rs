@@ -14,7 +14,7 @@
 //! other side answers, so a box that boots without a link does not fire its whole backlog.
 //! Auth pauses are kept by the outbox, not here.
 
-use super::backoff::Backoff;
+use firmware_bridge::pace::Backoff;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -87,7 +87,7 @@ impl Link {
         };
         let wait = self
             .backoff
-            .delay_with(failures, unit)
+            .delay(failures, unit)
             .max(after.unwrap_or(Duration::ZERO));
         self.state = LinkState::Down {
             failures,
@@ -106,10 +106,10 @@ mod tests {
     use super::*;
 
     fn link() -> Link {
-        Link::new(Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-        })
+        Link::new(Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        ))
     }
 
     #[test]

@@ -2,7 +2,18 @@
 //!
 //! This file is the *contract* that op producers (order intake, the floor, stock) and sinks
 //! (the Taobao client, later others) code against. The storage and the delivery engine live
-//! in the submodules.
+//! in the submodules, one job each; `admin` uses the queue, never the other way round:
+//!
+//! | file | job |
+//! |---|---|
+//! | `queue.rs` | the [`Outbox`] handle, its [`OutboxOptions`], pause/resume, status, reading the queue |
+//! | `enqueue.rs` | enqueueing inside a caller's transaction, or grouped on its own; the byte cap's policy |
+//! | `state.rs` | the one live state (link, attempts in flight, figures), behind one lock |
+//! | `deliver.rs` | the delivery loop; `link.rs` its link state machine |
+//! | `cap.rs` | the byte gauges and the `store_cap` alert |
+//! | `report.rs` | the `"outbox"` health check and the status page's section |
+//! | `record.rs` | the tables, the on-disk envelope and the index |
+//! | `admin/` | `queue list/show/retry/drop/stats`, offline or through the running node |
 //!
 //! Invariants (see `docs/OUTBOX.md` for the full design):
 //! - An op is enqueued in the same redb transaction as the local change that caused it, and
@@ -16,17 +27,19 @@
 //!   losing or reordering anything.
 
 pub mod admin;
-pub mod backoff;
+mod cap;
 mod deliver;
+mod enqueue;
 mod error;
 mod link;
 mod queue;
-pub mod rate;
 pub mod record;
+mod report;
+mod state;
 
 pub use error::{EnqueueError, OutboxError};
 pub use link::LinkState;
-pub use queue::{DeliveryStatus, Enqueued, InFlight, Outbox, OutboxConfig};
+pub use queue::{DeliveryStatus, Enqueued, InFlight, LinkStatus, Outbox, OutboxOptions};
 pub use record::{Envelope, create_tables};
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -113,6 +126,13 @@ pub enum Outcome {
     /// Will never succeed as is: dead-letter it with the reason and raise an alert.
     Permanent {
         /// The other side's message, for the dead-letter table.
+        reason: String,
+    },
+    /// The op must not be delivered any more (the sink checked the local state before
+    /// sending: e.g. a shipment whose order was put on hold, DOMAIN.md §3.3). It leaves the
+    /// outbox like a delivered op but is counted apart; whoever cancels it alerts.
+    Cancelled {
+        /// Why, for the log.
         reason: String,
     },
 }

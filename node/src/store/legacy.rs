@@ -37,7 +37,7 @@
 
 use super::error::{OpenError, is_not_a_store};
 use super::{StoreOptions, codec, schema};
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,7 +126,7 @@ pub(crate) fn open(
     );
     convert(opts, legacy, Some(&aside))?;
     alerts.raise(
-        "store_superseded",
+        AlertCode::StoreSuperseded,
         Severity::Warning,
         format!(
             "an earlier release ran on {} after this one had converted it, so it was converted \

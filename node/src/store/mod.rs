@@ -35,7 +35,7 @@
 //! A value that does not decode is never a panic and never stops start-up: the reader gets
 //! [`StoreError::Corrupt`], the record is moved to the `quarantine` table by the next write
 //! (re-checked there), logged with table and key (never the value), counted in
-//! `store_quarantined_records_total{table}`, raised as the `store_quarantine` alert and shown
+//! `wms_node_store_quarantined_records_total{table}`, raised as the `store_quarantine` alert and shown
 //! by `wms-node queue stats`.
 //!
 //! # Tables owned here
@@ -135,6 +135,12 @@ pub struct StoreOptions {
     /// Where the bytes live instead of the file at `path` (fault-injection tests; `path` then
     /// only names the store in logs and errors, and no earlier release's file is looked for).
     pub backend: Option<Backend>,
+    /// Where to keep a copy of the file before a migration changes it (an OTA trial boot
+    /// sets this to `<data_dir>/ota/trial/wms-node.redb`, so a rollback can put the old file
+    /// back). The copy is complete and fsynced, and renamed into place, before the first
+    /// change; a file that needs no migration is not copied. Converting an earlier release's
+    /// file needs no copy: that file is never changed (see `legacy.rs`).
+    pub migration_copy: Option<PathBuf>,
 }
 
 impl StoreOptions {
@@ -167,6 +173,7 @@ impl StoreOptions {
             quick_repair: true,
             compact_free_bytes: 64 * 1024 * 1024,
             backend: None,
+            migration_copy: None,
         }
     }
 }
@@ -228,6 +235,10 @@ impl Store {
         let db = match (&opts.legacy_path, &opts.backend) {
             (Some(legacy), None) => legacy::open(&opts, legacy, &alerts)?,
             _ => backend::open_database(&opts)?,
+        };
+        let db = match (&opts.migration_copy, &opts.backend) {
+            (Some(copy), None) => keep_copy_if_migrating(db, copy, migrations, &opts)?,
+            _ => db,
         };
         let migrated = schema::migrate(&db, &path, migrations, opts.quick_repair)?;
         if migrated.from != migrated.to {
@@ -408,6 +419,45 @@ pub(crate) fn durable_txn(
     txn.set_durability(redb::Durability::Immediate)?;
     txn.set_quick_repair(quick_repair);
     Ok(txn)
+}
+
+/// Copies the file to `copy` (tmp → fsync → rename → fsync folder) if `migrations` would
+/// change it, and returns the database reopened. The copy is taken with the database closed,
+/// so it is the file exactly as the last commit left it.
+fn keep_copy_if_migrating(
+    db: redb::Database,
+    copy: &std::path::Path,
+    migrations: &[schema::Migration],
+    opts: &StoreOptions,
+) -> Result<redb::Database, OpenError> {
+    let path = &opts.path;
+    let found = db
+        .begin_read()
+        .map_err(StoreError::from)
+        .and_then(|r| schema::read_versions(&r))
+        .map_err(|e| OpenError::setup(path, e))?;
+    let pending = migrations.iter().any(|m| m.to > found.version);
+    // A fresh file (version 0) holds nothing an older build could want back.
+    if !pending || found.version == 0 {
+        return Ok(db);
+    }
+    db.close().map_err(|e| OpenError::from_redb(path, e))?;
+    let io = |e: std::io::Error| OpenError::from_io(copy, e);
+    let dir = copy.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = copy.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::copy(path, &tmp).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, copy).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    tracing::info!(from = found.version, copy = %copy.display(), "store copied before its migration");
+    backend::open_database(opts)
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).

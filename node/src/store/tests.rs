@@ -1,4 +1,5 @@
 use super::*;
+use crate::ops::alert::AlertCode;
 use redb::TableDefinition;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -160,7 +161,7 @@ async fn an_undecodable_record_is_reported_then_moved_to_quarantine() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(moved, 1);
-    assert!(alerts.is_active("store_quarantine"));
+    assert!(alerts.is_active(AlertCode::StoreQuarantine));
     let bad: Option<String> = store.read(|r| get(r, THINGS, "bad")).unwrap();
     assert_eq!(bad, None);
     let good: Option<String> = store.read(|r| get(r, THINGS, "good")).unwrap();
@@ -377,4 +378,47 @@ async fn opening_compacts_a_file_that_is_mostly_free() {
         .unwrap();
     assert_eq!(n, 1, "what was left is still there");
     store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_migration_keeps_a_copy_the_previous_build_opens_and_no_migration_keeps_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = schema::current_version();
+    let copy = dir.path().join("ota/trial/wms-node.redb");
+    {
+        // Today's build writes something a scanner was told OK about.
+        let s = open(&dir);
+        s.write(|txn| put(txn, THINGS, "acked", &"scan 1".to_string()))
+            .await
+            .unwrap();
+    }
+    let with_copy = || {
+        let mut o = opts(&dir);
+        o.migration_copy = Some(copy.clone());
+        o
+    };
+    // Same schema: nothing to migrate, nothing copied.
+    drop(Store::open(with_copy(), Alerts::new()).unwrap());
+    assert!(!copy.exists());
+    // A newer build whose migration older readers cannot follow.
+    drop(Store::open_with(with_copy(), Alerts::new(), &path_to(base + 2)).unwrap());
+    assert!(copy.is_file());
+    assert!(matches!(
+        Store::open(opts(&dir), Alerts::new()),
+        Err(OpenError::SchemaTooNew { .. })
+    ));
+    // The copy is the file as today's build left it: today's build opens it, data intact.
+    let old = Store::open(StoreOptions::new(&copy), Alerts::new()).unwrap();
+    assert_eq!(old.read(schema::read_versions).unwrap().version, base);
+    let acked: Option<String> = old.read(|r| get(r, THINGS, "acked")).unwrap();
+    assert_eq!(acked.as_deref(), Some("scan 1"));
+}
+
+#[tokio::test]
+async fn a_fresh_file_is_not_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&dir);
+    o.migration_copy = Some(dir.path().join("copy.redb"));
+    drop(Store::open(o, Alerts::new()).unwrap());
+    assert!(!dir.path().join("copy.redb").exists());
 }

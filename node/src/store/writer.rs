@@ -27,7 +27,7 @@
 
 use super::codec::{self, Hook, PendingQuarantine, QuarantineQueue};
 use super::{StoreError, quarantine};
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use redb::{Database, WriteTransaction};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -311,17 +311,18 @@ fn commit_batch(
         None => {
             let live = slots.iter().filter(|(_, f)| f.is_none()).count();
             if live > 0 {
-                metrics::histogram!("store_group_commit_batch_size").record(live as f64);
-                metrics::histogram!("store_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("wms_node_store_group_commit_batch_size").record(live as f64);
+                metrics::histogram!("wms_node_store_commit_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
             }
-            alerts.clear("store_disk_full");
+            alerts.clear(AlertCode::StoreDiskFull);
         }
         Some(e) => {
-            metrics::counter!("store_commit_errors_total").increment(1);
+            metrics::counter!("wms_node_store_commit_errors_total").increment(1);
             tracing::error!(error = %e, jobs = slots.len(), "store commit failed");
             if e.is_disk_full() {
                 alerts.raise(
-                    "store_disk_full",
+                    AlertCode::StoreDiskFull,
                     Severity::Critical,
                     "the disk holding the store is full: nothing new can be recorded; free space",
                 );
@@ -357,13 +358,13 @@ fn report_moves(alerts: &Alerts, moves: &[QuarantineJob]) {
             reason = %m.pending.reason,
             "undecodable record moved to quarantine"
         );
-        metrics::counter!("store_quarantined_records_total", "table" => m.pending.table.clone())
+        metrics::counter!("wms_node_store_quarantined_records_total", "table" => m.pending.table.clone())
             .increment(1);
         last = Some(m);
     }
     if let Some(m) = last {
         alerts.raise(
-            "store_quarantine",
+            AlertCode::StoreQuarantine,
             Severity::Warning,
             format!(
                 "undecodable records were moved to quarantine (latest: table {}, key {}); \

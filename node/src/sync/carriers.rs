@@ -13,10 +13,10 @@
 //!
 //! Must never: drop the stored list because a fetch failed, or retry in a tight loop.
 
-use crate::ops::health::Health;
-use crate::outbox::backoff::Backoff;
+use crate::ops::health::{CheckName, Health};
 use crate::store::{self, Bytes, Store, StoreError};
 use crate::taobao::{Disposition, TopClient};
+use firmware_bridge::pace::Backoff;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub const CARRIERS: TableDefinition<'static, &'static str, Bytes> =
     TableDefinition::new("carriers");
 
-/// The health check's name.
-pub const CHECK: &str = "taobao";
+/// The health check this loop reports: its view of the Taobao link and credentials.
+pub const CHECK: CheckName = CheckName::Taobao;
 
 /// One carrier as Taobao lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,10 +151,7 @@ impl Default for Schedule {
         Schedule {
             refresh_every: Duration::from_secs(24 * 3600),
             after_refusal: Duration::from_secs(3600),
-            backoff: Backoff {
-                base: Duration::from_secs(1),
-                max: Duration::from_secs(300),
-            },
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
         }
     }
 }
@@ -186,7 +183,7 @@ pub async fn run(
                 match replace(&store, carriers).await {
                     Ok(n) => {
                         tracing::info!(carriers = n, "carrier list refreshed from Taobao");
-                        metrics::gauge!("taobao_carriers").set(n as f64);
+                        metrics::gauge!("wms_node_taobao_carriers").set(n as f64);
                         health.ok(CHECK, format!("Taobao answered; {n} carriers known"));
                         schedule.refresh_every
                     }
@@ -207,7 +204,7 @@ pub async fn run(
                     tracing::warn!(error = %e, tries = failures, "carrier list fetch failed; will retry");
                     after
                         .unwrap_or_default()
-                        .max(schedule.backoff.delay(failures))
+                        .max(schedule.backoff.delay(failures, rand::random()))
                 }
                 Disposition::Auth | Disposition::Permanent | Disposition::AlreadyDone => {
                     health.degraded(CHECK, format!("Taobao refused the carrier list: {e}"));

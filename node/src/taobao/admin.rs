@@ -15,10 +15,8 @@
 //! on loopback or a management network.
 
 use super::TopError;
-use super::oauth::{OAuthClient, OAuthError};
-use super::setup;
+use super::oauth::{OAuthClient, OAuthError, OAuthOptions};
 use super::tokens::{TokenManager, TokenStatus};
-use crate::config::TaobaoConfig;
 use crate::outbox::admin::{AdminClient, ClientError, ErrorBody};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -48,18 +46,20 @@ pub struct CodeRequest {
 #[derive(Clone)]
 struct Auth {
     tokens: Arc<TokenManager>,
-    config: Arc<TaobaoConfig>,
+    /// The OAuth client's options; a code is traded with the request's callback, else this
+    /// one's (`taobao.redirect_uri`).
+    oauth: Arc<OAuthOptions>,
 }
 
 /// The routes above; merge into the ops server's router.
-pub fn router(tokens: Arc<TokenManager>, config: TaobaoConfig) -> Router {
+pub fn router(tokens: Arc<TokenManager>, oauth: OAuthOptions) -> Router {
     Router::new()
         .route("/api/auth", get(state))
         .route("/api/auth/code", post(code))
         .route("/api/auth/refresh", post(refresh))
         .with_state(Auth {
             tokens,
-            config: Arc::new(config),
+            oauth: Arc::new(oauth),
         })
 }
 
@@ -74,7 +74,7 @@ impl IntoResponse for ApiError {
 impl From<TopError> for ApiError {
     fn from(e: TopError) -> Self {
         let status = match &e {
-            TopError::TokenStore(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TopError::TokenStore { .. } => StatusCode::SERVICE_UNAVAILABLE,
             TopError::Transport { .. }
             | TopError::Timeout { .. }
             | TopError::Http { .. }
@@ -112,15 +112,17 @@ async fn code(
 ) -> Result<Json<AuthState>, ApiError> {
     let redirect = req
         .redirect_uri
-        .or_else(|| auth.config.redirect_uri.clone())
+        .or_else(|| Some(auth.oauth.redirect_uri.clone()).filter(|r| !r.is_empty()))
         .ok_or_else(|| {
             ApiError(
                 StatusCode::BAD_REQUEST,
                 "no callback: set taobao.redirect_uri or pass --redirect-uri".into(),
             )
         })?;
-    let oauth = OAuthClient::new(setup::oauth_options(&auth.config, Some(redirect)))
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let mut options = (*auth.oauth).clone();
+    options.redirect_uri = redirect;
+    let oauth =
+        OAuthClient::new(options).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let tokens = oauth.exchange(&req.code).await?;
     auth.tokens.install(tokens).await?;
     tracing::info!("new Taobao tokens installed through the admin API");

@@ -155,9 +155,29 @@ pub enum TopError {
         /// What is wrong.
         reason: String,
     },
-    /// The local token store failed; the session could not be read or saved. Retry.
-    #[error("token store: {0}")]
-    TokenStore(String),
+    /// The local token store failed; the session could not be read or saved. What to do
+    /// follows the store's own classification, kept in `retryable`: a busy store, a full
+    /// disk or a passing I/O error is retried with backoff; a corrupt record or a closed or
+    /// broken store cannot get better by retrying, so delivery pauses as for a lost
+    /// authorisation (nothing is dropped) and re-authorising writes a fresh record.
+    #[error("token store: {reason}")]
+    TokenStore {
+        /// What the store said (never a token).
+        reason: String,
+        /// Whether the store says trying again later may succeed.
+        retryable: bool,
+    },
+    /// Not sent: the day's call budget is nearly used up and this kind of call waits for the
+    /// next day, so that the calls left go to more urgent work (TAOBAO.md §7). Retry then.
+    #[error("{method}: not sent, the daily call budget is kept for {kept_for} (resumes in {}s)", resume_in.as_secs())]
+    OverBudget {
+        /// The API not called.
+        method: String,
+        /// Which calls the rest of the budget is kept for.
+        kept_for: &'static str,
+        /// Until the budget's day ends (GMT+8 midnight).
+        resume_in: Duration,
+    },
 }
 
 /// The retryable `isv.*` sub-codes ERPs retry (TAOBAO.md §5.3).
@@ -244,13 +264,21 @@ impl TopError {
             | TopError::Timeout { .. }
             | TopError::Http { .. }
             | TopError::Decode { .. }
-            | TopError::TokenStore(_) => Disposition::Retry { after: None },
+            | TopError::TokenStore {
+                retryable: true, ..
+            } => Disposition::Retry { after: None },
+            TopError::TokenStore {
+                retryable: false, ..
+            } => Disposition::Auth,
             TopError::Banned { remaining, .. } => Disposition::Retry {
                 after: Some(*remaining),
             },
             TopError::Api(e) => e.disposition(),
             TopError::NoSession { .. } => Disposition::Auth,
             TopError::InvalidRequest { .. } => Disposition::Permanent,
+            TopError::OverBudget { resume_in, .. } => Disposition::Retry {
+                after: Some(*resume_in),
+            },
         }
     }
 
@@ -278,7 +306,8 @@ impl TopError {
             TopError::Banned { .. } => "banned".into(),
             TopError::NoSession { .. } => "no_session".into(),
             TopError::InvalidRequest { .. } => "invalid_request".into(),
-            TopError::TokenStore(_) => "token_store".into(),
+            TopError::OverBudget { .. } => "over_budget".into(),
+            TopError::TokenStore { .. } => "token_store".into(),
         }
     }
 

@@ -4,37 +4,22 @@
 //! configurable buckets and, when the gateway still answers code 7, honours the announced ban
 //! for its scope: one method, or the whole app. A banned scope is refused locally
 //! ([`Limiter::check_ban`]) instead of being called again, so a long app ban costs no calls.
+//! Bans are kept on the client's clock (the platform counts them on its own), so a test that
+//! moves the clock with the sandbox's sees a ten-minute ban end when the sandbox's does.
 //!
 //! Waiting for a token is a plain `sleep_until`, cancel-safe in a `select!`; a bucket never
 //! makes a caller wait for longer than one refill interval per token it lacks.
 
 use super::error::BanScope;
+use firmware_bridge::pace::{Rate, TokenBucket};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A bucket's rate: `per_second` tokens refill continuously up to `burst`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Rate {
-    /// Sustained calls per second (> 0).
-    pub per_second: f64,
-    /// Calls allowed at once after a quiet spell (≥ 1).
-    pub burst: u32,
-}
-
-impl Rate {
-    /// A rate of `per_second` with the same burst (at least 1).
-    pub fn per_second(per_second: f64) -> Rate {
-        Rate {
-            per_second,
-            burst: per_second.ceil().max(1.0) as u32,
-        }
-    }
-}
-
-/// The pacing configuration.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The pacing configuration. A bucket's [`Rate`] is the workspace's one (`firmware_bridge::pace`):
+/// always positive; `None` is no limit.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimits {
     /// All calls of the app together; `None` = unlimited.
     pub app: Option<Rate>,
@@ -49,8 +34,8 @@ impl Default for RateLimits {
     /// gentle enough not to trip unpublished platform flow control.
     fn default() -> Self {
         RateLimits {
-            app: Some(Rate::per_second(20.0)),
-            per_method: Some(Rate::per_second(10.0)),
+            app: Rate::per_second(20.0).ok(),
+            per_method: Rate::per_second(10.0).ok(),
             methods: HashMap::new(),
         }
     }
@@ -67,48 +52,13 @@ impl RateLimits {
     }
 }
 
-#[derive(Debug)]
-struct Bucket {
-    rate: Rate,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(rate: Rate, now: Instant) -> Self {
-        Bucket {
-            rate,
-            tokens: f64::from(rate.burst.max(1)),
-            at: now,
-        }
-    }
-
-    /// Takes a token if one is there; else says how long until one will be.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let per_second = if self.rate.per_second.is_finite() && self.rate.per_second > 0.0 {
-            self.rate.per_second
-        } else {
-            // A zero or broken rate would starve callers forever; treat it as 1/s.
-            1.0
-        };
-        let cap = f64::from(self.rate.burst.max(1));
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * per_second).min(cap);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_second))
-        }
-    }
-}
+type Bucket = TokenBucket<Instant>;
 
 #[derive(Debug, Default)]
 struct State {
     app: Option<Bucket>,
     methods: HashMap<String, Bucket>,
-    bans: HashMap<BanScope, Instant>,
+    bans: HashMap<BanScope, chrono::DateTime<chrono::Utc>>,
 }
 
 /// The app's pacing state, shared by every call of one client.
@@ -135,21 +85,31 @@ impl Limiter {
             .or(self.limits.per_method)
     }
 
-    /// The longest running ban that covers `method`, if any.
-    pub fn check_ban(&self, method: &str) -> Option<(BanScope, Duration)> {
-        let now = Instant::now();
+    /// The longest running ban that covers `method` at `now` (the client's clock), if any.
+    pub fn check_ban(
+        &self,
+        method: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<(BanScope, Duration)> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.bans.retain(|_, until| *until > now);
         let scopes = [BanScope::App, BanScope::Method(method.to_owned())];
         scopes
             .into_iter()
-            .filter_map(|s| st.bans.get(&s).map(|until| (s, *until - now)))
+            .filter_map(|s| {
+                st.bans
+                    .get(&s)
+                    .map(|until| (s, (*until - now).to_std().unwrap_or_default()))
+            })
             .max_by_key(|(_, left)| *left)
     }
 
-    /// Records a ban announced by the gateway (a longer running ban is kept).
-    pub fn ban(&self, scope: BanScope, for_: Duration) {
-        let until = Instant::now() + for_;
+    /// Records a ban announced by the gateway at `now` (a longer running ban is kept).
+    pub fn ban(&self, scope: BanScope, for_: Duration, now: chrono::DateTime<chrono::Utc>) {
+        let until = chrono::Duration::from_std(for_)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let entry = st.bans.entry(scope).or_insert(until);
         if *entry < until {
@@ -164,29 +124,25 @@ impl Limiter {
                 let now = Instant::now();
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 let mut wait = Duration::ZERO;
-                // Peek both before taking either, so a caller never holds one token while
+                // Look at both before taking either, so a caller never holds one token while
                 // sleeping for the other.
                 if let Some(rate) = self.limits.app {
                     let b = st.app.get_or_insert_with(|| Bucket::new(rate, now));
-                    if let Err(w) = b.peek(now) {
-                        wait = wait.max(w);
-                    }
+                    wait = wait.max(b.wait(now));
                 }
                 if let Some(rate) = self.method_rate(method) {
                     let b = st
                         .methods
                         .entry(method.to_owned())
                         .or_insert_with(|| Bucket::new(rate, now));
-                    if let Err(w) = b.peek(now) {
-                        wait = wait.max(w);
-                    }
+                    wait = wait.max(b.wait(now));
                 }
                 if wait.is_zero() {
                     if let Some(b) = st.app.as_mut() {
-                        let _ = b.take(now);
+                        let _ = b.try_take(now);
                     }
                     if let Some(b) = st.methods.get_mut(method) {
-                        let _ = b.take(now);
+                        let _ = b.try_take(now);
                     }
                     return;
                 }
@@ -197,32 +153,14 @@ impl Limiter {
     }
 }
 
-impl Bucket {
-    /// Like [`Bucket::take`] but leaves the token in place.
-    fn peek(&mut self, now: Instant) -> Result<(), Duration> {
-        let r = self.take(now);
-        if r.is_ok() {
-            // Put it back; `acquire` takes from both buckets together once both have one.
-            self.tokens += 1.0;
-        }
-        r
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn limits(app: f64, method: f64) -> RateLimits {
         RateLimits {
-            app: Some(Rate {
-                per_second: app,
-                burst: 1,
-            }),
-            per_method: Some(Rate {
-                per_second: method,
-                burst: 1,
-            }),
+            app: Rate::new(app, 1).ok(),
+            per_method: Rate::new(method, 1).ok(),
             methods: HashMap::new(),
         }
     }
@@ -254,10 +192,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_burst_is_allowed_after_a_quiet_spell() {
         let l = Limiter::new(RateLimits {
-            app: Some(Rate {
-                per_second: 1.0,
-                burst: 5,
-            }),
+            app: Rate::new(1.0, 5).ok(),
             per_method: None,
             methods: HashMap::new(),
         });
@@ -268,28 +203,30 @@ mod tests {
         assert!(Instant::now() - t0 < Duration::from_millis(10));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn bans_cover_their_scope_and_expire() {
-        let l = Limiter::new(RateLimits::unlimited());
-        l.ban(BanScope::Method("a".into()), Duration::from_secs(2));
-        assert!(
-            matches!(l.check_ban("a"), Some((BanScope::Method(_), d)) if d == Duration::from_secs(2))
-        );
-        assert_eq!(l.check_ban("b"), None);
-        l.ban(BanScope::App, Duration::from_secs(60));
-        assert!(matches!(l.check_ban("b"), Some((BanScope::App, _))));
-        // The longer of two bans is reported.
-        assert!(matches!(l.check_ban("a"), Some((BanScope::App, _))));
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(l.check_ban("a"), None);
+    fn at(s: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap_or_default()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_shorter_ban_does_not_cut_a_longer_one() {
+    #[test]
+    fn bans_cover_their_scope_and_expire_on_the_clock() {
         let l = Limiter::new(RateLimits::unlimited());
-        l.ban(BanScope::App, Duration::from_secs(60));
-        l.ban(BanScope::App, Duration::from_secs(1));
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(l.check_ban("x").is_some());
+        l.ban(BanScope::Method("a".into()), Duration::from_secs(2), at(0));
+        assert!(
+            matches!(l.check_ban("a", at(0)), Some((BanScope::Method(_), d)) if d == Duration::from_secs(2))
+        );
+        assert_eq!(l.check_ban("b", at(0)), None);
+        l.ban(BanScope::App, Duration::from_secs(60), at(0));
+        assert!(matches!(l.check_ban("b", at(1)), Some((BanScope::App, _))));
+        // The longer of two bans is reported.
+        assert!(matches!(l.check_ban("a", at(1)), Some((BanScope::App, _))));
+        assert_eq!(l.check_ban("a", at(61)), None);
+    }
+
+    #[test]
+    fn a_shorter_ban_does_not_cut_a_longer_one() {
+        let l = Limiter::new(RateLimits::unlimited());
+        l.ban(BanScope::App, Duration::from_secs(60), at(0));
+        l.ban(BanScope::App, Duration::from_secs(1), at(0));
+        assert!(l.check_ban("x", at(2)).is_some());
     }
 }

@@ -17,7 +17,7 @@ use super::client::SessionProvider;
 use super::error::TopError;
 use super::oauth::{OAuthClient, OAuthError, TokenOrigin, TokenSet};
 use super::time::Clock;
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use crate::secret::Secret;
 use crate::store::{Bytes, Store};
 use chrono::{DateTime, TimeZone, Utc};
@@ -30,11 +30,6 @@ use std::sync::{Arc, Mutex};
 pub const TOKENS: TableDefinition<'static, &'static str, Bytes> = TableDefinition::new("tokens");
 /// The one key in it: the node serves one shop.
 const SELLER: &str = "seller";
-
-/// Alert raised when the node has no usable session and cannot get one by itself.
-pub const REAUTHORIZE: &str = "reauthorize";
-/// Alert raised when a token that cannot be refreshed expires within a week.
-pub const TOKEN_EXPIRY: &str = "token_expiry";
 
 /// Where tokens are kept. Small on purpose, so tests can use [`MemoryTokenStore`].
 pub trait TokenStore: Send + Sync + 'static {
@@ -132,7 +127,10 @@ impl RedbTokenStore {
 }
 
 fn store_error(e: crate::store::StoreError) -> TopError {
-    TopError::TokenStore(e.to_string())
+    TopError::TokenStore {
+        retryable: e.is_retryable(),
+        reason: e.to_string(),
+    }
 }
 
 impl TokenStore for RedbTokenStore {
@@ -285,7 +283,7 @@ impl TokenManager {
         tracing::info!("taobao session seeded from the config (pre-issued, no refresh)");
         st.current = Some(t);
         st.dead = false;
-        self.alerts.clear(REAUTHORIZE);
+        self.alerts.clear(AlertCode::Reauthorize);
         self.mark_renewed();
         Ok(true)
     }
@@ -296,8 +294,8 @@ impl TokenManager {
         self.store.save(tokens.clone()).await?;
         st.current = Some(tokens);
         st.dead = false;
-        self.alerts.clear(REAUTHORIZE);
-        self.alerts.clear(TOKEN_EXPIRY);
+        self.alerts.clear(AlertCode::Reauthorize);
+        self.alerts.clear(AlertCode::TokenExpiry);
         self.mark_renewed();
         Ok(())
     }
@@ -330,7 +328,7 @@ impl TokenManager {
 
     fn reauthorize(&self, why: &str) {
         self.alerts.raise(
-            REAUTHORIZE,
+            AlertCode::Reauthorize,
             Severity::Critical,
             format!(
                 "Taobao authorisation is needed: {why}. Run `wms-node auth login` (shipments \
@@ -355,7 +353,7 @@ impl TokenManager {
                 self.store.save(fresh.clone()).await?;
                 st.current = Some(fresh);
                 st.dead = false;
-                self.alerts.clear(REAUTHORIZE);
+                self.alerts.clear(AlertCode::Reauthorize);
                 self.mark_renewed();
                 Ok(())
             }
@@ -380,7 +378,7 @@ impl TokenManager {
         let left = exp - now;
         if left > chrono::Duration::zero() && left <= chrono::Duration::days(7) {
             self.alerts.raise(
-                TOKEN_EXPIRY,
+                AlertCode::TokenExpiry,
                 Severity::Warning,
                 format!(
                     "the Taobao authorisation expires in {} h and cannot be refreshed; run \
@@ -493,6 +491,22 @@ mod tests {
     }
 
     #[test]
+    fn a_token_store_failure_is_retried_only_when_the_store_says_it_may_pass() {
+        use crate::outbox::Outcome;
+        use crate::store::StoreError;
+        // A full disk may clear: the outbox retries with backoff.
+        let full = store_error(StoreError::DiskFull);
+        assert!(full.is_retryable());
+        assert!(matches!(full.outcome(), Outcome::Retry { after: None, .. }));
+        // A closed store never reopens by itself: pause like a lost authorisation, drop
+        // nothing, and let `wms-node auth` write a fresh record.
+        let closed = store_error(StoreError::Closed);
+        assert!(!closed.is_retryable());
+        assert!(matches!(closed.outcome(), Outcome::Auth { .. }));
+        assert_eq!(closed.code_label(), "token_store");
+    }
+
+    #[test]
     fn the_record_round_trips_through_postcard_with_the_real_token() {
         let t = token(chrono::Duration::days(1), true);
         let bytes = postcard::to_allocvec(&TokenRecord::from(&t)).unwrap_or_default();
@@ -519,7 +533,7 @@ mod tests {
         let m = TokenManager::new(Arc::new(MemoryTokenStore::new()), None, alerts.clone());
         let r = m.session().await;
         assert!(matches!(r, Err(TopError::NoSession { .. })));
-        assert!(alerts.is_active(REAUTHORIZE));
+        assert!(alerts.is_active(AlertCode::Reauthorize));
     }
 
     #[tokio::test]
@@ -572,7 +586,7 @@ mod tests {
             .await;
         let m = TokenManager::new(store, None, alerts.clone());
         assert!(matches!(m.session().await, Err(TopError::NoSession { .. })));
-        assert!(alerts.is_active(REAUTHORIZE));
+        assert!(alerts.is_active(AlertCode::Reauthorize));
     }
 
     #[tokio::test]
@@ -582,8 +596,8 @@ mod tests {
         let _ = store.save(token(chrono::Duration::days(3), false)).await;
         let m = TokenManager::new(store, None, alerts.clone());
         assert!(m.session().await.is_ok());
-        assert!(alerts.is_active(TOKEN_EXPIRY));
-        assert!(!alerts.is_active(REAUTHORIZE));
+        assert!(alerts.is_active(AlertCode::TokenExpiry));
+        assert!(!alerts.is_active(AlertCode::Reauthorize));
     }
 
     #[tokio::test]
@@ -594,12 +608,12 @@ mod tests {
         let m = TokenManager::new(store, None, alerts.clone());
         let s = m.session().await.unwrap_or_default();
         assert!(matches!(m.rejected(s).await, Ok(false)));
-        assert!(alerts.is_active(REAUTHORIZE));
+        assert!(alerts.is_active(AlertCode::Reauthorize));
         assert!(matches!(m.session().await, Err(TopError::NoSession { .. })));
         let mut fresh = token(chrono::Duration::days(1), false);
         fresh.access_token = Secret::new("access-2");
         m.install(fresh).await.unwrap_or(());
-        assert!(!alerts.is_active(REAUTHORIZE));
+        assert!(!alerts.is_active(AlertCode::Reauthorize));
         assert_eq!(
             m.session()
                 .await

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use wms_node::ops::alert::Alerts;
-use wms_node::outbox::{Attempt, Operation, Outbox, OutboxConfig, Outcome, Priority, Sink};
+use wms_node::outbox::{Attempt, Operation, Outbox, OutboxOptions, Outcome, Priority, Sink};
 use wms_node::store::{Store, StoreOptions};
 
 /// Ops shaped like the real ones: shipments (critical, urgent, per trade), absolute stock
@@ -172,20 +172,19 @@ pub fn open(dir: &tempfile::TempDir) -> Store {
 }
 
 /// Quick backoffs and no rate limit, so tests run in milliseconds.
-pub fn fast_config() -> OutboxConfig {
-    OutboxConfig {
+pub fn fast_config() -> OutboxOptions {
+    OutboxOptions {
         concurrency: 4,
-        rate_per_second: 0.0,
-        burst: 1,
+        rate: None,
         backoff_initial: Duration::from_millis(5),
         backoff_max: Duration::from_millis(40),
         attempt_timeout: Duration::from_secs(10),
         shutdown_grace: Duration::from_secs(2),
-        ..OutboxConfig::default()
+        ..OutboxOptions::default()
     }
 }
 
-pub fn outbox(store: &Store, config: OutboxConfig) -> (Outbox<TestOp>, Alerts) {
+pub fn outbox(store: &Store, config: OutboxOptions) -> (Outbox<TestOp>, Alerts) {
     let alerts = Alerts::new();
     (Outbox::new(store.clone(), config, alerts.clone()), alerts)
 }

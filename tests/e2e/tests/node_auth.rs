@@ -3,6 +3,9 @@
 //! node trades the code through its admin API and uses the tokens without a restart. Real
 //! processes: the `taobao-sandbox` binary, `wms-node run`, and `wms-node auth`.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

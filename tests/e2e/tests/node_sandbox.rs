@@ -2,6 +2,9 @@
 //! the node's first signed call, how it rides out a Taobao outage, its queue API while it
 //! runs, and a clean stop.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 use wms_e2e::{Node, Sandbox, eventually, node_config};
 

@@ -14,7 +14,9 @@
 //! gateway and OAuth call unless `methods` names some (`oauth.authorize` and `oauth.token` name
 //! the OAuth endpoints). The admin API is never faulted, so a test can always clear faults.
 
+use firmware_bridge::pace::{Rate, TokenBucket};
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -239,10 +241,11 @@ impl Faults {
     }
 }
 
-/// A token bucket per (app_key, method): `rate` calls per second, bursts up to `max(rate, 1)`.
+/// A token bucket per (app_key, method), the workspace's own (`firmware_bridge::pace`), over
+/// the sandbox clock: `rate` calls per second, bursts of one second's worth (at least 1).
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    buckets: HashMap<(String, String), (f64, i64)>,
+    buckets: HashMap<(String, String), TokenBucket<Duration>>,
 }
 
 impl RateLimiter {
@@ -251,27 +254,19 @@ impl RateLimiter {
         &mut self,
         app_key: &str,
         method: &str,
-        rate: f64,
+        rate: Rate,
         now_ms: i64,
     ) -> Result<(), u64> {
-        if !(rate.is_finite() && rate > 0.0) {
-            return Ok(());
-        }
-        let cap = rate.max(1.0);
-        let entry = self
+        // The sandbox clock starts at the Unix epoch or later; a negative reading is the start.
+        let now = Duration::from_millis(u64::try_from(now_ms).unwrap_or(0));
+        let bucket = self
             .buckets
             .entry((app_key.to_string(), method.to_string()))
-            .or_insert((cap, now_ms));
-        let elapsed_s = (now_ms - entry.1).max(0) as f64 / 1000.0;
-        entry.0 = (entry.0 + elapsed_s * rate).min(cap);
-        entry.1 = now_ms;
-        if entry.0 >= 1.0 {
-            entry.0 -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - entry.0) / rate;
-            Err((wait.ceil() as u64).max(1))
-        }
+            .or_insert_with(|| TokenBucket::new(rate, now));
+        bucket.try_take(now).map_err(|wait| {
+            let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            whole.max(1)
+        })
     }
 }
 
@@ -365,14 +360,21 @@ mod tests {
     #[test]
     fn the_token_bucket_allows_a_burst_then_announces_the_wait() {
         let mut r = RateLimiter::default();
-        assert!(r.check("a", "m", 2.0, 0).is_ok());
-        assert!(r.check("a", "m", 2.0, 0).is_ok());
-        assert_eq!(r.check("a", "m", 2.0, 0), Err(1));
+        let two = Rate::per_second(2.0).unwrap();
+        assert!(r.check("a", "m", two, 0).is_ok());
+        assert!(r.check("a", "m", two, 0).is_ok());
+        assert_eq!(r.check("a", "m", two, 0), Err(1));
         assert!(
-            r.check("a", "other", 2.0, 0).is_ok(),
+            r.check("a", "other", two, 0).is_ok(),
             "buckets are per method"
         );
-        assert!(r.check("a", "m", 2.0, 500).is_ok(), "refills at the rate");
-        assert!(r.check("a", "m", 0.0, 0).is_ok(), "0 = unlimited");
+        assert!(r.check("a", "m", two, 500).is_ok(), "refills at the rate");
+        let slow = Rate::per_second(0.1).unwrap();
+        assert!(r.check("b", "m", slow, 0).is_ok());
+        assert_eq!(
+            r.check("b", "m", slow, 0),
+            Err(10),
+            "whole seconds, rounded up"
+        );
     }
 }

@@ -1,5 +1,9 @@
 //! The real `taobao-sandbox` executable: first stdout line, flags, serving, SIGTERM.
 
+// Tests and benches report failures by unwrapping; the sleeps here poll from plain
+// threads, never from the runtime.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

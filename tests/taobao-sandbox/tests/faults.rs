@@ -1,6 +1,9 @@
 //! Injected faults over real HTTP: outage, 5xx, slow replies, resets, bans, isp errors, and the
 //! sandbox clock that ends them.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! The gateway checks of TAOBAO.md §1.7, one by one and in order, over real HTTP.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! Shipping and waybills: `logistics.offline.send` (B04, B60, B56, CD codes, split shipments),
 //! `logistics.companies.get`, `cainiao.waybill.ii.get` / `cancel`.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,9 @@
 //! verify for all three methods, and any single-character change of a name, a value or the sign
 //! makes verification fail. Once on the pure verifier (many cases), once over HTTP (fewer).
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! Stock and item APIs: `item.quantity.update`, `skus.quantity.update` (full / incremental,
 //! floors, sub-codes), `items.onsale.get`, `item.seller.get`, and the admin item view.
 
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -16,16 +16,16 @@ pub use client::{AdminClient, ClientError};
 pub use http::{ErrorBody, router};
 pub use render::{render_action, render_list, render_op, render_stats};
 
+use super::Operation;
 use super::Priority;
 use super::error::OutboxError;
-use super::queue::InFlight;
+use super::queue::{InFlight, Outbox, Shared};
 use super::record::{self, DeadLetter, Envelope};
 use crate::store::{self, Store, StoreError};
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::sync::Arc;
 
 /// Where an op stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,30 +215,25 @@ pub struct ActionResult {
 #[derive(Clone)]
 pub struct Admin {
     store: Store,
-    wake: Option<Arc<Notify>>,
-    in_flight: Option<Arc<Mutex<BTreeMap<u64, InFlight>>>>,
+    /// The running outbox's shared part (to know what is in flight and to wake its loop);
+    /// `None` offline.
+    live: Option<Arc<Shared>>,
+}
+
+impl<Op: Operation> Outbox<Op> {
+    /// The admin functions over this outbox (knowing what is in flight, waking the loop).
+    pub fn admin(&self) -> Admin {
+        Admin {
+            store: self.shared.store.clone(),
+            live: Some(self.shared.clone()),
+        }
+    }
 }
 
 impl Admin {
     /// Over a store opened by this process with no delivery loop (the offline CLI).
     pub fn offline(store: Store) -> Self {
-        Admin {
-            store,
-            wake: None,
-            in_flight: None,
-        }
-    }
-
-    pub(crate) fn live(
-        store: Store,
-        wake: Arc<Notify>,
-        in_flight: Arc<Mutex<BTreeMap<u64, InFlight>>>,
-    ) -> Self {
-        Admin {
-            store,
-            wake: Some(wake),
-            in_flight: Some(in_flight),
-        }
+        Admin { store, live: None }
     }
 
     /// The store.
@@ -247,15 +242,15 @@ impl Admin {
     }
 
     fn in_flight(&self) -> BTreeMap<u64, InFlight> {
-        self.in_flight
+        self.live
             .as_ref()
-            .and_then(|m| m.lock().ok().map(|m| m.clone()))
+            .map(|s| s.state().in_flight.clone())
             .unwrap_or_default()
     }
 
     fn wake(&self) {
-        if let Some(w) = &self.wake {
-            w.notify_one();
+        if let Some(s) = &self.live {
+            s.wake.notify_one();
         }
     }
 
@@ -399,7 +394,7 @@ impl Admin {
         };
         tracing::warn!(seq, kind = %env.kind, summary = %env.summary, fifo_key = %env.fifo_key,
             reason = %reason, "operator dropped an outbox op");
-        metrics::counter!("outbox_dropped_total", "kind" => env.kind.clone(), "reason" => "operator")
+        metrics::counter!("wms_node_outbox_dropped_total", "kind" => env.kind.clone(), "reason" => "operator")
             .increment(1);
         self.wake();
         Ok(ActionResult {
