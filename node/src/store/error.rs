@@ -187,12 +187,19 @@ pub enum StoreError {
         source: postcard::Error,
     },
 
-    /// The disk is full: nothing was written. Free space; the write can be retried.
+    /// The disk is full: nothing was written. The store refuses writes until it has
+    /// reopened itself after space was freed ([`Store::health`](super::Store::health)); do
+    /// not retry blindly.
     #[error("the disk holding the store is full")]
     DiskFull,
 
-    /// redb reported an I/O or consistency error. After a `PreviousIo` error the node must
-    /// be restarted (redb refuses further writes).
+    /// The store cannot write since an I/O error (redb refuses further writes until the
+    /// database is reopened, which the store does by itself). Nothing was written; wait for
+    /// [`Store::health`](super::Store::health) to be ok.
+    #[error("the store cannot write until it has reopened: {0}")]
+    Unavailable(String),
+
+    /// redb reported an I/O or consistency error.
     #[error("store error: {0}")]
     Database(#[source] Arc<redb::Error>),
 
@@ -210,24 +217,51 @@ pub enum StoreError {
     Closed,
 }
 
+/// What a caller should do about a failed store operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Doing it again soon may succeed.
+    Retry,
+    /// The store cannot write now (a full disk, an I/O error). It reopens by itself once it
+    /// can; wait for [`Store::health`](super::Store::health) to be ok instead of retrying.
+    WaitForStore,
+    /// Doing the same again fails the same way (a bug, a damaged record, a closed store).
+    Permanent,
+}
+
 impl StoreError {
-    /// Whether doing the same thing again later may succeed.
-    pub fn is_retryable(&self) -> bool {
+    /// What to do about it; loops decide through this.
+    pub fn disposition(&self) -> Disposition {
         match self {
-            StoreError::DiskFull => true,
-            StoreError::Database(e) => !matches!(
-                **e,
-                redb::Error::PreviousIo
-                    | redb::Error::Corrupted(_)
-                    | redb::Error::ValueTooLarge(_)
-                    | redb::Error::TableTypeMismatch(_)
-                    | redb::Error::TypeDefinitionChanged(_)
-            ),
+            StoreError::DiskFull | StoreError::Unavailable(_) => Disposition::WaitForStore,
+            StoreError::Database(e) if is_storage_failure(e) => Disposition::WaitForStore,
+            StoreError::Database(e) => match **e {
+                redb::Error::ValueTooLarge(_)
+                | redb::Error::TableTypeMismatch(_)
+                | redb::Error::TypeDefinitionChanged(_) => Disposition::Permanent,
+                _ => Disposition::Retry,
+            },
             StoreError::Corrupt { .. }
             | StoreError::Encode { .. }
             | StoreError::Aborted(_)
             | StoreError::Panicked(_)
-            | StoreError::Closed => false,
+            | StoreError::Closed => Disposition::Permanent,
+        }
+    }
+
+    /// Whether doing the same thing again soon may succeed. A full disk or a store that cannot
+    /// write is not: it needs space or a reopen first (see [`Disposition::WaitForStore`]).
+    pub fn is_retryable(&self) -> bool {
+        self.disposition() == Disposition::Retry
+    }
+
+    /// Whether the storage itself failed (a full disk, an I/O error, damage found while
+    /// writing): redb refuses further writes until the database is reopened.
+    pub(crate) fn is_storage_failure(&self) -> bool {
+        match self {
+            StoreError::DiskFull | StoreError::Unavailable(_) => true,
+            StoreError::Database(e) => is_storage_failure(e),
+            _ => false,
         }
     }
 
@@ -245,6 +279,19 @@ impl StoreError {
         }
         StoreError::Database(Arc::new(e))
     }
+}
+
+/// Errors after which redb refuses to write until the database is reopened.
+fn is_storage_failure(e: &redb::Error) -> bool {
+    matches!(
+        e,
+        redb::Error::Io(_)
+            | redb::Error::PreviousIo
+            | redb::Error::Corrupted(_)
+            | redb::Error::DatabaseClosed
+            | redb::Error::TransactionPoisoned
+            | redb::Error::Backend(_)
+    )
 }
 
 /// What redb answers for a file that is not a database (or a truncated one).
@@ -282,18 +329,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_disk_is_recognised_and_retryable() {
+    fn a_full_disk_is_recognised_and_waited_out_not_retried() {
         let io = std::io::Error::from_raw_os_error(28);
         let e = StoreError::from(redb::StorageError::Io(io));
         assert!(e.is_disk_full());
-        assert!(e.is_retryable());
+        assert!(!e.is_retryable());
+        assert_eq!(e.disposition(), Disposition::WaitForStore);
     }
 
     #[test]
-    fn a_previous_io_error_is_not_retryable() {
+    fn io_errors_wait_for_the_store_and_bugs_are_permanent() {
         let e = StoreError::from(redb::StorageError::PreviousIo);
+        assert_eq!(e.disposition(), Disposition::WaitForStore);
         assert!(!e.is_retryable());
-        assert!(!StoreError::Closed.is_retryable());
+        let io = std::io::Error::other("EIO");
+        let e = StoreError::from(redb::StorageError::Io(io));
+        assert_eq!(e.disposition(), Disposition::WaitForStore);
+        assert_eq!(StoreError::Closed.disposition(), Disposition::Permanent);
+        assert_eq!(
+            StoreError::Aborted("no".into()).disposition(),
+            Disposition::Permanent
+        );
     }
 
     #[test]

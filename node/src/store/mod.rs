@@ -30,6 +30,33 @@
 //! format 2, which redb 5 cannot read) is converted into a new file and left as it was, so an
 //! earlier release brought back still runs on it (see `legacy.rs` and docs/OPERATIONS.md).
 //!
+//! # When the disk fails
+//!
+//! A commit that fails in the storage (the disk is full, an I/O error) leaves redb refusing
+//! every later write until the database is reopened. The store then:
+//! - refuses every write at once ([`StoreError::DiskFull`] or [`StoreError::Unavailable`]):
+//!   nothing is acknowledged, an enqueue hands its op back, nothing waits in a queue;
+//! - says so: [`Store::health`] (the daemon's `store` check fails with it), the
+//!   `wms_node_store_writable` gauge, and the `store_disk_full` (or `store_io`) alert naming the disk:
+//!   directory, device and mount point;
+//! - keeps serving reads from the failed handle, so the status page and `queue list` work;
+//! - reopens the database by itself (redb repairs what the failed commit left), after a full
+//!   disk only once a 1 MiB probe file fits beside it, proves that a durable commit works, and
+//!   writes again. Attempts are 250 ms apart at first, then twice as far, at most 10 s.
+//!
+//! The delivery loop starts no attempt while the store cannot write (nothing is sent that
+//! cannot be recorded as sent; see `outbox/deliver.rs`).
+//!
+//! Why reopen in the process rather than exit for systemd to restart the node: a full disk
+//! lasts until someone frees space, minutes or hours, and a restart frees nothing. The unit
+//! restarts the node forever on purpose, so it would crash-loop every few seconds: each time
+//! re-reading the store, reconnecting and re-authorizing, and each time without `/healthz`,
+//! the status page and the admin API, just when an operator needs them to see what is wrong.
+//! Reopening is what a restart does for the store (redb's repair on open), without throwing
+//! away what the rest of the node holds: a delivery whose success is waiting to be recorded
+//! would be sent again after a restart. The store is writable again within 10 s of space
+//! returning.
+//!
 //! # Damaged records
 //!
 //! A value that does not decode is never a panic and never stops start-up: the reader gets
@@ -46,6 +73,7 @@
 
 mod backend;
 mod codec;
+mod disk;
 mod error;
 mod legacy;
 pub mod quarantine;
@@ -56,7 +84,7 @@ pub use backend::Backend;
 pub use codec::{
     Bytes, ReadTxn, after_commit, decode, delete, encode, get, put, report_undecodable,
 };
-pub use error::{OpenError, StoreError};
+pub use error::{Disposition, OpenError, StoreError};
 pub use schema::META;
 
 use crate::ops::alert::Alerts;
@@ -65,7 +93,7 @@ use redb::{ReadTransaction, ReadableDatabase, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// What the outbox does when its byte cap is reached.
@@ -184,13 +212,18 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// The open database, shared by the writer and the readers; `None` while the writer reopens
+/// it after a failure.
+pub(crate) type DbSlot = RwLock<Option<Arc<redb::Database>>>;
+
 struct Inner {
-    db: Arc<redb::Database>,
+    db: Arc<DbSlot>,
     opts: StoreOptions,
     store_id: String,
     tx: Mutex<Option<mpsc::Sender<writer::Msg>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     quarantine: Arc<QuarantineQueue>,
+    health: Arc<tokio::sync::watch::Sender<StoreHealth>>,
 }
 
 impl Drop for Inner {
@@ -199,7 +232,38 @@ impl Drop for Inner {
         // released when this returns (tests reopen it at once).
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if t.thread().id() == std::thread::current().id() {
+                // The last handle went on the writer's own thread (a job or a hook owned it).
+                // Never join yourself: the writer sees its channel closed when this job is
+                // done, stops, and releases the file by itself.
+                return;
+            }
             let _ = t.join();
+        }
+    }
+}
+
+/// Whether the store can record anything: for `/healthz`, `/metrics` and the delivery loop
+/// (which sends nothing it could not record as sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Whether writes are accepted.
+    pub writable: bool,
+    /// Why not, naming the disk (`None` while writable).
+    pub problem: Option<String>,
+    /// Whether the cause is a full disk.
+    pub disk_full: bool,
+    /// Since when this state holds (Unix ms).
+    pub since_ms: u64,
+}
+
+impl StoreHealth {
+    fn ok() -> Self {
+        StoreHealth {
+            writable: true,
+            problem: None,
+            disk_full: false,
+            since_ms: now_ms(),
         }
     }
 }
@@ -244,17 +308,21 @@ impl Store {
         if migrated.from != migrated.to {
             tracing::info!(from = migrated.from, to = migrated.to, path = %path.display(), "store schema updated");
         }
-        let db = Arc::new(db);
+        let db = Arc::new(RwLock::new(Some(Arc::new(db))));
         let quarantine = Arc::new(QuarantineQueue::default());
         let (tx, rx) = mpsc::channel();
+        let health = Arc::new(tokio::sync::watch::Sender::new(StoreHealth::ok()));
+        metrics::gauge!("wms_node_store_writable").set(1.0);
         let w = writer::Writer {
             db: db.clone(),
+            opts: opts.clone(),
             rx,
             max_wait: opts.group_commit_max_wait,
             max_batch: opts.group_commit_max_batch,
             quick_repair: opts.quick_repair,
             quarantine: quarantine.clone(),
             alerts,
+            health: health.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -268,8 +336,24 @@ impl Store {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 quarantine,
+                health,
             }),
         })
+    }
+
+    /// Whether the store can record anything now, and if not why (naming the disk).
+    pub fn health(&self) -> StoreHealth {
+        self.inner.health.borrow().clone()
+    }
+
+    /// Whether writes are accepted now (see [`health`](Self::health)).
+    pub fn is_writable(&self) -> bool {
+        self.inner.health.borrow().writable
+    }
+
+    /// Changes of [`health`](Self::health), for `/healthz` and the delivery loop.
+    pub fn watch_health(&self) -> tokio::sync::watch::Receiver<StoreHealth> {
+        self.inner.health.subscribe()
     }
 
     /// The options it was opened with.
@@ -368,7 +452,14 @@ impl Store {
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let txn = self.inner.db.begin_read()?;
+        let db = self
+            .inner
+            .db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is being reopened".into()))?;
+        let txn = db.begin_read()?;
         let result = codec::with_context(&self.inner.quarantine, false, || f(&txn));
         if !self.inner.quarantine.is_empty() {
             // Let the writer move what this read found, without waiting for other traffic.

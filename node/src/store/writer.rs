@@ -24,9 +24,15 @@
 //!
 //! Records that readers found undecodable are moved to quarantine at the start of the next
 //! batch, in the same transaction.
+//!
+//! A commit that fails in the storage (a full disk, an I/O error) puts the writer in its
+//! failing state: it answers every job at once with the failure, and from time to time
+//! closes and reopens the database and makes a probe commit; when that works it writes again
+//! (see "When the disk fails" in `store/mod.rs`). The thread is the only one that ever swaps
+//! the database handle, so a batch never runs on a handle being closed.
 
 use super::codec::{self, Hook, PendingQuarantine, QuarantineQueue};
-use super::{StoreError, quarantine};
+use super::{DbSlot, OpenError, StoreError, StoreHealth, StoreOptions, quarantine};
 use crate::ops::alert::{AlertCode, Alerts, Severity};
 use redb::{Database, WriteTransaction};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -115,45 +121,60 @@ pub(crate) enum Msg {
 }
 
 pub(crate) struct Writer {
-    pub db: Arc<Database>,
+    pub db: Arc<DbSlot>,
+    /// To reopen the database after a failure.
+    pub opts: StoreOptions,
     pub rx: Receiver<Msg>,
     pub max_wait: Duration,
     pub max_batch: usize,
     pub quick_repair: bool,
     pub quarantine: Arc<QuarantineQueue>,
     pub alerts: Alerts,
+    pub health: Arc<tokio::sync::watch::Sender<StoreHealth>>,
+}
+
+/// The first wait before reopening a database that failed, and the longest.
+const REOPEN_FIRST: Duration = Duration::from_millis(250);
+const REOPEN_MAX: Duration = Duration::from_secs(10);
+
+/// The writer's state after a storage failure: writes are refused at once until a reopen and
+/// a probe commit succeed.
+struct Failing {
+    /// What callers are told meanwhile.
+    error: StoreError,
+    since: Instant,
+    next_try: Instant,
+    wait: Duration,
 }
 
 impl Writer {
     pub fn run(self) {
-        let Writer {
-            db,
-            rx,
-            max_wait,
-            max_batch,
-            quick_repair,
-            quarantine,
-            alerts,
-        } = self;
-        let max_batch = max_batch.max(1);
+        let max_batch = self.max_batch.max(1);
         let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
         let mut closing: Option<tokio::sync::oneshot::Sender<()>> = None;
         let mut disconnected = false;
+        let mut failing: Option<Failing> = None;
         loop {
-            // Wait for the first message of a batch.
-            match rx.recv() {
+            // Wait for the first message of a batch; while failing, also wake up to reopen.
+            let first = match &failing {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(f) => self
+                    .rx
+                    .recv_timeout(f.next_try.saturating_duration_since(Instant::now())),
+            };
+            match first {
                 Ok(Msg::Job(j)) => batch.push(j),
-                Ok(Msg::Nudge) => {}
+                Ok(Msg::Nudge) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(Msg::Close(ack)) => closing = Some(ack),
-                Err(_) => disconnected = true,
+                Err(RecvTimeoutError::Disconnected) => disconnected = true,
             }
             // Gather more: whatever is queued. Linger for `max_wait` only if nothing was: under
             // load the next batch forms while the previous one commits, and waiting would
             // only add latency; after an idle spell it lets a burst share one fsync.
-            let deadline = Instant::now() + max_wait;
+            let deadline = Instant::now() + self.max_wait;
             let mut linger = None;
             while closing.is_none() && !disconnected && batch.len() < max_batch {
-                let msg = match rx.try_recv() {
+                let msg = match self.rx.try_recv() {
                     Ok(m) => m,
                     Err(TryRecvError::Disconnected) => {
                         disconnected = true;
@@ -162,10 +183,10 @@ impl Writer {
                     Err(TryRecvError::Empty) => {
                         let now = Instant::now();
                         let lone = *linger.get_or_insert(batch.len() == 1);
-                        if !lone || now >= deadline {
+                        if !lone || now >= deadline || failing.is_some() {
                             break;
                         }
-                        match rx.recv_timeout(deadline - now) {
+                        match self.rx.recv_timeout(deadline - now) {
                             Ok(m) => m,
                             Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => {
@@ -181,20 +202,60 @@ impl Writer {
                     Msg::Close(ack) => closing = Some(ack),
                 }
             }
-            let pending = quarantine.take();
-            if !batch.is_empty() || !pending.is_empty() {
-                commit_batch(
-                    &db,
-                    quick_repair,
-                    &quarantine,
-                    &alerts,
-                    std::mem::take(&mut batch),
-                    pending,
-                );
+            if let Some(f) = &mut failing
+                && Instant::now() >= f.next_try
+                && closing.is_none()
+                && !disconnected
+            {
+                match self.recover(&f.error) {
+                    Ok(()) => {
+                        self.recovered(f);
+                        failing = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = f.wait.as_millis() as u64,
+                            "the store is still failing");
+                        f.wait = (f.wait * 2).min(REOPEN_MAX);
+                        f.next_try = Instant::now() + f.wait;
+                        f.error = caller_error(&e);
+                    }
+                }
+            }
+            if let Some(f) = &failing {
+                // Nothing can be recorded: every write is refused at once (an enqueue gets its
+                // op back, a delivery keeps its outcome in memory), never queued up.
+                for job in batch.drain(..) {
+                    job.answer(JobEnd::Store(f.error.clone()));
+                }
+            } else {
+                let pending = self.quarantine.take();
+                if !batch.is_empty() || !pending.is_empty() {
+                    let db = self.db.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let failed = match db {
+                        Some(db) => commit_batch(
+                            &db,
+                            self.quick_repair,
+                            &self.quarantine,
+                            &self.alerts,
+                            std::mem::take(&mut batch),
+                            pending,
+                        ),
+                        None => {
+                            let e = StoreError::Unavailable("the store is being reopened".into());
+                            for job in batch.drain(..) {
+                                job.answer(JobEnd::Store(e.clone()));
+                            }
+                            Some(e)
+                        }
+                    };
+                    if let Some(e) = failed.filter(StoreError::is_storage_failure) {
+                        failing = Some(self.failed(e));
+                    }
+                }
             }
             if closing.is_some() || disconnected {
                 // Answer anything that raced in behind the close.
-                while let Ok(msg) = rx.try_recv() {
+                while let Ok(msg) = self.rx.try_recv() {
                     if let Msg::Job(j) = msg {
                         j.answer(JobEnd::Store(StoreError::Closed));
                     }
@@ -202,10 +263,129 @@ impl Writer {
                 break;
             }
         }
+        let db = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
         drop(db);
         if let Some(ack) = closing {
             let _ = ack.send(());
         }
+    }
+
+    /// A commit failed in the storage: redb refuses further writes until the database is
+    /// reopened. Says so (health, metric, alert naming the disk) and plans the reopen.
+    fn failed(&self, e: StoreError) -> Failing {
+        let disk = super::disk::describe(&self.opts.path);
+        let disk_full = e.is_disk_full();
+        let problem = if disk_full {
+            format!(
+                "the disk holding the store is full ({disk}): nothing new can be recorded and \
+                 deliveries to Taobao are paused; free space there, the node carries on by itself"
+            )
+        } else {
+            format!(
+                "the store cannot write ({disk}): {e}; nothing new can be recorded and \
+                 deliveries to Taobao are paused; it reopens the store by itself"
+            )
+        };
+        tracing::error!(error = %e, disk = %disk, "the store cannot write; reopening it until it can");
+        self.alerts.raise(
+            if disk_full {
+                AlertCode::StoreDiskFull
+            } else {
+                AlertCode::StoreIo
+            },
+            Severity::Critical,
+            problem.clone(),
+        );
+        metrics::gauge!("wms_node_store_writable").set(0.0);
+        self.health.send_replace(StoreHealth {
+            writable: false,
+            problem: Some(problem),
+            disk_full,
+            since_ms: super::now_ms(),
+        });
+        Failing {
+            error: caller_error(&e),
+            since: Instant::now(),
+            next_try: Instant::now() + REOPEN_FIRST,
+            wait: REOPEN_FIRST,
+        }
+    }
+
+    fn recovered(&self, f: &Failing) {
+        tracing::info!(
+            after_ms = f.since.elapsed().as_millis() as u64,
+            "the store writes again"
+        );
+        self.alerts.clear(AlertCode::StoreDiskFull);
+        self.alerts.clear(AlertCode::StoreIo);
+        metrics::gauge!("wms_node_store_writable").set(1.0);
+        self.health.send_replace(StoreHealth::ok());
+    }
+
+    /// Closes the failed database, opens it again (redb repairs what the failed commit left)
+    /// and proves that a durable commit works.
+    // Runs on the writer's own thread, never on the runtime: waiting for readers here
+    // blocks nothing but writes, which are refused meanwhile anyway.
+    #[allow(clippy::disallowed_methods)]
+    fn recover(&self, error: &StoreError) -> Result<(), StoreError> {
+        // On a full disk, reopening can only work once there is room again; until then the
+        // failed handle stays, so reads (the status page, `queue list`) go on working.
+        if error.is_disk_full()
+            && self.opts.backend.is_none()
+            && !super::disk::has_room(&self.opts.path)
+        {
+            return Err(StoreError::DiskFull);
+        }
+        let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(old) = old {
+            // Readers hold the handle for the length of a read; the file is released only
+            // when the last one is gone.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        let _ = db.close();
+                        break;
+                    }
+                    Err(arc) if Instant::now() < deadline => {
+                        old = arc;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(arc) => {
+                        drop(arc);
+                        break;
+                    }
+                }
+            }
+        }
+        let db = super::backend::open_database(&self.opts).map_err(|e| {
+            metrics::counter!("wms_node_store_reopens_total", "result" => "failed").increment(1);
+            match e {
+                OpenError::DiskFull { .. } => StoreError::DiskFull,
+                e => StoreError::Unavailable(e.to_string()),
+            }
+        })?;
+        let db = Arc::new(db);
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
+        // Reads work again from here; writes only if a durable commit does.
+        let probe = super::durable_txn(&db, self.quick_repair).and_then(|txn| {
+            codec::put(&txn, super::META, "store_reopened_at_ms", &super::now_ms())?;
+            txn.commit()?;
+            Ok(())
+        });
+        let result = if probe.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("wms_node_store_reopens_total", "result" => result).increment(1);
+        probe
+    }
+}
+
+/// What a caller is told while the store is failing.
+fn caller_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::DiskFull => StoreError::DiskFull,
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        e => StoreError::Unavailable(e.to_string()),
     }
 }
 
@@ -239,7 +419,7 @@ fn commit_batch(
     alerts: &Alerts,
     jobs: Vec<Box<dyn Job>>,
     pending: Vec<PendingQuarantine>,
-) {
+) -> Option<StoreError> {
     let started = Instant::now();
     // A job with `Some(end)` has failed and is left out of the next pass.
     let mut slots: Vec<(Box<dyn Job>, Option<JobEnd>)> =
@@ -315,18 +495,10 @@ fn commit_batch(
                 metrics::histogram!("wms_node_store_commit_duration_seconds")
                     .record(started.elapsed().as_secs_f64());
             }
-            alerts.clear(AlertCode::StoreDiskFull);
         }
         Some(e) => {
             metrics::counter!("wms_node_store_commit_errors_total").increment(1);
             tracing::error!(error = %e, jobs = slots.len(), "store commit failed");
-            if e.is_disk_full() {
-                alerts.raise(
-                    AlertCode::StoreDiskFull,
-                    Severity::Critical,
-                    "the disk holding the store is full: nothing new can be recorded; free space",
-                );
-            }
         }
     }
     if commit_error.is_none() {
@@ -346,6 +518,7 @@ fn commit_batch(
             (None, None) => JobEnd::Committed,
         });
     }
+    commit_error
 }
 
 fn report_moves(alerts: &Alerts, moves: &[QuarantineJob]) {
