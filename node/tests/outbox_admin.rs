@@ -53,7 +53,7 @@ async fn listing_pages_through_queued_ops_and_dead_letters_in_seq_order() {
                 "isp.overload",
                 later,
             )?;
-            Ok(())
+            Ok::<_, store::StoreError>(())
         })
         .await
         .unwrap();

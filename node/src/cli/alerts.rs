@@ -13,7 +13,7 @@ use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
 use wms_node::ops::notify::AlertsView;
 use wms_node::outbox::admin::{AdminClient, ClientError};
-use wms_node::store::{Store, StoreError};
+use wms_node::store::{OpenError, Store};
 
 /// `wms-node alerts` options.
 #[derive(Debug, Args)]
@@ -67,7 +67,7 @@ async fn fetch(config: &Config) -> anyhow::Result<serde_json::Value> {
     }
     let store = match Store::open(opts, Alerts::new()) {
         Ok(s) => s,
-        Err(StoreError::InUse { .. }) => bail!(
+        Err(OpenError::InUse { .. }) => bail!(
             "{} is in use by a running node, but its admin API at {url} did not answer; check \
              [http] listen in the config",
             path.display()

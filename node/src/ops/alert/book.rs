@@ -96,16 +96,14 @@ impl Book {
         now_ms: u64,
     ) -> Raised {
         if !self.active.contains_key(&key)
-            && key.subject.is_some()
             && self.active.len() >= MAX_ACTIVE
+            && let Some(s) = key.subject.take()
         {
-            if let Some(s) = key.subject.take() {
-                message = format!(
-                    "{message} [{s}; more than {MAX_ACTIVE} alerts are active, so further \
-                     subjects are folded into this one]"
-                );
-                super::cut(&mut message, super::MAX_MESSAGE);
-            }
+            message = format!(
+                "{message} [{s}; more than {MAX_ACTIVE} alerts are active, so further \
+                 subjects are folded into this one]"
+            );
+            super::cut(&mut message, super::MAX_MESSAGE);
         }
         if let Some(e) = self.active.get_mut(&key) {
             let a = &mut e.alert;

@@ -42,7 +42,7 @@ pub use webhook::{AlertNotice, NoticeEvent, Webhook, WebhookKind, WebhookSink};
 use crate::ops::alert::{Alert, AlertKey, Alerts, KeyState, Severity};
 use crate::ops::health::{CheckName, Health};
 use crate::outbox::admin::{ListFilter, StateFilter};
-use crate::outbox::{Outbox, OutboxOptions, Queue, QueueTables};
+use crate::outbox::{EnqueueError, Outbox, OutboxOptions, Queue, QueueTables};
 use crate::store::{Store, StoreError};
 use record::{Announced, StoredAlert};
 use std::collections::{BTreeMap, BTreeSet};
@@ -490,13 +490,22 @@ impl Notifier {
                             alert,
                             announce,
                         } => {
-                            outbox.enqueue(
-                                txn,
-                                AlertNotice {
-                                    event,
-                                    alert: StoredAlert::from(&alert),
-                                },
-                            )?;
+                            outbox
+                                .enqueue(
+                                    txn,
+                                    AlertNotice {
+                                        event,
+                                        alert: StoredAlert::from(&alert),
+                                    },
+                                )
+                                .map_err(|e| match e {
+                                    EnqueueError::Store { source, .. } => source,
+                                    // The notice queue is never capped; should it be, the
+                                    // alert's change waits with its notice.
+                                    full @ EnqueueError::Full { .. } => {
+                                        StoreError::Aborted(full.to_string())
+                                    }
+                                })?;
                             let told = Announced {
                                 severity: announce,
                                 at_ms: now,

@@ -203,10 +203,10 @@ pub fn load(r: &redb::ReadTransaction, history: usize) -> Result<Loaded, StoreEr
     if let Some(t) = open_str(r, NOTICES)? {
         for row in t.iter()? {
             let (_, v) = row?;
-            if let Ok(a) = postcard::from_bytes::<Announced>(v.value()) {
-                if let Some(k) = a.key() {
-                    out.notices.push((k, a));
-                }
+            if let Ok(a) = postcard::from_bytes::<Announced>(v.value())
+                && let Some(k) = a.key()
+            {
+                out.notices.push((k, a));
             }
         }
     }

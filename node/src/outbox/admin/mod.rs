@@ -352,7 +352,7 @@ impl Admin {
         let tables = self.queue.tables;
         let action = self
             .store
-            .write(move |txn| {
+            .write(move |txn| -> Result<_, StoreError> {
                 if let Some(env) = record::requeue_dead(&tables, txn, seq)? {
                     return Ok(Some(("requeued", env)));
                 }
@@ -395,7 +395,7 @@ impl Admin {
         }
         let dropped: Option<Envelope> = self
             .store
-            .write(move |txn| {
+            .write(move |txn| -> Result<_, StoreError> {
                 if let Some(DeadLetter { envelope, .. }) = record::drop_dead(&tables, txn, seq)? {
                     return Ok(Some(envelope));
                 }
