@@ -204,8 +204,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         metrics,
         sections: {
             let mut v = vec![
+                Arc::new(crate::taobao::status::TaobaoSection::new(
+                    taobao.client.clone(),
+                    taobao.tokens.clone(),
+                )) as Arc<dyn StatusSource>,
                 Arc::new(warehouse.section) as Arc<dyn StatusSource>,
                 Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
+                Arc::new(store.clone()) as Arc<dyn StatusSource>,
             ];
             if config.alerts.webhook != crate::config::AlertWebhook::None {
                 v.push(Arc::new(notices) as Arc<dyn StatusSource>);
@@ -224,7 +229,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             .merge(crate::ota::admin::router(ota))
             .merge(crate::ops::notify::router(alerts.clone())),
     );
-    let http_addr = spawn_ops_http(&tasks, listener, ops, admin, &token);
+    tasks.spawn("observe", observe(ops.clone(), token.clone()));
+    let http_addr = spawn_ops_http(
+        &tasks,
+        listener,
+        ops,
+        admin,
+        config.http.hosts.clone(),
+        &token,
+    );
     if let Some(timeout) = sd_notify::watchdog_enabled() {
         tasks.spawn("watchdog", watchdog(timeout, token.clone()));
     }
@@ -290,6 +303,21 @@ async fn open_store(
         })??;
     health.ok(crate::ops::health::CheckName::Store, "open");
     Ok(store)
+}
+
+/// Takes a snapshot every 5 s, so check changes are logged and gauges move while nobody
+/// looks at the page (each request takes its own as well).
+async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallible> {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            _ = tick.tick() => {
+                let _ = crate::ops::http::Snapshot::take(&ops);
+            }
+        }
+    }
 }
 
 /// Mirrors the store's health into the `store` check until shutdown.
@@ -441,11 +469,12 @@ fn spawn_ops_http(
     listener: tokio::net::TcpListener,
     ops: OpsState,
     admin: axum::Router,
+    hosts: Vec<String>,
     token: &CancellationToken,
 ) -> SocketAddr {
     let fallback = SocketAddr::from(([0, 0, 0, 0], 0));
     let addr = listener.local_addr().unwrap_or(fallback);
-    let app = crate::ops::http::router(ops).merge(admin);
+    let app = crate::ops::http::guard(crate::ops::http::router(ops).merge(admin), hosts);
     tasks.spawn(
         "ops-http",
         crate::ops::http::serve(listener, app, token.clone()),

@@ -475,12 +475,17 @@ pub struct HttpConfig {
     /// authentication: keep it on loopback or a management network. Port 0 picks a free
     /// port (the log says which).
     pub listen: SocketAddr,
+    /// Host names the server answers to besides IP addresses and `localhost` (e.g. the
+    /// box's name on the warehouse network, `wms-gw1.local`). A request naming any other
+    /// host is refused, so a web page cannot reach the server through DNS rebinding.
+    pub hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9870)),
+            hosts: Vec::new(),
         }
     }
 }

@@ -204,6 +204,26 @@ const HELP: &[(&str, &str)] = &[
         "Held orders by hold `reason` (refund, unmapped_sku, operator, …).",
     ),
     (
+        "wms_node_taobao_link_up",
+        "1 while Taobao answers the node's calls; 0 while it does not (or before the first call).",
+    ),
+    (
+        "wms_node_taobao_token_expiry_timestamp_seconds",
+        "When the shop's access token expires (Unix seconds; 0 when unknown). Alert before it.",
+    ),
+    (
+        "wms_node_taobao_token_refreshable",
+        "1 when the node can refresh the shop's token by itself; 0 when someone must authorise again.",
+    ),
+    (
+        "wms_node_store_file_bytes",
+        "Size of the store file on disk.",
+    ),
+    (
+        "wms_node_store_disk_free_bytes",
+        "Space left for the store on its disk (available to the node's user).",
+    ),
+    (
         "wms_node_taobao_calls_today",
         "TOP calls sent today (GMT+8 day), counted against `taobao.daily_call_budget`.",
     ),

@@ -875,6 +875,19 @@ impl IntakeSection {
 }
 
 impl crate::ops::http::StatusSource for IntakeSection {
+    fn observe(&self, _: &crate::ops::http::At<'_>) -> crate::ops::http::Observation {
+        // The intake check is set by the job after each poll (lag grows between polls, and
+        // the section shows it as of now).
+        crate::ops::http::Observation {
+            checks: Vec::new(),
+            section: Some(self.section()),
+        }
+    }
+}
+
+impl IntakeSection {
+    /// The "Orders" section. Goods out (orders by state, holds, deadline risk, the last
+    /// reconciliation) adds its rows here.
     fn section(&self) -> crate::ops::http::StatusSection {
         let st = self.handle.status();
         let now = self.clock.now();

@@ -310,6 +310,18 @@ impl TokenManager {
         Ok(st.current.as_ref().map(|t| t.status(self.clock.now())))
     }
 
+    /// The current status without waiting: `None` while a refresh holds the tokens (ask
+    /// again), `Some(None)` when never authorised. The flag says whether the platform refused
+    /// the tokens and they could not be refreshed (authorise again).
+    pub fn try_status(&self) -> Option<(Option<TokenStatus>, bool)> {
+        let mut st = self.state.try_lock().ok()?;
+        self.ensure_loaded(&mut st).ok()?;
+        Some((
+            st.current.as_ref().map(|t| t.status(self.clock.now())),
+            st.dead,
+        ))
+    }
+
     /// Refreshes now, whatever the expiry (for `auth refresh` and tests).
     pub async fn refresh_now(&self) -> Result<TokenStatus, TopError> {
         let mut st = self.state.lock().await;
