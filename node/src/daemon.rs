@@ -64,9 +64,11 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// The ops HTTP address could not be bound (in use, or not an address of this host).
-    #[error("cannot listen for ops HTTP on {addr} (http.listen): {source}")]
+    #[error("cannot listen for ops HTTP on {addr} ({key}): {source}")]
     Bind {
-        /// `http.listen`.
+        /// `http.listen` or `http.status_listen`.
+        key: &'static str,
+        /// The address.
         addr: SocketAddr,
         /// Why.
         #[source]
@@ -125,6 +127,8 @@ pub struct Started {
     pub outbox: Outbox<TaobaoOp>,
     /// Where the ops HTTP server listens (the real port when the config says 0).
     pub http_addr: SocketAddr,
+    /// Where the read-only status views listen (`http.status_listen`), if configured.
+    pub status_addr: Option<SocketAddr>,
     /// The node's health checks.
     pub health: Health,
     /// Committed warehouse events (orders arrived, held, released, …).
@@ -149,7 +153,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let token = shutdown.child_token();
     log_start(&config);
     create_data_dir(&config)?;
-    let listener = bind_ops(config.http.listen).await?;
+    let listener = bind_ops("http.listen", config.http.listen).await?;
+    let status_listener = match config.http.status_listen {
+        Some(addr) => Some(bind_ops("http.status_listen", addr).await?),
+        None => None,
+    };
     let alerts = Alerts::new();
     let health = Health::new();
     let metrics = crate::ops::metrics::handle();
@@ -230,6 +238,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             .merge(crate::ops::notify::router(alerts.clone())),
     );
     tasks.spawn("observe", observe(ops.clone(), token.clone()));
+    let mut status_addr = None;
+    if let Some(l) = status_listener {
+        // The read-only views for the warehouse network; the admin API is not served here.
+        let addr = l.local_addr().ok();
+        status_addr = addr;
+        let app = crate::ops::http::guard(
+            crate::ops::http::router(ops.clone()),
+            config.http.hosts.clone(),
+        );
+        tasks.spawn(
+            "status-http",
+            crate::ops::http::serve(l, app, token.clone()),
+        );
+        tracing::info!(addr = ?addr, "status page listening (read-only, no admin API)");
+    }
     let http_addr = spawn_ops_http(
         &tasks,
         listener,
@@ -249,6 +272,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     Ok(Started {
         outbox,
         http_addr,
+        status_addr,
         health,
         bus: warehouse.bus,
         intake: warehouse.handle,
@@ -280,10 +304,13 @@ fn create_data_dir(config: &Config) -> Result<(), DaemonError> {
 
 /// Binds `http.listen`. Nothing is served until [`spawn_ops_http`]; connections wait in the
 /// backlog meanwhile.
-async fn bind_ops(addr: SocketAddr) -> Result<tokio::net::TcpListener, DaemonError> {
+async fn bind_ops(
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpListener, DaemonError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| DaemonError::Bind { addr, source })
+        .map_err(|source| DaemonError::Bind { key, addr, source })
 }
 
 /// Opens the store off the runtime: opening repairs after a power cut and never blocks on
@@ -729,6 +756,34 @@ mod tests {
             .expect("stopped within 5 s")
             .unwrap();
         assert!(result.is_ok(), "{result:?}");
+    }
+
+    /// Issue 17: the page may listen on the LAN while the admin API stays on `listen`.
+    #[tokio::test]
+    async fn the_status_listener_serves_the_views_but_never_the_admin_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.http.status_listen = Some("127.0.0.1:0".parse().unwrap());
+        let token = CancellationToken::new();
+        let started = start(c, token.clone()).await.unwrap();
+        let status = started.status_addr.expect("a status address");
+        let admin = started.http_addr;
+        let get = |addr: SocketAddr, path: &'static str| async move {
+            reqwest::get(format!("http://{addr}{path}"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(get(status, "/").await, 200);
+        assert_eq!(get(status, "/metrics").await, 200);
+        assert_eq!(get(status, "/status.js").await, 200);
+        assert_eq!(get(status, "/api/queue/stats").await, 404);
+        assert_eq!(get(status, "/api/alerts").await, 404);
+        assert_eq!(get(admin, "/api/queue/stats").await, 200);
+        token.cancel();
+        let stopped = tokio::time::timeout(Duration::from_secs(10), started.serve()).await;
+        assert!(matches!(stopped, Ok(Ok(_))), "{stopped:?}");
     }
 
     #[tokio::test]

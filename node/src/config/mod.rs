@@ -475,6 +475,10 @@ pub struct HttpConfig {
     /// authentication: keep it on loopback or a management network. Port 0 picks a free
     /// port (the log says which).
     pub listen: SocketAddr,
+    /// A second address for the read-only views (status page, `/healthz`, `/metrics`), e.g.
+    /// `0.0.0.0:9871` so a phone on the warehouse Wi-Fi can open the page; the admin API is
+    /// never served there. Unset: only `listen`.
+    pub status_listen: Option<SocketAddr>,
     /// Host names the server answers to besides IP addresses and `localhost` (e.g. the
     /// box's name on the warehouse network, `wms-gw1.local`). A request naming any other
     /// host is refused, so a web page cannot reach the server through DNS rebinding.
@@ -485,6 +489,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9870)),
+            status_listen: None,
             hosts: Vec::new(),
         }
     }

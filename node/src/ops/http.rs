@@ -191,6 +191,7 @@ pub fn router(state: OpsState) -> Router {
         .route("/", get(status_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/status.js", get(status_js))
         .with_state(Arc::new(state))
 }
 
@@ -248,7 +249,8 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; \
+         frame-ancestors 'none'",
     ),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::X_FRAME_OPTIONS, "DENY"),
@@ -366,6 +368,27 @@ async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
         .into_response()
 }
 
+/// The page's script: polls the page every 10 s and, when the node stops answering, keeps
+/// the last page with "lost contact since …" instead of the browser's error page.
+const STATUS_JS: &str = include_str!("static/status.js");
+
+async fn status_js() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=300"),
+            ),
+        ],
+        STATUS_JS,
+    )
+        .into_response()
+}
+
 async fn status_page(State(s): State<Arc<OpsState>>) -> Response {
     let snap = Snapshot::take(&s);
     let mut resp = Html(render_page(&s, &snap)).into_response();
@@ -384,7 +407,8 @@ fn render_page(s: &OpsState, snap: &Snapshot) -> String {
         h,
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="10">
+<noscript><meta http-equiv="refresh" content="10"></noscript>
+<script src="/status.js" defer></script>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>wms-node {id} · {overall}</title>
 <style>
@@ -852,6 +876,22 @@ mod tests {
         assert!(html.contains(crate::VERSION));
         assert!(html.contains("<h2>Queue</h2>"));
         assert!(html.contains("link down"));
+        // Refreshes itself without JavaScript; with it, a served script polls instead.
+        assert!(html.contains("<noscript><meta http-equiv=\"refresh\" content=\"10\"></noscript>"));
+        assert!(html.contains("<script src=\"/status.js\" defer></script>"));
+        let js = reqwest::get(format!("{base}/status.js")).await.unwrap();
+        assert!(
+            js.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript")
+        );
+        assert!(
+            js.text()
+                .await
+                .unwrap()
+                .contains("Lost contact with the node since")
+        );
         token.cancel();
         server.await.unwrap();
     }
