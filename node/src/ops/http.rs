@@ -414,9 +414,9 @@ fn render_page(s: &OpsState, snap: &Snapshot) -> String {
 <style>
 body{{font-family:system-ui,sans-serif;margin:1.5rem;max-width:60rem;color:#222}}
 h1{{font-size:1.4rem;overflow-wrap:anywhere}} h2{{font-size:1.1rem;margin-top:1.5rem}}
-table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}}
+table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd;vertical-align:top}} td{{overflow-wrap:break-word}}
 p{{overflow-wrap:anywhere}}
-@media (max-width:40rem){{body{{margin:.5rem;font-size:15px}} td,th{{padding:.25rem .3rem}} .wide{{display:none}}}}
+@media (max-width:40rem){{body{{margin:.5rem}} table,tbody,tr,td,th{{display:block;width:auto}} tr{{border-bottom:1px solid #ddd;padding:.3rem 0}} td,th{{border:0;padding:.1rem .3rem}} tr.head,.wide{{display:none}} td{{overflow-wrap:anywhere}}}}
 .ok{{color:#176f2c}} .degraded,.warning{{color:#9a6700}} .failing,.critical{{color:#b42318;font-weight:bold}} .info{{color:#555}}
 .muted{{color:#666}}
 </style></head><body>
@@ -443,7 +443,7 @@ p{{overflow-wrap:anywhere}}
         h.push_str("<p class=\"ok\">No active alerts.</p>\n");
     } else {
         h.push_str(
-            "<table><tr><th>severity</th><th>alert</th><th>what to do</th>\
+            "<table><tr class=\"head\"><th>severity</th><th>alert</th><th>what to do</th>\
              <th>since</th><th class=\"wide\">last seen</th><th class=\"wide\">count</th></tr>\n",
         );
         for a in alerts {
@@ -468,7 +468,7 @@ p{{overflow-wrap:anywhere}}
     let resolved: Vec<&Alert> = history.iter().take(10).collect();
     if !resolved.is_empty() {
         h.push_str(
-            "<h2>Recently resolved</h2>\n<table><tr><th>alert</th><th>what it said</th>\
+            "<h2>Recently resolved</h2>\n<table><tr class=\"head\"><th>alert</th><th>what it said</th>\
              <th>resolved</th><th>was active</th><th>count</th></tr>\n",
         );
         for a in resolved {
@@ -494,7 +494,7 @@ p{{overflow-wrap:anywhere}}
     if report.checks.is_empty() {
         h.push_str("<p class=\"muted\">No checks reported yet.</p>\n");
     } else {
-        h.push_str("<table><tr><th>check</th><th>status</th><th>detail</th><th>since</th></tr>\n");
+        h.push_str("<table><tr class=\"head\"><th>check</th><th>status</th><th>detail</th><th>since</th></tr>\n");
         for (name, c) in &report.checks {
             let st = status_word(c.status);
             let _ = writeln!(
