@@ -28,6 +28,14 @@ use wms_node::taobao::outbox::TaobaoOp;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v2");
 const CHILD: &str = "WMS_CONVERT_CHILD";
 
+/// The store in `dir` as the node opens it: converted from an earlier release's file if need
+/// be, with the outbox's schema (whose step 2 rebuilds the converted file's indexes).
+fn node_options(dir: impl Into<PathBuf>) -> StoreOptions {
+    let mut o = StoreOptions::in_dir(dir);
+    o.schemas.push(wms_node::outbox::SCHEMA);
+    o
+}
+
 fn fixture(which: &str) -> PathBuf {
     Path::new(FIXTURES).join(which)
 }
@@ -159,7 +167,7 @@ async fn an_earlier_releases_store_is_converted_with_everything_in_it() {
         let dir = data_dir(which);
         let legacy = dir.path().join(store::LEGACY_FILE);
         let before = std::fs::read(&legacy).unwrap();
-        let store = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new())
+        let store = Store::open(node_options(dir.path()), Alerts::new())
             .unwrap_or_else(|e| panic!("{which}: {e}"));
         assert_holds_the_fixture(&store, which);
         assert_eq!(
@@ -241,7 +249,7 @@ async fn the_next_start_uses_the_converted_store_and_leaves_the_earlier_file_alo
     let dir = data_dir("clean");
     let legacy = dir.path().join(store::LEGACY_FILE);
     let before = std::fs::read(&legacy).unwrap();
-    let store = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+    let store = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
     let outbox = Outbox::<TaobaoOp>::new(store.clone(), fast(), Alerts::new());
     let seq = outbox
         .enqueue_now(TaobaoOp::CancelWaybill {
@@ -254,7 +262,7 @@ async fn the_next_start_uses_the_converted_store_and_leaves_the_earlier_file_alo
     drop(outbox);
     store.close().await.unwrap();
     let alerts = Alerts::new();
-    let store = Store::open(StoreOptions::in_dir(dir.path()), alerts.clone()).unwrap();
+    let store = Store::open(node_options(dir.path()), alerts.clone()).unwrap();
     let admin = Admin::offline(store.clone());
     assert!(
         admin.show(seq).is_ok(),
@@ -269,7 +277,7 @@ async fn the_next_start_uses_the_converted_store_and_leaves_the_earlier_file_alo
 async fn when_the_earlier_release_ran_again_its_file_is_converted_again() {
     let dir = data_dir("clean");
     let legacy = dir.path().join(store::LEGACY_FILE);
-    let store = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+    let store = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
     let outbox = Outbox::<TaobaoOp>::new(store.clone(), fast(), Alerts::new());
     let after_conversion = outbox
         .enqueue_now(TaobaoOp::CancelWaybill {
@@ -299,7 +307,7 @@ async fn when_the_earlier_release_ran_again_its_file_is_converted_again() {
     }
 
     let alerts = Alerts::new();
-    let store = Store::open(StoreOptions::in_dir(dir.path()), alerts.clone()).unwrap();
+    let store = Store::open(node_options(dir.path()), alerts.clone()).unwrap();
     let marker: Option<bool> = store
         .read(|r| store::get(r, store::META, "ran_after_rollback"))
         .unwrap();
@@ -333,7 +341,7 @@ async fn a_conversion_left_half_way_is_done_again_from_the_untouched_original() 
     let dir = data_dir("unclean");
     let half = dir.path().join(format!("{}.converting", store::FILE));
     std::fs::write(&half, vec![0xAB; 100_000]).unwrap();
-    let store = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+    let store = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
     assert_holds_the_fixture(&store, "unclean");
     assert!(!half.exists(), "the half-made file is gone");
     store.close().await.unwrap();
@@ -346,7 +354,7 @@ async fn a_redb5_file_under_the_earlier_name_is_refused_not_misread() {
     let s = Store::open(StoreOptions::new(&legacy), Alerts::new()).unwrap();
     s.close().await.unwrap();
     let before = std::fs::read(&legacy).unwrap();
-    match Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()) {
+    match Store::open(node_options(dir.path()), Alerts::new()) {
         Err(e @ OpenError::Convert { .. }) => {
             assert!(e.to_string().contains("already in redb 5's format"), "{e}");
             assert!(!e.is_retryable());
@@ -364,7 +372,7 @@ fn convert_child() {
         return;
     };
     println!("start");
-    let store = Store::open(StoreOptions::in_dir(&dir), Alerts::new()).unwrap();
+    let store = Store::open(node_options(&dir), Alerts::new()).unwrap();
     println!("opened {}", store.store_id());
 }
 
@@ -394,7 +402,7 @@ fn kills_during_the_conversion_leave_a_store_one_release_opens() {
     let span = {
         let dir = data_dir("unclean");
         let t = Instant::now();
-        let s = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+        let s = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
         let took = t.elapsed();
         rt.block_on(s.close()).unwrap();
         took
@@ -437,7 +445,7 @@ fn kills_during_the_conversion_leave_a_store_one_release_opens() {
         // One of the two releases opens what is left.
         if converted.exists() {
             after += 1;
-            let s = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new())
+            let s = Store::open(node_options(dir.path()), Alerts::new())
                 .unwrap_or_else(|e| panic!("cycle {cycle}: the converted store opens: {e}"));
             assert_holds_the_fixture(&s, "unclean");
             rt.block_on(s.close()).unwrap();
@@ -454,7 +462,7 @@ fn kills_during_the_conversion_leave_a_store_one_release_opens() {
             );
             assert_earlier_release_opens(&legacy);
             // And the next start converts it.
-            let s = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new())
+            let s = Store::open(node_options(dir.path()), Alerts::new())
                 .unwrap_or_else(|e| panic!("cycle {cycle}: converting after a kill: {e}"));
             assert_holds_the_fixture(&s, "unclean");
             rt.block_on(s.close()).unwrap();
