@@ -235,6 +235,8 @@ fn config() -> OutboxOptions {
 
 fn options(power: &PowerCut, compact: bool) -> StoreOptions {
     let mut o = StoreOptions::new("powercut.redb");
+    // Its migration steps run in the `Open` cycles' first opens, cut like the rest.
+    o.schemas.push(wms_node::outbox::SCHEMA);
     let p = power.clone();
     o.backend = Some(Backend::new(move || Ok(Box::new(p.clone()))));
     o.group_commit_max_batch = 64;
