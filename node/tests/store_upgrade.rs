@@ -40,14 +40,23 @@ fn fixture(which: &str) -> PathBuf {
     Path::new(FIXTURES).join(which)
 }
 
+/// The fixture's store file as the earlier release wrote it. It is committed gzipped: redb
+/// preallocates, so the 6.8 MB file is 15 kB compressed.
+fn fixture_store(which: &str) -> Vec<u8> {
+    use std::io::Read;
+    let gz =
+        std::fs::File::open(fixture(which).join(format!("{}.gz", store::LEGACY_FILE))).unwrap();
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
 /// A data directory holding a copy of the fixture as the earlier release left it.
 fn data_dir(which: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        fixture(which).join(store::LEGACY_FILE),
-        dir.path().join(store::LEGACY_FILE),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join(store::LEGACY_FILE), fixture_store(which)).unwrap();
     dir
 }
 
@@ -393,7 +402,7 @@ fn kills_during_the_conversion_leave_a_store_one_release_opens() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(12);
     let exe = std::env::current_exe().unwrap();
-    let original = std::fs::read(fixture("unclean").join(store::LEGACY_FILE)).unwrap();
+    let original = fixture_store("unclean");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
