@@ -388,14 +388,14 @@ fn a_rollback_after_a_real_conversion_from_redb_2_6_leaves_the_earlier_file_unto
     let gw = Gateway::new();
     std::fs::create_dir_all(&gw.data).unwrap();
     let legacy = gw.data.join(wms_node::store::LEGACY_FILE);
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/store-v2/clean/wms-node.redb"
-        ),
-        &legacy,
-    )
+    let gz = std::fs::File::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/store-v2/clean/wms-node.redb.gz"
+    ))
     .unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut bytes).unwrap();
+    std::fs::write(&legacy, bytes).unwrap();
     let before = std::fs::read(&legacy).unwrap();
 
     rolled_back_after_a_real_migration(&gw);

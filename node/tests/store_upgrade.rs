@@ -254,6 +254,25 @@ async fn an_earlier_releases_store_is_converted_with_everything_in_it() {
 }
 
 #[tokio::test]
+async fn a_converted_store_opened_first_without_the_outbox_schema_still_gets_its_indexes_rebuilt() {
+    // An opener that does not list the outbox (or a kill after the store's own steps) moves
+    // the store's version past the point where the outbox's steps 1 and 2 were the store's,
+    // and records nothing for the outbox: its indexes are still in redb 2.6's encoding.
+    let dir = data_dir("unclean");
+    let s = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+    assert_eq!(
+        s.read(store::schema::read_versions).unwrap().version,
+        store::schema::current_version()
+    );
+    s.close().await.unwrap();
+    // The node's open runs the outbox's whole path on it: step 1 leaves the old indexes
+    // unopened, step 2 rebuilds them.
+    let s = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
+    assert_holds_the_fixture(&s, "unclean");
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_next_start_uses_the_converted_store_and_leaves_the_earlier_file_alone() {
     let dir = data_dir("clean");
     let legacy = dir.path().join(store::LEGACY_FILE);

@@ -72,13 +72,29 @@ pub fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     }
 }
 
-/// Creates the tables (the outbox's schema step 1).
+/// Creates the tables that do not exist yet (the outbox's schema step 1). Tables that exist
+/// are left unopened: on a store converted from redb 2.6 the two tuple-keyed indexes cannot
+/// be opened until step 2 has rebuilt them, and a kill between the store's own steps and the
+/// outbox's can leave such a file with no outbox version recorded, so this step runs on it.
 pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(OUTBOX)?;
-    txn.open_table(OUTBOX_FIFO)?;
-    txn.open_table(OUTBOX_SCHED)?;
-    txn.open_table(OUTBOX_KEYS)?;
-    txn.open_table(DEAD_LETTER)?;
+    use redb::TableHandle as _;
+    let existing: HashSet<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
+    let missing = |name: &str| !existing.contains(name);
+    if missing(OUTBOX_NAME) {
+        txn.open_table(OUTBOX)?;
+    }
+    if missing(OUTBOX_FIFO.name()) {
+        txn.open_table(OUTBOX_FIFO)?;
+    }
+    if missing(OUTBOX_SCHED.name()) {
+        txn.open_table(OUTBOX_SCHED)?;
+    }
+    if missing(OUTBOX_KEYS.name()) {
+        txn.open_table(OUTBOX_KEYS)?;
+    }
+    if missing(DEAD_LETTER_NAME) {
+        txn.open_table(DEAD_LETTER)?;
+    }
     Ok(())
 }
 

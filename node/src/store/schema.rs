@@ -53,6 +53,12 @@ pub struct Migration {
 
 /// The tables of one part of the node (the outbox, say) and the steps that bring them up to
 /// date, numbered from 1 on the part's own version (`schema_version.<name>` in `meta`).
+///
+/// A part's steps must be safe to run on its tables in any state a release left them in,
+/// including the state its adopted steps produced: a file from before [`PARTS_SINCE`] whose
+/// open stopped between the store's step to it and the part's version being recorded (a
+/// kill, or an opener that does not list the part) has no record of the part, and runs all
+/// of its steps.
 #[derive(Debug, Clone, Copy)]
 pub struct Schema {
     /// The part's name, in the meta keys and in errors (`[a-z_]+`).
