@@ -495,6 +495,15 @@ async fn power_cuts_lose_nothing_acknowledged_and_deliver_nothing_twice() {
         };
         *phases.entry(phase).or_default() += 1;
         run.cycle(cycle, phase).await;
+        if cycles >= 2_000 && (cycle + 1) % 500 == 0 {
+            eprintln!(
+                "{} power cuts in {:.0?}: {} acknowledged, {} queued at the last check",
+                cycle + 1,
+                started.elapsed(),
+                run.acked.lock().unwrap().len(),
+                run.backlog
+            );
+        }
     }
     // After the last cut: open, check, and drain everything.
     let (_, store) = run.open_and_check(cycles, Phase::Open);
