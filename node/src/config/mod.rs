@@ -145,7 +145,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            cache_size: ByteSize::mib(32),
+            cache_size: ByteSize::mib(16),
             max_bytes: ByteSize::mib(256),
             cap_policy: CapPolicy::RejectNew,
             cap_alert_thresholds: vec![0.8, 0.95],

@@ -197,7 +197,7 @@ impl StoreOptions {
         StoreOptions {
             path: path.into(),
             legacy_path: None,
-            cache_size: 32 * 1024 * 1024,
+            cache_size: 16 * 1024 * 1024,
             max_bytes: 256 * 1024 * 1024,
             cap_policy: CapPolicy::RejectNew,
             group_commit_max_wait: Duration::ZERO,
