@@ -153,7 +153,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            cache_size: ByteSize::mib(32),
+            cache_size: ByteSize::mib(16),
             max_bytes: ByteSize::mib(256),
             cap_policy: CapPolicy::RejectNew,
             cap_alert_thresholds: vec![0.8, 0.95],
@@ -615,6 +615,7 @@ impl Config {
         o.group_commit_max_wait = s.group_commit_max_wait;
         o.group_commit_max_batch = s.group_commit_max_batch;
         o.quick_repair = s.quick_repair;
+        o.schemas.push(crate::outbox::SCHEMA);
         o
     }
 

@@ -28,8 +28,11 @@ pub(crate) fn summarize(
     q: &QueueTables,
     r: &redb::ReadTransaction,
 ) -> Result<BTreeMap<String, DeadKind>, StoreError> {
-    let t = r.open_table(q.dead())?;
     let mut out: BTreeMap<String, DeadKind> = BTreeMap::new();
+    // A queue nothing was ever written to has no tables yet.
+    let Some(t) = super::record::read_table(r, q.dead())? else {
+        return Ok(out);
+    };
     for row in t.iter()?.take(SCAN_LIMIT) {
         let (k, v) = row?;
         let seq = k.value();

@@ -42,7 +42,7 @@ mod state;
 pub use error::{EnqueueError, OutboxError};
 pub use link::LinkState;
 pub use queue::{DeliveryStatus, Enqueued, InFlight, LinkStatus, Outbox, OutboxOptions};
-pub use record::{Envelope, QueueTables, create_tables};
+pub use record::{Envelope, QueueTables, SCHEMA, create_tables};
 
 use crate::ops::alert::AlertCode;
 use crate::ops::health::CheckName;

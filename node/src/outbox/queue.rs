@@ -219,8 +219,10 @@ impl<Op: Operation> Outbox<Op> {
     /// own checks and for tests).
     pub fn queued(&self, after: u64, limit: usize) -> Result<Vec<(u64, Envelope, Op)>, StoreError> {
         self.shared.store.read(|r| {
-            let t = r.open_table(Op::QUEUE.tables.outbox())?;
             let mut out = Vec::new();
+            let Some(t) = record::read_table(r, Op::QUEUE.tables.outbox())? else {
+                return Ok(out);
+            };
             for row in t.range(after.saturating_add(1)..)? {
                 if out.len() >= limit {
                     break;
