@@ -116,10 +116,18 @@ async fn a_taobao_outage_at_start_up_degrades_health_and_the_node_recovers_by_it
 
     sandbox.delete("/sandbox/faults").await.unwrap();
     // The retry backoff starts at 1 s with full jitter, so recovery comes within seconds.
-    eventually(Duration::from_secs(20), "taobao ok again", || async {
-        let (_, h) = node.get("/healthz").await?;
-        Ok((h["checks"]["taobao"]["status"] == "ok").then_some(()))
-    })
+    // The link is up at the first call that gets through (intake's, say); the carrier
+    // list follows at its own retry.
+    eventually(
+        Duration::from_secs(20),
+        "taobao and carriers ok again",
+        || async {
+            let (_, h) = node.get("/healthz").await?;
+            Ok((h["checks"]["taobao"]["status"] == "ok"
+                && h["checks"]["carriers"]["status"] == "ok")
+                .then_some(()))
+        },
+    )
     .await
     .unwrap();
     let (_, h) = node.get("/healthz").await.unwrap();
