@@ -58,10 +58,36 @@ async fn listing_pages_through_queued_ops_and_dead_letters_in_seq_order() {
     store
         .write(move |txn| {
             use wms_node::outbox::record;
-            record::dead_letter(txn, 3, 1, "isv.item-not-exist")?;
-            record::dead_letter(txn, 5, 2, "isv.item-not-exist")?;
-            record::record_failure(txn, 6, 1, "isp.overload", later)?;
-            record::record_failure(txn, 7, 1, "isp.overload", later)?;
+            record::dead_letter(
+                &record::QueueTables::OUTBOX,
+                txn,
+                3,
+                1,
+                "isv.item-not-exist",
+            )?;
+            record::dead_letter(
+                &record::QueueTables::OUTBOX,
+                txn,
+                5,
+                2,
+                "isv.item-not-exist",
+            )?;
+            record::record_failure(
+                &record::QueueTables::OUTBOX,
+                txn,
+                6,
+                1,
+                "isp.overload",
+                later,
+            )?;
+            record::record_failure(
+                &record::QueueTables::OUTBOX,
+                txn,
+                7,
+                1,
+                "isp.overload",
+                later,
+            )?;
             Ok::<_, store::StoreError>(())
         })
         .await

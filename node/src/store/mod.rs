@@ -78,6 +78,7 @@ mod error;
 mod legacy;
 pub mod quarantine;
 pub mod schema;
+mod status;
 mod writer;
 
 pub use backend::Backend;
@@ -370,6 +371,12 @@ impl Store {
     /// store never reuses one).
     pub fn store_id(&self) -> &str {
         &self.inner.store_id
+    }
+
+    /// Bytes free for the node's user on the disk holding the store (`None` where the
+    /// file system cannot tell).
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        status::free_bytes(&self.inner.opts.path)
     }
 
     /// The size of the file on disk in bytes (it does not shrink until compacted).

@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub const CARRIERS: TableDefinition<'static, &'static str, Bytes> =
     TableDefinition::new("carriers");
 
-/// The health check this loop reports: its view of the Taobao link and credentials.
-pub const CHECK: CheckName = CheckName::Taobao;
+/// The health check this loop reports (the link itself is the `taobao` check).
+pub const CHECK: CheckName = CheckName::Carriers;
 
 /// One carrier as Taobao lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,7 @@ pub mod oauth;
 pub mod outbox;
 pub mod setup;
 pub mod sign;
+pub mod status;
 pub mod time;
 pub mod tokens;
 pub mod types;

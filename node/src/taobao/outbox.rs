@@ -24,8 +24,8 @@
 use super::api::{OfflineSend, QuantityUpdate, StockMode};
 use super::client::TopClient;
 use super::types::TradeStatus;
-use crate::ops::alert::{AlertCode, Alerts, Severity};
-use crate::outbox::{Attempt, Operation, Outcome, Priority, Sink};
+use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::outbox::{Attempt, Operation, Outcome, Priority, Queue, Sink};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
@@ -80,6 +80,11 @@ pub enum TaobaoOp {
 }
 
 impl Operation for TaobaoOp {
+    const QUEUE: Queue = Queue {
+        name: "taobao",
+        ..Queue::DEFAULT
+    };
+
     fn fifo_key(&self) -> String {
         match self {
             TaobaoOp::Ship { tid, .. } => format!("trade:{tid}"),
@@ -236,9 +241,10 @@ impl TaobaoSink {
                     t.status,
                     Some(TradeStatus::TradeClosed | TradeStatus::TradeClosedByTaobao)
                 ) {
-                    self.alerts.raise(
+                    self.alerts.raise_about(
                         AlertCode::ShippedClosedTrade,
-                        Severity::Warning,
+                        Subject::tid(tid),
+                        Severity::Critical,
                         format!(
                             "trade {tid} was shipped on the floor but is closed on Taobao \
                              (refunded or cancelled): stop the parcel if it can still be stopped"

@@ -93,15 +93,66 @@ async fn a_taobao_outage_at_start_up_degrades_health_and_the_node_recovers_by_it
     // Degraded, not failing: the node keeps serving the floor while Taobao is away.
     let (status, _) = node.get("/healthz").await.unwrap();
     assert_eq!(status, 200, "{health}");
+    // The link itself is shown, and the page agrees with itself: the header is not "ok"
+    // while the Taobao check and section say the link is down.
+    let message = health["checks"]["taobao"]["message"].as_str().unwrap();
+    assert!(message.starts_with("Taobao unreachable since"), "{health}");
+    let page = reqwest::get(format!("{}/", node.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h2>Taobao</h2>"), "{page}");
+    assert!(page.contains("<tr><th>link</th><td>down since "), "{page}");
+    assert!(
+        !page.contains("<span class=\"ok\">ok</span></h1>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<tr><th>last success</th><td>none since start</td>"),
+        "{page}"
+    );
 
     sandbox.delete("/sandbox/faults").await.unwrap();
     // The retry backoff starts at 1 s with full jitter, so recovery comes within seconds.
-    eventually(Duration::from_secs(20), "taobao ok again", || async {
-        let (_, h) = node.get("/healthz").await?;
-        Ok((h["checks"]["taobao"]["status"] == "ok").then_some(()))
-    })
+    // The link is up at the first call that gets through (intake's, say); the carrier
+    // list follows at its own retry.
+    eventually(
+        Duration::from_secs(20),
+        "taobao and carriers ok again",
+        || async {
+            let (_, h) = node.get("/healthz").await?;
+            Ok((h["checks"]["taobao"]["status"] == "ok"
+                && h["checks"]["carriers"]["status"] == "ok")
+                .then_some(()))
+        },
+    )
     .await
     .unwrap();
+    let (_, h) = node.get("/healthz").await.unwrap();
+    let taobao = h["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"] == "Taobao")
+        .unwrap_or_else(|| panic!("{h}"))
+        .clone();
+    let row = |label: &str| {
+        taobao["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == label)
+            .map(|r| r[1].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(row("link").starts_with("up since "), "{taobao}");
+    assert!(
+        row("last failure").ends_with("(recovered since)"),
+        "{taobao}"
+    );
+    assert!(row("last success").ends_with(" s ago)"), "{taobao}");
     let ok_calls = sandbox
         .calls("taobao.logistics.companies.get")
         .await
