@@ -9,7 +9,7 @@
 //! makes a caller wait for longer than one refill interval per token it lacks.
 
 use super::error::BanScope;
-use firmware_bridge::pace::{Rate, TokenBucket};
+use firmware_bridge::pace::{Rate, TokenBucket, deadline};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -95,9 +95,10 @@ impl Limiter {
             .max_by_key(|(_, left)| *left)
     }
 
-    /// Records a ban announced by the gateway (a longer running ban is kept).
+    /// Records a ban announced by the gateway (a longer running ban is kept). Any length is
+    /// taken without panicking: one too long to represent ends at `pace::FAR`.
     pub fn ban(&self, scope: BanScope, for_: Duration) {
-        let until = Instant::now() + for_;
+        let until = deadline(Instant::now(), for_);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let entry = st.bans.entry(scope).or_insert(until);
         if *entry < until {
@@ -205,6 +206,18 @@ mod tests {
         assert!(matches!(l.check_ban("a"), Some((BanScope::App, _))));
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(l.check_ban("a"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ban_of_any_length_is_recorded_without_panicking() {
+        let l = Limiter::new(RateLimits::unlimited());
+        for secs in [u64::MAX, u64::MAX / 2, i64::MAX as u64, 1 << 40] {
+            l.ban(BanScope::Method("a".into()), Duration::from_secs(secs));
+        }
+        l.ban(BanScope::App, Duration::MAX);
+        let (_, left) = l.check_ban("b").unwrap();
+        assert!(left <= firmware_bridge::pace::FAR, "{left:?}");
+        assert!(left > Duration::from_secs(365 * 86_400), "{left:?}");
     }
 
     #[tokio::test(start_paused = true)]
