@@ -70,6 +70,32 @@ pub struct OpsState {
     pub sections: Vec<Arc<dyn StatusSource>>,
 }
 
+/// The limits of the ops server: what a slow or hostile client can hold. Built by `config/`
+/// from `[http]` (docs there); the defaults are the config's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// The time a client has to send a request's headers (from connecting, or from the end
+    /// of its previous request): a trickling client is disconnected.
+    pub header_read_timeout: Duration,
+    /// The longest a request may take, body and answer included: 408 after it.
+    pub request_timeout: Duration,
+    /// A kept-alive connection without a request for this long is closed.
+    pub idle_timeout: Duration,
+    /// The most connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 64,
+        }
+    }
+}
+
 /// The ops routes. Merge other routers into the result with [`Router::merge`].
 pub fn router(state: OpsState) -> Router {
     Router::new()
