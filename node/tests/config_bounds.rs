@@ -51,9 +51,13 @@ fn numeric_keys() -> Vec<String> {
         for (key, value) in v.as_table().unwrap() {
             let numeric = match value {
                 toml::Value::Integer(_) | toml::Value::Float(_) => true,
-                toml::Value::Array(a) => {
-                    !a.is_empty() && a.iter().all(|x| x.is_integer() || x.is_float())
+                toml::Value::Array(a) if a.is_empty() => {
+                    // An empty list: numeric if a list of one number is of its type.
+                    let problems =
+                        problems_of(load(section, key, "[1]"), &format!("{section}.{key}"));
+                    !problems.iter().any(|p| p.message.contains("invalid type"))
                 }
+                toml::Value::Array(a) => a.iter().all(|x| x.is_integer() || x.is_float()),
                 toml::Value::String(s) => {
                     humantime::parse_duration(s).is_ok() || s.parse::<ByteSize>().is_ok()
                 }
@@ -73,7 +77,7 @@ fn toml_text(v: Num) -> String {
     match v {
         Num::Int(n) => n.to_string(),
         Num::Float(x) => format!("{x:?}"),
-        Num::Time(d) => format!("\"{}\"", humantime::format_duration(d)),
+        Num::Time(_) => format!("\"{v}\""),
         Num::Bytes(b) => b.to_string(),
     }
 }
@@ -129,7 +133,7 @@ fn split(key: &str) -> (&str, &str) {
 
 /// Lists take their elements' bounds.
 fn as_value(key: &str, text: &str) -> String {
-    if key == "store.cap_alert_thresholds" {
+    if key == "store.cap_alert_thresholds" || key == "intake.review_flags" {
         format!("[{text}]")
     } else {
         text.to_owned()

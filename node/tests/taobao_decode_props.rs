@@ -224,8 +224,9 @@ fn classify(e: &TopError, limiter: &Limiter) {
             if let Some(after) = after {
                 assert!(after <= MAX_BAN, "a ban of {after:?}");
             }
-            limiter.ban(scope, after.unwrap_or(Duration::from_secs(1)));
-            let _ = limiter.check_ban(&api.method);
+            let now = chrono::Utc::now();
+            limiter.ban(scope, after.unwrap_or(Duration::from_secs(1)), now);
+            let _ = limiter.check_ban(&api.method, now);
         }
     }
 }
@@ -271,7 +272,7 @@ proptest! {
         prop_assert_eq!(api.code, want.unwrap_or(0));
         let limiter = Limiter::new(RateLimits::unlimited());
         classify(&e, &limiter);
-        if let Some((_, left)) = limiter.check_ban(m) {
+        if let Some((_, left)) = limiter.check_ban(m, chrono::Utc::now()) {
             prop_assert!(left <= MAX_BAN, "{:?}", left);
         }
     }

@@ -33,9 +33,37 @@ impl fmt::Display for Num {
             // `1e-300` rather than three hundred zeros; plain figures stay plain.
             Num::Float(x) if x != 0.0 && !(1e-4..1e15).contains(&x.abs()) => write!(f, "{x:e}"),
             Num::Float(x) => write!(f, "{x}"),
-            Num::Time(d) => write!(f, "{}", humantime::format_duration(d)),
+            Num::Time(d) => write!(f, "{}", Exact(d)),
             Num::Bytes(b) => write!(f, "{}", ByteSize(b)),
         }
+    }
+}
+
+/// A duration in the largest unit that holds it exactly (`89d`, `100ms`), which is also how
+/// the config file may write it; `humantime` would write 89 days as months and hours.
+struct Exact(Duration);
+
+impl fmt::Display for Exact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0.as_nanos();
+        if ns == 0 {
+            return f.write_str("0s");
+        }
+        const UNITS: [(&str, u128); 7] = [
+            ("d", 86_400_000_000_000),
+            ("h", 3_600_000_000_000),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+            ("ns", 1),
+        ];
+        let (unit, size) = UNITS
+            .iter()
+            .find(|(_, size)| ns % size == 0)
+            .copied()
+            .unwrap_or(("ns", 1));
+        write!(f, "{}{unit}", ns / size)
     }
 }
 
@@ -78,6 +106,14 @@ const fn ms(n: u64) -> Num {
 
 const fn secs(n: u64) -> Num {
     Num::Time(Duration::from_secs(n))
+}
+
+const fn mins(n: u64) -> Num {
+    secs(n * 60)
+}
+
+const fn days(n: u64) -> Num {
+    secs(n * 86_400)
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -183,6 +219,83 @@ pub const BOUNDS: &[Bound] = &[
         max: Num::Int(1_000_000_000),
         zero_means_off: true,
     },
+    // Taobao keeps three months of changes.
+    Bound {
+        key: "intake.lookback",
+        min: mins(1),
+        max: days(89),
+        zero_means_off: false,
+    },
+    // Taobao records some changes a little late.
+    Bound {
+        key: "intake.overlap",
+        min: mins(2),
+        max: secs(3600),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "intake.error_overlap",
+        min: mins(2),
+        max: days(1),
+        zero_means_off: false,
+    },
+    // Taobao advises windows of at most 30 minutes.
+    Bound {
+        key: "intake.max_window",
+        min: mins(1),
+        max: mins(30),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "intake.page_size",
+        min: Num::Int(1),
+        max: Num::Int(100),
+        zero_means_off: false,
+    },
+    // Each re-scan costs calls of the daily budget.
+    Bound {
+        key: "intake.rescan_every",
+        min: secs(3600),
+        max: days(7),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "intake.rescan_days",
+        min: Num::Int(1),
+        max: Num::Int(90),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "intake.refresh_after",
+        min: mins(1),
+        max: days(30),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "intake.lag_alert",
+        min: secs(2),
+        max: days(1),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "intake.fullinfo_concurrency",
+        min: Num::Int(1),
+        max: Num::Int(16),
+        zero_means_off: false,
+    },
+    // The seller flag colours.
+    Bound {
+        key: "intake.review_flags",
+        min: Num::Int(1),
+        max: Num::Int(5),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "intake.default_promise",
+        min: secs(3600),
+        max: days(30),
+        zero_means_off: false,
+    },
     // Slow clients must not hold the ops server (`[http]`, docs/OPERATIONS.md).
     Bound {
         key: "http.header_read_timeout",
@@ -275,6 +388,22 @@ mod tests {
         assert_eq!(Num::Bytes(MIB).to_string(), "1MiB");
         assert_eq!(ms(100).to_string(), "100ms");
         assert_eq!(secs(3600).to_string(), "1h");
+        assert_eq!(days(89).to_string(), "89d");
+        assert_eq!(ms(0).to_string(), "0s");
+        assert_eq!(Num::Time(Duration::from_millis(1500)).to_string(), "1500ms");
+        // What the docs write parses back to the same duration.
+        for b in BOUNDS {
+            for end in [b.min, b.max] {
+                if let Num::Time(d) = end {
+                    assert_eq!(
+                        humantime::parse_duration(&end.to_string()),
+                        Ok(d),
+                        "{}",
+                        b.key
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// The Taobao Open Platform app and shop connection.
     pub taobao: TaobaoConfig,
+    /// Order intake: how orders are pulled, and what holds them.
+    pub intake: IntakeConfig,
     /// The MQTT broker that scanners, printers and bridges talk to.
     pub mqtt: MqttConfig,
     /// The operations HTTP server: `/healthz`, `/metrics`, the status page.
@@ -247,6 +249,89 @@ impl Default for TaobaoConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             daily_call_budget: 5_000,
+        }
+    }
+}
+
+/// `[intake]`: how orders are pulled from Taobao and which of them wait for a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IntakeConfig {
+    /// How far back the very first pull looks (orders modified since then arrive; the
+    /// re-scan then fetches every order still waiting to ship from the last `rescan_days`).
+    /// From 1m to 89d (Taobao keeps three months of changes).
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
+    /// How much each pull overlaps the previous one, so a change Taobao records a little
+    /// late is not missed. From 2m to 1h.
+    #[serde(with = "humantime_serde")]
+    pub overlap: Duration,
+    /// The overlap after an error or an outage, not shorter than `overlap`. From 2m to 1d.
+    #[serde(with = "humantime_serde")]
+    pub error_overlap: Duration,
+    /// The longest time window one call asks for (Taobao advises at most 30m). From 1m to
+    /// 30m.
+    #[serde(with = "humantime_serde")]
+    pub max_window: Duration,
+    /// Orders per page. From 1 to 100.
+    pub page_size: u32,
+    /// How often the orders still waiting to ship are re-scanned (`trades.sold.get`), on
+    /// top of the first start and the end of every outage. From 1h to 7d.
+    #[serde(with = "humantime_serde")]
+    pub rescan_every: Duration,
+    /// How many days back (by creation) the re-scan looks. From 1 to 90.
+    pub rescan_days: u32,
+    /// Open orders not read in full for this long are read again at the re-scan. From 1m to
+    /// 30d.
+    #[serde(with = "humantime_serde")]
+    pub refresh_after: Duration,
+    /// `/healthz` fails when intake lags more than this while Taobao answers (a link that
+    /// is down only degrades it); at least twice `taobao.poll_interval`. From 2s to 1d.
+    #[serde(with = "humantime_serde")]
+    pub lag_alert: Duration,
+    /// Orders read in full (`trade.fullinfo.get`) at once. From 1 to 16.
+    pub fullinfo_concurrency: usize,
+    /// The trade types to pull (`type`). Empty: Taobao's default set (guarantee_trade,
+    /// auto_delivery, ec, cod, step). List every type the shop sells with, e.g. "fixed".
+    pub trade_types: Vec<String>,
+    /// Ship the lines that are left when some lines of an order are refunded, without
+    /// asking. Off: such an order is held until `wms-node orders release`.
+    pub partial_shipment: bool,
+    /// Seller flag colours (1 red, 2 yellow, 3 green, 4 blue, 5 purple) that hold an order
+    /// for review until `wms-node orders release`. Each from 1 to 5.
+    pub review_flags: Vec<u8>,
+    /// Words in the seller's memo that hold an order for review (case-insensitive), e.g.
+    /// ["hold", "暂停", "换"]. The memo itself is never stored.
+    pub review_memo_words: Vec<String>,
+    /// The shop's ship-by promise after payment, for orders whose trade gives no deadline.
+    /// From 1h to 30d.
+    #[serde(with = "humantime_serde")]
+    pub default_promise: Duration,
+    /// Report to AliGenius (`taobao.rdc.aligenius.sendgoods.cancel`) when an unshipped
+    /// order is stopped after a refund request, so the buyer is refunded at once. Turn off
+    /// if the app lacks the permission (the calls would be refused).
+    pub ag_feedback: bool,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            lookback: Duration::from_secs(24 * 3600),
+            overlap: Duration::from_secs(120),
+            error_overlap: Duration::from_secs(600),
+            max_window: Duration::from_secs(1800),
+            page_size: 100,
+            rescan_every: Duration::from_secs(24 * 3600),
+            rescan_days: 3,
+            refresh_after: Duration::from_secs(24 * 3600),
+            lag_alert: Duration::from_secs(1800),
+            fullinfo_concurrency: 4,
+            trade_types: Vec::new(),
+            partial_shipment: false,
+            review_flags: Vec::new(),
+            review_memo_words: Vec::new(),
+            default_promise: Duration::from_secs(48 * 3600),
+            ag_feedback: true,
         }
     }
 }
@@ -496,6 +581,45 @@ impl Config {
         }
     }
 
+    /// How order intake runs: `[intake]` and `taobao.poll_interval`.
+    pub fn intake_options(&self) -> crate::sync::intake::IntakeOptions {
+        let i = &self.intake;
+        let types: Vec<&str> = i
+            .trade_types
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        crate::sync::intake::IntakeOptions {
+            shop: crate::wms::ShopId::main(),
+            poll_interval: self.taobao.poll_interval,
+            overlap: i.overlap,
+            error_overlap: i.error_overlap,
+            max_window: i.max_window,
+            page_size: i.page_size,
+            lookback: i.lookback,
+            rescan_every: i.rescan_every,
+            rescan_days: i.rescan_days,
+            refresh_after: i.refresh_after,
+            lag_alert: i.lag_alert,
+            fullinfo_concurrency: i.fullinfo_concurrency,
+            trade_types: (!types.is_empty()).then(|| types.join(",")),
+            rules: self.rules(),
+        }
+    }
+
+    /// The hold rules of `[intake]`.
+    pub fn rules(&self) -> crate::wms::Rules {
+        let i = &self.intake;
+        crate::wms::Rules {
+            partial_shipment: i.partial_shipment,
+            review_flags: i.review_flags.clone(),
+            review_memo_words: i.review_memo_words.clone(),
+            default_promise_s: i64::try_from(i.default_promise.as_secs()).unwrap_or(i64::MAX),
+            ag_feedback: i.ag_feedback,
+        }
+    }
+
     /// How OTA works: the `[ota]` settings, `node.data_dir` and the store file. Keys that do
     /// not parse are left out here; [`Config::validate`] reports them.
     pub fn ota_options(&self) -> crate::ota::OtaOptions {
@@ -587,6 +711,7 @@ impl Config {
         self.store.check(&mut bad);
         self.outbox.check(&mut bad);
         self.taobao.check(&mut bad);
+        self.intake.check(self.taobao.poll_interval, &mut bad);
         self.mqtt.check(&mut bad);
         self.http.check(&mut bad);
         self.ota.check(&mut bad);
@@ -911,6 +1036,60 @@ impl TaobaoConfig {
                 "must not be shorter than taobao.connect_timeout".into(),
             );
         }
+    }
+}
+
+impl IntakeConfig {
+    /// `[intake]`: windows, paging, re-scans and the hold rules. `poll_interval` is
+    /// `taobao.poll_interval` (the lag alert must leave room for two polls).
+    fn check(&self, poll_interval: Duration, bad: &mut dyn FnMut(&str, String)) {
+        use bounds::{Num, check, count};
+        let i = self;
+        check(bad, "intake.lookback", Num::Time(i.lookback));
+        check(bad, "intake.overlap", Num::Time(i.overlap));
+        check(bad, "intake.error_overlap", Num::Time(i.error_overlap));
+        if i.error_overlap < i.overlap {
+            bad(
+                "intake.error_overlap",
+                "must not be shorter than intake.overlap".into(),
+            );
+        }
+        check(bad, "intake.max_window", Num::Time(i.max_window));
+        check(bad, "intake.page_size", Num::Int(u64::from(i.page_size)));
+        check(bad, "intake.rescan_every", Num::Time(i.rescan_every));
+        check(
+            bad,
+            "intake.rescan_days",
+            Num::Int(u64::from(i.rescan_days)),
+        );
+        check(bad, "intake.refresh_after", Num::Time(i.refresh_after));
+        check(bad, "intake.lag_alert", Num::Time(i.lag_alert));
+        // (`poll_interval` may itself be out of its range here, reported by [taobao].)
+        if i.lag_alert < poll_interval.saturating_mul(2) {
+            bad(
+                "intake.lag_alert",
+                "must not be shorter than twice taobao.poll_interval".into(),
+            );
+        }
+        check(
+            bad,
+            "intake.fullinfo_concurrency",
+            count(i.fullinfo_concurrency),
+        );
+        if let Some(f) = i.review_flags.iter().find(|f| {
+            bounds::of("intake.review_flags").is_some_and(|b| !b.accepts(Num::Int(u64::from(**f))))
+        }) {
+            check(bad, "intake.review_flags", Num::Int(u64::from(*f)));
+        }
+        if let Some(t) = i.trade_types.iter().find(|t| {
+            t.trim().is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }) {
+            bad(
+                "intake.trade_types",
+                format!("`{t}` is not a trade type (letters, digits and `_`, e.g. \"fixed\")"),
+            );
+        }
+        check(bad, "intake.default_promise", Num::Time(i.default_promise));
     }
 }
 
