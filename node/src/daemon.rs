@@ -195,7 +195,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
         ],
     };
-    let admin = crate::ops::http::local_only(
+    let admin = crate::ops::http::admin_api(
         axum::Router::new()
             .merge(crate::outbox::admin::router(outbox.admin()))
             .merge(crate::ops::orders::router(warehouse.admin))
@@ -205,7 +205,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             ))
             .merge(crate::ota::admin::router(ota)),
     );
-    let http_addr = spawn_ops_http(&tasks, listener, ops, admin, &token);
+    let http_addr = spawn_ops_http(&tasks, listener, ops, admin, config.http_options(), &token);
     if let Some(timeout) = sd_notify::watchdog_enabled() {
         tasks.spawn("watchdog", watchdog(timeout, token.clone()));
     }
@@ -394,6 +394,7 @@ fn spawn_ops_http(
     listener: tokio::net::TcpListener,
     ops: OpsState,
     admin: axum::Router,
+    opts: crate::ops::http::HttpOptions,
     token: &CancellationToken,
 ) -> SocketAddr {
     let fallback = SocketAddr::from(([0, 0, 0, 0], 0));
@@ -401,7 +402,7 @@ fn spawn_ops_http(
     let app = crate::ops::http::router(ops).merge(admin);
     tasks.spawn(
         "ops-http",
-        crate::ops::http::serve(listener, app, token.clone()),
+        crate::ops::http::serve(listener, app, opts, token.clone()),
     );
     tracing::info!(addr = %addr, "ops HTTP server listening");
     addr

@@ -189,6 +189,10 @@ const HELP: &[(&str, &str)] = &[
         "TOP calls sent today (GMT+8 day), counted against `taobao.daily_call_budget`.",
     ),
     (
+        "wms_node_http_connections_closed_total",
+        "Ops HTTP connections closed for being idle, and requests ended by the request timeout (`reason`).",
+    ),
+    (
         "wms_node_taobao_call_budget",
         "The daily call budget (`taobao.daily_call_budget`); stock waits from 90 %, intake from 97 %.",
     ),
