@@ -151,7 +151,9 @@ pub async fn serve(
         ))
         .layer(axum::middleware::from_fn(catch_panics))
         .layer(axum::middleware::from_fn(json_errors));
-    let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(
+        opts.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let connections = TaskTracker::new();
     loop {
         // A free slot first: beyond the cap, connections wait in the listen backlog, where a
