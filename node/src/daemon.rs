@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
+use crate::ops::restarts::{Ended, Restarts};
 use crate::outbox::Outbox;
 use crate::store::{Store, StoreError};
 use crate::taobao::outbox::{TaobaoOp, TaobaoSink};
@@ -87,17 +88,133 @@ pub enum DaemonError {
     },
 }
 
+/// Whether a restart can cure what stopped the node: the one decision of which exits
+/// systemd restarts (the unit's `RestartPreventExitStatus=2`; docs/OPERATIONS.md, *Starting,
+/// stopping, exit codes*).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Starting again changes nothing (a bad configuration, a damaged store, a store written
+    /// by a newer release): exit 2, not restarted. `fix` is the one line that says what to do.
+    Permanent {
+        /// What the operator does about it.
+        fix: String,
+    },
+    /// It may pass (a full disk, an I/O error, a port still held, a failed or panicked
+    /// task): exit 1, restarted, each time a little later, counted and alerted from the third
+    /// in a row ([`crate::ops::restarts`]).
+    Transient,
+}
+
 impl DaemonError {
+    /// Whether a restart may cure this; see [`Exit`].
+    pub fn exit(&self) -> Exit {
+        let permanent = |fix: String| Exit::Permanent { fix };
+        match self {
+            DaemonError::DataDir { path, source } if is_permission(source) => permanent(format!(
+                "make {} writable by the service user (the unit's StateDirectory= creates \
+                 /var/lib/wms-node), then start the node again",
+                path.display()
+            )),
+            // A full or failing disk may recover.
+            DaemonError::DataDir { .. } => Exit::Transient,
+            DaemonError::Bind { addr, source } if is_permission(source) => permanent(format!(
+                "http.listen {addr} needs privileges the node does not have: use a port above \
+                 1023, then start the node again"
+            )),
+            // A port still held by the previous instance frees up; at boot an address may
+            // not be assigned yet.
+            DaemonError::Bind { .. } => Exit::Transient,
+            DaemonError::Task { .. } => Exit::Transient,
+            DaemonError::Store(e) => store_exit(e),
+            DaemonError::Taobao(crate::taobao::setup::SetupError::Build(_)) => permanent(
+                "fix [taobao] in the config file (`wms-node check-config` checks it), then \
+                 start the node again"
+                    .into(),
+            ),
+            DaemonError::Taobao(crate::taobao::setup::SetupError::Tokens(e)) => {
+                match e.disposition() {
+                    crate::taobao::Disposition::Retry { .. } => Exit::Transient,
+                    _ => permanent(
+                        "the stored Taobao authorisation cannot be read: with the node stopped, \
+                         run `wms-node auth login` (it writes a fresh one), then start the node"
+                            .into(),
+                    ),
+                }
+            }
+        }
+    }
+
     /// Whether starting again may help without changing anything (systemd's restart).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            DaemonError::DataDir { .. } => false,
-            // A port still held by the previous instance frees up.
-            DaemonError::Bind { .. } => true,
-            DaemonError::Task { .. } => true,
-            DaemonError::Store(e) => e.is_retryable(),
-            DaemonError::Taobao(_) => false,
+        self.exit() == Exit::Transient
+    }
+}
+
+fn is_permission(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// The store's failures as exits: a damaged file or one from a newer release is a person's
+/// to fix; everything else (a full disk, an I/O error, a file still locked by the previous
+/// instance, redb refusing writes after an I/O error, which a fresh open cures) may pass.
+fn store_exit(e: &StoreError) -> Exit {
+    let damaged = |what: String| Exit::Permanent {
+        fix: format!(
+            "{what} is damaged: keep it (it holds the queue), move it aside \
+             (`mv FILE FILE.damaged`), restore the last backup or start empty, then start the \
+             node again (docs/OPERATIONS.md, Troubleshooting)"
+        ),
+    };
+    match e {
+        StoreError::SchemaTooNew { path, .. } => Exit::Permanent {
+            fix: format!(
+                "{} was written by a newer wms-node: install that version again (package or \
+                 OTA), never start empty over it (docs/OPERATIONS.md, Troubleshooting)",
+                path.display()
+            ),
+        },
+        StoreError::Open { path, source } => match &**source {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))
+            | redb::DatabaseError::RepairAborted => {
+                damaged(format!("the store {}", path.display()))
+            }
+            // redb reads a header that is not its own, or a file cut short, as these.
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                damaged(format!("the store {}", path.display()))
+            }
+            redb::DatabaseError::UpgradeRequired(_) => Exit::Permanent {
+                fix: format!(
+                    "{} is in a file format this build cannot read: start the release that \
+                     wrote it, or restore a backup",
+                    path.display()
+                ),
+            },
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) if is_permission(io) => {
+                Exit::Permanent {
+                    fix: format!(
+                        "make {} readable and writable by the service user, then start the \
+                         node again",
+                        path.display()
+                    ),
+                }
+            }
+            _ => Exit::Transient,
+        },
+        StoreError::Corrupt { table, key } => {
+            damaged(format!("the store (record {key} of table {table})"))
         }
+        StoreError::Database(db) if matches!(**db, redb::Error::Corrupted(_)) => {
+            damaged("the store".into())
+        }
+        _ => Exit::Transient,
     }
 }
 
@@ -137,6 +254,7 @@ pub struct Started {
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
     token: CancellationToken,
     restart: crate::ota::admin::RestartHandle,
+    restarts: Restarts,
 }
 
 /// Starts the node, in this order: the data directory, the ops HTTP port (bound first, so a
@@ -144,12 +262,49 @@ pub struct Started {
 /// then every task (the ops server among them) and READY. Stopping is [`Started::serve`]'s
 /// job.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Started, DaemonError> {
-    // Our own child token: a failing task cancels it without touching the caller's.
-    let token = shutdown.child_token();
     log_start(&config);
     create_data_dir(&config)?;
-    let listener = bind_ops(config.http.listen).await?;
     let alerts = Alerts::new();
+    // The recorder first: the restart count is recorded right below.
+    let _ = crate::ops::metrics::handle();
+    // How the previous run ended: a restart after a crash or a failure is counted (and
+    // alerted from the third in a row) before anything else can fail.
+    let restarts = Restarts::begin(
+        &config.node.data_dir,
+        alerts.clone(),
+        crate::store::now_ms(),
+        crate::ops::restarts::boot_id(),
+    );
+    match start_parts(config, shutdown, alerts, restarts.clone()).await {
+        Ok(started) => Ok(started),
+        Err(e) => {
+            restarts.end(ended_by(&e));
+            Err(e)
+        }
+    }
+}
+
+/// How a run that stops with `e` ended, for the restart record.
+fn ended_by(e: &DaemonError) -> Ended {
+    match e.exit() {
+        Exit::Permanent { .. } => Ended::Permanent {
+            reason: e.to_string(),
+        },
+        Exit::Transient => Ended::Failed {
+            reason: e.to_string(),
+        },
+    }
+}
+
+async fn start_parts(
+    config: Config,
+    shutdown: CancellationToken,
+    alerts: Alerts,
+    restarts: Restarts,
+) -> Result<Started, DaemonError> {
+    // Our own child token: a failing task cancels it without touching the caller's.
+    let token = shutdown.child_token();
+    let listener = bind_ops(config.http.listen).await?;
     let health = Health::new();
     let metrics = crate::ops::metrics::handle();
     metrics::gauge!("wms_node_build_info", "version" => crate::VERSION).set(1.0);
@@ -179,6 +334,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
     );
     tasks.spawn("intake", warehouse.intake.run(token.clone()));
+    tasks.spawn("restarts", restarts.clone().watch(token.clone()));
     tasks.spawn(
         "ota-alerts",
         ota.clone()
@@ -226,6 +382,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         failures,
         token,
         restart,
+        restarts,
     })
 }
 
@@ -420,6 +577,7 @@ impl Started {
             mut failures,
             token,
             restart,
+            restarts,
             ..
         } = self;
         let failure = tokio::select! {
@@ -443,6 +601,7 @@ impl Started {
             tracing::error!(error = %e, "closing the store failed");
         }
         tracing::info!("stopped");
+        restarts.end(failure.as_ref().map_or(Ended::Clean, ended_by));
         match failure {
             Some(e) => Err(e),
             None if restart.requested() => Ok(Stopped::ForUpdate),
@@ -620,6 +779,68 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::secret::Secret;
+
+    #[test]
+    fn exits_are_permanent_only_where_a_restart_cannot_help() {
+        use std::io::{Error, ErrorKind};
+        let path = PathBuf::from("/var/lib/wms-node/wms-node.redb");
+        let open = |e: redb::DatabaseError| {
+            DaemonError::Store(StoreError::Open {
+                path: path.clone(),
+                source: Arc::new(e),
+            })
+        };
+        let permanent = [
+            DaemonError::Store(StoreError::SchemaTooNew {
+                path: path.clone(),
+                found: 9,
+                compat: 9,
+                supported: 1,
+            }),
+            open(redb::DatabaseError::Storage(redb::StorageError::Corrupted(
+                "bad page".into(),
+            ))),
+            open(redb::DatabaseError::Storage(redb::StorageError::Io(
+                Error::from(ErrorKind::InvalidData),
+            ))),
+            open(redb::DatabaseError::Storage(redb::StorageError::Io(
+                Error::from(ErrorKind::PermissionDenied),
+            ))),
+            DaemonError::DataDir {
+                path: "/data".into(),
+                source: Error::from(ErrorKind::PermissionDenied),
+            },
+        ];
+        for e in permanent {
+            match e.exit() {
+                Exit::Permanent { fix } => assert!(!fix.is_empty() && !fix.contains('\n'), "{e}"),
+                Exit::Transient => panic!("{e} should be permanent"),
+            }
+        }
+        let transient = [
+            DaemonError::Store(StoreError::DiskFull),
+            DaemonError::Store(StoreError::Database(Arc::new(redb::Error::PreviousIo))),
+            DaemonError::Store(StoreError::InUse { path: path.clone() }),
+            open(redb::DatabaseError::Storage(redb::StorageError::Io(
+                Error::from_raw_os_error(5),
+            ))),
+            DaemonError::DataDir {
+                path: "/data".into(),
+                source: Error::from_raw_os_error(28),
+            },
+            DaemonError::Bind {
+                addr: "127.0.0.1:9870".parse().unwrap(),
+                source: Error::from(ErrorKind::AddrInUse),
+            },
+            DaemonError::Task {
+                task: "outbox",
+                message: "panicked".into(),
+            },
+        ];
+        for e in transient {
+            assert_eq!(e.exit(), Exit::Transient, "{e}");
+        }
+    }
 
     fn config(dir: &std::path::Path) -> Config {
         let mut c = Config::default();

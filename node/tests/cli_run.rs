@@ -282,7 +282,11 @@ fn a_damaged_store_stops_the_node_with_the_status_systemd_does_not_restart() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&db.display().to_string()), "{err}");
-    assert!(err.contains("a restart will not help"), "{err}");
+    assert!(
+        err.contains("what to do:") && err.contains("damaged"),
+        "{err}"
+    );
+    assert!(err.contains("systemd does not restart it"), "{err}");
     assert_eq!(
         std::fs::read(&db).unwrap(),
         junk,

@@ -82,11 +82,15 @@ pub enum AlertCode {
     /// A trade's full record could not be decoded and was skipped (read again at the
     /// re-scan).
     UnreadableTrade,
+    /// The node was restarted three or more times in a row without running steadily in
+    /// between (it crashed, was killed, or stopped with an error a restart may cure); systemd
+    /// keeps restarting it, each time later. `journalctl -u wms-node` says why it stopped.
+    RestartLoop,
 }
 
 impl AlertCode {
     /// Every code, in number order.
-    pub const ALL: [AlertCode; 19] = [
+    pub const ALL: [AlertCode; 20] = [
         AlertCode::Reauthorize,
         AlertCode::TokenExpiry,
         AlertCode::TaobaoCallBudget,
@@ -106,6 +110,7 @@ impl AlertCode {
         AlertCode::CourierInterception,
         AlertCode::ShippedElsewhere,
         AlertCode::UnreadableTrade,
+        AlertCode::RestartLoop,
     ];
 
     /// The stable string form (metrics, JSON): `"reauthorize"`, `"dead_letter"`, ….
@@ -130,11 +135,12 @@ impl AlertCode {
             AlertCode::CourierInterception => "courier_interception",
             AlertCode::ShippedElsewhere => "shipped_elsewhere",
             AlertCode::UnreadableTrade => "unreadable_trade",
+            AlertCode::RestartLoop => "restart_loop",
         }
     }
 
     /// The stable number: 1xx Taobao, 2xx outbox, 3xx store, 4xx OTA, 5xx intake and
-    /// orders. Never reused.
+    /// orders, 8xx the node's own process and HTTP server. Never reused.
     pub fn number(self) -> u16 {
         match self {
             AlertCode::Reauthorize => 101,
@@ -156,6 +162,7 @@ impl AlertCode {
             AlertCode::CourierInterception => 503,
             AlertCode::ShippedElsewhere => 504,
             AlertCode::UnreadableTrade => 505,
+            AlertCode::RestartLoop => 801,
         }
     }
 
@@ -169,7 +176,8 @@ impl AlertCode {
             | AlertCode::OutboxPaused
             | AlertCode::StoreDiskFull
             | AlertCode::PullParcel
-            | AlertCode::CourierInterception => Severity::Critical,
+            | AlertCode::CourierInterception
+            | AlertCode::RestartLoop => Severity::Critical,
             AlertCode::TokenExpiry
             | AlertCode::TaobaoCallBudget
             | AlertCode::Clock

@@ -15,3 +15,4 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod orders;
+pub mod restarts;
