@@ -27,7 +27,7 @@ use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
 use crate::ops::restarts::{Ended, Restarts};
 use crate::outbox::Outbox;
-use crate::store::{Store, StoreError};
+use crate::store::{OpenError, Store, StoreError};
 use crate::taobao::outbox::{TaobaoOp, TaobaoSink};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -74,7 +74,7 @@ pub enum DaemonError {
     },
     /// The store could not be opened (in use by another process, unreadable, too new).
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(#[from] OpenError),
     /// The Taobao client could not be built (bad endpoint) or its tokens not loaded.
     #[error("taobao: {0}")]
     Taobao(#[source] crate::taobao::setup::SetupError),
@@ -157,10 +157,12 @@ fn is_permission(e: &std::io::Error) -> bool {
     )
 }
 
-/// The store's failures as exits: a damaged file or one from a newer release is a person's
-/// to fix; everything else (a full disk, an I/O error, a file still locked by the previous
-/// instance, redb refusing writes after an I/O error, which a fresh open cures) may pass.
-fn store_exit(e: &StoreError) -> Exit {
+/// The store's failures to open as exits. Permanent: another process holds the file (a
+/// second node or a command started by hand: restarting would only collide with it again), a
+/// damaged file, one from a newer release, a file format or a migration step this build
+/// cannot get past, a permission. Transient: a full disk and I/O errors (space is freed, a
+/// device comes back), and a migration or set-up step that failed on them.
+fn store_exit(e: &OpenError) -> Exit {
     let damaged = |what: String| Exit::Permanent {
         fix: format!(
             "{what} is damaged: keep it (it holds the queue), move it aside \
@@ -168,28 +170,16 @@ fn store_exit(e: &StoreError) -> Exit {
              node again (docs/OPERATIONS.md, Troubleshooting)"
         ),
     };
+    let store = |path: &std::path::Path| format!("the store {}", path.display());
     match e {
-        StoreError::SchemaTooNew { path, .. } => Exit::Permanent {
+        OpenError::InUse { path } => Exit::Permanent {
             fix: format!(
-                "{} was written by a newer wms-node: install that version again (package or \
-                 OTA), never start empty over it (docs/OPERATIONS.md, Troubleshooting)",
+                "another process holds the store {} (a second `wms-node run`, or a command \
+                 started by hand on it): stop that process, then start the node again",
                 path.display()
             ),
         },
-        StoreError::Open { path, source } => match &**source {
-            redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))
-            | redb::DatabaseError::RepairAborted => {
-                damaged(format!("the store {}", path.display()))
-            }
-            // redb reads a header that is not its own, or a file cut short, as these.
-            redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                if matches!(
-                    io.kind(),
-                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                damaged(format!("the store {}", path.display()))
-            }
+        OpenError::Damaged { path, source } => match &**source {
             redb::DatabaseError::UpgradeRequired(_) => Exit::Permanent {
                 fix: format!(
                     "{} is in a file format this build cannot read: start the release that \
@@ -197,24 +187,56 @@ fn store_exit(e: &StoreError) -> Exit {
                     path.display()
                 ),
             },
-            redb::DatabaseError::Storage(redb::StorageError::Io(io)) if is_permission(io) => {
-                Exit::Permanent {
-                    fix: format!(
-                        "make {} readable and writable by the service user, then start the \
-                         node again",
-                        path.display()
-                    ),
-                }
-            }
-            _ => Exit::Transient,
+            _ => damaged(store(path)),
         },
-        StoreError::Corrupt { table, key } => {
-            damaged(format!("the store (record {key} of table {table})"))
-        }
-        StoreError::Database(db) if matches!(**db, redb::Error::Corrupted(_)) => {
-            damaged("the store".into())
-        }
-        _ => Exit::Transient,
+        OpenError::SchemaTooNew { path, .. } => Exit::Permanent {
+            fix: format!(
+                "{} was written by a newer wms-node: install that version again (package or \
+                 OTA), never start empty over it (docs/OPERATIONS.md, Troubleshooting)",
+                path.display()
+            ),
+        },
+        OpenError::Convert { legacy, .. } => Exit::Permanent {
+            fix: format!(
+                "the earlier release's store {} cannot be converted: keep it (the earlier \
+                 release still reads it), move it aside to start empty, or run that release \
+                 (docs/OPERATIONS.md, Troubleshooting)",
+                legacy.display()
+            ),
+        },
+        OpenError::Io { path, source } if is_permission(source) => Exit::Permanent {
+            fix: format!(
+                "make {} readable and writable by the service user, then start the node again",
+                path.display()
+            ),
+        },
+        OpenError::DiskFull { .. } | OpenError::Io { .. } => Exit::Transient,
+        // A step that ran out of room or hit an I/O error is retried at the next start, which
+        // succeeds once there is space; one that failed otherwise fails the same way again.
+        OpenError::Migration { source, .. } if waits_for_the_disk(source) => Exit::Transient,
+        OpenError::Migration { to, .. } => Exit::Permanent {
+            fix: format!(
+                "migrating the store to schema version {to} failed (nothing was changed): keep \
+                 the store, run the previous release again and report the error above"
+            ),
+        },
+        // Its metadata does not read: damage. Anything else (the disk, a bug) is left to the
+        // restarts, whose loop is alerted.
+        OpenError::Setup { path, source } if is_corruption(source) => damaged(store(path)),
+        OpenError::Setup { .. } => Exit::Transient,
+    }
+}
+
+/// A full disk or an I/O error (not damage found in the file).
+fn waits_for_the_disk(e: &StoreError) -> bool {
+    !is_corruption(e) && e.disposition() == crate::store::Disposition::WaitForStore
+}
+
+fn is_corruption(e: &StoreError) -> bool {
+    match e {
+        StoreError::Corrupt { .. } => true,
+        StoreError::Database(db) => matches!(**db, redb::Error::Corrupted(_)),
+        _ => false,
     }
 }
 
@@ -430,6 +452,28 @@ async fn open_store(
     Ok(store)
 }
 
+/// Mirrors the store's health into the `store` check until shutdown.
+async fn report_store_health(
+    mut watch: tokio::sync::watch::Receiver<crate::store::StoreHealth>,
+    health: Health,
+    token: CancellationToken,
+) -> Result<(), Infallible> {
+    use crate::ops::health::{CheckName, Status};
+    loop {
+        let now = watch.borrow_and_update().clone();
+        match now.problem {
+            None => health.ok(CheckName::Store, "open; writes are durable"),
+            Some(problem) => health.set(CheckName::Store, Status::Failing, problem),
+        }
+        tokio::select! {
+            // Shutdown: the store closes last, after this task.
+            _ = token.cancelled() => return Ok(()),
+            // The writer failed, or writes again.
+            changed = watch.changed() => if changed.is_err() { return Ok(()) },
+        }
+    }
+}
+
 /// The warehouse's parts: order intake (not yet running), the event bus, the operators'
 /// order and SKU API, and the status page's "Orders" block.
 struct Warehouse {
@@ -531,6 +575,12 @@ fn spawn_jobs(
     tasks.spawn(
         "auth-resume",
         resume_on_renewal(outbox.clone(), taobao.tokens.renewals(), token.clone()),
+    );
+    // The store's real state, not "open" once: a full disk or an I/O error makes it refuse
+    // writes until it has reopened itself (store/mod.rs, "When the disk fails").
+    tasks.spawn(
+        "store-health",
+        report_store_health(store.watch_health(), health.clone(), token.clone()),
     );
     tasks.spawn(
         "carriers",
@@ -783,29 +833,60 @@ mod tests {
     #[test]
     fn exits_are_permanent_only_where_a_restart_cannot_help() {
         use std::io::{Error, ErrorKind};
-        let path = PathBuf::from("/var/lib/wms-node/wms-node.redb");
-        let open = |e: redb::DatabaseError| {
-            DaemonError::Store(StoreError::Open {
+        let path = PathBuf::from("/var/lib/wms-node/wms-node.v3.redb");
+        let store = |e: OpenError| DaemonError::Store(e);
+        let damaged = |e: redb::DatabaseError| {
+            store(OpenError::Damaged {
                 path: path.clone(),
                 source: Arc::new(e),
             })
         };
+        let io = |e: Error| {
+            store(OpenError::Io {
+                path: path.clone(),
+                source: Arc::new(e),
+            })
+        };
+        let corrupted = || StoreError::Database(Arc::new(redb::Error::Corrupted("page".into())));
         let permanent = [
-            DaemonError::Store(StoreError::SchemaTooNew {
+            store(OpenError::InUse { path: path.clone() }),
+            damaged(redb::DatabaseError::Storage(redb::StorageError::Corrupted(
+                "bad page".into(),
+            ))),
+            damaged(redb::DatabaseError::Storage(redb::StorageError::Io(
+                Error::from(ErrorKind::InvalidData),
+            ))),
+            damaged(redb::DatabaseError::RepairAborted),
+            store(OpenError::SchemaTooNew {
                 path: path.clone(),
                 found: 9,
                 compat: 9,
                 supported: 1,
             }),
-            open(redb::DatabaseError::Storage(redb::StorageError::Corrupted(
-                "bad page".into(),
-            ))),
-            open(redb::DatabaseError::Storage(redb::StorageError::Io(
-                Error::from(ErrorKind::InvalidData),
-            ))),
-            open(redb::DatabaseError::Storage(redb::StorageError::Io(
-                Error::from(ErrorKind::PermissionDenied),
-            ))),
+            store(OpenError::Migration {
+                to: 4,
+                source: StoreError::Corrupt {
+                    table: "outbox".into(),
+                    key: "7".into(),
+                },
+            }),
+            store(OpenError::Migration {
+                to: 4,
+                source: StoreError::Aborted("a step refused".into()),
+            }),
+            store(OpenError::Migration {
+                to: 4,
+                source: corrupted(),
+            }),
+            store(OpenError::Setup {
+                path: path.clone(),
+                source: corrupted(),
+            }),
+            store(OpenError::Convert {
+                legacy: "/var/lib/wms-node/wms-node.redb".into(),
+                reason: "not a store".into(),
+            }),
+            io(Error::from(ErrorKind::PermissionDenied)),
             DaemonError::DataDir {
                 path: "/data".into(),
                 source: Error::from(ErrorKind::PermissionDenied),
@@ -818,12 +899,20 @@ mod tests {
             }
         }
         let transient = [
-            DaemonError::Store(StoreError::DiskFull),
-            DaemonError::Store(StoreError::Database(Arc::new(redb::Error::PreviousIo))),
-            DaemonError::Store(StoreError::InUse { path: path.clone() }),
-            open(redb::DatabaseError::Storage(redb::StorageError::Io(
-                Error::from_raw_os_error(5),
-            ))),
+            store(OpenError::DiskFull { path: path.clone() }),
+            io(Error::from_raw_os_error(5)),
+            store(OpenError::Migration {
+                to: 4,
+                source: StoreError::DiskFull,
+            }),
+            store(OpenError::Migration {
+                to: 4,
+                source: StoreError::Database(Arc::new(redb::Error::PreviousIo)),
+            }),
+            store(OpenError::Setup {
+                path: path.clone(),
+                source: StoreError::Unavailable("an I/O error".into()),
+            }),
             DaemonError::DataDir {
                 path: "/data".into(),
                 source: Error::from_raw_os_error(28),

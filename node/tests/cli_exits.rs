@@ -147,7 +147,7 @@ fn permanent_causes_exit_2_with_one_line_saying_what_to_do() {
     let junk: Vec<u8> = (0..65_536u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
-    std::fs::write(dir.path().join("data/wms-node.redb"), &junk).unwrap();
+    std::fs::write(dir.path().join("data").join(wms_node::store::FILE), &junk).unwrap();
     let out = command(&config, "run").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let log = text(&out);
@@ -172,7 +172,7 @@ fn permanent_causes_exit_2_with_one_line_saying_what_to_do() {
             .unwrap();
         rt.block_on(async {
             std::fs::create_dir_all(dir.path().join("data")).unwrap();
-            let opts = wms_node::store::StoreOptions::new(dir.path().join("data/wms-node.redb"));
+            let opts = wms_node::store::StoreOptions::in_dir(dir.path().join("data"));
             let store =
                 wms_node::store::Store::open(opts, wms_node::ops::alert::Alerts::new()).unwrap();
             let newer = wms_node::store::schema::current_version() + 5;
@@ -191,6 +191,27 @@ fn permanent_causes_exit_2_with_one_line_saying_what_to_do() {
     let log = text(&out);
     let what = log.lines().find(|l| l.contains("what to do:")).unwrap();
     assert!(what.contains("newer wms-node"), "{what}");
+
+    // A second node on a running node's data directory (started by hand): restarting it
+    // would only collide again. The running node, and its record of runs, are untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let running = Node::start(&config);
+    let before = record(dir.path());
+    let out = command(&config, "run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let log = text(&out);
+    let what = log.lines().find(|l| l.contains("what to do:")).unwrap();
+    assert!(what.contains("another process holds the store"), "{what}");
+    assert_eq!(record(dir.path()), before);
+    assert!(running.get("/metrics").starts_with("HTTP/1.1 200"));
+    assert_eq!(running.term(), 0);
+    let after = record(dir.path());
+    assert_eq!(
+        (after.ended.clone(), after.in_a_row),
+        (Some(Ended::Clean), 0),
+        "{after:?}"
+    );
 }
 
 #[test]

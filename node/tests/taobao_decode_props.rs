@@ -219,15 +219,15 @@ fn classify(e: &TopError, limiter: &Limiter) {
     if let Disposition::Retry { after: Some(after) } = e.disposition() {
         assert!(after <= MAX_BAN.max(Duration::from_secs(60)), "{after:?}");
     }
-    if let Some(api) = e.api() {
-        if let Some((scope, after)) = api.ban() {
-            if let Some(after) = after {
-                assert!(after <= MAX_BAN, "a ban of {after:?}");
-            }
-            let now = chrono::Utc::now();
-            limiter.ban(scope, after.unwrap_or(Duration::from_secs(1)), now);
-            let _ = limiter.check_ban(&api.method, now);
+    if let Some(api) = e.api()
+        && let Some((scope, after)) = api.ban()
+    {
+        if let Some(after) = after {
+            assert!(after <= MAX_BAN, "a ban of {after:?}");
         }
+        let now = chrono::Utc::now();
+        limiter.ban(scope, after.unwrap_or(Duration::from_secs(1)), now);
+        let _ = limiter.check_ban(&api.method, now);
     }
 }
 

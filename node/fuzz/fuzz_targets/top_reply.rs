@@ -28,16 +28,16 @@ fuzz_target!(|data: &[u8]| {
             if let Disposition::Retry { after: Some(a) } = e.disposition() {
                 assert!(a <= MAX_BAN.max(Duration::from_secs(60)), "{a:?}");
             }
-            if let Some(api) = e.api() {
-                if let Some((scope, after)) = api.ban() {
-                    if let Some(a) = after {
-                        assert!(a <= MAX_BAN, "a ban of {a:?}");
-                    }
-                    let now = chrono::Utc::now();
-                    let limiter = Limiter::new(RateLimits::unlimited());
-                    limiter.ban(scope, after.unwrap_or(Duration::from_secs(1)), now);
-                    let _ = limiter.check_ban(method, now);
+            if let Some(api) = e.api()
+                && let Some((scope, after)) = api.ban()
+            {
+                if let Some(a) = after {
+                    assert!(a <= MAX_BAN, "a ban of {a:?}");
                 }
+                let now = chrono::Utc::now();
+                let limiter = Limiter::new(RateLimits::unlimited());
+                limiter.ban(scope, after.unwrap_or(Duration::from_secs(1)), now);
+                let _ = limiter.check_ban(method, now);
             }
         }
     }

@@ -60,7 +60,7 @@ impl fmt::Display for Exact {
         ];
         let (unit, size) = UNITS
             .iter()
-            .find(|(_, size)| ns % size == 0)
+            .find(|(_, size)| ns.is_multiple_of(*size))
             .copied()
             .unwrap_or(("ns", 1));
         write!(f, "{}{unit}", ns / size)

@@ -487,12 +487,12 @@ pub fn browser_request(method: &Method, headers: &axum::http::HeaderMap) -> Opti
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     // A name could be an attacker's, pointed at this box (DNS rebinding); the node's own
     // clients use the listen address.
-    if let Some(h) = host {
-        if !host_is_address(h) {
-            return Some(format!(
-                "Host `{h}` is not an address of this box: use the IP address (e.g. 127.0.0.1)"
-            ));
-        }
+    if let Some(h) = host
+        && !host_is_address(h)
+    {
+        return Some(format!(
+            "Host `{h}` is not an address of this box: use the IP address (e.g. 127.0.0.1)"
+        ));
     }
     let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if !changes {

@@ -23,7 +23,10 @@
 //!
 //! The file is written whole (temporary file, fsync, rename, fsync of the directory), at most
 //! three times a run. A record that cannot be read or written never stops the node: it is
-//! logged and the node runs without counting.
+//! logged and the node runs without counting. The run that owns the record holds an `flock` on
+//! `run.lock` beside it: a second node started on the same data directory (by hand, while the
+//! service runs) leaves the record alone, so it neither counts the running node as crashed
+//! nor overwrites its record before it stops on the store that the first one holds.
 
 use super::alert::{AlertCode, Alerts, Severity};
 use firmware_bridge::pace::Backoff;
@@ -35,6 +38,9 @@ use std::time::Duration;
 
 /// The record's file name inside `node.data_dir`.
 pub const FILE: &str = "run.json";
+
+/// The file whose `flock` the run owning the record holds, inside `node.data_dir`.
+pub const LOCK_FILE: &str = "run.lock";
 
 /// How long a run must last for the restarts before it to stop counting as "in a row".
 pub const STABLE_AFTER: Duration = Duration::from_secs(10 * 60);
@@ -173,6 +179,21 @@ pub fn launch_delay(record: Option<&Record>, boot_id: Option<&str>) -> Option<(D
     })
 }
 
+/// An exclusive `flock` on `<data_dir>/run.lock`, released when the file is closed or the
+/// process dies; `Ok(None)` when another process holds it.
+fn take_lock(data_dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join(LOCK_FILE))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The kernel's id of this boot, to tell a crash from a power cut.
 pub fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -188,12 +209,38 @@ pub struct Restarts {
     data_dir: PathBuf,
     record: std::sync::Arc<std::sync::Mutex<Record>>,
     alerts: Alerts,
+    /// Whether this run owns the record: not when another process holds `run.lock` (this run
+    /// then writes nothing).
+    owner: bool,
+    /// The `run.lock` held for as long as this run lasts.
+    _lock: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl Restarts {
     /// Reads how the previous run ended, counts this start if it is a restart (metrics, and
     /// the `restart_loop` alert from the third in a row), and records this run as running.
     pub fn begin(data_dir: &Path, alerts: Alerts, now_ms: u64, boot_id: Option<String>) -> Self {
+        let lock = match take_lock(data_dir) {
+            Ok(Some(file)) => Some(std::sync::Arc::new(file)),
+            Ok(None) => {
+                tracing::warn!(dir = %data_dir.display(),
+                    "another process runs a node on this data directory; this run leaves the \
+                     record of runs alone");
+                return Restarts {
+                    data_dir: data_dir.to_owned(),
+                    record: Default::default(),
+                    alerts,
+                    owner: false,
+                    _lock: None,
+                };
+            }
+            // The record is still worth keeping without the lock.
+            Err(e) => {
+                tracing::warn!(file = %data_dir.join(LOCK_FILE).display(), error = %e,
+                    "cannot lock the run record; counting restarts without the lock");
+                None
+            }
+        };
         let previous = match Record::load(data_dir) {
             Ok(r) => r,
             Err(e) => {
@@ -228,6 +275,8 @@ impl Restarts {
             data_dir: data_dir.to_owned(),
             record: std::sync::Arc::new(std::sync::Mutex::new(record.clone())),
             alerts,
+            owner: true,
+            _lock: lock,
         };
         me.save(&record);
         me.report(&record);
@@ -286,6 +335,9 @@ impl Restarts {
     }
 
     fn save(&self, record: &Record) {
+        if !self.owner {
+            return;
+        }
         if let Err(e) = record.save(&self.data_dir) {
             tracing::warn!(file = %self.data_dir.join(FILE).display(), error = %e,
                 "cannot write the run record; restarts may be miscounted");
@@ -321,8 +373,35 @@ impl Restarts {
 mod tests {
     use super::*;
 
+    /// A run of its own process: its lock is let go at once, as the process holding it is
+    /// gone by the time these tests start the next run.
     fn begin(dir: &Path, boot: &str) -> Restarts {
-        Restarts::begin(dir, Alerts::new(), 1_000, Some(boot.into()))
+        let mut r = Restarts::begin(dir, Alerts::new(), 1_000, Some(boot.into()));
+        r._lock = None;
+        r
+    }
+
+    #[test]
+    fn a_second_node_on_the_same_data_dir_leaves_the_running_nodes_record_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = Restarts::begin(dir.path(), Alerts::new(), 1_000, Some("b1".into()));
+        let before = Record::load(dir.path()).unwrap().unwrap();
+        // Started by hand while the service runs: it must not count the running node as
+        // crashed, nor record its own end (it stops on the store the first one holds).
+        let second = Restarts::begin(dir.path(), Alerts::new(), 2_000, Some("b1".into()));
+        assert_eq!(second.record().in_a_row, 0);
+        second.end(Ended::Permanent {
+            reason: "the store is in use by another process".into(),
+        });
+        drop(second);
+        assert_eq!(Record::load(dir.path()).unwrap().unwrap(), before);
+        running.end(Ended::Clean);
+        drop(running);
+        // The lock goes with the run: the next start owns the record and counts nothing.
+        let next = Restarts::begin(dir.path(), Alerts::new(), 3_000, Some("b1".into()));
+        let rec = Record::load(dir.path()).unwrap().unwrap();
+        assert_eq!((rec.started_at_ms, rec.in_a_row), (3_000, 0));
+        drop(next);
     }
 
     #[test]
@@ -376,9 +455,14 @@ mod tests {
     fn the_third_restart_in_a_row_alerts_and_a_stable_run_clears_it() {
         let dir = tempfile::tempdir().unwrap();
         let alerts = Alerts::new();
-        let mut r = Restarts::begin(dir.path(), alerts.clone(), 0, Some("b".into()));
+        let run = || {
+            let mut r = Restarts::begin(dir.path(), alerts.clone(), 0, Some("b".into()));
+            r._lock = None;
+            r
+        };
+        let mut r = run();
         for n in 1..=4 {
-            r = Restarts::begin(dir.path(), alerts.clone(), 0, Some("b".into()));
+            r = run();
             assert_eq!(r.record().in_a_row, n);
             assert_eq!(
                 alerts.is_active(AlertCode::RestartLoop),
