@@ -583,6 +583,15 @@ fn spawn_jobs(
         report_store_health(store.watch_health(), health.clone(), token.clone()),
     );
     tasks.spawn(
+        "call-count",
+        crate::taobao::budget::keep(
+            taobao.client.clone(),
+            store.clone(),
+            crate::taobao::budget::KEEP_EVERY,
+            token.clone(),
+        ),
+    );
+    tasks.spawn(
         "carriers",
         crate::sync::carriers::run(
             taobao.client.clone(),

@@ -555,6 +555,7 @@ impl Config {
         o.group_commit_max_wait = s.group_commit_max_wait;
         o.group_commit_max_batch = s.group_commit_max_batch;
         o.quick_repair = s.quick_repair;
+        o.schemas.push(crate::outbox::SCHEMA);
         o
     }
 
