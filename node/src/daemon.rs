@@ -214,10 +214,11 @@ fn store_exit(e: &OpenError) -> Exit {
         // A step that ran out of room or hit an I/O error is retried at the next start, which
         // succeeds once there is space; one that failed otherwise fails the same way again.
         OpenError::Migration { source, .. } if waits_for_the_disk(source) => Exit::Transient,
-        OpenError::Migration { to, .. } => Exit::Permanent {
+        OpenError::Migration { part, to, .. } => Exit::Permanent {
             fix: format!(
-                "migrating the store to schema version {to} failed (nothing was changed): keep \
-                 the store, run the previous release again and report the error above"
+                "migrating the store's {part} schema to version {to} failed (nothing was \
+                 changed): keep the store, run the previous release again and report the error \
+                 above"
             ),
         },
         // Its metadata does not read: damage. Anything else (the disk, a bug) is left to the
@@ -868,11 +869,13 @@ mod tests {
             damaged(redb::DatabaseError::RepairAborted),
             store(OpenError::SchemaTooNew {
                 path: path.clone(),
+                part: "store",
                 found: 9,
                 compat: 9,
                 supported: 1,
             }),
             store(OpenError::Migration {
+                part: "outbox",
                 to: 4,
                 source: StoreError::Corrupt {
                     table: "outbox".into(),
@@ -880,10 +883,12 @@ mod tests {
                 },
             }),
             store(OpenError::Migration {
+                part: "outbox",
                 to: 4,
                 source: StoreError::Aborted("a step refused".into()),
             }),
             store(OpenError::Migration {
+                part: "outbox",
                 to: 4,
                 source: corrupted(),
             }),
@@ -911,10 +916,12 @@ mod tests {
             store(OpenError::DiskFull { path: path.clone() }),
             io(Error::from_raw_os_error(5)),
             store(OpenError::Migration {
+                part: "outbox",
                 to: 4,
                 source: StoreError::DiskFull,
             }),
             store(OpenError::Migration {
+                part: "outbox",
                 to: 4,
                 source: StoreError::Database(Arc::new(redb::Error::PreviousIo)),
             }),
