@@ -153,6 +153,10 @@ pub enum AlertCode {
     /// A trade's full record could not be decoded and was skipped (read again at the
     /// re-scan).
     UnreadableTrade,
+    /// The node was restarted three or more times in a row without running steadily in
+    /// between (it crashed, was killed, or stopped with an error a restart may cure); systemd
+    /// keeps restarting it, each time later. `journalctl -u wms-node` says why it stopped.
+    RestartLoop,
     /// Alert notices cannot reach the configured webhook: it refuses them (a wrong URL token,
     /// signing secret, keyword or IP allow-list in the robot's settings) or answers with an
     /// error. Notices keep queueing; check `[alerts]` and the robot's security settings.
@@ -183,6 +187,7 @@ impl AlertCode {
         AlertCode::CourierInterception,
         AlertCode::ShippedElsewhere,
         AlertCode::UnreadableTrade,
+        AlertCode::RestartLoop,
         AlertCode::AlertDelivery,
     ];
 
@@ -210,12 +215,14 @@ impl AlertCode {
             AlertCode::CourierInterception => "courier_interception",
             AlertCode::ShippedElsewhere => "shipped_elsewhere",
             AlertCode::UnreadableTrade => "unreadable_trade",
+            AlertCode::RestartLoop => "restart_loop",
             AlertCode::AlertDelivery => "alert_delivery",
         }
     }
 
     /// The stable number: 1xx Taobao, 2xx outbox, 3xx store, 4xx OTA, 5xx intake and orders,
-    /// 6xx stock and shipping, 7xx floor, 9xx alert delivery. Never reused.
+    /// 6xx stock and shipping, 7xx floor, 8xx the node's own process and HTTP server, 9xx alert
+    /// delivery. Never reused.
     pub fn number(self) -> u16 {
         match self {
             AlertCode::Reauthorize => 101,
@@ -239,6 +246,7 @@ impl AlertCode {
             AlertCode::CourierInterception => 503,
             AlertCode::ShippedElsewhere => 504,
             AlertCode::UnreadableTrade => 505,
+            AlertCode::RestartLoop => 801,
             AlertCode::AlertDelivery => 901,
         }
     }
@@ -263,7 +271,8 @@ impl AlertCode {
             | AlertCode::StoreDiskFull
             | AlertCode::StoreIo
             | AlertCode::PullParcel
-            | AlertCode::CourierInterception => Severity::Critical,
+            | AlertCode::CourierInterception
+            | AlertCode::RestartLoop => Severity::Critical,
             AlertCode::TokenExpiry
             | AlertCode::TaobaoCallBudget
             | AlertCode::Clock
