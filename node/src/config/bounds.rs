@@ -321,6 +321,34 @@ pub const BOUNDS: &[Bound] = &[
         max: Num::Int(4096),
         zero_means_off: false,
     },
+    // A flapping alert is told again at most this often; a day is the longest that still
+    // tells people it came back.
+    Bound {
+        key: "alerts.min_interval",
+        min: ms(0),
+        max: days(1),
+        zero_means_off: false,
+    },
+    // DingTalk and WeCom robots take 20 a minute (checked besides, per webhook kind).
+    Bound {
+        key: "alerts.per_minute",
+        min: Num::Int(1),
+        max: Num::Int(60),
+        zero_means_off: false,
+    },
+    // Resolved alerts kept for the status page and `alerts --history`; 0 keeps none.
+    Bound {
+        key: "alerts.history",
+        min: Num::Int(0),
+        max: Num::Int(10_000),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "alerts.timeout",
+        min: secs(1),
+        max: secs(60),
+        zero_means_off: false,
+    },
     // A store migration on a slow card takes time; systemd's start timeout is extended by it.
     Bound {
         key: "ota.gate_timeout",

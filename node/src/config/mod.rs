@@ -598,17 +598,18 @@ pub struct AlertsConfig {
     /// The severities people are told about: any of `"info"`, `"warning"`, `"critical"`.
     pub severities: Vec<Severity>,
     /// An alert that cleared is told `raised` again no sooner than this after its last
-    /// notice (a flapping condition costs at most two notices per interval).
+    /// notice (a flapping condition costs at most two notices per interval). From 0s to 1d.
     #[serde(with = "humantime_serde")]
     pub min_interval: Duration,
     /// Notices a minute at most (1 to 60). DingTalk and WeCom robots take 20 and block a
-    /// sender for 10 minutes beyond that, so at most 20 for them.
+    /// sender for 10 minutes beyond that, so at most 20 for them. From 1 to 60.
     pub per_minute: u32,
     /// Whether a `resolved` notice is sent when an alert clears.
     pub send_resolved: bool,
     /// Resolved alerts kept in the store and shown as "recently resolved" (0 to 10000).
+    /// From 0 to 10000.
     pub history: usize,
-    /// The longest wait for the webhook to answer one notice.
+    /// The longest wait for the webhook to answer one notice. From 1s to 1m.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -1243,6 +1244,7 @@ impl AlertsConfig {
     /// `[alerts]`: the webhook, its URL and secret, the limits. Never echoes the URL or the
     /// secret.
     fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        use bounds::{Num, check, count};
         let a = self;
         if a.webhook != AlertWebhook::None {
             match &a.url {
@@ -1304,13 +1306,10 @@ impl AlertsConfig {
                 "must name at least one of \"info\", \"warning\", \"critical\"".into(),
             );
         }
-        if a.min_interval > Duration::from_secs(24 * 3600) {
-            bad("alerts.min_interval", "must be at most 24h".into());
-        }
+        check(bad, "alerts.min_interval", Num::Time(a.min_interval));
         let robot = matches!(a.webhook, AlertWebhook::DingTalk | AlertWebhook::WeCom);
-        if a.per_minute == 0 || a.per_minute > 60 {
-            bad("alerts.per_minute", "must be between 1 and 60".into());
-        } else if robot && a.per_minute > 20 {
+        check(bad, "alerts.per_minute", count(a.per_minute as usize));
+        if robot && a.per_minute > 20 {
             bad(
                 "alerts.per_minute",
                 "must be at most 20 for a DingTalk or WeCom robot: they take 20 messages a \
@@ -1318,12 +1317,8 @@ impl AlertsConfig {
                     .into(),
             );
         }
-        if a.history > 10_000 {
-            bad("alerts.history", "must be at most 10000".into());
-        }
-        if a.timeout < Duration::from_secs(1) || a.timeout > Duration::from_secs(60) {
-            bad("alerts.timeout", "must be between 1s and 60s".into());
-        }
+        check(bad, "alerts.history", count(a.history));
+        check(bad, "alerts.timeout", Num::Time(a.timeout));
     }
 }
 
