@@ -40,8 +40,8 @@ pub enum TopicError {
     /// The class segment is not scanner, printer or gateway.
     #[error("topic class is not scanner, printer or gateway")]
     Class,
-    /// The channel segment is not evt, cmd, reply or state.
-    #[error("topic channel is not evt, cmd, reply or state")]
+    /// The channel segment is not evt, cmd, reply, state or alert.
+    #[error("topic channel is not evt, cmd, reply, state or alert")]
     Channel,
     /// A site or id segment is empty.
     #[error("{0} is empty")]
