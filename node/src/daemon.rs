@@ -126,7 +126,12 @@ pub struct Started {
     pub http_addr: SocketAddr,
     /// The node's health checks.
     pub health: Health,
-    store: Store,
+    /// Committed warehouse events (orders arrived, held, released, …).
+    pub bus: crate::wms::Bus,
+    /// The order intake's progress.
+    pub intake: crate::sync::intake::IntakeHandle,
+    /// The store (for embedding code that commits through `wms/`).
+    pub store: Store,
     taobao: crate::taobao::setup::Taobao,
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
@@ -169,7 +174,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     ota.raise_alerts(&alerts);
 
     let (tasks, failures) = Tasks::new();
-    spawn_jobs(&tasks, &outbox, &taobao, &store, &health, &alerts, &token);
+    let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
+    spawn_jobs(
+        &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
+    );
+    tasks.spawn("intake", warehouse.intake.run(token.clone()));
     tasks.spawn(
         "ota-alerts",
         ota.clone()
@@ -181,11 +190,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         health: health.clone(),
         alerts: alerts.clone(),
         metrics,
-        sections: vec![Arc::new(outbox.clone()) as Arc<dyn StatusSource>],
+        sections: vec![
+            Arc::new(warehouse.section) as Arc<dyn StatusSource>,
+            Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
+        ],
     };
     let admin = crate::ops::http::local_only(
         axum::Router::new()
             .merge(crate::outbox::admin::router(outbox.admin()))
+            .merge(crate::ops::orders::router(warehouse.admin))
             .merge(crate::taobao::admin::router(
                 taobao.tokens.clone(),
                 config.taobao.oauth_options(None),
@@ -205,6 +218,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         outbox,
         http_addr,
         health,
+        bus: warehouse.bus,
+        intake: warehouse.handle,
         store,
         taobao,
         tasks,
@@ -258,7 +273,78 @@ async fn open_store(
     Ok(store)
 }
 
-/// The jobs: outbox delivery to Taobao, resuming it when new tokens arrive, the carrier list.
+/// The warehouse's parts: order intake (not yet running), the event bus, the operators'
+/// order and SKU API, and the status page's "Orders" block.
+struct Warehouse {
+    bus: crate::wms::Bus,
+    shop: crate::wms::ShopId,
+    clock: crate::taobao::time::Clock,
+    intake: crate::sync::intake::Intake,
+    handle: crate::sync::intake::IntakeHandle,
+    admin: crate::ops::orders::OrdersAdmin,
+    section: crate::sync::intake::IntakeSection,
+}
+
+impl Warehouse {
+    fn new(
+        config: &Config,
+        taobao: &crate::taobao::setup::Taobao,
+        store: &Store,
+        outbox: &Outbox<TaobaoOp>,
+        health: &Health,
+        alerts: &Alerts,
+    ) -> Warehouse {
+        let clock = crate::taobao::time::Clock::system();
+        let bus = crate::wms::Bus::new();
+        let intake_opts = config.intake_options();
+        let shop = intake_opts.shop.clone();
+        let (intake, handle) = crate::sync::intake::Intake::new(
+            taobao.client.clone(),
+            store.clone(),
+            outbox.clone(),
+            bus.clone(),
+            alerts.clone(),
+            health.clone(),
+            clock.clone(),
+            intake_opts,
+        );
+        let admin = crate::ops::orders::OrdersAdmin::new(
+            store.clone(),
+            shop.clone(),
+            config.rules(),
+            bus.clone(),
+            alerts.clone(),
+        )
+        .with_clock(clock.clone())
+        .with_sync(Arc::new(crate::sync::skus::SkuSync {
+            client: taobao.client.clone(),
+            store: store.clone(),
+            shop: shop.clone(),
+            rules: config.rules(),
+            bus: bus.clone(),
+            clock: clock.clone(),
+        }));
+        let section = crate::sync::intake::IntakeSection::new(
+            handle.clone(),
+            taobao.client.clone(),
+            shop.clone(),
+            clock.clone(),
+        );
+        Warehouse {
+            bus,
+            shop,
+            clock,
+            intake,
+            handle,
+            admin,
+            section,
+        }
+    }
+}
+
+/// The jobs: outbox delivery to Taobao (through the pre-consign check), resuming it when new
+/// tokens arrive, the carrier list.
+#[allow(clippy::too_many_arguments)]
 fn spawn_jobs(
     tasks: &Tasks,
     outbox: &Outbox<TaobaoOp>,
@@ -267,10 +353,18 @@ fn spawn_jobs(
     health: &Health,
     alerts: &Alerts,
     token: &CancellationToken,
+    warehouse: &Warehouse,
 ) {
     tasks.spawn("outbox", {
         let outbox = outbox.clone();
-        let sink = TaobaoSink::new(taobao.client.clone(), alerts.clone());
+        let sink = crate::sync::consign::ConsignGuard::new(
+            TaobaoSink::new(taobao.client.clone(), alerts.clone()),
+            outbox.clone(),
+            warehouse.shop.clone(),
+            warehouse.bus.clone(),
+            alerts.clone(),
+            warehouse.clock.clone(),
+        );
         let token = token.clone();
         async move {
             outbox.run(sink, token).await;

@@ -11,16 +11,18 @@
 //! | [`outbox`] | the durable queue of effects on the outside world and their delivery      |
 //! | [`taobao`] | the TOP client: signing, OAuth, typed calls, error classes                |
 //! | [`floor`]  | not built yet: MQTT scanners, printers and the broker come with the floor |
-//! | [`sync`]   | the jobs between Taobao and the store; today the carrier list only        |
+//! | [`wms`]    | the warehouse's own state and rules: orders, holds, SKUs (no I/O)         |
+//! | [`sync`]   | the jobs between Taobao and the store: order intake, SKU sync, carriers   |
 //! | [`ops`]    | what operators see: logs, alerts, metrics, `/healthz`, the status page    |
 //! | [`ota`]    | signed A/B self-update: installer, launcher, health gate, rollback        |
 //! | [`secret`] | [`secret::Secret`]: a string that never prints                            |
 //! | [`daemon`] | `run(config, shutdown)`: the task tree and its orderly shutdown           |
 //!
-//! What runs today: the store, the outbox delivering shipments and stock levels to Taobao (ops
-//! enqueued through the library, `wms-node demo` and tests), the Taobao client with its tokens,
-//! the carrier list sync, and the ops HTTP server with the admin API. OTA is built (`wms-node
-//! launch`, `ota apply`). Order intake and the floor come with later issues (README.md says what works).
+//! What runs today: the store, order intake (orders, holds, the SKU map, the check before a
+//! shipment leaves), the outbox delivering shipments and stock levels to Taobao (ops enqueued
+//! through the library, `wms-node demo` and tests), the Taobao client with its tokens, the
+//! carrier list sync, and the ops HTTP server with the admin API. OTA is built (`wms-node
+//! launch`, `ota apply`). The floor comes with a later issue (README.md says what works).
 //!
 //! The one rule everything serves: the local store is the source of truth, and nothing the
 //! floor did is ever lost. An acknowledgement (an OK beep, an `Ok` from an enqueue) is only
@@ -36,6 +38,7 @@ pub mod secret;
 pub mod store;
 pub mod sync;
 pub mod taobao;
+pub mod wms;
 
 /// The version printed by `wms-node --version`, reported by the OTA gate and sent as part of
 /// `partner_id`: the package version, unless the build set `WMS_NODE_VERSION_OVERRIDE` at

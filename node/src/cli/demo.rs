@@ -4,19 +4,21 @@
 //! ```text
 //!  simulated shop (in-process taobao-sandbox, demo catalogue, pre-issued session)
 //!        ▲  signed TOP calls over real HTTP on 127.0.0.1
-//!  wms-node (store, outbox, Taobao client, status page on --listen)
-//!        ▲  enqueue Ship + SetStock, in one durable write each
+//!  wms-node (store, order intake, outbox, Taobao client, status page on --listen)
+//!        ▲  handed over + Ship + SetStock, in one durable write each
 //!  simulated pack station (what the floor will do once it is built)
 //! ```
 //!
-//! The script: orders are paid in the shop; the pack station packs each one and enqueues its
-//! shipment (carrier YTO and a waybill number) and the new stock of what it picked. Half-way
-//! the internet link drops (`--outage`): packing goes on, shipments and stock wait in the
-//! outbox, stock updates of the same SKU replace each other; the link returns and the node
+//! The script: the SKU master is imported (the catalogue, with its listings); orders are paid
+//! in the shop, and the node's order intake pulls them and releases them to the floor; the
+//! pack station packs each released order and, in one write, marks it handed over and queues
+//! its shipment (carrier YTO and a waybill number) and the new stock of what it picked.
+//! Half-way the internet link drops (`--outage`): packing goes on, shipments and stock wait in
+//! the outbox, stock updates of the same SKU replace each other; the link returns and the node
 //! catches up by itself. Every figure at the end is read back from the shop, not from the
 //! node: trades shipped, waybill numbers accepted, platform stock equal to the warehouse's.
-//! The floor (pick tasks to MQTT scanners, label printers) and order intake are not built
-//! yet; the pack station stands in for them.
+//! The floor (pick tasks to MQTT scanners, label printers) is not built yet; the pack station
+//! stands in for it.
 
 use clap::Args;
 use std::net::SocketAddr;
@@ -80,6 +82,7 @@ mod script {
     use wms_node::daemon::{self, Started};
     use wms_node::secret::Secret;
     use wms_node::taobao::outbox::TaobaoOp;
+    use wms_node::wms::{self, LocalState, ShopId, Wms};
 
     const SESSION: &str = "demo-session";
     const SHIP: &str = "taobao.logistics.offline.send";
@@ -179,9 +182,12 @@ mod script {
         c.taobao.app_key = taobao_sandbox::DEFAULT_APP_KEY.into();
         c.taobao.app_secret = Some(Secret::new(taobao_sandbox::DEFAULT_APP_SECRET));
         c.taobao.session = Some(Secret::new(SESSION));
-        // Retry within seconds, so the catch-up after a short outage shows at once.
+        // Retry within seconds, so the catch-up after a short outage shows at once; pull
+        // orders every second, so a paid order reaches the pack station at once.
         c.outbox.backoff_initial = Duration::from_millis(500);
         c.outbox.backoff_max = Duration::from_secs(2);
+        c.taobao.poll_interval = Duration::from_secs(1);
+        c.intake.lookback = Duration::from_secs(3600);
         c.http.listen = if std::net::TcpListener::bind(args.listen).is_ok() {
             args.listen
         } else {
@@ -204,15 +210,21 @@ mod script {
             "Shop: {} SKUs on sale; warehouse stock = platform stock.",
             skus.len()
         );
+        import_master(node, sb).await?;
         let orders = args.orders as usize;
         let online = orders.div_ceil(2);
         let mut tids = Vec::new();
 
         println!();
-        println!("1. Link up: {online} orders paid, packed and shipped.");
+        println!(
+            "1. Link up: {online} orders paid; the node pulls them, the pack station packs \
+             and ships them."
+        );
         let started = Instant::now();
-        for i in 0..online {
-            tids.extend(pack_one(i, sb, node, &mut skus).await?);
+        let paid = pay(0..online, sb, &mut skus)?;
+        released(node, &paid).await?;
+        for (i, tid, sku) in paid {
+            tids.push(pack_one(i, tid, sku, node, &skus).await?);
         }
         drained(node, Duration::from_secs(60)).await?;
         println!(
@@ -220,6 +232,10 @@ mod script {
             started.elapsed().as_secs_f64()
         );
 
+        // The second half is paid and pulled before the link drops, so the pack station has
+        // work while it is down.
+        let paid = pay(online..orders, sb, &mut skus)?;
+        released(node, &paid).await?;
         if !args.outage.is_zero() {
             let secs = args.outage.as_secs().max(1);
             let fault =
@@ -242,11 +258,9 @@ mod script {
         let calls_before = ok_calls(sb, STOCK);
         let down_at = Instant::now();
         let mut packed_offline = 0;
-        for i in online..orders {
-            if let Some(tid) = pack_one(i, sb, node, &mut skus).await? {
-                tids.push(tid);
-                packed_offline += 1;
-            }
+        for (i, tid, sku) in paid {
+            tids.push(pack_one(i, tid, sku, node, &skus).await?);
+            packed_offline += 1;
         }
         let stats = stats(node).await?;
         println!(
@@ -282,7 +296,18 @@ mod script {
             stock_calls
         );
 
-        Ok(check(sb, &tids, &skus))
+        let consigned = node.store.read(|r| {
+            let mut n = 0;
+            for tid in &tids {
+                if wms::orders::read_order(r, &ShopId::main(), *tid as u64)?
+                    .is_some_and(|o| o.state == LocalState::Consigned)
+                {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })?;
+        Ok(check(sb, &tids, &skus, consigned))
     }
 
     /// The catalogue's SKUs with their platform stock as the warehouse's starting count.
@@ -304,62 +329,176 @@ mod script {
         out
     }
 
-    /// A buyer pays order `i`; the pack station packs it and enqueues its shipment and the
-    /// new stock of the SKU (one stock change per order). Returns the tid, `None` if sold out.
+    /// The SKU master: every SKU of the catalogue (and the two items without SKUs), with the
+    /// listing that sells it, imported as `wms-node sku import` would.
+    async fn import_master(node: &Started, sb: &Sandbox) -> anyhow::Result<()> {
+        let mut csv = String::from("sku,barcode,name,on_hand,num_iid,sku_id\n");
+        for item in taobao_sandbox::catalogue::demo_items() {
+            let Some(view) = sb.item(item.num_iid) else {
+                continue;
+            };
+            if view.skus.is_empty() {
+                if let Some(code) = &view.outer_id {
+                    csv.push_str(&format!(
+                        "{code},690000{:07},{},{},{},\n",
+                        view.num_iid % 10_000_000,
+                        view.title.replace(',', " "),
+                        view.num,
+                        view.num_iid
+                    ));
+                }
+            }
+            for s in &view.skus {
+                let code = s.outer_id.clone().unwrap_or_else(|| s.sku_id.to_string());
+                csv.push_str(&format!(
+                    "{code},69000000000{:02},{} {code},{},{},{}\n",
+                    s.sku_id % 100,
+                    view.title.replace(',', " "),
+                    s.quantity,
+                    view.num_iid,
+                    s.sku_id
+                ));
+            }
+        }
+        let rows = wms::sku::parse_skus(csv.as_bytes())
+            .map_err(|e| anyhow!("the demo's SKU file: {e:?}"))?;
+        let admin = wms_node::ops::orders::OrdersAdmin::new(
+            node.store.clone(),
+            ShopId::main(),
+            wms::Rules::default(),
+            node.bus.clone(),
+            wms_node::ops::alert::Alerts::new(),
+        );
+        let report = admin
+            .import(wms_node::ops::orders::ImportRequest {
+                skus: rows,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow!("SKU import: {e}"))?;
+        println!(
+            "SKU master imported: {} SKUs, {} listings mapped (as `wms-node sku import`).",
+            report.added.len(),
+            report.listings
+        );
+        Ok(())
+    }
+
+    /// Buyers pay orders `range` (cycling over three SKUs, so stock updates of one SKU pile
+    /// up during the outage). Returns (order number, tid, SKU index) of each.
+    fn pay(
+        range: std::ops::Range<usize>,
+        sb: &Sandbox,
+        skus: &mut [Sku],
+    ) -> anyhow::Result<Vec<(usize, i64, usize)>> {
+        let mut out = Vec::new();
+        for i in range {
+            let k = i % skus.len().min(3);
+            let sku = &mut skus[k];
+            let num = 1 + (i % 2) as i64;
+            if sku.on_hand < num {
+                println!("   order {:>2}: {} is sold out, skipped", i + 1, sku.code);
+                continue;
+            }
+            let created = sb
+                .create_trade(NewTrade {
+                    orders: vec![NewOrder {
+                        num_iid: sku.num_iid,
+                        sku_id: Some(sku.sku_id),
+                        num,
+                    }],
+                    ..NewTrade::default()
+                })
+                .map_err(|e| anyhow!("the shop refused order {}: {e}", i + 1))?;
+            sku.on_hand -= num;
+            out.push((i, created.tid, k));
+        }
+        Ok(out)
+    }
+
+    /// Waits until the node's order intake has pulled and released every one of `paid`.
+    async fn released(node: &Started, paid: &[(usize, i64, usize)]) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(60);
+        loop {
+            let ready = node.store.read(|r| {
+                let mut n = 0;
+                for (_, tid, _) in paid {
+                    if let Some(o) = wms::orders::read_order(r, &ShopId::main(), *tid as u64)? {
+                        if o.state == LocalState::Released {
+                            n += 1;
+                        }
+                    }
+                }
+                Ok(n)
+            })?;
+            if ready == paid.len() {
+                println!(
+                    "   the node pulled and released {ready} orders in {:.1} s (each pull \
+                     leaves Taobao's last 10 s to settle)",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!(
+                    "only {ready} of {} orders were released within 60 s",
+                    paid.len()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The pack station packs a released order: in one durable write it is handed over (the
+    /// pick, pack and ship scans the floor will make), its shipment is queued and so is the
+    /// new stock of its SKU.
     async fn pack_one(
         i: usize,
-        sb: &Sandbox,
+        tid: i64,
+        k: usize,
         node: &Started,
-        skus: &mut [Sku],
-    ) -> anyhow::Result<Option<i64>> {
-        // Orders cycle over three SKUs, so stock updates for one SKU pile up during the outage.
-        let k = i % skus.len().min(3);
-        let sku = &mut skus[k];
-        let num = 1 + (i % 2) as i64;
-        if sku.on_hand < num {
-            println!("   order {:>2}: {} is sold out, skipped", i + 1, sku.code);
-            return Ok(None);
-        }
-        let created = sb
-            .create_trade(NewTrade {
-                orders: vec![NewOrder {
-                    num_iid: sku.num_iid,
-                    sku_id: Some(sku.sku_id),
-                    num,
-                }],
-                ..NewTrade::default()
-            })
-            .map_err(|e| anyhow!("the shop refused order {}: {e}", i + 1))?;
-        let tid = created.tid;
-        sku.on_hand -= num;
+        skus: &[Sku],
+    ) -> anyhow::Result<i64> {
+        let sku = &skus[k];
         let out_sid = format!("YT{:013}", tid.rem_euclid(10_000_000_000_000));
-        let ship = node
-            .outbox
-            .enqueue_now(TaobaoOp::Ship {
-                tid,
-                oids: Vec::new(),
-                company_code: "YTO".into(),
-                out_sid: out_sid.clone(),
-            })
-            .await
-            .map_err(|e| anyhow!("enqueue shipment of {tid}: {e}"))?;
-        node.outbox
-            .enqueue_now(TaobaoOp::SetStock {
-                num_iid: sku.num_iid,
-                sku_id: Some(sku.sku_id),
-                qty: sku.on_hand,
-                version: i as u64 + 1,
-            })
-            .await
-            .map_err(|e| anyhow!("enqueue stock of {}: {e}", sku.code))?;
+        let ship = TaobaoOp::Ship {
+            tid,
+            oids: Vec::new(),
+            company_code: "YTO".into(),
+            out_sid: out_sid.clone(),
+        };
+        let stock = TaobaoOp::SetStock {
+            num_iid: sku.num_iid,
+            sku_id: Some(sku.sku_id),
+            qty: sku.on_hand,
+            version: i as u64 + 1,
+        };
+        let outbox = node.outbox.clone();
+        let bus = node.bus.clone();
+        let now = chrono::Utc::now();
+        let seq = wms::write(&node.store, move |txn| {
+            let mut w = Wms::new(txn, &ShopId::main(), now);
+            w.move_to(tid as u64, LocalState::HandedOver)?;
+            let seq = outbox
+                .enqueue(txn, ship.clone())
+                .map_err(wms_node::store::StoreError::from)?
+                .seq;
+            outbox
+                .enqueue(txn, stock.clone())
+                .map_err(wms_node::store::StoreError::from)?;
+            bus.publish_after_commit(ShopId::MAIN, w.finish()?);
+            Ok(seq)
+        })
+        .await
+        .map_err(|e| anyhow!("packing {tid}: {e}"))?;
         println!(
-            "   order {:>2}: tid {tid}, {num} × {:<14} packed, waybill {out_sid} (op #{}); {} left",
+            "   order {:>2}: tid {tid}, {} packed, waybill {out_sid} (op #{seq}); {} left",
             i + 1,
             sku.code,
-            ship.seq,
             sku.on_hand
         );
-        Ok(Some(tid))
+        Ok(tid)
     }
 
     async fn stats(node: &Started) -> anyhow::Result<wms_node::outbox::admin::Stats> {
@@ -400,7 +539,7 @@ mod script {
     }
 
     /// Reads the outcome back from the shop and prints the summary table.
-    fn check(sb: &Sandbox, tids: &[i64], skus: &[Sku]) -> bool {
+    fn check(sb: &Sandbox, tids: &[i64], skus: &[Sku], consigned: usize) -> bool {
         let shipments = sb.shipments();
         let shipped: BTreeMap<i64, String> = shipments
             .iter()
@@ -446,6 +585,11 @@ mod script {
             "waybill numbers accepted, each trade once",
             format!("{} of {}", shipped.len(), tids.len()),
             once && tids.iter().all(|t| shipped.contains_key(t)),
+        );
+        ok &= row(
+            "orders consigned in the node's own records",
+            format!("{consigned} of {}", tids.len()),
+            consigned == tids.len(),
         );
         ok &= row(
             "SKUs whose platform stock = warehouse stock",

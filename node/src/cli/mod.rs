@@ -8,10 +8,12 @@ pub mod auth;
 pub mod check_config;
 pub mod demo;
 pub mod launch;
+pub mod orders;
 pub mod ota;
 pub mod queue;
 pub mod reconcile;
 pub mod run;
+pub mod sku;
 pub mod stock;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -37,7 +39,9 @@ Getting started:
   wms-node default-config > node.toml        a complete, commented config file to edit
   wms-node check-config --config node.toml   check it (lists every problem at once)
   wms-node auth login --config node.toml     authorize the node for your Taobao shop
+  wms-node sku import skus.csv               the SKU master and which listings sell what
   wms-node run --config node.toml            run the node (systemd: Type=notify)
+  wms-node orders list --held                orders waiting for someone
 
 Every config key can also be set in the environment as WMS_NODE__SECTION__KEY,
 e.g. WMS_NODE__TAOBAO__APP_SECRET. Exit codes: 0 ok, 1 failure, 2 bad usage or config.";
@@ -106,6 +110,10 @@ pub enum Command {
     Auth(auth::AuthArgs),
     /// Inspect and repair the queue of operations waiting for Taobao (shipments, stock).
     Queue(queue::QueueArgs),
+    /// Orders pulled from Taobao: list, show, hold, release.
+    Orders(orders::OrdersArgs),
+    /// The SKU master and the map from Taobao listings to SKUs: import, sync, list.
+    Sku(sku::SkuArgs),
     /// Show and push stock levels.
     Stock(stock::StockArgs),
     /// Compare local orders, shipments and stock with Taobao and report differences.
@@ -162,6 +170,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_USAGE));
             };
             queue::run(args, config.store_options(), Some(config.admin_url()))
+        }
+        Command::Orders(args) => {
+            let Some(config) = load_for_command(&cli.config, log_format) else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            orders::run(args, &config)
+        }
+        Command::Sku(args) => {
+            let Some(config) = load_for_command(&cli.config, log_format) else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            sku::run(args, &config)
         }
         Command::Stock(args) => stock::run(args),
         Command::Reconcile(args) => reconcile::run(args),

@@ -54,6 +54,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// The Taobao Open Platform app and shop connection.
     pub taobao: TaobaoConfig,
+    /// Order intake: how orders are pulled, and what holds them.
+    pub intake: IntakeConfig,
     /// The MQTT broker that scanners, printers and bridges talk to.
     pub mqtt: MqttConfig,
     /// The operations HTTP server: `/healthz`, `/metrics`, the status page.
@@ -241,6 +243,85 @@ impl Default for TaobaoConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             daily_call_budget: 5_000,
+        }
+    }
+}
+
+/// `[intake]`: how orders are pulled from Taobao and which of them wait for a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IntakeConfig {
+    /// How far back the very first pull looks (orders modified since then arrive; the
+    /// re-scan then fetches every order still waiting to ship from the last `rescan_days`).
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
+    /// How much each pull overlaps the previous one (at least 2m), so a change Taobao
+    /// records a little late is not missed.
+    #[serde(with = "humantime_serde")]
+    pub overlap: Duration,
+    /// The overlap after an error or an outage.
+    #[serde(with = "humantime_serde")]
+    pub error_overlap: Duration,
+    /// The longest time window one call asks for (1m to 30m; Taobao advises at most 30m).
+    #[serde(with = "humantime_serde")]
+    pub max_window: Duration,
+    /// Orders per page (1 to 100).
+    pub page_size: u32,
+    /// How often the orders still waiting to ship are re-scanned (`trades.sold.get`), on
+    /// top of the first start and the end of every outage.
+    #[serde(with = "humantime_serde")]
+    pub rescan_every: Duration,
+    /// How many days back (by creation) the re-scan looks (1 to 90).
+    pub rescan_days: u32,
+    /// Open orders not read in full for this long are read again at the re-scan.
+    #[serde(with = "humantime_serde")]
+    pub refresh_after: Duration,
+    /// `/healthz` fails when intake lags more than this while Taobao answers (a link that
+    /// is down only degrades it).
+    #[serde(with = "humantime_serde")]
+    pub lag_alert: Duration,
+    /// Orders read in full (`trade.fullinfo.get`) at once (1 to 16).
+    pub fullinfo_concurrency: usize,
+    /// The trade types to pull (`type`). Empty: Taobao's default set (guarantee_trade,
+    /// auto_delivery, ec, cod, step). List every type the shop sells with, e.g. "fixed".
+    pub trade_types: Vec<String>,
+    /// Ship the lines that are left when some lines of an order are refunded, without
+    /// asking. Off: such an order is held until `wms-node orders release`.
+    pub partial_shipment: bool,
+    /// Seller flag colours (1 red, 2 yellow, 3 green, 4 blue, 5 purple) that hold an order
+    /// for review until `wms-node orders release`.
+    pub review_flags: Vec<u8>,
+    /// Words in the seller's memo that hold an order for review (case-insensitive), e.g.
+    /// ["hold", "暂停", "换"]. The memo itself is never stored.
+    pub review_memo_words: Vec<String>,
+    /// The shop's ship-by promise after payment, for orders whose trade gives no deadline.
+    #[serde(with = "humantime_serde")]
+    pub default_promise: Duration,
+    /// Report to AliGenius (`taobao.rdc.aligenius.sendgoods.cancel`) when an unshipped
+    /// order is stopped after a refund request, so the buyer is refunded at once. Turn off
+    /// if the app lacks the permission (the calls would be refused).
+    pub ag_feedback: bool,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            lookback: Duration::from_secs(24 * 3600),
+            overlap: Duration::from_secs(120),
+            error_overlap: Duration::from_secs(600),
+            max_window: Duration::from_secs(1800),
+            page_size: 100,
+            rescan_every: Duration::from_secs(24 * 3600),
+            rescan_days: 3,
+            refresh_after: Duration::from_secs(24 * 3600),
+            lag_alert: Duration::from_secs(1800),
+            fullinfo_concurrency: 4,
+            trade_types: Vec::new(),
+            partial_shipment: false,
+            review_flags: Vec::new(),
+            review_memo_words: Vec::new(),
+            default_promise: Duration::from_secs(48 * 3600),
+            ag_feedback: true,
         }
     }
 }
@@ -473,6 +554,45 @@ impl Config {
         }
     }
 
+    /// How order intake runs: `[intake]` and `taobao.poll_interval`.
+    pub fn intake_options(&self) -> crate::sync::intake::IntakeOptions {
+        let i = &self.intake;
+        let types: Vec<&str> = i
+            .trade_types
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        crate::sync::intake::IntakeOptions {
+            shop: crate::wms::ShopId::main(),
+            poll_interval: self.taobao.poll_interval,
+            overlap: i.overlap,
+            error_overlap: i.error_overlap,
+            max_window: i.max_window,
+            page_size: i.page_size,
+            lookback: i.lookback,
+            rescan_every: i.rescan_every,
+            rescan_days: i.rescan_days,
+            refresh_after: i.refresh_after,
+            lag_alert: i.lag_alert,
+            fullinfo_concurrency: i.fullinfo_concurrency,
+            trade_types: (!types.is_empty()).then(|| types.join(",")),
+            rules: self.rules(),
+        }
+    }
+
+    /// The hold rules of `[intake]`.
+    pub fn rules(&self) -> crate::wms::Rules {
+        let i = &self.intake;
+        crate::wms::Rules {
+            partial_shipment: i.partial_shipment,
+            review_flags: i.review_flags.clone(),
+            review_memo_words: i.review_memo_words.clone(),
+            default_promise_s: i64::try_from(i.default_promise.as_secs()).unwrap_or(i64::MAX),
+            ag_feedback: i.ag_feedback,
+        }
+    }
+
     /// How OTA works: the `[ota]` settings, `node.data_dir` and the store file. Keys that do
     /// not parse are left out here; [`Config::validate`] reports them.
     pub fn ota_options(&self) -> crate::ota::OtaOptions {
@@ -553,6 +673,7 @@ impl Config {
         self.store.check(&mut bad);
         self.outbox.check(&mut bad);
         self.taobao.check(&mut bad);
+        self.intake.check(self.taobao.poll_interval, &mut bad);
         self.mqtt.check(&mut bad);
         self.ota.check(&mut bad);
         p
@@ -860,6 +981,79 @@ impl TaobaoConfig {
                 "taobao.request_timeout",
                 "must not be shorter than taobao.connect_timeout".into(),
             );
+        }
+    }
+}
+
+impl IntakeConfig {
+    /// `[intake]`: windows, paging, re-scans and the hold rules. `poll_interval` is
+    /// `taobao.poll_interval` (the lag alert must leave room for two polls).
+    fn check(&self, poll_interval: Duration, bad: &mut dyn FnMut(&str, String)) {
+        let i = self;
+        if i.overlap < Duration::from_secs(120) {
+            bad(
+                "intake.overlap",
+                "must be at least 2m: Taobao records some changes a little late".into(),
+            );
+        }
+        if i.error_overlap < i.overlap {
+            bad(
+                "intake.error_overlap",
+                "must not be shorter than intake.overlap".into(),
+            );
+        }
+        if i.max_window < Duration::from_secs(60) || i.max_window > Duration::from_secs(1800) {
+            bad(
+                "intake.max_window",
+                "must be between 1m and 30m (Taobao advises windows of at most 30 minutes)".into(),
+            );
+        }
+        if !(1..=100).contains(&i.page_size) {
+            bad("intake.page_size", "must be between 1 and 100".into());
+        }
+        if i.lookback > Duration::from_secs(89 * 86_400) {
+            bad(
+                "intake.lookback",
+                "must be at most 89 days: Taobao keeps three months of changes".into(),
+            );
+        }
+        if !(1..=90).contains(&i.rescan_days) {
+            bad("intake.rescan_days", "must be between 1 and 90".into());
+        }
+        if i.rescan_every < Duration::from_secs(3600) {
+            bad(
+                "intake.rescan_every",
+                "must be at least 1h (each re-scan costs calls of the daily budget)".into(),
+            );
+        }
+        if i.lag_alert < poll_interval * 2 {
+            bad(
+                "intake.lag_alert",
+                "must be at least twice taobao.poll_interval".into(),
+            );
+        }
+        if !(1..=16).contains(&i.fullinfo_concurrency) {
+            bad(
+                "intake.fullinfo_concurrency",
+                "must be between 1 and 16".into(),
+            );
+        }
+        if let Some(f) = i.review_flags.iter().find(|f| !(1..=5).contains(*f)) {
+            bad(
+                "intake.review_flags",
+                format!("{f} is not a flag colour: use 1 (red) to 5 (purple)"),
+            );
+        }
+        if let Some(t) = i.trade_types.iter().find(|t| {
+            t.trim().is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }) {
+            bad(
+                "intake.trade_types",
+                format!("`{t}` is not a trade type (letters, digits and `_`, e.g. \"fixed\")"),
+            );
+        }
+        if i.default_promise < Duration::from_secs(3600) {
+            bad("intake.default_promise", "must be at least 1h".into());
         }
     }
 }

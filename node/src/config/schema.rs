@@ -10,8 +10,8 @@ use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 
 use super::{
-    Config, HttpConfig, LogConfig, MqttConfig, NodeConfig, OtaConfig, OutboxConfig, StoreConfig,
-    TaobaoConfig,
+    Config, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig, OtaConfig, OutboxConfig,
+    StoreConfig, TaobaoConfig,
 };
 
 /// Keys whose values are secrets: never echoed in errors, always redacted in output.
@@ -30,6 +30,7 @@ pub(crate) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "store" => struct_fields::<StoreConfig>(),
         "outbox" => struct_fields::<OutboxConfig>(),
         "taobao" => struct_fields::<TaobaoConfig>(),
+        "intake" => struct_fields::<IntakeConfig>(),
         "mqtt" => struct_fields::<MqttConfig>(),
         "http" => struct_fields::<HttpConfig>(),
         "ota" => struct_fields::<OtaConfig>(),

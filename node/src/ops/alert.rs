@@ -70,11 +70,23 @@ pub enum AlertCode {
     /// The last OTA update failed (download, verification or install) or its trial boot was
     /// rolled back; the node runs the previous build. `wms-node ota status` says why.
     OtaFailed,
+    /// Orders are held because a line maps to no SKU (or to several). Fix the map with
+    /// `wms-node sku import` or `sku sync`; the orders are released by themselves.
+    UnmappedSku,
+    /// A held order's shipment was cancelled before its parcel left: pull the parcel.
+    PullParcel,
+    /// An order was refunded or closed after its parcel left: ask the carrier to intercept.
+    CourierInterception,
+    /// Taobao shows an order shipped that the floor never handed over (shipped by hand?).
+    ShippedElsewhere,
+    /// A trade's full record could not be decoded and was skipped (read again at the
+    /// re-scan).
+    UnreadableTrade,
 }
 
 impl AlertCode {
     /// Every code, in number order.
-    pub const ALL: [AlertCode; 14] = [
+    pub const ALL: [AlertCode; 19] = [
         AlertCode::Reauthorize,
         AlertCode::TokenExpiry,
         AlertCode::TaobaoCallBudget,
@@ -89,6 +101,11 @@ impl AlertCode {
         AlertCode::StoreDiskFull,
         AlertCode::StoreQuarantine,
         AlertCode::OtaFailed,
+        AlertCode::UnmappedSku,
+        AlertCode::PullParcel,
+        AlertCode::CourierInterception,
+        AlertCode::ShippedElsewhere,
+        AlertCode::UnreadableTrade,
     ];
 
     /// The stable string form (metrics, JSON): `"reauthorize"`, `"dead_letter"`, ….
@@ -108,10 +125,16 @@ impl AlertCode {
             AlertCode::StoreDiskFull => "store_disk_full",
             AlertCode::StoreQuarantine => "store_quarantine",
             AlertCode::OtaFailed => "ota_failed",
+            AlertCode::UnmappedSku => "unmapped_sku",
+            AlertCode::PullParcel => "pull_parcel",
+            AlertCode::CourierInterception => "courier_interception",
+            AlertCode::ShippedElsewhere => "shipped_elsewhere",
+            AlertCode::UnreadableTrade => "unreadable_trade",
         }
     }
 
-    /// The stable number: 1xx Taobao, 2xx outbox, 3xx store, 4xx OTA. Never reused.
+    /// The stable number: 1xx Taobao, 2xx outbox, 3xx store, 4xx OTA, 5xx intake and
+    /// orders. Never reused.
     pub fn number(self) -> u16 {
         match self {
             AlertCode::Reauthorize => 101,
@@ -128,6 +151,11 @@ impl AlertCode {
             AlertCode::StoreDiskFull => 302,
             AlertCode::StoreQuarantine => 303,
             AlertCode::OtaFailed => 401,
+            AlertCode::UnmappedSku => 501,
+            AlertCode::PullParcel => 502,
+            AlertCode::CourierInterception => 503,
+            AlertCode::ShippedElsewhere => 504,
+            AlertCode::UnreadableTrade => 505,
         }
     }
 
@@ -139,7 +167,9 @@ impl AlertCode {
             | AlertCode::TaobaoSignature
             | AlertCode::ShippedClosedTrade
             | AlertCode::OutboxPaused
-            | AlertCode::StoreDiskFull => Severity::Critical,
+            | AlertCode::StoreDiskFull
+            | AlertCode::PullParcel
+            | AlertCode::CourierInterception => Severity::Critical,
             AlertCode::TokenExpiry
             | AlertCode::TaobaoCallBudget
             | AlertCode::Clock
@@ -148,7 +178,10 @@ impl AlertCode {
             | AlertCode::OutboxDropped
             | AlertCode::StoreCap
             | AlertCode::StoreQuarantine
-            | AlertCode::OtaFailed => Severity::Warning,
+            | AlertCode::OtaFailed
+            | AlertCode::UnmappedSku
+            | AlertCode::ShippedElsewhere
+            | AlertCode::UnreadableTrade => Severity::Warning,
         }
     }
 }

@@ -28,15 +28,19 @@ pub enum CheckName {
     Outbox,
     /// Taobao answers (the carrier list sync's view of the link and the credentials).
     Taobao,
+    /// Order intake keeps up: failing while the shop is not authorised, or while it lags
+    /// with the link up; degraded while Taobao cannot be reached.
+    Intake,
 }
 
 impl CheckName {
-    /// `"store"`, `"outbox"` or `"taobao"`.
+    /// `"store"`, `"outbox"`, `"taobao"` or `"intake"`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckName::Store => "store",
             CheckName::Outbox => "outbox",
             CheckName::Taobao => "taobao",
+            CheckName::Intake => "intake",
         }
     }
 }

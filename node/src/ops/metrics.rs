@@ -156,6 +156,42 @@ const HELP: &[(&str, &str)] = &[
         "wms_node_taobao_carriers",
         "Carriers known from `taobao.logistics.companies.get`.",
     ),
+    (
+        "wms_node_intake_lag_seconds",
+        "Seconds between now and the intake watermark (everything Taobao changed before it is stored).",
+    ),
+    (
+        "wms_node_intake_windows_total",
+        "Windows of the incremental order pull stored.",
+    ),
+    (
+        "wms_node_intake_window_seconds",
+        "Time to pull and store one window of the incremental order pull.",
+    ),
+    (
+        "wms_node_intake_trades_total",
+        "Trades stored by intake, by `change` (`inserted`, `updated`).",
+    ),
+    (
+        "wms_node_intake_unreadable_trades_total",
+        "Trades whose full record could not be decoded and were skipped (read again at the re-scan).",
+    ),
+    (
+        "wms_node_orders",
+        "Orders by local `state` (new, released, picking, …, consigned, cancelled).",
+    ),
+    (
+        "wms_node_order_holds",
+        "Held orders by hold `reason` (refund, unmapped_sku, operator, …).",
+    ),
+    (
+        "wms_node_taobao_calls_today",
+        "TOP calls sent today (GMT+8 day), counted against `taobao.daily_call_budget`.",
+    ),
+    (
+        "wms_node_taobao_call_budget",
+        "The daily call budget (`taobao.daily_call_budget`); stock waits from 90 %, intake from 97 %.",
+    ),
 ];
 
 fn describe() {

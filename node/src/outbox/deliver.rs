@@ -330,6 +330,13 @@ impl<Op: Operation> Outbox<Op> {
         match &f.outcome {
             Outcome::Done | Outcome::AlreadyDone => self.delivered(lp, &f),
             Outcome::Permanent { reason } => self.refused_for_good(lp, &f, reason),
+            Outcome::Cancelled { reason } => {
+                if matches!(f.recorded, Ok(true)) {
+                    tracing::warn!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
+                        "outbox op cancelled before delivery");
+                    self.shared.room.notify_waiters();
+                }
+            }
             Outcome::Retry { after, reason } => {
                 tracing::debug!(seq = f.seq, %reason, "outbox attempt failed; will retry");
                 lp.link.on_retry(Instant::now(), *after, rand::random());
@@ -426,6 +433,7 @@ fn count_attempt(f: &Finished) {
         Outcome::Retry { .. } => "retry",
         Outcome::Auth { .. } => "auth",
         Outcome::Permanent { .. } => "permanent",
+        Outcome::Cancelled { .. } => "cancelled",
     };
     metrics::counter!("wms_node_outbox_attempts_total", "kind" => f.kind.clone(), "outcome" => outcome)
         .increment(1);
@@ -443,7 +451,7 @@ async fn record_outcome(
     backoff: Backoff,
 ) -> Result<bool, StoreError> {
     match outcome.clone() {
-        Outcome::Done | Outcome::AlreadyDone => {
+        Outcome::Done | Outcome::AlreadyDone | Outcome::Cancelled { .. } => {
             store
                 .write(move |txn| Ok(record::complete(txn, seq)?.is_some()))
                 .await

@@ -128,6 +128,13 @@ pub enum Outcome {
         /// The other side's message, for the dead-letter table.
         reason: String,
     },
+    /// The op must not be delivered any more (the sink checked the local state before
+    /// sending: e.g. a shipment whose order was put on hold, DOMAIN.md §3.3). It leaves the
+    /// outbox like a delivered op but is counted apart; whoever cancels it alerts.
+    Cancelled {
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
 /// Where ops go. One per external system; it maps its own errors onto [`Outcome`].

@@ -636,6 +636,11 @@ pub fn scan(
     let fifo = txn.open_table(OUTBOX_FIFO)?;
     let rows = txn.open_table(OUTBOX)?;
     let mut blocked: HashSet<String> = HashSet::new();
+    // The head of each FIFO key looked up so far. A key's ops may have different priorities
+    // (a Normal refund report queued before an Urgent shipment of the same trade), so an op
+    // that is not its key's head must not block the key: the head comes up in its own turn.
+    let mut heads: std::collections::HashMap<String, Option<u64>> =
+        std::collections::HashMap::new();
     let (first, second) = match from {
         Some(f) => (sched.range(f..)?, Some(sched.range(..f)?)),
         None => (sched.range::<(u8, u64)>(..)?, None),
@@ -652,14 +657,20 @@ pub fn scan(
         if busy.contains(key) || blocked.contains(key) {
             continue;
         }
-        let head = fifo
-            .range((key, 0u64)..=(key, u64::MAX))?
-            .next()
-            .transpose()?
-            .map(|(k, _)| k.value().1);
+        let head = match heads.get(key) {
+            Some(h) => *h,
+            None => {
+                let h = fifo
+                    .range((key, 0u64)..=(key, u64::MAX))?
+                    .next()
+                    .transpose()?
+                    .map(|(k, _)| k.value().1);
+                heads.insert(key.to_owned(), h);
+                h
+            }
+        };
         if head != Some(seq) {
             // An older op of the same key is still queued: this one waits its turn.
-            blocked.insert(key.to_owned());
             continue;
         }
         if !is_due(not_before, now_ms, horizon_ms) {

@@ -8,3 +8,6 @@
 //! store transaction across a network call.
 
 pub mod carriers;
+pub mod consign;
+pub mod intake;
+pub mod skus;

@@ -309,6 +309,26 @@ pub struct OfflineSend {
     pub feature: Option<String>,
 }
 
+/// `taobao.rdc.aligenius.sendgoods.cancel`'s one struct parameter `param` (TAOBAO.md §6.10):
+/// whether the seller stopped an unshipped order after a refund-only request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelGoods {
+    /// Trade.
+    pub tid: i64,
+    /// Line.
+    pub oid: i64,
+    /// The refund.
+    pub refund_id: i64,
+    /// Amount refunded, integer fen.
+    pub refund_fee: i64,
+    /// `SUCCESS` (stopped) or `FAIL` (already gone).
+    pub status: String,
+    /// When, `yyyy-MM-dd HH:mm:ss` GMT+8.
+    pub operate_time: String,
+    /// A short note for the platform.
+    pub msg: String,
+}
+
 /// `cainiao.waybill.ii.get`'s one struct parameter
 /// (`param_waybill_cloud_print_apply_new_request`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -738,6 +758,30 @@ impl TopClient {
             p = p.set_date("end_modified", e);
         }
         self.call_as(M, p, Session::Required).await
+    }
+
+    /// `taobao.refund.get`: one refund (`refund_id`, `status`, `refund_fee`, …).
+    pub async fn refund_get(&self, refund_id: i64) -> Result<super::types::Refund, TopError> {
+        const M: &str = "taobao.refund.get";
+        let p = Params::new()
+            .set("fields", REFUND_FIELDS.join(","))
+            .set("refund_id", refund_id);
+        let v = self.call(M, p, Session::Required).await?;
+        field(M, v, "refund")
+    }
+
+    /// `taobao.rdc.aligenius.sendgoods.cancel`: tells AliGenius whether an unshipped order was
+    /// stopped after a refund-only request (`Ok(true)` = the platform's `result.success`).
+    pub async fn rdc_aligenius_sendgoods_cancel(&self, c: &CancelGoods) -> Result<bool, TopError> {
+        const M: &str = "taobao.rdc.aligenius.sendgoods.cancel";
+        if c.status != "SUCCESS" && c.status != "FAIL" {
+            return Err(invalid(M, "status must be SUCCESS or FAIL"));
+        }
+        let json = serde_json::to_string(c).map_err(|e| invalid(M, e.to_string()))?;
+        let p = Params::new().set("param", json);
+        let v = self.call(M, p, Session::Required).await?;
+        let result = v.get("result").cloned().unwrap_or(serde_json::Value::Null);
+        flag(M, &result, "success")
     }
 
     /// `cainiao.waybill.ii.get`: issues waybill numbers and cloud-print data. Never call it

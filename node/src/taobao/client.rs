@@ -216,6 +216,68 @@ struct DayCounter {
     calls: u64,
 }
 
+/// What a call is for, which decides who gets the last calls of a day's budget: shipments
+/// first, then order intake, then stock (TAOBAO.md §7). A class stops being sent once the
+/// day's count reaches its share of the budget; the alert fires at 80 % for everyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallClass {
+    /// Consignments and the refund feedback that goes with them: never held back locally
+    /// (missing a ship-by deadline costs a penalty; the platform's own quota still applies).
+    Shipments,
+    /// Pulling orders and refunds, item lookups for the SKU map: until 97 %.
+    Intake,
+    /// Stock pushes: until 90 %.
+    Stock,
+}
+
+impl CallClass {
+    /// The class of `method`.
+    pub fn of(method: &str) -> CallClass {
+        match method {
+            "taobao.logistics.offline.send"
+            | "taobao.logistics.online.send"
+            | "taobao.logistics.consign.resend"
+            | "taobao.rdc.aligenius.sendgoods.cancel"
+            | "cainiao.waybill.ii.get"
+            | "cainiao.waybill.ii.cancel" => CallClass::Shipments,
+            "taobao.item.quantity.update" | "taobao.skus.quantity.update" => CallClass::Stock,
+            _ => CallClass::Intake,
+        }
+    }
+
+    /// The share of the daily budget this class may use, in percent.
+    pub fn share_percent(self) -> u64 {
+        match self {
+            CallClass::Shipments => 100,
+            CallClass::Intake => 97,
+            CallClass::Stock => 90,
+        }
+    }
+
+    /// The name shown on the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallClass::Shipments => "shipments",
+            CallClass::Intake => "intake",
+            CallClass::Stock => "stock",
+        }
+    }
+}
+
+/// The day's call count against the budget, for the status page and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BudgetStatus {
+    /// Calls sent today (GMT+8 day), answered or not.
+    pub calls_today: u64,
+    /// `taobao.daily_call_budget`; `None` when not tracked.
+    pub budget: Option<u64>,
+    /// The classes held back until tomorrow (stock first, then intake).
+    pub held_back: Vec<CallClass>,
+    /// Calls sent since the client was built.
+    pub calls_total: u64,
+}
+
 struct Inner {
     opts: ClientOptions,
     http: reqwest::Client,
@@ -223,6 +285,7 @@ struct Inner {
     sessions: Option<Arc<dyn SessionProvider>>,
     alerts: Alerts,
     day: Mutex<DayCounter>,
+    total: std::sync::atomic::AtomicU64,
 }
 
 /// The TOP client. Cheap to clone; clones share the connection pool, buckets and bans.
@@ -278,6 +341,7 @@ impl TopClient {
                 sessions,
                 alerts,
                 day: Mutex::new(DayCounter::default()),
+                total: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -341,7 +405,11 @@ impl TopClient {
         params: Params,
         session: Session,
     ) -> Result<Value, TopError> {
-        if let Some((scope, remaining)) = self.inner.limiter.check_ban(method) {
+        if let Some((scope, remaining)) = self
+            .inner
+            .limiter
+            .check_ban(method, self.inner.opts.clock.now())
+        {
             tracing::debug!(
                 method,
                 scope = %scope,
@@ -356,6 +424,7 @@ impl TopClient {
                 remaining,
             });
         }
+        self.budget_gate(method)?;
         let mut refreshed = false;
         loop {
             let current = match session {
@@ -492,7 +561,9 @@ impl TopClient {
                     ),
                 );
             }
-            self.inner.limiter.ban(scope, after);
+            self.inner
+                .limiter
+                .ban(scope, after, self.inner.opts.clock.now());
         }
         match e.code {
             31 => self.inner.alerts.raise(
@@ -567,11 +638,8 @@ impl TopClient {
         }
     }
 
-    /// Counts a call against the daily budget and raises the budget alert at 80 % / 100 %.
-    fn count_call(&self) {
-        let Some(budget) = self.inner.opts.daily_call_budget.filter(|b| *b > 0) else {
-            return;
-        };
+    /// Today's count (GMT+8 day) as of now, reset at midnight.
+    fn today(&self) -> (chrono::NaiveDate, std::sync::MutexGuard<'_, DayCounter>) {
         let today = self
             .inner
             .opts
@@ -579,27 +647,106 @@ impl TopClient {
             .now()
             .with_timezone(&super::time::cst())
             .date_naive();
-        let calls = {
-            let mut d = self.inner.day.lock().unwrap_or_else(|p| p.into_inner());
-            if d.day != Some(today) {
-                d.day = Some(today);
-                d.calls = 0;
-                self.inner.alerts.clear(AlertCode::TaobaoCallBudget);
-            }
-            d.calls += 1;
-            d.calls
+        let mut d = self.inner.day.lock().unwrap_or_else(|p| p.into_inner());
+        if d.day != Some(today) {
+            d.day = Some(today);
+            d.calls = 0;
+            self.inner.alerts.clear(AlertCode::TaobaoCallBudget);
+        }
+        (today, d)
+    }
+
+    /// Refuses `method` locally when its class's share of today's budget is used up.
+    fn budget_gate(&self, method: &str) -> Result<(), TopError> {
+        let Some(budget) = self.inner.opts.daily_call_budget.filter(|b| *b > 0) else {
+            return Ok(());
         };
+        let class = CallClass::of(method);
+        let (_, day) = self.today();
+        let limit = budget.saturating_mul(class.share_percent()) / 100;
+        if class == CallClass::Shipments || day.calls < limit {
+            return Ok(());
+        }
+        drop(day);
+        let now = self
+            .inner
+            .opts
+            .clock
+            .now()
+            .with_timezone(&super::time::cst());
+        let midnight = now
+            .date_naive()
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|d| d.and_local_timezone(super::time::cst()).single());
+        let resume_in = midnight
+            .and_then(|m| (m - now).to_std().ok())
+            .unwrap_or(Duration::from_secs(3600));
+        metrics::counter!("wms_node_taobao_calls_total", "method" => method.to_owned(), "code" => "over_budget")
+            .increment(1);
+        Err(TopError::OverBudget {
+            method: method.to_owned(),
+            kept_for: if class == CallClass::Stock {
+                "shipments and order intake"
+            } else {
+                "shipments"
+            },
+            resume_in,
+        })
+    }
+
+    /// The day's calls against the budget.
+    pub fn budget(&self) -> BudgetStatus {
+        let budget = self.inner.opts.daily_call_budget.filter(|b| *b > 0);
+        let (_, day) = self.today();
+        let calls_today = day.calls;
+        drop(day);
+        let held_back = match budget {
+            Some(b) => [CallClass::Stock, CallClass::Intake]
+                .into_iter()
+                .filter(|c| calls_today >= b.saturating_mul(c.share_percent()) / 100)
+                .collect(),
+            None => Vec::new(),
+        };
+        BudgetStatus {
+            calls_today,
+            budget,
+            held_back,
+            calls_total: self.inner.total.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a call against the daily budget and raises the budget alert at 80 % / 100 %.
+    fn count_call(&self) {
+        self.inner
+            .total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (_, mut d) = self.today();
+        d.calls += 1;
+        let calls = d.calls;
+        drop(d);
+        metrics::gauge!("wms_node_taobao_calls_today").set(calls as f64);
+        let Some(budget) = self.inner.opts.daily_call_budget.filter(|b| *b > 0) else {
+            return;
+        };
+        metrics::gauge!("wms_node_taobao_call_budget").set(budget as f64);
         if calls == budget {
             self.inner.alerts.raise(
                 AlertCode::TaobaoCallBudget,
                 Severity::Critical,
-                format!("{calls} Taobao calls today: the daily budget of {budget} is used up"),
+                format!(
+                    "{calls} Taobao calls today: the daily budget of {budget} is used up; \
+                     only shipments are sent until midnight (GMT+8)"
+                ),
             );
         } else if calls == budget.saturating_mul(4).div_ceil(5) {
             self.inner.alerts.raise(
                 AlertCode::TaobaoCallBudget,
                 Severity::Warning,
-                format!("{calls} Taobao calls today: 80 % of the daily budget of {budget}"),
+                format!(
+                    "{calls} Taobao calls today: 80 % of the daily budget of {budget}; from 90 % \
+                     stock pushes wait for tomorrow, from 97 % order intake too, shipments go on"
+                ),
             );
         }
     }
@@ -854,15 +1001,57 @@ mod tests {
                 .find(|a| a.code == AlertCode::TaobaoCallBudget)
                 .map(|a| a.severity)
         };
-        // Every attempt counts, answered or not: 80 % of 7 is the 6th call.
+        // Every attempt counts, answered or not: 80 % of 7 is the 6th call. (Shipments are
+        // never held back by the budget, so all seven go.)
+        let m = "taobao.logistics.offline.send";
         for _ in 0..5 {
-            let _ = c.call("m", Params::new(), Session::None).await;
+            let _ = c.call(m, Params::new(), Session::None).await;
         }
         assert_eq!(severity(), None);
-        let _ = c.call("m", Params::new(), Session::None).await;
+        let _ = c.call(m, Params::new(), Session::None).await;
         assert_eq!(severity(), Some(Severity::Warning));
-        let _ = c.call("m", Params::new(), Session::None).await;
+        let _ = c.call(m, Params::new(), Session::None).await;
         assert_eq!(severity(), Some(Severity::Critical));
+    }
+
+    #[tokio::test]
+    async fn near_the_budget_stock_waits_first_then_intake_and_shipments_go_on() {
+        let mut o = ClientOptions::new(
+            format!("http://127.0.0.1:{}/router/rest", closed_port()),
+            "k",
+            Secret::new("s"),
+        );
+        o.limits = RateLimits::unlimited();
+        o.daily_call_budget = Some(100);
+        let c = match TopClient::new(o, None, Alerts::new()) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let stock = "taobao.item.quantity.update";
+        let intake = "taobao.trades.sold.increment.get";
+        let ship = "taobao.logistics.offline.send";
+        for _ in 0..90 {
+            let _ = c.call(intake, Params::new(), Session::None).await;
+        }
+        let r = c.call(stock, Params::new(), Session::None).await;
+        assert!(matches!(r, Err(TopError::OverBudget { .. })), "{r:?}");
+        assert!(r.is_err_and(|e| e.is_retryable()));
+        assert_eq!(c.budget().held_back, [CallClass::Stock]);
+        for _ in 90..97 {
+            let _ = c.call(intake, Params::new(), Session::None).await;
+        }
+        assert!(matches!(
+            c.call(intake, Params::new(), Session::None).await,
+            Err(TopError::OverBudget { .. })
+        ));
+        // Shipments still go out (here: refused by the closed port, not by the budget).
+        assert!(matches!(
+            c.call(ship, Params::new(), Session::None).await,
+            Err(TopError::Transport { .. })
+        ));
+        let b = c.budget();
+        assert_eq!((b.calls_today, b.budget), (98, Some(100)));
+        assert_eq!(b.held_back, [CallClass::Stock, CallClass::Intake]);
     }
 
     #[tokio::test]

@@ -167,6 +167,17 @@ pub enum TopError {
         /// Whether the store says trying again later may succeed.
         retryable: bool,
     },
+    /// Not sent: the day's call budget is nearly used up and this kind of call waits for the
+    /// next day, so that the calls left go to more urgent work (TAOBAO.md §7). Retry then.
+    #[error("{method}: not sent, the daily call budget is kept for {kept_for} (resumes in {}s)", resume_in.as_secs())]
+    OverBudget {
+        /// The API not called.
+        method: String,
+        /// Which calls the rest of the budget is kept for.
+        kept_for: &'static str,
+        /// Until the budget's day ends (GMT+8 midnight).
+        resume_in: Duration,
+    },
 }
 
 /// The retryable `isv.*` sub-codes ERPs retry (TAOBAO.md §5.3).
@@ -265,6 +276,9 @@ impl TopError {
             TopError::Api(e) => e.disposition(),
             TopError::NoSession { .. } => Disposition::Auth,
             TopError::InvalidRequest { .. } => Disposition::Permanent,
+            TopError::OverBudget { resume_in, .. } => Disposition::Retry {
+                after: Some(*resume_in),
+            },
         }
     }
 
@@ -292,6 +306,7 @@ impl TopError {
             TopError::Banned { .. } => "banned".into(),
             TopError::NoSession { .. } => "no_session".into(),
             TopError::InvalidRequest { .. } => "invalid_request".into(),
+            TopError::OverBudget { .. } => "over_budget".into(),
             TopError::TokenStore { .. } => "token_store".into(),
         }
     }

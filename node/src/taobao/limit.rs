@@ -4,6 +4,8 @@
 //! configurable buckets and, when the gateway still answers code 7, honours the announced ban
 //! for its scope: one method, or the whole app. A banned scope is refused locally
 //! ([`Limiter::check_ban`]) instead of being called again, so a long app ban costs no calls.
+//! Bans are kept on the client's clock (the platform counts them on its own), so a test that
+//! moves the clock with the sandbox's sees a ten-minute ban end when the sandbox's does.
 //!
 //! Waiting for a token is a plain `sleep_until`, cancel-safe in a `select!`; a bucket never
 //! makes a caller wait for longer than one refill interval per token it lacks.
@@ -56,7 +58,7 @@ type Bucket = TokenBucket<Instant>;
 struct State {
     app: Option<Bucket>,
     methods: HashMap<String, Bucket>,
-    bans: HashMap<BanScope, Instant>,
+    bans: HashMap<BanScope, chrono::DateTime<chrono::Utc>>,
 }
 
 /// The app's pacing state, shared by every call of one client.
@@ -83,21 +85,31 @@ impl Limiter {
             .or(self.limits.per_method)
     }
 
-    /// The longest running ban that covers `method`, if any.
-    pub fn check_ban(&self, method: &str) -> Option<(BanScope, Duration)> {
-        let now = Instant::now();
+    /// The longest running ban that covers `method` at `now` (the client's clock), if any.
+    pub fn check_ban(
+        &self,
+        method: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<(BanScope, Duration)> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.bans.retain(|_, until| *until > now);
         let scopes = [BanScope::App, BanScope::Method(method.to_owned())];
         scopes
             .into_iter()
-            .filter_map(|s| st.bans.get(&s).map(|until| (s, *until - now)))
+            .filter_map(|s| {
+                st.bans
+                    .get(&s)
+                    .map(|until| (s, (*until - now).to_std().unwrap_or_default()))
+            })
             .max_by_key(|(_, left)| *left)
     }
 
-    /// Records a ban announced by the gateway (a longer running ban is kept).
-    pub fn ban(&self, scope: BanScope, for_: Duration) {
-        let until = Instant::now() + for_;
+    /// Records a ban announced by the gateway at `now` (a longer running ban is kept).
+    pub fn ban(&self, scope: BanScope, for_: Duration, now: chrono::DateTime<chrono::Utc>) {
+        let until = chrono::Duration::from_std(for_)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let entry = st.bans.entry(scope).or_insert(until);
         if *entry < until {
@@ -191,28 +203,30 @@ mod tests {
         assert!(Instant::now() - t0 < Duration::from_millis(10));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn bans_cover_their_scope_and_expire() {
-        let l = Limiter::new(RateLimits::unlimited());
-        l.ban(BanScope::Method("a".into()), Duration::from_secs(2));
-        assert!(
-            matches!(l.check_ban("a"), Some((BanScope::Method(_), d)) if d == Duration::from_secs(2))
-        );
-        assert_eq!(l.check_ban("b"), None);
-        l.ban(BanScope::App, Duration::from_secs(60));
-        assert!(matches!(l.check_ban("b"), Some((BanScope::App, _))));
-        // The longer of two bans is reported.
-        assert!(matches!(l.check_ban("a"), Some((BanScope::App, _))));
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(l.check_ban("a"), None);
+    fn at(s: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap_or_default()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_shorter_ban_does_not_cut_a_longer_one() {
+    #[test]
+    fn bans_cover_their_scope_and_expire_on_the_clock() {
         let l = Limiter::new(RateLimits::unlimited());
-        l.ban(BanScope::App, Duration::from_secs(60));
-        l.ban(BanScope::App, Duration::from_secs(1));
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(l.check_ban("x").is_some());
+        l.ban(BanScope::Method("a".into()), Duration::from_secs(2), at(0));
+        assert!(
+            matches!(l.check_ban("a", at(0)), Some((BanScope::Method(_), d)) if d == Duration::from_secs(2))
+        );
+        assert_eq!(l.check_ban("b", at(0)), None);
+        l.ban(BanScope::App, Duration::from_secs(60), at(0));
+        assert!(matches!(l.check_ban("b", at(1)), Some((BanScope::App, _))));
+        // The longer of two bans is reported.
+        assert!(matches!(l.check_ban("a", at(1)), Some((BanScope::App, _))));
+        assert_eq!(l.check_ban("a", at(61)), None);
+    }
+
+    #[test]
+    fn a_shorter_ban_does_not_cut_a_longer_one() {
+        let l = Limiter::new(RateLimits::unlimited());
+        l.ban(BanScope::App, Duration::from_secs(60), at(0));
+        l.ban(BanScope::App, Duration::from_secs(1), at(0));
+        assert!(l.check_ban("x", at(2)).is_some());
     }
 }

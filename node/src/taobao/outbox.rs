@@ -6,6 +6,11 @@
 //! | `Ship`          | `taobao.logistics.offline.send`        | `trade:<tid>`       | —         | Urgent              | yes      |
 //! | `SetStock`      | `taobao.item.quantity.update` (type=1) | `stock:<iid>:<sku>` | same key  | Urgent at 0, Normal | no       |
 //! | `CancelWaybill` | `cainiao.waybill.ii.cancel`            | `waybill:<cp>:<no>` | —         | Low                 | no       |
+//! | `CancelFeedback`| `taobao.rdc.aligenius.sendgoods.cancel`| `trade:<tid>`       | —         | Normal              | no       |
+//!
+//! `CancelFeedback` (DOMAIN.md §3.7) shares the trade's FIFO key, so a `FAIL` ("already gone")
+//! queued when a held parcel had to ship anyway reaches the platform after the shipment. When
+//! the op does not carry the refunded amount, the sink reads it with `taobao.refund.get` first.
 //!
 //! Outcomes come from [`TopError::outcome`](super::TopError::outcome) and nowhere else, with
 //! one op-specific rule: B04 ("already shipped or closed") on a `Ship` is `AlreadyDone`
@@ -57,6 +62,21 @@ pub enum TaobaoOp {
         /// Waybill number.
         waybill_code: String,
     },
+    /// Tell AliGenius whether an unshipped order was stopped after a refund-only request.
+    CancelFeedback {
+        /// Trade.
+        tid: i64,
+        /// The refunded line.
+        oid: i64,
+        /// The refund.
+        refund_id: i64,
+        /// Amount in fen, when known (else read with `taobao.refund.get` at delivery).
+        refund_fee: Option<i64>,
+        /// `true`: stopped (`SUCCESS`); `false`: already gone (`FAIL`).
+        stopped: bool,
+        /// When the warehouse acted, `yyyy-MM-dd HH:mm:ss` GMT+8.
+        operate_time: String,
+    },
 }
 
 impl Operation for TaobaoOp {
@@ -72,6 +92,7 @@ impl Operation for TaobaoOp {
                 cp_code,
                 waybill_code,
             } => format!("waybill:{cp_code}:{waybill_code}"),
+            TaobaoOp::CancelFeedback { tid, .. } => format!("trade:{tid}"),
         }
     }
 
@@ -93,6 +114,7 @@ impl Operation for TaobaoOp {
             TaobaoOp::SetStock { qty, .. } if *qty <= 0 => Priority::Urgent,
             TaobaoOp::SetStock { .. } => Priority::Normal,
             TaobaoOp::CancelWaybill { .. } => Priority::Low,
+            TaobaoOp::CancelFeedback { .. } => Priority::Normal,
         }
     }
 
@@ -101,6 +123,7 @@ impl Operation for TaobaoOp {
             TaobaoOp::Ship { .. } => "ship",
             TaobaoOp::SetStock { .. } => "set_stock",
             TaobaoOp::CancelWaybill { .. } => "cancel_waybill",
+            TaobaoOp::CancelFeedback { .. } => "cancel_feedback",
         }
     }
 
@@ -136,6 +159,16 @@ impl Operation for TaobaoOp {
                 cp_code,
                 waybill_code,
             } => format!("cancel waybill {cp_code} {waybill_code}"),
+            TaobaoOp::CancelFeedback {
+                tid,
+                oid,
+                refund_id,
+                stopped,
+                ..
+            } => format!(
+                "refund feedback {} for tid {tid} line {oid} (refund {refund_id})",
+                if *stopped { "SUCCESS" } else { "FAIL" }
+            ),
         }
     }
 }
@@ -248,6 +281,48 @@ impl TaobaoSink {
     }
 }
 
+impl TaobaoSink {
+    async fn cancel_feedback(
+        &self,
+        tid: i64,
+        oid: i64,
+        refund_id: i64,
+        refund_fee: Option<i64>,
+        stopped: bool,
+        operate_time: String,
+    ) -> Outcome {
+        let refund_fee = match refund_fee {
+            Some(f) => f,
+            None => match self.client.refund_get(refund_id).await {
+                Ok(r) => r.refund_fee.map_or(0, |f| f.0),
+                Err(e) => return e.outcome(),
+            },
+        };
+        let c = super::api::CancelGoods {
+            tid,
+            oid,
+            refund_id,
+            refund_fee,
+            status: if stopped { "SUCCESS" } else { "FAIL" }.into(),
+            operate_time,
+            msg: if stopped {
+                "warehouse stopped the order before shipping".into()
+            } else {
+                "the parcel had already left the warehouse".into()
+            },
+        };
+        match self.client.rdc_aligenius_sendgoods_cancel(&c).await {
+            Ok(true) => Outcome::Done,
+            Ok(false) => Outcome::Permanent {
+                reason: format!(
+                    "rdc.aligenius.sendgoods.cancel for tid {tid} line {oid} answered success=false"
+                ),
+            },
+            Err(e) => e.outcome(),
+        }
+    }
+}
+
 impl Sink<TaobaoOp> for TaobaoSink {
     fn deliver(&self, attempt: Attempt<'_, TaobaoOp>) -> impl Future<Output = Outcome> + Send {
         let op = attempt.op.clone();
@@ -272,6 +347,17 @@ impl Sink<TaobaoOp> for TaobaoSink {
                     cp_code,
                     waybill_code,
                 } => self.cancel_waybill(cp_code, waybill_code).await,
+                TaobaoOp::CancelFeedback {
+                    tid,
+                    oid,
+                    refund_id,
+                    refund_fee,
+                    stopped,
+                    operate_time,
+                } => {
+                    self.cancel_feedback(tid, oid, refund_id, refund_fee, stopped, operate_time)
+                        .await
+                }
             };
             tracing::debug!(seq, attempt = n, kind, outcome = ?outcome, "taobao op delivered");
             outcome

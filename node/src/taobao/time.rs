@@ -9,24 +9,28 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset, TimeZone, Utc};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-/// Where the client reads "now": request timestamps, token expiry, the daily call budget.
-/// The system clock in production; tests move it together with the sandbox's clock (the
-/// gateway rejects a timestamp more than 10 minutes off its own clock).
+/// Where the client reads "now": request timestamps, token expiry, the daily call budget,
+/// code-7 bans, and the order intake's schedule. The system clock in production; tests move
+/// it together with the sandbox's clock (the gateway rejects a timestamp more than 10 minutes
+/// off its own clock), which lets a simulated day run in seconds.
 #[derive(Clone, Default)]
 pub struct Clock {
     offset_s: Option<Arc<AtomicI64>>,
+    moved: Arc<tokio::sync::Notify>,
 }
 
 impl Clock {
     /// The host's clock.
     pub fn system() -> Clock {
-        Clock { offset_s: None }
+        Clock::default()
     }
 
-    /// The host's clock plus an offset the caller can move (tests).
+    /// The host's clock plus an offset the caller can move (tests). Prefer
+    /// [`advance`](Self::advance), which also wakes [`sleep_until`](Self::sleep_until).
     pub fn offset(offset_s: Arc<AtomicI64>) -> Clock {
         Clock {
             offset_s: Some(offset_s),
+            moved: Arc::default(),
         }
     }
 
@@ -38,6 +42,40 @@ impl Clock {
             Some(o) => chrono::Duration::try_seconds(o.load(Ordering::Relaxed))
                 .and_then(|d| now.checked_add_signed(d))
                 .unwrap_or(now),
+        }
+    }
+
+    /// Moves an offset clock forward by `secs` and wakes every sleeper (no effect on the
+    /// system clock).
+    pub fn advance(&self, secs: i64) {
+        if let Some(o) = &self.offset_s {
+            o.fetch_add(secs, Ordering::Relaxed);
+            self.moved.notify_waiters();
+        }
+    }
+
+    /// Waits until [`now`](Self::now) reaches `deadline`: by real time passing, or by the
+    /// clock being advanced. Cancel-safe.
+    pub async fn sleep_until(&self, deadline: DateTime<Utc>) {
+        loop {
+            let moved = self.moved.notified();
+            let left = deadline - self.now();
+            let Ok(left) = left.to_std() else { return };
+            if left.is_zero() {
+                return;
+            }
+            // An offset moved behind our back (a test storing into it) is noticed within
+            // a quarter of a second.
+            let nap = match self.offset_s {
+                Some(_) => left.min(std::time::Duration::from_millis(250)),
+                None => left,
+            };
+            tokio::select! {
+                // Real time passed.
+                _ = tokio::time::sleep(nap) => {}
+                // The clock was advanced.
+                _ = moved => {}
+            }
         }
     }
 }
@@ -107,6 +145,23 @@ mod tests {
         let after = c.now();
         assert!(after - before >= chrono::Duration::days(1));
         assert!(Clock::system().now() < after);
+    }
+
+    #[tokio::test]
+    async fn advancing_an_offset_clock_wakes_a_sleeper_at_once() {
+        let c = Clock::offset(Arc::new(AtomicI64::new(0)));
+        let deadline = c.now() + chrono::Duration::hours(1);
+        let sleeper = tokio::spawn({
+            let c = c.clone();
+            async move { c.sleep_until(deadline).await }
+        });
+        tokio::task::yield_now().await;
+        c.advance(3600);
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(2), sleeper).await;
+        assert!(woke.is_ok(), "the sleeper did not wake");
+        // The system clock cannot be advanced, and a past deadline returns at once.
+        Clock::system().advance(10);
+        Clock::system().sleep_until(Utc::now()).await;
     }
 
     #[test]

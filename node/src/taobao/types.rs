@@ -668,4 +668,196 @@ mod tests {
         assert_eq!(TradeStatus::TradeClosed.as_str(), "TRADE_CLOSED");
         assert_eq!(TradeStatus::from("NEW_ONE").as_str(), "NEW_ONE");
     }
+
+    mod shapes {
+        //! Trade pages in both TOP shapes (TAOBAO.md §1.6), generated: the classic envelope
+        //! with wrapped lists and the simplified one with plain arrays, ids as numbers or as
+        //! strings, absent lists. Whatever the shape, the same page decodes.
+        use super::super::*;
+        use crate::taobao::decode::{Envelope, from_value, open_envelope};
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        #[derive(Debug, Clone)]
+        struct Line {
+            oid: i64,
+            sku_id: Option<i64>,
+            num: i64,
+            refund: &'static str,
+        }
+
+        #[derive(Debug, Clone)]
+        struct T {
+            tid: i64,
+            status: &'static str,
+            fen: i64,
+            second: u32,
+            lines: Vec<Line>,
+        }
+
+        const STATUSES: [&str; 4] = [
+            "WAIT_SELLER_SEND_GOODS",
+            "TRADE_CLOSED",
+            "PAID_FORBID_CONSIGN",
+            "SOME_STATUS_OF_TOMORROW",
+        ];
+        const REFUNDS: [&str; 3] = ["NO_REFUND", "WAIT_SELLER_AGREE", "CLOSED"];
+
+        fn line() -> impl Strategy<Value = Line> {
+            (
+                1i64..i64::MAX,
+                proptest::option::of(1i64..i64::MAX),
+                1i64..1000,
+                0usize..3,
+            )
+                .prop_map(|(oid, sku_id, num, r)| Line {
+                    oid,
+                    sku_id,
+                    num,
+                    refund: REFUNDS[r],
+                })
+        }
+
+        fn trade() -> impl Strategy<Value = T> {
+            (
+                1i64..i64::MAX,
+                0usize..4,
+                0i64..10_000_000_000,
+                0u32..86_400,
+                proptest::collection::vec(line(), 0..4),
+            )
+                .prop_map(|(tid, s, fen, second, lines)| T {
+                    tid,
+                    status: STATUSES[s],
+                    fen,
+                    second,
+                    lines,
+                })
+        }
+
+        fn id(n: i64, as_string: bool) -> Value {
+            if as_string {
+                Value::String(n.to_string())
+            } else {
+                json!(n)
+            }
+        }
+
+        fn render(t: &T, classic: bool, strings: bool) -> Value {
+            let orders: Vec<Value> = t
+                .lines
+                .iter()
+                .map(|l| {
+                    let mut o = json!({"oid": id(l.oid, strings), "num": id(l.num, strings),
+                                       "refund_status": l.refund, "status": t.status});
+                    if let Some(s) = l.sku_id {
+                        // Declared a string by TOP, whatever the other ids do.
+                        o["sku_id"] = Value::String(s.to_string());
+                    }
+                    o
+                })
+                .collect();
+            let h = t.second / 3600;
+            let m = (t.second / 60) % 60;
+            let sec = t.second % 60;
+            let mut v = json!({
+                "tid": id(t.tid, strings),
+                "status": t.status,
+                "payment": format!("{}.{:02}", t.fen / 100, t.fen % 100),
+                "modified": format!("2026-12-01 {h:02}:{m:02}:{sec:02}"),
+            });
+            // TOP leaves an empty list out entirely.
+            if !orders.is_empty() {
+                v["orders"] = if classic {
+                    json!({"order": orders})
+                } else {
+                    Value::Array(orders)
+                };
+            }
+            v
+        }
+
+        fn page(ts: &[T], classic: bool, strings: bool, has_next: bool) -> Value {
+            let trades: Vec<Value> = ts.iter().map(|t| render(t, classic, strings)).collect();
+            let mut inner = json!({"has_next": has_next, "request_id": "abc"});
+            if !trades.is_empty() {
+                inner["trades"] = if classic {
+                    json!({"trade": trades})
+                } else {
+                    Value::Array(trades)
+                };
+            }
+            if classic {
+                json!({"trades_sold_increment_get_response": inner})
+            } else {
+                inner
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn a_trade_page_decodes_the_same_in_either_shape(
+                ts in proptest::collection::vec(trade(), 0..5),
+                classic in any::<bool>(),
+                strings in any::<bool>(),
+                has_next in any::<bool>(),
+            ) {
+                let body = page(&ts, classic, strings, has_next);
+                let inner = match open_envelope("taobao.trades.sold.increment.get", body) {
+                    Some(Envelope::Ok(v)) => v,
+                    other => return Err(TestCaseError::fail(format!("{other:?}"))),
+                };
+                let p: TradesPage = from_value(inner)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(p.has_next, Some(has_next));
+                prop_assert_eq!(p.trades.len(), ts.len());
+                for (got, want) in p.trades.iter().zip(&ts) {
+                    prop_assert_eq!(got.tid, want.tid);
+                    prop_assert_eq!(got.status.as_ref().map(TradeStatus::as_str), Some(want.status));
+                    prop_assert_eq!(got.payment, Some(Fen(want.fen)));
+                    prop_assert_eq!(
+                        got.modified.map(crate::taobao::time::format),
+                        Some(format!(
+                            "2026-12-01 {:02}:{:02}:{:02}",
+                            want.second / 3600,
+                            (want.second / 60) % 60,
+                            want.second % 60
+                        ))
+                    );
+                    prop_assert_eq!(got.orders.len(), want.lines.len());
+                    for (o, l) in got.orders.iter().zip(&want.lines) {
+                        prop_assert_eq!(o.oid, l.oid);
+                        prop_assert_eq!(o.sku_id, l.sku_id);
+                        prop_assert_eq!(o.num, Some(l.num));
+                        prop_assert_eq!(
+                            o.refund_status.as_ref().map(RefundStatus::as_str),
+                            Some(l.refund)
+                        );
+                    }
+                }
+            }
+
+            #[test]
+            fn a_damaged_trade_page_is_an_error_or_a_page_never_a_panic(
+                ts in proptest::collection::vec(trade(), 1..3),
+                classic in any::<bool>(),
+                cut in 0usize..400,
+            ) {
+                // Truncated bodies and fields of the wrong type, in both shapes.
+                let text = page(&ts, classic, false, false).to_string();
+                let cut = text.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(text.len());
+                if let Ok(v) = serde_json::from_str::<Value>(&text[..cut]) {
+                    if let Some(Envelope::Ok(inner)) = open_envelope("taobao.trades.sold.increment.get", v) {
+                        let _ = from_value::<TradesPage>(inner);
+                    }
+                }
+                let mut v = page(&ts, classic, false, false);
+                let root = if classic { &mut v["trades_sold_increment_get_response"] } else { &mut v };
+                root["has_next"] = json!([1, 2]);
+                if let Some(Envelope::Ok(inner)) = open_envelope("taobao.trades.sold.increment.get", v) {
+                    prop_assert!(from_value::<TradesPage>(inner).is_err());
+                }
+            }
+        }
+    }
 }

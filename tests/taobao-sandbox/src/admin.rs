@@ -13,6 +13,7 @@
 //! | `POST /sandbox/trades/{tid}/refund` | `{"oid"?,"status"?,"reason"?,"good_status"?,"has_good_return"?}` → `{"refund_ids"}` |
 //! | `GET /sandbox/shipments` | → `[{"tid","out_sid","company_code","sub_tids","at"}]` |
 //! | `GET /sandbox/waybills` | → `[{"cp_code","waybill_code","object_id","package_key",…}]` |
+//! | `GET /sandbox/feedback` | → `[{"tid","oid","refund_id","refund_fee","status","operate_time","at"}]` (AliGenius reports) |
 //! | `GET /sandbox/calls?method=` / `DELETE /sandbox/calls` | → `[{"method","code","sub_code","fault"?,"at"}]` |
 //! | `POST /sandbox/faults` / `GET` / `DELETE` | `{"kind","seconds"?,"count"?,"methods"?,…}` → 201 fault |
 //! | `POST /sandbox/clock` / `GET` | `{"advance_s":N}` → `{"now","now_ms"}` |
@@ -109,6 +110,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/sandbox/trades/{tid}/close", post(close))
         .route("/sandbox/shipments", get(shipments))
         .route("/sandbox/waybills", get(waybills))
+        .route("/sandbox/feedback", get(feedback))
         .route("/sandbox/calls", get(calls).delete(clear_calls))
         .route(
             "/sandbox/faults",
@@ -193,6 +195,10 @@ async fn shipments(State(sb): State<Arc<Sandbox>>) -> Answer {
 
 async fn waybills(State(sb): State<Arc<Sandbox>>) -> Answer {
     ok(StatusCode::OK, sb.waybills())
+}
+
+async fn feedback(State(sb): State<Arc<Sandbox>>) -> Answer {
+    ok(StatusCode::OK, sb.feedback())
 }
 
 async fn calls(State(sb): State<Arc<Sandbox>>, uri: Uri) -> Answer {

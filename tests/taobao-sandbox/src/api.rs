@@ -96,6 +96,11 @@ pub const METHODS: &[MethodSpec] = &[
     ),
     m("taobao.refunds.receive.get", true, refunds_receive_get),
     m("taobao.refund.get", true, refund_get),
+    m(
+        "taobao.rdc.aligenius.sendgoods.cancel",
+        true,
+        aligenius_sendgoods_cancel,
+    ),
     m("cainiao.waybill.ii.get", true, waybill_get),
     m("cainiao.waybill.ii.cancel", true, waybill_cancel),
     m("taobao.top.auth.token.create", false, auth_token_create),
@@ -183,28 +188,38 @@ fn stock_mode(p: &Params) -> Result<StockMode, TopError> {
     }
 }
 
-/// A page of results plus the paging fields TOP returns.
-fn paged(
+/// A page of results plus the paging fields TOP returns. Only the page's rows are rendered,
+/// so a shop of 100,000 trades pages as fast as a small one.
+fn paged<T>(
     list_key: &str,
     elem: &'static str,
-    rows: Vec<Out>,
+    hits: Vec<T>,
+    render: impl Fn(T) -> Out,
     no: usize,
     size: usize,
     use_has_next: bool,
 ) -> Fields {
-    let total = rows.len();
+    let total = hits.len();
     let start = (no - 1).saturating_mul(size);
-    let page: Vec<Out> = rows.into_iter().skip(start).take(size).collect();
+    let page: Vec<Out> = hits
+        .into_iter()
+        .skip(start)
+        .take(size)
+        .map(render)
+        .collect();
     let has_next = start.saturating_add(size) < total;
     let mut b = ObjBuilder::new();
     // TOP leaves an empty list out entirely; clients must read "absent" as "empty".
     if !page.is_empty() {
         b.put(list_key, Out::List(elem, page));
     }
-    if !use_has_next {
+    // TAOBAO.md §6.1: with `use_has_next=true` the count is left out and `has_next` given;
+    // without it, `total_results` and no `has_next` (a client must page by the count).
+    if use_has_next {
+        b.put("has_next", Out::bool(has_next));
+    } else {
         b.put("total_results", Out::int(total as i64));
     }
-    b.put("has_next", Out::bool(has_next));
     b.into_fields()
 }
 
@@ -278,11 +293,16 @@ fn trades_sold_increment_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fie
         .collect();
     // Newest-modified first (TAOBAO.md §6.1); ties by tid so paging is deterministic.
     hits.sort_by(|a, b| b.modified.cmp(&a.modified).then(b.tid.cmp(&a.tid)));
-    let rows = hits
-        .into_iter()
-        .map(|t| render::trade(t, &sel, TradeView::List, ctx.seller_nick))
-        .collect();
-    Ok(paged("trades", "trade", rows, no, size, use_has_next))
+    let render = |t: &Trade| render::trade(t, &sel, TradeView::List, ctx.seller_nick);
+    Ok(paged(
+        "trades",
+        "trade",
+        hits,
+        render,
+        no,
+        size,
+        use_has_next,
+    ))
 }
 
 fn trades_sold_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
@@ -312,11 +332,16 @@ fn trades_sold_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopEr
         .filter(|t| t.created >= start && t.created <= end && keep(t))
         .collect();
     hits.sort_by(|a, b| b.created.cmp(&a.created).then(b.tid.cmp(&a.tid)));
-    let rows = hits
-        .into_iter()
-        .map(|t| render::trade(t, &sel, TradeView::List, ctx.seller_nick))
-        .collect();
-    Ok(paged("trades", "trade", rows, no, size, use_has_next))
+    let render = |t: &Trade| render::trade(t, &sel, TradeView::List, ctx.seller_nick);
+    Ok(paged(
+        "trades",
+        "trade",
+        hits,
+        render,
+        no,
+        size,
+        use_has_next,
+    ))
 }
 
 fn trade_fullinfo_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
@@ -471,14 +496,9 @@ fn items_onsale_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopE
             .then(a.num_iid.cmp(&b.num_iid));
         if asc { o } else { o.reverse() }
     });
-    let rows = hits
-        .into_iter()
-        .map(|i| render::item(i, &sel, ctx.seller_nick, false))
-        .collect();
+    let render = |i: &crate::shop::Item| render::item(i, &sel, ctx.seller_nick, false);
     // items.onsale.get has no use_has_next: it reports total_results and no has_next.
-    let mut out = paged("items", "item", rows, no, size, false);
-    out.retain(|(k, _)| k != "has_next");
-    Ok(out)
+    Ok(paged("items", "item", hits, render, no, size, false))
 }
 
 fn item_seller_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
@@ -613,11 +633,16 @@ fn refunds_receive_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, T
             .cmp(&a.modified)
             .then(b.refund_id.cmp(&a.refund_id))
     });
-    let rows = hits
-        .into_iter()
-        .map(|r| render::refund(r, shop, &sel, ctx.seller_nick))
-        .collect();
-    Ok(paged("refunds", "refund", rows, no, size, use_has_next))
+    let render = |r: &crate::shop::Refund| render::refund(r, shop, &sel, ctx.seller_nick);
+    Ok(paged(
+        "refunds",
+        "refund",
+        hits,
+        render,
+        no,
+        size,
+        use_has_next,
+    ))
 }
 
 fn refund_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
@@ -635,6 +660,89 @@ fn refund_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> 
         "refund".into(),
         render::refund(r, &w.shop, &sel, ctx.seller_nick),
     )])
+}
+
+// ---- AliGenius ----
+
+/// `taobao.rdc.aligenius.sendgoods.cancel` (TAOBAO.md §6.10): one struct parameter `param`
+/// (JSON) naming a refund of a line of one of the shop's trades, `refund_fee` in integer fen,
+/// `status` `SUCCESS` or `FAIL`, `operate_time` as a TOP date.
+fn aligenius_sendgoods_cancel(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
+    const P: &str = "param";
+    let raw = req(p, P)?;
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|_| bad(P, "not a JSON object"))?;
+    if !v.is_object() {
+        return Err(bad(P, "not a JSON object"));
+    }
+    // Ids may be JSON numbers or strings.
+    let int = |key: &str| -> Result<i64, TopError> {
+        match v.get(key) {
+            None | Some(serde_json::Value::Null) => Err(TopError::missing(&format!("{P}.{key}"))),
+            Some(serde_json::Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| bad(&format!("{P}.{key}"), "not an integer")),
+            Some(serde_json::Value::String(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| bad(&format!("{P}.{key}"), "not an integer")),
+            Some(_) => Err(bad(&format!("{P}.{key}"), "not an integer")),
+        }
+    };
+    let tid = int("tid")?;
+    let oid = int("oid")?;
+    let refund_id = int("refund_id")?.to_string();
+    let refund_fee = int("refund_fee")?;
+    if refund_fee < 0 {
+        return Err(bad(
+            &format!("{P}.refund_fee"),
+            "must not be negative (fen)",
+        ));
+    }
+    let status = jstr(&v, "status").ok_or_else(|| TopError::missing(&format!("{P}.status")))?;
+    if status != "SUCCESS" && status != "FAIL" {
+        return Err(bad(&format!("{P}.status"), "must be SUCCESS or FAIL"));
+    }
+    let operate_time =
+        jstr(&v, "operate_time").ok_or_else(|| TopError::missing(&format!("{P}.operate_time")))?;
+    if parse_gmt8(operate_time).is_none() {
+        return Err(bad(
+            &format!("{P}.operate_time"),
+            "must be yyyy-MM-dd HH:mm:ss",
+        ));
+    }
+    let trade = w
+        .shop
+        .trades
+        .get(&tid)
+        .ok_or_else(|| TopError::remote("isv.trade-not-exist", "交易订单不存在"))?;
+    if !trade.orders.iter().any(|o| o.oid == oid) {
+        return Err(bad(&format!("{P}.oid"), "not a line of this trade"));
+    }
+    let refund = w
+        .shop
+        .refunds
+        .get(&refund_id)
+        .filter(|r| r.tid == tid && r.oid == oid)
+        .ok_or_else(|| TopError::remote("isv.refund-not-exist", "退款单不存在"))?;
+    if refund.refund_fee_fen != refund_fee {
+        return Err(bad(
+            &format!("{P}.refund_fee"),
+            "does not match the refund's amount",
+        ));
+    }
+    w.shop.feedback.push(crate::shop::AgFeedback {
+        tid,
+        oid,
+        refund_id,
+        refund_fee,
+        status: status.to_owned(),
+        operate_time: operate_time.to_owned(),
+        at_ms: ctx.now_ms,
+    });
+    let mut r = ObjBuilder::new();
+    r.put("success", Out::bool(true));
+    Ok(vec![("result".into(), r.build())])
 }
 
 // ---- Cainiao waybills ----

@@ -119,7 +119,7 @@ pub fn handle(
     let now_ms = sb.clock.now_ms();
     if verb != Method::GET && verb != Method::POST {
         let e = TopError::new(9, "Http Action Not Allowed");
-        sb.record(String::new(), Err(&e), None, now_ms);
+        sb.record(String::new(), Err(&e), None, now_ms, Default::default());
         let (ct, b) = render_error(&e, &request_id, Format::Json);
         return (reply(ct, b), None);
     }
@@ -127,12 +127,17 @@ pub fn handle(
         Ok(p) => p,
         Err(_) => {
             let e = TopError::new(47, "Invalid encoding");
-            sb.record(String::new(), Err(&e), None, now_ms);
+            sb.record(String::new(), Err(&e), None, now_ms, Default::default());
             let (ct, b) = render_error(&e, &request_id, Format::Json);
             return (reply(ct, b), None);
         }
     };
     let method_name = params.get("method").unwrap_or("").to_string();
+    let logged: std::collections::BTreeMap<String, String> = params
+        .iter()
+        .filter(|(k, _)| crate::state::LOGGED_PARAMS.contains(k))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     let transport = sb.world().faults.transport(&method_name, now_ms);
     match transport {
         Some(Transport::Drop) | Some(Transport::Status(_)) => {
@@ -142,6 +147,7 @@ pub fn handle(
                 sub_code: None,
                 fault: fault_name(transport),
                 at: format_rfc3339_ms(now_ms),
+                params: logged,
             });
             return (dropped(), transport);
         }
@@ -181,6 +187,7 @@ pub fn handle(
         outcome.as_ref().map(|_| ()),
         fault_name(transport),
         now_ms,
+        logged,
     );
     (resp, transport)
 }

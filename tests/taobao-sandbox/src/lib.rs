@@ -278,6 +278,25 @@ pub struct WaybillRecord {
     pub at: String,
 }
 
+/// One AliGenius report the shop received (`GET /sandbox/feedback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackRecord {
+    /// Trade.
+    pub tid: i64,
+    /// Line.
+    pub oid: i64,
+    /// Refund id.
+    pub refund_id: String,
+    /// Amount, fen.
+    pub refund_fee: i64,
+    /// `SUCCESS` (stopped) or `FAIL` (already gone).
+    pub status: String,
+    /// As sent.
+    pub operate_time: String,
+    /// When received, RFC 3339 UTC.
+    pub at: String,
+}
+
 /// Runtime settings a test may change (`POST /sandbox/config`); absent fields stay.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -402,6 +421,7 @@ impl Sandbox {
         outcome: Result<(), &envelope::TopError>,
         fault: Option<String>,
         now_ms: i64,
+        params: std::collections::BTreeMap<String, String>,
     ) {
         let (code, sub_code) = match outcome {
             Ok(()) => (0, None),
@@ -413,6 +433,7 @@ impl Sandbox {
             sub_code,
             fault,
             at: format_rfc3339_ms(now_ms),
+            params,
         });
     }
 
@@ -546,6 +567,24 @@ impl Sandbox {
                 cancelled: w.cancelled,
                 consigned: w.consigned,
                 at: format_rfc3339_ms(w.at_ms),
+            })
+            .collect()
+    }
+
+    /// Every AliGenius report received, oldest first.
+    pub fn feedback(&self) -> Vec<FeedbackRecord> {
+        self.world()
+            .shop
+            .feedback
+            .iter()
+            .map(|f| FeedbackRecord {
+                tid: f.tid,
+                oid: f.oid,
+                refund_id: f.refund_id.clone(),
+                refund_fee: f.refund_fee,
+                status: f.status.clone(),
+                operate_time: f.operate_time.clone(),
+                at: format_rfc3339_ms(f.at_ms),
             })
             .collect()
     }

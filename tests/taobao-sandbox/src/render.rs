@@ -81,7 +81,11 @@ pub fn trade(t: &Trade, sel: &FieldSel, view: TradeView, seller_nick: &str) -> O
         put("price", Some(Out::str(money(o.price_fen))));
     }
     if view == TradeView::Full {
-        put("receiver_name", Some(Out::str("测**")));
+        let r = &t.receiver;
+        put(
+            "receiver_name",
+            Some(Out::str(r.name.clone().unwrap_or_else(|| "测**".into()))),
+        );
         put("receiver_state", Some(Out::str(t.receiver.state.clone())));
         put("receiver_city", Some(Out::str(t.receiver.city.clone())));
         put(
@@ -89,10 +93,25 @@ pub fn trade(t: &Trade, sel: &FieldSel, view: TradeView, seller_nick: &str) -> O
             Some(Out::str(t.receiver.district.clone())),
         );
         put("receiver_town", Some(Out::str("****")));
-        put("receiver_address", Some(Out::str("**********")));
+        put(
+            "receiver_address",
+            Some(Out::str(
+                r.address.clone().unwrap_or_else(|| "**********".into()),
+            )),
+        );
         put("receiver_zip", Some(Out::str("000000")));
-        put("receiver_mobile", Some(Out::str("*******0000")));
-        put("receiver_phone", Some(Out::str("****-****000")));
+        put(
+            "receiver_mobile",
+            Some(Out::str(
+                r.mobile.clone().unwrap_or_else(|| "*******0000".into()),
+            )),
+        );
+        put(
+            "receiver_phone",
+            Some(Out::str(
+                r.phone.clone().unwrap_or_else(|| "****-****000".into()),
+            )),
+        );
         let oaid_allowed = match sel {
             FieldSel::All => true,
             FieldSel::Some(_) => OAID_NEEDS.iter().all(|f| sel.has(f)),

@@ -235,8 +235,10 @@ impl Order {
     }
 }
 
-/// Masked receiver region (never real-looking personal data).
-#[derive(Debug, Clone)]
+/// The receiver: a region, and (only when a test sets them, to check that a client keeps
+/// none of it) plain-text name, street address, mobile and phone. Left unset, the gateway
+/// returns masked test data for those.
+#[derive(Debug, Clone, Default)]
 pub struct Receiver {
     /// Province.
     pub state: String,
@@ -244,6 +246,14 @@ pub struct Receiver {
     pub city: String,
     /// District.
     pub district: String,
+    /// Plain-text name (tests of a client's privacy only).
+    pub name: Option<String>,
+    /// Plain-text street address (tests of a client's privacy only).
+    pub address: Option<String>,
+    /// Plain-text mobile (tests of a client's privacy only).
+    pub mobile: Option<String>,
+    /// Plain-text phone (tests of a client's privacy only).
+    pub phone: Option<String>,
 }
 
 /// A trade (parent order).
@@ -340,6 +350,25 @@ pub struct Shipment {
     /// Lines named in a split shipment (empty for a whole-trade send).
     pub sub_tids: Vec<i64>,
     /// When, epoch ms.
+    pub at_ms: i64,
+}
+
+/// An AliGenius report (`taobao.rdc.aligenius.sendgoods.cancel`) the shop received.
+#[derive(Debug, Clone)]
+pub struct AgFeedback {
+    /// Trade.
+    pub tid: i64,
+    /// Line.
+    pub oid: i64,
+    /// Refund.
+    pub refund_id: String,
+    /// Amount, fen.
+    pub refund_fee: i64,
+    /// `SUCCESS` or `FAIL`.
+    pub status: String,
+    /// As sent.
+    pub operate_time: String,
+    /// When received, epoch ms.
     pub at_ms: i64,
 }
 
@@ -455,6 +484,19 @@ pub struct NewTrade {
     /// District.
     #[serde(default)]
     pub receiver_district: Option<String>,
+    /// Plain-text receiver name, returned as is (to test that a client does not keep it;
+    /// Taobao sends it masked or encrypted).
+    #[serde(default)]
+    pub receiver_name: Option<String>,
+    /// Plain-text street address, returned as is (privacy tests).
+    #[serde(default)]
+    pub receiver_address: Option<String>,
+    /// Plain-text mobile, returned as is (privacy tests).
+    #[serde(default)]
+    pub receiver_mobile: Option<String>,
+    /// Plain-text phone, returned as is (privacy tests).
+    #[serde(default)]
+    pub receiver_phone: Option<String>,
     /// Sell even when platform stock is short (lines get `is_oversold`).
     #[serde(default)]
     pub allow_oversell: bool,
@@ -568,6 +610,8 @@ pub struct Shop {
     pub shipments: Vec<Shipment>,
     /// Issued waybills, in order.
     pub waybills: Vec<Waybill>,
+    /// AliGenius reports received, in order.
+    pub feedback: Vec<AgFeedback>,
     next_trade: i64,
     next_refund: i64,
     waybill_seq: HashMap<String, u64>,
@@ -830,6 +874,10 @@ impl Shop {
                 state: new.receiver_state.unwrap_or_else(|| "浙江省".into()),
                 city: new.receiver_city.unwrap_or_else(|| "杭州市".into()),
                 district: new.receiver_district.unwrap_or_else(|| "余杭区".into()),
+                name: new.receiver_name,
+                address: new.receiver_address,
+                mobile: new.receiver_mobile,
+                phone: new.receiver_phone,
             },
             step_trade_status: new.step_trade_status,
             is_part_consign: false,

@@ -28,7 +28,27 @@ pub struct CallRecord {
     pub fault: Option<String>,
     /// When, RFC 3339 UTC (sandbox clock).
     pub at: String,
+    /// The call's business parameters that say what was asked (paging, windows, ids: see
+    /// [`LOGGED_PARAMS`]); never a session, a signature or a struct parameter.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: std::collections::BTreeMap<String, String>,
 }
+
+/// The business parameters kept in the call log.
+pub const LOGGED_PARAMS: &[&str] = &[
+    "start_modified",
+    "end_modified",
+    "start_created",
+    "end_created",
+    "page_no",
+    "page_size",
+    "use_has_next",
+    "status",
+    "type",
+    "tid",
+    "num_iid",
+    "refund_id",
+];
 
 /// Settings tests may change at run time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -223,6 +223,10 @@ async fn increment_pages_newest_modified_first_with_has_next_and_total_results_o
     assert_eq!(page3["has_next"], false);
     let counted = increment(&env, &[("simplify", "true"), ("page_size", "2")]).await;
     assert_eq!(counted["total_results"], 5);
+    assert!(
+        counted.get("has_next").is_none(),
+        "without use_has_next a client pages by total_results: {counted}"
+    );
     let mut all = Vec::new();
     for no in 1..=3 {
         let p = increment(
@@ -505,4 +509,97 @@ async fn closing_before_payment_is_closed_by_taobao() {
         .post(&format!("/sandbox/trades/{tid}/close"), json!({}))
         .await;
     assert_eq!(s, 409);
+}
+
+#[tokio::test]
+async fn aligenius_feedback_is_checked_against_the_refund_and_recorded() {
+    let env = start().await;
+    env.seed_items().await;
+    let (tid, oids) = env
+        .trade(json!({"orders": [{"num_iid": MUG, "num": 2}]}))
+        .await;
+    let (_, r) = env
+        .post(&format!("/sandbox/trades/{tid}/refund"), json!({}))
+        .await;
+    let refund_id = r["refund_ids"][0].as_str().unwrap().to_string();
+    let fee = env
+        .call("taobao.refund.get")
+        .simplify()
+        .p("fields", "refund_fee")
+        .p("refund_id", &refund_id)
+        .send()
+        .await["refund"]["refund_fee"]
+        .as_str()
+        .unwrap()
+        .replace('.', "")
+        .parse::<i64>()
+        .unwrap();
+    let param = |status: &str, fee: i64| {
+        json!({"tid": tid, "oid": oids[0], "refund_id": refund_id, "refund_fee": fee,
+               "status": status, "operate_time": "2026-12-01 10:00:00", "msg": "stopped"})
+        .to_string()
+    };
+    let v = env
+        .call("taobao.rdc.aligenius.sendgoods.cancel")
+        .p("param", param("SUCCESS", fee))
+        .send()
+        .await;
+    assert_eq!(
+        v["rdc_aligenius_sendgoods_cancel_response"]["result"]["success"], true,
+        "{v}"
+    );
+    let wrong = env
+        .call("taobao.rdc.aligenius.sendgoods.cancel")
+        .p("param", param("SUCCESS", fee + 1))
+        .send()
+        .await;
+    assert_eq!(wrong["error_response"]["code"], 41, "{wrong}");
+    let bad = env
+        .call("taobao.rdc.aligenius.sendgoods.cancel")
+        .p("param", param("MAYBE", fee))
+        .send()
+        .await;
+    assert_eq!(
+        bad["error_response"]["sub_code"], "isv.invalid-parameter:param.status",
+        "{bad}"
+    );
+    let (_, fb) = env.get("/sandbox/feedback").await;
+    assert_eq!(fb.as_array().map(Vec::len), Some(1), "{fb}");
+    assert_eq!(fb[0]["status"], "SUCCESS");
+    assert_eq!(fb[0]["refund_fee"], fee);
+}
+
+#[tokio::test]
+async fn a_trade_can_carry_plain_receiver_fields_for_privacy_tests() {
+    let env = start().await;
+    env.seed_items().await;
+    let (tid, _) = env
+        .trade(
+            json!({"orders": [{"num_iid": MUG, "num": 1}], "receiver_name": "张三丰",
+                      "receiver_address": "文一西路969号", "receiver_mobile": "13912345678",
+                      "receiver_phone": "0571-88888888"}),
+        )
+        .await;
+    let fi = env
+        .call("taobao.trade.fullinfo.get")
+        .simplify()
+        .p(
+            "fields",
+            "receiver_name,receiver_address,receiver_mobile,receiver_phone,created,oaid",
+        )
+        .p("tid", tid)
+        .send()
+        .await;
+    assert_eq!(fi["trade"]["receiver_name"], "张三丰");
+    assert_eq!(fi["trade"]["receiver_mobile"], "13912345678");
+    assert!(fi["trade"]["oaid"].is_string());
+    // The call log keeps what was asked, never a session.
+    let calls = env.sb().calls(Some("taobao.trade.fullinfo.get"));
+    assert_eq!(calls[0].params.get("tid"), Some(&tid.to_string()));
+    assert!(
+        calls[0]
+            .params
+            .keys()
+            .all(|k| k != "session" && k != "sign")
+    );
 }

@@ -1,0 +1,398 @@
+//! `wms-node orders list|show|hold|release` and the backend shared with `wms-node sku`.
+//!
+//! While the node runs, these go through its admin API (`[http] listen`); when nothing
+//! answers there, they open the store file themselves (holding its lock, so a write never
+//! races the node). Output is a table, or with `--json` exactly the admin API's views: ids as
+//! strings, times as RFC 3339 with offset, `state` the local state (never "held": holds are
+//! their own list). Exit codes: 0 done, 1 failure (no such order, refused), 2 bad usage.
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use wms_node::config::Config;
+use wms_node::ops::alert::Alerts;
+use wms_node::ops::orders::{AdminError, OrdersAdmin, OrdersClient, SkuSyncer};
+use wms_node::outbox::admin::{AdminClient, ClientError};
+use wms_node::store::{Store, StoreError};
+use wms_node::wms::view::{OrderFilter, OrderView};
+use wms_node::wms::{Bus, ShopId};
+
+/// `wms-node orders` options.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+While the node runs, these commands go through its HTTP API ([http] listen); otherwise they \
+open the database directly.
+
+Examples:
+  wms-node orders list --held
+  wms-node orders list --state released --json
+  wms-node orders show 2701234567890000001
+  wms-node orders hold 2701234567890000001 --reason \"buyer asked to wait\"
+  wms-node orders release 2701234567890000001")]
+pub struct OrdersArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: OrdersCommand,
+    /// Print JSON instead of a table (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `wms-node orders` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// List orders, newest first.
+    List {
+        /// Only orders in this local state: new, released, picking, picked, verified,
+        /// packed, weighed, labelled, handed_over, consigned, put_back, cancelled, exception.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only held orders (a hold is not a state: see the HOLDS column).
+        #[arg(long)]
+        held: bool,
+        /// At most this many (1–10000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only orders with a tid below this (the next page: the last tid shown).
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// Show one order: state, holds, deadline, lines.
+    Show {
+        /// The trade id.
+        tid: u64,
+    },
+    /// Put an order on hold (it stops on the floor until released).
+    Hold {
+        /// The trade id.
+        tid: u64,
+        /// Why (shown to everyone who looks at the order; required).
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        reason: String,
+    },
+    /// Lift an operator's hold, or decide a hold that waits for a person (partial refund,
+    /// review). Holds from Taobao or the SKU map clear by themselves when their cause does.
+    Release {
+        /// The trade id.
+        tid: u64,
+    },
+}
+
+/// Where the commands go.
+pub enum Backend {
+    /// The running node's HTTP API.
+    Node(OrdersClient),
+    /// The store, opened (and locked) by this process.
+    Local(OrdersAdmin),
+}
+
+/// Connects to the running node, or opens the store when nothing answers.
+pub async fn connect(config: &Config) -> anyhow::Result<Backend> {
+    let url = config.admin_url();
+    let client = OrdersClient(AdminClient::new(&url)?);
+    let probe = OrderFilter {
+        limit: Some(1),
+        ..OrderFilter::default()
+    };
+    match client.list(&probe).await {
+        Ok(_) => return Ok(Backend::Node(client)),
+        Err(ClientError::Unreachable { .. }) => {}
+        Err(e) => bail!("the node at {url} answered, but not as expected: {e}"),
+    }
+    let opts = config.store_options();
+    let path = opts.path.clone();
+    if !path.exists() {
+        bail!(
+            "no database at {} (has the node run with this node.data_dir?)",
+            path.display()
+        );
+    }
+    let alerts = Alerts::new();
+    let store = match Store::open(opts, alerts.clone()) {
+        Ok(s) => s,
+        Err(StoreError::InUse { .. }) => bail!(
+            "{} is in use by a running node, but its admin API at {url} did not answer; check \
+             [http] listen in the config",
+            path.display()
+        ),
+        Err(e) => return Err(e).context("cannot open the database"),
+    };
+    Ok(Backend::Local(OrdersAdmin::new(
+        store,
+        ShopId::main(),
+        config.rules(),
+        Bus::new(),
+        alerts,
+    )))
+}
+
+impl Backend {
+    /// Closes the store if this process opened it.
+    pub async fn close(self) {
+        if let Backend::Local(a) = self {
+            let _ = a.store().clone().close().await;
+        }
+    }
+
+    /// For a stopped node: `sku sync` through a Taobao client over the store's tokens.
+    pub async fn taobao(
+        admin: &OrdersAdmin,
+        config: &Config,
+    ) -> anyhow::Result<std::sync::Arc<dyn SkuSyncer>> {
+        let taobao = wms_node::taobao::setup::connect(
+            &config.taobao_options(),
+            admin.store().clone(),
+            Alerts::new(),
+        )
+        .await
+        .context("cannot set up the Taobao client")?;
+        Ok(std::sync::Arc::new(wms_node::sync::skus::SkuSync {
+            client: taobao.client,
+            store: admin.store().clone(),
+            shop: ShopId::main(),
+            rules: config.rules(),
+            bus: Bus::new(),
+            clock: wms_node::taobao::time::Clock::system(),
+        }))
+    }
+}
+
+/// An operator-facing failure: "no such order" and "refused" exit 1 with the message.
+pub enum Failure {
+    /// Tell the operator and exit 1.
+    Said(String),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match &e {
+            ClientError::Api { status, message } if (400..500).contains(status) => {
+                Failure::Said(message.clone())
+            }
+            _ => Failure::Other(e.into()),
+        }
+    }
+}
+
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Failed(m) => Failure::Other(anyhow::anyhow!(m)),
+            AdminError::Rows(rows) => Failure::Said(
+                rows.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            e => Failure::Said(e.to_string()),
+        }
+    }
+}
+
+/// Prints `value` as JSON, or the table.
+pub fn print<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T) -> String) {
+    if json {
+        match serde_json::to_string_pretty(value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: cannot print JSON: {e}"),
+        }
+    } else {
+        print!("{}", table(value));
+    }
+}
+
+/// Runs an orders command.
+pub fn run(args: OrdersArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let backend = connect(config).await?;
+        let r = execute(&backend, args.command, args.json).await;
+        backend.close().await;
+        match r {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(Failure::Said(m)) => {
+                eprintln!("error: {m}");
+                Ok(ExitCode::FAILURE)
+            }
+            Err(Failure::Other(e)) => Err(e),
+        }
+    })
+}
+
+async fn execute(b: &Backend, cmd: OrdersCommand, json: bool) -> Result<(), Failure> {
+    match cmd {
+        OrdersCommand::List {
+            state,
+            held,
+            limit,
+            before,
+        } => {
+            if !(1..=10_000).contains(&limit) {
+                return Err(Failure::Said("--limit must be between 1 and 10000".into()));
+            }
+            let f = OrderFilter {
+                state,
+                held,
+                before,
+                limit: Some(limit),
+            };
+            let list = match b {
+                Backend::Node(c) => c.list(&f).await?,
+                Backend::Local(a) => a.list(&f)?,
+            };
+            print(json, &list, |l| render_list(l, limit));
+        }
+        OrdersCommand::Show { tid } => {
+            let o = match b {
+                Backend::Node(c) => c.show(tid).await?,
+                Backend::Local(a) => a.show(tid)?,
+            };
+            print(json, &o, render_order);
+        }
+        OrdersCommand::Hold { tid, reason } => {
+            let o = match b {
+                Backend::Node(c) => c.hold(tid, &reason).await?,
+                Backend::Local(a) => a.hold(tid, &reason).await?,
+            };
+            print(json, &o, |o| {
+                format!("order {} is on hold: {reason}\n{}", o.tid, render_order(o))
+            });
+        }
+        OrdersCommand::Release { tid } => {
+            let r = match b {
+                Backend::Node(c) => c.release(tid).await?,
+                Backend::Local(a) => a.release(tid).await?,
+            };
+            print(json, &r.order, |o| {
+                format!(
+                    "released {} on order {}{}\n{}",
+                    r.released.join(", "),
+                    o.tid,
+                    if o.holds.is_empty() {
+                        String::new()
+                    } else {
+                        "; other holds remain".to_owned()
+                    },
+                    render_order(o)
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `2026-12-01T17:00:00+08:00` → `12-01 17:00`.
+fn short_time(t: &str) -> String {
+    match (t.get(5..10), t.get(11..16)) {
+        (Some(d), Some(h)) => format!("{d} {h}"),
+        _ => t.to_owned(),
+    }
+}
+
+fn holds_text(o: &OrderView) -> String {
+    if o.holds.is_empty() {
+        "-".to_owned()
+    } else {
+        o.holds
+            .iter()
+            .map(|h| h.code.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn render_list(list: &[OrderView], limit: usize) -> String {
+    if list.is_empty() {
+        return "No orders.\n".to_owned();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:<12} {:<26} {:<22} {:<12} {:>5}  LINES",
+        "TID", "STATE", "TAOBAO STATUS", "HOLDS", "SHIP BY", "QTY"
+    );
+    for o in list {
+        let qty: u64 = o.lines.iter().map(|l| u64::from(l.qty)).sum();
+        let skus: Vec<String> = o
+            .lines
+            .iter()
+            .map(|l| match &l.sku {
+                Some(s) => format!("{}×{s}", l.qty),
+                None => format!("{}×(unmapped)", l.qty),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<20} {:<12} {:<26} {:<22} {:<12} {:>5}  {}",
+            o.tid,
+            o.state,
+            o.taobao_status,
+            holds_text(o),
+            o.ship_by.as_deref().map(short_time).unwrap_or_default(),
+            qty,
+            skus.join(" ")
+        );
+    }
+    if list.len() >= limit {
+        if let Some(last) = list.last() {
+            let _ = writeln!(out, "(more: --before {})", last.tid);
+        }
+    }
+    out
+}
+
+fn render_order(o: &OrderView) -> String {
+    let mut out = String::new();
+    let row = |out: &mut String, k: &str, v: &str| {
+        let _ = writeln!(out, "{k:<14} {v}");
+    };
+    row(&mut out, "tid", &o.tid);
+    row(&mut out, "state", &o.state);
+    row(&mut out, "taobao status", &o.taobao_status);
+    row(&mut out, "ship by", o.ship_by.as_deref().unwrap_or("-"));
+    row(&mut out, "paid", o.pay_time.as_deref().unwrap_or("-"));
+    row(&mut out, "modified", &o.modified);
+    row(&mut out, "arrived", &o.arrived);
+    row(&mut out, "region", &o.region.join(" "));
+    row(&mut out, "receiver", o.receiver.as_deref().unwrap_or("-"));
+    if o.holds.is_empty() {
+        row(&mut out, "holds", "none");
+    } else {
+        for (i, h) in o.holds.iter().enumerate() {
+            let text = if h.code == "operator" {
+                format!("operator since {}: {}", h.since, h.reason)
+            } else {
+                format!("{} ({}) since {}: {}", h.code, h.source, h.since, h.detail)
+            };
+            row(&mut out, if i == 0 { "holds" } else { "" }, &text);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<20} {:<18} {:>4}  {:<10} {:<26} REFUND",
+        "OID", "SKU", "QTY", "MAPPING", "STATUS"
+    );
+    for l in &o.lines {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<18} {:>4}  {:<10} {:<26} {}",
+            l.oid,
+            l.sku.as_deref().unwrap_or("-"),
+            l.qty,
+            l.mapping,
+            l.status.as_deref().unwrap_or("-"),
+            l.refund_status.as_deref().unwrap_or("-")
+        );
+        for c in &l.components {
+            let _ = writeln!(out, "{:<20}   {:<16} {:>4}", "", c.sku, c.qty);
+        }
+    }
+    out
+}

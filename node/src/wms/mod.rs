@@ -1,0 +1,150 @@
+//! The warehouse's own state and rules: orders, lines, holds, the SKU master and map, the
+//! stock ledger's first column, intake cursors and the audit log, as plain functions over a
+//! store transaction.
+//!
+//! ```text
+//!   sync/ (intake, SKU sync)  ops/ (orders hold|release, sku import)  floor/ (later)
+//!            │                          │                                │
+//!            └──────── Wms::new(txn, shop, now) … .finish() ─────────────┘
+//!                                 │                 └─▶ Vec<Event>  (published after commit)
+//!                                 ▼
+//!      wms_orders  wms_open  wms_counts  wms_skus  wms_sku_map  wms_bundles  wms_stock
+//!      wms_cursors  wms_events                      (tables: [`tables`])
+//! ```
+//!
+//! Every table is keyed by shop first (one shop per node today, [`ShopId::MAIN`]), so several
+//! shops can share a store later without a migration.
+//!
+//! # Orders
+//!
+//! An order keeps its platform status (`taobao_status`) and a local state ([`LocalState`],
+//! DOMAIN.md §2: `new → released → picking → … → handed_over → consigned`, side states
+//! `put_back`, `cancelled`, `exception`). Holds are a separate list ([`Hold`]): an order can
+//! carry several (the platform's refund, an unmapped SKU, the operator's), each released by
+//! its own cause, and a held order keeps its place in the flow. "Held" is never a state.
+//!
+//! # What this module must never do
+//!
+//! I/O of any kind, async, reading a clock (time is passed in), or storing buyer data beyond
+//! the OAID, the region and a receiver name it masks itself (DOMAIN.md §10): street address,
+//! mobile and phone are dropped on the way in, and so are the buyer's message and the seller's
+//! memo (free text that buyers fill with phone numbers).
+
+pub mod counts;
+pub mod cursor;
+pub mod events;
+pub mod order;
+pub mod orders;
+pub mod sku;
+pub mod tables;
+pub mod view;
+
+pub use events::{Bus, Event};
+pub use order::{Hold, HoldReason, HoldSource, Line, LocalState, Mapping, OrderRecord, Rules};
+pub use orders::{Applied, Change, ConsignCheck, Feedback, Wms};
+
+use crate::store::{Store, StoreError};
+use std::sync::{Arc, Mutex};
+
+/// Which shop a record belongs to. One shop per node today.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShopId(pub String);
+
+impl ShopId {
+    /// The node's one shop.
+    pub const MAIN: &'static str = "main";
+
+    /// The node's one shop.
+    pub fn main() -> ShopId {
+        ShopId(Self::MAIN.to_owned())
+    }
+
+    /// As a key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ShopId {
+    fn default() -> Self {
+        ShopId::main()
+    }
+}
+
+/// Why a warehouse operation was refused or failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum WmsError {
+    /// The store failed; see [`StoreError::is_retryable`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No such order in this shop.
+    #[error("no order with tid {0}")]
+    NoOrder(u64),
+    /// The request makes no sense for the current state (says why). Nothing was written.
+    #[error("{0}")]
+    Refused(String),
+    /// An import file (or request) has problems; nothing was imported.
+    #[error("{} problem(s) in the import; nothing was imported", .0.len())]
+    BadRows(Vec<sku::RowError>),
+}
+
+impl WmsError {
+    /// Whether trying the same thing later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            WmsError::Store(e) => e.is_retryable(),
+            WmsError::NoOrder(_) | WmsError::Refused(_) | WmsError::BadRows(_) => false,
+        }
+    }
+}
+
+/// Runs `f` in one durable write, turning a refusal into an aborted transaction (nothing
+/// written) and back into the refusal for the caller.
+pub async fn write<R, F>(store: &Store, mut f: F) -> Result<R, WmsError>
+where
+    F: FnMut(&redb::WriteTransaction) -> Result<R, WmsError> + Send + 'static,
+    R: Send + 'static,
+{
+    let refused: Arc<Mutex<Option<WmsError>>> = Arc::default();
+    let slot = refused.clone();
+    let r = store
+        .write(move |txn| match f(txn) {
+            Ok(v) => Ok(v),
+            Err(WmsError::Store(e)) => Err(e),
+            Err(other) => {
+                let text = other.to_string();
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(other);
+                Err(StoreError::Aborted(text))
+            }
+        })
+        .await;
+    match r {
+        Ok(v) => Ok(v),
+        Err(e @ StoreError::Aborted(_)) => Err(refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or(WmsError::Store(e))),
+        Err(e) => Err(WmsError::Store(e)),
+    }
+}
+
+/// Milliseconds since the epoch of a UTC instant.
+pub(crate) fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The UTC instant of epoch milliseconds (the epoch itself if out of range).
+pub(crate) fn at(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// An id Taobao issued, as we keep it: `u64`. The client decodes ids as `i64`; a negative
+/// one is not an id.
+pub(crate) fn id(v: i64) -> Option<u64> {
+    u64::try_from(v).ok().filter(|v| *v > 0)
+}
+
+#[cfg(test)]
+mod tests;

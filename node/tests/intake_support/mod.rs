@@ -1,0 +1,324 @@
+//! An order intake over the Taobao sandbox on `127.0.0.1:0` (real signed HTTP calls), with
+//! a clock that moves together with the sandbox's, so a test can run a day in seconds.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+use taobao_sandbox::{NewItem, NewSku, PreIssued, SandboxConfig, SandboxHandle};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use wms_node::ops::alert::Alerts;
+use wms_node::ops::health::Health;
+use wms_node::outbox::{Outbox, OutboxOptions};
+use wms_node::secret::Secret;
+use wms_node::store::{Store, StoreOptions};
+use wms_node::sync::intake::{Intake, IntakeHandle, IntakeOptions};
+use wms_node::taobao::client::ClientOptions;
+use wms_node::taobao::limit::RateLimits;
+use wms_node::taobao::oauth::{OAuthClient, OAuthOptions, TokenOrigin, TokenSet};
+use wms_node::taobao::outbox::{TaobaoOp, TaobaoSink};
+use wms_node::taobao::time::Clock;
+use wms_node::taobao::tokens::{RedbTokenStore, TokenManager, TokenStore};
+use wms_node::taobao::{SessionProvider, TopClient};
+use wms_node::wms::{self, Bus, Event, OrderRecord, ShopId, Wms};
+
+pub const SESSION: &str = "sim-session";
+pub const REFRESH: &str = "sim-refresh";
+pub const ITEM: i64 = 600_000_000_101;
+/// The item's SKUs and their merchant codes.
+pub const SKUS: [(i64, &str); 4] = [
+    (4_600_000_001_011, "SIM-RED"),
+    (4_600_000_001_012, "SIM-BLUE"),
+    (4_600_000_001_013, "SIM-GREEN"),
+    (4_600_000_001_014, "SIM-BLACK"),
+];
+
+/// The sandbox, the node's intake and outbox, and the shared clock.
+pub struct Sim {
+    pub sb: SandboxHandle,
+    pub store: Store,
+    pub clock: Clock,
+    pub client: TopClient,
+    pub alerts: Alerts,
+    pub health: Health,
+    pub bus: Bus,
+    pub intake: IntakeHandle,
+    pub outbox: Outbox<TaobaoOp>,
+    pub events: Arc<std::sync::Mutex<Vec<Event>>>,
+    token: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sim {
+    /// Starts everything; the SKU map knows the item's four SKUs when `map_skus`.
+    pub async fn start(opts: IntakeOptions, map_skus: bool) -> Sim {
+        Sim::start_with(opts, map_skus, REFRESH).await
+    }
+
+    /// [`start`](Self::start) with the refresh token the node holds (the sandbox knows
+    /// [`REFRESH`] only).
+    pub async fn start_with(opts: IntakeOptions, map_skus: bool, refresh: &str) -> Sim {
+        let sb = taobao_sandbox::spawn(SandboxConfig {
+            sessions: vec![PreIssued {
+                refresh_token: Some(REFRESH.into()),
+                ..PreIssued::new(SESSION)
+            }],
+            ..SandboxConfig::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e}"));
+        sb.sandbox()
+            .create_item(NewItem {
+                num_iid: ITEM,
+                title: "模拟商品".into(),
+                skus: SKUS
+                    .iter()
+                    .map(|(id, code)| NewSku {
+                        sku_id: *id,
+                        outer_id: Some((*code).into()),
+                        quantity: 999_999,
+                        barcode: Some(format!("69{id}")),
+                        ..NewSku::default()
+                    })
+                    .collect(),
+                ..NewItem::default()
+            })
+            .unwrap_or_else(|e| panic!("item: {e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let alerts = Alerts::new();
+        let store = Store::open(
+            StoreOptions::new(dir.path().join("node.redb")),
+            alerts.clone(),
+        )
+        .unwrap_or_else(|e| panic!("store: {e}"));
+        let clock = Clock::offset(Arc::new(AtomicI64::new(0)));
+        let mut oauth = OAuthOptions::new(
+            sb.oauth_url(),
+            taobao_sandbox::DEFAULT_APP_KEY,
+            Secret::new(taobao_sandbox::DEFAULT_APP_SECRET),
+            "",
+        );
+        oauth.clock = clock.clone();
+        let token_store: Arc<dyn TokenStore> = Arc::new(RedbTokenStore::new(store.clone()));
+        let now = clock.now();
+        let year = chrono::Duration::days(365);
+        let tokens = Arc::new(TokenManager::new(
+            token_store,
+            Some(OAuthClient::new(oauth).unwrap_or_else(|e| panic!("{e}"))),
+            alerts.clone(),
+        ));
+        tokens
+            .install(TokenSet {
+                access_token: Secret::new(SESSION),
+                refresh_token: Some(Secret::new(refresh)),
+                issued_at: now,
+                expires_at: Some(now + year),
+                refresh_expires_at: Some(now + year),
+                user_id: None,
+                user_nick: None,
+                origin: TokenOrigin::OAuth,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("tokens: {e}"));
+        let mut o = ClientOptions::new(
+            sb.rest_url(),
+            taobao_sandbox::DEFAULT_APP_KEY,
+            Secret::new(taobao_sandbox::DEFAULT_APP_SECRET),
+        );
+        o.limits = RateLimits::unlimited();
+        o.clock = clock.clone();
+        o.connect_timeout = Duration::from_secs(2);
+        o.request_timeout = Duration::from_secs(5);
+        o.daily_call_budget = None;
+        let provider: Arc<dyn SessionProvider> = tokens.clone();
+        let client = TopClient::new(o, Some(provider), alerts.clone())
+            .unwrap_or_else(|e| panic!("client: {e}"));
+        let outbox: Outbox<TaobaoOp> = Outbox::new(
+            store.clone(),
+            OutboxOptions {
+                backoff_initial: Duration::from_millis(100),
+                backoff_max: Duration::from_millis(500),
+                rate: None,
+                ..OutboxOptions::default()
+            },
+            alerts.clone(),
+        );
+        if map_skus {
+            let mut csv = String::from("sku,barcode,name,on_hand,num_iid,sku_id\n");
+            for (id, code) in SKUS {
+                csv.push_str(&format!("{code},69{id},{code},100,,\n"));
+            }
+            let rows = wms::sku::parse_skus(csv.as_bytes()).unwrap_or_default();
+            let now = clock.now();
+            wms::write(&store, move |txn| {
+                let mut w = Wms::new(txn, &ShopId::main(), now);
+                w.import_skus(&rows, &[], false, &wms::Rules::default())?;
+                w.finish()?;
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("import: {e}"));
+        }
+        let health = Health::new();
+        let bus = Bus::new();
+        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let token = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let mut rx = bus.subscribe();
+        tasks.push(tokio::spawn({
+            let events = events.clone();
+            let token = token.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        e = rx.recv() => match e {
+                            Ok((_, e)) => events.lock().unwrap_or_else(|p| p.into_inner()).push(e),
+                            Err(broadcast::error::RecvError::Lagged(n)) => panic!("event bus lagged by {n}"),
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                    }
+                }
+            }
+        }));
+        let (intake, handle) = Intake::new(
+            client.clone(),
+            store.clone(),
+            outbox.clone(),
+            bus.clone(),
+            alerts.clone(),
+            health.clone(),
+            clock.clone(),
+            opts,
+        );
+        tasks.push(tokio::spawn({
+            let token = token.clone();
+            async move {
+                let _ = intake.run(token).await;
+            }
+        }));
+        tasks.push(tokio::spawn({
+            let outbox = outbox.clone();
+            let sink = wms_node::sync::consign::ConsignGuard::new(
+                TaobaoSink::new(client.clone(), alerts.clone()),
+                outbox.clone(),
+                ShopId::main(),
+                bus.clone(),
+                alerts.clone(),
+                clock.clone(),
+            );
+            let token = token.clone();
+            async move { outbox.run(sink, token).await }
+        }));
+        Sim {
+            sb,
+            store,
+            clock,
+            client,
+            alerts,
+            health,
+            bus,
+            intake: handle,
+            outbox,
+            events,
+            token,
+            tasks,
+            _dir: dir,
+        }
+    }
+
+    /// Moves both clocks forward.
+    pub fn advance(&self, secs: u64) {
+        self.sb.sandbox().advance_clock(secs);
+        self.clock.advance(secs as i64);
+    }
+
+    /// The sandbox's time, epoch ms.
+    pub fn sandbox_ms(&self) -> i64 {
+        self.sb.sandbox().clock.now_ms()
+    }
+
+    /// Waits until intake has done what is due and sleeps until a time still ahead.
+    pub async fn settle(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = self.intake.status();
+            if st.asleep_until.is_some_and(|t| t > self.clock.now()) {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("intake did not settle: {st:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The stored order `tid`.
+    pub fn order(&self, tid: i64) -> Option<OrderRecord> {
+        self.store
+            .read(|r| wms::orders::read_order(r, &ShopId::main(), tid as u64))
+            .unwrap_or(None)
+    }
+
+    /// Moves a stored order on the floor.
+    pub async fn move_to(
+        &self,
+        tid: i64,
+        to: wms::LocalState,
+    ) -> Result<OrderRecord, wms::WmsError> {
+        let now = self.clock.now();
+        let bus = self.bus.clone();
+        wms::write(&self.store, move |txn| {
+            let mut w = Wms::new(txn, &ShopId::main(), now);
+            let o = w.move_to(tid as u64, to)?;
+            bus.publish_after_commit(ShopId::MAIN, w.finish()?);
+            Ok(o)
+        })
+        .await
+    }
+
+    /// Adds a fault (JSON as the admin API takes it).
+    pub fn fault(&self, spec: serde_json::Value) {
+        let spec = serde_json::from_value(spec).unwrap_or_else(|e| panic!("fault: {e}"));
+        self.sb
+            .sandbox()
+            .add_fault(spec)
+            .unwrap_or_else(|e| panic!("fault: {e}"));
+    }
+
+    /// The events seen so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops everything.
+    pub async fn stop(self) {
+        self.token.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let _ = self.store.close().await;
+    }
+}
+
+/// A paid trade of `num` units of SKU `k`.
+pub fn paid(sb: &SandboxHandle, k: usize, num: i64) -> (i64, Vec<i64>) {
+    let t = taobao_sandbox::NewTrade {
+        orders: vec![taobao_sandbox::NewOrder {
+            num_iid: ITEM,
+            sku_id: Some(SKUS[k % SKUS.len()].0),
+            num,
+        }],
+        ..taobao_sandbox::NewTrade::default()
+    };
+    let c = sb
+        .sandbox()
+        .create_trade(t)
+        .unwrap_or_else(|e| panic!("trade: {e}"));
+    (c.tid, c.oids)
+}
