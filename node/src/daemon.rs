@@ -77,6 +77,10 @@ pub enum DaemonError {
     /// The Taobao client could not be built (bad endpoint) or its tokens not loaded.
     #[error("taobao: {0}")]
     Taobao(#[source] crate::taobao::setup::SetupError),
+    /// The floor could not start: the embedded broker's port (`mqtt.listen`) is taken, a TLS
+    /// file is unreadable, or the device registry could not be read.
+    #[error("floor: {0}")]
+    Floor(#[from] crate::floor::FloorError),
     /// A task failed or panicked; the node stopped the others.
     #[error("task `{task}` failed: {message}")]
     Task {
@@ -97,6 +101,9 @@ impl DaemonError {
             DaemonError::Task { .. } => true,
             DaemonError::Store(e) => e.is_retryable(),
             DaemonError::Taobao(_) => false,
+            // A broker port still held by the previous instance frees up.
+            DaemonError::Floor(crate::floor::FloorError::Broker(_)) => true,
+            DaemonError::Floor(_) => false,
         }
     }
 }
@@ -132,6 +139,11 @@ pub struct Started {
     pub intake: crate::sync::intake::IntakeHandle,
     /// The store (for embedding code that commits through `wms/`).
     pub store: Store,
+    /// Where the embedded MQTT broker listens (the real port when `mqtt.listen` says 0);
+    /// `None` with an external broker.
+    pub mqtt_addr: Option<SocketAddr>,
+    /// Publishes the node's alert messages on `wms/{site}/gateway/{id}/alert`.
+    pub alert_publisher: crate::floor::alerts::AlertPublisher,
     taobao: crate::taobao::setup::Taobao,
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
@@ -173,7 +185,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     );
     ota.raise_alerts(&alerts);
 
+    // The floor: the embedded broker binds here, so a taken MQTT port fails the start.
+    let floor = crate::floor::Floor::start(
+        config.floor_options(),
+        store.clone(),
+        crate::floor::flow::Basic,
+        None,
+    )
+    .await?;
+    let mqtt_addr = floor.broker_addr;
+    let devices = floor.admin.clone();
+
     let (tasks, failures) = Tasks::new();
+    let (alert_publisher, alert_task) = crate::floor::alerts::publisher(
+        floor.client.clone(),
+        &config.node.site,
+        &config.node.id,
+        token.clone(),
+    );
+    tasks.spawn("floor-alerts", alert_task);
+    tasks.spawn("floor", floor.run(token.clone()));
     let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
     spawn_jobs(
         &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
@@ -203,7 +234,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
                 taobao.tokens.clone(),
                 config.taobao.oauth_options(None),
             ))
-            .merge(crate::ota::admin::router(ota)),
+            .merge(crate::ota::admin::router(ota))
+            .merge(crate::floor::admin::router(devices)),
     );
     let http_addr = spawn_ops_http(&tasks, listener, ops, admin, &token);
     if let Some(timeout) = sd_notify::watchdog_enabled() {
@@ -221,6 +253,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         bus: warehouse.bus,
         intake: warehouse.handle,
         store,
+        mqtt_addr,
+        alert_publisher,
         taobao,
         tasks,
         failures,
@@ -630,6 +664,7 @@ mod tests {
         c.taobao.endpoint = "http://127.0.0.1:9/router/rest".into();
         c.taobao.oauth_url = "http://127.0.0.1:9/oauth".into();
         c.http.listen = "127.0.0.1:0".parse().unwrap();
+        c.mqtt.listen = "127.0.0.1:0".parse().unwrap();
         c
     }
 

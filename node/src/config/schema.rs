@@ -10,8 +10,8 @@ use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 
 use super::{
-    Config, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig, OtaConfig, OutboxConfig,
-    StoreConfig, TaobaoConfig,
+    Config, FloorConfig, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig, OtaConfig,
+    OutboxConfig, StoreConfig, TaobaoConfig,
 };
 
 /// Keys whose values are secrets: never echoed in errors, always redacted in output.
@@ -32,6 +32,7 @@ pub(crate) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "taobao" => struct_fields::<TaobaoConfig>(),
         "intake" => struct_fields::<IntakeConfig>(),
         "mqtt" => struct_fields::<MqttConfig>(),
+        "floor" => struct_fields::<FloorConfig>(),
         "http" => struct_fields::<HttpConfig>(),
         "ota" => struct_fields::<OtaConfig>(),
         _ => return None,

@@ -32,6 +32,7 @@
 
 pub mod counts;
 pub mod cursor;
+pub mod dedupe;
 pub mod events;
 pub mod order;
 pub mod orders;
