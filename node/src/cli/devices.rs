@@ -164,12 +164,17 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
                         Some(c) => c.class(),
                         None => {
                             let list = c.get_json::<Vec<DeviceView>>("/api/devices").await?;
-                            let found: Vec<&DeviceView> = list.iter().filter(|d| d.id == id).collect();
+                            let found: Vec<&DeviceView> =
+                                list.iter().filter(|d| d.id == id).collect();
                             match found.as_slice() {
                                 [one] => firmware_bridge::proto::DeviceClass::from_name(&one.class)
                                     .context("unknown class")?,
                                 [] => return fail(&format!("no device {id}")),
-                                _ => return fail(&format!("both a scanner and a printer have the id {id}: give --class")),
+                                _ => {
+                                    return fail(&format!(
+                                        "both a scanner and a printer have the id {id}: give --class"
+                                    ));
+                                }
                             }
                         }
                     };
@@ -182,7 +187,11 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
                     .map_err(|e| e.to_string())
                 }
                 Backend::Local(a) => match a.resolve(class.map(ClassArg::class), &id) {
-                    Ok(d) => a.remove(&d).await.map(|()| d.to_string()).map_err(|e| local_error(&e)),
+                    Ok(d) => a
+                        .remove(&d)
+                        .await
+                        .map(|()| d.to_string())
+                        .map_err(|e| local_error(&e)),
                     Err(e) => Err(local_error(&e)),
                 },
             };
@@ -220,7 +229,10 @@ fn print_added(a: &Added, config: &Config) {
     println!("  MQTT user name   {}", d.username);
     println!("  MQTT password    {}", a.password);
     println!("  MQTT client id   {}", d.client_id);
-    println!("  topics           wms/{}/{}/{}/{{evt,reply,state}} (publish), …/cmd (subscribe)", config.node.site, d.class, d.id);
+    println!(
+        "  topics           wms/{}/{}/{}/{{evt,reply,state}} (publish), …/cmd (subscribe)",
+        config.node.site, d.class, d.id
+    );
     println!();
     println!("The password is shown this once; only its hash is kept. Lost it? Remove the");
     println!("device and add it again.");

@@ -672,8 +672,7 @@ impl Config {
     /// config (a broker URL that does not parse falls back to the embedded broker here).
     pub fn floor_options(&self) -> crate::floor::FloorOptions {
         let m = &self.mqtt;
-        let mut o =
-            crate::floor::FloorOptions::new(&self.node.site, &self.node.id, m.listen);
+        let mut o = crate::floor::FloorOptions::new(&self.node.site, &self.node.id, m.listen);
         if let Ok(Broker::External { host, port, tls }) = m.broker() {
             o.broker = crate::floor::BrokerChoice::External {
                 host,
@@ -694,7 +693,8 @@ impl Config {
         o.keep_alive = m.keep_alive;
         o.reconnect_min = m.reconnect_min;
         o.reconnect_max = m.reconnect_max;
-        o.max_event_bytes = usize::try_from(self.floor.max_event_bytes.bytes()).unwrap_or(usize::MAX);
+        o.max_event_bytes =
+            usize::try_from(self.floor.max_event_bytes.bytes()).unwrap_or(usize::MAX);
         o.dedupe_retention = self.floor.dedupe_retention;
         o
     }
@@ -1231,21 +1231,14 @@ impl MqttConfig {
         if m.keep_alive < Duration::from_secs(5) || m.keep_alive > Duration::from_secs(600) {
             bad("mqtt.keep_alive", "must be between 5s and 10m".into());
         }
-        if m.reconnect_min < Duration::from_millis(10) || m.reconnect_min > Duration::from_secs(60) {
+        if m.reconnect_min < Duration::from_millis(10) || m.reconnect_min > Duration::from_secs(60)
+        {
             bad("mqtt.reconnect_min", "must be between 10ms and 1m".into());
         }
         if m.reconnect_max < m.reconnect_min || m.reconnect_max > Duration::from_secs(3600) {
             bad(
                 "mqtt.reconnect_max",
                 "must be at least mqtt.reconnect_min and at most 1h".into(),
-            );
-        }
-        if matches!(m.broker(), Ok(Broker::Embedded)) && m.username.is_some() {
-            bad(
-                "mqtt.username",
-                "only applies to an external broker: the embedded broker makes the node's own \
-                 credentials"
-                    .into(),
             );
         }
     }
@@ -1264,7 +1257,10 @@ impl FloorConfig {
         }
         let b = self.max_event_bytes.bytes();
         if !(1024..=1024 * 1024).contains(&b) {
-            bad("floor.max_event_bytes", "must be between 1KiB and 1MiB".into());
+            bad(
+                "floor.max_event_bytes",
+                "must be between 1KiB and 1MiB".into(),
+            );
         }
     }
 }

@@ -60,9 +60,7 @@ impl Scope {
     /// Whether `who` may subscribe to `filter`.
     pub fn may_subscribe(&self, who: &Principal, filter: &str) -> bool {
         match who {
-            Principal::Device(d) => {
-                filter == format!("wms/{}/{}/{}/cmd", self.site, d.class, d.id)
-            }
+            Principal::Device(d) => filter == format!("wms/{}/{}/{}/cmd", self.site, d.class, d.id),
             Principal::Node => filter
                 .strip_prefix("wms/")
                 .and_then(|r| r.strip_prefix(self.site.as_str()))
@@ -145,10 +143,22 @@ mod tests {
         assert!(s.may_publish(&me, "wms/main/scanner/sc-1/evt"));
         assert!(s.may_publish(&me, "wms/main/scanner/sc-1/reply"));
         assert!(s.may_publish(&me, "wms/main/scanner/sc-1/state"));
-        assert!(!s.may_publish(&me, "wms/main/scanner/sc-1/cmd"), "commands are the node's");
-        assert!(!s.may_publish(&me, "wms/main/scanner/sc-2/evt"), "another scanner");
-        assert!(!s.may_publish(&me, "wms/main/printer/sc-1/evt"), "same id, other class");
-        assert!(!s.may_publish(&me, "wms/other/scanner/sc-1/evt"), "another site");
+        assert!(
+            !s.may_publish(&me, "wms/main/scanner/sc-1/cmd"),
+            "commands are the node's"
+        );
+        assert!(
+            !s.may_publish(&me, "wms/main/scanner/sc-2/evt"),
+            "another scanner"
+        );
+        assert!(
+            !s.may_publish(&me, "wms/main/printer/sc-1/evt"),
+            "same id, other class"
+        );
+        assert!(
+            !s.may_publish(&me, "wms/other/scanner/sc-1/evt"),
+            "another site"
+        );
         assert!(!s.may_publish(&me, "wms/main/gateway/gw1/alert"));
         assert!(!s.may_publish(&me, "wms/main/scanner/sc-1/evt/x"));
         assert!(!s.may_publish(&me, "something/else"));
@@ -182,11 +192,17 @@ mod tests {
             last_seen_ms: None,
         }];
         let pw = mosquitto_passwords(Some(("wms-node", "$7$101$x$y")), &recs);
-        assert_eq!(pw, "wms-node:$7$101$x$y\nscanner/sc-1:$7$101$c2FsdA==$aGFzaA==\n");
+        assert_eq!(
+            pw,
+            "wms-node:$7$101$x$y\nscanner/sc-1:$7$101$c2FsdA==$aGFzaA==\n"
+        );
         let acl = mosquitto_acl(&scope(), Some("wms-node"), &recs);
         assert!(acl.contains("user scanner/sc-1\ntopic write wms/main/scanner/sc-1/evt\n"));
         assert!(acl.contains("topic read wms/main/scanner/sc-1/cmd\n"));
         assert!(acl.contains("user wms-node\ntopic read wms/main/#\n"));
-        assert!(!acl.contains("pattern"), "no client-id patterns: ids are unique per class only");
+        assert!(
+            !acl.contains("pattern"),
+            "no client-id patterns: ids are unique per class only"
+        );
     }
 }

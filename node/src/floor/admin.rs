@@ -50,11 +50,8 @@ impl MosquittoFiles {
             node_hash.as_ref().map(|(u, h)| (u.as_str(), h.as_str())),
             devices,
         );
-        let acl_text = acl::mosquitto_acl(
-            scope,
-            self.node.as_ref().map(|(u, _)| u.as_str()),
-            devices,
-        );
+        let acl_text =
+            acl::mosquitto_acl(scope, self.node.as_ref().map(|(u, _)| u.as_str()), devices);
         write_atomic(&self.passwd_path(), pw.as_bytes(), true)?;
         write_atomic(&self.acl_path(), acl_text.as_bytes(), false)?;
         Ok(())
@@ -169,7 +166,12 @@ impl From<StoreError> for AdminError {
 impl DeviceAdmin {
     /// Administration of `store`'s devices for `scope`; `live` when the node runs in this
     /// process, `files` when the broker is external.
-    pub fn new(store: Store, scope: Scope, live: Option<Live>, files: Option<MosquittoFiles>) -> Self {
+    pub fn new(
+        store: Store,
+        scope: Scope,
+        live: Option<Live>,
+        files: Option<MosquittoFiles>,
+    ) -> Self {
         DeviceAdmin {
             store,
             site: scope.site.clone(),
@@ -188,9 +190,7 @@ impl DeviceAdmin {
     fn view(&self, r: &Record) -> Option<DeviceView> {
         let d = r.device()?;
         let seen = self.live.as_ref().and_then(|l| l.presence.get(&d));
-        let last = r
-            .last_seen_ms
-            .max(seen.as_ref().map(|s| s.since_ms));
+        let last = r.last_seen_ms.max(seen.as_ref().map(|s| s.since_ms));
         Some(DeviceView {
             class: r.class.clone(),
             id: r.id.clone(),
@@ -225,7 +225,9 @@ impl DeviceAdmin {
         }
         tracing::warn!(device = %device, "device added");
         self.rewrite_files()?;
-        let view = self.view(&record).ok_or(AdminError::Device(DeviceError::Class))?;
+        let view = self
+            .view(&record)
+            .ok_or(AdminError::Device(DeviceError::Class))?;
         Ok(Added {
             device: view,
             password,
@@ -238,11 +240,16 @@ impl DeviceAdmin {
             return Ok(DeviceId::new(class, id)?);
         }
         let records = self.store.read(|r| devices::list(r))?;
-        let mut found = records.iter().filter(|r| r.id == id).filter_map(Record::device);
+        let mut found = records
+            .iter()
+            .filter(|r| r.id == id)
+            .filter_map(Record::device);
         match (found.next(), found.next()) {
             (Some(d), None) => Ok(d),
             (Some(_), Some(_)) => Err(AdminError::Ambiguous(id.to_owned())),
-            (None, _) => Err(DeviceError::NotFound(DeviceId::new(DeviceClass::Scanner, id)?).into()),
+            (None, _) => {
+                Err(DeviceError::NotFound(DeviceId::new(DeviceClass::Scanner, id)?).into())
+            }
         }
     }
 
@@ -271,10 +278,12 @@ impl DeviceAdmin {
             return Ok(());
         };
         let records = self.store.read(|r| devices::list(r))?;
-        files.write(&self.scope, &records).map_err(|e| AdminError::Files {
-            path: files.dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        files
+            .write(&self.scope, &records)
+            .map_err(|e| AdminError::Files {
+                path: files.dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
         tracing::info!(dir = %files.dir.display(), devices = records.len(), "Mosquitto password and ACL files written; reload the broker (SIGHUP) to apply");
         Ok(())
     }
@@ -307,7 +316,13 @@ fn error(e: AdminError) -> Response {
         AdminError::Ambiguous(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (status, Json(ErrorBody { error: e.to_string() })).into_response()
+    (
+        status,
+        Json(ErrorBody {
+            error: e.to_string(),
+        }),
+    )
+        .into_response()
 }
 
 fn class_of(s: &str) -> Result<DeviceClass, AdminError> {

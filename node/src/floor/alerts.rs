@@ -50,7 +50,10 @@ pub fn publisher(
                     None => return Ok(()),
                 },
             };
-            if let Err(e) = client.publish(topic.clone(), QoS::AtLeastOnce, false, payload).await {
+            if let Err(e) = client
+                .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                .await
+            {
                 tracing::warn!(error = %e, "cannot publish an alert on MQTT");
             }
         }

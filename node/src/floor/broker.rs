@@ -93,10 +93,12 @@ impl Embedded {
             node_user,
         };
         let reg = scx.extends.hook_mgr().register();
-        reg.add(Type::ClientAuthenticate, Box::new(rules.clone())).await;
+        reg.add(Type::ClientAuthenticate, Box::new(rules.clone()))
+            .await;
         reg.add(Type::MessagePublishCheckAcl, Box::new(rules.clone()))
             .await;
-        reg.add(Type::ClientSubscribeCheckAcl, Box::new(rules)).await;
+        reg.add(Type::ClientSubscribeCheckAcl, Box::new(rules))
+            .await;
         reg.start().await;
         let listener = Builder::new()
             .name("floor")
@@ -113,9 +115,7 @@ impl Embedded {
             .tcp()
             .map_err(|e| fail(e.to_string()))?;
         let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
-        let server = MqttServer::new(scx)
-            .listener_by_id(listener, 1)
-            .build();
+        let server = MqttServer::new(scx).listener_by_id(listener, 1).build();
         let task = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
@@ -158,7 +158,9 @@ impl RetainStorage for Retained {
         retain: Retain,
         expiry_interval: Option<Duration>,
     ) -> rmqtt::Result<()> {
-        self.0.set_with_timeout(topic, retain, expiry_interval).await
+        self.0
+            .set_with_timeout(topic, retain, expiry_interval)
+            .await
     }
 
     async fn get(&self, topic_filter: &TopicFilter) -> rmqtt::Result<Vec<(TopicName, Retain)>> {
@@ -192,7 +194,12 @@ impl Rules {
             .map(Principal::Device)
     }
 
-    fn authenticate(&self, user: Option<&str>, password: Option<&[u8]>, will: Option<&str>) -> bool {
+    fn authenticate(
+        &self,
+        user: Option<&str>,
+        password: Option<&[u8]>,
+        will: Option<&str>,
+    ) -> bool {
         let (Some(user), Some(password)) = (user, password) else {
             return false;
         };
@@ -225,7 +232,8 @@ impl Handler for Rules {
                     LastWill::V3(w) => w.topic.to_string(),
                     LastWill::V5(w) => w.topic.to_string(),
                 });
-                let ok = self.authenticate(user, ci.password().map(|p| p.as_ref()), will.as_deref());
+                let ok =
+                    self.authenticate(user, ci.password().map(|p| p.as_ref()), will.as_deref());
                 if !ok {
                     denied("connect", user.unwrap_or(""), will.as_deref().unwrap_or(""));
                 }

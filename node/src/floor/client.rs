@@ -19,8 +19,8 @@
 //! rumqttc's request channel while the event loop keeps polling (one task doing both could
 //! wait on itself).
 
-use super::pipeline::{Out, Pipeline};
 use super::flow::FlowHandler;
+use super::pipeline::{Out, Pipeline};
 use crate::secret::Secret;
 use firmware_bridge::pace::{Backoff, Retries};
 use firmware_bridge::proto::{DeviceClass, State, VERSION, json};
@@ -101,7 +101,12 @@ impl ClientOptions {
         o.set_request_channel_capacity(4096);
         let will = json::to_vec(&State::<String>::offline())
             .unwrap_or_else(|_| br#"{"v":1,"online":false}"#.to_vec());
-        o.set_last_will(LastWill::new(self.state_topic(), will, QoS::AtLeastOnce, true));
+        o.set_last_will(LastWill::new(
+            self.state_topic(),
+            will,
+            QoS::AtLeastOnce,
+            true,
+        ));
         if let Some((user, pass)) = &self.credentials {
             o.set_credentials(user.clone(), pass.expose().to_owned());
         }
@@ -287,7 +292,9 @@ impl Session {
                         .iter()
                         .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                     {
-                        tracing::error!("the broker refused a subscription: check its ACL for the node's user");
+                        tracing::error!(
+                            "the broker refused a subscription: check its ACL for the node's user"
+                        );
                     }
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {}
@@ -357,7 +364,9 @@ async fn publish_loop(
         };
         let r = match item {
             Out::Publish { topic, payload } => {
-                client.publish(topic, QoS::AtLeastOnce, false, payload).await
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, payload)
+                    .await
             }
             Out::Ack(p) => client.ack(&p).await,
         };

@@ -284,7 +284,10 @@ mod tests {
         .unwrap();
         let again = sc.clone();
         let dup = s.write_blocking(move |t| {
-            Ok(matches!(add(t, &again, "$7$h3", 7), Err(DeviceError::Exists(_))))
+            Ok(matches!(
+                add(t, &again, "$7$h3", 7),
+                Err(DeviceError::Exists(_))
+            ))
         });
         assert!(dup.unwrap(), "same class and id twice is refused");
         let touched = sc.clone();
@@ -293,14 +296,19 @@ mod tests {
         let all = s.read(|r| list(r)).unwrap();
         assert_eq!(all.len(), 2, "ids are unique per class only");
         let rec = all.iter().find(|r| r.class == "scanner").unwrap();
-        assert_eq!((rec.last_seen_ms, rec.fw.as_deref()), (Some(99), Some("fw 1.2")));
+        assert_eq!(
+            (rec.last_seen_ms, rec.fw.as_deref()),
+            (Some(99), Some("fw 1.2"))
+        );
         let reg = Registry::from_records(&all);
         assert!(reg.contains("printer/x1"));
         let gone = pr.clone();
         s.write_blocking(move |t| remove(t, &gone).map_err(|e| StoreError::Aborted(e.to_string())))
             .unwrap();
         let missing = pr.clone();
-        let again = s.write_blocking(move |t| Ok(matches!(remove(t, &missing), Err(DeviceError::NotFound(_)))));
+        let again = s.write_blocking(move |t| {
+            Ok(matches!(remove(t, &missing), Err(DeviceError::NotFound(_))))
+        });
         assert!(again.unwrap());
         assert_eq!(s.read(|r| list(r)).unwrap().len(), 1);
     }

@@ -206,14 +206,25 @@ impl<H: FlowHandler> Floor<H> {
                 } else {
                     addr.ip().to_string()
                 };
-                let client = client_options(&opts, host, addr.port(), None, Some((user, Secret::new(password))));
+                let client = client_options(
+                    &opts,
+                    host,
+                    addr.port(),
+                    None,
+                    Some((user, Secret::new(password))),
+                );
                 (Some(broker), client)
             }
             BrokerChoice::External {
                 host, port, tls, ..
             } => {
-                let client =
-                    client_options(&opts, host.clone(), *port, tls.clone(), opts.credentials.clone());
+                let client = client_options(
+                    &opts,
+                    host.clone(),
+                    *port,
+                    tls.clone(),
+                    opts.credentials.clone(),
+                );
                 (None, client)
             }
         };
@@ -301,7 +312,11 @@ fn client_options(
 }
 
 /// Forgets remembered answers older than `retention`, in batches; returns how many.
-pub async fn expire_answers(store: &Store, retention: Duration, now_ms: u64) -> Result<usize, StoreError> {
+pub async fn expire_answers(
+    store: &Store,
+    retention: Duration,
+    now_ms: u64,
+) -> Result<usize, StoreError> {
     let keep = u64::try_from(retention.as_millis())
         .unwrap_or(u64::MAX)
         .max(crate::wms::dedupe::MIN_RETENTION_MS);

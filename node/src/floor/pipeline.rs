@@ -43,9 +43,7 @@ use crate::store::{Store, StoreError, now_ms};
 use crate::wms::dedupe;
 use firmware_bridge::proto::json::{self, JsonError};
 use firmware_bridge::proto::topic::Topic;
-use firmware_bridge::proto::{
-    Beep, Channel, DeviceClass, Downlink, Feedback, Uplink, VERSION,
-};
+use firmware_bridge::proto::{Beep, Channel, DeviceClass, Downlink, Feedback, Uplink, VERSION};
 use rumqttc::Publish;
 use std::sync::Arc;
 use std::time::Instant;
@@ -164,9 +162,8 @@ impl<H: FlowHandler> Pipeline<H> {
             refused("unknown_device");
             tracing::warn!(device = %device, "message from an unregistered device refused");
             if channel != Channel::State {
-                let text = format!(
-                    "unknown device {device}: register it with wms-node devices add"
-                );
+                let text =
+                    format!("unknown device {device}: register it with wms-node devices add");
                 self.refuse(&device, json::peek_id(&p.payload), text);
             }
             return self.ack(p);
@@ -317,7 +314,10 @@ impl<H: FlowHandler> Pipeline<H> {
         if payload.is_empty() {
             return;
         }
-        let topic = format!("wms/{}/{}/{}/cmd", self.shared.opts.site, device.class, device.id);
+        let topic = format!(
+            "wms/{}/{}/{}/cmd",
+            self.shared.opts.site, device.class, device.id
+        );
         let _ = self.shared.out.send(Out::Publish { topic, payload });
     }
 

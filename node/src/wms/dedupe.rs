@@ -53,11 +53,7 @@ pub fn key(device: &str, msg_id: &str) -> String {
 }
 
 /// The answer given to `(device, msg_id)`, if the event was applied within the retention.
-pub fn seen(
-    txn: &impl ReadTxn,
-    device: &str,
-    msg_id: &str,
-) -> Result<Option<Seen>, StoreError> {
+pub fn seen(txn: &impl ReadTxn, device: &str, msg_id: &str) -> Result<Option<Seen>, StoreError> {
     store::get(txn, DEVICE_MSGS, key(device, msg_id).as_str())
 }
 
@@ -117,11 +113,17 @@ pub fn count(txn: &impl ReadTxnTables) -> Result<u64, StoreError> {
 /// Counting rows of a table that may not exist yet, for read and write transactions.
 pub trait ReadTxnTables {
     /// Rows in `table`; 0 when it does not exist.
-    fn len_of(&self, table: TableDefinition<'static, &'static str, Bytes>) -> Result<u64, StoreError>;
+    fn len_of(
+        &self,
+        table: TableDefinition<'static, &'static str, Bytes>,
+    ) -> Result<u64, StoreError>;
 }
 
 impl ReadTxnTables for redb::ReadTransaction {
-    fn len_of(&self, table: TableDefinition<'static, &'static str, Bytes>) -> Result<u64, StoreError> {
+    fn len_of(
+        &self,
+        table: TableDefinition<'static, &'static str, Bytes>,
+    ) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
         match self.open_table(table) {
             Ok(t) => Ok(t.len()?),
@@ -132,7 +134,10 @@ impl ReadTxnTables for redb::ReadTransaction {
 }
 
 impl ReadTxnTables for WriteTransaction {
-    fn len_of(&self, table: TableDefinition<'static, &'static str, Bytes>) -> Result<u64, StoreError> {
+    fn len_of(
+        &self,
+        table: TableDefinition<'static, &'static str, Bytes>,
+    ) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
         Ok(self.open_table(table)?.len()?)
     }
