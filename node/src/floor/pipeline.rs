@@ -375,3 +375,232 @@ fn truncate(mut s: String) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::floor::flow::{self, Basic};
+    use crate::ops::alert::Alerts;
+    use crate::store::StoreOptions;
+    use firmware_bridge::proto::DeviceClass;
+    use redb::TableDefinition;
+    use rumqttc::QoS;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const MARKS: TableDefinition<&str, u64> = TableDefinition::new("test_marks");
+
+    /// Records every scan in a table and answers OK; fails scans whose code is "fail".
+    struct Marking(Arc<AtomicUsize>);
+
+    impl FlowHandler for Marking {
+        type Event = String;
+        fn handle(
+            &self,
+            txn: &redb::WriteTransaction,
+            ev: &Event<'_>,
+        ) -> Result<Outcome<String>, StoreError> {
+            let Uplink::Scan(s) = ev.msg else {
+                return Basic.handle(txn, ev).map(|o| Outcome {
+                    feedback: o.feedback,
+                    commands: Vec::new(),
+                    events: Vec::new(),
+                });
+            };
+            if s.code == "fail" {
+                return Err(StoreError::Aborted("the flow refused".into()));
+            }
+            self.0.fetch_add(1, Ordering::SeqCst);
+            txn.open_table(MARKS)?
+                .insert(s.msg_id.as_str(), ev.now_ms)?;
+            Ok(Outcome {
+                feedback: Some(flow::feedback(&s.msg_id, true, "picked")),
+                commands: Vec::new(),
+                events: vec![s.msg_id.clone()],
+            })
+        }
+    }
+
+    struct Rig {
+        pipeline: Pipeline<Marking>,
+        out: mpsc::UnboundedReceiver<Out>,
+        events: mpsc::UnboundedReceiver<String>,
+        store: Store,
+        applied: Arc<AtomicUsize>,
+    }
+
+    fn rig(path: &std::path::Path) -> Rig {
+        let store = Store::open(StoreOptions::new(path), Alerts::new()).unwrap();
+        let registry = Registry::default();
+        registry.insert("scanner/sc-1", "$7$unused");
+        let (tx, out) = mpsc::unbounded_channel();
+        let (etx, events) = mpsc::unbounded_channel();
+        let applied = Arc::new(AtomicUsize::new(0));
+        let pipeline = Pipeline::new(
+            PipelineOptions {
+                site: "main".into(),
+                max_event_bytes: 64 * 1024,
+            },
+            store.clone(),
+            registry,
+            Presence::default(),
+            Marking(applied.clone()),
+            tx,
+            Some(etx),
+        );
+        Rig {
+            pipeline,
+            out,
+            events,
+            store,
+            applied,
+        }
+    }
+
+    fn publish(payload: &str) -> Publish {
+        let mut p = Publish::new("wms/main/scanner/sc-1/evt", QoS::AtLeastOnce, payload);
+        p.pkid = 7;
+        p
+    }
+
+    fn scan(msg_id: &str, code: &str) -> String {
+        format!(
+            r#"{{"type":"scan","msg_id":"{msg_id}","ts":"t","code":"{code}","symbology":"ean13","mode":"pick"}}"#
+        )
+    }
+
+    async fn answer(out: &mut mpsc::UnboundedReceiver<Out>) -> (String, Vec<u8>) {
+        let item = tokio::time::timeout(std::time::Duration::from_secs(5), out.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match item {
+            Out::Publish { topic, payload } => (topic, payload),
+            Out::Ack(_) => panic!("an ack before the answer"),
+        }
+    }
+
+    async fn ack(out: &mut mpsc::UnboundedReceiver<Out>) -> u16 {
+        match out.recv().await.unwrap() {
+            Out::Ack(p) => p.pkid,
+            Out::Publish { topic, .. } => panic!("another publish on {topic}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_answer_is_sent_only_once_its_effect_is_committed_then_the_event_is_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = rig(&dir.path().join("s.redb"));
+        r.pipeline.dispatch(publish(&scan("m-1", "6901234567892")));
+        let (topic, payload) = answer(&mut r.out).await;
+        assert_eq!(topic, "wms/main/scanner/sc-1/cmd");
+        // By the time the answer is out, a fresh read sees the effect: it was committed first.
+        let marked = r
+            .store
+            .read(|t| {
+                let table = t.open_table(MARKS)?;
+                Ok(table.get("m-1")?.is_some())
+            })
+            .unwrap();
+        assert!(marked);
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            (v["re"].as_str(), v["ok"].as_bool()),
+            (Some("m-1"), Some(true))
+        );
+        assert_eq!(ack(&mut r.out).await, 7);
+        assert_eq!(r.events.recv().await.as_deref(), Some("m-1"));
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_gets_the_original_bytes_without_running_the_flow_even_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let first = {
+            let mut r = rig(&path);
+            r.pipeline.dispatch(publish(&scan("m-1", "6901234567892")));
+            let (_, first) = answer(&mut r.out).await;
+            ack(&mut r.out).await;
+            r.pipeline.dispatch(publish(&scan("m-1", "6901234567892")));
+            assert_eq!(answer(&mut r.out).await.1, first);
+            ack(&mut r.out).await;
+            assert_eq!(r.applied.load(Ordering::SeqCst), 1);
+            first
+        };
+        // The store was closed (every handle dropped); a new pipeline still knows the answer.
+        let mut r = rig(&path);
+        r.pipeline.dispatch(publish(&scan("m-1", "6901234567892")));
+        assert_eq!(answer(&mut r.out).await.1, first);
+        assert_eq!(r.applied.load(Ordering::SeqCst), 0);
+        // The same msg_id from another class of device is another event.
+        let mut other = publish(&scan("m-1", "6901234567892"));
+        other.topic = "wms/main/printer/sc-1/evt".into();
+        ack(&mut r.out).await;
+        r.pipeline.dispatch(other);
+        let (topic, payload) = answer(&mut r.out).await;
+        assert_eq!(topic, "wms/main/printer/sc-1/cmd");
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert!(
+            v["text"]
+                .as_str()
+                .unwrap()
+                .contains("unknown device printer/sc-1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_flow_is_refused_not_remembered_and_applied_when_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = rig(&dir.path().join("s.redb"));
+        r.pipeline.dispatch(publish(&scan("m-2", "fail")));
+        let (_, payload) = answer(&mut r.out).await;
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(v["ok"], false);
+        assert!(
+            v["text"].as_str().unwrap().starts_with("not recorded"),
+            "{v}"
+        );
+        ack(&mut r.out).await;
+        // Not remembered: the same msg_id with a good payload is applied.
+        r.pipeline.dispatch(publish(&scan("m-2", "6901234567892")));
+        let (_, payload) = answer(&mut r.out).await;
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(r.applied.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn heartbeats_need_no_answer_and_states_mark_devices_online() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = rig(&dir.path().join("s.redb"));
+        r.pipeline.dispatch(publish(
+            r#"{"type":"heartbeat","msg_id":"h-1","ts":"t","queued":0}"#,
+        ));
+        assert!(matches!(r.out.recv().await, Some(Out::Ack(_))));
+        let mut st = Publish::new(
+            "wms/main/scanner/sc-1/state",
+            QoS::AtLeastOnce,
+            r#"{"v":1,"online":true,"fw":"x 1"}"#,
+        );
+        st.retain = true;
+        r.pipeline.dispatch(st);
+        assert!(matches!(r.out.recv().await, Some(Out::Ack(_))));
+        let d = DeviceId::new(DeviceClass::Scanner, "sc-1").unwrap();
+        assert!(r.pipeline.shared.presence.get(&d).unwrap().online);
+    }
+
+    #[tokio::test]
+    async fn topics_that_are_not_the_sites_floor_topics_are_dropped_and_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = rig(&dir.path().join("s.redb"));
+        for topic in [
+            "wms/other/scanner/sc-1/evt",
+            "wms/main/robot/r1/evt",
+            "elsewhere",
+        ] {
+            let mut p = publish(&scan("m-9", "1"));
+            p.topic = topic.into();
+            r.pipeline.dispatch(p);
+            assert!(matches!(r.out.recv().await, Some(Out::Ack(_))), "{topic}");
+        }
+    }
+}
