@@ -87,10 +87,10 @@ impl Node {
                 break;
             };
             self.seen.push(line.clone());
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["message"] == message {
-                    return v;
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == message
+            {
+                return v;
             }
         }
         panic!("no log line {message:?}; saw:\n{}", self.seen.join("\n"));

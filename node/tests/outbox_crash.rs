@@ -63,10 +63,10 @@ fn read_applied(dir: &Path) -> BTreeMap<u64, Vec<String>> {
     for line in text.lines() {
         // A line cut by the kill has no newline after it and is not read as complete.
         let mut parts = line.split(' ');
-        if let (Some(n), Some(key)) = (parts.next(), parts.next()) {
-            if let Ok(n) = n.parse() {
-                out.entry(n).or_default().push(key.to_owned());
-            }
+        if let (Some(n), Some(key)) = (parts.next(), parts.next())
+            && let Ok(n) = n.parse()
+        {
+            out.entry(n).or_default().push(key.to_owned());
         }
     }
     out
@@ -154,7 +154,7 @@ fn crash_child() {
                 producers.push(tokio::spawn(async move {
                     loop {
                         let n = next.fetch_add(1, Ordering::SeqCst);
-                        let op = if n % 3 == 0 {
+                        let op = if n.is_multiple_of(3) {
                             TestOp::note(n % 5, n)
                         } else {
                             TestOp::Ship { tid: n % 7, n }

@@ -84,10 +84,10 @@ async fn login(config: &Path) -> String {
         let mut url_tx = Some(url_tx);
         let mut all = String::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("/authorize?") {
-                if let Some(tx) = url_tx.take() {
-                    let _ = tx.send(line.trim().to_owned());
-                }
+            if line.contains("/authorize?")
+                && let Some(tx) = url_tx.take()
+            {
+                let _ = tx.send(line.trim().to_owned());
             }
             all.push_str(&line);
             all.push('\n');

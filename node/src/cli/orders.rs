@@ -340,10 +340,10 @@ fn render_list(list: &[OrderView], limit: usize) -> String {
             skus.join(" ")
         );
     }
-    if list.len() >= limit {
-        if let Some(last) = list.last() {
-            let _ = writeln!(out, "(more: --before {})", last.tid);
-        }
+    if list.len() >= limit
+        && let Some(last) = list.last()
+    {
+        let _ = writeln!(out, "(more: --before {})", last.tid);
     }
     out
 }

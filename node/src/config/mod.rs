@@ -844,10 +844,10 @@ pub fn launch_options(path: &Path) -> (crate::ota::launch::LaunchOptions, Vec<St
     let mut data_dir = value("node", "data_dir")
         .map(PathBuf::from)
         .unwrap_or(defaults.node.data_dir);
-    if data_dir.is_relative() {
-        if let Some(base) = path.parent() {
-            data_dir = base.join(data_dir);
-        }
+    if data_dir.is_relative()
+        && let Some(base) = path.parent()
+    {
+        data_dir = base.join(data_dir);
     }
     let gate_timeout = match value("ota", "gate_timeout") {
         Some(v) => humantime::parse_duration(&v).unwrap_or_else(|e| {
@@ -1037,10 +1037,10 @@ impl TaobaoConfig {
         if let Err(e) = http_url(&t.oauth_url) {
             bad("taobao.oauth_url", e);
         }
-        if let Some(uri) = &t.redirect_uri {
-            if let Err(e) = http_url(uri) {
-                bad("taobao.redirect_uri", e);
-            }
+        if let Some(uri) = &t.redirect_uri
+            && let Err(e) = http_url(uri)
+        {
+            bad("taobao.redirect_uri", e);
         }
         if t.app_key.trim().is_empty() {
             bad(
@@ -1222,10 +1222,11 @@ impl MqttConfig {
             ("mqtt.cert_file", &m.cert_file),
             ("mqtt.key_file", &m.key_file),
         ] {
-            if let Some(p) = path {
-                if tls && !p.is_file() {
-                    bad(key, format!("{} is not a readable file", p.display()));
-                }
+            if let Some(p) = path
+                && tls
+                && !p.is_file()
+            {
+                bad(key, format!("{} is not a readable file", p.display()));
             }
         }
         if m.keep_alive < Duration::from_secs(5) || m.keep_alive > Duration::from_secs(600) {

@@ -183,7 +183,7 @@ impl DeviceAdmin {
 
     /// Every device, by class then id.
     pub fn list(&self) -> Result<Vec<DeviceView>, AdminError> {
-        let records = self.store.read(|r| devices::list(r))?;
+        let records = self.store.read(devices::list)?;
         Ok(records.iter().filter_map(|r| self.view(r)).collect())
     }
 
@@ -239,7 +239,7 @@ impl DeviceAdmin {
         if let Some(class) = class {
             return Ok(DeviceId::new(class, id)?);
         }
-        let records = self.store.read(|r| devices::list(r))?;
+        let records = self.store.read(devices::list)?;
         let mut found = records
             .iter()
             .filter(|r| r.id == id)
@@ -277,7 +277,7 @@ impl DeviceAdmin {
         let Some(files) = &self.files else {
             return Ok(());
         };
-        let records = self.store.read(|r| devices::list(r))?;
+        let records = self.store.read(devices::list)?;
         files
             .write(&self.scope, &records)
             .map_err(|e| AdminError::Files {

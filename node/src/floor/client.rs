@@ -305,7 +305,7 @@ impl Session {
                     let wait = backoff.next_delay(rand::random());
                     if was {
                         tracing::warn!(error = %e, "MQTT broker connection lost; reconnecting");
-                    } else if backoff.attempts() == 1 || backoff.attempts() % 10 == 0 {
+                    } else if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
                         tracing::warn!(error = %e, attempts = backoff.attempts(), retry_in = ?wait, "MQTT broker not reachable");
                     }
                     if matches!(e, ConnectionError::ConnectionRefused(_)) {

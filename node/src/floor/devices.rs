@@ -272,7 +272,7 @@ mod tests {
     fn add_list_touch_remove_through_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(StoreOptions::new(dir.path().join("s.redb")), Alerts::new()).unwrap();
-        assert!(s.read(|r| list(r)).unwrap().is_empty());
+        assert!(s.read(list).unwrap().is_empty());
         let sc = DeviceId::new(DeviceClass::Scanner, "x1").unwrap();
         let pr = DeviceId::new(DeviceClass::Printer, "x1").unwrap();
         let (a, b) = (sc.clone(), pr.clone());
@@ -293,7 +293,7 @@ mod tests {
         let touched = sc.clone();
         s.write_blocking(move |t| touch(t, &touched, 99, Some("fw 1.2")))
             .unwrap();
-        let all = s.read(|r| list(r)).unwrap();
+        let all = s.read(list).unwrap();
         assert_eq!(all.len(), 2, "ids are unique per class only");
         let rec = all.iter().find(|r| r.class == "scanner").unwrap();
         assert_eq!(
@@ -310,7 +310,7 @@ mod tests {
             Ok(matches!(remove(t, &missing), Err(DeviceError::NotFound(_))))
         });
         assert!(again.unwrap());
-        assert_eq!(s.read(|r| list(r)).unwrap().len(), 1);
+        assert_eq!(s.read(list).unwrap().len(), 1);
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl<H: FlowHandler> Floor<H> {
         handler: H,
         events: Option<mpsc::UnboundedSender<H::Event>>,
     ) -> Result<Floor<H>, FloorError> {
-        let records = store.read(|r| devices::list(r))?;
+        let records = store.read(devices::list)?;
         let registry = Registry::from_records(&records);
         let presence = Presence::default();
         let scope = opts.scope();

@@ -241,10 +241,10 @@ impl<H: FlowHandler> Pipeline<H> {
         let dev = device.clone();
         let job = move |txn: &redb::WriteTransaction| -> Result<Applied<H::Event>, StoreError> {
             let s = &this.shared;
-            if let Some(id) = &msg_id {
-                if let Some(seen) = dedupe::seen(txn, &key, id)? {
-                    return Ok(Applied::Duplicate(seen.answer));
-                }
+            if let Some(id) = &msg_id
+                && let Some(seen) = dedupe::seen(txn, &key, id)?
+            {
+                return Ok(Applied::Duplicate(seen.answer));
             }
             let ev = Event {
                 device: &dev,

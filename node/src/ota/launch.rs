@@ -97,12 +97,12 @@ pub fn prepare(
             return package_choice;
         }
     };
-    if let Some(trial) = state.trial.clone() {
-        if let Err(e) = run_trial(opts, &paths, trial, gate) {
-            // The state could not be written: the trial cannot be run safely (its attempts
-            // would not be counted). Run what was committed.
-            tracing::error!("OTA trial not run: {e}");
-        }
+    if let Some(trial) = state.trial.clone()
+        && let Err(e) = run_trial(opts, &paths, trial, gate)
+    {
+        // The state could not be written: the trial cannot be run safely (its attempts
+        // would not be counted). Run what was committed.
+        tracing::error!("OTA trial not run: {e}");
     }
     let state = State::load(&paths).unwrap_or_default();
     let choice = match state::choose(&state, package_version) {

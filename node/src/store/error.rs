@@ -137,10 +137,10 @@ impl StoreError {
 
     /// Converts any redb error, recognising a full disk.
     pub(crate) fn from_redb(e: redb::Error) -> StoreError {
-        if let redb::Error::Io(io) = &e {
-            if is_disk_full(io) {
-                return StoreError::DiskFull;
-            }
+        if let redb::Error::Io(io) = &e
+            && is_disk_full(io)
+        {
+            return StoreError::DiskFull;
         }
         StoreError::Database(Arc::new(e))
     }

@@ -52,7 +52,7 @@ async fn a_failing_closure_commits_nothing_and_its_batch_mates_still_commit() {
     for (i, t) in tasks.into_iter().enumerate() {
         let r = t.await.unwrap();
         let i = i as u32;
-        match (i % 3 == 0, i == 7) {
+        match (i.is_multiple_of(3), i == 7) {
             (true, _) => assert!(matches!(r, Err(StoreError::Aborted(_))), "{i}: {r:?}"),
             (_, true) => assert!(matches!(r, Err(StoreError::Panicked(_))), "{i}: {r:?}"),
             _ => assert_eq!(r.unwrap(), i),

@@ -175,7 +175,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
         assert_eq!(s.read(|r| seen(r, "scanner/a", "m")).unwrap(), None);
-        assert_eq!(s.read(|r| count(r)).unwrap(), 0);
+        assert_eq!(s.read(count).unwrap(), 0);
     }
 
     #[test]
@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(s.write_blocking(move |t| expire(t, cutoff, 3)).unwrap(), 3);
         assert_eq!(s.write_blocking(move |t| expire(t, cutoff, 3)).unwrap(), 2);
         assert_eq!(s.write_blocking(move |t| expire(t, cutoff, 3)).unwrap(), 0);
-        assert_eq!(s.read(|r| count(r)).unwrap(), 1);
+        assert_eq!(s.read(count).unwrap(), 1);
         assert!(s.read(|r| seen(r, "scanner/a", "new")).unwrap().is_some());
         assert!(s.read(|r| seen(r, "scanner/a", "old-4")).unwrap().is_none());
     }
