@@ -185,14 +185,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     );
     ota.raise_alerts(&alerts);
 
-    // The floor: the embedded broker binds here, so a taken MQTT port fails the start.
+    let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
+    // The floor: the embedded broker binds here, so a taken MQTT port fails the start. Its
+    // flows' changes go on the warehouse's bus; orders going on hold come back from it.
+    let (floor_events, floor_events_rx) = tokio::sync::mpsc::unbounded_channel();
     let floor = crate::floor::Floor::start(
         config.floor_options(),
         store.clone(),
-        crate::floor::flow::Basic,
-        None,
+        crate::floor::flows::Flows::new(warehouse.shop.clone()),
+        Some(floor_events),
     )
-    .await?;
+    .await?
+    .with_holds_from(&warehouse.bus, warehouse.shop.as_str());
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
 
@@ -205,7 +209,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     );
     tasks.spawn("floor-alerts", alert_task);
     tasks.spawn("floor", floor.run(token.clone()));
-    let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
+    tasks.spawn(
+        "floor-events",
+        forward_events(
+            floor_events_rx,
+            warehouse.bus.clone(),
+            warehouse.shop.clone(),
+            token.clone(),
+        ),
+    );
     spawn_jobs(
         &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
     );
@@ -305,6 +317,26 @@ async fn open_store(
         })??;
     health.ok(crate::ops::health::CheckName::Store, "open");
     Ok(store)
+}
+
+/// The floor's committed changes onto the warehouse's bus (the status page, holds).
+async fn forward_events(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::wms::Event>,
+    bus: crate::wms::Bus,
+    shop: crate::wms::ShopId,
+    token: CancellationToken,
+) -> Result<(), Infallible> {
+    loop {
+        tokio::select! {
+            // Shutdown.
+            _ = token.cancelled() => return Ok(()),
+            // A committed change of the floor.
+            e = rx.recv() => match e {
+                Some(e) => bus.publish(shop.as_str(), vec![e]),
+                None => return Ok(()),
+            },
+        }
+    }
 }
 
 /// The warehouse's parts: order intake (not yet running), the event bus, the operators'

@@ -158,7 +158,11 @@ async fn the_embedded_broker_holds_each_device_to_its_own_topics_and_bad_payload
     let v = first.json();
     assert_eq!(
         (v["re"].as_str(), v["ok"].as_bool(), v["text"].as_str()),
-        (Some("m-1"), Some(true), Some("no work yet"))
+        (
+            Some("m-1"),
+            Some(true),
+            Some("no work: no order is waiting to be picked")
+        )
     );
     let again = d1.ask(&request_task("m-1")).await;
     assert_eq!(again.payload, first.payload);

@@ -6,9 +6,9 @@
 //!
 //! The dispatch pipeline ([`super::pipeline`]) decides everything around it: decoding, the
 //! device check, dedupe, the group commit, and publishing the answer only after the commit.
-//! [`Basic`] is the handler the node runs until the pick/pack/ship flows land: heartbeats are
-//! recorded, `request_task` is answered "no work yet", scans and shorts are refused with a
-//! reason (nothing would be done with them).
+//! The daemon runs [`super::flows::Flows`]; [`Basic`] is the handler of a node without
+//! warehouse flows (benchmarks of the pipeline alone): heartbeats are recorded,
+//! `request_task` is answered "no work yet", scans and shorts are refused with a reason.
 
 use super::devices::{self, DeviceId};
 use crate::store::StoreError;
@@ -72,6 +72,29 @@ pub trait FlowHandler: Send + Sync + 'static {
         txn: &WriteTransaction,
         ev: &Event<'_>,
     ) -> Result<Outcome<Self::Event>, StoreError>;
+
+    /// `device` came online (its birth): the commands it missed and must still get (holds
+    /// not yet acknowledged), published after the commit.
+    fn online(
+        &self,
+        txn: &WriteTransaction,
+        device: &DeviceId,
+    ) -> Result<Vec<(DeviceId, Downlink<String>)>, StoreError> {
+        let _ = (txn, device);
+        Ok(Vec::new())
+    }
+
+    /// Order `tid` went on hold (a committed change of `wms/`): the commands that stop the
+    /// devices working on it, published after the commit.
+    fn held(
+        &self,
+        txn: &WriteTransaction,
+        tid: u64,
+        now_ms: u64,
+    ) -> Result<Vec<(DeviceId, Downlink<String>)>, StoreError> {
+        let _ = (txn, tid, now_ms);
+        Ok(Vec::new())
+    }
 }
 
 /// A feedback to `re`.

@@ -43,6 +43,10 @@ pub mod broker;
 pub mod client;
 pub mod devices;
 pub mod flow;
+pub mod flows;
+#[cfg(test)]
+mod flows_tests;
+pub mod holds;
 pub mod passwd;
 pub mod pipeline;
 pub mod presence;
@@ -176,9 +180,20 @@ pub struct Floor<H: FlowHandler> {
     out: mpsc::UnboundedReceiver<Out>,
     store: Store,
     retention: Duration,
+    held: Option<(
+        String,
+        tokio::sync::broadcast::Receiver<(String, crate::wms::Event)>,
+    )>,
 }
 
 impl<H: FlowHandler> Floor<H> {
+    /// Sends holds to the floor as orders of `shop` go on hold on `bus` (subscribed now, so
+    /// nothing committed after this call is missed).
+    pub fn with_holds_from(mut self, bus: &crate::wms::Bus, shop: &str) -> Self {
+        self.held = Some((shop.to_owned(), bus.subscribe()));
+        self
+    }
+
     /// Loads the registry, starts the embedded broker (bound before this returns, so a port
     /// clash fails the start) and sets up the session; [`Floor::run`] serves.
     pub async fn start(
@@ -263,6 +278,7 @@ impl<H: FlowHandler> Floor<H> {
             out,
             store,
             retention: opts.dedupe_retention,
+            held: None,
         })
     }
 
@@ -276,9 +292,12 @@ impl<H: FlowHandler> Floor<H> {
             out,
             store,
             retention,
+            held,
             ..
         } = self;
         let broker_task = broker.map(|b| tokio::spawn(b.serve(token.clone())));
+        let holds = held
+            .map(|(shop, rx)| tokio::spawn(hold_loop(pipeline.clone(), shop, rx, token.clone())));
         let expiry = tokio::spawn(expire_loop(store, retention, token.clone()));
         // The session says goodbye before the broker goes away.
         let _ = session.run(pipeline, out, token.clone()).await;
@@ -286,7 +305,37 @@ impl<H: FlowHandler> Floor<H> {
             let _ = t.await;
         }
         let _ = expiry.await;
+        if let Some(h) = holds {
+            let _ = h.await;
+        }
         Ok(())
+    }
+}
+
+/// Orders going on hold, from the warehouse's event bus, to the devices working on them.
+async fn hold_loop<H: FlowHandler>(
+    pipeline: Pipeline<H>,
+    shop: String,
+    mut rx: tokio::sync::broadcast::Receiver<(String, crate::wms::Event)>,
+    token: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let got = tokio::select! {
+            // Shutdown.
+            _ = token.cancelled() => return,
+            // The next committed change.
+            got = rx.recv() => got,
+        };
+        match got {
+            Ok((s, crate::wms::Event::Held { tid, .. })) if s == shop => pipeline.order_held(tid),
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => {
+                // The store is the truth: a missed hold still refuses every scan of the order.
+                tracing::warn!(missed = n, "floor fell behind the warehouse's events");
+            }
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

@@ -196,13 +196,24 @@ impl<H: FlowHandler> Pipeline<H> {
             let now = now_ms();
             s.presence.update(&device, state, now);
             let fw = state.fw.clone();
+            let online = state.online;
             let dev = device.clone();
             let this = self.clone();
+            let job_self = self.clone();
             s.store.submit(
-                move |txn| devices::touch(txn, &dev, now, fw.as_deref()),
+                move |txn| {
+                    devices::touch(txn, &dev, now, fw.as_deref())?;
+                    // Back online: what it missed and must still get (unacknowledged holds).
+                    if online {
+                        job_self.shared.handler.online(txn, &dev)
+                    } else {
+                        Ok(Vec::new())
+                    }
+                },
                 move |r| {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "cannot record a device's state");
+                    match r {
+                        Ok(commands) => this.publish_commands(commands),
+                        Err(e) => tracing::warn!(error = %e, "cannot record a device's state"),
                     }
                     this.ack(p);
                 },
@@ -284,12 +295,7 @@ impl<H: FlowHandler> Pipeline<H> {
                     events,
                 }) => {
                     this.publish_to(&device, answer);
-                    for (to, cmd) in commands {
-                        match json::downlink_to_vec(&cmd) {
-                            Ok(bytes) => this.publish_to(&to, bytes),
-                            Err(e) => tracing::error!(error = %e, "cannot encode a command"),
-                        }
-                    }
+                    this.publish_commands(commands);
                     if let Some(tx) = &s.events {
                         for e in events {
                             let _ = tx.send(e);
@@ -308,6 +314,30 @@ impl<H: FlowHandler> Pipeline<H> {
             metrics::histogram!("wms_node_floor_event_duration_seconds")
                 .record(received.elapsed().as_secs_f64());
         });
+    }
+
+    /// Order `tid` went on hold: the handler's commands to the devices working on it, in a
+    /// store job, published after its commit. A failure is logged; the hold still stops every
+    /// later scan of the order.
+    pub fn order_held(&self, tid: u64) {
+        let this = self.clone();
+        let job_self = self.clone();
+        self.shared.store.submit(
+            move |txn| job_self.shared.handler.held(txn, tid, now_ms()),
+            move |r| match r {
+                Ok(commands) => this.publish_commands(commands),
+                Err(e) => tracing::error!(tid, error = %e, "cannot send a hold to the floor"),
+            },
+        );
+    }
+
+    fn publish_commands(&self, commands: Vec<(DeviceId, Downlink<String>)>) {
+        for (to, cmd) in commands {
+            match json::downlink_to_vec(&cmd) {
+                Ok(bytes) => self.publish_to(&to, bytes),
+                Err(e) => tracing::error!(error = %e, "cannot encode a command"),
+            }
+        }
     }
 
     fn publish_to(&self, device: &DeviceId, payload: Vec<u8>) {

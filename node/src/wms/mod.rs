@@ -38,6 +38,7 @@ pub mod order;
 pub mod orders;
 pub mod sku;
 pub mod tables;
+pub mod tasks;
 pub mod view;
 
 pub use events::{Bus, Event};
