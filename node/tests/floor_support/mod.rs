@@ -45,6 +45,21 @@ pub struct NodeConfig {
 }
 
 pub fn write_config(dir: &Path, broker: &BrokerKind) -> NodeConfig {
+    write_config_with(dir, broker, None)
+}
+
+/// The Taobao side of a node's config: the sandbox's gateway and OAuth URLs, a session it
+/// knows.
+pub struct TaobaoAt {
+    pub rest_url: String,
+    pub oauth_url: String,
+    pub app_key: String,
+    pub app_secret: String,
+    pub session: String,
+}
+
+/// [`write_config`] with the Taobao side pointing at a sandbox.
+pub fn write_config_with(dir: &Path, broker: &BrokerKind, taobao: Option<&TaobaoAt>) -> NodeConfig {
     let http_port = free_port();
     let data = dir.join("data");
     let mqtt = match broker {
@@ -54,13 +69,22 @@ pub fn write_config(dir: &Path, broker: &BrokerKind) -> NodeConfig {
              reconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\nkeep_alive = \"5s\"\n"
         ),
     };
+    let taobao = match taobao {
+        None => "[taobao]\napp_key = \"12345678\"\napp_secret = \"test-secret-31337\"\n\
+                 endpoint = \"http://127.0.0.1:9/router/rest\"\noauth_url = \"http://127.0.0.1:9/oauth\"\n"
+            .to_owned(),
+        Some(t) => format!(
+            "[taobao]\napp_key = \"{}\"\napp_secret = \"{}\"\nsession = \"{}\"\n\
+             endpoint = \"{}\"\noauth_url = \"{}\"\n",
+            t.app_key, t.app_secret, t.session, t.rest_url, t.oauth_url
+        ),
+    };
     let path = dir.join("node.toml");
     std::fs::write(
         &path,
         format!(
             "[node]\nid = \"{NODE_ID}\"\nsite = \"{SITE}\"\ndata_dir = \"{}\"\n\
-             [taobao]\napp_key = \"12345678\"\napp_secret = \"test-secret-31337\"\n\
-             endpoint = \"http://127.0.0.1:9/router/rest\"\noauth_url = \"http://127.0.0.1:9/oauth\"\n\
+             {taobao}\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n[mqtt]\n{mqtt}",
             data.display()
         ),
