@@ -206,7 +206,8 @@ async fn a_running_node_holding_the_store_is_named() {
         Err(e) => panic!("{e}"),
     };
     let config = write_config(&env, dir.path(), Some("http://127.0.0.1:9/cb"));
-    let opts = wms_node::store::StoreOptions::new(dir.path().join("data").join("wms-node.redb"));
+    let opts =
+        wms_node::store::StoreOptions::new(dir.path().join("data").join(wms_node::store::FILE));
     let held = match wms_node::store::Store::open(opts, wms_node::ops::alert::Alerts::new()) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),

@@ -239,10 +239,10 @@ pub async fn run(
     let mut notes_open = true;
 
     loop {
-        if let Some(deadline) = stopping {
-            if !run.connected || Instant::now() >= deadline {
-                return;
-            }
+        if let Some(deadline) = stopping
+            && (!run.connected || Instant::now() >= deadline)
+        {
+            return;
         }
         // Waiting out a reconnect backoff: no network, but keep taking notes.
         if let Some(at) = retry_at {
@@ -473,8 +473,8 @@ impl Run {
                 .to_owned()
             })),
         };
-        if let Ok(payload) = json::to_vec(&hb) {
-            if self
+        if let Ok(payload) = json::to_vec(&hb)
+            && self
                 .client
                 .try_publish(
                     self.cfg.topics.evt.clone(),
@@ -483,9 +483,8 @@ impl Run {
                     payload,
                 )
                 .is_ok()
-            {
-                self.tracker.queued(Tag::Volatile);
-            }
+        {
+            self.tracker.queued(Tag::Volatile);
         }
     }
 
@@ -523,10 +522,10 @@ impl Run {
                         error: e.to_string(),
                     }),
                 };
-                if let Ok(bytes) = bytes {
-                    if let Some(Ok(_)) = self.with_spool(|s| s.push(Channel::Reply, bytes)) {
-                        self.pump();
-                    }
+                if let Ok(bytes) = bytes
+                    && let Some(Ok(_)) = self.with_spool(|s| s.push(Channel::Reply, bytes))
+                {
+                    self.pump();
                 }
             }
         }

@@ -482,13 +482,8 @@ mod script {
         let seq = wms::write(&node.store, move |txn| {
             let mut w = Wms::new(txn, &ShopId::main(), now);
             w.move_to(tid as u64, LocalState::HandedOver)?;
-            let seq = outbox
-                .enqueue(txn, ship.clone())
-                .map_err(wms_node::store::StoreError::from)?
-                .seq;
-            outbox
-                .enqueue(txn, stock.clone())
-                .map_err(wms_node::store::StoreError::from)?;
+            let seq = outbox.enqueue(txn, ship.clone())?.seq;
+            outbox.enqueue(txn, stock.clone())?;
             bus.publish_after_commit(ShopId::MAIN, w.finish()?);
             Ok(seq)
         })

@@ -13,7 +13,7 @@ use wms_node::floor::admin::{AddRequest, Added, AdminError, DeviceAdmin, DeviceV
 use wms_node::floor::devices::DeviceError;
 use wms_node::ops::alert::Alerts;
 use wms_node::outbox::admin::{AdminClient, ClientError};
-use wms_node::store::{Store, StoreError};
+use wms_node::store::{OpenError, Store};
 
 /// `wms-node devices` options.
 #[derive(Debug, Args)]
@@ -99,7 +99,7 @@ async fn connect(config: &Config) -> anyhow::Result<Backend> {
     let path = opts.path.clone();
     let store = match Store::open(opts, Alerts::new()) {
         Ok(s) => s,
-        Err(StoreError::InUse { .. }) => bail!(
+        Err(OpenError::InUse { .. }) => bail!(
             "{} is in use by a running node, but its admin API at {url} did not answer; check \
              [http] listen in the config",
             path.display()

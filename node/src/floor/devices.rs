@@ -279,12 +279,12 @@ mod tests {
         s.write_blocking(move |t| {
             add(t, &a, "$7$h1", 5).map_err(|e| StoreError::Aborted(e.to_string()))?;
             add(t, &b, "$7$h2", 6).map_err(|e| StoreError::Aborted(e.to_string()))?;
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .unwrap();
         let again = sc.clone();
         let dup = s.write_blocking(move |t| {
-            Ok(matches!(
+            Ok::<_, StoreError>(matches!(
                 add(t, &again, "$7$h3", 7),
                 Err(DeviceError::Exists(_))
             ))
@@ -307,7 +307,7 @@ mod tests {
             .unwrap();
         let missing = pr.clone();
         let again = s.write_blocking(move |t| {
-            Ok(matches!(remove(t, &missing), Err(DeviceError::NotFound(_))))
+            Ok::<_, StoreError>(matches!(remove(t, &missing), Err(DeviceError::NotFound(_))))
         });
         assert!(again.unwrap());
         assert_eq!(s.read(list).unwrap().len(), 1);

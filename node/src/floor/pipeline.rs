@@ -413,7 +413,7 @@ mod tests {
     use crate::ops::alert::Alerts;
     use crate::store::StoreOptions;
     use firmware_bridge::proto::DeviceClass;
-    use redb::TableDefinition;
+    use redb::{ReadableTable, TableDefinition};
     use rumqttc::QoS;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -411,7 +411,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opts = LaunchOptions {
             data_dir: dir.path().into(),
-            store_path: dir.path().join("wms-node.redb"),
+            store_path: dir.path().join("wms-node.v3.redb"),
             gate_timeout: Duration::from_secs(5),
             trial_attempts: 3,
         };
@@ -530,7 +530,7 @@ mod tests {
         assert_eq!(std::fs::read(&opts.store_path).unwrap(), b"old store");
         assert!(!paths.trial_store_copy().exists());
         assert_eq!(
-            std::fs::read(paths.rolled_back_dir().join("wms-node.redb")).unwrap(),
+            std::fs::read(paths.rolled_back_dir().join("wms-node.v3.redb")).unwrap(),
             b"migrated"
         );
     }

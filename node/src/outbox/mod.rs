@@ -40,7 +40,7 @@ mod state;
 pub use error::{EnqueueError, OutboxError};
 pub use link::LinkState;
 pub use queue::{DeliveryStatus, Enqueued, InFlight, LinkStatus, Outbox, OutboxOptions};
-pub use record::{Envelope, create_tables};
+pub use record::{Envelope, SCHEMA, create_tables};
 
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Debug;

@@ -9,6 +9,7 @@ use crate::ops::alert::{AlertCode, Alerts, Severity};
 use crate::ops::health::Health;
 use crate::store::{Store, StoreError};
 use firmware_bridge::pace::Rate;
+use redb::ReadableTable;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -200,8 +201,10 @@ impl<Op: Operation> Outbox<Op> {
     /// own checks and for tests).
     pub fn queued(&self, after: u64, limit: usize) -> Result<Vec<(u64, Envelope, Op)>, StoreError> {
         self.shared.store.read(|r| {
-            let t = r.open_table(record::OUTBOX)?;
             let mut out = Vec::new();
+            let Some(t) = record::read_table(r, record::OUTBOX)? else {
+                return Ok(out);
+            };
             for row in t.range(after.saturating_add(1)..)? {
                 if out.len() >= limit {
                     break;

@@ -35,14 +35,113 @@ const DEAD_LETTER_NAME: &str = "dead_letter";
 
 const META_KEY: &str = "outbox";
 
-/// Creates the tables (schema version 1).
+/// The outbox's tables in the store and their migration path: whoever opens the store for
+/// the outbox lists it in `StoreOptions::schemas` (the daemon and the CLI do, through
+/// `config`). Without it a fresh store still works (the tables are made by the first write
+/// and read as empty before), but a store converted from redb 2.6 keeps its old indexes.
+pub const SCHEMA: store::Schema = store::Schema {
+    name: "outbox",
+    steps: &[
+        store::Migration {
+            to: 1,
+            what: "the outbox's tables",
+            breaks_older_readers: false,
+            run: create_tables,
+        },
+        store::Migration {
+            to: 2,
+            what: "the outbox's tuple-keyed indexes rebuilt in redb 3's tuple encoding",
+            breaks_older_readers: true,
+            run: rebuild_indexes,
+        },
+    ],
+    // Store schema 1 created these tables and store schema 2 rebuilt the indexes.
+    adopted: 2,
+};
+
+/// Opens one of the outbox's tables for reading: `None` when no write has made it yet (a
+/// store opened without [`SCHEMA`] holds no outbox tables before its first enqueue).
+pub fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the tables that do not exist yet (the outbox's schema step 1). Tables that exist
+/// are left unopened: on a store converted from redb 2.6 the two tuple-keyed indexes cannot
+/// be opened until step 2 has rebuilt them, and a kill between the store's own steps and the
+/// outbox's can leave such a file with no outbox version recorded, so this step runs on it.
 pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(OUTBOX)?;
-    txn.open_table(OUTBOX_FIFO)?;
-    txn.open_table(OUTBOX_SCHED)?;
-    txn.open_table(OUTBOX_KEYS)?;
-    txn.open_table(DEAD_LETTER)?;
+    use redb::TableHandle as _;
+    let existing: HashSet<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
+    let missing = |name: &str| !existing.contains(name);
+    if missing(OUTBOX_NAME) {
+        txn.open_table(OUTBOX)?;
+    }
+    if missing(OUTBOX_FIFO.name()) {
+        txn.open_table(OUTBOX_FIFO)?;
+    }
+    if missing(OUTBOX_SCHED.name()) {
+        txn.open_table(OUTBOX_SCHED)?;
+    }
+    if missing(OUTBOX_KEYS.name()) {
+        txn.open_table(OUTBOX_KEYS)?;
+    }
+    if missing(DEAD_LETTER_NAME) {
+        txn.open_table(DEAD_LETTER)?;
+    }
     Ok(())
+}
+
+/// Rebuilds the two tuple-keyed indexes (`outbox_fifo`, `outbox_sched`) and the counters
+/// from the ops (the outbox's schema step 2). redb 3 changed how a tuple holding a string is encoded, so
+/// these two tables of a store converted from redb 2.6 cannot be opened by redb 5
+/// (`TableTypeMismatch`); everything in them is also in the ops. A row that does not decode
+/// is moved to quarantine (it could not be indexed). Idempotent.
+pub fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.delete_table(OUTBOX_FIFO)?;
+    txn.delete_table(OUTBOX_SCHED)?;
+    let mut meta = load_meta(txn)?;
+    let (mut bytes, mut count) = (0, 0);
+    let mut broken = Vec::new();
+    {
+        let outbox = txn.open_table(OUTBOX)?;
+        let mut fifo = txn.open_table(OUTBOX_FIFO)?;
+        let mut sched = txn.open_table(OUTBOX_SCHED)?;
+        for row in outbox.iter()? {
+            let (k, v) = row?;
+            let seq = k.value();
+            match decode_envelope(v.value()) {
+                Ok(env) => {
+                    fifo.insert((env.fifo_key.as_str(), seq), ())?;
+                    sched.insert(
+                        (env.priority as u8, seq),
+                        (env.not_before_ms, env.fifo_key.as_str()),
+                    )?;
+                    bytes += footprint(v.value().len(), &env.fifo_key, env.coalesce_key.as_deref());
+                    count += 1;
+                    meta.next_seq = meta.next_seq.max(seq + 1);
+                }
+                Err(e) => broken.push((seq, v.value().to_vec(), e.to_string())),
+            }
+        }
+    }
+    if !broken.is_empty() {
+        let mut outbox = txn.open_table(OUTBOX)?;
+        for (seq, raw, reason) in broken {
+            outbox.remove(seq)?;
+            let reason = format!("envelope does not decode: {reason}");
+            store::quarantine::insert(txn, OUTBOX_NAME, &seq.to_string(), &reason, raw)?;
+        }
+    }
+    meta.bytes = bytes;
+    meta.count = count;
+    save_meta(txn, &meta)
 }
 
 /// One queued op with what the outbox knows about it.
@@ -632,9 +731,14 @@ pub fn scan(
     if want == 0 {
         return Ok(out);
     }
-    let sched = txn.open_table(OUTBOX_SCHED)?;
-    let fifo = txn.open_table(OUTBOX_FIFO)?;
-    let rows = txn.open_table(OUTBOX)?;
+    let (Some(sched), Some(fifo), Some(rows)) = (
+        read_table(txn, OUTBOX_SCHED)?,
+        read_table(txn, OUTBOX_FIFO)?,
+        read_table(txn, OUTBOX)?,
+    ) else {
+        // Nothing was ever enqueued.
+        return Ok(out);
+    };
     let mut blocked: HashSet<String> = HashSet::new();
     // The head of each FIFO key looked up so far. A key's ops may have different priorities
     // (a Normal refund report queued before an Urgent shipment of the same trade), so an op
@@ -643,7 +747,7 @@ pub fn scan(
         std::collections::HashMap::new();
     let (first, second) = match from {
         Some(f) => (sched.range(f..)?, Some(sched.range(..f)?)),
-        None => (sched.range::<(u8, u64)>(..)?, None),
+        None => (sched.range(..)?, None),
     };
     for (looked, entry) in first.chain(second.into_iter().flatten()).enumerate() {
         let (k, v) = entry?;

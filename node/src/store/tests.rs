@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const THINGS: TableDefinition<&str, Bytes> = TableDefinition::new("test_things");
 
 fn opts(dir: &tempfile::TempDir) -> StoreOptions {
-    StoreOptions::new(dir.path().join("wms-node.redb"))
+    StoreOptions::new(dir.path().join(crate::store::FILE))
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
@@ -139,7 +139,7 @@ async fn an_undecodable_record_is_reported_then_moved_to_quarantine() {
             // A string claiming 5 bytes and carrying none.
             t.insert("bad", [5u8].as_slice())?;
             t.insert("good", postcard::to_allocvec("fine").unwrap().as_slice())?;
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .await
         .unwrap();
@@ -183,7 +183,7 @@ async fn a_record_fixed_before_the_move_is_left_alone() {
     store
         .write(|txn| {
             txn.open_table(THINGS)?.insert("k", [5u8].as_slice())?;
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .await
         .unwrap();
@@ -195,7 +195,7 @@ async fn a_record_fixed_before_the_move_is_left_alone() {
         })
         .await
         .unwrap();
-    store.write(|_| Ok(())).await.unwrap();
+    store.write(|_| Ok::<_, StoreError>(())).await.unwrap();
     assert_eq!(store.read(quarantine::count).unwrap(), 0);
     let v: Option<String> = store.read(|r| get(r, THINGS, "k")).unwrap();
     assert_eq!(v.as_deref(), Some("repaired"));
@@ -206,10 +206,7 @@ async fn a_second_open_of_the_same_file_says_in_use_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let second = Store::open(opts(&dir), Alerts::new());
-    assert!(
-        matches!(second, Err(StoreError::InUse { .. })),
-        "{second:?}"
-    );
+    assert!(matches!(second, Err(OpenError::InUse { .. })), "{second:?}");
     drop(store);
     // Dropping the last handle releases the file.
     let again = Store::open(opts(&dir), Alerts::new());
@@ -307,7 +304,7 @@ async fn an_older_build_opens_a_compatible_newer_file_and_refuses_an_incompatibl
     drop(Store::open(opts(&dir), Alerts::new()).unwrap());
     drop(Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 2)).unwrap());
     match Store::open(opts(&dir), Alerts::new()) {
-        Err(StoreError::SchemaTooNew {
+        Err(OpenError::SchemaTooNew {
             found, supported, ..
         }) => {
             assert_eq!(found, base + 2);
@@ -330,9 +327,161 @@ async fn a_failed_migration_step_leaves_the_previous_version_and_is_retried() {
         run: failing_step,
     });
     let r = Store::open_with(opts(&dir), Alerts::new(), &broken);
-    assert!(matches!(r, Err(StoreError::Migration { to, .. }) if to == base + 1));
+    assert!(matches!(r, Err(OpenError::Migration { to, .. }) if to == base + 1));
     let s = Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 1)).unwrap();
     assert_eq!(s.read(schema::read_versions).unwrap().version, base + 1);
+}
+
+/// A part of the node with tables of its own (as the outbox is), for the tests below.
+const PART_STEPS: &[schema::Migration] = &[
+    schema::Migration {
+        to: 1,
+        what: "the part's table",
+        breaks_older_readers: false,
+        run: mark_v2,
+    },
+    schema::Migration {
+        to: 2,
+        what: "the part's table rewritten",
+        breaks_older_readers: true,
+        run: mark_v3,
+    },
+];
+
+fn part(steps: usize, adopted: u32) -> schema::Schema {
+    schema::Schema {
+        name: "part",
+        steps: &PART_STEPS[..steps],
+        adopted,
+    }
+}
+
+fn part_versions(s: &Store, p: &schema::Schema) -> schema::Versions {
+    s.read(|r| schema::read_part_versions(r, p, schema::PARTS_SINCE))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_registered_part_is_migrated_on_its_own_version_once_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |p: Option<schema::Schema>| {
+        let mut o = opts(&dir);
+        o.schemas.extend(p);
+        o
+    };
+    // A store opened without the part: nothing of it is made or recorded.
+    drop(Store::open(with(None), Alerts::new()).unwrap());
+    // The part's first step, then (a newer build) its second: each runs once.
+    for steps in [1, 2, 2] {
+        let s = Store::open(with(Some(part(steps, 0))), Alerts::new()).unwrap();
+        let v = part_versions(&s, &part(steps, 0));
+        assert_eq!(v.version, steps as u32);
+        assert_eq!(
+            s.read(schema::read_versions).unwrap().version,
+            schema::current_version()
+        );
+        let runs: Option<u32> = s.read(|r| get(r, THINGS, "v3_runs")).unwrap();
+        assert_eq!(runs, (steps == 2).then_some(1), "each step runs once");
+    }
+    // Its step 2 broke older readers: a build that knows only step 1 of the part refuses
+    // the file, naming the part; a build that does not register the part opens it.
+    match Store::open(with(Some(part(1, 0))), Alerts::new()) {
+        Err(OpenError::SchemaTooNew {
+            part,
+            found,
+            supported,
+            ..
+        }) => assert_eq!((part, found, supported), ("part", 2, 1)),
+        other => panic!("expected SchemaTooNew for the part, got {other:?}"),
+    }
+    drop(Store::open(with(None), Alerts::new()).unwrap());
+}
+
+#[tokio::test]
+async fn a_file_from_before_parts_had_versions_starts_a_part_where_the_store_stood() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file as the build before store schema 3 left it: its path was at 2, and its two
+    // steps did what the part's steps 1 and 2 do now.
+    let before: Vec<_> = schema::MIGRATIONS
+        .iter()
+        .filter(|m| m.to < schema::PARTS_SINCE)
+        .copied()
+        .collect();
+    drop(Store::open_with(opts(&dir), Alerts::new(), &before).unwrap());
+    let mut o = opts(&dir);
+    o.schemas.push(part(2, 2));
+    let s = Store::open(o, Alerts::new()).unwrap();
+    let runs: Option<u32> = s.read(|r| get(r, THINGS, "v3_runs")).unwrap();
+    assert_eq!(runs, None, "the adopted steps do not run again");
+    assert_eq!(part_versions(&s, &part(2, 2)).version, 2);
+    let stored: Option<u32> = s.read(|r| get(r, META, "schema_version.part")).unwrap();
+    assert_eq!(
+        stored,
+        Some(2),
+        "the part's version is recorded from now on"
+    );
+}
+
+#[tokio::test]
+async fn a_file_at_store_schema_1_runs_the_rest_of_an_adopted_path() {
+    // A store converted from redb 2.6 is at store schema 1: the part had its step 1 then.
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open_with(opts(&dir), Alerts::new(), &schema::MIGRATIONS[..1]).unwrap());
+    let mut o = opts(&dir);
+    o.schemas.push(part(2, 2));
+    let s = Store::open(o, Alerts::new()).unwrap();
+    let migrated: Option<bool> = s.read(|r| get(r, THINGS, "migrated_to_2")).unwrap();
+    assert_eq!(migrated, None, "step 1 is not run again");
+    let runs: Option<u32> = s.read(|r| get(r, THINGS, "v3_runs")).unwrap();
+    assert_eq!(runs, Some(1), "step 2 runs");
+}
+
+#[tokio::test]
+async fn opening_compacts_a_file_that_is_mostly_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&dir);
+    // Nothing is compacted below the threshold (the default, 64 MiB, is far above this file).
+    o.compact_free_bytes = 1 << 20;
+    let store = Store::open(o.clone(), Alerts::new()).unwrap();
+    let value = vec![7u8; 4000];
+    for chunk in 0..10u32 {
+        let v = value.clone();
+        store
+            .write(move |txn| {
+                let mut t = txn.open_table(THINGS)?;
+                for i in 0..500u32 {
+                    t.insert(format!("{chunk}-{i}").as_str(), v.as_slice())?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .write(|txn| {
+            txn.open_table(THINGS)?.retain(|k, _| k == "0-0")?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let grown = store.file_bytes();
+    store.close().await.unwrap();
+    assert!(grown > 16 << 20, "the file grew to {grown} bytes");
+
+    let store = Store::open(o, Alerts::new()).unwrap();
+    let compacted = store.file_bytes();
+    assert!(
+        compacted < grown / 4,
+        "compacted from {grown} to {compacted} bytes"
+    );
+    let n = store
+        .read(|r| {
+            use redb::ReadableTableMetadata;
+            Ok(r.open_table(THINGS)?.len()?)
+        })
+        .unwrap();
+    assert_eq!(n, 1, "what was left is still there");
+    store.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -360,7 +509,7 @@ async fn a_migration_keeps_a_copy_the_previous_build_opens_and_no_migration_keep
     assert!(copy.is_file());
     assert!(matches!(
         Store::open(opts(&dir), Alerts::new()),
-        Err(StoreError::SchemaTooNew { .. })
+        Err(OpenError::SchemaTooNew { .. })
     ));
     // The copy is the file as today's build left it: today's build opens it, data intact.
     let old = Store::open(StoreOptions::new(&copy), Alerts::new()).unwrap();

@@ -716,6 +716,24 @@ impl TopClient {
         }
     }
 
+    /// Today's count (GMT+8 day) and its day, for [`super::budget`] to keep across restarts.
+    pub fn calls_today(&self) -> (chrono::NaiveDate, u64) {
+        let (today, day) = self.today();
+        (today, day.calls)
+    }
+
+    /// Starts today's count from what an earlier run recorded, so that a restart does not
+    /// hand out the day's budget again. A count of another day is ignored; a lower one too
+    /// (calls made since this start are already counted).
+    pub fn resume_calls_today(&self, day: chrono::NaiveDate, calls: u64) {
+        let (today, mut d) = self.today();
+        if day == today && calls > d.calls {
+            d.calls = calls;
+            drop(d);
+            metrics::gauge!("wms_node_taobao_calls_today").set(calls as f64);
+        }
+    }
+
     /// Counts a call against the daily budget and raises the budget alert at 80 % / 100 %.
     fn count_call(&self) {
         self.inner

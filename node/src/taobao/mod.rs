@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod budget;
 pub mod client;
 pub mod decode;
 pub mod error;

@@ -263,10 +263,12 @@ impl Admin {
         let want_queue = !matches!(filter.state, StateFilter::Dead);
         let want_dead = matches!(filter.state, StateFilter::All | StateFilter::Dead);
         Ok(self.store.read(|r| {
-            let q = r.open_table(record::OUTBOX)?;
-            let d = r.open_table(record::DEAD_LETTER)?;
-            let mut qi = q.range(start..)?.peekable();
-            let mut di = d.range(start..)?.peekable();
+            let q = record::read_table(r, record::OUTBOX)?;
+            let d = record::read_table(r, record::DEAD_LETTER)?;
+            let mut qi = q.as_ref().map(|t| t.range(start..)).transpose()?;
+            let mut qi = qi.iter_mut().flatten().peekable();
+            let mut di = d.as_ref().map(|t| t.range(start..)).transpose()?;
+            let mut di = di.iter_mut().flatten().peekable();
             let mut ops = Vec::new();
             let mut last_seen = None;
             loop {
@@ -335,7 +337,7 @@ impl Admin {
     pub async fn retry(&self, seq: u64) -> Result<ActionResult, OutboxError> {
         let action = self
             .store
-            .write(move |txn| {
+            .write(move |txn| -> Result<_, StoreError> {
                 if let Some(env) = record::requeue_dead(txn, seq)? {
                     return Ok(Some(("requeued", env)));
                 }
@@ -377,7 +379,7 @@ impl Admin {
         }
         let dropped: Option<Envelope> = self
             .store
-            .write(move |txn| {
+            .write(move |txn| -> Result<_, StoreError> {
                 if let Some(DeadLetter { envelope, .. }) = record::drop_dead(txn, seq)? {
                     return Ok(Some(envelope));
                 }
@@ -412,13 +414,19 @@ impl Admin {
         let mut s = self.store.read(|r| {
             let meta = record::load_meta(r)?;
             let versions = store::schema::read_versions(r)?;
-            let q = r.open_table(record::OUTBOX)?;
-            let d = r.open_table(record::DEAD_LETTER)?;
+            let q = record::read_table(r, record::OUTBOX)?;
+            let d = record::read_table(r, record::DEAD_LETTER)?;
             let mut by_kind: BTreeMap<String, KindStats> = BTreeMap::new();
             let mut backing_off = 0;
             let mut oldest: Option<u64> = None;
             let mut pending = 0;
-            for row in q.iter()? {
+            for row in q
+                .as_ref()
+                .map(|t| t.iter())
+                .transpose()?
+                .into_iter()
+                .flatten()
+            {
                 let (_, v) = row?;
                 pending += 1;
                 let Ok(env) = record::decode_envelope(v.value()) else {
@@ -432,7 +440,13 @@ impl Admin {
                 }
                 oldest = Some(oldest.map_or(env.enqueued_at_ms, |o| o.min(env.enqueued_at_ms)));
             }
-            for row in d.iter()? {
+            for row in d
+                .as_ref()
+                .map(|t| t.iter())
+                .transpose()?
+                .into_iter()
+                .flatten()
+            {
                 let (_, v) = row?;
                 let kind = postcard::from_bytes::<DeadLetter>(v.value())
                     .map_or_else(|_| "?".to_owned(), |dl| dl.envelope.kind);
@@ -442,7 +456,11 @@ impl Admin {
                 pending,
                 in_flight: 0,
                 backing_off,
-                dead_letters: d.len()?,
+                dead_letters: d
+                    .as_ref()
+                    .map(ReadableTableMetadata::len)
+                    .transpose()?
+                    .unwrap_or(0),
                 by_kind,
                 oldest_enqueued_at_ms: oldest,
                 oldest_age_secs: oldest.map(|o| now.saturating_sub(o) / 1000),
