@@ -232,6 +232,14 @@ const HELP: &[(&str, &str)] = &[
         "wms_node_floor_devices_online",
         "Registered devices whose last `state` said online.",
     ),
+    (
+        "wms_node_floor_holds_sent_total",
+        "Holds sent to the device working on an order that went on hold.",
+    ),
+    (
+        "wms_node_floor_holds_resent_total",
+        "Holds sent again to a device back online that had not acknowledged them.",
+    ),
 ];
 
 fn describe() {
