@@ -457,9 +457,10 @@ impl Config {
                             p.push(format!("{at}: key {k} only applies to scanners"));
                         }
                     }
-                    if d.language.is_none() {
+                    if !matches!(d.language, Some(PrintFormat::Zpl | PrintFormat::Tspl)) {
                         p.push(format!(
-                            "{at}: printers need language = \"zpl\" or \"tspl\""
+                            "{at}: printers need language = \"zpl\" or \"tspl\" (cainiao is a \
+                             cloud-print document, not a printer language)"
                         ));
                     }
                     if let Some(t) = d.status_timeout

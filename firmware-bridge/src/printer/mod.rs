@@ -154,6 +154,10 @@ pub enum Error<UE> {
     /// The job has no data.
     #[error("print job is empty")]
     EmptyJob,
+    /// The configured language is not one a printer speaks (`cainiao` is Cainiao's
+    /// cloud-print document). Fix the configuration.
+    #[error("{0} is not a printer language (zpl or tspl)")]
+    NotALanguage(PrintFormat),
 }
 
 impl<UE> Error<UE> {
@@ -228,6 +232,7 @@ where
         let r = match self.config.language {
             PrintFormat::Zpl => zpl::render(layout, &mut w),
             PrintFormat::Tspl => tspl::render(layout, &mut w),
+            other => return Err(Error::NotALanguage(other)),
         };
         if let Some(e) = w.err {
             return Err(Error::Serial(e));
@@ -267,6 +272,7 @@ where
         let query = match self.config.language {
             PrintFormat::Zpl => zpl::HOST_STATUS,
             PrintFormat::Tspl => tspl::STATUS_QUERY,
+            other => return Err(Error::NotALanguage(other)),
         };
         self.uart.write_all(query).map_err(Error::Serial)?;
         self.uart.flush().map_err(Error::Serial)?;
@@ -293,6 +299,7 @@ where
                             return Ok(Status::Reported(tspl::parse_status(byte)));
                         }
                     }
+                    other => return Err(Error::NotALanguage(other)),
                 }
                 continue;
             }

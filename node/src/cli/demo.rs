@@ -188,6 +188,8 @@ mod script {
         c.outbox.backoff_max = Duration::from_secs(2);
         c.taobao.poll_interval = Duration::from_secs(1);
         c.intake.lookback = Duration::from_secs(3600);
+        // The demo's simulated devices are in-process; any free port will do.
+        c.mqtt.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         c.http.listen = if std::net::TcpListener::bind(args.listen).is_ok() {
             args.listen
         } else {

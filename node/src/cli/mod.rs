@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod auth;
 pub mod check_config;
 pub mod demo;
+pub mod devices;
 pub mod launch;
 pub mod orders;
 pub mod ota;
@@ -113,6 +114,9 @@ pub enum Command {
     Alerts(alerts::AlertsArgs),
     /// Inspect and repair the queue of operations waiting for Taobao (shipments, stock).
     Queue(queue::QueueArgs),
+    /// The scanners and printers allowed on the floor: add (prints credentials once), list,
+    /// remove (revokes).
+    Devices(devices::DevicesArgs),
     /// Orders pulled from Taobao: list, show, hold, release.
     Orders(orders::OrdersArgs),
     /// The SKU master and the map from Taobao listings to SKUs: import, sync, list.
@@ -191,6 +195,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_USAGE));
             };
             sku::run(args, &config)
+        }
+        Command::Devices(args) => {
+            let Some(config) = load_for_command(&cli.config, log_format) else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            devices::run(args, &config)
         }
         Command::Stock(args) => stock::run(args),
         Command::Reconcile(args) => reconcile::run(args),

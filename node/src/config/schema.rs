@@ -10,8 +10,8 @@ use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 
 use super::{
-    AlertsConfig, Config, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig, OtaConfig,
-    OutboxConfig, StoreConfig, TaobaoConfig,
+    AlertsConfig, Config, FloorConfig, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig,
+    OtaConfig, OutboxConfig, StoreConfig, TaobaoConfig,
 };
 
 /// Keys whose values are secrets: never echoed in errors, always redacted in output.
@@ -38,6 +38,7 @@ pub(crate) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "taobao" => struct_fields::<TaobaoConfig>(),
         "intake" => struct_fields::<IntakeConfig>(),
         "mqtt" => struct_fields::<MqttConfig>(),
+        "floor" => struct_fields::<FloorConfig>(),
         "http" => struct_fields::<HttpConfig>(),
         "ota" => struct_fields::<OtaConfig>(),
         "alerts" => struct_fields::<AlertsConfig>(),

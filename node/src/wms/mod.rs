@@ -32,11 +32,13 @@
 
 pub mod counts;
 pub mod cursor;
+pub mod dedupe;
 pub mod events;
 pub mod order;
 pub mod orders;
 pub mod sku;
 pub mod tables;
+pub mod tasks;
 pub mod view;
 
 pub use events::{Bus, Event};
