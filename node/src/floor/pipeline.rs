@@ -554,9 +554,20 @@ mod tests {
             assert_eq!(answer(&mut r.out).await.1, first);
             ack(&mut r.out).await;
             assert_eq!(r.applied.load(Ordering::SeqCst), 1);
+            // Close the store and wait for its writer to let go of the file: dropping the
+            // last handle stops the writer too, but without waiting for it.
+            let Rig {
+                pipeline,
+                out,
+                events,
+                store,
+                applied,
+            } = r;
+            drop((pipeline, out, events, applied));
+            store.close().await.unwrap();
             first
         };
-        // The store was closed (every handle dropped); a new pipeline still knows the answer.
+        // The store was closed; a new pipeline still knows the answer.
         let mut r = rig(&path);
         r.pipeline.dispatch(publish(&scan("m-1", "6901234567892")));
         assert_eq!(answer(&mut r.out).await.1, first);
