@@ -321,6 +321,41 @@ pub const BOUNDS: &[Bound] = &[
         max: Num::Int(4096),
         zero_means_off: false,
     },
+    // How soon a dead broker connection is noticed: a few seconds at least (a busy Wi-Fi),
+    // minutes at most (devices wait for the node's will meanwhile).
+    Bound {
+        key: "mqtt.keep_alive",
+        min: secs(5),
+        max: mins(10),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "mqtt.reconnect_min",
+        min: ms(10),
+        max: mins(1),
+        zero_means_off: false,
+    },
+    // One below reconnect_min is taken as reconnect_min.
+    Bound {
+        key: "mqtt.reconnect_max",
+        min: ms(10),
+        max: mins(60),
+        zero_means_off: false,
+    },
+    // Devices and bridges re-send after long outages: a day at least.
+    Bound {
+        key: "floor.dedupe_retention",
+        min: days(1),
+        max: days(30),
+        zero_means_off: false,
+    },
+    // A scan is about 300 bytes.
+    Bound {
+        key: "floor.max_event_bytes",
+        min: Num::Bytes(1024),
+        max: Num::Bytes(MIB),
+        zero_means_off: false,
+    },
     // A flapping alert is told again at most this often; a day is the longest that still
     // tells people it came back.
     Bound {

@@ -409,13 +409,15 @@ pub struct MqttConfig {
     /// `mqtts://` only: the private key of `cert_file` (PEM).
     pub key_file: Option<PathBuf>,
     /// MQTT keep-alive of the node's session: how soon a dead connection is noticed (and the
-    /// node's will published). 5s to 10m.
+    /// node's will published). From 5s to 10m.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
     /// The first wait before reconnecting to the broker (full jitter, doubling per failure).
+    /// From 10ms to 1m.
     #[serde(with = "humantime_serde")]
     pub reconnect_min: Duration,
-    /// The longest wait between reconnect attempts.
+    /// The longest wait between reconnect attempts (one below `reconnect_min` is taken as
+    /// `reconnect_min`). From 10ms to 1h.
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
 }
@@ -444,11 +446,11 @@ impl Default for MqttConfig {
 pub struct FloorConfig {
     /// How long the node remembers its answer to each device event, so a re-sent event gets
     /// the original answer and is never applied twice. At least 24h (devices and bridges may
-    /// re-send after a long outage), at most 30 days.
+    /// re-send after a long outage), at most 30 days. From 1d to 30d.
     #[serde(with = "humantime_serde")]
     pub dedupe_retention: Duration,
     /// The largest event or reply payload the node reads; bigger ones are answered "too
-    /// large". A scan is about 300 bytes. 1KiB to 1MiB.
+    /// large". A scan is about 300 bytes. From 1KiB to 1MiB.
     pub max_event_bytes: ByteSize,
     /// With an external broker: the folder where the node writes Mosquitto's password file
     /// (`passwd`) and ACL file (`acl`) for every registered device, at start and on every
@@ -858,7 +860,8 @@ impl Config {
         };
         o.keep_alive = m.keep_alive;
         o.reconnect_min = m.reconnect_min;
-        o.reconnect_max = m.reconnect_max;
+        // A maximum below the first wait means "no growth".
+        o.reconnect_max = m.reconnect_max.max(m.reconnect_min);
         o.max_event_bytes =
             usize::try_from(self.floor.max_event_bytes.bytes()).unwrap_or(usize::MAX);
         o.dedupe_retention = self.floor.dedupe_retention;
@@ -1492,40 +1495,34 @@ impl MqttConfig {
                 bad(key, format!("{} is not a readable file", p.display()));
             }
         }
-        if m.keep_alive < Duration::from_secs(5) || m.keep_alive > Duration::from_secs(600) {
-            bad("mqtt.keep_alive", "must be between 5s and 10m".into());
-        }
-        if m.reconnect_min < Duration::from_millis(10) || m.reconnect_min > Duration::from_secs(60)
-        {
-            bad("mqtt.reconnect_min", "must be between 10ms and 1m".into());
-        }
-        if m.reconnect_max < m.reconnect_min || m.reconnect_max > Duration::from_secs(3600) {
-            bad(
-                "mqtt.reconnect_max",
-                "must be at least mqtt.reconnect_min and at most 1h".into(),
-            );
-        }
+        bounds::check(bad, "mqtt.keep_alive", bounds::Num::Time(m.keep_alive));
+        bounds::check(
+            bad,
+            "mqtt.reconnect_min",
+            bounds::Num::Time(m.reconnect_min),
+        );
+        bounds::check(
+            bad,
+            "mqtt.reconnect_max",
+            bounds::Num::Time(m.reconnect_max),
+        );
     }
 }
 
 impl FloorConfig {
     /// `[floor]`: dedupe retention and payload limit.
     fn check(&self, bad: &mut dyn FnMut(&str, String)) {
-        if self.dedupe_retention < Duration::from_secs(24 * 60 * 60)
-            || self.dedupe_retention > Duration::from_secs(30 * 24 * 60 * 60)
-        {
-            bad(
-                "floor.dedupe_retention",
-                "must be between 24h and 30days: devices re-send events after long outages".into(),
-            );
-        }
-        let b = self.max_event_bytes.bytes();
-        if !(1024..=1024 * 1024).contains(&b) {
-            bad(
-                "floor.max_event_bytes",
-                "must be between 1KiB and 1MiB".into(),
-            );
-        }
+        use bounds::{Num, check};
+        check(
+            bad,
+            "floor.dedupe_retention",
+            Num::Time(self.dedupe_retention),
+        );
+        check(
+            bad,
+            "floor.max_event_bytes",
+            Num::Bytes(self.max_event_bytes.bytes()),
+        );
     }
 }
 
