@@ -389,17 +389,16 @@ async fn start_parts(
     // OTA: the restart that boots an installed update, its status, and the alert for an
     // update that failed or was rolled back (decided by the launcher before we started).
     let restart = crate::ota::admin::RestartHandle::new(token.clone());
-    let ota = crate::ota::admin::OtaAdmin::new(
-        config.ota_options(),
-        restart.clone(),
-        std::env::var_os(crate::ota::LAUNCHED_ENV).is_some(),
-    );
+    let launched = std::env::var_os(crate::ota::LAUNCHED_ENV).is_some();
+    let ota = crate::ota::admin::OtaAdmin::new(config.ota_options(), restart.clone(), launched);
     ota.raise_alerts(&alerts);
 
     let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
     // The floor: the embedded broker binds here, so a taken MQTT port fails the start. Its
-    // flows' changes go on the warehouse's bus; orders going on hold come back from it.
+    // flows' changes go on the warehouse's bus; orders going on hold come back from it; the
+    // node's own `cmd` topic (OTA updates from a fleet link) goes to ota/.
     let (floor_events, floor_events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ota_commands, ota_commands_rx) = tokio::sync::mpsc::channel(8);
     let floor = crate::floor::Floor::start(
         config.floor_options(),
         store.clone(),
@@ -407,7 +406,8 @@ async fn start_parts(
         Some(floor_events),
     )
     .await?
-    .with_holds_from(&warehouse.bus, warehouse.shop.as_str());
+    .with_holds_from(&warehouse.bus, warehouse.shop.as_str())
+    .with_gateway_commands(ota_commands);
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
 
@@ -430,6 +430,22 @@ async fn start_parts(
             token.clone(),
         ),
     );
+    match crate::ota::Installer::new(config.ota_options()) {
+        Ok(installer) => tasks.spawn(
+            "ota-mqtt",
+            crate::ota::mqtt::MqttUpdates::new(
+                installer,
+                floor.client.clone(),
+                &config.node.site,
+                &config.node.id,
+                restart.clone(),
+                launched,
+            )
+            .run(ota_commands_rx, token.clone()),
+        ),
+        // The node runs without its MQTT update path; `ota apply` says the same error.
+        Err(e) => tracing::error!(error = %e, "OTA over MQTT is off: cannot set up the installer"),
+    }
     tasks.spawn("floor", floor.run(token.clone()));
     tasks.spawn(
         "floor-events",

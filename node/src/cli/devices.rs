@@ -20,6 +20,7 @@ use wms_node::store::{OpenError, Store};
 #[command(after_help = "\
 Examples:
   wms-node devices add sc-01 --class scanner    prints the device's MQTT credentials once
+  wms-node devices add fleet --class gateway    a fleet link: may send this node OTA updates
   wms-node devices list
   wms-node devices remove sc-01                 revokes its credentials at once")]
 pub struct DevicesArgs {
@@ -38,6 +39,9 @@ pub enum ClassArg {
     Scanner,
     /// A label printer.
     Printer,
+    /// A fleet link (an MQTT bridge or fleet tool): may publish `ota_update` on this node's
+    /// gateway `cmd` topic and read its `reply`, `alert` and `state` (docs/OTA.md, Fleets).
+    Gateway,
 }
 
 impl ClassArg {
@@ -45,6 +49,7 @@ impl ClassArg {
         match self {
             ClassArg::Scanner => firmware_bridge::proto::DeviceClass::Scanner,
             ClassArg::Printer => firmware_bridge::proto::DeviceClass::Printer,
+            ClassArg::Gateway => firmware_bridge::proto::DeviceClass::Gateway,
         }
     }
 }

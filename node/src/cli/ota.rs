@@ -17,9 +17,12 @@ use wms_node::config::{Broker, Config, LogFormat};
 use wms_node::ota::admin::StatusView;
 use wms_node::ota::gate::{self, BrokerCheck, Report};
 use wms_node::ota::manifest::{self, Manifest};
+use wms_node::ota::source::{Answer, Origin};
 use wms_node::ota::state::{Outcome, State};
 use wms_node::ota::verify::SigningKey;
-use wms_node::ota::{ApplyOptions, Installer, OtaEvent, Reporter, SignedManifest};
+use wms_node::ota::{
+    Installed, Installer, OtaError, OtaEvent, Reporter, SignedManifest, UpdateRequest,
+};
 
 /// `wms-node ota` options.
 #[derive(Debug, Args)]
@@ -146,17 +149,12 @@ fn apply(config: &Config, source: &str, force: bool, no_restart: bool) -> anyhow
         };
         let installer = Installer::new(opts)?;
         let bar = Bar::new();
-        let result = installer
-            .apply(
-                &signed,
-                ApplyOptions {
-                    force,
-                    request_id: None,
-                },
-                &bar,
-            )
-            .await;
-        bar.finish();
+        let request = UpdateRequest {
+            signed,
+            force,
+            origin: Origin::Cli,
+        };
+        let result = installer.handle(&request, &bar).await;
         let installed = match result {
             Ok(i) => i,
             Err(e) => {
@@ -317,6 +315,12 @@ impl Bar {
 
 fn mib(b: u64) -> f64 {
     b as f64 / 1_048_576.0
+}
+
+impl Answer for Bar {
+    fn finished(&self, _: &Result<Installed, OtaError>) {
+        self.finish();
+    }
 }
 
 impl Reporter for Bar {

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | device `{class}/{id}` | `wms/{site}/{class}/{id}/evt`, `…/reply`, `…/state` (its will too) | `wms/{site}/{class}/{id}/cmd` |
 //! | the node (`gateway/{node}` or `[mqtt] username`) | `wms/{site}/{scanner,printer}/+/cmd`, `wms/{site}/gateway/{node}/{state,alert,reply}` | `wms/{site}/#` |
+//! | fleet link `gateway/{id}` (`devices add ID --class gateway`) | `wms/{site}/gateway/{node}/cmd` (`ota_update`), its own `wms/{site}/gateway/{id}/state` | `wms/{site}/gateway/{node}/{reply,alert,state}` |
 //!
 //! Ids are unique per class only, so the rule is keyed on the user name (`{class}/{id}`), never
 //! on a client-id pattern.
@@ -42,6 +43,11 @@ impl Scope {
             return false;
         }
         match who {
+            Principal::Device(d) if d.is_fleet_link() => {
+                t.class == DeviceClass::Gateway
+                    && ((t.id == self.node_id && t.channel == Channel::Cmd)
+                        || (t.id == d.id && t.channel == Channel::State))
+            }
             Principal::Device(d) => {
                 t.class == d.class
                     && t.id == d.id
@@ -60,6 +66,9 @@ impl Scope {
     /// Whether `who` may subscribe to `filter`.
     pub fn may_subscribe(&self, who: &Principal, filter: &str) -> bool {
         match who {
+            Principal::Device(d) if d.is_fleet_link() => ["reply", "alert", "state"]
+                .iter()
+                .any(|c| filter == format!("wms/{}/gateway/{}/{c}", self.site, self.node_id)),
             Principal::Device(d) => filter == format!("wms/{}/{}/{}/cmd", self.site, d.class, d.id),
             Principal::Node => filter
                 .strip_prefix("wms/")
@@ -106,6 +115,20 @@ pub fn mosquitto_acl(scope: &Scope, node_user: Option<&str>, devices: &[Record])
         );
     }
     for r in devices {
+        if let Some(d) = r.device().filter(DeviceId::is_fleet_link) {
+            let node = format!("wms/{site}/gateway/{}", scope.node_id);
+            let _ = write!(
+                out,
+                "user {d}\n\
+                 topic write {node}/cmd\n\
+                 topic write wms/{site}/gateway/{}/state\n\
+                 topic read {node}/reply\n\
+                 topic read {node}/alert\n\
+                 topic read {node}/state\n\n",
+                d.id
+            );
+            continue;
+        }
         if let Some(d) = r.device() {
             let base = format!("wms/{site}/{}/{}", d.class, d.id);
             let _ = write!(
@@ -179,6 +202,59 @@ mod tests {
         assert!(s.may_subscribe(&Principal::Node, "wms/main/+/+/evt"));
         assert!(!s.may_subscribe(&Principal::Node, "wms/mainx/+/+/evt"));
         assert!(!s.may_subscribe(&Principal::Node, "#"));
+    }
+
+    #[test]
+    fn a_fleet_link_sends_updates_to_this_node_and_reads_its_answers_only() {
+        let s = scope();
+        let fleet = dev(DeviceClass::Gateway, "fleet");
+        assert!(s.may_publish(&fleet, "wms/main/gateway/gw1/cmd"));
+        assert!(
+            s.may_publish(&fleet, "wms/main/gateway/fleet/state"),
+            "its will"
+        );
+        assert!(
+            !s.may_publish(&fleet, "wms/main/gateway/gw2/cmd"),
+            "another node"
+        );
+        assert!(
+            !s.may_publish(&fleet, "wms/main/gateway/gw1/reply"),
+            "the node's"
+        );
+        assert!(
+            !s.may_publish(&fleet, "wms/main/gateway/gw1/state"),
+            "the node's"
+        );
+        assert!(
+            !s.may_publish(&fleet, "wms/main/scanner/sc-1/cmd"),
+            "no floor work"
+        );
+        assert!(!s.may_publish(&fleet, "wms/other/gateway/gw1/cmd"));
+        assert!(s.may_subscribe(&fleet, "wms/main/gateway/gw1/reply"));
+        assert!(s.may_subscribe(&fleet, "wms/main/gateway/gw1/alert"));
+        assert!(s.may_subscribe(&fleet, "wms/main/gateway/gw1/state"));
+        assert!(!s.may_subscribe(&fleet, "wms/main/gateway/gw1/cmd"));
+        assert!(!s.may_subscribe(&fleet, "wms/main/#"));
+        assert!(!s.may_subscribe(&fleet, "wms/main/scanner/sc-1/cmd"));
+        // The Mosquitto ACL for external brokers says the same.
+        let rec = Record {
+            class: "gateway".into(),
+            id: "fleet".into(),
+            hash: "h".into(),
+            created_ms: 0,
+            fw: None,
+            last_seen_ms: None,
+        };
+        let acl = mosquitto_acl(&s, None, &[rec]);
+        assert!(
+            acl.contains("user gateway/fleet\ntopic write wms/main/gateway/gw1/cmd\n"),
+            "{acl}"
+        );
+        assert!(
+            acl.contains("topic read wms/main/gateway/gw1/reply\n"),
+            "{acl}"
+        );
+        assert!(!acl.contains("gateway/fleet/evt"), "{acl}");
     }
 
     #[test]

@@ -209,6 +209,9 @@ impl DeviceAdmin {
     /// Registers a device and returns its password (shown once).
     pub async fn add(&self, class: DeviceClass, id: &str) -> Result<Added, AdminError> {
         let device = DeviceId::new(class, id)?;
+        if device.is_fleet_link() && device.id == self.scope.node_id {
+            return Err(AdminError::Device(DeviceError::NodeItself(device.id)));
+        }
         let password = passwd::new_password();
         let hash = passwd::hash(&password);
         let (d, h) = (device.clone(), hash.clone());
@@ -326,9 +329,7 @@ fn error(e: AdminError) -> Response {
 }
 
 fn class_of(s: &str) -> Result<DeviceClass, AdminError> {
-    DeviceClass::from_name(s)
-        .filter(|c| *c != DeviceClass::Gateway)
-        .ok_or(AdminError::Device(DeviceError::Class))
+    DeviceClass::from_name(s).ok_or(AdminError::Device(DeviceError::Class))
 }
 
 async fn list_devices(State(admin): State<DeviceAdmin>) -> Response {

@@ -105,6 +105,10 @@ impl Embedded {
             .laddr(opts.listen)
             // The reason this broker was chosen: no Nagle delay on any floor socket.
             .nodelay(true)
+            // A restart (a crash, an OTA update) finds the devices' old connections in
+            // TIME_WAIT on this port; without SO_REUSEADDR (rmqtt's default is unset) the
+            // node and an update's gate could not bind it for a minute.
+            .reuseaddr(Some(true))
             .allow_anonymous(false)
             .max_packet_size(opts.max_packet_bytes)
             .max_inflight(NonZeroU16::new(opts.max_inflight).unwrap_or(NonZeroU16::MIN))

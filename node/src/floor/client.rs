@@ -118,13 +118,15 @@ impl ClientOptions {
         Ok(o)
     }
 
-    /// The subscriptions: every device's events, replies and states on the site.
-    fn filters(&self) -> [String; 3] {
+    /// The subscriptions: every device's events, replies and states on the site, and the
+    /// node's own commands (OTA updates from a fleet link).
+    fn filters(&self) -> [String; 4] {
         let s = &self.site;
         [
             format!("wms/{s}/+/+/evt"),
             format!("wms/{s}/+/+/reply"),
             format!("wms/{s}/+/+/state"),
+            format!("wms/{s}/gateway/{}/cmd", self.node_id),
         ]
     }
 }

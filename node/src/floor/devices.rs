@@ -1,4 +1,5 @@
-//! The device registry: which scanners and printers may use the floor, with their credentials.
+//! The device registry: which scanners and printers may use the floor, and which fleet links
+//! may update the node (`gateway/{id}`, docs/OTA.md *Fleets*), with their credentials.
 //!
 //! A device is `{class}/{id}` (ids are unique per class only): its MQTT user name is exactly
 //! that string (`scanner/sc-01`), its client id `wms-{site}-{class}-{id}`, and it may publish
@@ -29,18 +30,17 @@ pub const DEVICES: TableDefinition<&str, Bytes> = TableDefinition::new("floor_de
 /// A device's identity: class and id. Displays as its MQTT user name, `{class}/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeviceId {
-    /// Scanner or printer.
+    /// Scanner, printer, or gateway (a fleet link: another id than the node's own).
     pub class: DeviceClass,
     /// Unique within its class on the site.
     pub id: String,
 }
 
 impl DeviceId {
-    /// A checked device identity: a scanner or printer, with an id that is a valid topic level.
+    /// A checked device identity: a class and an id that is a valid topic level. A `gateway`
+    /// identity is a fleet link ([`DeviceId::is_fleet_link`]); the node's own user is never
+    /// registered (see [`super::admin::DeviceAdmin::add`]).
     pub fn new(class: DeviceClass, id: &str) -> Result<Self, DeviceError> {
-        if class == DeviceClass::Gateway {
-            return Err(DeviceError::Class);
-        }
         check_segment("device id", id).map_err(DeviceError::Id)?;
         Ok(DeviceId {
             class,
@@ -52,6 +52,12 @@ impl DeviceId {
     pub fn from_username(name: &str) -> Option<Self> {
         let (class, id) = name.split_once('/')?;
         DeviceId::new(DeviceClass::from_name(class)?, id).ok()
+    }
+
+    /// Whether this is a fleet link (a bridge or fleet tool that sends the node OTA updates)
+    /// rather than a floor device: it takes no floor work and gets no commands.
+    pub fn is_fleet_link(&self) -> bool {
+        self.class == DeviceClass::Gateway
     }
 
     /// The MQTT client id devices use: `wms-{site}-{class}-{id}`.
@@ -70,9 +76,12 @@ impl std::fmt::Display for DeviceId {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
-    /// Only scanners and printers are registered (the gateway is the node itself).
-    #[error("the class must be scanner or printer")]
+    /// Not a class this node knows.
+    #[error("the class must be scanner, printer or gateway (a fleet link)")]
     Class,
+    /// `gateway/{node id}` is the node's own user, never registered.
+    #[error("gateway/{0} is this node's own MQTT user: give the fleet link another id")]
+    NodeItself(String),
     /// The id is not a valid topic level.
     #[error("{0}")]
     Id(TopicError),
@@ -90,7 +99,10 @@ pub enum DeviceError {
 impl DeviceError {
     /// Whether the caller's input is at fault (exit 2 / HTTP 400) rather than the node.
     pub fn is_usage(&self) -> bool {
-        matches!(self, DeviceError::Class | DeviceError::Id(_))
+        matches!(
+            self,
+            DeviceError::Class | DeviceError::Id(_) | DeviceError::NodeItself(_)
+        )
     }
 }
 
@@ -261,11 +273,18 @@ mod tests {
         assert_eq!(d.to_string(), "scanner/sc-01");
         assert_eq!(DeviceId::from_username("scanner/sc-01"), Some(d.clone()));
         assert_eq!(d.client_id("main"), "wms-main-scanner-sc-01");
-        assert!(DeviceId::new(DeviceClass::Gateway, "gw").is_err());
+        assert!(
+            DeviceId::new(DeviceClass::Gateway, "fleet")
+                .unwrap()
+                .is_fleet_link()
+        );
         assert!(DeviceId::new(DeviceClass::Printer, "a/b").is_err());
         assert!(DeviceId::new(DeviceClass::Printer, "+").is_err());
         assert_eq!(DeviceId::from_username("robot/r1"), None);
-        assert_eq!(DeviceId::from_username("gateway/gw"), None);
+        assert_eq!(
+            DeviceId::from_username("gateway/fleet").map(|d| d.to_string()),
+            Some("gateway/fleet".to_owned())
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! | `wms/{site}/{class}/{id}/state` | device → anyone | 1, retained | birth / will |
 //! | `wms/{site}/gateway/{node}/state` | node → anyone | 1, retained | the node's birth / will |
 //! | `wms/{site}/gateway/{node}/alert` | node → anyone | 1 | the node's alerts ([`alerts`]) |
+//! | `wms/{site}/gateway/{node}/cmd` | fleet link → node | 1 | `ota_update` (handed to `ota/`, [`Floor::with_gateway_commands`]) |
+//! | `wms/{site}/gateway/{node}/reply` | node → fleet link | 1 | `ota_progress`, `ota_result` (`ota::mqtt`) |
 //!
 //! # Parts
 //!
@@ -180,6 +182,7 @@ pub struct Floor<H: FlowHandler> {
     out: mpsc::UnboundedReceiver<Out>,
     store: Store,
     retention: Duration,
+    node_id: String,
     held: Option<(
         String,
         tokio::sync::broadcast::Receiver<(String, crate::wms::Event)>,
@@ -191,6 +194,13 @@ impl<H: FlowHandler> Floor<H> {
     /// nothing committed after this call is missed).
     pub fn with_holds_from(mut self, bus: &crate::wms::Bus, shop: &str) -> Self {
         self.held = Some((shop.to_owned(), bus.subscribe()));
+        self
+    }
+
+    /// Hands what is published on the node's own `cmd` topic (`ota_update` from a fleet link)
+    /// to `tx`, payloads as they came; without this they are acknowledged and dropped.
+    pub fn with_gateway_commands(mut self, tx: mpsc::Sender<Vec<u8>>) -> Self {
+        self.pipeline = self.pipeline.with_gateway_commands(&self.node_id, tx);
         self
     }
 
@@ -278,6 +288,7 @@ impl<H: FlowHandler> Floor<H> {
             out,
             store,
             retention: opts.dedupe_retention,
+            node_id: opts.node_id.clone(),
             held: None,
         })
     }

@@ -35,6 +35,10 @@
 //!   like events but get no answer; a device's `reject` is also counted in
 //!   `wms_node_floor_device_rejects_total{of}`. **States** update [`Presence`] and the
 //!   device's record.
+//! * **The node's own `cmd`** (`wms/{site}/gateway/{node}/cmd`: `ota_update` from a fleet
+//!   link) is handed, payload as it came, to whoever took [`Pipeline::with_gateway_commands`]
+//!   (the OTA part), and acknowledged; it is no floor work. A burst beyond that queue is
+//!   dropped and counted as `gateway_busy`. Other gateways' traffic is ignored.
 
 use super::devices::{self, DeviceId, Registry};
 use super::flow::{Event, FlowHandler, Outcome};
@@ -80,6 +84,8 @@ struct Shared<H: FlowHandler> {
     handler: H,
     out: mpsc::UnboundedSender<Out>,
     events: Option<mpsc::UnboundedSender<H::Event>>,
+    /// The node's id and where its own `cmd` messages go.
+    gateway_cmd: Option<(String, mpsc::Sender<Vec<u8>>)>,
 }
 
 /// The dispatch pipeline: cheap to clone, called from the MQTT session for every publish.
@@ -128,8 +134,18 @@ impl<H: FlowHandler> Pipeline<H> {
                 handler,
                 out,
                 events,
+                gateway_cmd: None,
             }),
         }
+    }
+
+    /// Hands the payloads published on `wms/{site}/gateway/{node_id}/cmd` to `tx` (call before
+    /// the pipeline is cloned; later calls change nothing).
+    pub fn with_gateway_commands(mut self, node_id: &str, tx: mpsc::Sender<Vec<u8>>) -> Self {
+        if let Some(s) = Arc::get_mut(&mut self.shared) {
+            s.gateway_cmd = Some((node_id.to_owned(), tx));
+        }
+        self
     }
 
     /// Handles one publish received from the broker. Never blocks: the store job runs on the
@@ -146,7 +162,18 @@ impl<H: FlowHandler> Pipeline<H> {
             }
         };
         if topic.class == DeviceClass::Gateway {
-            // Our own state and alerts, or another gateway's: not device traffic.
+            // Our own commands (OTA) go to their handler; our own state, alerts and replies,
+            // a fleet link's state, or another gateway's traffic: not device traffic.
+            if topic.channel == Channel::Cmd
+                && let Some((node, tx)) = &s.gateway_cmd
+                && topic.id == node.as_str()
+                && tx.try_send(p.payload.to_vec()).is_err()
+            {
+                refused("gateway_busy");
+                tracing::warn!(
+                    "a command to the node was dropped: the previous ones are still being handled"
+                );
+            }
             return self.ack(p);
         }
         let Ok(device) = DeviceId::new(topic.class, topic.id) else {

@@ -86,7 +86,8 @@ impl RestartHandle {
         self.requested.load(Ordering::SeqCst)
     }
 
-    fn request(&self) {
+    /// Stops the node for the launcher to boot the installed update.
+    pub(crate) fn request(&self) {
         self.requested.store(true, Ordering::SeqCst);
         self.token.cancel();
     }

@@ -1,7 +1,7 @@
 //! [`Installer`]: the one path from a signed manifest to an update waiting for its trial.
 //!
-//! Every update source calls [`Installer::apply`] with the [`SignedManifest`] as it arrived
-//! and a [`Reporter`] for progress (the CLI draws a bar; the MQTT path publishes
+//! Every update source calls [`Installer::handle`] ([`super::source`]) with the
+//! [`SignedManifest`] as it arrived and an answer that is a [`Reporter`] for progress (the CLI draws a bar; the MQTT path publishes
 //! `ota_progress` on the gateway's `reply`; a hawkBit client would send DDI feedback).
 //!
 //! Order matters, and nothing is installed until every check passed:
@@ -282,6 +282,7 @@ impl Installer {
                 at_ms: build.at_ms,
             });
             s.request_id = options.request_id.clone();
+            s.request_answered = false;
             Ok(())
         })?;
         tracing::info!(version = %manifest.version, slot = %slot, "update installed; it boots on trial at the next start");

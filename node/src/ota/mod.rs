@@ -18,10 +18,13 @@
 //! | [`launch`]   | the launcher (`wms-node launch`, the unit's `ExecStart`): trial, verdict | launcher |
 //! | [`gate`]     | the self-test a trial build runs (`wms-node ota gate`)                   | trial build |
 //! | [`state`]    | `ota/state.json`: slots, the trial, the last outcome                     | all |
+//! | [`source`]   | [`UpdateRequest`], [`source::Origin`], [`source::Answer`]: the one way in | CLI, daemon |
+//! | [`mqtt`]     | `ota_update` on the gateway's `cmd` topic; answers on its `reply`        | daemon |
 //!
-//! Every way an update can arrive (the CLI today; the gateway's MQTT `cmd` topic, a hawkBit
-//! DDI or a Mender client later) hands a [`SignedManifest`] to [`Installer::apply`] and
-//! listens to its [`Reporter`]: the installer does not know where a manifest came from.
+//! Every way an update can arrive (the CLI and the gateway's MQTT `cmd` topic today, a
+//! hawkBit DDI or a Mender client later) hands an [`UpdateRequest`] (the [`SignedManifest`]
+//! as it arrived) to [`Installer::handle`] and answers through its [`source::Answer`]: the
+//! installer does not know where a manifest came from.
 //!
 //! # State diagram
 //!
@@ -78,12 +81,15 @@ pub mod gate;
 pub mod install;
 pub mod launch;
 pub mod manifest;
+pub mod mqtt;
+pub mod source;
 pub mod state;
 pub mod verify;
 
 pub use error::OtaError;
 pub use install::{ApplyOptions, Installed, Installer, OtaEvent, Reporter};
 pub use manifest::{Manifest, SignedManifest};
+pub use source::UpdateRequest;
 pub use state::{Slot, State};
 pub use verify::{PublicKey, TrustedKeys};
 

@@ -174,6 +174,9 @@ pub struct State {
     /// The request (an MQTT `ota_update` id) the last installed update answers, so its
     /// trial's outcome can be reported to it after the restart.
     pub request_id: Option<String>,
+    /// Whether the trial outcome was sent to that request (once, at the first start after
+    /// the trial; a request sent again with the same id is answered from this state).
+    pub request_answered: bool,
 }
 
 impl State {

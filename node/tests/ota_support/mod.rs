@@ -400,3 +400,36 @@ impl Gateway {
         m.sha256
     }
 }
+
+impl Gateway {
+    /// Gives the embedded broker a fixed free port (instead of 0), so an MQTT client finds it
+    /// again after the node restarts into an update; returns it.
+    pub fn fix_mqtt_port(&self) -> u16 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = std::fs::read_to_string(&self.config).unwrap();
+        let fixed = cfg.replace(
+            "[mqtt]\nlisten = \"127.0.0.1:0\"",
+            &format!("[mqtt]\nlisten = \"127.0.0.1:{port}\""),
+        );
+        assert_ne!(cfg, fixed, "the config has an [mqtt] listen on port 0");
+        std::fs::write(&self.config, fixed).unwrap();
+        port
+    }
+
+    /// `devices add ID --class gateway --json` on the stopped node: the fleet link's password.
+    pub fn add_fleet_link(&self, id: &str) -> String {
+        let out = self.run(&["devices", "add", id, "--class", "gateway", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["device"]["username"], format!("gateway/{id}"));
+        v["password"].as_str().unwrap().to_owned()
+    }
+}
