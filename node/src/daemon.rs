@@ -438,8 +438,8 @@ async fn start_parts(
                 floor.client.clone(),
                 &config.node.site,
                 &config.node.id,
-                restart.clone(),
-                launched,
+                ota.clone(),
+                alerts.clone(),
             )
             .run(ota_commands_rx, token.clone()),
         ),

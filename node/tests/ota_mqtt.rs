@@ -165,6 +165,17 @@ fn stops_for_the_update(l: &mut Launched) {
     );
 }
 
+/// `wms-node alerts --json` of the running node.
+fn active_alerts(gw: &Gateway) -> String {
+    let out = gw.run(&["alerts", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn an_update_over_mqtt_is_installed_restarts_commits_and_answers_its_request() {
     let gw = Gateway::new();
@@ -261,13 +272,10 @@ fn an_update_over_mqtt_that_fails_its_trial_is_rolled_back_and_says_why() {
         result["error"].as_str().unwrap().contains("status 2"),
         "{result}"
     );
-    // The failure is an alert on the node.
-    let out = gw.run(&["alerts", "--json"]);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("rolled back"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    // The failure is an alert on the node, of its own kind.
+    let alerts = active_alerts(&gw);
+    assert!(alerts.contains("ota_rolled_back"), "{alerts}");
+    assert!(alerts.contains("0.99.0 was rolled back"), "{alerts}");
 }
 
 #[test]
@@ -326,6 +334,11 @@ fn a_bad_signature_or_a_bad_message_over_mqtt_is_refused_with_nothing_downloaded
     let (_, result) = fleet.until_result();
     assert_eq!(result["status"], "refused");
     assert!(result["re"].is_null(), "{result}");
+
+    // The running node raised the refusal at once.
+    let alerts = active_alerts(&gw);
+    assert!(alerts.contains("ota_refused"), "{alerts}");
+    assert!(!alerts.contains("ota_rolled_back"), "{alerts}");
 
     // Nothing was downloaded or installed.
     assert!(gw.server.served.ranges.lock().unwrap().is_empty());

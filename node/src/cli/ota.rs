@@ -537,6 +537,7 @@ fn render_status(v: &StatusView, paths: &wms_node::ota::Paths) -> String {
             version,
             reason,
             at_ms,
+            ..
         }) => format!(
             "{} FAILED {}: {reason}",
             version.as_deref().unwrap_or("update"),

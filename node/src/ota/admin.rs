@@ -13,7 +13,7 @@
 
 use super::state::{Outcome, State};
 use super::{OtaOptions, Paths};
-use crate::ops::alert::{Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity};
 use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -24,8 +24,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 
-/// The alert raised while the last update failed or was rolled back.
-pub const ALERT: crate::ops::alert::AlertCode = crate::ops::alert::AlertCode::OtaFailed;
+/// The alerts raised while the last update failed, was refused or was rolled back (one at a
+/// time: the last outcome's).
+pub const ALERTS: [AlertCode; 3] = [
+    AlertCode::OtaFailed,
+    AlertCode::OtaRefused,
+    AlertCode::OtaRolledBack,
+];
 
 /// What `ota status` shows: the state file plus what this process knows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,8 +91,7 @@ impl RestartHandle {
         self.requested.load(Ordering::SeqCst)
     }
 
-    /// Stops the node for the launcher to boot the installed update.
-    pub(crate) fn request(&self) {
+    fn request(&self) {
         self.requested.store(true, Ordering::SeqCst);
         self.token.cancel();
     }
@@ -112,36 +116,57 @@ impl OtaAdmin {
         }
     }
 
-    /// Raises [`ALERT`] if the last update failed or was rolled back (the launcher, which
-    /// decided it, runs before any alert channel exists).
+    /// Raises the alert of the last update's failure, if it failed (the launcher, which
+    /// decides a rollback, runs before any alert channel exists), and clears the others.
     pub fn raise_alerts(&self, alerts: &Alerts) {
-        match State::load(&self.opts.paths()) {
+        let raised = match State::load(&self.opts.paths()) {
             Ok(State {
                 last: Some(outcome),
                 ..
-            }) if outcome.is_failure() => {
-                let message = match outcome {
-                    Outcome::RolledBack {
-                        version, reason, ..
-                    } => format!(
+            }) => match outcome {
+                Outcome::RolledBack {
+                    version, reason, ..
+                } => Some((
+                    AlertCode::OtaRolledBack,
+                    format!(
                         "OTA update {version} was rolled back: {reason}; the previous build runs (wms-node ota status)"
                     ),
-                    Outcome::Failed {
-                        version, reason, ..
-                    } => format!(
-                        "OTA update {} was not installed: {reason}",
-                        version.as_deref().unwrap_or("(unknown version)")
-                    ),
-                    _ => return,
-                };
-                alerts.raise(ALERT, Severity::Warning, message);
+                )),
+                Outcome::Failed {
+                    version,
+                    reason,
+                    refused,
+                    ..
+                } => {
+                    let version = version.as_deref().unwrap_or("(unknown version)");
+                    Some(if refused {
+                        (
+                            AlertCode::OtaRefused,
+                            format!("OTA update {version} was refused: {reason}"),
+                        )
+                    } else {
+                        (
+                            AlertCode::OtaFailed,
+                            format!("OTA update {version} was not installed: {reason}"),
+                        )
+                    })
+                }
+                Outcome::Installed { .. } | Outcome::Committed { .. } => None,
+            },
+            Ok(_) => None,
+            Err(e) => Some((AlertCode::OtaFailed, e.to_string())),
+        };
+        for code in ALERTS {
+            match &raised {
+                Some((c, message)) if *c == code => {
+                    alerts.raise(code, Severity::Warning, message.clone());
+                }
+                _ => alerts.clear(code),
             }
-            Ok(_) => alerts.clear(ALERT),
-            Err(e) => alerts.raise(ALERT, Severity::Warning, format!("{e}")),
         }
     }
 
-    /// Keeps [`ALERT`] in step with the state file until `token` is cancelled: an update
+    /// Keeps [`ALERTS`] in step with the state file until `token` is cancelled: an update
     /// applied by the CLI while the node runs may fail without the node being involved.
     pub async fn watch_alerts(
         self,
@@ -157,6 +182,20 @@ impl OtaAdmin {
                 _ = tokio::time::sleep(every) => self.raise_alerts(&alerts),
             }
         }
+    }
+
+    /// Whether the launcher started this node.
+    pub(crate) fn launched(&self) -> bool {
+        self.launched
+    }
+
+    /// Stops the node for the launcher to boot an installed update; `false` (and nothing
+    /// happens) when the launcher did not start this node: nothing would start it again.
+    pub(crate) fn restart_for_update(&self) -> bool {
+        if self.launched {
+            self.restart.request();
+        }
+        self.launched
     }
 
     /// The paths it works on.

@@ -160,6 +160,7 @@ impl Installer {
                 .ok()
                 .map(|m| m.version);
             let reason = e.to_string();
+            let refused = e.disposition() == super::error::Disposition::Refused;
             tracing::warn!(version = ?version, "update not installed: {reason}");
             // Best effort: the error itself is what the caller reports.
             let _ = State::update(&paths, |s| {
@@ -167,6 +168,7 @@ impl Installer {
                     version,
                     reason,
                     at_ms: super::now_ms(),
+                    refused,
                 });
                 Ok(())
             });

@@ -20,12 +20,13 @@
 //! without `re` when an id could be read, or restart a node the launcher did not start
 //! (nothing would bring it back; the result says `installed` and the operator restarts it).
 
-use super::admin::RestartHandle;
+use super::admin::OtaAdmin;
 use super::error::Disposition;
 use super::install::{Installed, Installer, OtaEvent, Reporter};
 use super::source::{Answer, Origin, UpdateRequest, trial_answer};
 use super::state::{Outcome, State};
 use super::{OtaError, SignedManifest, manifest};
+use crate::ops::alert::Alerts;
 use base64::Engine as _;
 use firmware_bridge::proto::VERSION;
 use firmware_bridge::proto::json;
@@ -49,27 +50,28 @@ pub struct MqttUpdates {
     installer: Installer,
     client: AsyncClient,
     reply_topic: String,
-    restart: RestartHandle,
-    launched: bool,
+    admin: OtaAdmin,
+    alerts: Alerts,
 }
 
 impl MqttUpdates {
-    /// Answers on `wms/{site}/gateway/{node_id}/reply` through `client`; `launched`: whether
-    /// the launcher started this node (only then does an installed update restart it).
+    /// Answers on `wms/{site}/gateway/{node_id}/reply` through `client`; restarts through
+    /// `admin` (only a node the launcher started) and keeps the OTA alerts in `alerts` in
+    /// step with each request's outcome.
     pub fn new(
         installer: Installer,
         client: AsyncClient,
         site: &str,
         node_id: &str,
-        restart: RestartHandle,
-        launched: bool,
+        admin: OtaAdmin,
+        alerts: Alerts,
     ) -> Self {
         MqttUpdates {
             installer,
             client,
             reply_topic: format!("wms/{site}/gateway/{node_id}/reply"),
-            restart,
-            launched,
+            admin,
+            alerts,
         }
     }
 
@@ -184,17 +186,20 @@ impl MqttUpdates {
             version,
             last_progress: Mutex::new(None),
         };
-        let Ok(installed) = self.installer.handle(&request, &answer).await else {
+        let result = self.installer.handle(&request, &answer).await;
+        // A refusal or failure is an alert now, not at the next periodic look.
+        self.admin.raise_alerts(&self.alerts);
+        let Ok(installed) = result else {
             return;
         };
-        if !self.launched {
+        if !self.admin.launched() {
             tracing::warn!(version = %installed.version, "update installed over MQTT, but this node was not started by `wms-node launch`: restart it through the launcher to boot it");
             return;
         }
         answer.progress(OtaPhase::Restarting, None, None);
         tokio::time::sleep(FLUSH_BEFORE_RESTART).await;
         tracing::info!(version = %installed.version, "restarting to boot the update on trial");
-        self.restart.request();
+        self.admin.restart_for_update();
     }
 
     /// The answer to a request already seen (same `id` as the last installed update).

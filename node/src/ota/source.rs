@@ -127,6 +127,7 @@ mod tests {
             version: None,
             reason: "x".into(),
             at_ms: 3,
+            refused: false,
         });
         assert!(trial_answer(&s).is_none(), "a later attempt failed");
         assert_eq!(Origin::Cli.request_id(), None);

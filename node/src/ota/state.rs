@@ -116,6 +116,10 @@ pub enum Outcome {
         reason: String,
         /// When.
         at_ms: u64,
+        /// Refused (signature, key, size, hash, downgrade) rather than failed (the download
+        /// gave up, a disk error). Absent in files of earlier releases: failed.
+        #[serde(default)]
+        refused: bool,
     },
 }
 

@@ -138,9 +138,17 @@ pub enum AlertCode {
     /// itself until it can. Check the device (`dmesg`); if it keeps failing, replace the card
     /// and restore a backup.
     StoreIo,
-    /// The last OTA update failed (download, verification or install) or its trial boot was
-    /// rolled back; the node runs the previous build. `wms-node ota status` says why.
+    /// The last OTA update could not be completed (the download gave up, a disk error);
+    /// nothing was installed and the running build is unchanged. Applying it again resumes
+    /// the download. `wms-node ota status` says why.
     OtaFailed,
+    /// The last OTA update was refused: a bad or missing signature, a key not in
+    /// `[ota] public_keys`, a wrong size or hash, or a downgrade. Nothing was installed. A bad
+    /// signature that the fleet did not send is worth a look at who can publish updates.
+    OtaRefused,
+    /// The last OTA update failed its trial boot (its self-test, an exit, a panic, the
+    /// deadline) and was rolled back; the previous build runs. `wms-node ota status` says why.
+    OtaRolledBack,
     /// Orders are held because a line maps to no SKU (or to several). Fix the map with
     /// `wms-node sku import` or `sku sync`; the orders are released by themselves.
     UnmappedSku,
@@ -182,6 +190,8 @@ impl AlertCode {
         AlertCode::StoreSuperseded,
         AlertCode::StoreIo,
         AlertCode::OtaFailed,
+        AlertCode::OtaRefused,
+        AlertCode::OtaRolledBack,
         AlertCode::UnmappedSku,
         AlertCode::PullParcel,
         AlertCode::CourierInterception,
@@ -210,6 +220,8 @@ impl AlertCode {
             AlertCode::StoreSuperseded => "store_superseded",
             AlertCode::StoreIo => "store_io",
             AlertCode::OtaFailed => "ota_failed",
+            AlertCode::OtaRefused => "ota_refused",
+            AlertCode::OtaRolledBack => "ota_rolled_back",
             AlertCode::UnmappedSku => "unmapped_sku",
             AlertCode::PullParcel => "pull_parcel",
             AlertCode::CourierInterception => "courier_interception",
@@ -241,6 +253,8 @@ impl AlertCode {
             AlertCode::StoreSuperseded => 304,
             AlertCode::StoreIo => 305,
             AlertCode::OtaFailed => 401,
+            AlertCode::OtaRefused => 402,
+            AlertCode::OtaRolledBack => 403,
             AlertCode::UnmappedSku => 501,
             AlertCode::PullParcel => 502,
             AlertCode::CourierInterception => 503,
@@ -283,6 +297,8 @@ impl AlertCode {
             | AlertCode::StoreQuarantine
             | AlertCode::StoreSuperseded
             | AlertCode::OtaFailed
+            | AlertCode::OtaRefused
+            | AlertCode::OtaRolledBack
             | AlertCode::UnmappedSku
             | AlertCode::ShippedElsewhere
             | AlertCode::UnreadableTrade
