@@ -15,8 +15,8 @@ use std::path::PathBuf;
 
 use firmware_bridge::proto::ota::{OtaProgress, OtaResult, OtaUpdate};
 use firmware_bridge::proto::{
-    Channel, Downlink, Feedback, Heartbeat, Hold, HoldAck, Message, Print, PrintResult, Reject,
-    RequestTask, Scan, Short, State, Task, Uplink, Validate, json,
+    Channel, Downlink, Feedback, Heartbeat, Hold, HoldAck, Message, Pause, Print, PrintResult,
+    Reject, RequestTask, Scan, Short, State, Task, Uplink, Validate, json,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -96,6 +96,8 @@ const FILES: &[&str] = &[
     "hold",
     "print",
     "print_cainiao",
+    "pause",
+    "pause_end",
     "print_result",
     "hold_ack",
     "reject",
@@ -169,6 +171,10 @@ fn node_commands_decode_on_cmd_and_encode_back() {
     assert_eq!(print.format.as_str(), "zpl");
     let cainiao: Print<String> = round_trip("print_cainiao");
     assert_eq!(cainiao.format.as_str(), "cainiao");
+    let pause: Pause<String> = round_trip("pause");
+    assert!(pause.active);
+    let end: Pause<String> = round_trip("pause_end");
+    assert!(!end.active);
     for name in [
         "feedback",
         "feedback_refusal",
@@ -176,6 +182,8 @@ fn node_commands_decode_on_cmd_and_encode_back() {
         "hold",
         "print",
         "print_cainiao",
+        "pause",
+        "pause_end",
     ] {
         downlink(name);
     }

@@ -430,6 +430,28 @@ async fn start_parts(
             token.clone(),
         ),
     );
+    // This build runs, so its trial (if any) was decided: the floor works again. Before a
+    // restart into an update, devices are told to wait until the new build runs.
+    let pause = crate::floor::pause::FloorPause::new(
+        floor.client.clone(),
+        &config.node.site,
+        floor.admin.clone(),
+    );
+    {
+        let pause = pause.clone();
+        tokio::spawn(async move { pause.set(false, "Gateway back: carry on").await });
+    }
+    restart.before_restart(Arc::new(move || {
+        let pause = pause.clone();
+        Box::pin(async move {
+            pause
+                .set(
+                    true,
+                    "Gateway updating: wait, keep your scans; they are answered when it is back",
+                )
+                .await;
+        })
+    }));
     match crate::ota::Installer::new(config.ota_options()) {
         Ok(installer) => tasks.spawn(
             "ota-mqtt",

@@ -31,21 +31,29 @@ struct Fleet {
 
 impl Fleet {
     fn connect(port: u16, password: &str) -> Fleet {
-        let mut o = MqttOptions::new("fleet-tool", "127.0.0.1", port);
-        o.set_credentials("gateway/fleet", password);
+        Fleet::connect_as(
+            port,
+            "gateway/fleet",
+            password,
+            &format!("wms/main/gateway/{NODE}/reply"),
+        )
+    }
+
+    /// Any client: `user` subscribed to `filter` (again after every reconnect).
+    fn connect_as(port: u16, user: &str, password: &str, filter: &str) -> Fleet {
+        let mut o = MqttOptions::new(user.replace('/', "-"), "127.0.0.1", port);
+        o.set_credentials(user, password);
         o.set_keep_alive(Duration::from_secs(5));
         let (client, mut conn) = Client::new(o, 64);
         let (tx, rx) = mpsc::channel();
         let (stx, subscribed) = mpsc::channel();
         let c = client.clone();
+        let filter = filter.to_owned();
         std::thread::spawn(move || {
             for ev in conn.iter() {
                 match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = c.try_subscribe(
-                            format!("wms/main/gateway/{NODE}/reply"),
-                            QoS::AtLeastOnce,
-                        );
+                        let _ = c.try_subscribe(filter.clone(), QoS::AtLeastOnce);
                     }
                     Ok(Event::Incoming(Packet::SubAck(a))) => {
                         assert!(
@@ -134,13 +142,39 @@ fn update(id: &str, manifest: &Path, force: bool) -> Value {
 
 /// A running node started by the launcher, with a fleet link connected to its broker.
 fn running_node(gw: &Gateway) -> (Launched, Fleet) {
+    let (l, fleet, _) = running_node_with_scanner(gw);
+    (l, fleet)
+}
+
+/// The same with a registered scanner `sc-1` connected, watching its `cmd` topic.
+fn running_node_with_scanner(gw: &Gateway) -> (Launched, Fleet, Fleet) {
     let port = gw.fix_mqtt_port();
     let password = gw.add_fleet_link("fleet");
+    let out = gw.run(&["devices", "add", "sc-1", "--class", "scanner", "--json"]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scanner_password = v["password"].as_str().unwrap().to_owned();
     let mut l = gw.launch("running");
     gw.wait_launched(&mut l, wms_node::VERSION);
     l.wait_log("ready");
     let fleet = Fleet::connect(port, &password);
-    (l, fleet)
+    let scanner = Fleet::connect_as(
+        port,
+        "scanner/sc-1",
+        &scanner_password,
+        "wms/main/scanner/sc-1/cmd",
+    );
+    (l, fleet, scanner)
+}
+
+/// The next `pause` a device receives (the retained one first, on every subscription).
+fn next_pause(device: &Fleet) -> Value {
+    loop {
+        let v = device.next();
+        if v["type"] == "pause" {
+            return v;
+        }
+    }
 }
 
 /// Waits for the launched node to stop for the update (exit 75).
@@ -179,7 +213,9 @@ fn active_alerts(gw: &Gateway) -> String {
 #[test]
 fn an_update_over_mqtt_is_installed_restarts_commits_and_answers_its_request() {
     let gw = Gateway::new();
-    let (mut l, fleet) = running_node(&gw);
+    let (mut l, fleet, scanner) = running_node_with_scanner(&gw);
+    // Every start tells the floor to carry on (retained: whoever subscribes later gets it).
+    assert_eq!(next_pause(&scanner)["active"], false);
     // The real binary as the update (forced: it is the running version), so the build that
     // runs after the trial is a real node that answers on MQTT.
     let artifact = gw.real_build("wms-node-update");
@@ -219,10 +255,18 @@ fn an_update_over_mqtt_is_installed_restarts_commits_and_answers_its_request() {
 
     // The node stops; systemd (here: the test) starts the unit, i.e. the launcher, which runs
     // the new build's gate and commits it.
+    // Before it stops, the floor is told to wait: nothing is acknowledged until the new
+    // build runs (its trial may migrate the store, and a rollback would restore the old one).
+    let pause = next_pause(&scanner);
+    assert_eq!(pause["active"], true, "{pause}");
+    assert_eq!(pause["reason"], "update");
     stops_for_the_update(&mut l);
     let mut l = gw.launch("restarted");
     let s = gw.wait_launched(&mut l, wms_node::VERSION);
     assert!(matches!(s.last, Some(Outcome::Committed { .. })), "{s:?}");
+    // Only the committed build, running, lets the floor work again.
+    scanner.wait_subscribed();
+    assert_eq!(next_pause(&scanner)["active"], false);
     assert_eq!(s.committed.as_ref().map(|c| c.slot), Some(Slot::A));
     l.wait_log("answering the OTA request that installed this trial");
     fleet.wait_subscribed();

@@ -158,6 +158,7 @@ impl DeviceCtx {
             Downlink::Task(t) => Some(t.task_id.clone()),
             Downlink::Hold(h) => Some(h.hold_id.clone()),
             Downlink::Print(p) => Some(p.job_id.clone()),
+            Downlink::Pause(_) => None,
         };
         warn!(device = %self.cfg.id, kind = cmd.kind(), re = re.as_deref().unwrap_or(""), error, "command refused");
         let reject = Reject {
@@ -515,6 +516,16 @@ fn scanner_command(
             ctx.reject(&cmd, "a scanner cannot print");
             Ok(())
         }
+        Downlink::Pause(p) => {
+            // Scans stay spooled meanwhile: the node answers them when it takes work again.
+            if p.active {
+                warn!(device = %ctx.cfg.id, reason = %p.reason, text = %p.text, "the node takes no floor work for a while");
+                scanner.signal(Beep::Error).map_err(|e| e.to_string())
+            } else {
+                info!(device = %ctx.cfg.id, "the node takes floor work again");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -606,9 +617,10 @@ fn printer_session(
                 }
                 continue;
             }
-            Ok(DeviceCmd::Downlink(Downlink::Feedback(_))) => {
+            Ok(DeviceCmd::Downlink(Downlink::Feedback(_) | Downlink::Pause(_))) => {
                 // Feedback answers events; a printer sends none but a heartbeat, whose
-                // feedback needs no action.
+                // feedback needs no action. A pause changes nothing for a printer: it only
+                // prints what the node sends.
                 continue;
             }
             Ok(DeviceCmd::Downlink(other)) => {

@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{
-    Channel, Downlink, Feedback, Heartbeat, Hold, HoldAck, Message, Print, PrintResult, Reject,
-    RequestTask, Scan, Short, State, Task, Uplink, VERSION, Validate,
+    Channel, Downlink, Feedback, Heartbeat, Hold, HoldAck, Message, Pause, Print, PrintResult,
+    Reject, RequestTask, Scan, Short, State, Task, Uplink, VERSION, Validate,
 };
 
 /// Largest payload the decoder looks at (a print job with graphics fits; a runaway does not).
@@ -136,6 +136,7 @@ pub fn downlink_to_vec<S: Serialize>(msg: &Downlink<S>) -> Result<Vec<u8>, JsonE
         Downlink::Task(m) => to_vec(m),
         Downlink::Hold(m) => to_vec(m),
         Downlink::Print(m) => to_vec(m),
+        Downlink::Pause(m) => to_vec(m),
     }
 }
 
@@ -182,6 +183,7 @@ pub fn decode_downlink(payload: &[u8]) -> Result<Downlink<String>, JsonError> {
         "task" => Downlink::Task(decode_as::<Task<String>>(map)?),
         "hold" => Downlink::Hold(decode_as::<Hold<String>>(map)?),
         "print" => Downlink::Print(decode_as::<Print<String>>(map)?),
+        "pause" => Downlink::Pause(decode_as::<Pause<String>>(map)?),
         "scan" | "request_task" | "short" | "heartbeat" | "print_result" | "hold_ack"
         | "reject" => {
             return Err(JsonError::WrongChannel {

@@ -8,7 +8,7 @@
 //! | channel | direction | QoS | messages (`"type"`) |
 //! |---|---|---|---|
 //! | `evt` | device → node | 1 | [`Scan`] `scan`, [`RequestTask`] `request_task`, [`Short`] `short`, [`Heartbeat`] `heartbeat` |
-//! | `cmd` | node → device | 1 | [`Feedback`] `feedback`, [`Task`] `task`, [`Hold`] `hold`, [`Print`] `print` |
+//! | `cmd` | node → device | 1 | [`Feedback`] `feedback`, [`Task`] `task`, [`Hold`] `hold`, [`Print`] `print`, [`Pause`] `pause` (retained) |
 //! | `reply` | device → node | 1 | [`PrintResult`] `print_result`, [`HoldAck`] `hold_ack`, [`Reject`] `reject` |
 //! | `state` | both | 1, retained | [`State`] (no `type`): birth `{"online":true,…}`, will `{"online":false}` |
 //! | gateway `alert` | node → anyone | 1 | the node's alerts, raised and resolved |
@@ -27,6 +27,7 @@
 //! {"type":"print","v":1,"job_id":"…","format":"zpl","data":"^XA…^XZ"}
 //! {"type":"print_result","v":1,"re":"<job_id>","status":"printed","error":"…"?}
 //! {"v":1,"online":true,"class":"scanner"?,"fw":"…"?,"detail":"…"?}      (state)
+//! {"type":"pause","v":1,"active":true,"reason":"update","text":"…"}    (cmd, retained)
 //! ```
 //!
 //! Optional fields are left out when absent (never `null`), except `re` of `feedback` and
@@ -515,6 +516,26 @@ pub struct Print<S> {
     pub data: S,
 }
 
+/// `cmd` (retained) · The node takes no floor work for a while: wait. Sent with `active:
+/// true` to every registered scanner and printer before the node stops to boot an OTA update
+/// on trial (its self-test may migrate the store, and nothing may be acknowledged that a
+/// rollback would lose), and with `active: false` on every start once the node takes work
+/// again. Retained, so a device that connects meanwhile learns the current state. A device
+/// shows `text`, keeps what it scans queued (not answered until the node is back), and
+/// acknowledges nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause<S> {
+    /// Protocol version ([`VERSION`]).
+    #[serde(default = "version_default")]
+    pub v: u16,
+    /// `true`: wait; `false`: work again.
+    pub active: bool,
+    /// Why: `update` (an OTA update's trial boot) (operator-facing, not a closed set).
+    pub reason: S,
+    /// Operator text.
+    pub text: S,
+}
+
 /// `reply` · The outcome of a [`Print`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrintResult<S> {
@@ -619,6 +640,7 @@ message!(Feedback, Some("feedback"), Cmd, nullable "re");
 message!(Task, Some("task"), Cmd);
 message!(Hold, Some("hold"), Cmd);
 message!(Print, Some("print"), Cmd);
+message!(Pause, Some("pause"), Cmd);
 message!(PrintResult, Some("print_result"), Reply);
 message!(HoldAck, Some("hold_ack"), Reply);
 message!(Reject, Some("reject"), Reply, nullable "re");
@@ -688,6 +710,8 @@ pub enum Downlink<S> {
     Hold(Hold<S>),
     /// print.
     Print(Print<S>),
+    /// pause.
+    Pause(Pause<S>),
 }
 
 impl<S> Downlink<S> {
@@ -698,6 +722,7 @@ impl<S> Downlink<S> {
             Downlink::Task(_) => "task",
             Downlink::Hold(_) => "hold",
             Downlink::Print(_) => "print",
+            Downlink::Pause(_) => "pause",
         }
     }
 }
@@ -861,6 +886,13 @@ impl<S: AsRef<str>> Validate for Print<S> {
     }
 }
 
+impl<S: AsRef<str>> Validate for Pause<S> {
+    fn validate(&self) -> Result<(), Invalid> {
+        check_text("reason", &self.reason)?;
+        check_text("text", &self.text)
+    }
+}
+
 impl<S: AsRef<str>> Validate for PrintResult<S> {
     fn validate(&self) -> Result<(), Invalid> {
         check_id("re", &self.re)?;
@@ -908,6 +940,7 @@ impl<S: AsRef<str>> Validate for Downlink<S> {
             Downlink::Task(m) => m.validate(),
             Downlink::Hold(m) => m.validate(),
             Downlink::Print(m) => m.validate(),
+            Downlink::Pause(m) => m.validate(),
         }
     }
 }

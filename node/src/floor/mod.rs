@@ -6,7 +6,7 @@
 //! | topic | direction | QoS | what |
 //! |---|---|---|---|
 //! | `wms/{site}/{class}/{id}/evt` | device → node | 1 | `scan`, `request_task`, `short`, `heartbeat` |
-//! | `wms/{site}/{class}/{id}/cmd` | node → device | 1 | `feedback`, `task`, `hold`, `print` |
+//! | `wms/{site}/{class}/{id}/cmd` | node → device | 1 | `feedback`, `task`, `hold`, `print`; `pause` retained ([`pause`]) |
 //! | `wms/{site}/{class}/{id}/reply` | device → node | 1 | `print_result`, `hold_ack`, `reject` |
 //! | `wms/{site}/{class}/{id}/state` | device → anyone | 1, retained | birth / will |
 //! | `wms/{site}/gateway/{node}/state` | node → anyone | 1, retained | the node's birth / will |
@@ -50,6 +50,7 @@ pub mod flows;
 mod flows_tests;
 pub mod holds;
 pub mod passwd;
+pub mod pause;
 pub mod pipeline;
 pub mod presence;
 

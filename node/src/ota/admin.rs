@@ -70,11 +70,28 @@ impl StatusView {
     }
 }
 
+/// What runs before the node stops for an update: the floor tells its devices to wait.
+pub type BeforeRestart =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// How long the node lets its last messages (the OTA answer, the devices' `pause`) leave
+/// before it stops: the embedded broker stops with it.
+const FLUSH_BEFORE_RESTART: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Asks the daemon to stop so that the launcher boots an update.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RestartHandle {
     token: CancellationToken,
     requested: Arc<AtomicBool>,
+    before: Arc<std::sync::OnceLock<BeforeRestart>>,
+}
+
+impl std::fmt::Debug for RestartHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestartHandle")
+            .field("requested", &self.requested())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RestartHandle {
@@ -83,7 +100,13 @@ impl RestartHandle {
         RestartHandle {
             token,
             requested: Arc::new(AtomicBool::new(false)),
+            before: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// Runs `f` before every restart for an update (set once; later calls change nothing).
+    pub fn before_restart(&self, f: BeforeRestart) {
+        let _ = self.before.set(f);
     }
 
     /// Whether a restart for an update was requested.
@@ -91,7 +114,11 @@ impl RestartHandle {
         self.requested.load(Ordering::SeqCst)
     }
 
-    fn request(&self) {
+    async fn request(&self) {
+        if let Some(f) = self.before.get() {
+            f().await;
+        }
+        tokio::time::sleep(FLUSH_BEFORE_RESTART).await;
         self.requested.store(true, Ordering::SeqCst);
         self.token.cancel();
     }
@@ -191,9 +218,9 @@ impl OtaAdmin {
 
     /// Stops the node for the launcher to boot an installed update; `false` (and nothing
     /// happens) when the launcher did not start this node: nothing would start it again.
-    pub(crate) fn restart_for_update(&self) -> bool {
+    pub(crate) async fn restart_for_update(&self) -> bool {
         if self.launched {
-            self.restart.request();
+            self.restart.request().await;
         }
         self.launched
     }
@@ -245,7 +272,7 @@ async fn restart(AxumState(admin): AxumState<OtaAdmin>) -> Response {
         ));
     }
     tracing::info!(version = %version, "restarting to boot the update on trial");
-    admin.restart.request();
+    admin.restart.request().await;
     (
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "restarting": version })),

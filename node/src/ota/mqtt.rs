@@ -37,10 +37,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// How long the node lets its last answers leave before it stops for the restart (the
-/// embedded broker stops with it).
-const FLUSH_BEFORE_RESTART: Duration = Duration::from_secs(1);
-
 /// The least time between two `ota_progress` messages while downloading.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -197,9 +193,8 @@ impl MqttUpdates {
             return;
         }
         answer.progress(OtaPhase::Restarting, None, None);
-        tokio::time::sleep(FLUSH_BEFORE_RESTART).await;
         tracing::info!(version = %installed.version, "restarting to boot the update on trial");
-        self.admin.restart_for_update();
+        self.admin.restart_for_update().await;
     }
 
     /// The answer to a request already seen (same `id` as the last installed update).
