@@ -11,7 +11,7 @@ use std::fmt;
 
 use super::{
     Config, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig, OtaConfig, OutboxConfig,
-    StoreConfig, TaobaoConfig,
+    ReconcileConfig, ShippingConfig, StockConfig, StoreConfig, TaobaoConfig, WaybillConfig,
 };
 
 /// Keys whose values are secrets: never echoed in errors, always redacted in output.
@@ -31,6 +31,10 @@ pub(crate) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "outbox" => struct_fields::<OutboxConfig>(),
         "taobao" => struct_fields::<TaobaoConfig>(),
         "intake" => struct_fields::<IntakeConfig>(),
+        "shipping" => struct_fields::<ShippingConfig>(),
+        "waybill" => struct_fields::<WaybillConfig>(),
+        "stock" => struct_fields::<StockConfig>(),
+        "reconcile" => struct_fields::<ReconcileConfig>(),
         "mqtt" => struct_fields::<MqttConfig>(),
         "http" => struct_fields::<HttpConfig>(),
         "ota" => struct_fields::<OtaConfig>(),
