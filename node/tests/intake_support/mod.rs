@@ -1,5 +1,8 @@
 //! An order intake over the Taobao sandbox on `127.0.0.1:0` (real signed HTTP calls), with
-//! a clock that moves together with the sandbox's, so a test can run a day in seconds.
+//! a clock that moves together with the sandbox's, so a test can run a day in seconds; the
+//! node's outbox delivers through the same sink as the daemon's (stock pushes decided from
+//! the ledger, shipments checked against their orders), the stock feeder runs, and
+//! [`Sim::goods`] is the admin API's backend (ship, stock, waybills, reconciliation).
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -9,15 +12,19 @@ use taobao_sandbox::{NewItem, NewSku, PreIssued, SandboxConfig, SandboxHandle};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use wms_node::ops::alert::Alerts;
+use wms_node::ops::goods::GoodsAdmin;
 use wms_node::ops::health::Health;
 use wms_node::outbox::{Outbox, OutboxOptions};
 use wms_node::secret::Secret;
 use wms_node::store::{Store, StoreOptions};
 use wms_node::sync::intake::{Intake, IntakeHandle, IntakeOptions};
+use wms_node::sync::reconcile::Reconciler;
+use wms_node::sync::stock::{StockFeed, StockOptions};
+use wms_node::sync::waybill::WaybillOptions;
 use wms_node::taobao::client::ClientOptions;
 use wms_node::taobao::limit::RateLimits;
 use wms_node::taobao::oauth::{OAuthClient, OAuthOptions, TokenOrigin, TokenSet};
-use wms_node::taobao::outbox::{TaobaoOp, TaobaoSink};
+use wms_node::taobao::outbox::TaobaoOp;
 use wms_node::taobao::time::Clock;
 use wms_node::taobao::tokens::{RedbTokenStore, TokenManager, TokenStore};
 use wms_node::taobao::{SessionProvider, TopClient};
@@ -46,6 +53,10 @@ pub struct Sim {
     pub intake: IntakeHandle,
     pub outbox: Outbox<TaobaoOp>,
     pub events: Arc<std::sync::Mutex<Vec<Event>>>,
+    /// Ship, stock, waybills, reconciliation (as the admin API).
+    pub goods: GoodsAdmin,
+    /// Reconciliation, run in the test.
+    pub reconciler: Reconciler,
     token: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -60,6 +71,20 @@ impl Sim {
     /// [`start`](Self::start) with the refresh token the node holds (the sandbox knows
     /// [`REFRESH`] only).
     pub async fn start_with(opts: IntakeOptions, map_skus: bool, refresh: &str) -> Sim {
+        Sim::start_full(opts, map_skus, refresh, Goods::default()).await
+    }
+
+    /// [`start`](Self::start) with the goods-out settings of `goods`.
+    pub async fn start_goods(opts: IntakeOptions, map_skus: bool, goods: Goods) -> Sim {
+        Sim::start_full(opts, map_skus, REFRESH, goods).await
+    }
+
+    async fn start_full(
+        opts: IntakeOptions,
+        map_skus: bool,
+        refresh: &str,
+        goods_opts: Goods,
+    ) -> Sim {
         let sb = taobao_sandbox::spawn(SandboxConfig {
             sessions: vec![PreIssued {
                 refresh_token: Some(REFRESH.into()),
@@ -130,7 +155,7 @@ impl Sim {
         o.limits = RateLimits::unlimited();
         o.clock = clock.clone();
         o.connect_timeout = Duration::from_secs(2);
-        o.request_timeout = Duration::from_secs(5);
+        o.request_timeout = goods_opts.request_timeout;
         o.daily_call_budget = None;
         let provider: Arc<dyn SessionProvider> = tokens.clone();
         let client = TopClient::new(o, Some(provider), alerts.clone())
@@ -199,18 +224,98 @@ impl Sim {
                 let _ = intake.run(token).await;
             }
         }));
+        let stock = StockOptions {
+            max_intake_lag: goods_opts.max_intake_lag,
+            check_every: Duration::from_millis(200),
+            ..StockOptions::default()
+        };
         tasks.push(tokio::spawn({
             let outbox = outbox.clone();
-            let sink = wms_node::sync::consign::ConsignGuard::new(
-                TaobaoSink::new(client.clone(), alerts.clone()),
-                outbox.clone(),
-                ShopId::main(),
-                bus.clone(),
-                alerts.clone(),
-                clock.clone(),
-            );
+            let sink = wms_node::sync::taobao_sink(&client, &outbox, &bus, &alerts, &clock, &stock);
             let token = token.clone();
             async move { outbox.run(sink, token).await }
+        }));
+        tasks.push(tokio::spawn({
+            let feed = StockFeed::new(
+                store.clone(),
+                outbox.clone(),
+                bus.clone(),
+                clock.clone(),
+                stock.clone(),
+            );
+            let token = token.clone();
+            async move {
+                let _ = feed.run(token).await;
+            }
+        }));
+        // The carrier list, as the node fetches it at start-up.
+        let companies = client
+            .logistics_companies_get(None)
+            .await
+            .unwrap_or_else(|e| panic!("carriers: {e}"));
+        let carriers: Vec<wms::carriers::Carrier> = companies
+            .into_iter()
+            .filter_map(|c| {
+                Some(wms::carriers::Carrier {
+                    name: c.name.clone().unwrap_or_default(),
+                    code: c.code?,
+                    reg_mail_no: c.reg_mail_no,
+                })
+            })
+            .collect();
+        wms_node::sync::carriers::replace(&store, carriers)
+            .await
+            .unwrap_or_else(|e| panic!("carriers: {e}"));
+        let waybill = WaybillOptions {
+            shop: ShopId::main(),
+            cp_code: Some("YTO".into()),
+            branch_code: "SIM-01".into(),
+            template_url: "http://cloudprint.cainiao.com/template/standard/101".into(),
+            order_channels_type: "TB".into(),
+            need_encrypt: true,
+            sender: wms_node::taobao::api::WaybillParty {
+                name: "模拟仓".into(),
+                mobile: Some("13800000000".into()),
+                phone: None,
+                address: wms_node::taobao::api::WaybillAddress {
+                    province: "浙江省".into(),
+                    city: Some("杭州市".into()),
+                    district: None,
+                    town: None,
+                    detail: "仓前街道 1 号".into(),
+                },
+            },
+            merge_orders: goods_opts.merge_orders,
+        };
+        let reconciler = Reconciler::new(
+            client.clone(),
+            store.clone(),
+            outbox.admin(),
+            alerts.clone(),
+            clock.clone(),
+            goods_opts.reconcile.clone(),
+        );
+        let goods = GoodsAdmin::new(
+            store.clone(),
+            outbox.clone(),
+            ShopId::main(),
+            goods_opts.merge_orders,
+            goods_opts.max_intake_lag,
+            bus.clone(),
+            alerts.clone(),
+            clock.clone(),
+        )
+        .with_waybills(Arc::new(wms_node::sync::waybill::Issuer {
+            client: client.clone(),
+            store: store.clone(),
+            bus: bus.clone(),
+            alerts: alerts.clone(),
+            clock: clock.clone(),
+            opts: waybill,
+        }))
+        .with_reconcile(Arc::new(wms_node::sync::reconcile::Runner {
+            rec: reconciler.clone(),
+            state: Default::default(),
         }));
         Sim {
             sb,
@@ -223,9 +328,47 @@ impl Sim {
             intake: handle,
             outbox,
             events,
+            goods,
+            reconciler,
             token,
             tasks,
             _dir: dir,
+        }
+    }
+
+    /// The sandbox's calls of `method` that reached its business logic (code 0 or an error
+    /// reply; not those cut off by a transport fault).
+    pub fn calls(&self, method: &str) -> Vec<taobao_sandbox::CallRecord> {
+        self.sb
+            .sandbox()
+            .calls(Some(method))
+            .into_iter()
+            .filter(|c| c.code >= 0)
+            .collect()
+    }
+
+    /// Waits until the outbox holds nothing and no stock push is due (at most `limit`).
+    pub async fn drained(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let pending = self.outbox.queued(0, 10_000).map(|q| q.len()).unwrap_or(0);
+            let due = self
+                .store
+                .read(|r| {
+                    use redb::ReadableTableMetadata;
+                    Ok(wms::tables::read_table(r, wms::tables::STOCK_DUE)?
+                        .map(|t| t.len().unwrap_or(0))
+                        .unwrap_or(0))
+                })
+                .unwrap_or(0);
+            let in_flight = self.outbox.status().in_flight;
+            if pending == 0 && due == 0 && in_flight == 0 {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("not drained: {pending} queued, {due} due, {in_flight} in flight");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -303,6 +446,30 @@ impl Sim {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         let _ = self.store.close().await;
+    }
+}
+
+/// Goods-out settings of a [`Sim`].
+#[derive(Clone)]
+pub struct Goods {
+    /// `shipping.merge_orders`.
+    pub merge_orders: bool,
+    /// `stock.max_intake_lag`.
+    pub max_intake_lag: Duration,
+    /// The client's whole-call timeout.
+    pub request_timeout: Duration,
+    /// Reconciliation's options.
+    pub reconcile: wms_node::sync::reconcile::ReconcileOptions,
+}
+
+impl Default for Goods {
+    fn default() -> Self {
+        Goods {
+            merge_orders: false,
+            max_intake_lag: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(5),
+            reconcile: Default::default(),
+        }
     }
 }
 
