@@ -40,6 +40,9 @@
 //!
 //! - the SKU's `modified` is the one of the last confirmed write: nothing touched it, the delta
 //!   was not applied: it is sent again;
+//! - the quantity is exactly what the delta makes of the last confirmed figure: applied (after
+//!   a decrease a full value is owed too: a decrease not applied plus sales of the same size
+//!   would look alike);
 //! - otherwise its fate cannot be told apart from a sale: the node takes the side that cannot
 //!   oversell (a decrease is sent again, an increase is dropped) and owes a full value, which
 //!   restores the exact figure once intake is current.
@@ -372,18 +375,36 @@ impl ListingPush {
             self.platform = Some(seen);
             return true;
         };
-        let untouched = match (self.platform.and_then(|p| p.modified_ms), seen.modified_ms) {
-            (Some(before), Some(now)) => before == now,
+        let before = self.platform;
+        self.platform = Some(seen);
+        let untouched = match (before.and_then(|p| p.modified_ms), seen.modified_ms) {
+            (Some(b), Some(now)) => b == now,
             _ => false,
         };
-        self.platform = Some(seen);
         if untouched {
             // Nothing changed the SKU since the last confirmed write: not applied.
             self.owed += u.value;
             return true;
         }
-        // Applied or not cannot be told from a sale: err on the side that cannot oversell,
-        // and owe a full value, which settles it once intake is current.
+        let applied_qty = before.map(|b| (b.qty + u.value).max(0));
+        if applied_qty == Some(seen.qty) && before.is_some_and(|b| b.qty != seen.qty) {
+            // Exactly what the delta makes of the last confirmed figure: applied. (A decrease
+            // not applied plus sales of the same size would look alike: a full value confirms
+            // it once intake is current.)
+            self.last = Some(Pushed {
+                qty: seen.qty,
+                at_ms: seen.at_ms,
+                mode: PushMode::Delta,
+                version: u.version,
+            });
+            if u.value < 0 {
+                self.full_due = true;
+            }
+            return true;
+        }
+        // Applied or not cannot be told from other changes: err on the side that cannot
+        // oversell (a decrease is sent again, an increase dropped) and owe a full value,
+        // which settles it once intake is current.
         if u.value < 0 {
             self.owed += u.value;
         }
@@ -1451,11 +1472,21 @@ mod tests {
             })
         ));
         l.finish(Sent::Unknown, 7);
-        // Something changed the SKU: an increase is dropped, a full value is owed.
-        assert!(!l.resolve(Seen {
-            qty: 14,
+        // Exactly the delta on top of the last figure: applied.
+        assert!(l.resolve(Seen {
+            qty: 17,
             modified_ms: Some(200),
             at_ms: 8
+        }));
+        assert_eq!((l.owed, l.full_due), (0, false));
+        l.owed = 3;
+        assert!(matches!(l.plan(20, false, false, 9), Plan::Send(_)));
+        l.finish(Sent::Unknown, 10);
+        // Something else changed the SKU too: an increase is dropped, a full value is owed.
+        assert!(!l.resolve(Seen {
+            qty: 16,
+            modified_ms: Some(300),
+            at_ms: 11
         }));
         assert_eq!(l.owed, 0);
         assert!(l.full_due);

@@ -57,6 +57,8 @@ pub struct Sim {
     pub goods: GoodsAdmin,
     /// Reconciliation, run in the test.
     pub reconciler: Reconciler,
+    /// `stock.max_intake_lag`.
+    pub max_intake_lag: Duration,
     token: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -330,6 +332,7 @@ impl Sim {
             events,
             goods,
             reconciler,
+            max_intake_lag: goods_opts.max_intake_lag,
             token,
             tasks,
             _dir: dir,
@@ -347,18 +350,32 @@ impl Sim {
             .collect()
     }
 
-    /// Waits until the outbox holds nothing and no stock push is due (at most `limit`).
+    /// Waits until the outbox holds nothing and no stock push is due (at most `limit`); a
+    /// full value waiting for intake to catch up counts only while intake is current.
     pub async fn drained(&self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
         loop {
+            let waiting_counts = wms_node::sync::stock::lag_ok(
+                &self.store,
+                &ShopId::main(),
+                self.clock.now(),
+                self.max_intake_lag,
+            );
             let pending = self.outbox.queued(0, 10_000).map(|q| q.len()).unwrap_or(0);
             let due = self
                 .store
                 .read(|r| {
-                    use redb::ReadableTableMetadata;
-                    Ok(wms::tables::read_table(r, wms::tables::STOCK_DUE)?
-                        .map(|t| t.len().unwrap_or(0))
-                        .unwrap_or(0))
+                    use redb::ReadableTable;
+                    let Some(t) = wms::tables::read_table(r, wms::tables::STOCK_DUE)? else {
+                        return Ok(0);
+                    };
+                    let mut n = 0;
+                    for row in t.iter()? {
+                        if row?.1.value() < 2 || waiting_counts {
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
                 })
                 .unwrap_or(0);
             let in_flight = self.outbox.status().in_flight;
