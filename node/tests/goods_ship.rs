@@ -18,7 +18,6 @@ use std::time::Duration;
 use wms_node::ops::alert::{AlertCode, Severity};
 use wms_node::sync::deadlines::{DeadlineOptions, Deadlines};
 use wms_node::sync::intake::IntakeOptions;
-use wms_node::wms::ship::ShipRequest;
 use wms_node::wms::{HoldReason, LocalState};
 
 const POLL: u64 = 60;
@@ -29,51 +28,6 @@ fn opts() -> IntakeOptions {
         poll_interval: Duration::from_secs(POLL),
         lookback: Duration::from_secs(3600),
         ..IntakeOptions::default()
-    }
-}
-
-/// Polls until every trade of `tids` is released (or `state`).
-async fn wait_state(sim: &Sim, tids: &[i64], state: LocalState) {
-    for _ in 0..60 {
-        if tids
-            .iter()
-            .all(|t| sim.order(*t).is_some_and(|o| o.state == state))
-        {
-            return;
-        }
-        sim.advance(POLL);
-        sim.settle().await;
-    }
-    let states: Vec<_> = tids
-        .iter()
-        .map(|t| (t, sim.order(*t).map(|o| o.state)))
-        .collect();
-    panic!("not all {state}: {states:?}");
-}
-
-fn trade(sim: &Sim, oaid: &str, lines: &[(usize, i64)]) -> (i64, Vec<i64>) {
-    let t = taobao_sandbox::NewTrade {
-        oaid: Some(oaid.into()),
-        orders: lines
-            .iter()
-            .map(|(k, num)| taobao_sandbox::NewOrder {
-                num_iid: ITEM,
-                sku_id: Some(SKUS[*k].0),
-                num: *num,
-            })
-            .collect(),
-        ..taobao_sandbox::NewTrade::default()
-    };
-    let c = sim.sb.sandbox().create_trade(t).unwrap();
-    (c.tid, c.oids)
-}
-
-fn ship(tid: i64, out_sid: &str, oids: &[i64]) -> ShipRequest {
-    ShipRequest {
-        tid: tid as u64,
-        company_code: "YTO".into(),
-        out_sid: out_sid.into(),
-        oids: oids.iter().map(|o| *o as u64).collect(),
     }
 }
 

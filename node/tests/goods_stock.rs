@@ -16,9 +16,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use taobao_sandbox::{NewItem, NewSku};
 use wms_node::sync::intake::IntakeOptions;
-use wms_node::wms::{self, ShopId, Wms};
+use wms_node::wms::{self, ShopId};
 
 const POLL: u64 = 60;
 const QTY: &str = "taobao.item.quantity.update";
@@ -31,52 +30,6 @@ fn opts() -> IntakeOptions {
         lookback: Duration::from_secs(3600),
         ..IntakeOptions::default()
     }
-}
-
-/// `items` items of `per` SKUs each, `start` units each on the platform, imported as the
-/// warehouse's SKU master with the same counts. Returns (num_iid, sku_id, code) per listing.
-async fn catalogue(sim: &Sim, items: usize, per: usize, start: i64) -> Vec<(i64, i64, String)> {
-    let mut out = Vec::new();
-    let mut csv = String::from("sku,barcode,name,on_hand,num_iid,sku_id\n");
-    for i in 0..items {
-        let num_iid = 610_000_000_000 + i as i64;
-        let skus: Vec<NewSku> = (0..per)
-            .map(|j| NewSku {
-                sku_id: 4_610_000_000_000 + (i * 100 + j) as i64,
-                outer_id: Some(format!("S{i:02}-{j:02}")),
-                quantity: start,
-                ..NewSku::default()
-            })
-            .collect();
-        for s in &skus {
-            let code = s.outer_id.clone().unwrap();
-            csv.push_str(&format!(
-                "{code},69{},{code},{start},{num_iid},{}\n",
-                s.sku_id, s.sku_id
-            ));
-            out.push((num_iid, s.sku_id, code));
-        }
-        sim.sb
-            .sandbox()
-            .create_item(NewItem {
-                num_iid,
-                title: format!("商品 {i}"),
-                skus,
-                ..NewItem::default()
-            })
-            .unwrap();
-    }
-    let rows = wms::sku::parse_skus(csv.as_bytes()).unwrap();
-    let now = sim.clock.now();
-    wms::write(&sim.store, move |txn| {
-        let mut w = Wms::new(txn, &ShopId::main(), now);
-        w.import_skus(&rows, &[], false, &wms::Rules::default())?;
-        w.finish()?;
-        Ok(())
-    })
-    .await
-    .unwrap();
-    out
 }
 
 /// The quantity each listing shows on the platform.

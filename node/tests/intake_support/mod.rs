@@ -59,6 +59,8 @@ pub struct Sim {
     pub reconciler: Reconciler,
     /// `stock.max_intake_lag`.
     pub max_intake_lag: Duration,
+    /// Intake's poll interval.
+    pub poll: Duration,
     token: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -116,7 +118,10 @@ impl Sim {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let alerts = Alerts::new();
         let store = Store::open(
-            StoreOptions::new(dir.path().join("node.redb")),
+            StoreOptions {
+                max_bytes: goods_opts.outbox_max_bytes,
+                ..StoreOptions::new(dir.path().join("node.redb"))
+            },
             alerts.clone(),
         )
         .unwrap_or_else(|e| panic!("store: {e}"));
@@ -210,6 +215,7 @@ impl Sim {
                 }
             }
         }));
+        let poll = opts.poll_interval;
         let (intake, handle) = Intake::new(
             client.clone(),
             store.clone(),
@@ -333,6 +339,7 @@ impl Sim {
             goods,
             reconciler,
             max_intake_lag: goods_opts.max_intake_lag,
+            poll,
             token,
             tasks,
             _dir: dir,
@@ -477,6 +484,8 @@ pub struct Goods {
     pub request_timeout: Duration,
     /// Reconciliation's options.
     pub reconcile: wms_node::sync::reconcile::ReconcileOptions,
+    /// `store.max_outbox_bytes` (0: no cap).
+    pub outbox_max_bytes: u64,
 }
 
 impl Default for Goods {
@@ -486,6 +495,7 @@ impl Default for Goods {
             max_intake_lag: Duration::from_secs(300),
             request_timeout: Duration::from_secs(5),
             reconcile: Default::default(),
+            outbox_max_bytes: 0,
         }
     }
 }
@@ -505,4 +515,101 @@ pub fn paid(sb: &SandboxHandle, k: usize, num: i64) -> (i64, Vec<i64>) {
         .create_trade(t)
         .unwrap_or_else(|e| panic!("trade: {e}"));
     (c.tid, c.oids)
+}
+
+/// Polls (one poll interval at a time) until every trade of `tids` is in `state`.
+pub async fn wait_state(sim: &Sim, tids: &[i64], state: wms::LocalState) {
+    for _ in 0..60 {
+        if tids
+            .iter()
+            .all(|t| sim.order(*t).is_some_and(|o| o.state == state))
+        {
+            return;
+        }
+        sim.advance(sim.poll.as_secs());
+        sim.settle().await;
+    }
+    let states: Vec<_> = tids
+        .iter()
+        .map(|t| (t, sim.order(*t).map(|o| o.state)))
+        .collect();
+    panic!("not all {state}: {states:?}");
+}
+
+/// A paid trade of the buyer `oaid`: `(k, num)` lines of SKU `k` of [`ITEM`].
+pub fn trade(sim: &Sim, oaid: &str, lines: &[(usize, i64)]) -> (i64, Vec<i64>) {
+    let t = taobao_sandbox::NewTrade {
+        oaid: Some(oaid.into()),
+        orders: lines
+            .iter()
+            .map(|(k, num)| taobao_sandbox::NewOrder {
+                num_iid: ITEM,
+                sku_id: Some(SKUS[*k].0),
+                num: *num,
+            })
+            .collect(),
+        ..taobao_sandbox::NewTrade::default()
+    };
+    let c = sim
+        .sb
+        .sandbox()
+        .create_trade(t)
+        .unwrap_or_else(|e| panic!("trade: {e}"));
+    (c.tid, c.oids)
+}
+
+/// A ship scan of `tid` (its `oids`, or every line) with YTO number `out_sid`.
+pub fn ship(tid: i64, out_sid: &str, oids: &[i64]) -> wms_node::wms::ship::ShipRequest {
+    wms_node::wms::ship::ShipRequest {
+        tid: tid as u64,
+        company_code: "YTO".into(),
+        out_sid: out_sid.into(),
+        oids: oids.iter().map(|o| *o as u64).collect(),
+    }
+}
+
+/// `items` items of `per` SKUs each, `start` units each on the platform, imported as the
+/// warehouse's SKU master with the same counts. Returns (num_iid, sku_id, code) per listing.
+pub async fn catalogue(sim: &Sim, items: usize, per: usize, start: i64) -> Vec<(i64, i64, String)> {
+    let mut out = Vec::new();
+    let mut csv = String::from("sku,barcode,name,on_hand,num_iid,sku_id\n");
+    for i in 0..items {
+        let num_iid = 610_000_000_000 + i as i64;
+        let skus: Vec<NewSku> = (0..per)
+            .map(|j| NewSku {
+                sku_id: 4_610_000_000_000 + (i * 100 + j) as i64,
+                outer_id: Some(format!("S{i:02}-{j:02}")),
+                quantity: start,
+                ..NewSku::default()
+            })
+            .collect();
+        for s in &skus {
+            let code = s.outer_id.clone().unwrap_or_default();
+            csv.push_str(&format!(
+                "{code},69{},{code},{start},{num_iid},{}\n",
+                s.sku_id, s.sku_id
+            ));
+            out.push((num_iid, s.sku_id, code));
+        }
+        sim.sb
+            .sandbox()
+            .create_item(NewItem {
+                num_iid,
+                title: format!("商品 {i}"),
+                skus,
+                ..NewItem::default()
+            })
+            .unwrap_or_else(|e| panic!("item: {e}"));
+    }
+    let rows = wms::sku::parse_skus(csv.as_bytes()).unwrap_or_else(|e| panic!("skus: {e:?}"));
+    let now = sim.clock.now();
+    wms::write(&sim.store, move |txn| {
+        let mut w = Wms::new(txn, &ShopId::main(), now);
+        w.import_skus(&rows, &[], false, &wms::Rules::default())?;
+        w.finish()?;
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("import: {e}"));
+    out
 }
