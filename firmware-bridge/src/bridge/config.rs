@@ -457,10 +457,16 @@ impl Config {
                             p.push(format!("{at}: key {k} only applies to scanners"));
                         }
                     }
-                    if d.language.is_none() {
-                        p.push(format!(
+                    match d.language {
+                        None => p.push(format!(
                             "{at}: printers need language = \"zpl\" or \"tspl\""
-                        ));
+                        )),
+                        Some(PrintFormat::Cainiao) => p.push(format!(
+                            "{at}: language = \"cainiao\" is not a printer language (Cainiao \
+                             e-waybills print through the Cainiao print component); use \"zpl\" \
+                             or \"tspl\""
+                        )),
+                        Some(_) => {}
                     }
                     if let Some(t) = d.status_timeout {
                         if t < Duration::from_millis(50) || t > Duration::from_secs(60) {
@@ -583,6 +589,11 @@ mod tests {
             class = "printer"
             port = "/dev/ttyS0"
             mode = "pick"
+            [[device]]
+            id = "waybills"
+            class = "printer"
+            port = "/dev/ttyS2"
+            language = "cainiao"
         "#;
         let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
             panic!("accepted")
@@ -599,6 +610,7 @@ mod tests {
             "port /dev/ttyS0 is used by another device",
             "key mode only applies to scanners",
             "printers need language",
+            "language = \"cainiao\" is not a printer language",
         ] {
             assert!(all.contains(needle), "{needle:?} missing from:\n{all}");
         }

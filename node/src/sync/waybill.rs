@@ -149,6 +149,19 @@ impl WaybillView {
     }
 }
 
+/// The floor's `print` command for a waybill's print job: format `cainiao`, the print data as
+/// Cainiao issued it and the template, for a station that runs the Cainiao print component
+/// (serial label printers refuse it as the wrong format).
+pub fn print_command(job: &PrintJob) -> firmware_bridge::proto::Print<String> {
+    firmware_bridge::proto::Print {
+        v: firmware_bridge::proto::VERSION,
+        job_id: job.job_id.clone(),
+        format: firmware_bridge::proto::PrintFormat::Cainiao,
+        data: job.data.clone(),
+        template_url: Some(job.template_url.clone()),
+    }
+}
+
 /// Asks for (or reuses) the waybill of `tid`'s package (`n`-th, or a new one of `oids`, or
 /// its first) and returns the package and a print job.
 #[allow(clippy::too_many_arguments)]
@@ -418,5 +431,35 @@ impl crate::ops::goods::WaybillIssuer for Issuer {
             .await
             .map(|(_, _, view)| view)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firmware_bridge::proto::json::{decode_downlink, downlink_to_vec};
+    use firmware_bridge::proto::{Downlink, PrintFormat};
+
+    #[test]
+    fn a_waybill_reaches_the_floor_as_a_cainiao_print_job_with_its_template() {
+        let job = PrintJob {
+            job_id: "P1-2".into(),
+            format: "cainiao".into(),
+            data: r#"{"encryptedData":"AAEC","signature":"s","templateURL":"t","ver":"v"}"#.into(),
+            template_url: "http://cloudprint.cainiao.com/template/standard/101".into(),
+        };
+        let bytes = downlink_to_vec(&Downlink::Print(print_command(&job))).unwrap_or_default();
+        let Ok(Downlink::Print(back)) = decode_downlink(&bytes) else {
+            panic!("not a print job: {}", String::from_utf8_lossy(&bytes));
+        };
+        assert_eq!(back.format, PrintFormat::Cainiao);
+        assert_eq!(back.job_id, "P1-2");
+        assert_eq!(back.data, job.data, "the print data goes as issued");
+        assert_eq!(
+            back.template_url.as_deref(),
+            Some(job.template_url.as_str())
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains(r#""format":"cainiao""#), "{text}");
     }
 }
