@@ -20,14 +20,6 @@ const POLL: u64 = 60;
 const SEND: &str = "taobao.logistics.offline.send";
 const INCREMENT: &str = "taobao.trades.sold.increment.get";
 
-fn opts() -> IntakeOptions {
-    IntakeOptions {
-        poll_interval: Duration::from_secs(POLL),
-        lookback: Duration::from_secs(3600),
-        ..IntakeOptions::default()
-    }
-}
-
 fn goods(reconcile: ReconcileOptions) -> Goods {
     Goods {
         reconcile,
@@ -66,7 +58,7 @@ fn alert(sim: &Sim, code: AlertCode) -> Alert {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_1_finds_a_shipment_taobao_never_got() {
-    let sim = Sim::start(opts(), true).await;
+    let sim = Sim::start(minute_polls(), true).await;
     let (stuck, _) = trade(&sim, "OAID-1", &[(0, 1)]);
     let (fine, _) = trade(&sim, "OAID-2", &[(1, 1)]);
     sim.settle().await;
@@ -106,7 +98,7 @@ async fn check_1_finds_a_shipment_taobao_never_got() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_2_finds_orders_closed_or_refunding_on_taobao_but_active_here() {
-    let sim = Sim::start(opts(), true).await;
+    let sim = Sim::start(minute_polls(), true).await;
     let (closed, _) = trade(&sim, "OAID-1", &[(0, 1)]);
     let (refunding, _) = trade(&sim, "OAID-2", &[(1, 1)]);
     let (fine, _) = trade(&sim, "OAID-3", &[(2, 1)]);
@@ -152,7 +144,7 @@ async fn check_3_finds_a_trade_intake_passed_without_storing() {
     let sim = Sim::start(
         IntakeOptions {
             trade_types: Some("guarantee_trade".into()),
-            ..opts()
+            ..minute_polls()
         },
         true,
     )
@@ -192,7 +184,7 @@ async fn check_3_finds_a_trade_intake_passed_without_storing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_4_finds_orders_near_or_past_their_deadline_and_not_packed() {
-    let sim = Sim::start(opts(), true).await;
+    let sim = Sim::start(minute_polls(), true).await;
     let (late, _) = trade(&sim, "OAID-1", &[(0, 1)]);
     let (packed, _) = trade(&sim, "OAID-2", &[(1, 1)]);
     sim.settle().await;
@@ -226,12 +218,9 @@ async fn check_4_finds_orders_near_or_past_their_deadline_and_not_packed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_5_finds_a_hand_edit_of_stock_and_does_not_run_while_intake_lags() {
-    let sim = Sim::start(opts(), false).await;
+    let sim = Sim::start(minute_polls(), false).await;
     let listings = catalogue(&sim, 2, 2, 20).await;
-    sim.settle().await;
-    sim.advance(POLL);
-    sim.settle().await;
-    sim.drained(Duration::from_secs(30)).await;
+    sim.current().await;
     clean(&check(&sim, 5).await);
     // Someone edits one SKU's stock in 千牛.
     let (num_iid, sku_id, code) = &listings[3];
@@ -282,7 +271,7 @@ async fn check_5_finds_a_hand_edit_of_stock_and_does_not_run_while_intake_lags()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_6_finds_a_waybill_issued_and_never_shipped() {
     let sim = Sim::start_goods(
-        opts(),
+        minute_polls(),
         true,
         goods(ReconcileOptions {
             unused_waybill_after: Duration::from_secs(3600),
@@ -332,7 +321,7 @@ async fn check_6_finds_a_waybill_issued_and_never_shipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_7_finds_an_op_stuck_in_retry() {
     let sim = Sim::start_goods(
-        opts(),
+        minute_polls(),
         true,
         goods(ReconcileOptions {
             stuck_after: Duration::from_secs(1),
@@ -374,7 +363,7 @@ async fn check_7_finds_an_op_stuck_in_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_8_finds_the_outbox_at_its_cap() {
     let sim = Sim::start_goods(
-        opts(),
+        minute_polls(),
         true,
         Goods {
             outbox_max_bytes: 2048,

@@ -17,19 +17,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use wms_node::ops::alert::{AlertCode, Severity};
 use wms_node::sync::deadlines::{DeadlineOptions, Deadlines};
-use wms_node::sync::intake::IntakeOptions;
 use wms_node::wms::{HoldReason, LocalState};
 
 const POLL: u64 = 60;
 const SEND: &str = "taobao.logistics.offline.send";
-
-fn opts() -> IntakeOptions {
-    IntakeOptions {
-        poll_interval: Duration::from_secs(POLL),
-        lookback: Duration::from_secs(3600),
-        ..IntakeOptions::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_hours_offline_then_exactly_one_shipment_per_parcel_with_the_right_lines() {
@@ -38,7 +29,7 @@ async fn six_hours_offline_then_exactly_one_shipment_per_parcel_with_the_right_l
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
     let sim = Sim::start_goods(
-        opts(),
+        minute_polls(),
         true,
         Goods {
             merge_orders: true,
@@ -205,7 +196,7 @@ async fn six_hours_offline_then_exactly_one_shipment_per_parcel_with_the_right_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refund_after_the_ship_scan_sends_the_shipment_reports_fail_and_alerts() {
-    let sim = Sim::start(opts(), true).await;
+    let sim = Sim::start(minute_polls(), true).await;
     let (tid, oids) = trade(&sim, "OAID-R", &[(0, 1)]);
     sim.settle().await;
     wait_state(&sim, &[tid], LocalState::Released).await;
@@ -252,7 +243,7 @@ async fn a_refund_after_the_ship_scan_sends_the_shipment_reports_fail_and_alerts
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b04_with_another_waybill_on_the_trade_is_an_alert() {
-    let sim = Sim::start(opts(), true).await;
+    let sim = Sim::start(minute_polls(), true).await;
     let (tid, _) = trade(&sim, "OAID-B", &[(1, 1)]);
     sim.settle().await;
     wait_state(&sim, &[tid], LocalState::Released).await;
@@ -286,7 +277,7 @@ async fn b04_with_another_waybill_on_the_trade_is_an_alert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_alert_at_four_hours_and_one_hour_and_when_the_link_is_down() {
-    let sim = Sim::start(opts(), true).await;
+    let sim = Sim::start(minute_polls(), true).await;
     let (tid, _) = trade(&sim, "OAID-D", &[(2, 1)]);
     let (other, _) = trade(&sim, "OAID-E", &[(3, 1)]);
     sim.settle().await;

@@ -16,21 +16,12 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use wms_node::sync::intake::IntakeOptions;
 use wms_node::wms::{self, ShopId};
 
 const POLL: u64 = 60;
 const QTY: &str = "taobao.item.quantity.update";
 const READ: &str = "taobao.item.seller.get";
 const INCREMENT: &str = "taobao.trades.sold.increment.get";
-
-fn opts() -> IntakeOptions {
-    IntakeOptions {
-        poll_interval: Duration::from_secs(POLL),
-        lookback: Duration::from_secs(3600),
-        ..IntakeOptions::default()
-    }
-}
 
 /// The quantity each listing shows on the platform.
 fn platform(sim: &Sim, listings: &[(i64, i64, String)]) -> BTreeMap<i64, i64> {
@@ -74,13 +65,10 @@ async fn ten_thousand_offline_changes_cost_one_delta_per_listing_and_a_lost_answ
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let sim = Sim::start(opts(), false).await;
+    let sim = Sim::start(minute_polls(), false).await;
     let listings = catalogue(&sim, 5, 10, 1000).await;
     // Intake is current: every listing gets its first figure, a full value.
-    sim.settle().await;
-    sim.advance(POLL);
-    sim.settle().await;
-    sim.drained(Duration::from_secs(60)).await;
+    sim.current().await;
     let first = sim.calls(QTY);
     assert_eq!(first.len(), listings.len());
     assert!(first.iter().all(|c| c.params["type"] == "1"));
@@ -184,12 +172,9 @@ async fn ten_thousand_offline_changes_cost_one_delta_per_listing_and_a_lost_answ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_goes_at_once_while_intake_lags_and_a_push_waits_unless_told() {
-    let sim = Sim::start(opts(), false).await;
+    let sim = Sim::start(minute_polls(), false).await;
     let listings = catalogue(&sim, 1, 3, 50).await;
-    sim.settle().await;
-    sim.advance(POLL);
-    sim.settle().await;
-    sim.drained(Duration::from_secs(30)).await;
+    sim.current().await;
     // Intake falls behind.
     sim.fault(json!({"kind": "http_500", "seconds": 3 * 3600, "methods": [INCREMENT]}));
     sim.advance(600);
@@ -267,12 +252,9 @@ async fn a_zero_goes_at_once_while_intake_lags_and_a_push_waits_unless_told() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sales_reserve_stock_and_need_no_push_for_the_listing_that_sold() {
-    let sim = Sim::start(opts(), false).await;
+    let sim = Sim::start(minute_polls(), false).await;
     let listings = catalogue(&sim, 1, 2, 20).await;
-    sim.settle().await;
-    sim.advance(POLL);
-    sim.settle().await;
-    sim.drained(Duration::from_secs(30)).await;
+    sim.current().await;
     let n = sim.calls(QTY).len();
     let (num_iid, sku_id, code) = &listings[0];
     let mut tids = BTreeSet::new();

@@ -402,6 +402,14 @@ impl Sim {
         self.clock.advance(secs as i64);
     }
 
+    /// One poll: intake is current and every listing has had its first figure.
+    pub async fn current(&self) {
+        self.settle().await;
+        self.advance(self.poll.as_secs());
+        self.settle().await;
+        self.drained(Duration::from_secs(60)).await;
+    }
+
     /// The sandbox's time, epoch ms.
     pub fn sandbox_ms(&self) -> i64 {
         self.sb.sandbox().clock.now_ms()
@@ -470,6 +478,15 @@ impl Sim {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         let _ = self.store.close().await;
+    }
+}
+
+/// The intake of the goods-out tests: a poll a minute, an hour back at the first.
+pub fn minute_polls() -> IntakeOptions {
+    IntakeOptions {
+        poll_interval: Duration::from_secs(60),
+        lookback: Duration::from_secs(3600),
+        ..IntakeOptions::default()
     }
 }
 
