@@ -133,6 +133,12 @@ async fn ten_thousand_offline_changes_cost_one_delta_per_listing_and_a_lost_answ
         .cloned()
         .collect();
     let quantity: Vec<_> = after.iter().filter(|c| c.method == QTY).collect();
+    eprintln!(
+        "after reconnect: {} quantity calls for {} listings, {} reads",
+        quantity.len(),
+        listings.len(),
+        after.iter().filter(|c| c.method == READ).count()
+    );
     assert!(
         quantity.len() <= listings.len(),
         "{} quantity calls for {} listings",
