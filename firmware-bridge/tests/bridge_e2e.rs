@@ -1042,10 +1042,10 @@ impl FakeMcu {
             while !stop2.load(Ordering::SeqCst) {
                 let now = epoch.elapsed().as_millis() as u32;
                 pending.extend(rx.try_iter());
-                if link.can_send() {
-                    if let Some(msg) = pending.pop_front() {
-                        link.send_message(&msg, &mut scratch).unwrap();
-                    }
+                if link.can_send()
+                    && let Some(msg) = pending.pop_front()
+                {
+                    link.send_message(&msg, &mut scratch).unwrap();
                 }
                 while let Ok(Some(bytes)) = link.poll_transmit(now) {
                     let _ = master.write_all(bytes);
@@ -1061,11 +1061,11 @@ impl FakeMcu {
                     continue;
                 };
                 for &b in &buf[..n] {
-                    if let Some(Ok(frame)) = dec.push(b) {
-                        if let Received::Data(p) = link.receive(frame) {
-                            let cmd: Downlink<String> = postcard::from_bytes(p).unwrap();
-                            got2.lock().unwrap().push(cmd);
-                        }
+                    if let Some(Ok(frame)) = dec.push(b)
+                        && let Received::Data(p) = link.receive(frame)
+                    {
+                        let cmd: Downlink<String> = postcard::from_bytes(p).unwrap();
+                        got2.lock().unwrap().push(cmd);
                     }
                 }
             }

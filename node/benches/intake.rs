@@ -159,7 +159,7 @@ async fn seed(http: &reqwest::Client, base: &str, trades: usize) -> i64 {
         .await
         .expect("clock");
         advanced += 60;
-        if made % 10_000 == 0 {
+        if made.is_multiple_of(10_000) {
             eprintln!("  seeded {made} trades");
         }
     }

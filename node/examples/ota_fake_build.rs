@@ -58,12 +58,12 @@ fn main() {
         },
         "migrate-panic" => {
             let copy = std::path::PathBuf::from(value_of("--store-copy"));
-            // <data_dir>/ota/trial/wms-node.redb → <data_dir>/wms-node.redb
+            // <data_dir>/ota/trial/wms-node.redb → <data_dir>/wms-node.v3.redb (store::FILE)
             let store = copy
                 .parent()
                 .and_then(|p| p.parent())
                 .and_then(|p| p.parent())
-                .map(|d| d.join("wms-node.redb"))
+                .map(|d| d.join(wms_node::store::FILE))
                 .expect("store path");
             let tmp = copy.with_extension("redb.tmp");
             std::fs::copy(&store, &tmp).expect("copy the store");

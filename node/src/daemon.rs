@@ -26,7 +26,7 @@ use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
 use crate::outbox::Outbox;
-use crate::store::{Store, StoreError};
+use crate::store::{OpenError, Store};
 use crate::taobao::outbox::TaobaoOp;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -73,7 +73,7 @@ pub enum DaemonError {
     },
     /// The store could not be opened (in use by another process, unreadable, too new).
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(#[from] OpenError),
     /// The Taobao client could not be built (bad endpoint) or its tokens not loaded.
     #[error("taobao: {0}")]
     Taobao(#[source] crate::taobao::setup::SetupError),
@@ -280,6 +280,28 @@ async fn open_store(
     Ok(store)
 }
 
+/// Mirrors the store's health into the `store` check until shutdown.
+async fn report_store_health(
+    mut watch: tokio::sync::watch::Receiver<crate::store::StoreHealth>,
+    health: Health,
+    token: CancellationToken,
+) -> Result<(), Infallible> {
+    use crate::ops::health::{CheckName, Status};
+    loop {
+        let now = watch.borrow_and_update().clone();
+        match now.problem {
+            None => health.ok(CheckName::Store, "open; writes are durable"),
+            Some(problem) => health.set(CheckName::Store, Status::Failing, problem),
+        }
+        tokio::select! {
+            // Shutdown: the store closes last, after this task.
+            _ = token.cancelled() => return Ok(()),
+            // The writer failed, or writes again.
+            changed = watch.changed() => if changed.is_err() { return Ok(()) },
+        }
+    }
+}
+
 /// The warehouse's parts: order intake, the stock feeder, the deadline watcher and
 /// reconciliation (none running yet), the event bus, the operators' order, SKU and goods
 /// API, and the status page's "Orders" block.
@@ -438,6 +460,12 @@ fn spawn_jobs(
     tasks.spawn(
         "auth-resume",
         resume_on_renewal(outbox.clone(), taobao.tokens.renewals(), token.clone()),
+    );
+    // The store's real state, not "open" once: a full disk or an I/O error makes it refuse
+    // writes until it has reopened itself (store/mod.rs, "When the disk fails").
+    tasks.spawn(
+        "store-health",
+        report_store_health(store.watch_health(), health.clone(), token.clone()),
     );
     tasks.spawn(
         "carriers",

@@ -61,7 +61,11 @@ fn json(out: &str) -> serde_json::Value {
 }
 
 fn open(dir: &Path) -> Store {
-    Store::open(StoreOptions::new(dir.join("wms-node.redb")), Alerts::new()).unwrap()
+    Store::open(
+        StoreOptions::new(dir.join(wms_node::store::FILE)),
+        Alerts::new(),
+    )
+    .unwrap()
 }
 
 /// Two SKUs of one listed item, 20 units each.

@@ -87,10 +87,10 @@ impl Node {
                 break;
             };
             self.seen.push(line.clone());
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["message"] == message {
-                    return v;
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == message
+            {
+                return v;
             }
         }
         panic!("no log line {message:?}; saw:\n{}", self.seen.join("\n"));
@@ -266,26 +266,34 @@ fn run_reports_a_taken_port_and_exits_1() {
 fn a_damaged_store_stops_the_node_with_the_status_systemd_does_not_restart() {
     // A power cut mid-write that left the file unreadable (here: random bytes). Restarting
     // cannot fix it, so the node must not crash-loop: exit 2 (RestartPreventExitStatus=2)
-    // with a message that names the file, and the file left as it was for recovery.
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let db = data.join("wms-node.redb");
-    let junk: Vec<u8> = (0..65_536u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    std::fs::write(&db, &junk).unwrap();
-    let started = Instant::now();
-    let out = command(&config).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(started.elapsed() < Duration::from_secs(10));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&db.display().to_string()), "{err}");
-    assert!(err.contains("a restart will not help"), "{err}");
-    assert_eq!(
-        std::fs::read(&db).unwrap(),
-        junk,
-        "the damaged file is kept"
-    );
+    // with a message that names the file, and the file left as it was for recovery. Both
+    // the store and an earlier release's store waiting to be converted.
+    for name in [wms_node::store::FILE, wms_node::store::LEGACY_FILE] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path());
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let db = data.join(name);
+        let junk: Vec<u8> = (0..65_536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        std::fs::write(&db, &junk).unwrap();
+        let started = Instant::now();
+        let out = command(&config).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {out:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&db.display().to_string()), "{name}: {err}");
+        assert!(err.contains("a restart will not help"), "{name}: {err}");
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            junk,
+            "{name}: the damaged file is kept"
+        );
+        let left: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec![name.to_owned()], "nothing else is left behind");
+    }
 }

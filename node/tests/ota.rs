@@ -284,7 +284,7 @@ fn a_rollback_across_a_store_migration_restores_the_old_store() {
     gw.wait_launched(&mut l, wms_node::VERSION);
     l.wait_log("ready");
     l.kill_group();
-    let store = gw.data.join("wms-node.redb");
+    let store = gw.data.join(wms_node::store::FILE);
     {
         let s = Store::open(StoreOptions::new(&store), Default::default()).unwrap();
         s.write_blocking(|txn| wms_node::store::put(txn, ACKED, "scan-1", &"ok beep".to_string()))
@@ -296,7 +296,7 @@ fn a_rollback_across_a_store_migration_restores_the_old_store() {
     let paths = wms_node::ota::Paths::new(&gw.data);
     assert!(!paths.trial_store_copy().exists());
     assert_eq!(
-        std::fs::read(paths.rolled_back_dir().join("wms-node.redb")).unwrap(),
+        std::fs::read(paths.rolled_back_dir().join(wms_node::store::FILE)).unwrap(),
         b"a store format from the future"
     );
     // The package's build started on the restored store ("ready" in `rolled_back`), and

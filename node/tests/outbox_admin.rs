@@ -27,7 +27,7 @@ async fn listing_pages_through_queued_ops_and_dead_letters_in_seq_order() {
             record::dead_letter(txn, 5, 2, "isv.item-not-exist")?;
             record::record_failure(txn, 6, 1, "isp.overload", later)?;
             record::record_failure(txn, 7, 1, "isp.overload", later)?;
-            Ok(())
+            Ok::<_, store::StoreError>(())
         })
         .await
         .unwrap();

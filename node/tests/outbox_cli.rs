@@ -232,7 +232,7 @@ async fn without_a_database_the_commands_say_where_they_looked() {
     assert_eq!(code, 1);
     assert!(err.contains("no database at"), "{err}");
     assert!(
-        !dir.path().join("wms-node.redb").exists(),
+        !dir.path().join(wms_node::store::FILE).exists(),
         "nothing was created"
     );
 }

@@ -480,6 +480,18 @@ async fn under_the_block_policy_a_producer_waits_for_room() {
     run.await.unwrap();
 }
 
+/// What a producer's write (a scan that ships a trade) can fail with: its own error, with a
+/// variant for each layer below it, as a producer would define it.
+#[derive(Debug, thiserror::Error)]
+enum ScanError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Outbox(#[from] EnqueueError<TestOp>),
+    #[error("refused: {0}")]
+    Refused(&'static str),
+}
+
 #[tokio::test]
 async fn an_enqueue_commits_with_the_local_change_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
@@ -488,7 +500,7 @@ async fn an_enqueue_commits_with_the_local_change_or_not_at_all() {
     const ORDERS: redb::TableDefinition<&str, store::Bytes> = redb::TableDefinition::new("orders");
     let o = outbox.clone();
     store
-        .write(move |txn| {
+        .write(move |txn| -> Result<(), ScanError> {
             store::put(txn, ORDERS, "tid:1", &"shipped".to_string())?;
             o.enqueue(txn, TestOp::Ship { tid: 1, n: 1 })?;
             Ok(())
@@ -496,19 +508,58 @@ async fn an_enqueue_commits_with_the_local_change_or_not_at_all() {
         .await
         .unwrap();
     let o = outbox.clone();
-    let failed: Result<(), StoreError> = store
+    let failed: Result<(), ScanError> = store
         .write(move |txn| {
             store::put(txn, ORDERS, "tid:2", &"shipped".to_string())?;
             o.enqueue(txn, TestOp::Ship { tid: 2, n: 2 })?;
-            Err(StoreError::Aborted("the scan was refused after all".into()))
+            Err(ScanError::Refused("the scan was refused after all"))
         })
         .await;
-    assert!(failed.is_err());
+    assert!(
+        matches!(failed, Err(ScanError::Refused(_))),
+        "the closure's own error comes back as it was: {failed:?}"
+    );
     let q = pending(&outbox);
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].1.n(), 1);
     let tid2: Option<String> = store.read(|r| store::get(r, ORDERS, "tid:2")).unwrap();
     assert_eq!(tid2, None);
+}
+
+#[tokio::test]
+async fn a_cap_refusal_inside_a_callers_write_comes_back_typed_with_the_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = store_options(&dir);
+    o.max_bytes = 400;
+    let store = Store::open(o, wms_node::ops::alert::Alerts::new()).unwrap();
+    let (outbox, _) = outbox(&store, fast_config());
+    const ORDERS: redb::TableDefinition<&str, store::Bytes> = redb::TableDefinition::new("orders");
+    let mut refused = None;
+    for n in 1..=20u64 {
+        let o = outbox.clone();
+        let r = store
+            .write(move |txn| -> Result<(), ScanError> {
+                store::put(txn, ORDERS, format!("note:{n}").as_str(), &n)?;
+                o.enqueue(txn, TestOp::note(n, n))?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            refused = Some((n, e));
+            break;
+        }
+    }
+    let Some((n, ScanError::Outbox(EnqueueError::Full { op, used, cap }))) = refused else {
+        panic!("expected the cap to refuse an op as EnqueueError::Full, got {refused:?}");
+    };
+    assert_eq!(op, TestOp::note(n, n), "the refused op is handed back");
+    assert_eq!(cap, 400);
+    assert!(used <= cap);
+    // The local change of the refused write was not committed either.
+    let local: Option<u64> = store
+        .read(|r| store::get(r, ORDERS, format!("note:{n}").as_str()))
+        .unwrap();
+    assert_eq!(local, None);
 }
 
 #[tokio::test]
@@ -589,7 +640,7 @@ async fn an_undecodable_op_is_quarantined_and_its_key_carries_on() {
             let raw = postcard::to_allocvec(&env).unwrap();
             txn.open_table(wms_node::outbox::record::OUTBOX)?
                 .insert(seq, raw.as_slice())?;
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .await
         .unwrap();
@@ -622,7 +673,7 @@ async fn a_long_blocked_key_does_not_hide_ready_ops_behind_it() {
     store
         .write(move |txn| {
             wms_node::outbox::record::record_failure(txn, 1, 1, "isp.overload", later)?;
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .await
         .unwrap();

@@ -247,10 +247,10 @@ fn run_case(steps: Vec<Step>, split: usize) -> Result<(), TestCaseError> {
             let mut expect_replaced = BTreeSet::new();
             let mut last: BTreeMap<String, u64> = BTreeMap::new();
             for s in &steps {
-                if let Some(ck) = s.op.coalesce_key() {
-                    if let Some(prev) = last.insert(ck, s.op.n()) {
-                        expect_replaced.insert(prev);
-                    }
+                if let Some(ck) = s.op.coalesce_key()
+                    && let Some(prev) = last.insert(ck, s.op.n())
+                {
+                    expect_replaced.insert(prev);
                 }
             }
             let got_replaced: BTreeSet<u64> = replaced.iter().map(|s| n_of[s]).collect();

@@ -84,10 +84,10 @@ async fn login(config: &Path) -> String {
         let mut url_tx = Some(url_tx);
         let mut all = String::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("/authorize?") {
-                if let Some(tx) = url_tx.take() {
-                    let _ = tx.send(line.trim().to_owned());
-                }
+            if line.contains("/authorize?")
+                && let Some(tx) = url_tx.take()
+            {
+                let _ = tx.send(line.trim().to_owned());
             }
             all.push_str(&line);
             all.push('\n');
@@ -206,7 +206,8 @@ async fn a_running_node_holding_the_store_is_named() {
         Err(e) => panic!("{e}"),
     };
     let config = write_config(&env, dir.path(), Some("http://127.0.0.1:9/cb"));
-    let opts = wms_node::store::StoreOptions::new(dir.path().join("data").join("wms-node.redb"));
+    let opts =
+        wms_node::store::StoreOptions::new(dir.path().join("data").join(wms_node::store::FILE));
     let held = match wms_node::store::Store::open(opts, wms_node::ops::alert::Alerts::new()) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),

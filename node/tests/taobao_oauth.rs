@@ -125,7 +125,7 @@ async fn login_end_to_end_persists_tokens_that_work_and_survive_a_restart() {
         Ok(d) => d,
         Err(e) => panic!("{e}"),
     };
-    let path = dir.path().join("wms-node.redb");
+    let path = dir.path().join(wms_node::store::FILE);
     let store = match Store::open(StoreOptions::new(&path), Alerts::new()) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),

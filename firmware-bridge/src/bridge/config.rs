@@ -468,10 +468,10 @@ impl Config {
                         )),
                         Some(_) => {}
                     }
-                    if let Some(t) = d.status_timeout {
-                        if t < Duration::from_millis(50) || t > Duration::from_secs(60) {
-                            p.push(format!("{at}: status_timeout must be between 50ms and 60s"));
-                        }
+                    if let Some(t) = d.status_timeout
+                        && (t < Duration::from_millis(50) || t > Duration::from_secs(60))
+                    {
+                        p.push(format!("{at}: status_timeout must be between 50ms and 60s"));
                     }
                 }
                 DeviceClass::Gateway => {

@@ -381,10 +381,10 @@ fn scanner_session(
         match step {
             Step::Read(read) => {
                 let beep = handle_read(ctx, read, mode, mode_prefix);
-                if let Some(beep) = beep {
-                    if let Err(e) = scanner.signal(beep) {
-                        return Some(e.to_string());
-                    }
+                if let Some(beep) = beep
+                    && let Err(e) = scanner.signal(beep)
+                {
+                    return Some(e.to_string());
                 }
                 continue;
             }
@@ -410,20 +410,20 @@ fn handle_read(ctx: &DeviceCtx, read: Read, mode: &mut Mode, mode_prefix: &str) 
         warn!(device = %ctx.cfg.id, "scan is not text (binary barcode content); refused");
         return Some(Beep::Error);
     };
-    if !mode_prefix.is_empty() {
-        if let Some(name) = code.strip_prefix(mode_prefix) {
-            return match Mode::from_name(name.trim()) {
-                Some(m) => {
-                    info!(device = %ctx.cfg.id, mode = %m, "station mode changed by mode card");
-                    *mode = m;
-                    Some(Beep::Ok)
-                }
-                None => {
-                    warn!(device = %ctx.cfg.id, "mode card names no mode");
-                    Some(Beep::Error)
-                }
-            };
-        }
+    if !mode_prefix.is_empty()
+        && let Some(name) = code.strip_prefix(mode_prefix)
+    {
+        return match Mode::from_name(name.trim()) {
+            Some(m) => {
+                info!(device = %ctx.cfg.id, mode = %m, "station mode changed by mode card");
+                *mode = m;
+                Some(Beep::Ok)
+            }
+            None => {
+                warn!(device = %ctx.cfg.id, "mode card names no mode");
+                Some(Beep::Error)
+            }
+        };
     }
     let gs1 = match read.gs1 {
         Some(Ok(f)) => Some(f),
@@ -732,10 +732,10 @@ fn framed_session(
         loop {
             match ctx.cmds.try_recv() {
                 Ok(DeviceCmd::Downlink(cmd)) => {
-                    if outbox.len() >= FRAME_OUTBOX {
-                        if let Some(old) = outbox.pop_front() {
-                            warn!(device = %ctx.cfg.id, kind = old.kind(), "device not taking commands; oldest dropped");
-                        }
+                    if outbox.len() >= FRAME_OUTBOX
+                        && let Some(old) = outbox.pop_front()
+                    {
+                        warn!(device = %ctx.cfg.id, kind = old.kind(), "device not taking commands; oldest dropped");
                     }
                     outbox.push_back(cmd);
                 }
@@ -743,18 +743,18 @@ fn framed_session(
                 Err(TryRecvError::Disconnected) => return None,
             }
         }
-        if link.can_send() {
-            if let Some(cmd) = outbox.pop_front() {
-                match link.send_message(&cmd, &mut scratch) {
-                    Ok(_) => inflight = Some(cmd),
-                    Err(e) => {
-                        warn!(device = %ctx.cfg.id, kind = cmd.kind(), error = %e, "command does not fit the device link; dropped");
-                        if let Downlink::Print(job) = &cmd {
-                            ctx.print_result(
-                                &job.job_id,
-                                Err("job too large for the device link".to_owned()),
-                            );
-                        }
+        if link.can_send()
+            && let Some(cmd) = outbox.pop_front()
+        {
+            match link.send_message(&cmd, &mut scratch) {
+                Ok(_) => inflight = Some(cmd),
+                Err(e) => {
+                    warn!(device = %ctx.cfg.id, kind = cmd.kind(), error = %e, "command does not fit the device link; dropped");
+                    if let Downlink::Print(job) = &cmd {
+                        ctx.print_result(
+                            &job.job_id,
+                            Err("job too large for the device link".to_owned()),
+                        );
                     }
                 }
             }

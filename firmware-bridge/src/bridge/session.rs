@@ -234,10 +234,10 @@ pub async fn run(
     let mut notes_open = true;
 
     loop {
-        if let Some(deadline) = stopping {
-            if !run.connected || Instant::now() >= deadline {
-                return;
-            }
+        if let Some(deadline) = stopping
+            && (!run.connected || Instant::now() >= deadline)
+        {
+            return;
         }
         // Waiting out a reconnect backoff: no network, but keep taking notes.
         if let Some(at) = retry_at {
@@ -468,8 +468,8 @@ impl Run {
                 .to_owned()
             })),
         };
-        if let Ok(payload) = json::to_vec(&hb) {
-            if self
+        if let Ok(payload) = json::to_vec(&hb)
+            && self
                 .client
                 .try_publish(
                     self.cfg.topics.evt.clone(),
@@ -478,9 +478,8 @@ impl Run {
                     payload,
                 )
                 .is_ok()
-            {
-                self.tracker.queued(Tag::Volatile);
-            }
+        {
+            self.tracker.queued(Tag::Volatile);
         }
     }
 
@@ -498,20 +497,19 @@ impl Run {
             Err(e) => {
                 warn!(device = %self.cfg.device, error = %e, "bad command payload; ignored");
                 // A print job we cannot read still gets an answer, so the node does not wait.
-                if self.cfg.class == DeviceClass::Printer {
-                    if let Some(job_id) = print_job_id(payload) {
-                        let result = PrintResult {
-                            v: VERSION,
-                            re: job_id,
-                            status: PrintStatus::Error,
-                            error: Some(format!("bad print job: {e}")),
-                        };
-                        if let Ok(bytes) = json::to_vec(&result) {
-                            if let Some(Ok(_)) = self.with_spool(|s| s.push(Channel::Reply, bytes))
-                            {
-                                self.pump();
-                            }
-                        }
+                if self.cfg.class == DeviceClass::Printer
+                    && let Some(job_id) = print_job_id(payload)
+                {
+                    let result = PrintResult {
+                        v: VERSION,
+                        re: job_id,
+                        status: PrintStatus::Error,
+                        error: Some(format!("bad print job: {e}")),
+                    };
+                    if let Ok(bytes) = json::to_vec(&result)
+                        && let Some(Ok(_)) = self.with_spool(|s| s.push(Channel::Reply, bytes))
+                    {
+                        self.pump();
                     }
                 }
             }

@@ -517,18 +517,16 @@ mod tests {
                     a.send(&msgs[next]).unwrap();
                     next += 1;
                 }
-                if let Some(bytes) = a.poll_transmit(now).unwrap().map(<[u8]>::to_vec) {
-                    if let Some(bytes) = line(&bytes) {
+                if let Some(bytes) = a.poll_transmit(now).unwrap().map(<[u8]>::to_vec)
+                    && let Some(bytes) = line(&bytes) {
                         for g in deliver(&bytes, &mut db, &mut b) {
                             if let Got::Data(p) = g { delivered.push(p); }
                         }
                     }
-                }
-                if let Some(bytes) = b.poll_transmit(now).unwrap().map(<[u8]>::to_vec) {
-                    if let Some(bytes) = line(&bytes) {
+                if let Some(bytes) = b.poll_transmit(now).unwrap().map(<[u8]>::to_vec)
+                    && let Some(bytes) = line(&bytes) {
                         deliver(&bytes, &mut da, &mut a);
                     }
-                }
                 if next == msgs.len() && a.can_send() {
                     break;
                 }

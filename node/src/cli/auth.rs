@@ -23,7 +23,7 @@ use std::time::Duration;
 use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
 use wms_node::outbox::admin::ClientError;
-use wms_node::store::{Store, StoreError};
+use wms_node::store::{OpenError, Store};
 use wms_node::taobao::admin::AuthClient;
 use wms_node::taobao::login::receive_redirect;
 use wms_node::taobao::oauth::{OAuthClient, OAuthError};
@@ -376,7 +376,7 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
     let path = opts.path.clone();
     match Store::open(opts, Alerts::new()) {
         Ok(s) => Ok(s),
-        Err(StoreError::InUse { .. }) => Err(anyhow::anyhow!(
+        Err(OpenError::InUse { .. }) => Err(anyhow::anyhow!(
             "the node is running and holds {}; stop it (e.g. `systemctl stop wms-node`), run \
              this command, then start it again (queued shipments and stock updates are kept)",
             path.display()

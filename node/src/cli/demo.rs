@@ -358,14 +358,14 @@ mod script {
             let Some(view) = sb.item(item.num_iid) else {
                 continue;
             };
-            if view.skus.is_empty() {
-                if let Some(code) = view.outer_id.clone() {
-                    out.push(Listing {
-                        num_iid: view.num_iid,
-                        sku_id: None,
-                        code,
-                    });
-                }
+            if view.skus.is_empty()
+                && let Some(code) = view.outer_id.clone()
+            {
+                out.push(Listing {
+                    num_iid: view.num_iid,
+                    sku_id: None,
+                    code,
+                });
             }
             for s in view.skus {
                 out.push(Listing {
@@ -387,16 +387,16 @@ mod script {
             let Some(view) = sb.item(item.num_iid) else {
                 continue;
             };
-            if view.skus.is_empty() {
-                if let Some(code) = &view.outer_id {
-                    csv.push_str(&format!(
-                        "{code},690000{:07},{},{},{},\n",
-                        view.num_iid % 10_000_000,
-                        view.title.replace(',', " "),
-                        view.num,
-                        view.num_iid
-                    ));
-                }
+            if view.skus.is_empty()
+                && let Some(code) = &view.outer_id
+            {
+                csv.push_str(&format!(
+                    "{code},690000{:07},{},{},{},\n",
+                    view.num_iid % 10_000_000,
+                    view.title.replace(',', " "),
+                    view.num,
+                    view.num_iid
+                ));
             }
             for s in &view.skus {
                 let code = s.outer_id.clone().unwrap_or_else(|| s.sku_id.to_string());
@@ -478,10 +478,10 @@ mod script {
             let ready = node.store.read(|r| {
                 let mut n = 0;
                 for (_, tid, _) in paid {
-                    if let Some(o) = wms::orders::read_order(r, &ShopId::main(), *tid as u64)? {
-                        if o.state == LocalState::Released {
-                            n += 1;
-                        }
+                    if let Some(o) = wms::orders::read_order(r, &ShopId::main(), *tid as u64)?
+                        && o.state == LocalState::Released
+                    {
+                        n += 1;
                     }
                 }
                 Ok(n)

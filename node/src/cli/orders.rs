@@ -15,7 +15,7 @@ use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
 use wms_node::ops::orders::{AdminError, OrdersAdmin, OrdersClient, SkuSyncer};
 use wms_node::outbox::admin::{AdminClient, ClientError};
-use wms_node::store::{Store, StoreError};
+use wms_node::store::{OpenError, Store};
 use wms_node::wms::view::{OrderFilter, OrderView};
 use wms_node::wms::{Bus, ShopId};
 
@@ -103,7 +103,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backend> {
     }
     let opts = config.store_options();
     let path = opts.path.clone();
-    if !path.exists() {
+    if !opts.exists() {
         bail!(
             "no database at {} (has the node run with this node.data_dir?)",
             path.display()
@@ -112,7 +112,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backend> {
     let alerts = Alerts::new();
     let store = match Store::open(opts, alerts.clone()) {
         Ok(s) => s,
-        Err(StoreError::InUse { .. }) => bail!(
+        Err(OpenError::InUse { .. }) => bail!(
             "{} is in use by a running node, but its admin API at {url} did not answer; check \
              [http] listen in the config",
             path.display()
@@ -340,10 +340,10 @@ fn render_list(list: &[OrderView], limit: usize) -> String {
             skus.join(" ")
         );
     }
-    if list.len() >= limit {
-        if let Some(last) = list.last() {
-            let _ = writeln!(out, "(more: --before {})", last.tid);
-        }
+    if list.len() >= limit
+        && let Some(last) = list.last()
+    {
+        let _ = writeln!(out, "(more: --before {})", last.tid);
     }
     out
 }

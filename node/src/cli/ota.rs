@@ -712,12 +712,11 @@ fn embedded_version(bytes: &[u8]) -> Option<String> {
     {
         let start = from + pos + PREFIX.len();
         let tail = &bytes[start..bytes.len().min(start + 64)];
-        if let Some(end) = tail.iter().position(|&b| b == 0) {
-            if let Ok(v) = std::str::from_utf8(&tail[..end]) {
-                if semver::Version::parse(v).is_ok() {
-                    return Some(v.to_owned());
-                }
-            }
+        if let Some(end) = tail.iter().position(|&b| b == 0)
+            && let Ok(v) = std::str::from_utf8(&tail[..end])
+            && semver::Version::parse(v).is_ok()
+        {
+            return Some(v.to_owned());
         }
         from = start;
     }

@@ -16,7 +16,7 @@ use wms_node::outbox::admin::{
     self, ActionResult, Admin, AdminClient, ClientError, ListFilter, ListPage, OpView, StateFilter,
     Stats,
 };
-use wms_node::store::{Store, StoreError, StoreOptions};
+use wms_node::store::{OpenError, Store, StoreOptions};
 
 /// `wms-node queue` options.
 #[derive(Debug, Args)]
@@ -125,7 +125,7 @@ async fn connect(store: StoreOptions, admin_url: Option<String>) -> anyhow::Resu
         }
     }
     let path = store.path.clone();
-    if !path.exists() {
+    if !store.exists() {
         bail!(
             "no database at {} (has the node run with this node.data_dir?)",
             path.display()
@@ -133,7 +133,7 @@ async fn connect(store: StoreOptions, admin_url: Option<String>) -> anyhow::Resu
     }
     match Store::open(store, Alerts::new()) {
         Ok(s) => Ok(Backend::Local(Admin::offline(s))),
-        Err(StoreError::InUse { .. }) => bail!(
+        Err(OpenError::InUse { .. }) => bail!(
             "{} is in use by a running node, but its admin API{} did not answer; check \
              [http] listen in the config",
             path.display(),

@@ -161,10 +161,10 @@ impl WaybillConfig {
                 "must be at most 256 characters".into(),
             );
         }
-        if !w.template_url.is_empty() {
-            if let Err(e) = super::http_url(&w.template_url) {
-                bad("waybill.template_url", e);
-            }
+        if !w.template_url.is_empty()
+            && let Err(e) = super::http_url(&w.template_url)
+        {
+            bad("waybill.template_url", e);
         }
         if !matches!(w.order_channels_type.as_str(), "TB" | "TM") {
             bad(

@@ -434,13 +434,12 @@ impl Loader<'_> {
             }
             // An environment value read as TOML (a number, a date) where a string is wanted:
             // use the raw text instead. Only once per key.
-            if let Some(raw) = self.env_raw.remove(&dotted) {
-                if let Some(slot) = lookup_mut(&mut value, &path) {
-                    if !slot.is_str() {
-                        *slot = toml::Value::String(raw);
-                        continue;
-                    }
-                }
+            if let Some(raw) = self.env_raw.remove(&dotted)
+                && let Some(slot) = lookup_mut(&mut value, &path)
+                && !slot.is_str()
+            {
+                *slot = toml::Value::String(raw);
+                continue;
             }
             let message = if path.len() == 1 {
                 format!("must be a table: write [{dotted}] on a line of its own, its keys below")

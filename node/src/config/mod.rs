@@ -138,8 +138,10 @@ pub struct StoreConfig {
     pub cap_policy: CapPolicy,
     /// Fractions of `max_bytes` at which a `store_cap` alert is raised, ascending.
     pub cap_alert_thresholds: Vec<f64>,
-    /// How long a write may wait for others to share its fsync (group commit). Longer waits
-    /// mean fewer fsyncs (less flash wear) but slower scan feedback.
+    /// How long a write that finds the writer idle may wait for others to share its fsync.
+    /// 0 (the default): none; under load writes share a commit anyway (those that arrive
+    /// while one runs form the next), and waiting would only add to every lone scan's time.
+    /// Longer means fewer fsyncs at light load (less flash wear) but slower scan feedback.
     #[serde(with = "humantime_serde")]
     pub group_commit_max_wait: Duration,
     /// The most writes committed in one transaction.
@@ -153,11 +155,11 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            cache_size: ByteSize::mib(32),
+            cache_size: ByteSize::mib(16),
             max_bytes: ByteSize::mib(256),
             cap_policy: CapPolicy::RejectNew,
             cap_alert_thresholds: vec![0.8, 0.95],
-            group_commit_max_wait: Duration::from_millis(2),
+            group_commit_max_wait: Duration::ZERO,
             group_commit_max_batch: 1024,
             quick_repair: true,
         }
@@ -523,14 +525,12 @@ impl Default for OtaConfig {
 /// The longest `outbox.shutdown_grace` that still lets the node stop within 5 s.
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
-/// The database file's name inside `node.data_dir`.
-pub const STORE_FILE: &str = "wms-node.redb";
-
 impl Config {
-    /// How to open the store: `<data_dir>/wms-node.redb` with the `[store]` settings.
+    /// How to open the store: `<data_dir>/wms-node.v3.redb` (converted from an earlier
+    /// release's `wms-node.redb` if need be) with the `[store]` settings.
     pub fn store_options(&self) -> crate::store::StoreOptions {
         let s = &self.store;
-        let mut o = crate::store::StoreOptions::new(self.node.data_dir.join(STORE_FILE));
+        let mut o = crate::store::StoreOptions::in_dir(&self.node.data_dir);
         o.cache_size = s.cache_size.bytes();
         o.max_bytes = s.max_bytes.bytes();
         o.cap_policy = s.cap_policy;
@@ -681,8 +681,10 @@ impl Config {
     /// not parse are left out here; [`Config::validate`] reports them.
     pub fn ota_options(&self) -> crate::ota::OtaOptions {
         let o = &self.ota;
-        let mut opts =
-            crate::ota::OtaOptions::new(&self.node.data_dir, self.node.data_dir.join(STORE_FILE));
+        let mut opts = crate::ota::OtaOptions::new(
+            &self.node.data_dir,
+            self.node.data_dir.join(crate::store::FILE),
+        );
         opts.public_keys = crate::ota::TrustedKeys(
             o.public_keys
                 .iter()
@@ -833,10 +835,10 @@ pub fn launch_options(path: &Path) -> (crate::ota::launch::LaunchOptions, Vec<St
     let mut data_dir = value("node", "data_dir")
         .map(PathBuf::from)
         .unwrap_or(defaults.node.data_dir);
-    if data_dir.is_relative() {
-        if let Some(base) = path.parent() {
-            data_dir = base.join(data_dir);
-        }
+    if data_dir.is_relative()
+        && let Some(base) = path.parent()
+    {
+        data_dir = base.join(data_dir);
     }
     let gate_timeout = match value("ota", "gate_timeout") {
         Some(v) => humantime::parse_duration(&v).unwrap_or_else(|e| {
@@ -856,7 +858,7 @@ pub fn launch_options(path: &Path) -> (crate::ota::launch::LaunchOptions, Vec<St
     };
     (
         crate::ota::launch::LaunchOptions {
-            store_path: data_dir.join(STORE_FILE),
+            store_path: data_dir.join(crate::store::FILE),
             data_dir,
             gate_timeout,
             trial_attempts,
@@ -1026,10 +1028,10 @@ impl TaobaoConfig {
         if let Err(e) = http_url(&t.oauth_url) {
             bad("taobao.oauth_url", e);
         }
-        if let Some(uri) = &t.redirect_uri {
-            if let Err(e) = http_url(uri) {
-                bad("taobao.redirect_uri", e);
-            }
+        if let Some(uri) = &t.redirect_uri
+            && let Err(e) = http_url(uri)
+        {
+            bad("taobao.redirect_uri", e);
         }
         if t.app_key.trim().is_empty() {
             bad(
@@ -1242,7 +1244,18 @@ mod tests {
         c.store.group_commit_max_batch = 64;
         c.store.cap_policy = CapPolicy::DropOldest;
         let o = c.store_options();
-        assert_eq!(o.path, std::path::Path::new("/data").join(STORE_FILE));
+        assert_eq!(
+            o.path,
+            std::path::Path::new("/data").join(crate::store::FILE)
+        );
+        assert_eq!(
+            o.legacy_path.as_deref(),
+            Some(
+                std::path::Path::new("/data")
+                    .join(crate::store::LEGACY_FILE)
+                    .as_path()
+            )
+        );
         assert!(!o.quick_repair);
         assert_eq!(o.group_commit_max_batch, 64);
         assert_eq!(o.cap_policy, CapPolicy::DropOldest);
@@ -1399,7 +1412,10 @@ mod tests {
         .unwrap();
         let (o, warnings) = launch_options(&path);
         assert_eq!(o.data_dir, dir.path().join("state"));
-        assert_eq!(o.store_path, dir.path().join("state").join(STORE_FILE));
+        assert_eq!(
+            o.store_path,
+            dir.path().join("state").join(crate::store::FILE)
+        );
         assert_eq!(o.gate_timeout, Duration::from_secs(90));
         assert_eq!(o.trial_attempts, 3);
         assert!(warnings.is_empty(), "{warnings:?}");

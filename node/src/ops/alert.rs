@@ -67,6 +67,14 @@ pub enum AlertCode {
     /// Undecodable records were moved to quarantine; the node carries on without them. See
     /// `wms-node queue stats`.
     StoreQuarantine,
+    /// An earlier release ran on its store (`wms-node.redb`) after this one had converted it,
+    /// so it was converted again; this release's previous file was set aside. Check what was
+    /// queued only there (docs/OPERATIONS.md, *Upgrading from a release before redb 5*).
+    StoreSuperseded,
+    /// The store cannot write because of an I/O error (a failing card or disk); it reopens
+    /// itself until it can. Check the device (`dmesg`); if it keeps failing, replace the card
+    /// and restore a backup.
+    StoreIo,
     /// The last OTA update failed (download, verification or install) or its trial boot was
     /// rolled back; the node runs the previous build. `wms-node ota status` says why.
     OtaFailed,
@@ -123,7 +131,7 @@ pub enum AlertCode {
 
 impl AlertCode {
     /// Every code, in number order.
-    pub const ALL: [AlertCode; 32] = [
+    pub const ALL: [AlertCode; 34] = [
         AlertCode::Reauthorize,
         AlertCode::TokenExpiry,
         AlertCode::TaobaoCallBudget,
@@ -137,6 +145,8 @@ impl AlertCode {
         AlertCode::StoreCap,
         AlertCode::StoreDiskFull,
         AlertCode::StoreQuarantine,
+        AlertCode::StoreSuperseded,
+        AlertCode::StoreIo,
         AlertCode::OtaFailed,
         AlertCode::UnmappedSku,
         AlertCode::PullParcel,
@@ -174,6 +184,8 @@ impl AlertCode {
             AlertCode::StoreCap => "store_cap",
             AlertCode::StoreDiskFull => "store_disk_full",
             AlertCode::StoreQuarantine => "store_quarantine",
+            AlertCode::StoreSuperseded => "store_superseded",
+            AlertCode::StoreIo => "store_io",
             AlertCode::OtaFailed => "ota_failed",
             AlertCode::UnmappedSku => "unmapped_sku",
             AlertCode::PullParcel => "pull_parcel",
@@ -213,6 +225,8 @@ impl AlertCode {
             AlertCode::StoreCap => 301,
             AlertCode::StoreDiskFull => 302,
             AlertCode::StoreQuarantine => 303,
+            AlertCode::StoreSuperseded => 304,
+            AlertCode::StoreIo => 305,
             AlertCode::OtaFailed => 401,
             AlertCode::UnmappedSku => 501,
             AlertCode::PullParcel => 502,
@@ -244,6 +258,7 @@ impl AlertCode {
             | AlertCode::ShippedClosedTrade
             | AlertCode::OutboxPaused
             | AlertCode::StoreDiskFull
+            | AlertCode::StoreIo
             | AlertCode::PullParcel
             | AlertCode::CourierInterception
             | AlertCode::DeadlineOutage
@@ -257,6 +272,7 @@ impl AlertCode {
             | AlertCode::OutboxDropped
             | AlertCode::StoreCap
             | AlertCode::StoreQuarantine
+            | AlertCode::StoreSuperseded
             | AlertCode::OtaFailed
             | AlertCode::UnmappedSku
             | AlertCode::ShippedElsewhere

@@ -96,6 +96,14 @@ const HELP: &[(&str, &str)] = &[
         "Group commits that failed (their writers got the error).",
     ),
     (
+        "wms_node_store_writable",
+        "1 while the store accepts writes; 0 after a full disk or an I/O error, until it has reopened itself.",
+    ),
+    (
+        "wms_node_store_reopens_total",
+        "Attempts to reopen the store after a failure, by `result` (`ok`, `failed`).",
+    ),
+    (
         "wms_node_store_quarantined_records_total",
         "Undecodable records moved to quarantine, by `table`.",
     ),

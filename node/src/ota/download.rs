@@ -245,13 +245,13 @@ async fn attempt(
             }));
         }
     }
-    if let Some(len) = resp.content_length() {
-        if have.saturating_add(len) > size {
-            return Err(Err(OtaError::WrongSize {
-                expected: size,
-                got: have.saturating_add(len),
-            }));
-        }
+    if let Some(len) = resp.content_length()
+        && have.saturating_add(len) > size
+    {
+        return Err(Err(OtaError::WrongSize {
+            expected: size,
+            got: have.saturating_add(len),
+        }));
     }
     let mut resp = resp;
     let mut unsynced = 0u64;

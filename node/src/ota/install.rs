@@ -153,23 +153,23 @@ impl Installer {
     ) -> Result<Installed, OtaError> {
         let paths = self.opts.paths();
         let result = self.apply_inner(&paths, signed, options, reporter).await;
-        if let Err(e) = &result {
-            if !matches!(e, OtaError::Busy { .. }) {
-                let version = super::TrustedKeys::verify(&self.opts.public_keys, signed)
-                    .ok()
-                    .map(|m| m.version);
-                let reason = e.to_string();
-                tracing::warn!(version = ?version, "update not installed: {reason}");
-                // Best effort: the error itself is what the caller reports.
-                let _ = State::update(&paths, |s| {
-                    s.last = Some(Outcome::Failed {
-                        version,
-                        reason,
-                        at_ms: super::now_ms(),
-                    });
-                    Ok(())
+        if let Err(e) = &result
+            && !matches!(e, OtaError::Busy { .. })
+        {
+            let version = super::TrustedKeys::verify(&self.opts.public_keys, signed)
+                .ok()
+                .map(|m| m.version);
+            let reason = e.to_string();
+            tracing::warn!(version = ?version, "update not installed: {reason}");
+            // Best effort: the error itself is what the caller reports.
+            let _ = State::update(&paths, |s| {
+                s.last = Some(Outcome::Failed {
+                    version,
+                    reason,
+                    at_ms: super::now_ms(),
                 });
-            }
+                Ok(())
+            });
         }
         result
     }

@@ -97,12 +97,12 @@ pub fn prepare(
             return package_choice;
         }
     };
-    if let Some(trial) = state.trial.clone() {
-        if let Err(e) = run_trial(opts, &paths, trial, gate) {
-            // The state could not be written: the trial cannot be run safely (its attempts
-            // would not be counted). Run what was committed.
-            tracing::error!("OTA trial not run: {e}");
-        }
+    if let Some(trial) = state.trial.clone()
+        && let Err(e) = run_trial(opts, &paths, trial, gate)
+    {
+        // The state could not be written: the trial cannot be run safely (its attempts
+        // would not be counted). Run what was committed.
+        tracing::error!("OTA trial not run: {e}");
     }
     let state = State::load(&paths).unwrap_or_default();
     let choice = match state::choose(&state, package_version) {
@@ -411,7 +411,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opts = LaunchOptions {
             data_dir: dir.path().into(),
-            store_path: dir.path().join("wms-node.redb"),
+            store_path: dir.path().join("wms-node.v3.redb"),
             gate_timeout: Duration::from_secs(5),
             trial_attempts: 3,
         };
@@ -530,7 +530,7 @@ mod tests {
         assert_eq!(std::fs::read(&opts.store_path).unwrap(), b"old store");
         assert!(!paths.trial_store_copy().exists());
         assert_eq!(
-            std::fs::read(paths.rolled_back_dir().join("wms-node.redb")).unwrap(),
+            std::fs::read(paths.rolled_back_dir().join("wms-node.v3.redb")).unwrap(),
             b"migrated"
         );
     }

@@ -15,6 +15,12 @@
 //! that key can never overtake a previous one, even across a crash. An op that was in flight
 //! when the process died is simply still queued; it is delivered again with the same
 //! idempotency key.
+//!
+//! Nothing is sent that cannot be recorded as sent: while the store cannot write (a full
+//! disk, an I/O error; `Store::is_writable`) no attempt starts. An attempt that was already
+//! on its way when the store failed keeps its outcome in memory, its key busy, and is
+//! recorded once the store writes again, instead of being picked up and sent again. That is
+//! the store's problem, not the platform's: the link state is left alone.
 
 use super::cap::report_usage;
 use super::link::{Link, LinkState};
@@ -33,6 +39,9 @@ use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// How often a loop paused by a store that cannot write looks again.
+const STORE_POLL: Duration = Duration::from_millis(250);
+
 /// A `not_before` further ahead than this can only come from a clock that jumped back.
 const CLOCK_HORIZON: Duration = Duration::from_secs(24 * 3600);
 
@@ -47,6 +56,8 @@ struct Finished {
     /// The durable record of the outcome: `Ok(true)` if the op was still there.
     recorded: Result<bool, StoreError>,
     took: Duration,
+    /// A second try at recording an outcome the store could not record the first time.
+    again: bool,
 }
 
 struct Loop<S> {
@@ -62,6 +73,8 @@ struct Loop<S> {
     was_paused: bool,
     /// Where the next scan goes on after one that ran out of budget.
     cursor: Option<(u8, u64)>,
+    /// Delivered ops whose success the store could not record yet (their keys stay busy).
+    unrecorded: Vec<Finished>,
 }
 
 impl<Op: Operation> Outbox<Op> {
@@ -81,6 +94,7 @@ impl<Op: Operation> Outbox<Op> {
             backoff,
             was_paused: false,
             cursor: None,
+            unrecorded: Vec::new(),
         };
         self.shared.state().delivery.running = true;
         let mut health_tick = tokio::time::interval(Duration::from_secs(5));
@@ -146,6 +160,13 @@ impl<Op: Operation> Outbox<Op> {
             lp.link.reset();
         }
         let now = Instant::now();
+        if !self.shared.store.is_writable() {
+            // Nothing is sent that cannot be recorded as sent.
+            return Some(now + STORE_POLL);
+        }
+        if !lp.unrecorded.is_empty() {
+            self.record_again(lp);
+        }
         let slots = lp
             .link
             .max_in_flight(cfg.concurrency)
@@ -296,9 +317,28 @@ impl<Op: Operation> Outbox<Op> {
                 outcome,
                 recorded,
                 took,
+                again: false,
             }
         });
         lp.running.insert(handle.id(), (seq, fifo_key));
+    }
+
+    /// Records again the outcomes the store could not record (it writes again now).
+    fn record_again<S: Sink<Op>>(&self, lp: &mut Loop<S>) {
+        for f in std::mem::take(&mut lp.unrecorded) {
+            let store = self.shared.store.clone();
+            let backoff = lp.backoff;
+            let key = (f.seq, f.fifo_key.clone());
+            let handle = lp.tasks.spawn(async move {
+                let recorded = record_outcome(&store, f.seq, 0, &f.outcome, backoff).await;
+                Finished {
+                    recorded,
+                    again: true,
+                    ..f
+                }
+            });
+            lp.running.insert(handle.id(), key);
+        }
     }
 
     /// An attempt task ended: release its key, count it, act on its outcome, refresh the
@@ -318,13 +358,19 @@ impl<Op: Operation> Outbox<Op> {
         };
         lp.busy.remove(&f.fifo_key);
         self.shared.state().in_flight.remove(&f.seq);
-        count_attempt(&f);
+        if !f.again {
+            count_attempt(&f);
+        }
         if let Err(e) = &f.recorded {
-            // The op is still queued as it was; slow down so a failing disk is not hammered
-            // with re-deliveries.
-            tracing::error!(seq = f.seq, error = %e, "could not record an outbox attempt's outcome");
-            lp.link.on_retry(Instant::now(), None, rand::random());
-            self.note_failure(&lp.link, format!("store: {e}"));
+            // The store failed, not the platform: the link is left alone, and the loop starts
+            // nothing until the store writes again. A delivered op must not be sent again
+            // because its success was not recorded: it keeps its key and waits to be recorded.
+            tracing::error!(seq = f.seq, error = %e,
+                "could not record an outbox attempt's outcome; waiting for the store");
+            if matches!(f.outcome, Outcome::Done | Outcome::AlreadyDone) {
+                lp.busy.insert(f.fifo_key.clone());
+                lp.unrecorded.push(f);
+            }
             return;
         }
         match &f.outcome {

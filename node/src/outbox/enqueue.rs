@@ -4,7 +4,7 @@
 
 use super::Operation;
 use super::cap::report_usage;
-use super::error::EnqueueError;
+use super::error::{EnqueueError, Refusal};
 use super::queue::{Enqueued, Outbox, Shared};
 use super::record;
 use crate::ops::alert::{AlertCode, Severity};
@@ -17,7 +17,7 @@ use std::time::Duration;
 /// An `enqueue_now` caller's op and where its result goes.
 pub(super) struct Waiting {
     op: Arc<Prepared>,
-    reply: tokio::sync::oneshot::Sender<Result<Enqueued, StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Enqueued, Refusal>>,
 }
 
 pub(super) struct WaitingOps {
@@ -61,7 +61,7 @@ impl Prepared {
 /// Why one op of a group was not enqueued.
 enum Failure {
     /// Refused before anything was written: only this op fails.
-    Refused(StoreError),
+    Refused(Refusal),
     /// Failed while writing: the transaction holds part of it.
     Failed(StoreError),
 }
@@ -72,12 +72,14 @@ impl<Op: Operation> Outbox<Op> {
     /// [`Store::write`](crate::store::Store::write) closure; the op is acknowledged when that write resolves.
     ///
     /// On error nothing of the op was written and the op is handed back; the closure should
-    /// return the error (`?` converts it), so its own writes are not committed either.
+    /// return the error, so its own writes are not committed either. The closure's error type
+    /// is the caller's own (see [`Store::write`](crate::store::Store::write)): one with a
+    /// variant for an [`EnqueueError`] (`?` converts it) gets the refusal back as it was.
     pub fn enqueue(&self, txn: &WriteTransaction, op: Op) -> Result<Enqueued, EnqueueError<Op>> {
-        match Prepared::of(&op).and_then(|p| self.enqueue_in(txn, &p)) {
-            Ok(e) => Ok(e),
-            Err(e) => Err(EnqueueError::from_store(e, op)),
-        }
+        let enqueued = Prepared::of(&op)
+            .map_err(Refusal::from)
+            .and_then(|p| self.enqueue_in(txn, &p));
+        enqueued.map_err(|e| EnqueueError::new(e, op))
     }
 
     /// Enqueues `op` in a transaction of its own; resolves once it is durable. Under the
@@ -95,11 +97,11 @@ impl<Op: Operation> Outbox<Op> {
         let prepared =
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Prepared::of(&op))) {
                 Ok(Ok(p)) => Arc::new(p),
-                Ok(Err(e)) => return Err(EnqueueError::from_store(e, op)),
+                Ok(Err(e)) => return Err(EnqueueError::new(e.into(), op)),
                 // As inside a write: a panicking op method is that op's error, not the caller's.
                 Err(_) => {
                     let e = StoreError::Panicked("an Operation method panicked".into());
-                    return Err(EnqueueError::from_store(e, op));
+                    return Err(EnqueueError::new(e.into(), op));
                 }
             };
         loop {
@@ -108,10 +110,10 @@ impl<Op: Operation> Outbox<Op> {
                 op: prepared.clone(),
                 reply,
             }]);
-            let result = rx.await.unwrap_or(Err(StoreError::Closed));
+            let result = rx.await.unwrap_or(Err(StoreError::Closed.into()));
             match result {
                 Ok(e) => return Ok(e),
-                Err(StoreError::CapReached { .. })
+                Err(Refusal::Full { .. })
                     if self.shared.store.options().cap_policy == CapPolicy::Block =>
                 {
                     // Paused producer: wait for a delivery to free room (or re-check now
@@ -119,7 +121,7 @@ impl<Op: Operation> Outbox<Op> {
                     let room = self.shared.room.notified();
                     let _ = tokio::time::timeout(Duration::from_secs(1), room).await;
                 }
-                Err(e) => return Err(EnqueueError::from_store(e, op)),
+                Err(e) => return Err(EnqueueError::new(e, op)),
             }
         }
     }
@@ -179,7 +181,7 @@ impl<Op: Operation> Outbox<Op> {
             this.enqueue_group(txn, ops, running)
         };
         let this = self.clone();
-        let answer = move |result: Result<Vec<Result<Enqueued, StoreError>>, StoreError>| {
+        let answer = move |result: Result<Vec<Result<Enqueued, Refusal>>, StoreError>| {
             let mut g = state.lock().unwrap_or_else(|e| e.into_inner());
             let running = g.running.take();
             let Some(ops) = g.ops.take() else {
@@ -193,7 +195,7 @@ impl<Op: Operation> Outbox<Op> {
                     std::mem::take(&mut w.ops)
                 };
                 for op in all {
-                    let _ = op.reply.send(Err(e.clone()));
+                    let _ = op.reply.send(Err(e.clone().into()));
                 }
                 return;
             };
@@ -211,7 +213,7 @@ impl<Op: Operation> Outbox<Op> {
                     Some(i) if i < ops.len() => {
                         let mut rest = ops;
                         let failed = rest.remove(i);
-                        let _ = failed.reply.send(Err(e));
+                        let _ = failed.reply.send(Err(e.into()));
                         if !rest.is_empty() {
                             this.push_waiting_at(rest, false);
                         }
@@ -219,7 +221,7 @@ impl<Op: Operation> Outbox<Op> {
                     // The commit failed: every op of it did.
                     _ => {
                         for op in ops {
-                            let _ = op.reply.send(Err(e.clone()));
+                            let _ = op.reply.send(Err(e.clone().into()));
                         }
                     }
                 },
@@ -236,7 +238,7 @@ impl<Op: Operation> Outbox<Op> {
         txn: &WriteTransaction,
         ops: &[Waiting],
         running: &mut Option<usize>,
-    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<Enqueued, Refusal>>, StoreError> {
         *running = None;
         let mut meta_table = txn.open_table(store::META)?;
         let mut meta = record::load_meta_in(&meta_table)?;
@@ -276,16 +278,17 @@ impl<Op: Operation> Outbox<Op> {
         }
     }
 
-    fn enqueue_in(&self, txn: &WriteTransaction, op: &Prepared) -> Result<Enqueued, StoreError> {
+    fn enqueue_in(&self, txn: &WriteTransaction, op: &Prepared) -> Result<Enqueued, Refusal> {
         // Each table is opened once per enqueue: opening is a large part of its cost.
-        let mut meta_table = txn.open_table(store::META)?;
+        let mut meta_table = txn.open_table(store::META).map_err(StoreError::from)?;
         let mut meta = record::load_meta_in(&meta_table)?;
         let mut report = self.report();
         let enqueued = {
             let mut tables = record::Tables::open(txn)?;
             match self.enqueue_one(&mut tables, &mut meta, op, &mut report) {
                 Ok(e) => e,
-                Err(Failure::Refused(e) | Failure::Failed(e)) => return Err(e),
+                Err(Failure::Refused(e)) => return Err(e),
+                Err(Failure::Failed(e)) => return Err(e.into()),
             }
         };
         record::save_meta_in(&mut meta_table, &meta)?;
@@ -312,8 +315,8 @@ impl<Op: Operation> Outbox<Op> {
         // Everything is checked before anything is written, so a refused op leaves the
         // transaction untouched even if the caller swallows the error.
         let replaced = match &op.coalesce_key {
-            Some(ck) => match tables.coalesce_target(ck).map_err(Refused)? {
-                Some(seq) => match tables.peek(seq).map_err(Refused)? {
+            Some(ck) => match tables.coalesce_target(ck).map_err(|e| Refused(e.into()))? {
+                Some(seq) => match tables.peek(seq).map_err(|e| Refused(e.into()))? {
                     // Only within one FIFO key: otherwise the replacement could overtake an
                     // op the older one was ordered behind.
                     Some((env, len)) if env.fifo_key == op.fifo_key => Some((
@@ -344,13 +347,13 @@ impl<Op: Operation> Outbox<Op> {
             replaced: replaced.map(|(s, _)| s),
             op: &op.op,
         };
-        let raw = store::encode("outbox", &envelope).map_err(Refused)?;
+        let raw = store::encode("outbox", &envelope).map_err(|e| Refused(e.into()))?;
         let size = record::footprint(raw.len(), &op.fifo_key, op.coalesce_key.as_deref());
         let cap = opts.max_bytes;
         let used_after = meta.bytes - replaced.map_or(0, |(_, fp)| fp).min(meta.bytes) + size;
         let mut to_drop = Vec::new();
         if cap > 0 && used_after > cap && !critical {
-            let refuse = StoreError::CapReached {
+            let refuse = Refusal::Full {
                 used: meta.bytes,
                 cap,
             };
@@ -362,7 +365,7 @@ impl<Op: Operation> Outbox<Op> {
                 CapPolicy::DropOldest => {
                     to_drop = tables
                         .oldest_droppable(used_after - cap, replaced.map(|r| r.0))
-                        .map_err(Refused)?;
+                        .map_err(|e| Refused(e.into()))?;
                     if to_drop.is_empty() {
                         rejected(kind);
                         return Err(Refused(refuse));
@@ -491,7 +494,7 @@ mod tests {
     }
 
     fn outbox(dir: &tempfile::TempDir, max_bytes: u64) -> Outbox<Op> {
-        let mut o = StoreOptions::new(dir.path().join("wms-node.redb"));
+        let mut o = StoreOptions::new(dir.path().join(crate::store::FILE));
         o.max_bytes = max_bytes;
         o.group_commit_max_batch = 64;
         let store = Store::open(o, Alerts::new()).unwrap();

@@ -44,22 +44,32 @@ impl<Op> EnqueueError<Op> {
         }
     }
 
-    pub(crate) fn from_store(source: StoreError, op: Op) -> Self {
-        match source {
-            StoreError::CapReached { used, cap } => EnqueueError::Full { op, used, cap },
-            source => EnqueueError::Store { op, source },
+    pub(crate) fn new(why: Refusal, op: Op) -> Self {
+        match why {
+            Refusal::Full { used, cap } => EnqueueError::Full { op, used, cap },
+            Refusal::Store(source) => EnqueueError::Store { op, source },
         }
     }
 }
 
-/// Lets an enqueue inside a caller's [`Store::write`](crate::store::Store::write) closure
-/// use `?`: the op is dropped (the closure still owns its original), the cause is kept.
-impl<Op> From<EnqueueError<Op>> for StoreError {
-    fn from(e: EnqueueError<Op>) -> Self {
-        match e {
-            EnqueueError::Full { used, cap, .. } => StoreError::CapReached { used, cap },
-            EnqueueError::Store { source, .. } => source,
-        }
+/// Why an op was not queued, before the op is handed back in an [`EnqueueError`] (what the
+/// enqueue paths pass around inside the outbox).
+#[derive(Debug, Clone)]
+pub(crate) enum Refusal {
+    /// The byte cap refuses it (it is not critical).
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal::Store(e)
     }
 }
 

@@ -9,6 +9,7 @@ use crate::ops::alert::{AlertCode, Alerts, Severity};
 use crate::ops::health::Health;
 use crate::store::{Store, StoreError};
 use firmware_bridge::pace::Rate;
+use redb::ReadableTable;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::marker::PhantomData;

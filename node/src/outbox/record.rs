@@ -45,6 +45,52 @@ pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Rebuilds the two tuple-keyed indexes (`outbox_fifo`, `outbox_sched`) and the counters
+/// from the ops (schema step 2). redb 3 changed how a tuple holding a string is encoded, so
+/// these two tables of a store converted from redb 2.6 cannot be opened by redb 5
+/// (`TableTypeMismatch`); everything in them is also in the ops. A row that does not decode
+/// is moved to quarantine (it could not be indexed). Idempotent.
+pub fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.delete_table(OUTBOX_FIFO)?;
+    txn.delete_table(OUTBOX_SCHED)?;
+    let mut meta = load_meta(txn)?;
+    let (mut bytes, mut count) = (0, 0);
+    let mut broken = Vec::new();
+    {
+        let outbox = txn.open_table(OUTBOX)?;
+        let mut fifo = txn.open_table(OUTBOX_FIFO)?;
+        let mut sched = txn.open_table(OUTBOX_SCHED)?;
+        for row in outbox.iter()? {
+            let (k, v) = row?;
+            let seq = k.value();
+            match decode_envelope(v.value()) {
+                Ok(env) => {
+                    fifo.insert((env.fifo_key.as_str(), seq), ())?;
+                    sched.insert(
+                        (env.priority as u8, seq),
+                        (env.not_before_ms, env.fifo_key.as_str()),
+                    )?;
+                    bytes += footprint(v.value().len(), &env.fifo_key, env.coalesce_key.as_deref());
+                    count += 1;
+                    meta.next_seq = meta.next_seq.max(seq + 1);
+                }
+                Err(e) => broken.push((seq, v.value().to_vec(), e.to_string())),
+            }
+        }
+    }
+    if !broken.is_empty() {
+        let mut outbox = txn.open_table(OUTBOX)?;
+        for (seq, raw, reason) in broken {
+            outbox.remove(seq)?;
+            let reason = format!("envelope does not decode: {reason}");
+            store::quarantine::insert(txn, OUTBOX_NAME, &seq.to_string(), &reason, raw)?;
+        }
+    }
+    meta.bytes = bytes;
+    meta.count = count;
+    save_meta(txn, &meta)
+}
+
 /// One queued op with what the outbox knows about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -643,7 +689,7 @@ pub fn scan(
         std::collections::HashMap::new();
     let (first, second) = match from {
         Some(f) => (sched.range(f..)?, Some(sched.range(..f)?)),
-        None => (sched.range::<(u8, u64)>(..)?, None),
+        None => (sched.range(..)?, None),
     };
     for (looked, entry) in first.chain(second.into_iter().flatten()).enumerate() {
         let (k, v) = entry?;

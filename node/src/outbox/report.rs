@@ -81,6 +81,16 @@ impl<Op: Operation> Outbox<Op> {
                 ),
             );
         }
+        if !self.shared.store.is_writable() {
+            // The store's own check fails and says why; the outbox is only waiting for it.
+            return (
+                Status::Degraded,
+                format!(
+                    "delivery paused while the store cannot record it ({} ops queued)",
+                    u.count
+                ),
+            );
+        }
         if s.paused {
             return (
                 Status::Failing,

@@ -16,8 +16,8 @@
 //! error instead of misreading it, but keeps opening files whose changes were additive.
 
 use super::codec::{self, Bytes};
-use super::{StoreError, quarantine};
-use redb::{Database, Durability, TableDefinition, WriteTransaction};
+use super::{OpenError, StoreError, quarantine};
+use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 
 /// The store's own key/value table (other modules may add keys under their own prefix).
 pub const META: TableDefinition<&str, Bytes> = TableDefinition::new("meta");
@@ -41,12 +41,21 @@ pub struct Migration {
 }
 
 /// The migration path of this build. A fresh file is version 0.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    to: 1,
-    what: "initial layout: meta, quarantine and the outbox tables",
-    breaks_older_readers: true,
-    run: init_v1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        to: 1,
+        what: "initial layout: meta, quarantine and the outbox tables",
+        breaks_older_readers: true,
+        run: init_v1,
+    },
+    Migration {
+        to: 2,
+        what: "redb 5: the outbox's tuple-keyed indexes rebuilt in redb 3's tuple encoding",
+        // The file is redb 5's: no earlier release opens it (see `legacy.rs`).
+        breaks_older_readers: true,
+        run: crate::outbox::record::rebuild_indexes,
+    },
+];
 
 /// The schema version this build writes.
 pub fn current_version() -> u32 {
@@ -99,15 +108,17 @@ pub fn migrate(
     path: &std::path::Path,
     migrations: &[Migration],
     quick_repair: bool,
-) -> Result<Migrated, StoreError> {
-    let found = {
-        let r = db.begin_read()?;
-        read_versions(&r)?
-    };
+) -> Result<Migrated, OpenError> {
+    let setup = |e| OpenError::setup(path, e);
+    let found = db
+        .begin_read()
+        .map_err(StoreError::from)
+        .and_then(|r| read_versions(&r))
+        .map_err(setup)?;
     let supported = latest(migrations);
     if found.version > supported {
         if found.compat > supported {
-            return Err(StoreError::SchemaTooNew {
+            return Err(OpenError::SchemaTooNew {
                 path: path.to_owned(),
                 found: found.version,
                 compat: found.compat,
@@ -123,27 +134,26 @@ pub fn migrate(
     let mut version = found.version;
     let mut compat = found.compat;
     for m in migrations.iter().filter(|m| m.to > found.version) {
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        txn.set_quick_repair(quick_repair);
+        let txn = super::durable_txn(db, quick_repair)
+            .map_err(|source| OpenError::Migration { to: m.to, source })?;
         let new_compat = if m.breaks_older_readers { m.to } else { compat };
         let step = (m.run)(&txn)
             .and_then(|()| codec::put(&txn, META, VERSION_KEY, &m.to))
             .and_then(|()| codec::put(&txn, META, COMPAT_KEY, &new_compat));
-        if let Err(e) = step {
+        if let Err(source) = step {
             let _ = txn.abort();
-            return Err(StoreError::Migration {
-                to: m.to,
-                reason: e.to_string(),
-            });
+            return Err(OpenError::Migration { to: m.to, source });
         }
-        txn.commit()?;
+        txn.commit().map_err(|e| OpenError::Migration {
+            to: m.to,
+            source: e.into(),
+        })?;
         tracing::info!(to = m.to, what = m.what, "store migrated");
         version = m.to;
         compat = new_compat;
     }
     let _ = compat;
-    let store_id = ensure_store_id(db, quick_repair)?;
+    let store_id = ensure_store_id(db, quick_repair).map_err(setup)?;
     Ok(Migrated {
         from: found.version,
         to: version,
@@ -159,9 +169,7 @@ fn ensure_store_id(db: &Database, quick_repair: bool) -> Result<String, StoreErr
         }
     }
     let id = hex::encode(rand::random::<[u8; 8]>());
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate);
-    txn.set_quick_repair(quick_repair);
+    let txn = super::durable_txn(db, quick_repair)?;
     codec::put(&txn, META, STORE_ID_KEY, &id)?;
     codec::put(&txn, META, CREATED_KEY, &super::now_ms())?;
     txn.commit()?;

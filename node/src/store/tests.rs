@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const THINGS: TableDefinition<&str, Bytes> = TableDefinition::new("test_things");
 
 fn opts(dir: &tempfile::TempDir) -> StoreOptions {
-    StoreOptions::new(dir.path().join("wms-node.redb"))
+    StoreOptions::new(dir.path().join(crate::store::FILE))
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
@@ -52,7 +52,7 @@ async fn a_failing_closure_commits_nothing_and_its_batch_mates_still_commit() {
     for (i, t) in tasks.into_iter().enumerate() {
         let r = t.await.unwrap();
         let i = i as u32;
-        match (i % 3 == 0, i == 7) {
+        match (i.is_multiple_of(3), i == 7) {
             (true, _) => assert!(matches!(r, Err(StoreError::Aborted(_))), "{i}: {r:?}"),
             (_, true) => assert!(matches!(r, Err(StoreError::Panicked(_))), "{i}: {r:?}"),
             _ => assert_eq!(r.unwrap(), i),
@@ -139,7 +139,7 @@ async fn an_undecodable_record_is_reported_then_moved_to_quarantine() {
             // A string claiming 5 bytes and carrying none.
             t.insert("bad", [5u8].as_slice())?;
             t.insert("good", postcard::to_allocvec("fine").unwrap().as_slice())?;
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .await
         .unwrap();
@@ -183,7 +183,7 @@ async fn a_record_fixed_before_the_move_is_left_alone() {
     store
         .write(|txn| {
             txn.open_table(THINGS)?.insert("k", [5u8].as_slice())?;
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .await
         .unwrap();
@@ -195,7 +195,7 @@ async fn a_record_fixed_before_the_move_is_left_alone() {
         })
         .await
         .unwrap();
-    store.write(|_| Ok(())).await.unwrap();
+    store.write(|_| Ok::<_, StoreError>(())).await.unwrap();
     assert_eq!(store.read(quarantine::count).unwrap(), 0);
     let v: Option<String> = store.read(|r| get(r, THINGS, "k")).unwrap();
     assert_eq!(v.as_deref(), Some("repaired"));
@@ -206,10 +206,7 @@ async fn a_second_open_of_the_same_file_says_in_use_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let second = Store::open(opts(&dir), Alerts::new());
-    assert!(
-        matches!(second, Err(StoreError::InUse { .. })),
-        "{second:?}"
-    );
+    assert!(matches!(second, Err(OpenError::InUse { .. })), "{second:?}");
     drop(store);
     // Dropping the last handle releases the file.
     let again = Store::open(opts(&dir), Alerts::new());
@@ -307,7 +304,7 @@ async fn an_older_build_opens_a_compatible_newer_file_and_refuses_an_incompatibl
     drop(Store::open(opts(&dir), Alerts::new()).unwrap());
     drop(Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 2)).unwrap());
     match Store::open(opts(&dir), Alerts::new()) {
-        Err(StoreError::SchemaTooNew {
+        Err(OpenError::SchemaTooNew {
             found, supported, ..
         }) => {
             assert_eq!(found, base + 2);
@@ -330,9 +327,57 @@ async fn a_failed_migration_step_leaves_the_previous_version_and_is_retried() {
         run: failing_step,
     });
     let r = Store::open_with(opts(&dir), Alerts::new(), &broken);
-    assert!(matches!(r, Err(StoreError::Migration { to, .. }) if to == base + 1));
+    assert!(matches!(r, Err(OpenError::Migration { to, .. }) if to == base + 1));
     let s = Store::open_with(opts(&dir), Alerts::new(), &path_to(base + 1)).unwrap();
     assert_eq!(s.read(schema::read_versions).unwrap().version, base + 1);
+}
+
+#[tokio::test]
+async fn opening_compacts_a_file_that_is_mostly_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&dir);
+    // Nothing is compacted below the threshold (the default, 64 MiB, is far above this file).
+    o.compact_free_bytes = 1 << 20;
+    let store = Store::open(o.clone(), Alerts::new()).unwrap();
+    let value = vec![7u8; 4000];
+    for chunk in 0..10u32 {
+        let v = value.clone();
+        store
+            .write(move |txn| {
+                let mut t = txn.open_table(THINGS)?;
+                for i in 0..500u32 {
+                    t.insert(format!("{chunk}-{i}").as_str(), v.as_slice())?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .write(|txn| {
+            txn.open_table(THINGS)?.retain(|k, _| k == "0-0")?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let grown = store.file_bytes();
+    store.close().await.unwrap();
+    assert!(grown > 16 << 20, "the file grew to {grown} bytes");
+
+    let store = Store::open(o, Alerts::new()).unwrap();
+    let compacted = store.file_bytes();
+    assert!(
+        compacted < grown / 4,
+        "compacted from {grown} to {compacted} bytes"
+    );
+    let n = store
+        .read(|r| {
+            use redb::ReadableTableMetadata;
+            Ok(r.open_table(THINGS)?.len()?)
+        })
+        .unwrap();
+    assert_eq!(n, 1, "what was left is still there");
+    store.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -360,7 +405,7 @@ async fn a_migration_keeps_a_copy_the_previous_build_opens_and_no_migration_keep
     assert!(copy.is_file());
     assert!(matches!(
         Store::open(opts(&dir), Alerts::new()),
-        Err(StoreError::SchemaTooNew { .. })
+        Err(OpenError::SchemaTooNew { .. })
     ));
     // The copy is the file as today's build left it: today's build opens it, data intact.
     let old = Store::open(StoreOptions::new(&copy), Alerts::new()).unwrap();

@@ -24,11 +24,17 @@
 //!
 //! Records that readers found undecodable are moved to quarantine at the start of the next
 //! batch, in the same transaction.
+//!
+//! A commit that fails in the storage (a full disk, an I/O error) puts the writer in its
+//! failing state: it answers every job at once with the failure, and from time to time
+//! closes and reopens the database and makes a probe commit; when that works it writes again
+//! (see "When the disk fails" in `store/mod.rs`). The thread is the only one that ever swaps
+//! the database handle, so a batch never runs on a handle being closed.
 
 use super::codec::{self, Hook, PendingQuarantine, QuarantineQueue};
-use super::{StoreError, quarantine};
+use super::{DbSlot, OpenError, StoreError, StoreHealth, StoreOptions, quarantine};
 use crate::ops::alert::{AlertCode, Alerts, Severity};
-use redb::{Database, Durability, WriteTransaction};
+use redb::{Database, WriteTransaction};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -36,39 +42,69 @@ use std::time::{Duration, Instant};
 
 /// A unit of work for the writer.
 pub(crate) trait Job: Send {
-    /// Runs inside the batch's transaction; may be called more than once.
-    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError>;
+    /// Runs inside the batch's transaction; may be called more than once. `Err(JobFailed)`:
+    /// the job's closure failed (the job keeps its own error to answer with).
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), JobFailed>;
     /// Tells the caller the final result (after the commit, or the failure).
-    fn answer(self: Box<Self>, result: Result<(), StoreError>);
+    fn answer(self: Box<Self>, end: JobEnd);
+}
+
+/// A job's closure returned its error (kept by the job).
+pub(crate) struct JobFailed;
+
+/// How a job ended, as far as the writer knows.
+pub(crate) enum JobEnd {
+    /// Its writes are durable.
+    Committed,
+    /// Its closure failed: nothing of it was committed; it answers with its own error.
+    Failed,
+    /// The store failed it (the commit failed, its closure panicked, the store closed).
+    Store(StoreError),
 }
 
 /// A caller's closure and what to do with its result, on the writer thread: send it to the
 /// waiting caller ([`Store::write`](super::Store::write)) or anything else
-/// ([`Store::submit`](super::Store::submit)).
-pub(crate) struct Callback<R, F, A> {
+/// ([`Store::submit`](super::Store::submit)). The closure's error type is the caller's own
+/// (anything a [`StoreError`] converts into), so a refusal by a module above the store, such
+/// as the outbox's byte cap, reaches the caller typed.
+pub(crate) struct Callback<R, E, F, A> {
     pub f: F,
-    pub value: Option<R>,
+    pub outcome: Option<Result<R, E>>,
     pub answer: A,
 }
 
-impl<R, F, A> Job for Callback<R, F, A>
+impl<R, E, F, A> Callback<R, E, F, A> {
+    pub fn new(f: F, answer: A) -> Self {
+        Callback {
+            f,
+            outcome: None,
+            answer,
+        }
+    }
+}
+
+impl<R, E, F, A> Job for Callback<R, E, F, A>
 where
-    F: FnMut(&WriteTransaction) -> Result<R, StoreError> + Send,
-    A: FnOnce(Result<R, StoreError>) + Send,
+    F: FnMut(&WriteTransaction) -> Result<R, E> + Send,
+    A: FnOnce(Result<R, E>) + Send,
+    E: From<StoreError> + Send,
     R: Send,
 {
-    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
-        self.value = None;
-        self.value = Some((self.f)(txn)?);
-        Ok(())
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), JobFailed> {
+        self.outcome = None;
+        let r = (self.f)(txn);
+        let failed = r.is_err();
+        self.outcome = Some(r);
+        if failed { Err(JobFailed) } else { Ok(()) }
     }
-    fn answer(self: Box<Self>, result: Result<(), StoreError>) {
+    fn answer(self: Box<Self>, end: JobEnd) {
         let this = *self;
-        let msg = match result {
-            Ok(()) => this.value.ok_or_else(|| {
-                StoreError::Aborted("internal: job committed without a value".into())
-            }),
-            Err(e) => Err(e),
+        let internal = || StoreError::Aborted("internal: a job ended without its result".into());
+        let msg = match (end, this.outcome) {
+            (JobEnd::Committed, Some(Ok(v))) => Ok(v),
+            (JobEnd::Failed, Some(Err(e))) => Err(e),
+            (JobEnd::Store(e), _) => Err(E::from(e)),
+            (_, _) => Err(E::from(internal())),
         };
         if catch_unwind(AssertUnwindSafe(move || (this.answer)(msg))).is_err() {
             tracing::error!("a store answer callback panicked");
@@ -85,45 +121,60 @@ pub(crate) enum Msg {
 }
 
 pub(crate) struct Writer {
-    pub db: Arc<Database>,
+    pub db: Arc<DbSlot>,
+    /// To reopen the database after a failure.
+    pub opts: StoreOptions,
     pub rx: Receiver<Msg>,
     pub max_wait: Duration,
     pub max_batch: usize,
     pub quick_repair: bool,
     pub quarantine: Arc<QuarantineQueue>,
     pub alerts: Alerts,
+    pub health: Arc<tokio::sync::watch::Sender<StoreHealth>>,
+}
+
+/// The first wait before reopening a database that failed, and the longest.
+const REOPEN_FIRST: Duration = Duration::from_millis(250);
+const REOPEN_MAX: Duration = Duration::from_secs(10);
+
+/// The writer's state after a storage failure: writes are refused at once until a reopen and
+/// a probe commit succeed.
+struct Failing {
+    /// What callers are told meanwhile.
+    error: StoreError,
+    since: Instant,
+    next_try: Instant,
+    wait: Duration,
 }
 
 impl Writer {
     pub fn run(self) {
-        let Writer {
-            db,
-            rx,
-            max_wait,
-            max_batch,
-            quick_repair,
-            quarantine,
-            alerts,
-        } = self;
-        let max_batch = max_batch.max(1);
+        let max_batch = self.max_batch.max(1);
         let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
         let mut closing: Option<tokio::sync::oneshot::Sender<()>> = None;
         let mut disconnected = false;
+        let mut failing: Option<Failing> = None;
         loop {
-            // Wait for the first message of a batch.
-            match rx.recv() {
+            // Wait for the first message of a batch; while failing, also wake up to reopen.
+            let first = match &failing {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(f) => self
+                    .rx
+                    .recv_timeout(f.next_try.saturating_duration_since(Instant::now())),
+            };
+            match first {
                 Ok(Msg::Job(j)) => batch.push(j),
-                Ok(Msg::Nudge) => {}
+                Ok(Msg::Nudge) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(Msg::Close(ack)) => closing = Some(ack),
-                Err(_) => disconnected = true,
+                Err(RecvTimeoutError::Disconnected) => disconnected = true,
             }
             // Gather more: whatever is queued. Linger for `max_wait` only if nothing was: under
             // load the next batch forms while the previous one commits, and waiting would
             // only add latency; after an idle spell it lets a burst share one fsync.
-            let deadline = Instant::now() + max_wait;
+            let deadline = Instant::now() + self.max_wait;
             let mut linger = None;
             while closing.is_none() && !disconnected && batch.len() < max_batch {
-                let msg = match rx.try_recv() {
+                let msg = match self.rx.try_recv() {
                     Ok(m) => m,
                     Err(TryRecvError::Disconnected) => {
                         disconnected = true;
@@ -132,10 +183,10 @@ impl Writer {
                     Err(TryRecvError::Empty) => {
                         let now = Instant::now();
                         let lone = *linger.get_or_insert(batch.len() == 1);
-                        if !lone || now >= deadline {
+                        if !lone || now >= deadline || failing.is_some() {
                             break;
                         }
-                        match rx.recv_timeout(deadline - now) {
+                        match self.rx.recv_timeout(deadline - now) {
                             Ok(m) => m,
                             Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => {
@@ -151,31 +202,190 @@ impl Writer {
                     Msg::Close(ack) => closing = Some(ack),
                 }
             }
-            let pending = quarantine.take();
-            if !batch.is_empty() || !pending.is_empty() {
-                commit_batch(
-                    &db,
-                    quick_repair,
-                    &quarantine,
-                    &alerts,
-                    std::mem::take(&mut batch),
-                    pending,
-                );
+            if let Some(f) = &mut failing
+                && Instant::now() >= f.next_try
+                && closing.is_none()
+                && !disconnected
+            {
+                match self.recover(&f.error) {
+                    Ok(()) => {
+                        self.recovered(f);
+                        failing = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = f.wait.as_millis() as u64,
+                            "the store is still failing");
+                        f.wait = (f.wait * 2).min(REOPEN_MAX);
+                        f.next_try = Instant::now() + f.wait;
+                        f.error = caller_error(&e);
+                    }
+                }
+            }
+            if let Some(f) = &failing {
+                // Nothing can be recorded: every write is refused at once (an enqueue gets its
+                // op back, a delivery keeps its outcome in memory), never queued up.
+                for job in batch.drain(..) {
+                    job.answer(JobEnd::Store(f.error.clone()));
+                }
+            } else {
+                let pending = self.quarantine.take();
+                if !batch.is_empty() || !pending.is_empty() {
+                    let db = self.db.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let failed = match db {
+                        Some(db) => commit_batch(
+                            &db,
+                            self.quick_repair,
+                            &self.quarantine,
+                            &self.alerts,
+                            std::mem::take(&mut batch),
+                            pending,
+                        ),
+                        None => {
+                            let e = StoreError::Unavailable("the store is being reopened".into());
+                            for job in batch.drain(..) {
+                                job.answer(JobEnd::Store(e.clone()));
+                            }
+                            Some(e)
+                        }
+                    };
+                    if let Some(e) = failed.filter(StoreError::is_storage_failure) {
+                        failing = Some(self.failed(e));
+                    }
+                }
             }
             if closing.is_some() || disconnected {
                 // Answer anything that raced in behind the close.
-                while let Ok(msg) = rx.try_recv() {
+                while let Ok(msg) = self.rx.try_recv() {
                     if let Msg::Job(j) = msg {
-                        j.answer(Err(StoreError::Closed));
+                        j.answer(JobEnd::Store(StoreError::Closed));
                     }
                 }
                 break;
             }
         }
+        let db = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
         drop(db);
         if let Some(ack) = closing {
             let _ = ack.send(());
         }
+    }
+
+    /// A commit failed in the storage: redb refuses further writes until the database is
+    /// reopened. Says so (health, metric, alert naming the disk) and plans the reopen.
+    fn failed(&self, e: StoreError) -> Failing {
+        let disk = super::disk::describe(&self.opts.path);
+        let disk_full = e.is_disk_full();
+        let problem = if disk_full {
+            format!(
+                "the disk holding the store is full ({disk}): nothing new can be recorded and \
+                 deliveries to Taobao are paused; free space there, the node carries on by itself"
+            )
+        } else {
+            format!(
+                "the store cannot write ({disk}): {e}; nothing new can be recorded and \
+                 deliveries to Taobao are paused; it reopens the store by itself"
+            )
+        };
+        tracing::error!(error = %e, disk = %disk, "the store cannot write; reopening it until it can");
+        self.alerts.raise(
+            if disk_full {
+                AlertCode::StoreDiskFull
+            } else {
+                AlertCode::StoreIo
+            },
+            Severity::Critical,
+            problem.clone(),
+        );
+        metrics::gauge!("wms_node_store_writable").set(0.0);
+        self.health.send_replace(StoreHealth {
+            writable: false,
+            problem: Some(problem),
+            disk_full,
+            since_ms: super::now_ms(),
+        });
+        Failing {
+            error: caller_error(&e),
+            since: Instant::now(),
+            next_try: Instant::now() + REOPEN_FIRST,
+            wait: REOPEN_FIRST,
+        }
+    }
+
+    fn recovered(&self, f: &Failing) {
+        tracing::info!(
+            after_ms = f.since.elapsed().as_millis() as u64,
+            "the store writes again"
+        );
+        self.alerts.clear(AlertCode::StoreDiskFull);
+        self.alerts.clear(AlertCode::StoreIo);
+        metrics::gauge!("wms_node_store_writable").set(1.0);
+        self.health.send_replace(StoreHealth::ok());
+    }
+
+    /// Closes the failed database, opens it again (redb repairs what the failed commit left)
+    /// and proves that a durable commit works.
+    // Runs on the writer's own thread, never on the runtime: waiting for readers here
+    // blocks nothing but writes, which are refused meanwhile anyway.
+    #[allow(clippy::disallowed_methods)]
+    fn recover(&self, error: &StoreError) -> Result<(), StoreError> {
+        // On a full disk, reopening can only work once there is room again; until then the
+        // failed handle stays, so reads (the status page, `queue list`) go on working.
+        if error.is_disk_full()
+            && self.opts.backend.is_none()
+            && !super::disk::has_room(&self.opts.path)
+        {
+            return Err(StoreError::DiskFull);
+        }
+        let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(old) = old {
+            // Readers hold the handle for the length of a read; the file is released only
+            // when the last one is gone.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        let _ = db.close();
+                        break;
+                    }
+                    Err(arc) if Instant::now() < deadline => {
+                        old = arc;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(arc) => {
+                        drop(arc);
+                        break;
+                    }
+                }
+            }
+        }
+        let db = super::backend::open_database(&self.opts).map_err(|e| {
+            metrics::counter!("wms_node_store_reopens_total", "result" => "failed").increment(1);
+            match e {
+                OpenError::DiskFull { .. } => StoreError::DiskFull,
+                e => StoreError::Unavailable(e.to_string()),
+            }
+        })?;
+        let db = Arc::new(db);
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
+        // Reads work again from here; writes only if a durable commit does.
+        let probe = super::durable_txn(&db, self.quick_repair).and_then(|txn| {
+            codec::put(&txn, super::META, "store_reopened_at_ms", &super::now_ms())?;
+            txn.commit()?;
+            Ok(())
+        });
+        let result = if probe.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("wms_node_store_reopens_total", "result" => result).increment(1);
+        probe
+    }
+}
+
+/// What a caller is told while the store is failing.
+fn caller_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::DiskFull => StoreError::DiskFull,
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        e => StoreError::Unavailable(e.to_string()),
     }
 }
 
@@ -209,10 +419,10 @@ fn commit_batch(
     alerts: &Alerts,
     jobs: Vec<Box<dyn Job>>,
     pending: Vec<PendingQuarantine>,
-) {
+) -> Option<StoreError> {
     let started = Instant::now();
-    // A job with `Some(error)` has failed and is left out of the next pass.
-    let mut slots: Vec<(Box<dyn Job>, Option<StoreError>)> =
+    // A job with `Some(end)` has failed and is left out of the next pass.
+    let mut slots: Vec<(Box<dyn Job>, Option<JobEnd>)> =
         jobs.into_iter().map(|j| (j, None)).collect();
     let mut moves: Vec<QuarantineJob> = pending
         .into_iter()
@@ -223,12 +433,10 @@ fn commit_batch(
         .collect();
     // Each pass either commits or excludes at least one job or move, so this ends.
     let outcome: Result<Vec<Hook>, StoreError> = loop {
-        let mut txn = match db.begin_write() {
+        let txn = match super::durable_txn(db, quick_repair) {
             Ok(t) => t,
-            Err(e) => break Err(e.into()),
+            Err(e) => break Err(e),
         };
-        txn.set_durability(Durability::Immediate);
-        txn.set_quick_repair(quick_repair);
         let (failed_any, hooks) = codec::with_context(queue, true, || {
             let mut failed_any = false;
             let mut i = 0;
@@ -251,8 +459,10 @@ fn commit_batch(
                 let mark = codec::hooks_len();
                 let err = match catch_unwind(AssertUnwindSafe(|| job.run(&txn))) {
                     Ok(Ok(())) => continue,
-                    Ok(Err(e)) => e,
-                    Err(panic) => StoreError::Panicked(panic_message(panic.as_ref())),
+                    Ok(Err(JobFailed)) => JobEnd::Failed,
+                    Err(panic) => {
+                        JobEnd::Store(StoreError::Panicked(panic_message(panic.as_ref())))
+                    }
                 };
                 codec::truncate_hooks(mark);
                 *failure = Some(err);
@@ -285,18 +495,10 @@ fn commit_batch(
                 metrics::histogram!("wms_node_store_commit_duration_seconds")
                     .record(started.elapsed().as_secs_f64());
             }
-            alerts.clear(AlertCode::StoreDiskFull);
         }
         Some(e) => {
             metrics::counter!("wms_node_store_commit_errors_total").increment(1);
             tracing::error!(error = %e, jobs = slots.len(), "store commit failed");
-            if e.is_disk_full() {
-                alerts.raise(
-                    AlertCode::StoreDiskFull,
-                    Severity::Critical,
-                    "the disk holding the store is full: nothing new can be recorded; free space",
-                );
-            }
         }
     }
     if commit_error.is_none() {
@@ -310,13 +512,13 @@ fn commit_batch(
         }
     }
     for (job, failure) in slots {
-        let result = match (failure, &commit_error) {
-            (Some(e), _) => Err(e),
-            (None, Some(e)) => Err(e.clone()),
-            (None, None) => Ok(()),
-        };
-        job.answer(result);
+        job.answer(match (failure, &commit_error) {
+            (Some(end), _) => end,
+            (None, Some(e)) => JobEnd::Store(e.clone()),
+            (None, None) => JobEnd::Committed,
+        });
     }
+    commit_error
 }
 
 fn report_moves(alerts: &Alerts, moves: &[QuarantineJob]) {

@@ -150,25 +150,25 @@ impl Deadlines {
                 })
                 .map(|a| a.tid)
                 .collect();
-            if let Some(first) = near.first() {
-                if self.told.insert((*first, 3)) {
-                    raised += 1;
-                    self.alerts.raise(
-                        AlertCode::DeadlineOutage,
-                        Severity::Critical,
-                        format!(
-                            "trade {first}{}: shipped here, but Taobao cannot be told while the \
+            if let Some(first) = near.first()
+                && self.told.insert((*first, 3))
+            {
+                raised += 1;
+                self.alerts.raise(
+                    AlertCode::DeadlineOutage,
+                    Severity::Critical,
+                    format!(
+                        "trade {first}{}: shipped here, but Taobao cannot be told while the \
                              link is down and the ship-by deadline is within {}: restore the \
                              link (a phone hotspot will do)",
-                            if near.len() > 1 {
-                                format!(" and {} more", near.len() - 1)
-                            } else {
-                                String::new()
-                            },
-                            humantime::format_duration(self.opts.critical)
-                        ),
-                    );
-                }
+                        if near.len() > 1 {
+                            format!(" and {} more", near.len() - 1)
+                        } else {
+                            String::new()
+                        },
+                        humantime::format_duration(self.opts.critical)
+                    ),
+                );
             }
         } else {
             self.alerts.clear(AlertCode::DeadlineOutage);

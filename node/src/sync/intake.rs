@@ -788,10 +788,10 @@ impl Intake {
         let stale: Vec<i64> = self.store.read(|r| {
             let mut out = Vec::new();
             for tid in wms::view::open(r, &shop)? {
-                if let Ok(Some(o)) = wms::orders::read_order(r, &shop, tid) {
-                    if o.refreshed_ms < stale_before {
-                        out.push(i64::try_from(tid).unwrap_or(i64::MAX));
-                    }
+                if let Ok(Some(o)) = wms::orders::read_order(r, &shop, tid)
+                    && o.refreshed_ms < stale_before
+                {
+                    out.push(i64::try_from(tid).unwrap_or(i64::MAX));
                 }
             }
             Ok(out)

@@ -577,10 +577,11 @@ impl Reconciler {
         loop {
             let page = self.client.refunds_receive_get(&q).await.map_err(top)?;
             for r in &page.refunds {
-                if let (Some(tid), Some(st)) = (r.tid, &r.status) {
-                    if !st.allows_shipping() && *st != crate::taobao::types::RefundStatus::Success {
-                        refunds.insert(tid, st.as_str().to_owned());
-                    }
+                if let (Some(tid), Some(st)) = (r.tid, &r.status)
+                    && !st.allows_shipping()
+                    && *st != crate::taobao::types::RefundStatus::Success
+                {
+                    refunds.insert(tid, st.as_str().to_owned());
                 }
             }
             if !page.has_next.unwrap_or(false) || page.refunds.is_empty() || q.page_no >= 1000 {
@@ -940,19 +941,18 @@ impl Reconciler {
         }
         if let Some(lag) =
             super::stock::intake_lag(&self.store, &self.opts.shop, now).map_err(store_err)?
+            && lag > self.opts.lag_alert
         {
-            if lag > self.opts.lag_alert {
-                out.push(finding(
-                    "intake_lag",
-                    None,
-                    None,
-                    format!(
-                        "order intake lags {} (the alert is at {})",
-                        humantime::format_duration(Duration::from_secs(lag.as_secs())),
-                        humantime::format_duration(self.opts.lag_alert)
-                    ),
-                ));
-            }
+            out.push(finding(
+                "intake_lag",
+                None,
+                None,
+                format!(
+                    "order intake lags {} (the alert is at {})",
+                    humantime::format_duration(Duration::from_secs(lag.as_secs())),
+                    humantime::format_duration(self.opts.lag_alert)
+                ),
+            ));
         }
         Ok(out)
     }

@@ -136,28 +136,24 @@ impl StockFeed {
                     ) else {
                         continue;
                     };
-                    outbox
-                        .enqueue(
-                            txn,
-                            TaobaoOp::PushStock {
-                                num_iid,
-                                sku_id,
-                                version: d.version,
-                                urgent: d.urgent,
-                            },
-                        )
-                        .map_err(StoreError::from)?;
+                    outbox.enqueue(
+                        txn,
+                        TaobaoOp::PushStock {
+                            num_iid,
+                            sku_id,
+                            version: d.version,
+                            urgent: d.urgent,
+                        },
+                    )?;
                 }
                 for (cp_code, waybill_code) in voids {
-                    outbox
-                        .enqueue(
-                            txn,
-                            TaobaoOp::CancelWaybill {
-                                cp_code,
-                                waybill_code,
-                            },
-                        )
-                        .map_err(StoreError::from)?;
+                    outbox.enqueue(
+                        txn,
+                        TaobaoOp::CancelWaybill {
+                            cp_code,
+                            waybill_code,
+                        },
+                    )?;
                 }
                 Ok(n)
             })

@@ -128,7 +128,10 @@ impl RedbTokenStore {
 
 fn store_error(e: crate::store::StoreError) -> TopError {
     TopError::TokenStore {
-        retryable: e.is_retryable(),
+        // A full disk or an I/O error passes once the store has reopened itself (and the
+        // outbox sends nothing meanwhile): retried with backoff, not treated as a lost
+        // authorisation. A permanent failure pauses.
+        retryable: e.disposition() != crate::store::Disposition::Permanent,
         reason: e.to_string(),
     }
 }

@@ -846,11 +846,10 @@ mod tests {
                 // Truncated bodies and fields of the wrong type, in both shapes.
                 let text = page(&ts, classic, false, false).to_string();
                 let cut = text.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(text.len());
-                if let Ok(v) = serde_json::from_str::<Value>(&text[..cut]) {
-                    if let Some(Envelope::Ok(inner)) = open_envelope("taobao.trades.sold.increment.get", v) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text[..cut])
+                    && let Some(Envelope::Ok(inner)) = open_envelope("taobao.trades.sold.increment.get", v) {
                         let _ = from_value::<TradesPage>(inner);
                     }
-                }
                 let mut v = page(&ts, classic, false, false);
                 let root = if classic { &mut v["trades_sold_increment_get_response"] } else { &mut v };
                 root["has_next"] = json!([1, 2]);

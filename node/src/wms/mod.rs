@@ -47,7 +47,6 @@ pub use order::{Hold, HoldReason, HoldSource, Line, LocalState, Mapping, OrderRe
 pub use orders::{Applied, Change, ConsignCheck, Feedback, Wms};
 
 use crate::store::{Store, StoreError};
-use std::sync::{Arc, Mutex};
 
 /// Which shop a record belongs to. One shop per node today.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,34 +101,24 @@ impl WmsError {
     }
 }
 
-/// Runs `f` in one durable write, turning a refusal into an aborted transaction (nothing
-/// written) and back into the refusal for the caller.
-pub async fn write<R, F>(store: &Store, mut f: F) -> Result<R, WmsError>
+/// Runs `f` in one durable write; a refusal aborts the transaction (nothing written) and
+/// comes back as it was (the store hands a closure's own error back).
+pub async fn write<R, F>(store: &Store, f: F) -> Result<R, WmsError>
 where
     F: FnMut(&redb::WriteTransaction) -> Result<R, WmsError> + Send + 'static,
     R: Send + 'static,
 {
-    let refused: Arc<Mutex<Option<WmsError>>> = Arc::default();
-    let slot = refused.clone();
-    let r = store
-        .write(move |txn| match f(txn) {
-            Ok(v) => Ok(v),
-            Err(WmsError::Store(e)) => Err(e),
-            Err(other) => {
-                let text = other.to_string();
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(other);
-                Err(StoreError::Aborted(text))
-            }
-        })
-        .await;
-    match r {
-        Ok(v) => Ok(v),
-        Err(e @ StoreError::Aborted(_)) => Err(refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or(WmsError::Store(e))),
-        Err(e) => Err(WmsError::Store(e)),
+    store.write(f).await
+}
+
+/// An op the outbox did not take inside a `wms` write: a store failure stays one, a full
+/// outbox is a refusal (nothing of the write is committed either way).
+impl<Op> From<crate::outbox::EnqueueError<Op>> for WmsError {
+    fn from(e: crate::outbox::EnqueueError<Op>) -> Self {
+        match e {
+            crate::outbox::EnqueueError::Store { source, .. } => WmsError::Store(source),
+            full @ crate::outbox::EnqueueError::Full { .. } => WmsError::Refused(full.to_string()),
+        }
     }
 }
 

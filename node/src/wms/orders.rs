@@ -523,10 +523,10 @@ impl<'t> Wms<'t> {
             }
         }
         rec.holds = kept;
-        if let Some(Some(k)) = review_hold {
-            if !rec.state.is_final() {
-                want.push((HoldReason::Review, k));
-            }
+        if let Some(Some(k)) = review_hold
+            && !rec.state.is_final()
+        {
+            want.push((HoldReason::Review, k));
         }
         for (reason, detail) in want {
             match rec.holds.iter_mut().find(|h| h.reason == reason) {
@@ -786,16 +786,15 @@ impl<'t> Wms<'t> {
         let mut feedback = Vec::new();
         for l in &old.lines {
             if let (Some(RefundStatus::WaitSellerAgree), Some(r)) = (&l.refund_status, l.refund_id)
+                && !rec.feedback_for.contains(&r)
             {
-                if !rec.feedback_for.contains(&r) {
-                    rec.feedback_for.push(r);
-                    feedback.push(Feedback {
-                        tid,
-                        oid: l.oid,
-                        refund_id: r,
-                        stopped: false,
-                    });
-                }
+                rec.feedback_for.push(r);
+                feedback.push(Feedback {
+                    tid,
+                    oid: l.oid,
+                    refund_id: r,
+                    stopped: false,
+                });
             }
         }
         self.events.push(Event::InterceptionNeeded { tid });

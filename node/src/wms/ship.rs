@@ -685,10 +685,12 @@ impl Wms<'_> {
             }
             // The same lines as a live package of its own: that one.
             for id in &os.packages {
-                if let Some(p) = package(self.txn, &self.shop, id)? {
-                    if p.is_live() && !p.merged && p.oids_of(tid) == want {
-                        return Ok(p);
-                    }
+                if let Some(p) = package(self.txn, &self.shop, id)?
+                    && p.is_live()
+                    && !p.merged
+                    && p.oids_of(tid) == want
+                {
+                    return Ok(p);
                 }
             }
             self.packable(&o)?;
@@ -738,10 +740,10 @@ impl Wms<'_> {
             return Ok(p);
         }
         for id in &os.packages {
-            if let Some(p) = package(self.txn, &self.shop, id)? {
-                if p.is_live() {
-                    return Ok(p);
-                }
+            if let Some(p) = package(self.txn, &self.shop, id)?
+                && p.is_live()
+            {
+                return Ok(p);
             }
         }
         self.packable(&o)?;
@@ -1138,25 +1140,24 @@ impl Wms<'_> {
             Err(e) => return Err(WmsError::Refused(e.to_string())),
         }
         let mut p = self.package(req.tid, None, &req.oids, merge)?;
-        if let Some(w) = p.live_waybill() {
-            if w.waybill_code != out_sid {
-                return Err(WmsError::Refused(format!(
-                    "package {} has waybill {} ({}): ship it with that number, or void it \
+        if let Some(w) = p.live_waybill()
+            && w.waybill_code != out_sid
+        {
+            return Err(WmsError::Refused(format!(
+                "package {} has waybill {} ({}): ship it with that number, or void it \
                      first (wms-node waybill void {})",
-                    p.id, w.waybill_code, w.real_cp_code, req.tid
-                )));
-            }
+                p.id, w.waybill_code, w.real_cp_code, req.tid
+            )));
         }
         // A number belongs to one package.
         let wkey = waybill_key(&company, &out_sid);
         if let Some(owner) =
             tables::get_named::<String>(self.txn, tables::WAYBILLS, &self.shop, &wkey)?
+            && owner != p.id
         {
-            if owner != p.id {
-                return Err(WmsError::Refused(format!(
-                    "waybill {out_sid} is already used by package {owner}"
-                )));
-            }
+            return Err(WmsError::Refused(format!(
+                "waybill {out_sid} is already used by package {owner}"
+            )));
         }
         let tids = p.tids();
         let mut orders = Vec::new();
@@ -1221,17 +1222,15 @@ impl Wms<'_> {
             ) else {
                 return Err(WmsError::Refused(format!("{tid} is not a trade id")));
             };
-            let enq = outbox
-                .enqueue(
-                    self.txn,
-                    TaobaoOp::Ship {
-                        tid: t,
-                        oids,
-                        company_code: company.clone(),
-                        out_sid: out_sid.clone(),
-                    },
-                )
-                .map_err(StoreError::from)?;
+            let enq = outbox.enqueue(
+                self.txn,
+                TaobaoOp::Ship {
+                    tid: t,
+                    oids,
+                    company_code: company.clone(),
+                    out_sid: out_sid.clone(),
+                },
+            )?;
             ops.push(ShipOp {
                 tid,
                 oids: op_oids,

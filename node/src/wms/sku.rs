@@ -734,29 +734,28 @@ pub fn resolve(
     outer_sku_id: Option<&str>,
     outer_iid: Option<&str>,
 ) -> Result<super::Mapping, StoreError> {
-    if let Some(n) = num_iid {
-        if let Some(e) = listing(txn, shop, n, sku_id)? {
-            if let Some(c) = lookup(txn, shop, &e.code)? {
-                return Ok(mapping_of(c));
-            }
-        }
+    if let Some(n) = num_iid
+        && let Some(e) = listing(txn, shop, n, sku_id)?
+        && let Some(c) = lookup(txn, shop, &e.code)?
+    {
+        return Ok(mapping_of(c));
     }
-    if let Some(code) = outer_sku_id.map(str::trim).filter(|c| !c.is_empty()) {
-        if let Some(c) = lookup(txn, shop, code)? {
-            return Ok(mapping_of(c));
-        }
+    if let Some(code) = outer_sku_id.map(str::trim).filter(|c| !c.is_empty())
+        && let Some(c) = lookup(txn, shop, code)?
+    {
+        return Ok(mapping_of(c));
     }
-    if let Some(code) = outer_iid.map(str::trim).filter(|c| !c.is_empty()) {
-        if let Some(c) = lookup(txn, shop, code)? {
-            if sku_id.is_some() {
-                return Ok(super::Mapping::Ambiguous(format!(
-                    "only the item code `{code}` matches, and the item has several SKUs: \
+    if let Some(code) = outer_iid.map(str::trim).filter(|c| !c.is_empty())
+        && let Some(c) = lookup(txn, shop, code)?
+    {
+        if sku_id.is_some() {
+            return Ok(super::Mapping::Ambiguous(format!(
+                "only the item code `{code}` matches, and the item has several SKUs: \
                      map listing {} or give the SKU its own code",
-                    tables::listing_key(num_iid.unwrap_or(0), sku_id)
-                )));
-            }
-            return Ok(mapping_of(c));
+                tables::listing_key(num_iid.unwrap_or(0), sku_id)
+            )));
         }
+        return Ok(mapping_of(c));
     }
     Ok(super::Mapping::Unmapped)
 }
@@ -823,14 +822,14 @@ pub fn plan_import(
         for r in rs {
             if let Some(n) = r.num_iid {
                 report.listings += 1;
-                if let Some(e) = listing(txn, shop, n, r.sku_id)? {
-                    if e.code != r.sku {
-                        report.listings_moved.push((
-                            tables::listing_key(n, r.sku_id),
-                            e.code,
-                            r.sku.clone(),
-                        ));
-                    }
+                if let Some(e) = listing(txn, shop, n, r.sku_id)?
+                    && e.code != r.sku
+                {
+                    report.listings_moved.push((
+                        tables::listing_key(n, r.sku_id),
+                        e.code,
+                        r.sku.clone(),
+                    ));
                 }
             }
         }
@@ -931,10 +930,10 @@ pub fn apply_import(
             tables::put_named(txn, SKUS, shop, code, &rec)?;
             written += 1;
         }
-        if let Some(n) = r.on_hand {
-            if stock(txn, shop, code)?.is_none() {
-                seeds.push(((*code).to_owned(), n));
-            }
+        if let Some(n) = r.on_hand
+            && stock(txn, shop, code)?.is_none()
+        {
+            seeds.push(((*code).to_owned(), n));
         }
         let listed: BTreeSet<(u64, Option<u64>)> = rs
             .iter()

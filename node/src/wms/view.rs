@@ -235,12 +235,12 @@ pub fn list(
         for row in open.range((shop, 0u64)..=(shop, upper))?.rev() {
             let (k, _) = row?;
             let tid = k.value().1;
-            if let Some(o) = get(&orders, shop, tid)? {
-                if keep(&o) {
-                    out.push(OrderView::of(&o));
-                    if out.len() >= limit {
-                        break;
-                    }
+            if let Some(o) = get(&orders, shop, tid)?
+                && keep(&o)
+            {
+                out.push(OrderView::of(&o));
+                if out.len() >= limit {
+                    break;
                 }
             }
         }

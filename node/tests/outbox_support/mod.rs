@@ -141,10 +141,10 @@ impl Sink<TestOp> for ScriptedSink {
     async fn deliver(&self, attempt: Attempt<'_, TestOp>) -> Outcome {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        if let Some(g) = &self.gate {
-            if let Ok(p) = g.acquire().await {
-                p.forget();
-            }
+        if let Some(g) = &self.gate
+            && let Ok(p) = g.acquire().await
+        {
+            p.forget();
         }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -164,7 +164,7 @@ impl Sink<TestOp> for ScriptedSink {
 }
 
 pub fn store_options(dir: &tempfile::TempDir) -> StoreOptions {
-    StoreOptions::new(dir.path().join("wms-node.redb"))
+    StoreOptions::new(dir.path().join(wms_node::store::FILE))
 }
 
 pub fn open(dir: &tempfile::TempDir) -> Store {

@@ -238,10 +238,12 @@ fn status_matches(filter: &str, status: &str) -> bool {
 
 fn trade_filters(p: &Params) -> Result<impl Fn(&Trade) -> bool, TopError> {
     let status = p.get("status").map(str::to_string);
-    if let Some(s) = &status {
-        if !TRADE_STATUSES.contains(&s.as_str()) && s != "ALL_WAIT_PAY" && s != "ALL_CLOSED" {
-            return Err(TopError::invalid("status", format!("unknown status {s}")));
-        }
+    if let Some(s) = &status
+        && !TRADE_STATUSES.contains(&s.as_str())
+        && s != "ALL_WAIT_PAY"
+        && s != "ALL_CLOSED"
+    {
+        return Err(TopError::invalid("status", format!("unknown status {s}")));
     }
     let types: Vec<String> = match p.get("type") {
         Some(t) => t
@@ -610,13 +612,13 @@ fn logistics_companies_get(_w: &mut World, p: &Params, _ctx: &Ctx) -> Result<Fie
 fn refunds_receive_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError> {
     let sel = fields(p)?;
     let status = p.get("status");
-    if let Some(s) = status {
-        if !REFUND_STATUSES.contains(&s) {
-            return Err(TopError::invalid(
-                "status",
-                format!("unknown refund status {s}"),
-            ));
-        }
+    if let Some(s) = status
+        && !REFUND_STATUSES.contains(&s)
+    {
+        return Err(TopError::invalid(
+            "status",
+            format!("unknown refund status {s}"),
+        ));
     }
     let start = opt_date(p, "start_modified")?;
     let end = opt_date(p, "end_modified")?;

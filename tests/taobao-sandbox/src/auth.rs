@@ -251,12 +251,12 @@ impl Auth {
                 "authorize code was issued to another client_id".into(),
             ));
         }
-        if let Some(r) = redirect_uri {
-            if r != c.redirect_uri {
-                return Err(GrantError(
-                    "redirect_uri does not match the authorize request".into(),
-                ));
-            }
+        if let Some(r) = redirect_uri
+            && r != c.redirect_uri
+        {
+            return Err(GrantError(
+                "redirect_uri does not match the authorize request".into(),
+            ));
         }
         c.used = true;
         Ok(self.issue(app_key, now_ms, life))

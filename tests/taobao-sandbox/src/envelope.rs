@@ -157,10 +157,11 @@ pub fn root_name(method: &str) -> String {
 fn to_json(out: &Out, key: Option<&str>, style: &Style) -> Value {
     match out {
         Out::Value(v) => {
-            if style.ids_as_strings && key.is_some_and(|k| ID_KEYS.contains(&k)) {
-                if let Value::Number(n) = v {
-                    return Value::String(n.to_string());
-                }
+            if style.ids_as_strings
+                && key.is_some_and(|k| ID_KEYS.contains(&k))
+                && let Value::Number(n) = v
+            {
+                return Value::String(n.to_string());
             }
             v.clone()
         }

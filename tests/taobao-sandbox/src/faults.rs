@@ -146,10 +146,11 @@ impl Faults {
         if delay_s == 0 || delay_s > 600 {
             return Err("delay_s must be 1..=600".into());
         }
-        if let Some(sc) = &spec.sub_code {
-            if spec.kind == FaultKind::IspError && !sc.starts_with("isp.") {
-                return Err("an isp_error sub_code starts with \"isp.\"".into());
-            }
+        if let Some(sc) = &spec.sub_code
+            && spec.kind == FaultKind::IspError
+            && !sc.starts_with("isp.")
+        {
+            return Err("an isp_error sub_code starts with \"isp.\"".into());
         }
         self.next_id += 1;
         let seconds_ms = spec

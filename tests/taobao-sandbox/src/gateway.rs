@@ -272,13 +272,13 @@ fn run_checks(sb: &Sandbox, p: &Params, now_ms: i64) -> Result<api::Fields, TopE
         .settings
         .rate_per_second
         .and_then(|r| firmware_bridge::pace::Rate::per_second(r).ok());
-    if let Some(rate) = rate {
-        if let Err(wait) = w.limiter.check(app_key, method, rate, now_ms) {
-            return Err(ban_error(
-                "accesscontrol.limited-by-app-api-access-count",
-                wait,
-            ));
-        }
+    if let Some(rate) = rate
+        && let Err(wait) = w.limiter.check(app_key, method, rate, now_ms)
+    {
+        return Err(ban_error(
+            "accesscontrol.limited-by-app-api-access-count",
+            wait,
+        ));
     }
     if let Some(sub_code) = w.faults.isp_error(method, now_ms) {
         return Err(TopError::remote(

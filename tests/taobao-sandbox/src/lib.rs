@@ -668,10 +668,10 @@ impl Sandbox {
 
     /// Changes runtime settings; returns the new ones.
     pub fn update_settings(&self, p: SettingsPatch) -> Result<Settings, String> {
-        if let Some(r) = p.rate_per_second {
-            if !r.is_finite() || r < 0.0 {
-                return Err("rate_per_second must be >= 0 (0 = unlimited)".into());
-            }
+        if let Some(r) = p.rate_per_second
+            && (!r.is_finite() || r < 0.0)
+        {
+            return Err("rate_per_second must be >= 0 (0 = unlimited)".into());
         }
         let mut w = self.world();
         let s = &mut w.settings;

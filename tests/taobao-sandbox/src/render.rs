@@ -33,10 +33,10 @@ const OAID_NEEDS: [&str; 5] = [
 pub fn trade(t: &Trade, sel: &FieldSel, view: TradeView, seller_nick: &str) -> Out {
     let mut b = ObjBuilder::new();
     let mut put = |name: &str, v: Option<Out>| {
-        if let Some(v) = v {
-            if sel.has(name) {
-                b.put(name, v);
-            }
+        if let Some(v) = v
+            && sel.has(name)
+        {
+            b.put(name, v);
         }
     };
     let t8 = |s: i64| Out::str(format_gmt8(s));
@@ -137,10 +137,10 @@ pub fn trade(t: &Trade, sel: &FieldSel, view: TradeView, seller_nick: &str) -> O
 pub fn order(o: &Order, sel: &FieldSel, single_post_fee: Option<i64>) -> Out {
     let mut b = ObjBuilder::new();
     let mut put = |name: &str, v: Option<Out>| {
-        if let Some(v) = v {
-            if sel.has(name) {
-                b.put(name, v);
-            }
+        if let Some(v) = v
+            && sel.has(name)
+        {
+            b.put(name, v);
         }
     };
     let t8 = |s: i64| Out::str(format_gmt8(s));
@@ -185,10 +185,10 @@ pub fn order(o: &Order, sel: &FieldSel, single_post_fee: Option<i64>) -> Out {
 pub fn item(i: &Item, sel: &FieldSel, seller_nick: &str, with_skus: bool) -> Out {
     let mut b = ObjBuilder::new();
     let mut put = |name: &str, v: Option<Out>| {
-        if let Some(v) = v {
-            if sel.has(name) {
-                b.put(name, v);
-            }
+        if let Some(v) = v
+            && sel.has(name)
+        {
+            b.put(name, v);
         }
     };
     let t8 = |s: i64| Out::str(format_gmt8(s));
@@ -218,13 +218,14 @@ pub fn item(i: &Item, sel: &FieldSel, seller_nick: &str, with_skus: bool) -> Out
         "pic_url",
         Some(Out::str("https://img.example.invalid/sandbox.jpg")),
     );
-    if with_skus && !i.skus.is_empty() {
-        if let Some(sub) = sel.sub(&["skus", "sku"]) {
-            b.put(
-                "skus",
-                Out::List("sku", i.skus.iter().map(|s| sku(s, &sub)).collect()),
-            );
-        }
+    if with_skus
+        && !i.skus.is_empty()
+        && let Some(sub) = sel.sub(&["skus", "sku"])
+    {
+        b.put(
+            "skus",
+            Out::List("sku", i.skus.iter().map(|s| sku(s, &sub)).collect()),
+        );
     }
     b.build()
 }
@@ -233,10 +234,10 @@ pub fn item(i: &Item, sel: &FieldSel, seller_nick: &str, with_skus: bool) -> Out
 pub fn sku(s: &Sku, sel: &FieldSel) -> Out {
     let mut b = ObjBuilder::new();
     let mut put = |name: &str, v: Option<Out>| {
-        if let Some(v) = v {
-            if sel.has(name) {
-                b.put(name, v);
-            }
+        if let Some(v) = v
+            && sel.has(name)
+        {
+            b.put(name, v);
         }
     };
     put("sku_id", Some(Out::int(s.sku_id)));
@@ -257,10 +258,10 @@ pub fn refund(r: &Refund, shop: &Shop, sel: &FieldSel, seller_nick: &str) -> Out
     let line = trade.and_then(|t| t.orders.iter().find(|o| o.oid == r.oid));
     let mut b = ObjBuilder::new();
     let mut put = |name: &str, v: Option<Out>| {
-        if let Some(v) = v {
-            if sel.has(name) {
-                b.put(name, v);
-            }
+        if let Some(v) = v
+            && sel.has(name)
+        {
+            b.put(name, v);
         }
     };
     let t8 = |s: i64| Out::str(format_gmt8(s));

@@ -777,10 +777,10 @@ impl Shop {
         if new.orders.is_empty() || new.orders.len() > 50 {
             return Err(ShopError::Invalid("a trade needs 1 to 50 orders".into()));
         }
-        if let Some(f) = new.seller_flag {
-            if !(0..=5).contains(&f) {
-                return Err(ShopError::Invalid("seller_flag must be 0..=5".into()));
-            }
+        if let Some(f) = new.seller_flag
+            && !(0..=5).contains(&f)
+        {
+            return Err(ShopError::Invalid("seller_flag must be 0..=5".into()));
         }
         let post_fee_fen = match &new.post_fee {
             Some(p) => parse_money(p)
@@ -1004,16 +1004,15 @@ impl Shop {
                 "unknown refund status {status:?}"
             )));
         }
-        if let Some(g) = &req.good_status {
-            if ![
+        if let Some(g) = &req.good_status
+            && ![
                 "BUYER_NOT_RECEIVED",
                 "BUYER_RECEIVED",
                 "BUYER_RETURNED_GOODS",
             ]
             .contains(&g.as_str())
-            {
-                return Err(ShopError::Invalid(format!("unknown good_status {g:?}")));
-            }
+        {
+            return Err(ShopError::Invalid(format!("unknown good_status {g:?}")));
         }
         let trade = self.trade_mut(tid)?.clone();
         if !trade.is_paid() {
@@ -1184,15 +1183,15 @@ impl Shop {
 
     /// Applies an admin patch.
     pub fn patch(&mut self, tid: i64, p: TradePatch, now: i64) -> Result<(), ShopError> {
-        if let Some(s) = &p.status {
-            if !TRADE_STATUSES.contains(&s.as_str()) {
-                return Err(ShopError::Invalid(format!("unknown trade status {s:?}")));
-            }
+        if let Some(s) = &p.status
+            && !TRADE_STATUSES.contains(&s.as_str())
+        {
+            return Err(ShopError::Invalid(format!("unknown trade status {s:?}")));
         }
-        if let Some(f) = p.seller_flag {
-            if !(0..=5).contains(&f) {
-                return Err(ShopError::Invalid("seller_flag must be 0..=5".into()));
-            }
+        if let Some(f) = p.seller_flag
+            && !(0..=5).contains(&f)
+        {
+            return Err(ShopError::Invalid("seller_flag must be 0..=5".into()));
         }
         let trade = self.trade_mut(tid)?;
         if let Some(m) = p.seller_memo {

@@ -335,7 +335,7 @@ impl Admin {
     pub async fn retry(&self, seq: u64) -> Result<ActionResult, OutboxError> {
         let action = self
             .store
-            .write(move |txn| {
+            .write(move |txn| -> Result<_, StoreError> {
                 if let Some(env) = record::requeue_dead(txn, seq)? {
                     return Ok(Some(("requeued", env)));
                 }
@@ -377,7 +377,7 @@ impl Admin {
         }
         let dropped: Option<Envelope> = self
             .store
-            .write(move |txn| {
+            .write(move |txn| -> Result<_, StoreError> {
                 if let Some(DeadLetter { envelope, .. }) = record::drop_dead(txn, seq)? {
                     return Ok(Some(envelope));
                 }
