@@ -1,8 +1,9 @@
 //! `run(config, shutdown)`: the task tree and its orderly shutdown.
 //!
 //! ```text
-//!  start:  data_dir ─▶ ops HTTP port bound ─▶ store opens ─▶ Taobao client, outbox
-//!          ─▶ tasks spawned (outbox, auth-resume, carriers, ops-http) ─▶ READY=1 (systemd)
+//!  start:  data_dir ─▶ ops HTTP port bound ─▶ store opens ─▶ alerts restored from it
+//!          ─▶ Taobao client, outbox ─▶ tasks spawned (alerts, outbox, auth-resume, carriers,
+//!          intake, ops-http) ─▶ READY=1 (systemd)
 //!  serve:  until the shutdown token is cancelled (SIGTERM/SIGINT, or the caller) or a task fails
 //!  stop:   STOPPING=1 ─▶ cancel ─▶ wait ≤ SHUTDOWN_DEADLINE ─▶ abort stragglers, by name
 //!          ─▶ store closes last ─▶ return
@@ -63,9 +64,11 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// The ops HTTP address could not be bound (in use, or not an address of this host).
-    #[error("cannot listen for ops HTTP on {addr} (http.listen): {source}")]
+    #[error("cannot listen for ops HTTP on {addr} ({key}): {source}")]
     Bind {
-        /// `http.listen`.
+        /// `http.listen` or `http.status_listen`.
+        key: &'static str,
+        /// The address.
         addr: SocketAddr,
         /// Why.
         #[source]
@@ -124,6 +127,8 @@ pub struct Started {
     pub outbox: Outbox<TaobaoOp>,
     /// Where the ops HTTP server listens (the real port when the config says 0).
     pub http_addr: SocketAddr,
+    /// Where the read-only status views listen (`http.status_listen`), if configured.
+    pub status_addr: Option<SocketAddr>,
     /// The node's health checks.
     pub health: Health,
     /// Committed warehouse events (orders arrived, held, released, …).
@@ -150,13 +155,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let token = shutdown.child_token();
     log_start(&config);
     create_data_dir(&config)?;
-    let listener = bind_ops(config.http.listen).await?;
+    let listener = bind_ops("http.listen", config.http.listen).await?;
+    let status_listener = match config.http.status_listen {
+        Some(addr) => Some(bind_ops("http.status_listen", addr).await?),
+        None => None,
+    };
     let alerts = Alerts::new();
     let health = Health::new();
     let metrics = crate::ops::metrics::handle();
     metrics::gauge!("wms_node_build_info", "version" => crate::VERSION).set(1.0);
 
     let store = open_store(&config, &alerts, &health).await?;
+    // Alerts: restored from the store, kept in it, told to people. Started before the
+    // other parts so that what they raise at start is merged into the stored episodes.
+    let mut notifier =
+        crate::ops::notify::Notifier::new(alerts.clone(), store.clone(), config.alerts_options())
+            .with_health(health.clone());
+    if let Err(e) = notifier.restore().await {
+        tracing::error!(error = %e, "cannot read the alerts from the store yet; trying again");
+    }
+    let notices = notifier.outbox().clone();
     let taobao =
         crate::taobao::setup::connect(&config.taobao_options(), store.clone(), alerts.clone())
             .await
@@ -176,6 +194,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     ota.raise_alerts(&alerts);
 
     let (tasks, failures) = Tasks::new();
+    tasks.spawn("alerts", notifier.run(token.clone()));
     let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
     spawn_jobs(
         &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
@@ -190,15 +209,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             .watch_alerts(alerts.clone(), Duration::from_secs(30), token.clone()),
     );
     let ops = OpsState {
+        local: config.local_time(),
         node_id: config.node.id.clone(),
         site: config.node.site.clone(),
         health: health.clone(),
         alerts: alerts.clone(),
         metrics,
-        sections: vec![
-            Arc::new(warehouse.section) as Arc<dyn StatusSource>,
-            Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
-        ],
+        sections: {
+            let mut v = vec![
+                Arc::new(crate::taobao::status::TaobaoSection::new(
+                    taobao.client.clone(),
+                    taobao.tokens.clone(),
+                )) as Arc<dyn StatusSource>,
+                Arc::new(warehouse.section) as Arc<dyn StatusSource>,
+                Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
+                Arc::new(store.clone()) as Arc<dyn StatusSource>,
+            ];
+            if config.alerts.webhook != crate::config::AlertWebhook::None {
+                v.push(Arc::new(notices) as Arc<dyn StatusSource>);
+            }
+            v
+        },
     };
     let admin = crate::ops::http::local_only(
         axum::Router::new()
@@ -209,9 +240,33 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
                 taobao.tokens.clone(),
                 config.taobao.oauth_options(None),
             ))
-            .merge(crate::ota::admin::router(ota)),
+            .merge(crate::ota::admin::router(ota))
+            .merge(crate::ops::notify::router(alerts.clone())),
     );
-    let http_addr = spawn_ops_http(&tasks, listener, ops, admin, &token);
+    tasks.spawn("observe", observe(ops.clone(), token.clone()));
+    let mut status_addr = None;
+    if let Some(l) = status_listener {
+        // The read-only views for the warehouse network; the admin API is not served here.
+        let addr = l.local_addr().ok();
+        status_addr = addr;
+        let app = crate::ops::http::guard(
+            crate::ops::http::router(ops.clone()),
+            config.http.hosts.clone(),
+        );
+        tasks.spawn(
+            "status-http",
+            crate::ops::http::serve(l, app, token.clone()),
+        );
+        tracing::info!(addr = ?addr, "status page listening (read-only, no admin API)");
+    }
+    let http_addr = spawn_ops_http(
+        &tasks,
+        listener,
+        ops,
+        admin,
+        config.http.hosts.clone(),
+        &token,
+    );
     if let Some(timeout) = sd_notify::watchdog_enabled() {
         tasks.spawn("watchdog", watchdog(timeout, token.clone()));
     }
@@ -223,6 +278,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     Ok(Started {
         outbox,
         http_addr,
+        status_addr,
         health,
         bus: warehouse.bus,
         intake: warehouse.handle,
@@ -255,10 +311,13 @@ fn create_data_dir(config: &Config) -> Result<(), DaemonError> {
 
 /// Binds `http.listen`. Nothing is served until [`spawn_ops_http`]; connections wait in the
 /// backlog meanwhile.
-async fn bind_ops(addr: SocketAddr) -> Result<tokio::net::TcpListener, DaemonError> {
+async fn bind_ops(
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpListener, DaemonError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| DaemonError::Bind { addr, source })
+        .map_err(|source| DaemonError::Bind { key, addr, source })
 }
 
 /// Opens the store off the runtime: opening repairs after a power cut and never blocks on
@@ -278,6 +337,21 @@ async fn open_store(
         })??;
     health.ok(crate::ops::health::CheckName::Store, "open");
     Ok(store)
+}
+
+/// Takes a snapshot every 5 s, so check changes are logged and gauges move while nobody
+/// looks at the page (each request takes its own as well).
+async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallible> {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            _ = tick.tick() => {
+                let _ = crate::ops::http::Snapshot::take(&ops);
+            }
+        }
+    }
 }
 
 /// Mirrors the store's health into the `store` check until shutdown.
@@ -468,6 +542,15 @@ fn spawn_jobs(
         report_store_health(store.watch_health(), health.clone(), token.clone()),
     );
     tasks.spawn(
+        "call-count",
+        crate::taobao::budget::keep(
+            taobao.client.clone(),
+            store.clone(),
+            crate::taobao::budget::KEEP_EVERY,
+            token.clone(),
+        ),
+    );
+    tasks.spawn(
         "carriers",
         crate::sync::carriers::run(
             taobao.client.clone(),
@@ -486,11 +569,12 @@ fn spawn_ops_http(
     listener: tokio::net::TcpListener,
     ops: OpsState,
     admin: axum::Router,
+    hosts: Vec<String>,
     token: &CancellationToken,
 ) -> SocketAddr {
     let fallback = SocketAddr::from(([0, 0, 0, 0], 0));
     let addr = listener.local_addr().unwrap_or(fallback);
-    let app = crate::ops::http::router(ops).merge(admin);
+    let app = crate::ops::http::guard(crate::ops::http::router(ops).merge(admin), hosts);
     tasks.spawn(
         "ops-http",
         crate::ops::http::serve(listener, app, token.clone()),
@@ -745,6 +829,34 @@ mod tests {
             .expect("stopped within 5 s")
             .unwrap();
         assert!(result.is_ok(), "{result:?}");
+    }
+
+    /// Issue 17: the page may listen on the LAN while the admin API stays on `listen`.
+    #[tokio::test]
+    async fn the_status_listener_serves_the_views_but_never_the_admin_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.http.status_listen = Some("127.0.0.1:0".parse().unwrap());
+        let token = CancellationToken::new();
+        let started = start(c, token.clone()).await.unwrap();
+        let status = started.status_addr.expect("a status address");
+        let admin = started.http_addr;
+        let get = |addr: SocketAddr, path: &'static str| async move {
+            reqwest::get(format!("http://{addr}{path}"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(get(status, "/").await, 200);
+        assert_eq!(get(status, "/metrics").await, 200);
+        assert_eq!(get(status, "/status.js").await, 200);
+        assert_eq!(get(status, "/api/queue/stats").await, 404);
+        assert_eq!(get(status, "/api/alerts").await, 404);
+        assert_eq!(get(admin, "/api/queue/stats").await, 200);
+        token.cancel();
+        let stopped = tokio::time::timeout(Duration::from_secs(10), started.serve()).await;
+        assert!(matches!(stopped, Ok(Ok(_))), "{stopped:?}");
     }
 
     #[tokio::test]

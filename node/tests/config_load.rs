@@ -343,6 +343,10 @@ fn the_example_file_documents_every_key() {
     full.mqtt.username = Some("x".into());
     full.mqtt.password = Some(Secret::new("x"));
     full.mqtt.password_file = Some("x".into());
+    full.alerts.url = Some(Secret::new("x"));
+    full.alerts.url_file = Some("x".into());
+    full.alerts.secret = Some(Secret::new("x"));
+    full.alerts.secret_file = Some("x".into());
     let table: toml::Table = toml::from_str(&full.to_redacted_toml()).unwrap();
 
     // (section, key) pairs written in the example, set or commented out.

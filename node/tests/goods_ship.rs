@@ -300,6 +300,14 @@ async fn deadlines_alert_at_four_hours_and_one_hour_and_when_the_link_is_down() 
     to(&sim, 3 * 3600 + 50 * 60);
     assert_eq!(d.check(), 2);
     assert_eq!(d.check(), 0, "told once");
+    // One alert per order.
+    let per_order: Vec<_> = sim
+        .alerts
+        .active()
+        .into_iter()
+        .filter(|a| a.code == AlertCode::ShipDeadline)
+        .collect();
+    assert_eq!(per_order.len(), 2, "{per_order:?}");
     let a = sim
         .alerts
         .active()
@@ -323,10 +331,13 @@ async fn deadlines_alert_at_four_hours_and_one_hour_and_when_the_link_is_down() 
     to(&sim, 50 * 60);
     assert_eq!(d.check(), 2);
     let active = sim.alerts.active();
-    let dl = active
+    // The shipped order's deadline alert is resolved; the other's is critical.
+    let deadline: Vec<_> = active
         .iter()
-        .find(|a| a.code == AlertCode::ShipDeadline)
-        .unwrap();
+        .filter(|a| a.code == AlertCode::ShipDeadline)
+        .collect();
+    assert_eq!(deadline.len(), 1, "{deadline:?}");
+    let dl = deadline[0];
     assert_eq!(dl.severity, Severity::Critical);
     assert!(
         dl.message.starts_with(&format!("trade {tid}")),

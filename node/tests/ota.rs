@@ -227,8 +227,12 @@ fn bad_signature_wrong_hash_wrong_size_and_downgrade_are_refused_with_nothing_in
 
 /// Applies `behaviour` as 0.2.0 and starts the launcher; returns the rollback's reason.
 fn rolled_back(gw: &Gateway, behaviour: &str) -> String {
-    let build = gw.build(behaviour, behaviour);
-    let manifest = gw.publish(&build, "0.2.0", |_| {});
+    rolled_back_build(gw, &gw.build(behaviour, behaviour), behaviour)
+}
+
+/// Applies `build` as 0.2.0 and starts the launcher; returns the rollback's reason.
+fn rolled_back_build(gw: &Gateway, build: &std::path::Path, behaviour: &str) -> String {
+    let manifest = gw.publish(build, "0.2.0", |_| {});
     let out = gw.apply(&manifest, &["--no-restart"]);
     assert!(out.status.success(), "{}", text(&out));
     let mut l = gw.launch(behaviour);
@@ -306,6 +310,125 @@ fn a_rollback_across_a_store_migration_restores_the_old_store() {
         .read(|r| wms_node::store::get(r, ACKED, "scan-1"))
         .unwrap();
     assert_eq!(acked.as_deref(), Some("ok beep"));
+}
+
+/// The real build as 0.2.0: its gate opens (and migrates) the store, then fails on the
+/// version (it is `wms_node::VERSION`), so the launcher rolls back after a real migration.
+fn rolled_back_after_a_real_migration(gw: &Gateway) {
+    let build = gw.real_build("real-0.2.0");
+    let r = rolled_back_build(gw, &build, "real-migrates");
+    assert!(r.contains("the manifest says 0.2.0"), "{r}");
+}
+
+#[test]
+fn a_rollback_after_a_real_schema_migration_gives_back_the_file_the_previous_build_left() {
+    use wms_node::store::{Bytes, Store, StoreOptions, schema};
+    const ACKED: redb::TableDefinition<&str, Bytes> = redb::TableDefinition::new("test_acked");
+    let gw = Gateway::new();
+    // The store as the previous build (store schema 2) left it, holding an acknowledged row.
+    let store = gw.data.join(wms_node::store::FILE);
+    let previous: Vec<_> = schema::MIGRATIONS
+        .iter()
+        .filter(|m| m.to < schema::PARTS_SINCE)
+        .copied()
+        .collect();
+    {
+        let s = Store::open_with(StoreOptions::new(&store), Default::default(), &previous).unwrap();
+        s.write_blocking(|txn| wms_node::store::put(txn, ACKED, "scan-1", &"ok beep".to_string()))
+            .unwrap();
+    }
+    let before = std::fs::read(&store).unwrap();
+
+    rolled_back_after_a_real_migration(&gw);
+    let paths = wms_node::ota::Paths::new(&gw.data);
+    assert!(!paths.trial_store_copy().exists(), "the copy was put back");
+    // What the trial build made of the store is kept aside: migrated, with its gate's row.
+    let aside = paths.rolled_back_dir().join(wms_node::store::FILE);
+    let copy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy(&aside, copy.path()).unwrap();
+    {
+        let s = Store::open_with(
+            StoreOptions::new(copy.path()),
+            Default::default(),
+            &previous,
+        )
+        .unwrap();
+        assert_eq!(
+            s.read(schema::read_versions).unwrap().version,
+            schema::current_version()
+        );
+        let gate: Option<String> = s
+            .read(|r| wms_node::store::get(r, wms_node::ota::gate::GATE_TABLE, "round_trip"))
+            .unwrap();
+        assert!(
+            gate.is_some(),
+            "the trial's gate wrote to the migrated file"
+        );
+    }
+    // The file in place is the one from before the trial (no gate row); the package's build
+    // started on it ("ready" in `rolled_back_build`) and found what was acknowledged.
+    assert_ne!(std::fs::read(&aside).unwrap(), before);
+    let s = Store::open(StoreOptions::new(&store), Default::default()).unwrap();
+    let gate: Option<String> = s
+        .read(|r| wms_node::store::get(r, wms_node::ota::gate::GATE_TABLE, "round_trip"))
+        .unwrap();
+    assert_eq!(gate, None, "the trial's file is not the one in place");
+    let acked: Option<String> = s
+        .read(|r| wms_node::store::get(r, ACKED, "scan-1"))
+        .unwrap();
+    assert_eq!(acked.as_deref(), Some("ok beep"));
+    drop(s);
+    // The previous build's own path opens the file in place: store step 3 is additive.
+    drop(Store::open_with(StoreOptions::new(&store), Default::default(), &previous).unwrap());
+}
+
+#[test]
+fn a_rollback_after_a_real_conversion_from_redb_2_6_leaves_the_earlier_file_untouched() {
+    // An earlier release's store (redb 2.6, `wms-node.redb`, store schema 1).
+    let gw = Gateway::new();
+    std::fs::create_dir_all(&gw.data).unwrap();
+    let legacy = gw.data.join(wms_node::store::LEGACY_FILE);
+    let gz = std::fs::File::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/store-v2/clean/wms-node.redb.gz"
+    ))
+    .unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut bytes).unwrap();
+    std::fs::write(&legacy, bytes).unwrap();
+    let before = std::fs::read(&legacy).unwrap();
+
+    rolled_back_after_a_real_migration(&gw);
+    let paths = wms_node::ota::Paths::new(&gw.data);
+    // The conversion writes a new file and never the earlier one, so it needs no copy, and
+    // the rollback has nothing to put back: the earlier release finds its file as it was.
+    assert!(!paths.trial_store_copy().exists());
+    assert!(
+        !paths
+            .rolled_back_dir()
+            .join(wms_node::store::LEGACY_FILE)
+            .exists()
+    );
+    assert_eq!(std::fs::read(&legacy).unwrap(), before);
+    assert!(gw.data.join(wms_node::store::FILE).is_file());
+    // redb 2.6 (the earlier release's) opens it, at its schema, queue and indexes intact.
+    const META: redb2::TableDefinition<&str, &[u8]> = redb2::TableDefinition::new("meta");
+    const OUTBOX: redb2::TableDefinition<u64, &[u8]> = redb2::TableDefinition::new("outbox");
+    const FIFO: redb2::TableDefinition<(&str, u64), ()> =
+        redb2::TableDefinition::new("outbox_fifo");
+    use redb2::ReadableTableMetadata;
+    let db = redb2::Database::create(&legacy).expect("redb 2.6 opens the earlier file");
+    let r = db.begin_read().unwrap();
+    let v = r
+        .open_table(META)
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .unwrap();
+    assert_eq!(postcard::from_bytes::<u32>(v.value()).unwrap(), 1);
+    let queued = r.open_table(OUTBOX).unwrap().len().unwrap();
+    assert!(queued > 0);
+    assert_eq!(r.open_table(FIFO).unwrap().len().unwrap(), queued);
 }
 
 #[test]

@@ -11,6 +11,41 @@ use wms_node::outbox::admin::{AdminClient, ListFilter, OpState, StateFilter};
 use wms_node::store;
 
 #[tokio::test]
+async fn a_store_opened_without_the_outbox_schema_reads_as_an_empty_queue_until_the_first_enqueue()
+{
+    // A part not registered is neither migrated nor checked: no outbox tables yet.
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(
+        store::StoreOptions::new(dir.path().join(store::FILE)),
+        wms_node::ops::alert::Alerts::new(),
+    )
+    .unwrap();
+    let (outbox, _) = outbox(&store, fast_config());
+    let admin = outbox.admin();
+    assert!(outbox.queued(0, 10).unwrap().is_empty());
+    assert!(admin.list(&ListFilter::default()).unwrap().ops.is_empty());
+    let stats = admin.stats().unwrap();
+    assert_eq!((stats.pending, stats.dead_letters), (0, 0));
+    // The delivery loop scans an empty queue, and the first enqueue makes the tables.
+    let sink = ScriptedSink::always_done();
+    let token = tokio_util::sync::CancellationToken::new();
+    let run = {
+        let (o, s, t) = (outbox.clone(), sink.clone(), token.clone());
+        tokio::spawn(async move { o.run(s, t).await })
+    };
+    outbox.enqueue_now(TestOp::note(1, 1)).await.unwrap();
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || pending(&outbox)
+            .is_empty())
+        .await
+    );
+    assert_eq!(sink.done(), vec![1]);
+    assert_eq!(admin.stats().unwrap().pending, 0);
+    token.cancel();
+    run.await.unwrap();
+}
+
+#[tokio::test]
 async fn listing_pages_through_queued_ops_and_dead_letters_in_seq_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -23,10 +58,36 @@ async fn listing_pages_through_queued_ops_and_dead_letters_in_seq_order() {
     store
         .write(move |txn| {
             use wms_node::outbox::record;
-            record::dead_letter(txn, 3, 1, "isv.item-not-exist")?;
-            record::dead_letter(txn, 5, 2, "isv.item-not-exist")?;
-            record::record_failure(txn, 6, 1, "isp.overload", later)?;
-            record::record_failure(txn, 7, 1, "isp.overload", later)?;
+            record::dead_letter(
+                &record::QueueTables::OUTBOX,
+                txn,
+                3,
+                1,
+                "isv.item-not-exist",
+            )?;
+            record::dead_letter(
+                &record::QueueTables::OUTBOX,
+                txn,
+                5,
+                2,
+                "isv.item-not-exist",
+            )?;
+            record::record_failure(
+                &record::QueueTables::OUTBOX,
+                txn,
+                6,
+                1,
+                "isp.overload",
+                later,
+            )?;
+            record::record_failure(
+                &record::QueueTables::OUTBOX,
+                txn,
+                7,
+                1,
+                "isp.overload",
+                later,
+            )?;
             Ok::<_, store::StoreError>(())
         })
         .await

@@ -330,7 +330,53 @@ async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_alerted() {
         .find(|a| a.code.as_str() == "dead_letter")
         .expect("dead_letter alert");
     assert_eq!(alert.severity, wms_node::ops::alert::Severity::Critical);
-    assert!(alert.message.contains("queue retry 1"));
+    assert!(alert.message.contains("queue retry 1"), "{}", alert.message);
+    assert_eq!(
+        alert.subject,
+        Some(wms_node::ops::alert::Subject::op_kind("ship"))
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_are_alerted_from_the_store_after_a_restart_until_dropped() {
+    use wms_node::ops::alert::Subject;
+    use wms_node::outbox::Operation;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    {
+        let (outbox, _) = outbox(&store, fast_config());
+        outbox.enqueue_now(TestOp::note(1, 1)).await.unwrap();
+        let sink = ScriptedSink::new(|_, _| Outcome::Permanent {
+            reason: "isv.invalid-parameter".into(),
+        });
+        let (token, run) = spawn_run(&outbox, sink);
+        assert!(
+            eventually(T, || outbox.admin().show(1).unwrap().state
+                == wms_node::outbox::admin::OpState::Dead)
+            .await
+        );
+        token.cancel();
+        run.await.unwrap();
+    }
+    // A new process: its alerts start empty; the delivery loop finds the dead letter.
+    let (outbox, alerts) = outbox(&store, fast_config());
+    assert!(!alerts.is_active(AlertCode::DeadLetter));
+    let sink = ScriptedSink::new(|_, _| Outcome::Done);
+    let (token, run) = spawn_run(&outbox, sink);
+    assert!(eventually(T, || alerts.is_active(AlertCode::DeadLetter)).await);
+    let kind = Subject::op_kind(TestOp::note(1, 1).kind());
+    let alert = alerts.get(AlertCode::DeadLetter, Some(&kind)).unwrap();
+    assert!(alert.message.starts_with("1 "), "{}", alert.message);
+    // Dropping it through the running node resolves the alert.
+    outbox
+        .admin()
+        .drop_op(1, "wrong item", false)
+        .await
+        .unwrap();
+    assert!(!alerts.is_active(AlertCode::DeadLetter));
+    assert_eq!(alerts.history()[0].code, AlertCode::DeadLetter);
+    token.cancel();
+    run.await.unwrap();
 }
 
 #[tokio::test]
@@ -672,7 +718,14 @@ async fn a_long_blocked_key_does_not_hide_ready_ops_behind_it() {
     let later = store::now_ms() + 60_000;
     store
         .write(move |txn| {
-            wms_node::outbox::record::record_failure(txn, 1, 1, "isp.overload", later)?;
+            wms_node::outbox::record::record_failure(
+                &wms_node::outbox::record::QueueTables::OUTBOX,
+                txn,
+                1,
+                1,
+                "isp.overload",
+                later,
+            )?;
             Ok::<_, StoreError>(())
         })
         .await

@@ -235,6 +235,8 @@ fn config() -> OutboxOptions {
 
 fn options(power: &PowerCut, compact: bool) -> StoreOptions {
     let mut o = StoreOptions::new("powercut.redb");
+    // Its migration steps run in the `Open` cycles' first opens, cut like the rest.
+    o.schemas.push(wms_node::outbox::SCHEMA);
     let p = power.clone();
     o.backend = Some(Backend::new(move || Ok(Box::new(p.clone()))));
     o.group_commit_max_batch = 64;
@@ -493,6 +495,15 @@ async fn power_cuts_lose_nothing_acknowledged_and_deliver_nothing_twice() {
         };
         *phases.entry(phase).or_default() += 1;
         run.cycle(cycle, phase).await;
+        if cycles >= 2_000 && (cycle + 1) % 500 == 0 {
+            eprintln!(
+                "{} power cuts in {:.0?}: {} acknowledged, {} queued at the last check",
+                cycle + 1,
+                started.elapsed(),
+                run.acked.lock().unwrap().len(),
+                run.backlog
+            );
+        }
     }
     // After the last cut: open, check, and drain everything.
     let (_, store) = run.open_and_check(cycles, Phase::Open);

@@ -28,6 +28,14 @@ use wms_node::taobao::outbox::TaobaoOp;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v2");
 const CHILD: &str = "WMS_CONVERT_CHILD";
 
+/// The store in `dir` as the node opens it: converted from an earlier release's file if need
+/// be, with the outbox's schema (whose step 2 rebuilds the converted file's indexes).
+fn node_options(dir: impl Into<PathBuf>) -> StoreOptions {
+    let mut o = StoreOptions::in_dir(dir);
+    o.schemas.push(wms_node::outbox::SCHEMA);
+    o
+}
+
 fn fixture(which: &str) -> PathBuf {
     Path::new(FIXTURES).join(which)
 }
@@ -168,7 +176,7 @@ async fn an_earlier_releases_store_is_converted_with_everything_in_it() {
         let dir = data_dir(which);
         let legacy = dir.path().join(store::LEGACY_FILE);
         let before = std::fs::read(&legacy).unwrap();
-        let store = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new())
+        let store = Store::open(node_options(dir.path()), Alerts::new())
             .unwrap_or_else(|e| panic!("{which}: {e}"));
         assert_holds_the_fixture(&store, which);
         assert_eq!(
@@ -246,11 +254,30 @@ async fn an_earlier_releases_store_is_converted_with_everything_in_it() {
 }
 
 #[tokio::test]
+async fn a_converted_store_opened_first_without_the_outbox_schema_still_gets_its_indexes_rebuilt() {
+    // An opener that does not list the outbox (or a kill after the store's own steps) moves
+    // the store's version past the point where the outbox's steps 1 and 2 were the store's,
+    // and records nothing for the outbox: its indexes are still in redb 2.6's encoding.
+    let dir = data_dir("unclean");
+    let s = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+    assert_eq!(
+        s.read(store::schema::read_versions).unwrap().version,
+        store::schema::current_version()
+    );
+    s.close().await.unwrap();
+    // The node's open runs the outbox's whole path on it: step 1 leaves the old indexes
+    // unopened, step 2 rebuilds them.
+    let s = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
+    assert_holds_the_fixture(&s, "unclean");
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_next_start_uses_the_converted_store_and_leaves_the_earlier_file_alone() {
     let dir = data_dir("clean");
     let legacy = dir.path().join(store::LEGACY_FILE);
     let before = std::fs::read(&legacy).unwrap();
-    let store = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+    let store = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
     let outbox = Outbox::<TaobaoOp>::new(store.clone(), fast(), Alerts::new());
     let seq = outbox
         .enqueue_now(TaobaoOp::CancelWaybill {
@@ -263,7 +290,7 @@ async fn the_next_start_uses_the_converted_store_and_leaves_the_earlier_file_alo
     drop(outbox);
     store.close().await.unwrap();
     let alerts = Alerts::new();
-    let store = Store::open(StoreOptions::in_dir(dir.path()), alerts.clone()).unwrap();
+    let store = Store::open(node_options(dir.path()), alerts.clone()).unwrap();
     let admin = Admin::offline(store.clone());
     assert!(
         admin.show(seq).is_ok(),
@@ -278,7 +305,7 @@ async fn the_next_start_uses_the_converted_store_and_leaves_the_earlier_file_alo
 async fn when_the_earlier_release_ran_again_its_file_is_converted_again() {
     let dir = data_dir("clean");
     let legacy = dir.path().join(store::LEGACY_FILE);
-    let store = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+    let store = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
     let outbox = Outbox::<TaobaoOp>::new(store.clone(), fast(), Alerts::new());
     let after_conversion = outbox
         .enqueue_now(TaobaoOp::CancelWaybill {
@@ -308,7 +335,7 @@ async fn when_the_earlier_release_ran_again_its_file_is_converted_again() {
     }
 
     let alerts = Alerts::new();
-    let store = Store::open(StoreOptions::in_dir(dir.path()), alerts.clone()).unwrap();
+    let store = Store::open(node_options(dir.path()), alerts.clone()).unwrap();
     let marker: Option<bool> = store
         .read(|r| store::get(r, store::META, "ran_after_rollback"))
         .unwrap();
@@ -342,7 +369,7 @@ async fn a_conversion_left_half_way_is_done_again_from_the_untouched_original() 
     let dir = data_dir("unclean");
     let half = dir.path().join(format!("{}.converting", store::FILE));
     std::fs::write(&half, vec![0xAB; 100_000]).unwrap();
-    let store = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+    let store = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
     assert_holds_the_fixture(&store, "unclean");
     assert!(!half.exists(), "the half-made file is gone");
     store.close().await.unwrap();
@@ -355,7 +382,7 @@ async fn a_redb5_file_under_the_earlier_name_is_refused_not_misread() {
     let s = Store::open(StoreOptions::new(&legacy), Alerts::new()).unwrap();
     s.close().await.unwrap();
     let before = std::fs::read(&legacy).unwrap();
-    match Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()) {
+    match Store::open(node_options(dir.path()), Alerts::new()) {
         Err(e @ OpenError::Convert { .. }) => {
             assert!(e.to_string().contains("already in redb 5's format"), "{e}");
             assert!(!e.is_retryable());
@@ -373,7 +400,7 @@ fn convert_child() {
         return;
     };
     println!("start");
-    let store = Store::open(StoreOptions::in_dir(&dir), Alerts::new()).unwrap();
+    let store = Store::open(node_options(&dir), Alerts::new()).unwrap();
     println!("opened {}", store.store_id());
 }
 
@@ -403,7 +430,7 @@ fn kills_during_the_conversion_leave_a_store_one_release_opens() {
     let span = {
         let dir = data_dir("unclean");
         let t = Instant::now();
-        let s = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new()).unwrap();
+        let s = Store::open(node_options(dir.path()), Alerts::new()).unwrap();
         let took = t.elapsed();
         rt.block_on(s.close()).unwrap();
         took
@@ -446,7 +473,7 @@ fn kills_during_the_conversion_leave_a_store_one_release_opens() {
         // One of the two releases opens what is left.
         if converted.exists() {
             after += 1;
-            let s = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new())
+            let s = Store::open(node_options(dir.path()), Alerts::new())
                 .unwrap_or_else(|e| panic!("cycle {cycle}: the converted store opens: {e}"));
             assert_holds_the_fixture(&s, "unclean");
             rt.block_on(s.close()).unwrap();
@@ -463,7 +490,7 @@ fn kills_during_the_conversion_leave_a_store_one_release_opens() {
             );
             assert_earlier_release_opens(&legacy);
             // And the next start converts it.
-            let s = Store::open(StoreOptions::in_dir(dir.path()), Alerts::new())
+            let s = Store::open(node_options(dir.path()), Alerts::new())
                 .unwrap_or_else(|e| panic!("cycle {cycle}: converting after a kill: {e}"));
             assert_holds_the_fixture(&s, "unclean");
             rt.block_on(s.close()).unwrap();

@@ -197,6 +197,16 @@ pub fn decode_ota_update(payload: &[u8]) -> Result<super::ota::OtaUpdate, JsonEr
     }
 }
 
+/// Decodes an `alert` received on a gateway's `alert` channel (for tools that listen to it).
+pub fn decode_alert(payload: &[u8]) -> Result<super::alert::AlertMessage, JsonError> {
+    let mut map = object(payload)?;
+    let ty = take_type(&mut map)?;
+    match ty.as_str() {
+        "alert" => decode_as::<super::alert::AlertMessage>(map),
+        _ => Err(JsonError::UnknownType(truncate(ty))),
+    }
+}
+
 /// Best-effort reading of the id a bad payload was about (`msg_id`, `job_id`, `hold_id`), so a
 /// refusal can still name what it refuses.
 pub fn peek_id(payload: &[u8]) -> Option<String> {

@@ -13,6 +13,7 @@
 //! | `reply` | device → node | 1 | [`PrintResult`] `print_result`, [`HoldAck`] `hold_ack` |
 //! | `state` | both | 1, retained | [`State`] (no `type`): birth `{"online":true,…}`, will `{"online":false}` |
 //! | gateway `cmd` / `reply` | fleet ↔ node | 1 | [`ota::OtaUpdate`] `ota_update`; [`ota::OtaProgress`] `ota_progress`, [`ota::OtaResult`] `ota_result` (with `alloc`) |
+//! | gateway `alert` | node → anyone | 1 | [`alert::AlertMessage`] `alert`: raised, updated, resolved (with `alloc`) |
 //!
 //! Topics are `wms/{site}/{class}/{id}/{channel}` ([`topic`]).
 //!
@@ -219,6 +220,8 @@ wire_enum! {
         Reply = "reply",
         /// Retained online/offline state (birth and last will).
         State = "state",
+        /// The node's alerts, raised, updated and resolved (gateway class only).
+        Alert = "alert",
     }
 }
 
@@ -975,6 +978,8 @@ mod tests {
     }
 }
 
-// After `wire_enum!`, which it uses.
+// After `wire_enum!`, which they use.
+#[cfg(feature = "alloc")]
+pub mod alert;
 #[cfg(feature = "alloc")]
 pub mod ota;

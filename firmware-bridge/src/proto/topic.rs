@@ -40,8 +40,8 @@ pub enum TopicError {
     /// The class segment is not scanner, printer or gateway.
     #[error("topic class is not scanner, printer or gateway")]
     Class,
-    /// The channel segment is not evt, cmd, reply or state.
-    #[error("topic channel is not evt, cmd, reply or state")]
+    /// The channel segment is not evt, cmd, reply, state or alert.
+    #[error("topic channel is not evt, cmd, reply, state or alert")]
     Channel,
     /// A site or id segment is empty.
     #[error("{0} is empty")]
@@ -159,6 +159,15 @@ mod tests {
         let t = Topic::new("sh01", DeviceClass::Scanner, "sc-7", Channel::Evt).unwrap();
         let s = t.to_string();
         assert_eq!(s, "wms/sh01/scanner/sc-7/evt");
+        assert_eq!(Topic::parse(&s).unwrap(), t);
+    }
+
+    /// Issue 14: the node's alerts go to `wms/{site}/gateway/{id}/alert`.
+    #[test]
+    fn the_gateway_alert_topic_formats_and_parses_back() {
+        let t = Topic::new("sh01", DeviceClass::Gateway, "gw-1", Channel::Alert).unwrap();
+        let s = t.to_string();
+        assert_eq!(s, "wms/sh01/gateway/gw-1/alert");
         assert_eq!(Topic::parse(&s).unwrap(), t);
     }
 

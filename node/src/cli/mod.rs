@@ -4,6 +4,7 @@
 //! 1 any other failure; `reconcile` alone also says 3: it ran and found discrepancies. Results go to stdout, logs
 //! and errors to stderr. `anyhow` lives here and in the subcommand files only.
 
+pub mod alerts;
 pub mod auth;
 pub mod check_config;
 pub mod demo;
@@ -114,6 +115,8 @@ pub enum Command {
     DefaultConfig,
     /// Authorize the node for a Taobao shop (OAuth) and show the authorization's state.
     Auth(auth::AuthArgs),
+    /// The node's active alerts (and with --history the recently resolved ones).
+    Alerts(alerts::AlertsArgs),
     /// Inspect and repair the queue of operations waiting for Taobao (shipments, stock).
     Queue(queue::QueueArgs),
     /// Orders pulled from Taobao: list, show, hold, release.
@@ -174,6 +177,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_USAGE));
             };
             auth::run(args, &config)
+        }
+        Command::Alerts(args) => {
+            let Some(config) = load_for_command(&cli.config, log_format) else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            alerts::run(args, &config)
         }
         Command::Queue(args) => {
             let Some(config) = load_for_command(&cli.config, log_format) else {

@@ -12,7 +12,7 @@
 //! humantime strings (`"500ms"`, `"2m"`), byte sizes as `"64MiB"` or an integer. Relative
 //! paths are resolved against the directory of the config file.
 //!
-//! Secrets (`taobao.app_secret`, `taobao.session`, `mqtt.password`) are [`Secret`]s: they
+//! Secrets (`taobao.app_secret`, `taobao.session`, `mqtt.password`, `alerts.url`, `alerts.secret`) are [`Secret`]s: they
 //! print as `"<redacted>"` everywhere, and loading errors never echo their values. Each can
 //! be given inline, through its `*_file` key (the file's content, trailing newline removed;
 //! fits systemd credentials and Docker secrets), or through the environment.
@@ -35,6 +35,7 @@ pub use bytes::{ByteSize, ParseByteSizeError};
 pub use goods::{ReconcileConfig, ShippingConfig, StockConfig, WaybillConfig};
 pub use load::{ConfigError, ENV_PREFIX, Origin, Problem};
 
+use crate::ops::alert::Severity;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -72,6 +73,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Over-the-air updates of this node's software.
     pub ota: OtaConfig,
+    /// Alerts that reach people: a DingTalk or WeCom group robot, or a JSON webhook.
+    pub alerts: AlertsConfig,
 }
 
 /// `[node]`: this box.
@@ -87,6 +90,10 @@ pub struct NodeConfig {
     /// Where the database and state files live. Must be on persistent storage, writable by
     /// the service user.
     pub data_dir: PathBuf,
+    /// The warehouse's time zone, for times people read (the status page, alert messages in
+    /// group chats): `"Asia/Shanghai"` and other zones without daylight saving time, `"UTC"`,
+    /// or an offset such as `"+08:00"`. JSON and logs stay in UTC.
+    pub timezone: String,
 }
 
 impl Default for NodeConfig {
@@ -95,6 +102,7 @@ impl Default for NodeConfig {
             id: String::new(),
             site: "main".into(),
             data_dir: PathBuf::from("/var/lib/wms-node"),
+            timezone: "Asia/Shanghai".into(),
         }
     }
 }
@@ -477,12 +485,22 @@ pub struct HttpConfig {
     /// authentication: keep it on loopback or a management network. Port 0 picks a free
     /// port (the log says which).
     pub listen: SocketAddr,
+    /// A second address for the read-only views (status page, `/healthz`, `/metrics`), e.g.
+    /// `0.0.0.0:9871` so a phone on the warehouse Wi-Fi can open the page; the admin API is
+    /// never served there. Unset: only `listen`.
+    pub status_listen: Option<SocketAddr>,
+    /// Host names the server answers to besides IP addresses and `localhost` (e.g. the
+    /// box's name on the warehouse network, `wms-gw1.local`). A request naming any other
+    /// host is refused, so a web page cannot reach the server through DNS rebinding.
+    pub hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9870)),
+            status_listen: None,
+            hosts: Vec::new(),
         }
     }
 }
@@ -522,6 +540,76 @@ impl Default for OtaConfig {
     }
 }
 
+/// Where `[alerts]` notices go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertWebhook {
+    /// Nowhere: alerts are still kept, shown on the status page and in `/metrics`, and sent
+    /// on MQTT.
+    #[default]
+    None,
+    /// A DingTalk group's custom robot (自定义机器人).
+    DingTalk,
+    /// A WeCom group robot (企业微信群机器人).
+    WeCom,
+    /// Any HTTP endpoint: a POST of the alert's JSON.
+    Json,
+}
+
+/// `[alerts]`: alerts that reach people (docs/OPERATIONS.md, *Alerts*).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlertsConfig {
+    /// Where notices go: `"none"`, `"dingtalk"`, `"wecom"` or `"json"`.
+    pub webhook: AlertWebhook,
+    /// The webhook's URL. A robot's URL holds its token (`access_token=` for DingTalk, `key=`
+    /// for WeCom), so it is a secret: prefer `url_file` or `WMS_NODE__ALERTS__URL`; it is
+    /// never logged or shown.
+    pub url: Option<Secret>,
+    /// A file holding the URL (trailing newline ignored).
+    pub url_file: Option<PathBuf>,
+    /// DingTalk: the robot's signing secret (`SEC…`, 加签), when its security setting is
+    /// signing. JSON: a key the node signs each POST with (`X-Wms-Signature`). WeCom robots
+    /// have none.
+    pub secret: Option<Secret>,
+    /// A file holding the secret.
+    pub secret_file: Option<PathBuf>,
+    /// The severities people are told about: any of `"info"`, `"warning"`, `"critical"`.
+    pub severities: Vec<Severity>,
+    /// An alert that cleared is told `raised` again no sooner than this after its last
+    /// notice (a flapping condition costs at most two notices per interval).
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// Notices a minute at most (1 to 60). DingTalk and WeCom robots take 20 and block a
+    /// sender for 10 minutes beyond that, so at most 20 for them.
+    pub per_minute: u32,
+    /// Whether a `resolved` notice is sent when an alert clears.
+    pub send_resolved: bool,
+    /// Resolved alerts kept in the store and shown as "recently resolved" (0 to 10000).
+    pub history: usize,
+    /// The longest wait for the webhook to answer one notice.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook: AlertWebhook::None,
+            url: None,
+            url_file: None,
+            secret: None,
+            secret_file: None,
+            severities: vec![Severity::Warning, Severity::Critical],
+            min_interval: Duration::from_secs(600),
+            per_minute: 20,
+            send_resolved: true,
+            history: crate::ops::alert::DEFAULT_HISTORY,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The longest `outbox.shutdown_grace` that still lets the node stop within 5 s.
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
@@ -537,6 +625,7 @@ impl Config {
         o.group_commit_max_wait = s.group_commit_max_wait;
         o.group_commit_max_batch = s.group_commit_max_batch;
         o.quick_repair = s.quick_repair;
+        o.schemas.push(crate::outbox::SCHEMA);
         o
     }
 
@@ -677,6 +766,38 @@ impl Config {
         }
     }
 
+    /// The warehouse's time zone (`node.timezone`; China Standard Time if it does not parse,
+    /// which [`Config::validate`] reports).
+    pub fn local_time(&self) -> crate::ops::time::LocalTime {
+        crate::ops::time::LocalTime::parse(&self.node.timezone).unwrap_or_default()
+    }
+
+    /// How alerts reach people: `[alerts]` and the node's name.
+    pub fn alerts_options(&self) -> crate::ops::notify::NotifyOptions {
+        use crate::ops::notify::{Webhook, WebhookKind};
+        let a = &self.alerts;
+        let mut o = crate::ops::notify::NotifyOptions::new(&self.node.id, &self.node.site);
+        let kind = match a.webhook {
+            AlertWebhook::None => None,
+            AlertWebhook::DingTalk => Some(WebhookKind::DingTalk),
+            AlertWebhook::WeCom => Some(WebhookKind::WeCom),
+            AlertWebhook::Json => Some(WebhookKind::Json),
+        };
+        o.webhook = kind.zip(a.url.clone()).map(|(kind, url)| Webhook {
+            kind,
+            url,
+            secret: a.secret.clone().filter(|_| kind != WebhookKind::WeCom),
+            timeout: a.timeout,
+        });
+        o.severities = a.severities.iter().copied().collect();
+        o.min_interval = a.min_interval;
+        o.send_resolved = a.send_resolved;
+        o.history = a.history;
+        o.utc_offset = self.local_time().offset;
+        o.delivery = crate::ops::notify::delivery_options(a.per_minute, a.timeout);
+        o
+    }
+
     /// How OTA works: the `[ota]` settings, `node.data_dir` and the store file. Keys that do
     /// not parse are left out here; [`Config::validate`] reports them.
     pub fn ota_options(&self) -> crate::ota::OtaOptions {
@@ -745,6 +866,19 @@ impl Config {
             m.password_file.as_deref(),
             &mut problems,
         );
+        let a = &mut self.alerts;
+        resolve_secret(
+            "alerts.url",
+            &mut a.url,
+            a.url_file.as_deref(),
+            &mut problems,
+        );
+        resolve_secret(
+            "alerts.secret",
+            &mut a.secret,
+            a.secret_file.as_deref(),
+            &mut problems,
+        );
         problems
     }
 
@@ -766,6 +900,7 @@ impl Config {
         self.reconcile.check(&mut bad);
         self.mqtt.check(&mut bad);
         self.ota.check(&mut bad);
+        self.alerts.check(&mut bad);
         p
     }
 
@@ -781,6 +916,8 @@ impl Config {
             &mut self.taobao.app_secret_file,
             &mut self.taobao.session_file,
             &mut self.mqtt.password_file,
+            &mut self.alerts.url_file,
+            &mut self.alerts.secret_file,
         ]
         .into_iter()
         .flatten()
@@ -928,6 +1065,9 @@ impl NodeConfig {
                 "node.data_dir",
                 "is empty: name a writable directory".into(),
             );
+        }
+        if let Err(e) = crate::ops::time::LocalTime::parse(&self.timezone) {
+            bad("node.timezone", e);
         }
     }
 }
@@ -1144,6 +1284,94 @@ impl IntakeConfig {
         }
         if i.default_promise < Duration::from_secs(3600) {
             bad("intake.default_promise", "must be at least 1h".into());
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// `[alerts]`: the webhook, its URL and secret, the limits. Never echoes the URL or the
+    /// secret.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        let a = self;
+        if a.webhook != AlertWebhook::None {
+            match &a.url {
+                None => bad(
+                    "alerts.url",
+                    "is required with alerts.webhook: set alerts.url_file (recommended), \
+                     alerts.url or the WMS_NODE__ALERTS__URL environment variable"
+                        .into(),
+                ),
+                Some(url) => {
+                    let (token, example) = match a.webhook {
+                        AlertWebhook::DingTalk => (
+                            Some("access_token"),
+                            "https://oapi.dingtalk.com/robot/send?access_token=…",
+                        ),
+                        AlertWebhook::WeCom => (
+                            Some("key"),
+                            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…",
+                        ),
+                        _ => (None, "https://alerts.example.com/hook"),
+                    };
+                    match reqwest::Url::parse(url.expose()) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                            if let Some(t) = token
+                                && !u.query_pairs().any(|(k, v)| k == t && !v.is_empty())
+                            {
+                                bad(
+                                    "alerts.url",
+                                    format!(
+                                        "has no `{t}=` parameter: copy the robot's whole \
+                                         webhook URL ({example})"
+                                    ),
+                                );
+                            }
+                        }
+                        // The value is never echoed: it holds the robot's token.
+                        _ => bad(
+                            "alerts.url",
+                            format!("is not an http:// or https:// URL (e.g. {example})"),
+                        ),
+                    }
+                }
+            }
+        }
+        if a.webhook == AlertWebhook::WeCom && a.secret.is_some() {
+            bad(
+                "alerts.secret",
+                "WeCom robots have no signing secret (the URL's key is the credential): \
+                 remove alerts.secret"
+                    .into(),
+            );
+        }
+        if matches!(&a.secret, Some(s) if s.is_empty()) {
+            bad("alerts.secret", "is empty".into());
+        }
+        if a.severities.is_empty() {
+            bad(
+                "alerts.severities",
+                "must name at least one of \"info\", \"warning\", \"critical\"".into(),
+            );
+        }
+        if a.min_interval > Duration::from_secs(24 * 3600) {
+            bad("alerts.min_interval", "must be at most 24h".into());
+        }
+        let robot = matches!(a.webhook, AlertWebhook::DingTalk | AlertWebhook::WeCom);
+        if a.per_minute == 0 || a.per_minute > 60 {
+            bad("alerts.per_minute", "must be between 1 and 60".into());
+        } else if robot && a.per_minute > 20 {
+            bad(
+                "alerts.per_minute",
+                "must be at most 20 for a DingTalk or WeCom robot: they take 20 messages a \
+                 minute and block the sender for 10 minutes beyond that"
+                    .into(),
+            );
+        }
+        if a.history > 10_000 {
+            bad("alerts.history", "must be at most 10000".into());
+        }
+        if a.timeout < Duration::from_secs(1) || a.timeout > Duration::from_secs(60) {
+            bad("alerts.timeout", "must be between 1s and 60s".into());
         }
     }
 }
@@ -1435,6 +1663,63 @@ mod tests {
         let (k, _) = crate::ota::verify::SigningKey::generate().unwrap();
         c.ota.public_keys = vec![k.public_key().to_string()];
         assert_eq!(c.ota_options().public_keys.ids(), [k.public_key().key_id()]);
+    }
+
+    #[test]
+    fn alerts_are_checked_without_echoing_the_url_or_the_secret() {
+        let mut c = minimal();
+        assert!(c.alerts_options().webhook.is_none());
+        c.alerts.webhook = AlertWebhook::DingTalk;
+        let keys = |c: &Config| -> Vec<(String, String)> {
+            c.validate()
+                .into_iter()
+                .map(|p| (p.key, p.message))
+                .collect()
+        };
+        assert_eq!(keys(&c)[0].0, "alerts.url");
+        c.alerts.url = Some(Secret::new(
+            "https://oapi.dingtalk.com/robot/send?x=tok-123",
+        ));
+        c.alerts.per_minute = 30;
+        c.alerts.secret = Some(Secret::new("SECabc"));
+        let problems = keys(&c);
+        assert_eq!(
+            problems.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+            ["alerts.url", "alerts.per_minute"]
+        );
+        assert!(problems[0].1.contains("access_token="), "{problems:?}");
+        for (_, m) in &problems {
+            assert!(!m.contains("tok-123") && !m.contains("SECabc"), "{m}");
+        }
+        c.alerts.url = Some(Secret::new("not a url tok-123"));
+        assert!(!keys(&c)[0].1.contains("tok-123"));
+        c.alerts.url = Some(Secret::new(
+            "https://oapi.dingtalk.com/robot/send?access_token=tok-123",
+        ));
+        c.alerts.per_minute = 20;
+        assert_eq!(keys(&c), vec![]);
+        let o = c.alerts_options();
+        let hook = o.webhook.unwrap();
+        assert_eq!(hook.secret.unwrap().expose(), "SECabc");
+        assert_eq!(o.node_id, "gw1");
+        // WeCom robots have no secret; a JSON endpoint may take 60 a minute.
+        c.alerts.webhook = AlertWebhook::WeCom;
+        c.alerts.url = Some(Secret::new(
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k",
+        ));
+        assert_eq!(keys(&c)[0].0, "alerts.secret");
+        c.alerts.webhook = AlertWebhook::Json;
+        c.alerts.url = Some(Secret::new("http://127.0.0.1:8080/hook"));
+        c.alerts.per_minute = 60;
+        assert_eq!(keys(&c), vec![]);
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("SECabc") && !out.contains("8080"), "{out}");
+        let parsed: Config = toml::from_str(
+            "[alerts]\nwebhook = \"wecom\"\nseverities = [\"critical\"]\nmin_interval = \"1m\"",
+        )
+        .unwrap();
+        assert_eq!(parsed.alerts.webhook, AlertWebhook::WeCom);
+        assert_eq!(parsed.alerts.severities, [Severity::Critical]);
     }
 
     #[test]

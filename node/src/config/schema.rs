@@ -10,12 +10,19 @@ use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 
 use super::{
-    Config, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig, OtaConfig, OutboxConfig,
-    ReconcileConfig, ShippingConfig, StockConfig, StoreConfig, TaobaoConfig, WaybillConfig,
+    AlertsConfig, Config, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig, OtaConfig,
+    OutboxConfig, ReconcileConfig, ShippingConfig, StockConfig, StoreConfig, TaobaoConfig,
+    WaybillConfig,
 };
 
 /// Keys whose values are secrets: never echoed in errors, always redacted in output.
-pub(crate) const SECRET_KEYS: &[&str] = &["taobao.app_secret", "taobao.session", "mqtt.password"];
+pub(crate) const SECRET_KEYS: &[&str] = &[
+    "taobao.app_secret",
+    "taobao.session",
+    "mqtt.password",
+    "alerts.url",
+    "alerts.secret",
+];
 
 /// The top-level sections, in the order of [`Config`]'s fields.
 pub(crate) fn sections() -> &'static [&'static str] {
@@ -38,6 +45,7 @@ pub(crate) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "mqtt" => struct_fields::<MqttConfig>(),
         "http" => struct_fields::<HttpConfig>(),
         "ota" => struct_fields::<OtaConfig>(),
+        "alerts" => struct_fields::<AlertsConfig>(),
         _ => return None,
     })
 }

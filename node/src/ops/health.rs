@@ -26,21 +26,28 @@ pub enum CheckName {
     Store,
     /// The outbox delivers (or queues while the link is down), and does not stall.
     Outbox,
-    /// Taobao answers (the carrier list sync's view of the link and the credentials).
+    /// The link to Taobao: answers, unreachable since when, or banned for a while.
     Taobao,
+    /// The carrier list (`taobao.logistics.companies.get`, refreshed daily) is known.
+    Carriers,
     /// Order intake keeps up: failing while the shop is not authorised, or while it lags
     /// with the link up; degraded while Taobao cannot be reached.
     Intake,
+    /// Alert notices reach the webhook: degraded (never failing) while it is unreachable or
+    /// refuses them; the notices keep queueing.
+    Alerts,
 }
 
 impl CheckName {
-    /// `"store"`, `"outbox"`, `"taobao"` or `"intake"`.
+    /// `"store"`, `"outbox"`, `"taobao"`, `"carriers"`, `"intake"` or `"alerts"`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckName::Store => "store",
             CheckName::Outbox => "outbox",
             CheckName::Taobao => "taobao",
+            CheckName::Carriers => "carriers",
             CheckName::Intake => "intake",
+            CheckName::Alerts => "alerts",
         }
     }
 }

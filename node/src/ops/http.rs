@@ -17,9 +17,7 @@
 #[cfg(test)]
 use super::alert::AlertCode;
 use super::alert::{Alert, Alerts, Severity};
-#[cfg(test)]
-use super::health::CheckName;
-use super::health::{Health, Report, Status};
+use super::health::{CheckName, Health, Report, Status};
 use axum::Router;
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
@@ -38,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// A block of figures on the status page (e.g. "Queue": pending, dead letters, oldest age).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusSection {
     /// The heading.
     pub title: String,
@@ -46,11 +44,126 @@ pub struct StatusSection {
     pub rows: Vec<(String, String)>,
 }
 
-/// Something that contributes a [`StatusSection`] to the status page. Called on every page
-/// load, so it must be cheap and must not block (read cached figures).
+/// What one part of the node shows at one instant: its health checks and its section of the
+/// status page, worked out from one reading of its state (so the two cannot disagree).
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    /// Checks to set now (the [`Health`] keeps since when, and logs changes).
+    pub checks: Vec<(CheckName, Status, String)>,
+    /// Its section, if it has one.
+    pub section: Option<StatusSection>,
+}
+
+/// The instant a [`Snapshot`] is taken, and how to show times in it.
+#[derive(Debug, Clone, Copy)]
+pub struct At<'a> {
+    /// Unix ms.
+    pub now_ms: u64,
+    /// The warehouse's time zone.
+    pub local: &'a super::time::LocalTime,
+}
+
+impl At<'_> {
+    /// `2026-12-07 14:43:10 (3 min ago)`, in the warehouse's time.
+    pub fn when(&self, ms: u64) -> String {
+        format!(
+            "{} ({} ago)",
+            self.local.format(ms),
+            age(Duration::from_millis(self.now_ms.saturating_sub(ms)))
+        )
+    }
+}
+
+/// Something that contributes checks and a [`StatusSection`] to the node's snapshot. Called
+/// on every request of `/`, `/healthz` and `/metrics` (and by its owner's own tick), so it
+/// must be cheap and must not block (read cached figures, never wait for a lock held across
+/// I/O).
 pub trait StatusSource: Send + Sync + 'static {
-    /// The section as of now.
-    fn section(&self) -> StatusSection;
+    /// The part as of `at`.
+    fn observe(&self, at: &At<'_>) -> Observation;
+}
+
+/// Everything the operator views show, taken once per request: the status page, `/healthz`
+/// and `/metrics` (and `wms-node status`, which reads `/healthz`) render one snapshot each,
+/// so the header, the checks and the tables of one page are of one instant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// Status, version, uptime and checks.
+    #[serde(flatten)]
+    pub report: Report,
+    /// `node.id`.
+    pub node_id: String,
+    /// `node.site`.
+    pub site: String,
+    /// When it was taken (RFC 3339, UTC).
+    pub as_of: String,
+    /// When it was taken (Unix ms).
+    #[serde(skip)]
+    pub as_of_ms: u64,
+    /// The active alerts.
+    pub alerts: Vec<Alert>,
+    /// The recently resolved alerts (the page shows them).
+    #[serde(skip)]
+    pub history: Vec<Alert>,
+    /// Each part's figures, in page order.
+    pub sections: Vec<StatusSection>,
+}
+
+impl Snapshot {
+    /// Observes every part now; their checks are set on the node's [`Health`] first, so the
+    /// report is of the same instant as the sections.
+    pub fn take(s: &OpsState) -> Snapshot {
+        let now_ms = super::alert::now_ms();
+        let at = At {
+            now_ms,
+            local: &s.local,
+        };
+        let mut sections = Vec::with_capacity(s.sections.len());
+        for src in &s.sections {
+            let o = src.observe(&at);
+            for (name, status, message) in o.checks {
+                s.health.set(name, status, message);
+            }
+            sections.extend(o.section);
+        }
+        metrics::gauge!("wms_node_uptime_seconds").set(s.health.uptime().as_secs_f64());
+        Snapshot {
+            report: s.health.report(),
+            node_id: s.node_id.clone(),
+            site: s.site.clone(),
+            as_of: super::alert::rfc3339(now_ms),
+            as_of_ms: now_ms,
+            alerts: s.alerts.active(),
+            history: s.alerts.history(),
+            sections,
+        }
+    }
+}
+
+/// A byte count as people read it: `512 B`, `12.3 KiB`, `256 MiB`, `1.50 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.0} {unit}")
+    } else if v < 10.0 {
+        format!("{v:.2} {unit}")
+    } else if v < 100.0 {
+        format!("{v:.1} {unit}")
+    } else {
+        format!("{v:.0} {unit}")
+    }
 }
 
 /// What the ops handlers read.
@@ -68,6 +181,8 @@ pub struct OpsState {
     pub metrics: PrometheusHandle,
     /// Extra sections for the status page, in order.
     pub sections: Vec<Arc<dyn StatusSource>>,
+    /// The warehouse's time zone: the page shows times in it.
+    pub local: super::time::LocalTime,
 }
 
 /// The ops routes. Merge other routers into the result with [`Router::merge`].
@@ -76,6 +191,7 @@ pub fn router(state: OpsState) -> Router {
         .route("/", get(status_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/status.js", get(status_js))
         .with_state(Arc::new(state))
 }
 
@@ -126,6 +242,79 @@ fn unmapped(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// What every response of the ops server carries: the page and its data are not to be
+/// sniffed as another type, framed, or given a referrer; the page may only use its own inline
+/// styles.
+const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; \
+         frame-ancestors 'none'",
+    ),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
+
+/// Wraps the whole ops server: refuses a request whose `Host` is not an IP address,
+/// `localhost` or one of `hosts` (a page on another site cannot reach the server by
+/// rebinding its own name to the box's address), and adds the security headers to every
+/// response.
+pub fn guard(app: Router, hosts: Vec<String>) -> Router {
+    let hosts: Arc<[String]> = hosts
+        .into_iter()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    app.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+        let hosts = hosts.clone();
+        async move {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned);
+            let mut resp = match host.as_deref() {
+                Some(h) if host_allowed(h, &hosts) => next.run(req).await,
+                _ => {
+                    tracing::warn!(host = ?host.as_deref().map(|h| h.chars().take(80).collect::<String>()),
+                        path = %req.uri().path(), "ops HTTP request refused: unknown Host");
+                    (
+                        StatusCode::FORBIDDEN,
+                        "unknown Host: use the box's address, or add the name to [http] hosts\n",
+                    )
+                        .into_response()
+                }
+            };
+            for (name, value) in SECURITY_HEADERS {
+                resp.headers_mut()
+                    .insert(name, HeaderValue::from_static(value));
+            }
+            resp
+        }
+    }))
+}
+
+/// Whether a `Host` header names an IP address (v4, or v6 in brackets), `localhost`, or one
+/// of `hosts` (lower case), with or without a port.
+fn host_allowed(host: &str, hosts: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        host.rsplit_once(':').map_or(host, |(n, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        })
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok() || name == "localhost" || hosts.contains(&name)
+}
+
 /// Limits `routes` to clients on this machine (403 for anyone else). For the admin API:
 /// it changes the queue and the node's authorisation and has no authentication of its own.
 /// Needs [`serve`], which tells each request its [`Peer`]; without one it refuses too.
@@ -153,37 +342,22 @@ async fn refuse_remote(req: Request, next: Next) -> Response {
         .into_response()
 }
 
-#[derive(Serialize)]
-struct HealthBody {
-    #[serde(flatten)]
-    report: Report,
-    node_id: String,
-    site: String,
-    alerts: Vec<Alert>,
-}
-
 async fn healthz(State(s): State<Arc<OpsState>>) -> Response {
-    let report = s.health.report();
-    let code = if report.is_healthy() {
+    let snap = Snapshot::take(&s);
+    let code = if snap.report.is_healthy() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = HealthBody {
-        report,
-        node_id: s.node_id.clone(),
-        site: s.site.clone(),
-        alerts: s.alerts.active(),
-    };
-    let mut resp = (code, axum::Json(body)).into_response();
+    let mut resp = (code, axum::Json(snap)).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
-    metrics::gauge!("wms_node_uptime_seconds").set(s.health.uptime().as_secs_f64());
-    metrics::gauge!("wms_node_alerts_active").set(s.alerts.active().len() as f64);
+    // The gauges the parts set while observed are of this instant too.
+    let _ = Snapshot::take(&s);
     (
         [(
             header::CONTENT_TYPE,
@@ -194,22 +368,38 @@ async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
         .into_response()
 }
 
+/// The page's script: polls the page every 10 s and, when the node stops answering, keeps
+/// the last page with "lost contact since …" instead of the browser's error page.
+const STATUS_JS: &str = include_str!("static/status.js");
+
+async fn status_js() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=300"),
+            ),
+        ],
+        STATUS_JS,
+    )
+        .into_response()
+}
+
 async fn status_page(State(s): State<Arc<OpsState>>) -> Response {
-    let report = s.health.report();
-    let alerts = s.alerts.active();
-    let sections: Vec<StatusSection> = s.sections.iter().map(|src| src.section()).collect();
-    let mut resp = Html(render_page(&s, &report, &alerts, &sections)).into_response();
+    let snap = Snapshot::take(&s);
+    let mut resp = Html(render_page(&s, &snap)).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
-fn render_page(
-    s: &OpsState,
-    report: &Report,
-    alerts: &[Alert],
-    sections: &[StatusSection],
-) -> String {
+fn render_page(s: &OpsState, snap: &Snapshot) -> String {
+    let (report, alerts, history, sections) =
+        (&snap.report, &snap.alerts, &snap.history, &snap.sections);
     let mut h = String::with_capacity(4096);
     let overall = status_word(report.status);
     // `write!` into a String cannot fail.
@@ -217,41 +407,84 @@ fn render_page(
         h,
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="10">
+<noscript><meta http-equiv="refresh" content="10"></noscript>
+<script src="/status.js" defer></script>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>wms-node {id} · {overall}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:1.5rem;max-width:60rem;color:#222}}
-h1{{font-size:1.4rem}} h2{{font-size:1.1rem;margin-top:1.5rem}}
-table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd;vertical-align:top}}
+h1{{font-size:1.4rem;overflow-wrap:anywhere}} h2{{font-size:1.1rem;margin-top:1.5rem}}
+table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd;vertical-align:top}} td{{overflow-wrap:break-word}}
+p{{overflow-wrap:anywhere}}
+@media (max-width:40rem){{body{{margin:.5rem}} table,tbody,tr,td,th{{display:block;width:auto}} tr{{border-bottom:1px solid #ddd;padding:.3rem 0}} td,th{{border:0;padding:.1rem .3rem}} tr.head,.wide{{display:none}} td{{overflow-wrap:anywhere}}}}
 .ok{{color:#176f2c}} .degraded,.warning{{color:#9a6700}} .failing,.critical{{color:#b42318;font-weight:bold}} .info{{color:#555}}
 .muted{{color:#666}}
 </style></head><body>
 <h1>wms-node <span class="muted">{id} @ {site}</span> — <span class="{overall}">{overall}</span></h1>
-<p class="muted">version {version} · up {uptime} · <a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a> · refreshes every 10 s</p>
+<p class="muted">as of <b id="as-of">{as_of}</b> ({tz}, {offset}) · refreshes every 10 s · version {version} · up {uptime} · <a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p>
 "#,
         id = esc(&s.node_id),
         site = esc(&s.site),
         overall = overall,
         version = esc(report.version),
         uptime = humantime::format_duration(Duration::from_secs(report.uptime_seconds)),
+        tz = esc(&s.local.name),
+        offset = s.local.offset_str(),
+        as_of = s.local.format(snap.as_of_ms),
     );
 
+    let now = snap.as_of_ms;
+    let at = At {
+        now_ms: now,
+        local: &s.local,
+    };
     h.push_str("<h2>Alerts</h2>\n");
     if alerts.is_empty() {
         h.push_str("<p class=\"ok\">No active alerts.</p>\n");
     } else {
         h.push_str(
-            "<table><tr><th>severity</th><th>alert</th><th>what to do</th><th>since</th></tr>\n",
+            "<table><tr class=\"head\"><th>severity</th><th>alert</th><th>what to do</th>\
+             <th>since</th><th class=\"wide\">last seen</th><th class=\"wide\">count</th></tr>\n",
         );
         for a in alerts {
             let sev = severity_word(a.severity);
             let _ = writeln!(
                 h,
-                "<tr><td class=\"{sev}\">{sev}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(a.code.as_str()),
+                "<tr><td class=\"{sev}\">{sev}</td><td>{}</td><td>{}</td><td>for {}<br>\
+                 <span class=\"muted\">{}</span></td><td class=\"wide\">{} ago</td>\
+                 <td class=\"wide\">{}</td></tr>",
+                esc(&alert_name(a)),
                 esc(&a.message),
-                humantime::format_rfc3339_seconds(a.at),
+                age(a.active_for(now)),
+                s.local.format(a.first_seen_ms),
+                age(std::time::Duration::from_millis(
+                    now.saturating_sub(a.last_seen_ms)
+                )),
+                a.count,
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    let resolved: Vec<&Alert> = history.iter().take(10).collect();
+    if !resolved.is_empty() {
+        h.push_str(
+            "<h2>Recently resolved</h2>\n<table><tr class=\"head\"><th>alert</th><th>what it said</th>\
+             <th>resolved</th><th>was active</th><th>count</th></tr>\n",
+        );
+        for a in resolved {
+            let resolved_ms = a.resolved_ms.unwrap_or(now);
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{} ago<br><span class=\"muted\">{}</span></td>\
+                 <td>{}</td><td>{}</td></tr>",
+                esc(&alert_name(a)),
+                esc(&a.message),
+                age(std::time::Duration::from_millis(
+                    now.saturating_sub(resolved_ms)
+                )),
+                s.local.format(resolved_ms),
+                age(a.active_for(now)),
+                a.count,
             );
         }
         h.push_str("</table>\n");
@@ -261,7 +494,7 @@ table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3re
     if report.checks.is_empty() {
         h.push_str("<p class=\"muted\">No checks reported yet.</p>\n");
     } else {
-        h.push_str("<table><tr><th>check</th><th>status</th><th>detail</th><th>since</th></tr>\n");
+        h.push_str("<table><tr class=\"head\"><th>check</th><th>status</th><th>detail</th><th>since</th></tr>\n");
         for (name, c) in &report.checks {
             let st = status_word(c.status);
             let _ = writeln!(
@@ -269,7 +502,11 @@ table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3re
                 "<tr><td>{}</td><td class=\"{st}\">{st}</td><td>{}</td><td>{}</td></tr>",
                 esc(name.as_str()),
                 esc(&c.message),
-                humantime::format_rfc3339_seconds(c.since),
+                esc(&at.when(
+                    c.since
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+                )),
             );
         }
         h.push_str("</table>\n");
@@ -286,6 +523,31 @@ table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.3re
     h
 }
 
+/// `dead_letter (201) · op_kind ship`.
+fn alert_name(a: &Alert) -> String {
+    match &a.subject {
+        Some(s) => format!("{} ({}) · {s}", a.code, a.code.number()),
+        None => format!("{} ({})", a.code, a.code.number()),
+    }
+}
+
+/// A duration as people say it: "45 s", "3 min", "2 h 5 min", "3 d 4 h".
+pub fn age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => match (s / 3600, s % 3600 / 60) {
+            (h, 0) => format!("{h} h"),
+            (h, m) => format!("{h} h {m} min"),
+        },
+        _ => match (s / 86_400, s % 86_400 / 3600) {
+            (d, 0) => format!("{d} d"),
+            (d, h) => format!("{d} d {h} h"),
+        },
+    }
+}
+
 fn status_word(s: Status) -> &'static str {
     match s {
         Status::Ok => "ok",
@@ -295,11 +557,7 @@ fn status_word(s: Status) -> &'static str {
 }
 
 fn severity_word(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    }
+    s.as_str()
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -322,12 +580,25 @@ fn esc(s: &str) -> String {
 mod tests {
     use super::*;
 
-    struct Queue;
+    /// A part whose figure changes under the page: its check and its row come from one
+    /// reading of `pending`.
+    #[derive(Default)]
+    struct Queue {
+        pending: std::sync::atomic::AtomicU64,
+    }
     impl StatusSource for Queue {
-        fn section(&self) -> StatusSection {
-            StatusSection {
-                title: "Queue".into(),
-                rows: vec![("pending".into(), "3".into())],
+        fn observe(&self, _: &At<'_>) -> Observation {
+            let n = self.pending.load(std::sync::atomic::Ordering::SeqCst);
+            Observation {
+                checks: vec![(
+                    CheckName::Outbox,
+                    if n > 5 { Status::Degraded } else { Status::Ok },
+                    format!("{n} ops queued"),
+                )],
+                section: Some(StatusSection {
+                    title: "Queue".into(),
+                    rows: vec![("pending".into(), n.to_string())],
+                }),
             }
         }
     }
@@ -353,7 +624,8 @@ mod tests {
             health: Health::new(),
             alerts: Alerts::new(),
             metrics: crate::ops::metrics::handle(),
-            sections: vec![Arc::new(Queue)],
+            sections: vec![Arc::new(Queue::default())],
+            local: crate::ops::time::LocalTime::default(),
         }
     }
 
@@ -377,7 +649,7 @@ mod tests {
         assert_eq!(body["checks"]["store"]["status"], "ok");
         assert_eq!(body["alerts"][0]["code"], "reauthorize");
 
-        health.failing(CheckName::Outbox, "stalled");
+        health.failing(CheckName::Intake, "lags 3 h while Taobao answers");
         let r = reqwest::get(format!("{base}/healthz")).await.unwrap();
         assert_eq!(r.status(), 503);
         let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
@@ -411,6 +683,122 @@ mod tests {
         assert_eq!(r.text().await.unwrap(), "pong");
         token.cancel();
         server.await.unwrap();
+    }
+
+    /// Issue 17: the header, the checks and the tables of one page (and `/healthz`) are of
+    /// one instant: a part's check and its row come from one reading, taken per request.
+    #[tokio::test]
+    async fn every_view_is_one_snapshot_taken_at_request_time() {
+        let queue = Arc::new(Queue::default());
+        let mut st = state();
+        st.sections = vec![queue.clone()];
+        let (base, token, server) = start(st).await;
+        for n in [0u64, 9, 2] {
+            queue.pending.store(n, std::sync::atomic::Ordering::SeqCst);
+            let html = reqwest::get(format!("{base}/"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let want = if n > 5 { "degraded" } else { "ok" };
+            assert!(
+                html.contains(&format!("<span class=\"{want}\">{want}</span></h1>")),
+                "{n}: {html}"
+            );
+            assert!(
+                html.contains(&format!("<td>{n} ops queued</td>")),
+                "{n}: {html}"
+            );
+            assert!(
+                html.contains(&format!("<tr><th>pending</th><td>{n}</td></tr>")),
+                "{n}: {html}"
+            );
+            assert!(html.contains("as of <b id=\"as-of\">"), "{html}");
+            let text = reqwest::get(format!("{base}/healthz"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(h["status"], want, "{h}");
+            assert_eq!(h["checks"]["outbox"]["message"], format!("{n} ops queued"));
+            assert_eq!(h["sections"][0]["title"], "Queue", "{h}");
+            assert_eq!(h["sections"][0]["rows"][0][1], n.to_string(), "{h}");
+            assert!(h["as_of"].as_str().unwrap().ends_with('Z'), "{h}");
+        }
+        token.cancel();
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn byte_counts_read_in_binary_units() {
+        assert_eq!(
+            [
+                bytes(0),
+                bytes(1023),
+                bytes(1024),
+                bytes(1536),
+                bytes(12_900),
+                bytes(268_435_456),
+                bytes(1_610_612_736),
+            ],
+            [
+                "0 B", "1023 B", "1 KiB", "1.50 KiB", "12.6 KiB", "256 MiB", "1.50 GiB"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_hosts_are_refused_and_every_answer_carries_the_security_headers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = CancellationToken::new();
+        let app = guard(router(state()), vec!["WMS-GW1.local".into()]);
+        let t = token.clone();
+        let server = tokio::spawn(async move { serve(listener, app, t).await.unwrap() });
+        let client = reqwest::Client::new();
+        let get = |host: &'static str| {
+            client
+                .get(format!("http://{addr}/healthz"))
+                .header(header::HOST, host)
+                .send()
+        };
+        for ok in [
+            "127.0.0.1:9870",
+            "localhost:9870",
+            "wms-gw1.local",
+            "wms-gw1.local.:80",
+            "[::1]:9870",
+            "192.168.1.20",
+        ] {
+            let r = get(ok).await.unwrap();
+            assert_eq!(r.status(), 200, "{ok}");
+            assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+            assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+            let csp = r.headers()["content-security-policy"].to_str().unwrap();
+            assert!(
+                csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+                "{csp}"
+            );
+        }
+        for bad in ["attacker.example:9870", "wms-gw1.local.evil", "[nonsense]"] {
+            let r = get(bad).await.unwrap();
+            assert_eq!(r.status(), 403, "{bad}");
+            assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        }
+        token.cancel();
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn ages_read_as_people_say_them() {
+        let a = |s| age(Duration::from_secs(s));
+        assert_eq!(
+            [a(0), a(59), a(180), a(3600), a(3900), a(90_000)],
+            ["0 s", "59 s", "3 min", "1 h", "1 h 5 min", "1 d 1 h"]
+        );
     }
 
     #[test]
@@ -471,15 +859,39 @@ mod tests {
             "op 7 <isv.invalid>",
         );
         st.health.degraded(CheckName::Taobao, "link down");
+        st.alerts
+            .raise(AlertCode::Clock, Severity::Warning, "clock off");
+        st.alerts.clear(AlertCode::Clock);
         let (base, token, server) = start(st).await;
         let r = reqwest::get(format!("{base}/")).await.unwrap();
         assert_eq!(r.status(), 200);
         let html = r.text().await.unwrap();
         assert!(html.contains("wh&lt;1&gt;"), "{html}");
         assert!(html.contains("op 7 &lt;isv.invalid&gt;"));
+        // Since when (with how long), last seen, how often; and the recently resolved.
+        assert!(html.contains("dead_letter (201)"), "{html}");
+        assert!(html.contains("<td>for 0 s<br>"), "{html}");
+        assert!(html.contains("<h2>Recently resolved</h2>"), "{html}");
+        assert!(html.contains("clock (104)"), "{html}");
         assert!(html.contains(crate::VERSION));
         assert!(html.contains("<h2>Queue</h2>"));
         assert!(html.contains("link down"));
+        // Refreshes itself without JavaScript; with it, a served script polls instead.
+        assert!(html.contains("<noscript><meta http-equiv=\"refresh\" content=\"10\"></noscript>"));
+        assert!(html.contains("<script src=\"/status.js\" defer></script>"));
+        let js = reqwest::get(format!("{base}/status.js")).await.unwrap();
+        assert!(
+            js.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript")
+        );
+        assert!(
+            js.text()
+                .await
+                .unwrap()
+                .contains("Lost contact with the node since")
+        );
         token.cancel();
         server.await.unwrap();
     }

@@ -80,9 +80,16 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         "wms_node_alerts_raised_total",
-        "Alerts raised, by alert `code`.",
+        "Alerts raised (new episodes), by alert `code`.",
     ),
-    ("wms_node_alerts_active", "Alerts currently active."),
+    (
+        "wms_node_alerts_resolved_total",
+        "Alerts resolved, by alert `code`.",
+    ),
+    (
+        "wms_node_alerts_active",
+        "Alerts currently active, by `code` and `severity`.",
+    ),
     (
         "wms_node_store_commit_duration_seconds",
         "Time to commit one group-commit transaction, fsync included.",
@@ -109,48 +116,52 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         "wms_node_outbox_enqueued_total",
-        "Operations accepted into the outbox, by `kind`.",
+        "Operations accepted into an outbox queue, by `queue` and `kind`.",
     ),
     (
         "wms_node_outbox_coalesced_total",
-        "Operations that replaced an undelivered one with the same coalescing key, by `kind`.",
+        "Operations that replaced an undelivered one with the same coalescing key, by `queue` and `kind`.",
     ),
     (
         "wms_node_outbox_rejected_total",
-        "Operations refused at the byte cap, by `kind`.",
+        "Operations refused at the byte cap, by `queue` and `kind`.",
     ),
     (
         "wms_node_outbox_dropped_total",
-        "Operations removed undelivered, by `kind` and `reason` (`cap`, `operator`).",
+        "Operations removed undelivered, by `queue`, `kind` and `reason` (`cap`, `operator`).",
     ),
     (
         "wms_node_outbox_attempts_total",
-        "Delivery attempts, by `kind` and `outcome`.",
+        "Delivery attempts, by `queue`, `kind` and `outcome`.",
     ),
     (
         "wms_node_outbox_attempt_duration_seconds",
-        "Duration of one delivery attempt, by `kind`.",
+        "Duration of one delivery attempt, by `queue` and `kind`.",
     ),
     (
         "wms_node_outbox_delivered_total",
-        "Operations the platform confirmed (done or already done), by `kind`.",
+        "Operations the other side confirmed (done or already done), by `queue` and `kind`.",
     ),
     (
         "wms_node_outbox_dead_letters_total",
-        "Operations given up as permanent failures, by `kind`.",
+        "Operations given up as permanent failures, by `queue` and `kind`.",
     ),
-    ("wms_node_outbox_ops", "Operations waiting in the outbox."),
+    ("wms_node_outbox_ops", "Operations waiting, by `queue`."),
+    (
+        "wms_node_outbox_dead_letter_ops",
+        "Operations in the dead letters (kept in the store, counted at start), by `queue` and `kind`.",
+    ),
     (
         "wms_node_outbox_bytes",
-        "Accounted bytes of the outbox backlog.",
+        "Accounted bytes of the backlog, by `queue`.",
     ),
     (
         "wms_node_outbox_cap_bytes",
-        "The byte cap on the outbox backlog (`store.max_bytes`), 0 for none.",
+        "The byte cap on the backlog (`store.max_bytes`), 0 for none, by `queue`.",
     ),
     (
         "wms_node_outbox_oldest_item_age_seconds",
-        "Age of the oldest undelivered operation.",
+        "Age of the oldest undelivered operation, by `queue`.",
     ),
     (
         "wms_node_taobao_calls_total",
@@ -220,6 +231,26 @@ const HELP: &[(&str, &str)] = &[
     (
         "wms_node_order_holds",
         "Held orders by hold `reason` (refund, unmapped_sku, operator, …).",
+    ),
+    (
+        "wms_node_taobao_link_up",
+        "1 while Taobao answers the node's calls; 0 while it does not (or before the first call).",
+    ),
+    (
+        "wms_node_taobao_token_expiry_timestamp_seconds",
+        "When the shop's access token expires (Unix seconds; 0 when unknown). Alert before it.",
+    ),
+    (
+        "wms_node_taobao_token_refreshable",
+        "1 when the node can refresh the shop's token by itself; 0 when someone must authorise again.",
+    ),
+    (
+        "wms_node_store_file_bytes",
+        "Size of the store file on disk.",
+    ),
+    (
+        "wms_node_store_disk_free_bytes",
+        "Space left for the store on its disk (available to the node's user).",
     ),
     (
         "wms_node_taobao_calls_today",

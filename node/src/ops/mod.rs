@@ -15,4 +15,6 @@ pub mod health;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod orders;
+pub mod time;

@@ -1,5 +1,6 @@
 //! The byte cap as people see it: the gauges of the queue's size and the `store_cap` alert,
-//! raised at the configured fractions of `store.max_bytes` and cleared with a margin.
+//! raised at the configured fractions of `store.max_bytes` and cleared with a margin (for the
+//! queues the cap applies to: [`Queue::capped`](super::Queue::capped)).
 
 use super::queue::Shared;
 use crate::ops::alert::{AlertCode, Severity};
@@ -11,16 +12,16 @@ pub(crate) fn report_usage(shared: &Shared, bytes: u64, count: u64) {
         s.usage.bytes = bytes;
         s.usage.count = count;
     }
-    metrics::gauge!("wms_node_outbox_bytes").set(bytes as f64);
-    metrics::gauge!("wms_node_outbox_ops").set(count as f64);
-    let cap = shared.store.options().max_bytes;
+    let queue = shared.queue.name;
+    metrics::gauge!("wms_node_outbox_bytes", "queue" => queue).set(bytes as f64);
+    metrics::gauge!("wms_node_outbox_ops", "queue" => queue).set(count as f64);
+    let (cap, policy) = shared.cap();
+    metrics::gauge!("wms_node_outbox_cap_bytes", "queue" => queue).set(cap as f64);
     if cap == 0 {
         return;
     }
-    metrics::gauge!("wms_node_outbox_cap_bytes").set(cap as f64);
     let thresholds = &shared.config.cap_alert_thresholds;
     let pct = 100.0 * bytes as f64 / cap as f64;
-    let policy = shared.store.options().cap_policy;
     match cap_level(bytes, cap, thresholds) {
         CapLevel::Critical => shared.alerts.raise(
             AlertCode::StoreCap,

@@ -27,7 +27,7 @@ use super::link::{Link, LinkState};
 use super::queue::{InFlight, Outbox};
 use super::record::{self, Envelope};
 use super::{Attempt, Operation, Outcome, Sink};
-use crate::ops::alert::{AlertCode, Severity};
+use crate::ops::alert::{AlertCode, Severity, Subject};
 use crate::store::{self, StoreError};
 use firmware_bridge::pace::{Backoff, TokenBucket};
 use futures::FutureExt;
@@ -51,7 +51,6 @@ struct Finished {
     fifo_key: String,
     kind: String,
     summary: String,
-    critical: bool,
     outcome: Outcome,
     /// The durable record of the outcome: `Ok(true)` if the op was still there.
     recorded: Result<bool, StoreError>,
@@ -97,6 +96,14 @@ impl<Op: Operation> Outbox<Op> {
             unrecorded: Vec::new(),
         };
         self.shared.state().delivery.running = true;
+        // What the store says, not what the last process remembered: the dead letters (and
+        // their alerts), the queue's figures (and the cap's alert); and no pause survives a
+        // restart.
+        super::dead::refresh(&self.shared);
+        self.refresh_usage();
+        if !self.is_paused() {
+            self.shared.alerts.clear(self.shared.queue.paused_alert);
+        }
         let mut health_tick = tokio::time::interval(Duration::from_secs(5));
         health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(
@@ -186,9 +193,20 @@ impl<Op: Operation> Outbox<Op> {
         let busy = &lp.busy;
         let from = lp.cursor.take();
         let scan = self.shared.store.read(|r| {
-            let s = record::scan(r, slots, busy, now_ms, horizon, cfg.scan_budget, from);
-            let age = oldest_age(r, now_ms);
-            metrics::gauge!("wms_node_outbox_oldest_item_age_seconds").set(age);
+            let s = record::scan(
+                &self.shared.queue.tables,
+                r,
+                slots,
+                busy,
+                now_ms,
+                horizon,
+                cfg.scan_budget,
+                from,
+            );
+            let age = oldest_age(&self.shared.queue.tables, r, now_ms);
+            metrics::gauge!("wms_node_outbox_oldest_item_age_seconds",
+                "queue" => self.shared.queue.name)
+            .set(age);
             self.shared.state().usage.oldest_age_secs = age as u64;
             s
         });
@@ -231,18 +249,20 @@ impl<Op: Operation> Outbox<Op> {
         let store = self.shared.store.clone();
         let alerts = self.shared.alerts.clone();
         let wake = self.shared.wake.clone();
+        let q = self.shared.queue.tables;
         tokio::spawn(async move {
             let r = store
                 .write(move |txn| {
-                    record::quarantine_row(txn, b.seq, b.priority, &b.fifo_key, &b.reason)
+                    record::quarantine_row(&q, txn, b.seq, b.priority, &b.fifo_key, &b.reason)
                 })
                 .await;
             match r {
                 Ok(true) => {
-                    metrics::counter!("wms_node_store_quarantined_records_total", "table" => "outbox")
+                    metrics::counter!("wms_node_store_quarantined_records_total", "table" => q.outbox)
                         .increment(1);
-                    alerts.raise(
+                    alerts.raise_about(
                         AlertCode::StoreQuarantine,
+                        Subject::new("table", q.outbox),
                         Severity::Warning,
                         "an undecodable outbox op was moved to quarantine; the queue carries on \
                          without it; see `wms-node queue stats`",
@@ -279,6 +299,7 @@ impl<Op: Operation> Outbox<Op> {
         lp.busy.insert(env.fifo_key.clone());
         let sink = lp.sink.clone();
         let store = self.shared.store.clone();
+        let tables = self.shared.queue.tables;
         let timeout = self.shared.config.attempt_timeout;
         let backoff = lp.backoff;
         let fifo_key = env.fifo_key.clone();
@@ -307,13 +328,12 @@ impl<Op: Operation> Outbox<Op> {
                 },
             };
             let took = started.elapsed();
-            let recorded = record_outcome(&store, seq, attempt, &outcome, backoff).await;
+            let recorded = record_outcome(&tables, &store, seq, attempt, &outcome, backoff).await;
             Finished {
                 seq,
                 fifo_key: env.fifo_key,
                 kind: env.kind,
                 summary: env.summary,
-                critical: env.critical,
                 outcome,
                 recorded,
                 took,
@@ -327,10 +347,11 @@ impl<Op: Operation> Outbox<Op> {
     fn record_again<S: Sink<Op>>(&self, lp: &mut Loop<S>) {
         for f in std::mem::take(&mut lp.unrecorded) {
             let store = self.shared.store.clone();
+            let tables = self.shared.queue.tables;
             let backoff = lp.backoff;
             let key = (f.seq, f.fifo_key.clone());
             let handle = lp.tasks.spawn(async move {
-                let recorded = record_outcome(&store, f.seq, 0, &f.outcome, backoff).await;
+                let recorded = record_outcome(&tables, &store, f.seq, 0, &f.outcome, backoff).await;
                 Finished {
                     recorded,
                     again: true,
@@ -359,7 +380,7 @@ impl<Op: Operation> Outbox<Op> {
         lp.busy.remove(&f.fifo_key);
         self.shared.state().in_flight.remove(&f.seq);
         if !f.again {
-            count_attempt(&f);
+            count_attempt(self.shared.queue.name, &f);
         }
         if let Err(e) = &f.recorded {
             // The store failed, not the platform: the link is left alone, and the loop starts
@@ -415,7 +436,9 @@ impl<Op: Operation> Outbox<Op> {
     /// Done or already done: the op left the outbox; the link is up (the first answer after
     /// an outage starts the catch-up), and producers blocked on the cap may go on.
     fn delivered<S: Sink<Op>>(&self, lp: &mut Loop<S>, f: &Finished) {
-        metrics::counter!("wms_node_outbox_delivered_total", "kind" => f.kind.clone()).increment(1);
+        metrics::counter!("wms_node_outbox_delivered_total",
+            "queue" => self.shared.queue.name, "kind" => f.kind.clone())
+        .increment(1);
         if lp.link.on_answer() {
             tracing::info!("outbox link is up; catching up at the rate limit");
         }
@@ -431,23 +454,12 @@ impl<Op: Operation> Outbox<Op> {
         if !matches!(f.recorded, Ok(true)) {
             return;
         }
-        metrics::counter!("wms_node_outbox_dead_letters_total", "kind" => f.kind.clone())
-            .increment(1);
+        metrics::counter!("wms_node_outbox_dead_letters_total",
+            "queue" => self.shared.queue.name, "kind" => f.kind.clone())
+        .increment(1);
         tracing::error!(seq = f.seq, kind = %f.kind, summary = %f.summary, %reason,
             "outbox op failed permanently; moved to the dead letters");
-        self.shared.alerts.raise(
-            AlertCode::DeadLetter,
-            if f.critical {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            },
-            format!(
-                "op {} ({}: {}) was refused for good: {reason}; fix the cause, then \
-                 `wms-node queue retry {}` (or `queue drop`)",
-                f.seq, f.kind, f.summary, f.seq
-            ),
-        );
+        super::dead::refresh(&self.shared);
         self.shared.room.notify_waiters();
     }
 
@@ -456,7 +468,7 @@ impl<Op: Operation> Outbox<Op> {
         if let Ok((bytes, count)) = self
             .shared
             .store
-            .read(|r| record::load_meta(r).map(|m| (m.bytes, m.count)))
+            .read(|r| record::load_meta(&self.shared.queue.tables, r).map(|m| (m.bytes, m.count)))
         {
             report_usage(&self.shared, bytes, count);
         }
@@ -472,7 +484,7 @@ impl<Op: Operation> Outbox<Op> {
 }
 
 /// Every attempt is counted by kind and outcome, with its duration.
-fn count_attempt(f: &Finished) {
+fn count_attempt(queue: &'static str, f: &Finished) {
     let outcome = match &f.outcome {
         Outcome::Done => "done",
         Outcome::AlreadyDone => "already_done",
@@ -481,25 +493,29 @@ fn count_attempt(f: &Finished) {
         Outcome::Permanent { .. } => "permanent",
         Outcome::Cancelled { .. } => "cancelled",
     };
-    metrics::counter!("wms_node_outbox_attempts_total", "kind" => f.kind.clone(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("wms_node_outbox_attempt_duration_seconds", "kind" => f.kind.clone())
-        .record(f.took.as_secs_f64());
+    metrics::counter!("wms_node_outbox_attempts_total",
+        "queue" => queue, "kind" => f.kind.clone(), "outcome" => outcome)
+    .increment(1);
+    metrics::histogram!("wms_node_outbox_attempt_duration_seconds",
+        "queue" => queue, "kind" => f.kind.clone())
+    .record(f.took.as_secs_f64());
 }
 
 /// Records an attempt's outcome in one durable write. `Ok(false)` when the op was gone by
 /// then (replaced by a newer op with its coalescing key, or dropped by an operator).
 async fn record_outcome(
+    q: &record::QueueTables,
     store: &crate::store::Store,
     seq: u64,
     attempt: u32,
     outcome: &Outcome,
     backoff: Backoff,
 ) -> Result<bool, StoreError> {
+    let q = *q;
     match outcome.clone() {
         Outcome::Done | Outcome::AlreadyDone | Outcome::Cancelled { .. } => {
             store
-                .write(move |txn| Ok(record::complete(txn, seq)?.is_some()))
+                .write(move |txn| Ok(record::complete(&q, txn, seq)?.is_some()))
                 .await
         }
         Outcome::Retry { after, reason } => {
@@ -510,7 +526,10 @@ async fn record_outcome(
                 store::now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
             store
                 .write(move |txn| {
-                    Ok(record::record_failure(txn, seq, attempt, &reason, not_before)?.is_some())
+                    Ok(
+                        record::record_failure(&q, txn, seq, attempt, &reason, not_before)?
+                            .is_some(),
+                    )
                 })
                 .await
         }
@@ -518,21 +537,23 @@ async fn record_outcome(
             let reason = format!("auth: {reason}");
             store
                 .write(move |txn| {
-                    Ok(record::record_failure(txn, seq, attempt, &reason, 0)?.is_some())
+                    Ok(record::record_failure(&q, txn, seq, attempt, &reason, 0)?.is_some())
                 })
                 .await
         }
         Outcome::Permanent { reason } => {
             store
-                .write(move |txn| Ok(record::dead_letter(txn, seq, attempt, &reason)?.is_some()))
+                .write(
+                    move |txn| Ok(record::dead_letter(&q, txn, seq, attempt, &reason)?.is_some()),
+                )
                 .await
         }
     }
 }
 
 /// Seconds since the oldest queued op was enqueued (0 when empty).
-fn oldest_age(r: &redb::ReadTransaction, now_ms: u64) -> f64 {
-    let first = r.open_table(record::OUTBOX).ok().and_then(|t| {
+fn oldest_age(q: &record::QueueTables, r: &redb::ReadTransaction, now_ms: u64) -> f64 {
+    let first = r.open_table(q.outbox()).ok().and_then(|t| {
         redb::ReadableTable::first(&t)
             .ok()
             .flatten()

@@ -113,9 +113,7 @@ impl<Op: Operation> Outbox<Op> {
             let result = rx.await.unwrap_or(Err(StoreError::Closed.into()));
             match result {
                 Ok(e) => return Ok(e),
-                Err(Refusal::Full { .. })
-                    if self.shared.store.options().cap_policy == CapPolicy::Block =>
-                {
+                Err(Refusal::Full { .. }) if self.shared.cap().1 == CapPolicy::Block => {
                     // Paused producer: wait for a delivery to free room (or re-check now
                     // and then, in case room was made by an operator from outside).
                     let room = self.shared.room.notified();
@@ -241,12 +239,13 @@ impl<Op: Operation> Outbox<Op> {
     ) -> Result<Vec<Result<Enqueued, Refusal>>, StoreError> {
         *running = None;
         let mut meta_table = txn.open_table(store::META)?;
-        let mut meta = record::load_meta_in(&meta_table)?;
+        let q = self.shared.queue.tables;
+        let mut meta = record::load_meta_in(&q, &meta_table)?;
         let before = meta;
         let mut out = Vec::with_capacity(ops.len());
         let mut report = self.report();
         {
-            let mut tables = record::Tables::open(txn)?;
+            let mut tables = record::Tables::open(&q, txn)?;
             for (i, w) in ops.iter().enumerate() {
                 *running = Some(i);
                 match self.enqueue_one(&mut tables, &mut meta, &w.op, &mut report) {
@@ -258,7 +257,7 @@ impl<Op: Operation> Outbox<Op> {
             *running = None;
         }
         if meta != before {
-            record::save_meta_in(&mut meta_table, &meta)?;
+            record::save_meta_in(&q, &mut meta_table, &meta)?;
         }
         if !report.enqueued.is_empty() {
             report.bytes = meta.bytes;
@@ -281,17 +280,18 @@ impl<Op: Operation> Outbox<Op> {
     fn enqueue_in(&self, txn: &WriteTransaction, op: &Prepared) -> Result<Enqueued, Refusal> {
         // Each table is opened once per enqueue: opening is a large part of its cost.
         let mut meta_table = txn.open_table(store::META).map_err(StoreError::from)?;
-        let mut meta = record::load_meta_in(&meta_table)?;
+        let q = self.shared.queue.tables;
+        let mut meta = record::load_meta_in(&q, &meta_table)?;
         let mut report = self.report();
         let enqueued = {
-            let mut tables = record::Tables::open(txn)?;
+            let mut tables = record::Tables::open(&q, txn)?;
             match self.enqueue_one(&mut tables, &mut meta, op, &mut report) {
                 Ok(e) => e,
                 Err(Failure::Refused(e)) => return Err(e),
                 Err(Failure::Failed(e)) => return Err(e.into()),
             }
         };
-        record::save_meta_in(&mut meta_table, &meta)?;
+        record::save_meta_in(&q, &mut meta_table, &meta)?;
         report.bytes = meta.bytes;
         report.count = meta.count;
         store::after_commit(move || report.report());
@@ -309,7 +309,7 @@ impl<Op: Operation> Outbox<Op> {
     ) -> Result<Enqueued, Failure> {
         use Failure::{Failed, Refused};
         let shared = &self.shared;
-        let opts = shared.store.options();
+        let (cap, cap_policy) = shared.cap();
         let (kind, critical) = (op.kind, op.critical);
 
         // Everything is checked before anything is written, so a refused op leaves the
@@ -349,7 +349,6 @@ impl<Op: Operation> Outbox<Op> {
         };
         let raw = store::encode("outbox", &envelope).map_err(|e| Refused(e.into()))?;
         let size = record::footprint(raw.len(), &op.fifo_key, op.coalesce_key.as_deref());
-        let cap = opts.max_bytes;
         let used_after = meta.bytes - replaced.map_or(0, |(_, fp)| fp).min(meta.bytes) + size;
         let mut to_drop = Vec::new();
         if cap > 0 && used_after > cap && !critical {
@@ -357,9 +356,9 @@ impl<Op: Operation> Outbox<Op> {
                 used: meta.bytes,
                 cap,
             };
-            match opts.cap_policy {
+            match cap_policy {
                 CapPolicy::RejectNew | CapPolicy::Block => {
-                    rejected(kind);
+                    rejected(shared.queue.name, kind);
                     return Err(Refused(refuse));
                 }
                 CapPolicy::DropOldest => {
@@ -367,7 +366,7 @@ impl<Op: Operation> Outbox<Op> {
                         .oldest_droppable(used_after - cap, replaced.map(|r| r.0))
                         .map_err(|e| Refused(e.into()))?;
                     if to_drop.is_empty() {
-                        rejected(kind);
+                        rejected(shared.queue.name, kind);
                         return Err(Refused(refuse));
                     }
                 }
@@ -405,8 +404,9 @@ impl<Op: Operation> Outbox<Op> {
     }
 }
 
-fn rejected(kind: &'static str) {
-    metrics::counter!("wms_node_outbox_rejected_total", "kind" => kind).increment(1);
+fn rejected(queue: &'static str, kind: &'static str) {
+    metrics::counter!("wms_node_outbox_rejected_total", "queue" => queue, "kind" => kind)
+        .increment(1);
 }
 /// What a transaction's enqueues report once it is durable.
 struct AfterEnqueue {
@@ -420,17 +420,22 @@ struct AfterEnqueue {
 
 impl AfterEnqueue {
     fn report(self) {
+        let queue = self.shared.queue.name;
         for &(kind, replaced) in &self.enqueued {
-            metrics::counter!("wms_node_outbox_enqueued_total", "kind" => kind).increment(1);
+            metrics::counter!("wms_node_outbox_enqueued_total", "queue" => queue, "kind" => kind)
+                .increment(1);
             if replaced {
-                metrics::counter!("wms_node_outbox_coalesced_total", "kind" => kind).increment(1);
+                metrics::counter!("wms_node_outbox_coalesced_total",
+                    "queue" => queue, "kind" => kind)
+                .increment(1);
             }
         }
         for (seq, kind, fifo_key) in &self.dropped {
             tracing::warn!(seq, kind = %kind, fifo_key = %fifo_key,
                 "outbox op dropped to stay under the byte cap (drop_oldest policy)");
-            metrics::counter!("wms_node_outbox_dropped_total", "kind" => kind.clone(), "reason" => "cap")
-                .increment(1);
+            metrics::counter!("wms_node_outbox_dropped_total",
+                "queue" => queue, "kind" => kind.clone(), "reason" => "cap")
+            .increment(1);
         }
         if !self.dropped.is_empty() {
             self.shared.alerts.raise(
@@ -523,7 +528,10 @@ mod tests {
     /// The queued ops' keys, and whether the counters match the rows.
     fn queued_keys(outbox: &Outbox<Op>) -> Vec<String> {
         let rows = outbox.queued(0, usize::MAX).unwrap();
-        let meta = outbox.store().read(record::load_meta).unwrap();
+        let meta = outbox
+            .store()
+            .read(|r| record::load_meta(&record::QueueTables::OUTBOX, r))
+            .unwrap();
         let bytes: u64 = rows
             .iter()
             .map(|(_, env, _)| {

@@ -11,6 +11,7 @@
 //! | `state.rs` | the one live state (link, attempts in flight, figures), behind one lock |
 //! | `deliver.rs` | the delivery loop; `link.rs` its link state machine |
 //! | `cap.rs` | the byte gauges and the `store_cap` alert |
+//! | `dead.rs` | the dead-letter gauges and alerts, from the table |
 //! | `report.rs` | the `"outbox"` health check and the status page's section |
 //! | `record.rs` | the tables, the on-disk envelope and the index |
 //! | `admin/` | `queue list/show/retry/drop/stats`, offline or through the running node |
@@ -28,6 +29,7 @@
 
 pub mod admin;
 mod cap;
+mod dead;
 mod deliver;
 mod enqueue;
 mod error;
@@ -40,8 +42,10 @@ mod state;
 pub use error::{EnqueueError, OutboxError};
 pub use link::LinkState;
 pub use queue::{DeliveryStatus, Enqueued, InFlight, LinkStatus, Outbox, OutboxOptions};
-pub use record::{Envelope, create_tables};
+pub use record::{Envelope, QueueTables, SCHEMA, create_tables};
 
+use crate::ops::alert::AlertCode;
+use crate::ops::health::CheckName;
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Debug;
 use std::future::Future;
@@ -60,8 +64,57 @@ pub enum Priority {
     Low = 2,
 }
 
+/// Where one op type's queue lives in the store and how it shows itself: its tables, its
+/// `queue` label in the metrics, its health check and status-page section, the alerts its
+/// dead letters and pauses raise, and whether the store's byte cap applies to it.
+///
+/// One store holds one queue per op type, each delivered by its own loop to its own sink
+/// with its own link state: the Taobao ops ([`Queue::DEFAULT`]) and the alert notices
+/// (`ops::notify`), so a webhook that is down never holds up a shipment, nor the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queue {
+    /// The `queue` label of the `wms_node_outbox_*` metrics (`"taobao"`, `"alerts"`).
+    pub name: &'static str,
+    /// The status page's heading.
+    pub title: &'static str,
+    /// Its tables.
+    pub tables: QueueTables,
+    /// The health check it reports.
+    pub check: CheckName,
+    /// Raised (one alert per op kind) while it has dead letters.
+    pub dead_letter_alert: AlertCode,
+    /// What to do about a dead letter, for the alert (`"fix the cause, then …"`).
+    pub dead_letter_hint: &'static str,
+    /// Raised while its delivery is paused (the other side refused our credentials).
+    pub paused_alert: AlertCode,
+    /// Whether `store.max_bytes` and its policy and alerts apply to it.
+    pub capped: bool,
+    /// Whether its failing check makes the node unhealthy (`/healthz` 503); otherwise it
+    /// reports degraded at worst.
+    pub essential: bool,
+}
+
+impl Queue {
+    /// The first queue: the tables of schema version 1, the `"outbox"` check, capped.
+    pub const DEFAULT: Queue = Queue {
+        name: "outbox",
+        title: "Outbox",
+        tables: QueueTables::OUTBOX,
+        check: CheckName::Outbox,
+        dead_letter_alert: AlertCode::DeadLetter,
+        dead_letter_hint: "fix the cause, then `wms-node queue retry SEQ` (or `queue drop SEQ`); \
+                           `wms-node queue list --state dead` lists them",
+        paused_alert: AlertCode::OutboxPaused,
+        capped: true,
+        essential: true,
+    };
+}
+
 /// An effect to deliver. Implemented by each sink's op enum (e.g. the Taobao ops).
 pub trait Operation: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
+    /// The queue ops of this type live in (one op type per queue).
+    const QUEUE: Queue = Queue::DEFAULT;
+
     /// Ops with the same FIFO key are delivered one at a time, in enqueue order
     /// (e.g. `"trade:<tid>"`, `"stock:<num_iid>:<sku_id>"`).
     fn fifo_key(&self) -> String;

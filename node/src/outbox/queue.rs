@@ -1,11 +1,11 @@
 //! [`Outbox`]: the handle that producers, the delivery loop and the admin functions share,
 //! its options, and the part of it they all see (`Shared`, with the one [`State`]).
 
-use super::Operation;
 use super::enqueue::WaitingOps;
 use super::record::{self, Envelope};
 use super::state::{State, Usage};
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use super::{Operation, Queue};
+use crate::ops::alert::{Alerts, Severity};
 use crate::ops::health::Health;
 use crate::store::{Store, StoreError};
 use firmware_bridge::pace::Rate;
@@ -75,6 +75,8 @@ pub struct Enqueued {
 }
 /// What the handle's clones, the delivery loop and the admin functions share.
 pub(crate) struct Shared {
+    /// Which queue (tables, labels, check, alerts).
+    pub queue: Queue,
     pub store: Store,
     pub config: OutboxOptions,
     pub alerts: Alerts,
@@ -89,6 +91,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The byte cap and its policy, when they apply to this queue (0: no cap).
+    pub fn cap(&self) -> (u64, crate::store::CapPolicy) {
+        let o = self.store.options();
+        if self.queue.capped {
+            (o.max_bytes, o.cap_policy)
+        } else {
+            (0, crate::store::CapPolicy::RejectNew)
+        }
+    }
+
     /// The state, locked. A panic elsewhere while it was held leaves plain figures behind,
     /// never a broken invariant, so a poisoned lock is taken as it is.
     pub fn state(&self) -> MutexGuard<'_, State> {
@@ -96,10 +108,11 @@ impl Shared {
     }
 }
 
-/// The durable outbox for ops of type `Op`. Cheap to clone.
+/// The durable outbox for ops of type `Op`, in the tables of [`Operation::QUEUE`]. Cheap to
+/// clone.
 ///
-/// One op type per store: the tables are shared, so a second sink's ops belong in the same
-/// enum (the Taobao op enum), not in a second `Outbox` over the same store.
+/// One `Outbox` per op type and store: two handles made by `new` for the same op type would
+/// each keep their own counters and both run a delivery loop over the same tables.
 pub struct Outbox<Op> {
     pub(crate) shared: Arc<Shared>,
     /// Ops of [`enqueue_now`](Outbox::enqueue_now) callers waiting for a group job.
@@ -120,8 +133,9 @@ impl<Op> Clone for Outbox<Op> {
 impl<Op: Operation> Outbox<Op> {
     /// An outbox over `store`. Nothing runs until [`run`](Self::run) is called.
     pub fn new(store: Store, config: OutboxOptions, alerts: Alerts) -> Self {
+        let q = Op::QUEUE;
         let usage = store
-            .read(record::load_meta)
+            .read(|r| record::load_meta(&q.tables, r))
             .map(|m| Usage {
                 bytes: m.bytes,
                 count: m.count,
@@ -130,6 +144,7 @@ impl<Op: Operation> Outbox<Op> {
             .unwrap_or_default();
         Outbox {
             shared: Arc::new(Shared {
+                queue: q,
                 store,
                 config,
                 alerts,
@@ -169,9 +184,12 @@ impl<Op: Operation> Outbox<Op> {
         let newly = !std::mem::replace(&mut self.shared.state().delivery.paused, true);
         if newly {
             self.shared.alerts.raise(
-                AlertCode::OutboxPaused,
+                self.shared.queue.paused_alert,
                 Severity::Critical,
-                format!("delivery to the platform is paused: {reason}; ops keep queueing"),
+                format!(
+                    "{} delivery is paused: {reason}; ops keep queueing",
+                    self.shared.queue.name
+                ),
             );
         }
     }
@@ -183,7 +201,7 @@ impl<Op: Operation> Outbox<Op> {
         if was {
             tracing::info!("outbox delivery resumed");
         }
-        self.shared.alerts.clear(AlertCode::OutboxPaused);
+        self.shared.alerts.clear(self.shared.queue.paused_alert);
         self.shared.wake.notify_one();
     }
 
@@ -201,8 +219,10 @@ impl<Op: Operation> Outbox<Op> {
     /// own checks and for tests).
     pub fn queued(&self, after: u64, limit: usize) -> Result<Vec<(u64, Envelope, Op)>, StoreError> {
         self.shared.store.read(|r| {
-            let t = r.open_table(record::OUTBOX)?;
             let mut out = Vec::new();
+            let Some(t) = record::read_table(r, Op::QUEUE.tables.outbox())? else {
+                return Ok(out);
+            };
             for row in t.range(after.saturating_add(1)..)? {
                 if out.len() >= limit {
                     break;

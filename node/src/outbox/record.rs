@@ -19,7 +19,8 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
-/// The ops, by sequence number.
+/// The first queue's ops, by sequence number (the other tables of a queue are named by its
+/// [`QueueTables`]).
 pub const OUTBOX: TableDefinition<u64, Bytes> = TableDefinition::new(OUTBOX_NAME);
 const OUTBOX_NAME: &str = "outbox";
 /// Per-FIFO-key order: the first entry of a key is its head.
@@ -33,27 +34,142 @@ pub const OUTBOX_KEYS: TableDefinition<&str, u64> = TableDefinition::new("outbox
 pub const DEAD_LETTER: TableDefinition<u64, Bytes> = TableDefinition::new(DEAD_LETTER_NAME);
 const DEAD_LETTER_NAME: &str = "dead_letter";
 
-const META_KEY: &str = "outbox";
+/// The names of one queue's tables and counters. A store holds one queue per op type
+/// ([`Operation::QUEUE`](super::Operation::QUEUE)): the Taobao ops in the tables above
+/// ([`QueueTables::OUTBOX`]), the alert notices in `alert_outbox…`; each has its own
+/// sequence numbers, counters and dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueTables {
+    /// seq → envelope.
+    pub outbox: &'static str,
+    /// (fifo key, seq) → ().
+    pub fifo: &'static str,
+    /// (priority, seq) → (not before, fifo key).
+    pub sched: &'static str,
+    /// coalesce key → seq.
+    pub keys: &'static str,
+    /// seq → dead letter.
+    pub dead_letter: &'static str,
+    /// The key of its counters in `meta`.
+    pub meta_key: &'static str,
+}
 
-/// Creates the tables (schema version 1).
+impl QueueTables {
+    /// The first queue's tables (schema version 1): the Taobao ops.
+    pub const OUTBOX: QueueTables = QueueTables {
+        outbox: OUTBOX_NAME,
+        fifo: "outbox_fifo",
+        sched: "outbox_sched",
+        keys: "outbox_keys",
+        dead_letter: DEAD_LETTER_NAME,
+        meta_key: "outbox",
+    };
+
+    fn rows(&self) -> TableDefinition<'static, u64, Bytes> {
+        TableDefinition::new(self.outbox)
+    }
+    fn fifo(&self) -> TableDefinition<'static, (&'static str, u64), ()> {
+        TableDefinition::new(self.fifo)
+    }
+    fn sched(&self) -> TableDefinition<'static, (u8, u64), (u64, &'static str)> {
+        TableDefinition::new(self.sched)
+    }
+    fn keys(&self) -> TableDefinition<'static, &'static str, u64> {
+        TableDefinition::new(self.keys)
+    }
+    /// The dead-letter table.
+    pub fn dead(&self) -> TableDefinition<'static, u64, Bytes> {
+        TableDefinition::new(self.dead_letter)
+    }
+    /// The queue's rows (seq → envelope), for readers.
+    pub fn outbox(&self) -> TableDefinition<'static, u64, Bytes> {
+        self.rows()
+    }
+
+    /// Creates the queue's tables (a migration step does, so readers can open them).
+    pub fn create(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        txn.open_table(self.rows())?;
+        txn.open_table(self.fifo())?;
+        txn.open_table(self.sched())?;
+        txn.open_table(self.keys())?;
+        txn.open_table(self.dead())?;
+        Ok(())
+    }
+}
+
+/// The outbox's tables in the store and their migration path: whoever opens the store for
+/// the outbox lists it in `StoreOptions::schemas` (the daemon and the CLI do, through
+/// `config`). Without it a fresh store still works (the tables are made by the first write
+/// and read as empty before), but a store converted from redb 2.6 keeps its old indexes.
+pub const SCHEMA: store::Schema = store::Schema {
+    name: "outbox",
+    steps: &[
+        store::Migration {
+            to: 1,
+            what: "the outbox's tables",
+            breaks_older_readers: false,
+            run: create_tables,
+        },
+        store::Migration {
+            to: 2,
+            what: "the outbox's tuple-keyed indexes rebuilt in redb 3's tuple encoding",
+            breaks_older_readers: true,
+            run: rebuild_indexes,
+        },
+    ],
+    // Store schema 1 created these tables and store schema 2 rebuilt the indexes.
+    adopted: 2,
+};
+
+/// Opens one of the outbox's tables for reading: `None` when no write has made it yet (a
+/// store opened without [`SCHEMA`] holds no outbox tables before its first enqueue).
+pub fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the tables that do not exist yet (the outbox's schema step 1). Tables that exist
+/// are left unopened: on a store converted from redb 2.6 the two tuple-keyed indexes cannot
+/// be opened until step 2 has rebuilt them, and a kill between the store's own steps and the
+/// outbox's can leave such a file with no outbox version recorded, so this step runs on it.
 pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(OUTBOX)?;
-    txn.open_table(OUTBOX_FIFO)?;
-    txn.open_table(OUTBOX_SCHED)?;
-    txn.open_table(OUTBOX_KEYS)?;
-    txn.open_table(DEAD_LETTER)?;
+    use redb::TableHandle as _;
+    let existing: HashSet<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
+    let missing = |name: &str| !existing.contains(name);
+    if missing(OUTBOX_NAME) {
+        txn.open_table(OUTBOX)?;
+    }
+    if missing(OUTBOX_FIFO.name()) {
+        txn.open_table(OUTBOX_FIFO)?;
+    }
+    if missing(OUTBOX_SCHED.name()) {
+        txn.open_table(OUTBOX_SCHED)?;
+    }
+    if missing(OUTBOX_KEYS.name()) {
+        txn.open_table(OUTBOX_KEYS)?;
+    }
+    if missing(DEAD_LETTER_NAME) {
+        txn.open_table(DEAD_LETTER)?;
+    }
     Ok(())
 }
 
 /// Rebuilds the two tuple-keyed indexes (`outbox_fifo`, `outbox_sched`) and the counters
-/// from the ops (schema step 2). redb 3 changed how a tuple holding a string is encoded, so
+/// from the ops (the outbox's schema step 2). redb 3 changed how a tuple holding a string is encoded, so
 /// these two tables of a store converted from redb 2.6 cannot be opened by redb 5
 /// (`TableTypeMismatch`); everything in them is also in the ops. A row that does not decode
 /// is moved to quarantine (it could not be indexed). Idempotent.
 pub fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.delete_table(OUTBOX_FIFO)?;
     txn.delete_table(OUTBOX_SCHED)?;
-    let mut meta = load_meta(txn)?;
+    let q = QueueTables::OUTBOX;
+    let mut meta = load_meta(&q, txn)?;
     let (mut bytes, mut count) = (0, 0);
     let mut broken = Vec::new();
     {
@@ -88,7 +204,7 @@ pub fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
     }
     meta.bytes = bytes;
     meta.count = count;
-    save_meta(txn, &meta)
+    save_meta(&q, txn, &meta)
 }
 
 /// One queued op with what the outbox knows about it.
@@ -194,34 +310,38 @@ pub fn footprint(raw_len: usize, fifo_key: &str, coalesce_key: Option<&str>) -> 
 }
 
 /// The counters.
-pub fn load_meta(txn: &impl store::ReadTxn) -> Result<OutboxMeta, StoreError> {
-    Ok(store::get(txn, META, META_KEY)?.unwrap_or_default())
+pub fn load_meta(q: &QueueTables, txn: &impl store::ReadTxn) -> Result<OutboxMeta, StoreError> {
+    Ok(store::get(txn, META, q.meta_key)?.unwrap_or_default())
 }
 
-fn save_meta(txn: &WriteTransaction, meta: &OutboxMeta) -> Result<(), StoreError> {
-    store::put(txn, META, META_KEY, meta)
+fn save_meta(q: &QueueTables, txn: &WriteTransaction, meta: &OutboxMeta) -> Result<(), StoreError> {
+    store::put(txn, META, q.meta_key, meta)
 }
 
 /// The counters, read and written through an already open `meta` table (the enqueue path,
 /// which would otherwise open it twice per op).
-pub fn load_meta_in(t: &redb::Table<'_, &'static str, Bytes>) -> Result<OutboxMeta, StoreError> {
-    match t.get(META_KEY)? {
+pub fn load_meta_in(
+    q: &QueueTables,
+    t: &redb::Table<'_, &'static str, Bytes>,
+) -> Result<OutboxMeta, StoreError> {
+    match t.get(q.meta_key)? {
         None => Ok(OutboxMeta::default()),
         // Not quarantined: losing the counters could reuse sequence numbers.
         Some(v) => postcard::from_bytes(v.value()).map_err(|_| StoreError::Corrupt {
             table: "meta".into(),
-            key: META_KEY.into(),
+            key: q.meta_key.into(),
         }),
     }
 }
 
 /// See [`load_meta_in`].
 pub fn save_meta_in(
+    q: &QueueTables,
     t: &mut redb::Table<'_, &'static str, Bytes>,
     meta: &OutboxMeta,
 ) -> Result<(), StoreError> {
     let raw = store::encode("meta", meta)?;
-    t.insert(META_KEY, raw.as_slice())?;
+    t.insert(q.meta_key, raw.as_slice())?;
     Ok(())
 }
 
@@ -234,6 +354,7 @@ pub fn decode_envelope(raw: &[u8]) -> Result<Envelope, postcard::Error> {
 /// (opening a redb table is a lookup in its table tree, a large part of an enqueue's cost).
 /// While it lives, nothing else may open these tables in the same transaction.
 pub struct Tables<'t> {
+    q: QueueTables,
     txn: &'t WriteTransaction,
     outbox: redb::Table<'t, u64, Bytes>,
     fifo: redb::Table<'t, (&'static str, u64), ()>,
@@ -244,19 +365,20 @@ pub struct Tables<'t> {
 
 impl<'t> Tables<'t> {
     /// Opens `outbox`, `outbox_fifo` and `outbox_sched`.
-    pub fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+    pub fn open(q: &QueueTables, txn: &'t WriteTransaction) -> Result<Self, StoreError> {
         Ok(Tables {
+            q: *q,
             txn,
-            outbox: txn.open_table(OUTBOX)?,
-            fifo: txn.open_table(OUTBOX_FIFO)?,
-            sched: txn.open_table(OUTBOX_SCHED)?,
+            outbox: txn.open_table(q.rows())?,
+            fifo: txn.open_table(q.fifo())?,
+            sched: txn.open_table(q.sched())?,
             keys: None,
         })
     }
 
     fn keys(&mut self) -> Result<&mut redb::Table<'t, &'static str, u64>, StoreError> {
         if self.keys.is_none() {
-            self.keys = Some(self.txn.open_table(OUTBOX_KEYS)?);
+            self.keys = Some(self.txn.open_table(self.q.keys())?);
         }
         // Just opened above if it was not.
         self.keys.as_mut().ok_or(StoreError::Closed)
@@ -376,7 +498,7 @@ impl<'t> Tables<'t> {
         };
         let before = env.not_before_ms;
         f(&mut env);
-        let raw = store::encode(OUTBOX_NAME, &env)?;
+        let raw = store::encode(self.q.outbox, &env)?;
         self.outbox.insert(seq, raw.as_slice())?;
         if env.not_before_ms != before {
             self.sched.insert(
@@ -421,36 +543,46 @@ impl<'t> Tables<'t> {
 
 /// Inserts a new envelope at `seq` (all indexes) and accounts its bytes in `meta`.
 pub fn insert(
+    q: &QueueTables,
     txn: &WriteTransaction,
     meta: &mut OutboxMeta,
     seq: u64,
     env: &Envelope,
 ) -> Result<u64, StoreError> {
-    let raw = store::encode(OUTBOX_NAME, env)?;
-    Tables::open(txn)?.insert_encoded(meta, seq, env, &raw)
+    let raw = store::encode(q.outbox, env)?;
+    Tables::open(q, txn)?.insert_encoded(meta, seq, env, &raw)
 }
 
 /// Removes the op at `seq` from every table and un-accounts it in `meta`.
 pub fn remove(
+    q: &QueueTables,
     txn: &WriteTransaction,
     meta: &mut OutboxMeta,
     seq: u64,
 ) -> Result<Option<Envelope>, StoreError> {
-    Tables::open(txn)?.remove(meta, seq)
+    Tables::open(q, txn)?.remove(meta, seq)
 }
 
 /// The envelope at `seq` and its raw length, if present and decodable.
-pub fn peek(txn: &WriteTransaction, seq: u64) -> Result<Option<(Envelope, usize)>, StoreError> {
-    Tables::open(txn)?.peek(seq)
+pub fn peek(
+    q: &QueueTables,
+    txn: &WriteTransaction,
+    seq: u64,
+) -> Result<Option<(Envelope, usize)>, StoreError> {
+    Tables::open(q, txn)?.peek(seq)
 }
 
 /// Records the delivery of `seq`: the op leaves the outbox in this transaction. `None` if
 /// it was no longer there (replaced by a newer op, or dropped by an operator meanwhile).
-pub fn complete(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>, StoreError> {
-    let mut meta = load_meta(txn)?;
-    let env = Tables::open(txn)?.remove(&mut meta, seq)?;
+pub fn complete(
+    q: &QueueTables,
+    txn: &WriteTransaction,
+    seq: u64,
+) -> Result<Option<Envelope>, StoreError> {
+    let mut meta = load_meta(q, txn)?;
+    let env = Tables::open(q, txn)?.remove(&mut meta, seq)?;
     if env.is_some() {
-        save_meta(txn, &meta)?;
+        save_meta(q, txn, &meta)?;
     }
     Ok(env)
 }
@@ -458,23 +590,25 @@ pub fn complete(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>, St
 /// Rewrites the envelope at `seq` with `f`, keeping the indexes and the byte count right.
 /// `None` if it is gone.
 pub fn update(
+    q: &QueueTables,
     txn: &WriteTransaction,
     seq: u64,
     f: impl FnOnce(&mut Envelope),
 ) -> Result<Option<Envelope>, StoreError> {
-    let Some((env, delta)) = Tables::open(txn)?.update(seq, f)? else {
+    let Some((env, delta)) = Tables::open(q, txn)?.update(seq, f)? else {
         return Ok(None);
     };
     if delta != 0 {
-        let mut meta = load_meta(txn)?;
+        let mut meta = load_meta(q, txn)?;
         meta.bytes = meta.bytes.saturating_add_signed(delta);
-        save_meta(txn, &meta)?;
+        save_meta(q, txn, &meta)?;
     }
     Ok(Some(env))
 }
 
 /// Records a failed attempt (retry later, or an auth pause).
 pub fn record_failure(
+    q: &QueueTables,
     txn: &WriteTransaction,
     seq: u64,
     attempt: u32,
@@ -482,7 +616,7 @@ pub fn record_failure(
     not_before_ms: u64,
 ) -> Result<Option<Envelope>, StoreError> {
     let now = store::now_ms();
-    update(txn, seq, |e| {
+    update(q, txn, seq, |e| {
         e.attempts = e.attempts.max(attempt);
         e.last_error = Some(reason.to_owned());
         e.last_attempt_at_ms = Some(now);
@@ -492,16 +626,17 @@ pub fn record_failure(
 
 /// Moves `seq` to the dead-letter table with `reason`.
 pub fn dead_letter(
+    q: &QueueTables,
     txn: &WriteTransaction,
     seq: u64,
     attempt: u32,
     reason: &str,
 ) -> Result<Option<Envelope>, StoreError> {
-    let mut meta = load_meta(txn)?;
-    let Some(mut envelope) = Tables::open(txn)?.remove(&mut meta, seq)? else {
+    let mut meta = load_meta(q, txn)?;
+    let Some(mut envelope) = Tables::open(q, txn)?.remove(&mut meta, seq)? else {
         return Ok(None);
     };
-    save_meta(txn, &meta)?;
+    save_meta(q, txn, &meta)?;
     let now = store::now_ms();
     envelope.attempts = envelope.attempts.max(attempt);
     envelope.last_error = Some(reason.to_owned());
@@ -511,14 +646,18 @@ pub fn dead_letter(
         reason: reason.to_owned(),
         at_ms: now,
     };
-    store::put(txn, DEAD_LETTER, seq, &dl)?;
+    store::put(txn, q.dead(), seq, &dl)?;
     Ok(Some(envelope))
 }
 
 /// Puts a dead letter back into the queue under its original seq (same idempotency key),
 /// with its attempts reset. `None` if there is no such dead letter.
-pub fn requeue_dead(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>, StoreError> {
-    let raw = match txn.open_table(DEAD_LETTER)?.remove(seq)? {
+pub fn requeue_dead(
+    q: &QueueTables,
+    txn: &WriteTransaction,
+    seq: u64,
+) -> Result<Option<Envelope>, StoreError> {
+    let raw = match txn.open_table(q.dead())?.remove(seq)? {
         Some(v) => v.value().to_vec(),
         None => return Ok(None),
     };
@@ -526,15 +665,9 @@ pub fn requeue_dead(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>
         Ok(d) => d,
         Err(e) => {
             // Keep it aside instead of losing it.
-            store::quarantine::insert(
-                txn,
-                DEAD_LETTER_NAME,
-                &seq.to_string(),
-                &e.to_string(),
-                raw,
-            )?;
+            store::quarantine::insert(txn, q.dead_letter, &seq.to_string(), &e.to_string(), raw)?;
             return Err(StoreError::Corrupt {
-                table: DEAD_LETTER_NAME.to_owned(),
+                table: q.dead_letter.to_owned(),
                 key: seq.to_string(),
             });
         }
@@ -543,20 +676,28 @@ pub fn requeue_dead(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>
     env.attempts = 0;
     env.not_before_ms = 0;
     env.last_error = Some(format!("re-queued from dead letters (was: {})", dl.reason));
-    let mut meta = load_meta(txn)?;
-    insert(txn, &mut meta, seq, &env)?;
-    save_meta(txn, &meta)?;
+    let mut meta = load_meta(q, txn)?;
+    insert(q, txn, &mut meta, seq, &env)?;
+    save_meta(q, txn, &meta)?;
     Ok(Some(env))
 }
 
 /// Clears the backoff of a queued op so it is tried as soon as its key allows.
-pub fn retry_now(txn: &WriteTransaction, seq: u64) -> Result<Option<Envelope>, StoreError> {
-    update(txn, seq, |e| e.not_before_ms = 0)
+pub fn retry_now(
+    q: &QueueTables,
+    txn: &WriteTransaction,
+    seq: u64,
+) -> Result<Option<Envelope>, StoreError> {
+    update(q, txn, seq, |e| e.not_before_ms = 0)
 }
 
 /// Deletes a dead letter for good.
-pub fn drop_dead(txn: &WriteTransaction, seq: u64) -> Result<Option<DeadLetter>, StoreError> {
-    let raw = match txn.open_table(DEAD_LETTER)?.remove(seq)? {
+pub fn drop_dead(
+    q: &QueueTables,
+    txn: &WriteTransaction,
+    seq: u64,
+) -> Result<Option<DeadLetter>, StoreError> {
+    let raw = match txn.open_table(q.dead())?.remove(seq)? {
         Some(v) => v.value().to_vec(),
         None => return Ok(None),
     };
@@ -587,6 +728,7 @@ pub fn drop_dead(txn: &WriteTransaction, seq: u64) -> Result<Option<DeadLetter>,
 /// Moves an outbox row whose envelope or op does not decode to the quarantine table,
 /// clearing its index entries and bytes. `fifo_key`/`priority` come from the sched index.
 pub fn quarantine_row(
+    q: &QueueTables,
     txn: &WriteTransaction,
     seq: u64,
     priority: u8,
@@ -594,7 +736,7 @@ pub fn quarantine_row(
     reason: &str,
 ) -> Result<bool, StoreError> {
     let raw = {
-        let mut t = Tables::open(txn)?;
+        let mut t = Tables::open(q, txn)?;
         let raw = t.outbox.remove(seq)?.map(|v| v.value().to_vec());
         let ck = raw
             .as_deref()
@@ -606,13 +748,13 @@ pub fn quarantine_row(
     let Some((raw, ck)) = raw else {
         return Ok(false);
     };
-    let mut meta = load_meta(txn)?;
+    let mut meta = load_meta(q, txn)?;
     meta.bytes = meta
         .bytes
         .saturating_sub(footprint(raw.len(), fifo_key, ck.as_deref()));
     meta.count = meta.count.saturating_sub(1);
-    save_meta(txn, &meta)?;
-    store::quarantine::insert(txn, OUTBOX_NAME, &seq.to_string(), reason, raw)?;
+    save_meta(q, txn, &meta)?;
+    store::quarantine::insert(txn, q.outbox, &seq.to_string(), reason, raw)?;
     Ok(true)
 }
 
@@ -665,7 +807,9 @@ pub fn is_due(not_before_ms: u64, now_ms: u64, horizon_ms: u64) -> bool {
 /// start), looking at most `budget` entries, so memory and time stay bounded whatever the
 /// backlog. When the budget runs out, [`Scan::resume_at`] says where the next scan should
 /// go on, so a long run of blocked ops cannot hide the ops behind it.
+#[allow(clippy::too_many_arguments)] // one scan's inputs, all needed; bundling adds nothing
 pub fn scan(
+    q: &QueueTables,
     txn: &ReadTransaction,
     want: usize,
     busy: &HashSet<String>,
@@ -678,9 +822,14 @@ pub fn scan(
     if want == 0 {
         return Ok(out);
     }
-    let sched = txn.open_table(OUTBOX_SCHED)?;
-    let fifo = txn.open_table(OUTBOX_FIFO)?;
-    let rows = txn.open_table(OUTBOX)?;
+    let (Some(sched), Some(fifo), Some(rows)) = (
+        read_table(txn, q.sched())?,
+        read_table(txn, q.fifo())?,
+        read_table(txn, q.rows())?,
+    ) else {
+        // Nothing was ever enqueued.
+        return Ok(out);
+    };
     let mut blocked: HashSet<String> = HashSet::new();
     // The head of each FIFO key looked up so far. A key's ops may have different priorities
     // (a Normal refund report queued before an Urgent shipment of the same trade), so an op

@@ -1,76 +1,147 @@
-//! How the outbox reports itself: the `"outbox"` health check and the status page's section,
-//! both from the cached state (neither touches the store).
+//! How the outbox reports itself: its health check and its section of the status page,
+//! both worked out from one reading of the cached state (neither touches the store), so the
+//! page never says "ok, 0 queued" above a table that says 9 pending and the link down.
 
 use super::Operation;
 use super::queue::Outbox;
-use super::state::LinkStatus;
+use super::state::{DeliveryStatus, LinkStatus, Usage};
 use crate::ops::health::Status;
-use crate::ops::http::{StatusSection, StatusSource};
+use crate::ops::http::{At, Observation, StatusSection, StatusSource, bytes};
 use crate::store;
 
+/// One reading of the outbox's state.
+struct Reading {
+    usage: Usage,
+    delivery: DeliveryStatus,
+    dead: u64,
+    cap: u64,
+    writable: bool,
+}
+
 impl<Op: Operation> StatusSource for Outbox<Op> {
-    fn section(&self) -> StatusSection {
-        let (u, s) = {
-            let st = self.shared.state();
-            (st.usage, st.snapshot())
-        };
-        let cap = self.shared.store.options().max_bytes;
-        let mut rows = vec![
-            ("pending".to_owned(), u.count.to_string()),
-            ("oldest".to_owned(), format!("{} s", u.oldest_age_secs)),
-            ("in flight".to_owned(), s.in_flight.to_string()),
-            (
-                "link".to_owned(),
-                if s.paused {
-                    "paused (re-authorize)".to_owned()
-                } else {
-                    s.link.as_str().to_owned()
-                },
-            ),
-            (
-                "bytes".to_owned(),
-                if cap > 0 {
-                    format!(
-                        "{} of {} ({:.0}%)",
-                        u.bytes,
-                        cap,
-                        100.0 * u.bytes as f64 / cap as f64
-                    )
-                } else {
-                    u.bytes.to_string()
-                },
-            ),
-        ];
-        if let Some(f) = s.last_failure {
-            rows.push(("last failure".to_owned(), f));
-        }
-        StatusSection {
-            title: "Outbox".to_owned(),
-            rows,
+    fn observe(&self, at: &At<'_>) -> Observation {
+        let r = self.read();
+        let (status, message) = self.assess_reading(&r, at.now_ms);
+        Observation {
+            checks: vec![(self.shared.queue.check, status, message)],
+            section: Some(self.section_of(&r, at)),
         }
     }
 }
+
 impl<Op: Operation> Outbox<Op> {
-    /// Sets the `"outbox"` health check from the cached figures (see
-    /// [`OutboxOptions::stall_after`]).
+    fn read(&self) -> Reading {
+        let (usage, delivery, dead) = {
+            let st = self.shared.state();
+            (
+                st.usage,
+                st.snapshot(),
+                st.dead.values().map(|d| d.count).sum(),
+            )
+        };
+        Reading {
+            usage,
+            delivery,
+            dead,
+            cap: self.shared.cap().0,
+            writable: self.shared.store.is_writable(),
+        }
+    }
+
+    fn section_of(&self, r: &Reading, at: &At<'_>) -> StatusSection {
+        let (u, s) = (&r.usage, &r.delivery);
+        let link = if s.paused {
+            "paused (re-authorize)".to_owned()
+        } else {
+            match (s.link, s.down_since_ms) {
+                (LinkStatus::Down, Some(since)) => format!(
+                    "down since {}, {} failed attempts",
+                    at.when(since),
+                    s.consecutive_failures
+                ),
+                (link, _) => link.as_str().to_owned(),
+            }
+        };
+        let mut rows = vec![
+            ("link".to_owned(), link),
+            ("pending".to_owned(), u.count.to_string()),
+            (
+                "oldest".to_owned(),
+                if u.count == 0 {
+                    "-".to_owned()
+                } else {
+                    crate::ops::http::age(std::time::Duration::from_secs(u.oldest_age_secs))
+                },
+            ),
+            ("in flight".to_owned(), s.in_flight.to_string()),
+            ("dead letters".to_owned(), r.dead.to_string()),
+            (
+                "size".to_owned(),
+                if r.cap > 0 {
+                    format!(
+                        "{} of {} ({:.0}%)",
+                        bytes(u.bytes),
+                        bytes(r.cap),
+                        100.0 * u.bytes as f64 / r.cap as f64
+                    )
+                } else {
+                    bytes(u.bytes)
+                },
+            ),
+            (
+                "last success".to_owned(),
+                s.last_success_ms
+                    .map_or("none since start".to_owned(), |t| at.when(t)),
+            ),
+        ];
+        if let (Some(f), Some(t)) = (&s.last_failure, s.last_failure_ms) {
+            // A failure the link has recovered from says so, so it does not read as current.
+            let recovered = s.last_success_ms.is_some_and(|ok| ok > t);
+            rows.push((
+                "last failure".to_owned(),
+                format!(
+                    "{}: {f}{}",
+                    at.when(t),
+                    if recovered { " (recovered since)" } else { "" }
+                ),
+            ));
+        }
+        StatusSection {
+            title: self.shared.queue.title.to_owned(),
+            rows,
+        }
+    }
+
+    /// Sets the outbox's health check from the cached figures (see
+    /// [`OutboxOptions::stall_after`]); the delivery loop does so every 5 s, so changes are
+    /// logged even when nobody looks.
     pub(crate) fn report_health(&self) {
         let Some(health) = self.shared.health.get() else {
             return;
         };
         let (status, message) = self.assess();
-        health.set(crate::ops::health::CheckName::Outbox, status, message);
+        health.set(self.shared.queue.check, status, message);
     }
 
     /// The outbox's health: failing when it stalls (ops wait longer than `stall_after`
     /// while the link is not known to be down) or is paused for re-authorization; degraded
-    /// while the link is down (queueing is what it is for).
+    /// while the link is down (queueing is what it is for). A queue that is not essential
+    /// (the alert notices) is at worst degraded.
     pub fn assess(&self) -> (Status, String) {
-        let (u, s) = {
-            let st = self.shared.state();
-            (st.usage, st.snapshot())
-        };
+        self.assess_reading(&self.read(), store::now_ms())
+    }
+
+    fn assess_reading(&self, r: &Reading, now: u64) -> (Status, String) {
+        let (mut status, message) = self.judge(r, now);
+        if !self.shared.queue.essential {
+            status = status.min(Status::Degraded);
+        }
+        (status, message)
+    }
+
+    fn judge(&self, r: &Reading, now: u64) -> (Status, String) {
+        let (u, s) = (&r.usage, &r.delivery);
         let stall = self.shared.config.stall_after.as_secs();
-        let now = store::now_ms();
         let quiet_secs = s.last_success_ms.map(|t| now.saturating_sub(t) / 1000);
         if u.count > 0 && !s.running {
             return (
@@ -81,7 +152,7 @@ impl<Op: Operation> Outbox<Op> {
                 ),
             );
         }
-        if !self.shared.store.is_writable() {
+        if !r.writable {
             // The store's own check fails and says why; the outbox is only waiting for it.
             return (
                 Status::Degraded,

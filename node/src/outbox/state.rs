@@ -68,6 +68,8 @@ pub struct DeliveryStatus {
     pub last_success_ms: Option<u64>,
     /// The last failure's reason.
     pub last_failure: Option<String>,
+    /// When the last failure happened (Unix ms).
+    pub last_failure_ms: Option<u64>,
     /// Attempts in flight.
     pub in_flight: usize,
 }
@@ -88,6 +90,8 @@ pub(crate) struct State {
     pub in_flight: BTreeMap<u64, InFlight>,
     /// Cached queue figures (the status page must not touch the store).
     pub usage: Usage,
+    /// The dead letters by op kind, as last counted (`dead.rs`).
+    pub dead: std::collections::BTreeMap<String, super::dead::DeadKind>,
 }
 
 impl State {
@@ -114,6 +118,7 @@ impl State {
     pub fn failed(&mut self, reason: String, down: Option<u32>, now_ms: u64) {
         let d = &mut self.delivery;
         d.last_failure = Some(reason);
+        d.last_failure_ms = Some(now_ms);
         if let Some(failures) = down {
             d.link = LinkStatus::Down;
             d.consecutive_failures = failures;

@@ -51,13 +51,15 @@ pub enum OpenError {
     /// The file was written by a newer build whose changes this build cannot read safely
     /// (typically after a rollback). Install the newer build again or restore a backup.
     #[error(
-        "the store {} has schema version {found} (readable by builds with version >= {compat}); \
-         this build knows up to version {supported}",
+        "the store {} has {part} schema version {found} (readable by builds with version >= \
+         {compat}); this build knows up to version {supported}",
         path.display()
     )]
     SchemaTooNew {
         /// The database file.
         path: PathBuf,
+        /// Whose schema: `store` (the store's own) or a part's name (`outbox`).
+        part: &'static str,
         /// The version recorded in the file.
         found: u32,
         /// The oldest schema version of code that can still use the file.
@@ -68,8 +70,10 @@ pub enum OpenError {
 
     /// A migration step failed; its transaction was not committed, so the file is still at
     /// the previous version and the next start retries the step.
-    #[error("migrating the store to schema version {to} failed: {source}")]
+    #[error("migrating the store's {part} schema to version {to} failed: {source}")]
     Migration {
+        /// Whose schema: `store` or a part's name.
+        part: &'static str,
         /// The version the failing step migrates to.
         to: u32,
         /// What went wrong.

@@ -78,6 +78,7 @@ mod error;
 mod legacy;
 pub mod quarantine;
 pub mod schema;
+mod status;
 mod writer;
 
 pub use backend::Backend;
@@ -85,7 +86,7 @@ pub use codec::{
     Bytes, ReadTxn, after_commit, decode, delete, encode, get, put, report_undecodable,
 };
 pub use error::{Disposition, OpenError, StoreError};
-pub use schema::META;
+pub use schema::{META, Migration, Schema};
 
 use crate::ops::alert::Alerts;
 use codec::QuarantineQueue;
@@ -163,6 +164,10 @@ pub struct StoreOptions {
     /// Where the bytes live instead of the file at `path` (fault-injection tests; `path` then
     /// only names the store in logs and errors, and no earlier release's file is looked for).
     pub backend: Option<Backend>,
+    /// The parts of the node whose tables live in this store, with their migration paths
+    /// (e.g. `wms_node::outbox::SCHEMA`): opening runs the steps the file has not had. The
+    /// store knows nothing else of them; a part not listed is neither migrated nor checked.
+    pub schemas: Vec<schema::Schema>,
     /// Where to keep a copy of the file before a migration changes it (an OTA trial boot
     /// sets this to `<data_dir>/ota/trial/wms-node.redb`, so a rollback can put the old file
     /// back). The copy is complete and fsynced, and renamed into place, before the first
@@ -201,6 +206,7 @@ impl StoreOptions {
             quick_repair: true,
             compact_free_bytes: 64 * 1024 * 1024,
             backend: None,
+            schemas: Vec::new(),
             migration_copy: None,
         }
     }
@@ -304,7 +310,7 @@ impl Store {
             (Some(copy), None) => keep_copy_if_migrating(db, copy, migrations, &opts)?,
             _ => db,
         };
-        let migrated = schema::migrate(&db, &path, migrations, opts.quick_repair)?;
+        let migrated = schema::migrate(&db, &path, migrations, &opts.schemas, opts.quick_repair)?;
         if migrated.from != migrated.to {
             tracing::info!(from = migrated.from, to = migrated.to, path = %path.display(), "store schema updated");
         }
@@ -365,6 +371,12 @@ impl Store {
     /// store never reuses one).
     pub fn store_id(&self) -> &str {
         &self.inner.store_id
+    }
+
+    /// Bytes free for the node's user on the disk holding the store (`None` where the
+    /// file system cannot tell).
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        status::free_bytes(&self.inner.opts.path)
     }
 
     /// The size of the file on disk in bytes (it does not shrink until compacted).
@@ -522,14 +534,13 @@ fn keep_copy_if_migrating(
     opts: &StoreOptions,
 ) -> Result<redb::Database, OpenError> {
     let path = &opts.path;
-    let found = db
+    let (pending, found) = db
         .begin_read()
         .map_err(StoreError::from)
-        .and_then(|r| schema::read_versions(&r))
+        .and_then(|r| schema::pending(&r, migrations, &opts.schemas))
         .map_err(|e| OpenError::setup(path, e))?;
-    let pending = migrations.iter().any(|m| m.to > found.version);
     // A fresh file (version 0) holds nothing an older build could want back.
-    if !pending || found.version == 0 {
+    if !pending || found == 0 {
         return Ok(db);
     }
     db.close().map_err(|e| OpenError::from_redb(path, e))?;
@@ -547,7 +558,7 @@ fn keep_copy_if_migrating(
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io)?;
-    tracing::info!(from = found.version, copy = %copy.display(), "store copied before its migration");
+    tracing::info!(from = found, copy = %copy.display(), "store copied before its migration");
     backend::open_database(opts)
 }
 

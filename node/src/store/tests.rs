@@ -332,6 +332,110 @@ async fn a_failed_migration_step_leaves_the_previous_version_and_is_retried() {
     assert_eq!(s.read(schema::read_versions).unwrap().version, base + 1);
 }
 
+/// A part of the node with tables of its own (as the outbox is), for the tests below.
+const PART_STEPS: &[schema::Migration] = &[
+    schema::Migration {
+        to: 1,
+        what: "the part's table",
+        breaks_older_readers: false,
+        run: mark_v2,
+    },
+    schema::Migration {
+        to: 2,
+        what: "the part's table rewritten",
+        breaks_older_readers: true,
+        run: mark_v3,
+    },
+];
+
+fn part(steps: usize, adopted: u32) -> schema::Schema {
+    schema::Schema {
+        name: "part",
+        steps: &PART_STEPS[..steps],
+        adopted,
+    }
+}
+
+fn part_versions(s: &Store, p: &schema::Schema) -> schema::Versions {
+    s.read(|r| schema::read_part_versions(r, p, schema::PARTS_SINCE))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_registered_part_is_migrated_on_its_own_version_once_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |p: Option<schema::Schema>| {
+        let mut o = opts(&dir);
+        o.schemas.extend(p);
+        o
+    };
+    // A store opened without the part: nothing of it is made or recorded.
+    drop(Store::open(with(None), Alerts::new()).unwrap());
+    // The part's first step, then (a newer build) its second: each runs once.
+    for steps in [1, 2, 2] {
+        let s = Store::open(with(Some(part(steps, 0))), Alerts::new()).unwrap();
+        let v = part_versions(&s, &part(steps, 0));
+        assert_eq!(v.version, steps as u32);
+        assert_eq!(
+            s.read(schema::read_versions).unwrap().version,
+            schema::current_version()
+        );
+        let runs: Option<u32> = s.read(|r| get(r, THINGS, "v3_runs")).unwrap();
+        assert_eq!(runs, (steps == 2).then_some(1), "each step runs once");
+    }
+    // Its step 2 broke older readers: a build that knows only step 1 of the part refuses
+    // the file, naming the part; a build that does not register the part opens it.
+    match Store::open(with(Some(part(1, 0))), Alerts::new()) {
+        Err(OpenError::SchemaTooNew {
+            part,
+            found,
+            supported,
+            ..
+        }) => assert_eq!((part, found, supported), ("part", 2, 1)),
+        other => panic!("expected SchemaTooNew for the part, got {other:?}"),
+    }
+    drop(Store::open(with(None), Alerts::new()).unwrap());
+}
+
+#[tokio::test]
+async fn a_file_from_before_parts_had_versions_starts_a_part_where_the_store_stood() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file as the build before store schema 3 left it: its path was at 2, and its two
+    // steps did what the part's steps 1 and 2 do now.
+    let before: Vec<_> = schema::MIGRATIONS
+        .iter()
+        .filter(|m| m.to < schema::PARTS_SINCE)
+        .copied()
+        .collect();
+    drop(Store::open_with(opts(&dir), Alerts::new(), &before).unwrap());
+    let mut o = opts(&dir);
+    o.schemas.push(part(2, 2));
+    let s = Store::open(o, Alerts::new()).unwrap();
+    let runs: Option<u32> = s.read(|r| get(r, THINGS, "v3_runs")).unwrap();
+    assert_eq!(runs, None, "the adopted steps do not run again");
+    assert_eq!(part_versions(&s, &part(2, 2)).version, 2);
+    let stored: Option<u32> = s.read(|r| get(r, META, "schema_version.part")).unwrap();
+    assert_eq!(
+        stored,
+        Some(2),
+        "the part's version is recorded from now on"
+    );
+}
+
+#[tokio::test]
+async fn a_file_at_store_schema_1_runs_the_rest_of_an_adopted_path() {
+    // A store converted from redb 2.6 is at store schema 1: the part had its step 1 then.
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open_with(opts(&dir), Alerts::new(), &schema::MIGRATIONS[..1]).unwrap());
+    let mut o = opts(&dir);
+    o.schemas.push(part(2, 2));
+    let s = Store::open(o, Alerts::new()).unwrap();
+    let migrated: Option<bool> = s.read(|r| get(r, THINGS, "migrated_to_2")).unwrap();
+    assert_eq!(migrated, None, "step 1 is not run again");
+    let runs: Option<u32> = s.read(|r| get(r, THINGS, "v3_runs")).unwrap();
+    assert_eq!(runs, Some(1), "step 2 runs");
+}
+
 #[tokio::test]
 async fn opening_compacts_a_file_that_is_mostly_free() {
     let dir = tempfile::tempdir().unwrap();

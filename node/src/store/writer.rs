@@ -33,7 +33,7 @@
 
 use super::codec::{self, Hook, PendingQuarantine, QuarantineQueue};
 use super::{DbSlot, OpenError, StoreError, StoreHealth, StoreOptions, quarantine};
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
 use redb::{Database, WriteTransaction};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -522,7 +522,8 @@ fn commit_batch(
 }
 
 fn report_moves(alerts: &Alerts, moves: &[QuarantineJob]) {
-    let mut last = None;
+    // One alert per table, naming its latest record.
+    let mut latest: std::collections::BTreeMap<&str, &QuarantineJob> = Default::default();
     for m in moves.iter().filter(|m| m.moved) {
         // Table and key only: the value may hold buyer data.
         tracing::warn!(
@@ -533,16 +534,17 @@ fn report_moves(alerts: &Alerts, moves: &[QuarantineJob]) {
         );
         metrics::counter!("wms_node_store_quarantined_records_total", "table" => m.pending.table.clone())
             .increment(1);
-        last = Some(m);
+        latest.insert(m.pending.table.as_str(), m);
     }
-    if let Some(m) = last {
-        alerts.raise(
+    for (table, m) in latest {
+        alerts.raise_about(
             AlertCode::StoreQuarantine,
+            Subject::new("table", table),
             Severity::Warning,
             format!(
-                "undecodable records were moved to quarantine (latest: table {}, key {}); \
-                 the node carries on without them; see `wms-node queue stats`",
-                m.pending.table, m.pending.key
+                "undecodable records of table {table} were moved to quarantine (latest: key \
+                 {}); the node carries on without them; see `wms-node queue stats`",
+                m.pending.key
             ),
         );
     }

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::wms::carriers::{CARRIERS, Carrier, WaybillError};
 
-/// The health check this loop reports: its view of the Taobao link and credentials.
-pub const CHECK: CheckName = CheckName::Taobao;
+/// The health check this loop reports (the link itself is the `taobao` check).
+pub const CHECK: CheckName = CheckName::Carriers;
 
 /// Checks `out_sid` against the stored rule of `code`.
 pub fn validate_out_sid(store: &Store, code: &str, out_sid: &str) -> Result<(), ValidateError> {

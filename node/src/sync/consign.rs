@@ -14,7 +14,7 @@
 //! outbox learns about orders, which keeps `taobao/` and `outbox/` free of the warehouse.
 
 use super::intake::queue_feedback;
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::outbox::{Attempt, Outbox, Outcome, Sink};
 use crate::store::Store;
 use crate::taobao::outbox::{TaobaoOp, TaobaoSink};
@@ -118,8 +118,9 @@ impl ConsignGuard {
             |r: &[wms::HoldReason]| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
         match &check {
             ConsignCheck::Pull { reasons: r } => {
-                self.alerts.raise(
+                self.alerts.raise_about(
                     AlertCode::PullParcel,
+                    Subject::tid(tid),
                     Severity::Critical,
                     format!(
                         "the shipment of trade {tid} was cancelled because the order is held \
@@ -132,8 +133,9 @@ impl ConsignGuard {
                 };
             }
             ConsignCheck::Intercept { reasons: r, .. } => {
-                self.alerts.raise(
+                self.alerts.raise_about(
                     AlertCode::CourierInterception,
+                    Subject::tid(tid),
                     Severity::Critical,
                     format!(
                         "trade {tid} is held ({}) but its parcel already left: the shipment is \

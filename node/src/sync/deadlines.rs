@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  every minute: open orders with ship_by − now ≤ 4 h, not through the ship scan
-//!     ≤ 1 h → ship_deadline (critical), else ship_deadline (warning); once per order and level
+//!     ≤ 1 h → ship_deadline (critical), else ship_deadline (warning): one alert per order
+//!     (subject `tid`), told once per level, resolved when the order ships or leaves the window
 //!  handed over, Ship op not confirmed, ship_by − now ≤ 1 h, link down → deadline_outage
 //! ```
 //!
@@ -12,7 +13,7 @@
 //!
 //! Must never: write to the store (it only reads and alerts).
 
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::outbox::{LinkStatus, Outbox};
 use crate::store::Store;
 use crate::taobao::outbox::TaobaoOp;
@@ -109,8 +110,9 @@ impl Deadlines {
             raised += 1;
             metrics::counter!("wms_node_ship_deadline_alerts_total", "level" => if critical { "critical" } else { "warning" })
                 .increment(1);
-            self.alerts.raise(
+            self.alerts.raise_about(
                 AlertCode::ShipDeadline,
+                Subject::tid(r.tid),
                 if critical {
                     Severity::Critical
                 } else {
@@ -174,7 +176,17 @@ impl Deadlines {
             self.alerts.clear(AlertCode::DeadlineOutage);
             self.told.retain(|(_, l)| *l != 3);
         }
-        // Forget orders that shipped or left the window.
+        // Forget orders that shipped or left the window; their alerts are resolved.
+        let gone: BTreeSet<u64> = self
+            .told
+            .iter()
+            .filter(|(t, l)| *l != 3 && !alive.contains(t))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in gone {
+            self.alerts
+                .clear_about(AlertCode::ShipDeadline, &Subject::tid(t));
+        }
         self.told.retain(|(t, l)| *l == 3 || alive.contains(t));
         if risks.is_empty() {
             self.alerts.clear(AlertCode::ShipDeadline);

@@ -34,7 +34,7 @@
 //! Must never: hold a store transaction across a call, read the host clock (only the
 //! [`Clock`] it is given), or log buyer data (tids and counts only).
 
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::ops::health::{CheckName, Health};
 use crate::outbox::Outbox;
 use crate::store::{Store, StoreError};
@@ -631,8 +631,9 @@ impl Intake {
                 }
                 Err(TopError::Decode { detail, .. }) => {
                     metrics::counter!("wms_node_intake_unreadable_trades_total").increment(1);
-                    self.alerts.raise(
+                    self.alerts.raise_about(
                         AlertCode::UnreadableTrade,
+                        Subject::tid(tid),
                         Severity::Warning,
                         format!(
                             "trade {tid} could not be read ({detail}); it is skipped and read \
@@ -820,16 +821,18 @@ impl Intake {
     fn after_commit(&self, events: &[Event]) {
         for e in events {
             match e {
-                Event::InterceptionNeeded { tid } => self.alerts.raise(
+                Event::InterceptionNeeded { tid } => self.alerts.raise_about(
                     AlertCode::CourierInterception,
+                    Subject::tid(*tid),
                     Severity::Critical,
                     format!(
                         "trade {tid} was refunded or closed after its parcel left: ask the \
                          carrier to intercept it"
                     ),
                 ),
-                Event::ShippedElsewhere { tid } => self.alerts.raise(
+                Event::ShippedElsewhere { tid } => self.alerts.raise_about(
                     AlertCode::ShippedElsewhere,
+                    Subject::tid(*tid),
                     Severity::Warning,
                     format!(
                         "Taobao shows trade {tid} shipped, but the floor never handed it over: \
@@ -872,6 +875,19 @@ impl IntakeSection {
 }
 
 impl crate::ops::http::StatusSource for IntakeSection {
+    fn observe(&self, _: &crate::ops::http::At<'_>) -> crate::ops::http::Observation {
+        // The intake check is set by the job after each poll (lag grows between polls, and
+        // the section shows it as of now).
+        crate::ops::http::Observation {
+            checks: Vec::new(),
+            section: Some(self.section()),
+        }
+    }
+}
+
+impl IntakeSection {
+    /// The "Orders" section. Goods out (orders by state, holds, deadline risk, the last
+    /// reconciliation) adds its rows here.
     fn section(&self) -> crate::ops::http::StatusSection {
         let st = self.handle.status();
         let now = self.clock.now();

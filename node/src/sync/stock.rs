@@ -22,7 +22,7 @@
 //! Must never: send a call that was not recorded first (a crash between the two makes its
 //! result unknown, never forgotten), or send a delta again without knowing it was not applied.
 
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::outbox::{Attempt, Outbox, Outcome, Sink};
 use crate::store::{Store, StoreError};
 use crate::taobao::api::{QuantityUpdate, StockMode};
@@ -441,8 +441,9 @@ impl<S: Sink<TaobaoOp>> StockGuard<S> {
                 };
             }
             if let (Err(e), true) = (&r, permanent) {
-                self.alerts.raise(
+                self.alerts.raise_about(
                     AlertCode::StockPushRefused,
+                    Subject::new("listing", format!("{num_iid}:{}", sku_id.unwrap_or(0))),
                     Severity::Warning,
                     format!(
                         "listing {num_iid}:{}: Taobao refused the stock push ({e}); check the \

@@ -287,6 +287,24 @@ struct Inner {
     alerts: Alerts,
     day: Mutex<DayCounter>,
     total: std::sync::atomic::AtomicU64,
+    link: Mutex<LinkSeen>,
+}
+
+/// The link to Taobao as the calls see it: whether the last call got a reply, since when,
+/// the last successful call and the last failure (for the status page; no secrets: errors
+/// name the method and what failed, never the URL).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LinkSeen {
+    /// `None` before the first call; `Some(true)` while calls get replies.
+    pub up: Option<bool>,
+    /// Since when it is up or down (Unix ms).
+    pub since_ms: Option<u64>,
+    /// The last call the platform accepted (Unix ms).
+    pub last_success_ms: Option<u64>,
+    /// The last call that failed, and why.
+    pub last_failure: Option<(u64, String)>,
+    /// Calls in a row that got no reply.
+    pub failures_in_a_row: u32,
 }
 
 /// The TOP client. Cheap to clone; clones share the connection pool, buckets and bans.
@@ -337,6 +355,7 @@ impl TopClient {
         Ok(TopClient {
             inner: Arc::new(Inner {
                 limiter: Limiter::new(opts.limits.clone()),
+                link: Mutex::new(LinkSeen::default()),
                 opts,
                 http,
                 sessions,
@@ -453,7 +472,14 @@ impl TopClient {
                     refreshed = true;
                     tracing::info!(method, "session refreshed after code 27; resending once");
                 }
-                (result, _) => return result,
+                (result, sent) => {
+                    if result.is_ok() && sent.is_some() {
+                        // The platform took our session: the shop is authorised (also after a
+                        // restart restored an old alert, or `auth login` ran while stopped).
+                        self.inner.alerts.clear(AlertCode::Reauthorize);
+                    }
+                    return result;
+                }
             }
         }
     }
@@ -528,6 +554,7 @@ impl TopClient {
                 "taobao call failed"
             ),
         }
+        self.saw_link(&outcome);
         match &outcome {
             Err(TopError::Api(e)) => self.after_api_error(e),
             // A reply that got through means the clock, the secret and the app's quota are
@@ -544,6 +571,43 @@ impl TopClient {
             Err(_) => {}
         }
         outcome.map(|(v, _)| v)
+    }
+
+    /// What one call says about the link: a reply (success or an error answer) means it is
+    /// up; no reply, a timeout or a gateway error status means it is down.
+    fn saw_link<T>(&self, outcome: &Result<T, TopError>) {
+        let now = u64::try_from(self.inner.opts.clock.now().timestamp_millis()).unwrap_or(0);
+        let replied = match outcome {
+            Ok(_) | Err(TopError::Api(_)) => true,
+            Err(TopError::Transport { .. } | TopError::Timeout { .. } | TopError::Http { .. }) => {
+                false
+            }
+            // A garbled body still came from the gateway.
+            Err(_) => true,
+        };
+        let mut l = self.inner.link.lock().unwrap_or_else(|p| p.into_inner());
+        if l.up != Some(replied) {
+            l.up = Some(replied);
+            l.since_ms = Some(now);
+        }
+        if replied {
+            l.failures_in_a_row = 0;
+        } else {
+            l.failures_in_a_row = l.failures_in_a_row.saturating_add(1);
+        }
+        match outcome {
+            Ok(_) => l.last_success_ms = Some(now),
+            Err(e) => l.last_failure = Some((now, e.to_string())),
+        }
+    }
+
+    /// The link as the calls saw it.
+    pub fn link(&self) -> LinkSeen {
+        self.inner
+            .link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Side effects of some error replies: bans and operator alerts.
@@ -696,6 +760,11 @@ impl TopClient {
         })
     }
 
+    /// The platform's bans in force now (scope and time left), longest first.
+    pub fn bans(&self) -> Vec<(BanScope, std::time::Duration)> {
+        self.inner.limiter.bans(self.inner.opts.clock.now())
+    }
+
     /// The day's calls against the budget.
     pub fn budget(&self) -> BudgetStatus {
         let budget = self.inner.opts.daily_call_budget.filter(|b| *b > 0);
@@ -714,6 +783,24 @@ impl TopClient {
             budget,
             held_back,
             calls_total: self.inner.total.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Today's count (GMT+8 day) and its day, for [`super::budget`] to keep across restarts.
+    pub fn calls_today(&self) -> (chrono::NaiveDate, u64) {
+        let (today, day) = self.today();
+        (today, day.calls)
+    }
+
+    /// Starts today's count from what an earlier run recorded, so that a restart does not
+    /// hand out the day's budget again. A count of another day is ignored; a lower one too
+    /// (calls made since this start are already counted).
+    pub fn resume_calls_today(&self, day: chrono::NaiveDate, calls: u64) {
+        let (today, mut d) = self.today();
+        if day == today && calls > d.calls {
+            d.calls = calls;
+            drop(d);
+            metrics::gauge!("wms_node_taobao_calls_today").set(calls as f64);
         }
     }
 

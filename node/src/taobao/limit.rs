@@ -104,6 +104,19 @@ impl Limiter {
             .max_by_key(|(_, left)| *left)
     }
 
+    /// Every ban in force at `now`, with how long it has left (longest first).
+    pub fn bans(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<(BanScope, Duration)> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.bans.retain(|_, until| *until > now);
+        let mut v: Vec<(BanScope, Duration)> = st
+            .bans
+            .iter()
+            .map(|(s, until)| (s.clone(), (*until - now).to_std().unwrap_or_default()))
+            .collect();
+        v.sort_by_key(|b| std::cmp::Reverse(b.1));
+        v
+    }
+
     /// Records a ban announced by the gateway at `now` (a longer running ban is kept).
     pub fn ban(&self, scope: BanScope, for_: Duration, now: chrono::DateTime<chrono::Utc>) {
         let until = chrono::Duration::from_std(for_)

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod budget;
 pub mod client;
 pub mod decode;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod oauth;
 pub mod outbox;
 pub mod setup;
 pub mod sign;
+pub mod status;
 pub mod time;
 pub mod tokens;
 pub mod types;

@@ -29,8 +29,8 @@
 use super::api::{OfflineSend, QuantityUpdate, StockMode};
 use super::client::TopClient;
 use super::types::TradeStatus;
-use crate::ops::alert::{AlertCode, Alerts, Severity};
-use crate::outbox::{Attempt, Operation, Outcome, Priority, Sink};
+use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::outbox::{Attempt, Operation, Outcome, Priority, Queue, Sink};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
@@ -97,6 +97,11 @@ pub enum TaobaoOp {
 }
 
 impl Operation for TaobaoOp {
+    const QUEUE: Queue = Queue {
+        name: "taobao",
+        ..Queue::DEFAULT
+    };
+
     fn fifo_key(&self) -> String {
         match self {
             TaobaoOp::Ship { tid, .. } => format!("trade:{tid}"),
@@ -272,9 +277,10 @@ impl TaobaoSink {
                     t.status,
                     Some(TradeStatus::TradeClosed | TradeStatus::TradeClosedByTaobao)
                 ) {
-                    self.alerts.raise(
+                    self.alerts.raise_about(
                         AlertCode::ShippedClosedTrade,
-                        Severity::Warning,
+                        Subject::tid(tid),
+                        Severity::Critical,
                         format!(
                             "trade {tid} was shipped on the floor but is closed on Taobao \
                              (refunded or cancelled): stop the parcel if it can still be stopped"
@@ -292,8 +298,9 @@ impl TaobaoSink {
                 if other.is_empty() {
                     tracing::info!(tid, "shipment already recorded by Taobao (B04)");
                 } else {
-                    self.alerts.raise(
+                    self.alerts.raise_about(
                         AlertCode::ShippedOtherWaybill,
+                        Subject::tid(tid),
                         Severity::Warning,
                         format!(
                             "trade {tid}: Taobao has it shipped with waybill {} but the floor \

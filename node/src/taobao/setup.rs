@@ -67,11 +67,19 @@ pub async fn connect(
     store: Store,
     alerts: Alerts,
 ) -> Result<Taobao, SetupError> {
-    let tokens = Arc::new(token_manager(&options.oauth, store, alerts.clone())?);
+    let tokens = Arc::new(token_manager(
+        &options.oauth,
+        store.clone(),
+        alerts.clone(),
+    )?);
     if let Some(session) = options.session.clone() {
         tokens.seed_from_config(session).await?;
     }
     let provider: Arc<dyn SessionProvider> = tokens.clone();
     let client = TopClient::new(options.client.clone(), Some(provider), alerts)?;
+    // Today's calls so far, from the runs before this one (the daemon keeps it written).
+    if let Err(e) = super::budget::restore(&client, &store) {
+        tracing::warn!(error = %e, "could not read today's Taobao call count; counting from 0");
+    }
     Ok(Taobao { client, tokens })
 }

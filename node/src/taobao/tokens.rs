@@ -310,6 +310,18 @@ impl TokenManager {
         Ok(st.current.as_ref().map(|t| t.status(self.clock.now())))
     }
 
+    /// The current status without waiting: `None` while a refresh holds the tokens (ask
+    /// again), `Some(None)` when never authorised. The flag says whether the platform refused
+    /// the tokens and they could not be refreshed (authorise again).
+    pub fn try_status(&self) -> Option<(Option<TokenStatus>, bool)> {
+        let mut st = self.state.try_lock().ok()?;
+        self.ensure_loaded(&mut st).ok()?;
+        Some((
+            st.current.as_ref().map(|t| t.status(self.clock.now())),
+            st.dead,
+        ))
+    }
+
     /// Refreshes now, whatever the expiry (for `auth refresh` and tests).
     pub async fn refresh_now(&self) -> Result<TokenStatus, TopError> {
         let mut st = self.state.lock().await;
@@ -375,11 +387,20 @@ impl TokenManager {
     }
 
     fn warn_if_expiring(&self, t: &TokenSet, now: DateTime<Utc>) {
-        let Some(exp) = t.expires_at else { return };
+        // Cleared whenever the token in use is not (or no longer) about to expire unrenewed,
+        // e.g. after a restart that restored the alert of a token replaced meanwhile.
+        let Some(exp) = t.expires_at else {
+            self.alerts.clear(AlertCode::TokenExpiry);
+            return;
+        };
         if self.oauth.is_some() && t.can_refresh(now) {
+            self.alerts.clear(AlertCode::TokenExpiry);
             return;
         }
         let left = exp - now;
+        if left <= chrono::Duration::zero() || left > chrono::Duration::days(7) {
+            self.alerts.clear(AlertCode::TokenExpiry);
+        }
         if left > chrono::Duration::zero() && left <= chrono::Duration::days(7) {
             self.alerts.raise(
                 AlertCode::TokenExpiry,

@@ -251,6 +251,16 @@ impl Gateway {
         path
     }
 
+    /// A test build that is the real `wms-node` (its gate opens and migrates the real store).
+    pub fn real_build(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join("builds");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\nexec '{BIN}' \"$@\"\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
     /// Serves `artifact` and writes a signed manifest for it, as `ota sign` would; `edit`
     /// may spoil the manifest before it is signed.
     pub fn publish(

@@ -163,8 +163,11 @@ impl Sink<TestOp> for ScriptedSink {
     }
 }
 
+/// The store in `dir` with the outbox's schema, as the node opens it.
 pub fn store_options(dir: &tempfile::TempDir) -> StoreOptions {
-    StoreOptions::new(dir.path().join(wms_node::store::FILE))
+    let mut o = StoreOptions::new(dir.path().join(wms_node::store::FILE));
+    o.schemas.push(wms_node::outbox::SCHEMA);
+    o
 }
 
 pub fn open(dir: &tempfile::TempDir) -> Store {

@@ -215,6 +215,8 @@ pub struct ActionResult {
 #[derive(Clone)]
 pub struct Admin {
     store: Store,
+    /// Which queue's tables.
+    queue: super::Queue,
     /// The running outbox's shared part (to know what is in flight and to wake its loop);
     /// `None` offline.
     live: Option<Arc<Shared>>,
@@ -225,15 +227,26 @@ impl<Op: Operation> Outbox<Op> {
     pub fn admin(&self) -> Admin {
         Admin {
             store: self.shared.store.clone(),
+            queue: self.shared.queue,
             live: Some(self.shared.clone()),
         }
     }
 }
 
 impl Admin {
-    /// Over a store opened by this process with no delivery loop (the offline CLI).
+    /// Over the first queue ([`Queue::DEFAULT`](super::Queue::DEFAULT), the Taobao ops) of a
+    /// store opened by this process with no delivery loop (the offline CLI).
     pub fn offline(store: Store) -> Self {
-        Admin { store, live: None }
+        Self::offline_queue(store, super::Queue::DEFAULT)
+    }
+
+    /// Over the queue `queue` of a store opened by this process with no delivery loop.
+    pub fn offline_queue(store: Store, queue: super::Queue) -> Self {
+        Admin {
+            store,
+            queue,
+            live: None,
+        }
     }
 
     /// The store.
@@ -250,12 +263,14 @@ impl Admin {
 
     fn wake(&self) {
         if let Some(s) = &self.live {
+            super::dead::refresh(s);
             s.wake.notify_one();
         }
     }
 
     /// Lists ops (queued and dead letters merged by seq), one page.
     pub fn list(&self, filter: &ListFilter) -> Result<ListPage, OutboxError> {
+        let tables = self.queue.tables;
         let limit = filter.limit.unwrap_or(50).clamp(1, 1000);
         let start = filter.after.unwrap_or(0).saturating_add(1);
         let in_flight = self.in_flight();
@@ -263,10 +278,12 @@ impl Admin {
         let want_queue = !matches!(filter.state, StateFilter::Dead);
         let want_dead = matches!(filter.state, StateFilter::All | StateFilter::Dead);
         Ok(self.store.read(|r| {
-            let q = r.open_table(record::OUTBOX)?;
-            let d = r.open_table(record::DEAD_LETTER)?;
-            let mut qi = q.range(start..)?.peekable();
-            let mut di = d.range(start..)?.peekable();
+            let q = record::read_table(r, tables.outbox())?;
+            let d = record::read_table(r, tables.dead())?;
+            let mut qi = q.as_ref().map(|t| t.range(start..)).transpose()?;
+            let mut qi = qi.iter_mut().flatten().peekable();
+            let mut di = d.as_ref().map(|t| t.range(start..)).transpose()?;
+            let mut di = di.iter_mut().flatten().peekable();
             let mut ops = Vec::new();
             let mut last_seen = None;
             loop {
@@ -316,13 +333,14 @@ impl Admin {
 
     /// One op, queued or dead, with its attempts, last error and next attempt.
     pub fn show(&self, seq: u64) -> Result<OpView, OutboxError> {
+        let tables = self.queue.tables;
         let in_flight = self.in_flight();
         let now = store::now_ms();
         let found = self.store.read(|r| {
-            if let Some(raw) = store::ReadTxn::get_raw(r, record::OUTBOX, seq)? {
+            if let Some(raw) = store::ReadTxn::get_raw(r, tables.outbox(), seq)? {
                 return Ok(queued_view(seq, &raw, &in_flight, now));
             }
-            if let Some(raw) = store::ReadTxn::get_raw(r, record::DEAD_LETTER, seq)? {
+            if let Some(raw) = store::ReadTxn::get_raw(r, tables.dead(), seq)? {
                 return Ok(dead_view(seq, &raw, now));
             }
             Ok(None)
@@ -333,13 +351,14 @@ impl Admin {
     /// A dead letter goes back into the queue (same seq and idempotency key, attempts
     /// reset); a queued op that is backing off is tried as soon as its key allows.
     pub async fn retry(&self, seq: u64) -> Result<ActionResult, OutboxError> {
+        let tables = self.queue.tables;
         let action = self
             .store
             .write(move |txn| -> Result<_, StoreError> {
-                if let Some(env) = record::requeue_dead(txn, seq)? {
+                if let Some(env) = record::requeue_dead(&tables, txn, seq)? {
                     return Ok(Some(("requeued", env)));
                 }
-                Ok(record::retry_now(txn, seq)?.map(|env| ("retry_now", env)))
+                Ok(record::retry_now(&tables, txn, seq)?.map(|env| ("retry_now", env)))
             })
             .await?;
         let Some((action, env)) = action else {
@@ -362,6 +381,7 @@ impl Admin {
         reason: &str,
         force: bool,
     ) -> Result<ActionResult, OutboxError> {
+        let tables = self.queue.tables;
         let reason = reason.trim().to_owned();
         if reason.is_empty() {
             return Err(OutboxError::Invalid(
@@ -378,13 +398,13 @@ impl Admin {
         let dropped: Option<Envelope> = self
             .store
             .write(move |txn| -> Result<_, StoreError> {
-                if let Some(DeadLetter { envelope, .. }) = record::drop_dead(txn, seq)? {
+                if let Some(DeadLetter { envelope, .. }) = record::drop_dead(&tables, txn, seq)? {
                     return Ok(Some(envelope));
                 }
-                let mut meta = record::load_meta(txn)?;
-                let env = record::remove(txn, &mut meta, seq)?;
+                let mut meta = record::load_meta(&tables, txn)?;
+                let env = record::remove(&tables, txn, &mut meta, seq)?;
                 if env.is_some() {
-                    store::put(txn, store::META, "outbox", &meta)?;
+                    store::put(txn, store::META, tables.meta_key, &meta)?;
                 }
                 Ok(env)
             })
@@ -394,8 +414,9 @@ impl Admin {
         };
         tracing::warn!(seq, kind = %env.kind, summary = %env.summary, fifo_key = %env.fifo_key,
             reason = %reason, "operator dropped an outbox op");
-        metrics::counter!("wms_node_outbox_dropped_total", "kind" => env.kind.clone(), "reason" => "operator")
-            .increment(1);
+        metrics::counter!("wms_node_outbox_dropped_total", "queue" => self.queue.name,
+            "kind" => env.kind.clone(), "reason" => "operator")
+        .increment(1);
         self.wake();
         Ok(ActionResult {
             seq,
@@ -406,19 +427,29 @@ impl Admin {
 
     /// Counts by kind and state, oldest age, bytes and cap, dead letters, quarantine.
     pub fn stats(&self) -> Result<Stats, OutboxError> {
+        let tables = self.queue.tables;
         let in_flight = self.in_flight();
         let now = store::now_ms();
-        let opts = self.store.options().clone();
+        let mut opts = self.store.options().clone();
+        if !self.queue.capped {
+            opts.max_bytes = 0;
+        }
         let mut s = self.store.read(|r| {
-            let meta = record::load_meta(r)?;
+            let meta = record::load_meta(&tables, r)?;
             let versions = store::schema::read_versions(r)?;
-            let q = r.open_table(record::OUTBOX)?;
-            let d = r.open_table(record::DEAD_LETTER)?;
+            let q = record::read_table(r, tables.outbox())?;
+            let d = record::read_table(r, tables.dead())?;
             let mut by_kind: BTreeMap<String, KindStats> = BTreeMap::new();
             let mut backing_off = 0;
             let mut oldest: Option<u64> = None;
             let mut pending = 0;
-            for row in q.iter()? {
+            for row in q
+                .as_ref()
+                .map(|t| t.iter())
+                .transpose()?
+                .into_iter()
+                .flatten()
+            {
                 let (_, v) = row?;
                 pending += 1;
                 let Ok(env) = record::decode_envelope(v.value()) else {
@@ -432,7 +463,13 @@ impl Admin {
                 }
                 oldest = Some(oldest.map_or(env.enqueued_at_ms, |o| o.min(env.enqueued_at_ms)));
             }
-            for row in d.iter()? {
+            for row in d
+                .as_ref()
+                .map(|t| t.iter())
+                .transpose()?
+                .into_iter()
+                .flatten()
+            {
                 let (_, v) = row?;
                 let kind = postcard::from_bytes::<DeadLetter>(v.value())
                     .map_or_else(|_| "?".to_owned(), |dl| dl.envelope.kind);
@@ -442,7 +479,11 @@ impl Admin {
                 pending,
                 in_flight: 0,
                 backing_off,
-                dead_letters: d.len()?,
+                dead_letters: d
+                    .as_ref()
+                    .map(ReadableTableMetadata::len)
+                    .transpose()?
+                    .unwrap_or(0),
                 by_kind,
                 oldest_enqueued_at_ms: oldest,
                 oldest_age_secs: oldest.map(|o| now.saturating_sub(o) / 1000),
