@@ -11,7 +11,7 @@
 //! | [`proto`] | the device messages of the MQTT table (scan, request_task, short, heartbeat, feedback, task, hold, print, print_result, hold_ack, state), generic over their string type; topic names; the JSON codec (`proto::json`) | core; JSON needs `alloc` |
 //! | [`frame`] | postcard + COBS framing with CRC-32C and a sequence number, and the stop-and-wait ARQ ([`frame::Link`]) for a microcontroller ↔ gateway serial link; pure, no I/O | core |
 //! | [`scanner`] | UART barcode scanner driver over `embedded-io` + `embedded-hal`: line assembly, AIM symbology identifiers, GS1 application identifiers, trigger commands, beeper/LED feedback | core |
-//! | [`pace`] | the workspace's one token bucket and one exponential backoff with full jitter (the node paces and retries with them too); pure: time and the random draw are passed in | core |
+//! | [`pace`] | the workspace's one token bucket, one exponential backoff with full jitter and one saturating deadline (the node paces and retries with them too); pure: time and the random draw are passed in | core |
 //! | [`printer`] | label printer driver: ZPL and TSPL rendering of a shipping label, raw jobs, `~HS` / `ESC !?` status with a timeout | core |
 //! | `bridge` | the Linux daemon: configuration, serial ports (termios), the durable spool, one MQTT session per device, device threads | `std` |
 //!

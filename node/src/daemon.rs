@@ -26,8 +26,9 @@ use crate::config::Config;
 use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
+use crate::ops::restarts::{Ended, Restarts};
 use crate::outbox::Outbox;
-use crate::store::{OpenError, Store};
+use crate::store::{OpenError, Store, StoreError};
 use crate::taobao::outbox::TaobaoOp;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -90,17 +91,156 @@ pub enum DaemonError {
     },
 }
 
+/// Whether a restart can cure what stopped the node: the one decision of which exits
+/// systemd restarts (the unit's `RestartPreventExitStatus=2`; docs/OPERATIONS.md, *Starting,
+/// stopping, exit codes*).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Starting again changes nothing (a bad configuration, a damaged store, a store written
+    /// by a newer release): exit 2, not restarted. `fix` is the one line that says what to do.
+    Permanent {
+        /// What the operator does about it.
+        fix: String,
+    },
+    /// It may pass (a full disk, an I/O error, a port still held, a failed or panicked
+    /// task): exit 1, restarted, each time a little later, counted and alerted from the third
+    /// in a row ([`crate::ops::restarts`]).
+    Transient,
+}
+
 impl DaemonError {
+    /// Whether a restart may cure this; see [`Exit`].
+    pub fn exit(&self) -> Exit {
+        let permanent = |fix: String| Exit::Permanent { fix };
+        match self {
+            DaemonError::DataDir { path, source } if is_permission(source) => permanent(format!(
+                "make {} writable by the service user (the unit's StateDirectory= creates \
+                 /var/lib/wms-node), then start the node again",
+                path.display()
+            )),
+            // A full or failing disk may recover.
+            DaemonError::DataDir { .. } => Exit::Transient,
+            DaemonError::Bind { key, addr, source } if is_permission(source) => permanent(format!(
+                "{key} {addr} needs privileges the node does not have: use a port above \
+                 1023, then start the node again"
+            )),
+            // A port still held by the previous instance frees up; at boot an address may
+            // not be assigned yet.
+            DaemonError::Bind { .. } => Exit::Transient,
+            DaemonError::Task { .. } => Exit::Transient,
+            DaemonError::Store(e) => store_exit(e),
+            DaemonError::Taobao(crate::taobao::setup::SetupError::Build(_)) => permanent(
+                "fix [taobao] in the config file (`wms-node check-config` checks it), then \
+                 start the node again"
+                    .into(),
+            ),
+            DaemonError::Taobao(crate::taobao::setup::SetupError::Tokens(e)) => {
+                match e.disposition() {
+                    crate::taobao::Disposition::Retry { .. } => Exit::Transient,
+                    _ => permanent(
+                        "the stored Taobao authorisation cannot be read: with the node stopped, \
+                         run `wms-node auth login` (it writes a fresh one), then start the node"
+                            .into(),
+                    ),
+                }
+            }
+        }
+    }
+
     /// Whether starting again may help without changing anything (systemd's restart).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            DaemonError::DataDir { .. } => false,
-            // A port still held by the previous instance frees up.
-            DaemonError::Bind { .. } => true,
-            DaemonError::Task { .. } => true,
-            DaemonError::Store(e) => e.is_retryable(),
-            DaemonError::Taobao(_) => false,
-        }
+        self.exit() == Exit::Transient
+    }
+}
+
+fn is_permission(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// The store's failures to open as exits. Permanent: another process holds the file (a
+/// second node or a command started by hand: restarting would only collide with it again), a
+/// damaged file, one from a newer release, a file format or a migration step this build
+/// cannot get past, a permission. Transient: a full disk and I/O errors (space is freed, a
+/// device comes back), and a migration or set-up step that failed on them.
+fn store_exit(e: &OpenError) -> Exit {
+    let damaged = |what: String| Exit::Permanent {
+        fix: format!(
+            "{what} is damaged: keep it (it holds the queue), move it aside \
+             (`mv FILE FILE.damaged`), restore the last backup or start empty, then start the \
+             node again (docs/OPERATIONS.md, Troubleshooting)"
+        ),
+    };
+    let store = |path: &std::path::Path| format!("the store {}", path.display());
+    match e {
+        OpenError::InUse { path } => Exit::Permanent {
+            fix: format!(
+                "another process holds the store {} (a second `wms-node run`, or a command \
+                 started by hand on it): stop that process, then start the node again",
+                path.display()
+            ),
+        },
+        OpenError::Damaged { path, source } => match &**source {
+            redb::DatabaseError::UpgradeRequired(_) => Exit::Permanent {
+                fix: format!(
+                    "{} is in a file format this build cannot read: start the release that \
+                     wrote it, or restore a backup",
+                    path.display()
+                ),
+            },
+            _ => damaged(store(path)),
+        },
+        OpenError::SchemaTooNew { path, .. } => Exit::Permanent {
+            fix: format!(
+                "{} was written by a newer wms-node: install that version again (package or \
+                 OTA), never start empty over it (docs/OPERATIONS.md, Troubleshooting)",
+                path.display()
+            ),
+        },
+        OpenError::Convert { legacy, .. } => Exit::Permanent {
+            fix: format!(
+                "the earlier release's store {} cannot be converted: keep it (the earlier \
+                 release still reads it), move it aside to start empty, or run that release \
+                 (docs/OPERATIONS.md, Troubleshooting)",
+                legacy.display()
+            ),
+        },
+        OpenError::Io { path, source } if is_permission(source) => Exit::Permanent {
+            fix: format!(
+                "make {} readable and writable by the service user, then start the node again",
+                path.display()
+            ),
+        },
+        OpenError::DiskFull { .. } | OpenError::Io { .. } => Exit::Transient,
+        // A step that ran out of room or hit an I/O error is retried at the next start, which
+        // succeeds once there is space; one that failed otherwise fails the same way again.
+        OpenError::Migration { source, .. } if waits_for_the_disk(source) => Exit::Transient,
+        OpenError::Migration { part, to, .. } => Exit::Permanent {
+            fix: format!(
+                "migrating the store's {part} schema to version {to} failed (nothing was \
+                 changed): keep the store, run the previous release again and report the error \
+                 above"
+            ),
+        },
+        // Its metadata does not read: damage. Anything else (the disk, a bug) is left to the
+        // restarts, whose loop is alerted.
+        OpenError::Setup { path, source } if is_corruption(source) => damaged(store(path)),
+        OpenError::Setup { .. } => Exit::Transient,
+    }
+}
+
+/// A full disk or an I/O error (not damage found in the file).
+fn waits_for_the_disk(e: &StoreError) -> bool {
+    !is_corruption(e) && e.disposition() == crate::store::Disposition::WaitForStore
+}
+
+fn is_corruption(e: &StoreError) -> bool {
+    match e {
+        StoreError::Corrupt { .. } => true,
+        StoreError::Database(db) => matches!(**db, redb::Error::Corrupted(_)),
+        _ => false,
     }
 }
 
@@ -144,6 +284,7 @@ pub struct Started {
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
     token: CancellationToken,
     restart: crate::ota::admin::RestartHandle,
+    restarts: Restarts,
 }
 
 /// Starts the node, in this order: the data directory, the ops HTTP port (bound first, so a
@@ -151,16 +292,53 @@ pub struct Started {
 /// then every task (the ops server among them) and READY. Stopping is [`Started::serve`]'s
 /// job.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Started, DaemonError> {
-    // Our own child token: a failing task cancels it without touching the caller's.
-    let token = shutdown.child_token();
     log_start(&config);
     create_data_dir(&config)?;
+    let alerts = Alerts::new();
+    // The recorder first: the restart count is recorded right below.
+    let _ = crate::ops::metrics::handle();
+    // How the previous run ended: a restart after a crash or a failure is counted (and
+    // alerted from the third in a row) before anything else can fail.
+    let restarts = Restarts::begin(
+        &config.node.data_dir,
+        alerts.clone(),
+        crate::store::now_ms(),
+        crate::ops::restarts::boot_id(),
+    );
+    match start_parts(config, shutdown, alerts, restarts.clone()).await {
+        Ok(started) => Ok(started),
+        Err(e) => {
+            restarts.end(ended_by(&e));
+            Err(e)
+        }
+    }
+}
+
+/// How a run that stops with `e` ended, for the restart record.
+fn ended_by(e: &DaemonError) -> Ended {
+    match e.exit() {
+        Exit::Permanent { .. } => Ended::Permanent {
+            reason: e.to_string(),
+        },
+        Exit::Transient => Ended::Failed {
+            reason: e.to_string(),
+        },
+    }
+}
+
+async fn start_parts(
+    config: Config,
+    shutdown: CancellationToken,
+    alerts: Alerts,
+    restarts: Restarts,
+) -> Result<Started, DaemonError> {
+    // Our own child token: a failing task cancels it without touching the caller's.
+    let token = shutdown.child_token();
     let listener = bind_ops("http.listen", config.http.listen).await?;
     let status_listener = match config.http.status_listen {
         Some(addr) => Some(bind_ops("http.status_listen", addr).await?),
         None => None,
     };
-    let alerts = Alerts::new();
     let health = Health::new();
     let metrics = crate::ops::metrics::handle();
     metrics::gauge!("wms_node_build_info", "version" => crate::VERSION).set(1.0);
@@ -203,6 +381,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     tasks.spawn("stock-feed", warehouse.feed.run(token.clone()));
     tasks.spawn("deadlines", warehouse.deadlines.run(token.clone()));
     tasks.spawn("reconcile", warehouse.reconcile.run(token.clone()));
+    tasks.spawn("restarts", restarts.clone().watch(token.clone()));
     tasks.spawn(
         "ota-alerts",
         ota.clone()
@@ -231,7 +410,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             v
         },
     };
-    let admin = crate::ops::http::local_only(
+    let admin = crate::ops::http::admin_api(
         axum::Router::new()
             .merge(crate::outbox::admin::router(outbox.admin()))
             .merge(crate::ops::orders::router(warehouse.admin))
@@ -255,7 +434,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         );
         tasks.spawn(
             "status-http",
-            crate::ops::http::serve(l, app, token.clone()),
+            crate::ops::http::serve(l, app, config.http_options(), token.clone()),
         );
         tracing::info!(addr = ?addr, "status page listening (read-only, no admin API)");
     }
@@ -265,6 +444,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         ops,
         admin,
         config.http.hosts.clone(),
+        config.http_options(),
         &token,
     );
     if let Some(timeout) = sd_notify::watchdog_enabled() {
@@ -289,6 +469,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         failures,
         token,
         restart,
+        restarts,
     })
 }
 
@@ -570,6 +751,7 @@ fn spawn_ops_http(
     ops: OpsState,
     admin: axum::Router,
     hosts: Vec<String>,
+    opts: crate::ops::http::HttpOptions,
     token: &CancellationToken,
 ) -> SocketAddr {
     let fallback = SocketAddr::from(([0, 0, 0, 0], 0));
@@ -577,7 +759,7 @@ fn spawn_ops_http(
     let app = crate::ops::http::guard(crate::ops::http::router(ops).merge(admin), hosts);
     tasks.spawn(
         "ops-http",
-        crate::ops::http::serve(listener, app, token.clone()),
+        crate::ops::http::serve(listener, app, opts, token.clone()),
     );
     tracing::info!(addr = %addr, "ops HTTP server listening");
     addr
@@ -595,6 +777,7 @@ impl Started {
             mut failures,
             token,
             restart,
+            restarts,
             ..
         } = self;
         let failure = tokio::select! {
@@ -618,6 +801,7 @@ impl Started {
             tracing::error!(error = %e, "closing the store failed");
         }
         tracing::info!("stopped");
+        restarts.end(failure.as_ref().map_or(Ended::Clean, ended_by));
         match failure {
             Some(e) => Err(e),
             None if restart.requested() => Ok(Stopped::ForUpdate),
@@ -795,6 +979,114 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::secret::Secret;
+
+    #[test]
+    fn exits_are_permanent_only_where_a_restart_cannot_help() {
+        use std::io::{Error, ErrorKind};
+        let path = PathBuf::from("/var/lib/wms-node/wms-node.v3.redb");
+        let store = |e: OpenError| DaemonError::Store(e);
+        let damaged = |e: redb::DatabaseError| {
+            store(OpenError::Damaged {
+                path: path.clone(),
+                source: Arc::new(e),
+            })
+        };
+        let io = |e: Error| {
+            store(OpenError::Io {
+                path: path.clone(),
+                source: Arc::new(e),
+            })
+        };
+        let corrupted = || StoreError::Database(Arc::new(redb::Error::Corrupted("page".into())));
+        let permanent = [
+            store(OpenError::InUse { path: path.clone() }),
+            damaged(redb::DatabaseError::Storage(redb::StorageError::Corrupted(
+                "bad page".into(),
+            ))),
+            damaged(redb::DatabaseError::Storage(redb::StorageError::Io(
+                Error::from(ErrorKind::InvalidData),
+            ))),
+            damaged(redb::DatabaseError::RepairAborted),
+            store(OpenError::SchemaTooNew {
+                path: path.clone(),
+                part: "store",
+                found: 9,
+                compat: 9,
+                supported: 1,
+            }),
+            store(OpenError::Migration {
+                part: "outbox",
+                to: 4,
+                source: StoreError::Corrupt {
+                    table: "outbox".into(),
+                    key: "7".into(),
+                },
+            }),
+            store(OpenError::Migration {
+                part: "outbox",
+                to: 4,
+                source: StoreError::Aborted("a step refused".into()),
+            }),
+            store(OpenError::Migration {
+                part: "outbox",
+                to: 4,
+                source: corrupted(),
+            }),
+            store(OpenError::Setup {
+                path: path.clone(),
+                source: corrupted(),
+            }),
+            store(OpenError::Convert {
+                legacy: "/var/lib/wms-node/wms-node.redb".into(),
+                reason: "not a store".into(),
+            }),
+            io(Error::from(ErrorKind::PermissionDenied)),
+            DaemonError::DataDir {
+                path: "/data".into(),
+                source: Error::from(ErrorKind::PermissionDenied),
+            },
+        ];
+        for e in permanent {
+            match e.exit() {
+                Exit::Permanent { fix } => assert!(!fix.is_empty() && !fix.contains('\n'), "{e}"),
+                Exit::Transient => panic!("{e} should be permanent"),
+            }
+        }
+        let transient = [
+            store(OpenError::DiskFull { path: path.clone() }),
+            io(Error::from_raw_os_error(5)),
+            store(OpenError::Migration {
+                part: "outbox",
+                to: 4,
+                source: StoreError::DiskFull,
+            }),
+            store(OpenError::Migration {
+                part: "outbox",
+                to: 4,
+                source: StoreError::Database(Arc::new(redb::Error::PreviousIo)),
+            }),
+            store(OpenError::Setup {
+                path: path.clone(),
+                source: StoreError::Unavailable("an I/O error".into()),
+            }),
+            DaemonError::DataDir {
+                path: "/data".into(),
+                source: Error::from_raw_os_error(28),
+            },
+            DaemonError::Bind {
+                key: "http.listen",
+                addr: "127.0.0.1:9870".parse().unwrap(),
+                source: Error::from(ErrorKind::AddrInUse),
+            },
+            DaemonError::Task {
+                task: "outbox",
+                message: "panicked".into(),
+            },
+        ];
+        for e in transient {
+            assert_eq!(e.exit(), Exit::Transient, "{e}");
+        }
+    }
 
     fn config(dir: &std::path::Path) -> Config {
         let mut c = Config::default();

@@ -5,6 +5,8 @@
 // Tests and benches report failures by unwrapping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -367,5 +369,211 @@ fn the_example_file_documents_every_key() {
                 "config/node.example.toml does not document [{s}] {key}"
             );
         }
+    }
+}
+
+/// The secret the mangled files carry; it must never be shown, whatever else breaks.
+const HIDDEN: &str = "Hidden-5ecret-7729";
+
+/// `(section, key)` of every key the example file sets.
+fn example_keys(text: &str) -> Vec<(String, String)> {
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in text.lines() {
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_owned();
+        } else if let Some((key, _)) = line.split_once(" = ")
+            && !line.starts_with('#')
+        {
+            keys.push((section.clone(), key.to_owned()));
+        }
+    }
+    keys
+}
+
+/// Values of every TOML type, well-formed or not, and the edges of numbers and formats.
+fn hostile_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|x| format!("{x:?}")),
+        prop::sample::select(vec![
+            "nan",
+            "-inf",
+            "true",
+            "false",
+            "\"\"",
+            "[]",
+            "{}",
+            "[1, \"a\"]",
+            "{ a = 1 }",
+            "1979-05-27T07:32:00Z",
+            "07:32:00",
+            "0x7fffffffffffffff",
+            "1e309",
+            "\"0.0.0.0:0\"",
+            "\"[::1]:99999\"",
+            "\"/\"",
+            "\"..\"",
+            "\"embedded\"",
+            "\"1e9 GiB\"",
+            "\"-1s\"",
+            "\"18446744073709551615s\"",
+            "\"99999999999999999999ms\"",
+            "[0.8, 0.95, 2.0]",
+            "[\"trade\", 7]",
+            "\"",
+            "'''",
+            "= =",
+            "\"\\u0000\"",
+            "\"\\uD800\"",
+        ])
+        .prop_map(String::from),
+        "\"[ -~]{0,16}\"",
+        "\"[\\PC]{0,8}\"",
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Mangle {
+    Delete(usize),
+    Duplicate(usize),
+    Move(usize, usize),
+    SetValue(usize, String),
+    Insert(usize, usize, String),
+    Junk(usize, String),
+}
+
+fn mangle() -> impl Strategy<Value = Mangle> {
+    let at = any::<usize>();
+    prop_oneof![
+        1 => at.prop_map(Mangle::Delete),
+        1 => at.prop_map(Mangle::Duplicate),
+        1 => (at, at).prop_map(|(a, b)| Mangle::Move(a, b)),
+        3 => (at, hostile_value()).prop_map(|(a, v)| Mangle::SetValue(a, v)),
+        2 => (at, at, hostile_value()).prop_map(|(a, k, v)| Mangle::Insert(a, k, v)),
+        1 => (at, "[\\PC]{0,6}").prop_map(|(a, j)| Mangle::Junk(a, j)),
+    ]
+}
+
+/// Applies `m` to the lines of a config file; `keys` are the keys to insert.
+fn apply(lines: &mut Vec<String>, keys: &[(String, String)], m: &Mangle) {
+    let n = lines.len().max(1);
+    match m {
+        Mangle::Delete(a) if !lines.is_empty() => {
+            lines.remove(a % n);
+        }
+        Mangle::Duplicate(a) if !lines.is_empty() => {
+            let l = lines[a % n].clone();
+            lines.insert(a % n, l);
+        }
+        Mangle::Move(a, b) if !lines.is_empty() => {
+            let l = lines.remove(a % n);
+            lines.insert(b % lines.len().max(1), l);
+        }
+        Mangle::SetValue(a, v) => {
+            // The `a`-th line that sets a key (not the secret's: that one stays as it is).
+            let setting: Vec<usize> = (0..lines.len())
+                .filter(|&i| lines[i].contains(" = ") && !lines[i].contains(HIDDEN))
+                .collect();
+            if let Some(&i) = setting.get(a % setting.len().max(1)) {
+                let key = lines[i].split(" = ").next().unwrap_or_default().to_owned();
+                lines[i] = format!("{key} = {v}");
+            }
+        }
+        Mangle::Insert(a, k, v) => {
+            let (_, key) = &keys[k % keys.len()];
+            lines.insert(a % (lines.len() + 1), format!("{key} = {v}"));
+        }
+        Mangle::Junk(a, j) if !lines.is_empty() => {
+            let l = &mut lines[a % n];
+            let at = l
+                .char_indices()
+                .map(|(i, _)| i)
+                .nth(a % 7)
+                .unwrap_or(l.len());
+            l.insert_str(at, j);
+        }
+        _ => {}
+    }
+}
+
+/// What holds for any loaded-or-refused configuration: no secret shown; every problem says
+/// what and where; an accepted one builds every part's options.
+fn check(text: &str, result: Result<Config, ConfigError>) -> Result<(), TestCaseError> {
+    match result {
+        Ok(c) => {
+            let shown = format!("{c:?}\n{}", c.to_redacted_toml());
+            prop_assert!(!shown.contains(HIDDEN), "{shown}");
+            let _ = c.store_options();
+            let _ = c.taobao_options();
+            let _ = c.outbox_options();
+            let _ = c.intake_options();
+            let _ = c.ota_options();
+            let _ = c.http_options();
+            let _ = c.admin_url();
+        }
+        Err(e) => {
+            let shown = format!("{e}\n{e:?}");
+            prop_assert!(
+                !shown.contains(HIDDEN),
+                "a secret shown:\n{shown}\nfrom:\n{text}"
+            );
+            let problems = e.problems();
+            prop_assert!(!problems.is_empty());
+            let lines = text.lines().count() + 1;
+            for p in &problems {
+                prop_assert!(!p.message.trim().is_empty(), "{p:?}");
+                prop_assert!(
+                    !p.key.is_empty() || p.origin.is_some(),
+                    "names nothing: {p:?}"
+                );
+                if let Some(Origin::File { line, column, .. }) = &p.origin {
+                    prop_assert!(
+                        *line >= 1 && *line <= lines && *column >= 1,
+                        "{p:?} in:\n{text}"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The example file, mangled as people and editors mangle files (lines lost, doubled,
+    /// moved, values of the wrong type or out of range, keys in the wrong section, stray
+    /// bytes), and overridden by any environment: the loader never panics, names every
+    /// problem with its key or position, never shows the secret, and what it accepts runs.
+    #[test]
+    fn a_mangled_file_and_any_environment_are_refused_clearly_or_taken_whole(
+        mangles in prop::collection::vec(mangle(), 0..6),
+        vars in prop::collection::vec(
+            (any::<usize>(), "[A-Za-z_]{0,3}", hostile_value()),
+            0..3,
+        ),
+    ) {
+        let example = std::fs::read_to_string(example_path()).unwrap().replace(
+            "app_secret = \"replace-with-your-app-secret\"",
+            &format!("app_secret = \"{HIDDEN}\""),
+        );
+        let keys = example_keys(&example);
+        let mut lines: Vec<String> = example.lines().map(String::from).collect();
+        for m in &mangles {
+            apply(&mut lines, &keys, m);
+        }
+        let text = lines.join("\n");
+        let env: Vec<(OsString, OsString)> = vars
+            .iter()
+            .map(|(k, extra, v)| {
+                let (section, key) = &keys[k % keys.len()];
+                let var = format!("WMS_NODE__{section}__{key}{extra}").to_ascii_uppercase();
+                (var.into(), v.trim_matches('"').into())
+            })
+            .collect();
+        let result = Config::from_toml_with_env(&text, Path::new("/etc/wms-node/node.toml"), env);
+        check(&text, result)?;
     }
 }

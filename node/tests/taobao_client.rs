@@ -38,6 +38,7 @@ fn fault(kind: FaultKind) -> FaultSpec {
         delay_s: None,
         status: None,
         sub_code: None,
+        announce_s: None,
     }
 }
 
@@ -646,6 +647,47 @@ async fn an_app_wide_ban_stops_every_method_and_alerts() {
         "{e:?}"
     );
     assert!(env.calls("taobao.items.onsale.get").is_empty());
+}
+
+#[tokio::test]
+async fn a_ban_of_u64_max_seconds_is_honoured_for_a_day_at_most_and_panics_nowhere() {
+    for sub_code in [
+        "accesscontrol.limited-by-app-access-count",
+        "accesscontrol.limited-by-api-access-count",
+    ] {
+        let env = Env::start().await;
+        let mut f = fault(FaultKind::Ban);
+        f.count = Some(1);
+        f.announce_s = Some(u64::MAX);
+        f.sub_code = Some(sub_code.into());
+        add_fault(&env, f);
+        let c = env.client(SignMethod::Md5);
+        let e = expect_err(c.logistics_companies_get(None).await);
+        let max_ban = wms_node::taobao::error::MAX_BAN;
+        assert_eq!(
+            e.disposition(),
+            Disposition::Retry {
+                after: Some(max_ban)
+            },
+            "{e}"
+        );
+        // The ban is recorded (a day) and the next call is refused locally.
+        let e = expect_err(c.logistics_companies_get(None).await);
+        let TopError::Banned { remaining, .. } = &e else {
+            panic!("expected a local ban, got {e:?}");
+        };
+        assert!(
+            *remaining <= max_ban && *remaining > max_ban - Duration::from_secs(60),
+            "{remaining:?}"
+        );
+        // The outbox's view: retry in a day, not in 584 billion years.
+        assert!(
+            matches!(e.outcome(), Outcome::Retry { after: Some(a), .. } if a <= max_ban),
+            "{:?}",
+            e.outcome()
+        );
+        assert_eq!(env.calls("taobao.logistics.companies.get").len(), 1);
+    }
 }
 
 #[tokio::test]

@@ -47,6 +47,7 @@ fn fault(kind: FaultKind, count: u32) -> FaultSpec {
         delay_s: None,
         status: None,
         sub_code: None,
+        announce_s: None,
     }
 }
 

@@ -290,6 +290,7 @@ async fn a_session_revoked_by_the_platform_is_refreshed_once_after_code_27() {
         delay_s: None,
         status: None,
         sub_code: None,
+        announce_s: None,
     };
     if let Err(e) = env.sandbox.sandbox().add_fault(spec) {
         panic!("{e}");
@@ -321,6 +322,7 @@ async fn when_refresh_is_impossible_the_node_alerts_pauses_and_stops_calling() {
         delay_s: None,
         status: None,
         sub_code: None,
+        announce_s: None,
     };
     if let Err(e) = env.sandbox.sandbox().add_fault(spec) {
         panic!("{e}");
@@ -409,6 +411,7 @@ async fn an_unreachable_token_endpoint_after_code_27_is_a_retry_not_a_pause() {
         delay_s: None,
         status: None,
         sub_code: None,
+        announce_s: None,
     };
     let sb = env.sandbox.sandbox();
     for f in [

@@ -1,4 +1,5 @@
-//! Pacing: the one token bucket and the one backoff of the whole workspace.
+//! Pacing: the one token bucket, the one backoff and the one way to turn a wait into a
+//! deadline of the whole workspace.
 //!
 //! The node paces its Taobao calls and its outbox delivery with [`TokenBucket`], and retries
 //! the outbox, the carrier sync and the link probe with [`Backoff`]; the bridge reconnects to
@@ -11,12 +12,19 @@
 //! What a rate of 0 means is decided once, here: nothing. A [`Rate`] is a positive, finite
 //! number of tokens per second and cannot be built from anything else; "no limit" is the
 //! absence of a rate (`Option<Rate>::None`), never a magic value.
+//!
+//! What a wait too long to represent means is decided here too: it saturates. A bucket's
+//! wait and a backoff's delay saturate at [`Duration::MAX`], and [`deadline`] turns any wait
+//! into an instant without overflowing (a ban of `u64::MAX` seconds ends in 30 years, not in
+//! a panic).
 
 mod backoff;
 mod bucket;
+mod deadline;
 
 pub use backoff::{Backoff, Retries};
 pub use bucket::{Rate, RateError, TokenBucket};
+pub use deadline::{FAR, deadline};
 
 use core::time::Duration;
 

@@ -124,6 +124,9 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
                 return usage("no callback: set taobao.redirect_uri or pass --redirect-uri");
             };
             if let Some(node) = running_node(config).await? {
+                if let Err(why) = node_callback(config, &redirect) {
+                    return usage(&why);
+                }
                 return node_answer(node.exchange(&code, Some(redirect)).await, false, CODE_HINT);
             }
             let store = open_store(config)?;
@@ -191,6 +194,16 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
     }
 }
 
+/// A running node trades only codes for its configured callback: say so before anyone is
+/// asked to approve anything.
+fn node_callback(config: &Config, redirect: &str) -> Result<(), String> {
+    wms_node::taobao::admin::check_callback(
+        config.taobao.redirect_uri.as_deref().unwrap_or(""),
+        Some(redirect),
+    )
+    .map_err(|why| format!("{why} (the node is running: {})", config.admin_url()))
+}
+
 async fn login(
     config: &Config,
     redirect_uri: Option<String>,
@@ -210,7 +223,13 @@ async fn login(
     // Decide where the tokens go before asking anyone to click: the running node, or the
     // store opened here (and held, so that nothing else takes it meanwhile).
     let target = match running_node(config).await? {
-        Some(node) => Target::Node(node),
+        Some(node) => {
+            // Port 0 is "any free port", which the node's configured callback cannot be.
+            if let Err(why) = node_callback(config, &redirect) {
+                return usage(&why);
+            }
+            Target::Node(node)
+        }
         None => Target::Store(open_store(config)?),
     };
     let listener = tokio::net::TcpListener::bind(bind)

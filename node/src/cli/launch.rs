@@ -44,6 +44,7 @@ pub fn run(
             .into(),
         );
     }
+    wait_before_restart(&opts.data_dir);
     let gate = ViaGate {
         inner: ProcessGate {
             global_args: global.clone(),
@@ -68,6 +69,29 @@ pub fn run(
         tracing::error!("cannot start the package's build either: {err}");
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// systemd 252 restarts after a fixed `RestartSec=`; a node that keeps failing is started a
+/// little later each time here instead (`ops::restarts::launch_delay`), with systemd's start
+/// timeout extended to match and the wait shown in `systemctl status`.
+fn wait_before_restart(data_dir: &Path) {
+    use wms_node::ops::restarts::{Record, boot_id, launch_delay};
+    let record = Record::load(data_dir).ok().flatten();
+    let Some((wait, why)) = launch_delay(record.as_ref(), boot_id().as_deref()) else {
+        return;
+    };
+    tracing::warn!("launcher: {why}");
+    // The unit's TimeoutStartSec= (90 s) is for the start itself; the wait comes on top.
+    let extend = wait + std::time::Duration::from_secs(90);
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::ExtendTimeoutUsec(
+            u32::try_from(extend.as_micros()).unwrap_or(u32::MAX),
+        ),
+        sd_notify::NotifyState::Status(&why),
+    ]);
+    // The launcher is a plain process with no runtime: a plain sleep.
+    #[allow(clippy::disallowed_methods)]
+    std::thread::sleep(wait);
 }
 
 fn command(via: Option<&Path>, binary: &Path) -> Command {

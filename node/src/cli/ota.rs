@@ -257,8 +257,10 @@ async fn request_restart(base: &str) -> Result<(), RestartError> {
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| RestartError::Refused(e.to_string()))?;
+    let (name, value) = wms_node::ops::http::ADMIN_HEADER;
     let resp = client
         .post(format!("{base}/api/ota/restart"))
+        .header(name, value)
         .send()
         .await
         .map_err(|_| RestartError::NotRunning)?;

@@ -15,6 +15,12 @@ use wms_node::config::LogFormat;
 /// Runs the node with the config at `path`.
 pub fn run(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
     let Some(config) = load_config(path) else {
+        // Under systemd stderr is the journal: the one line that says what to do.
+        eprintln!(
+            "what to do: fix the configuration ({}; `wms-node check-config` checks it), then \
+             start the node again; exit 2: systemd does not restart it until then",
+            path.display()
+        );
         return Ok(ExitCode::from(EXIT_USAGE));
     };
     let format = log_format.unwrap_or(config.log.format);
@@ -47,20 +53,23 @@ pub fn run(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<ExitCod
             tracing::info!("stopped to boot an installed update");
             Ok(ExitCode::from(wms_node::ota::EXIT_RESTART_FOR_UPDATE))
         }
-        // A damaged or too-new store, an unusable data dir or Taobao setup: starting again
-        // changes nothing, so exit with the status systemd does not restart on
-        // (RestartPreventExitStatus=2) instead of crash-looping every few seconds.
-        Err(e) if !e.is_retryable() => {
-            tracing::error!(
-                "wms-node cannot run: {e}; a restart will not help: fix this, then start it \
-                 again (docs/OPERATIONS.md, Troubleshooting)"
-            );
-            Ok(ExitCode::from(EXIT_USAGE))
-        }
-        Err(e) => {
-            tracing::error!("wms-node stopped: {e}");
-            Ok(ExitCode::FAILURE)
-        }
+        // The one decision of which exits systemd restarts (daemon::Exit): a damaged or
+        // too-new store, an unusable data dir or Taobao setup exit 2, which the unit does not
+        // restart (RestartPreventExitStatus=2), instead of crash-looping; the rest exit 1 and
+        // are restarted, each time later (the launcher), counted and alerted.
+        Err(e) => match e.exit() {
+            wms_node::daemon::Exit::Permanent { fix } => {
+                tracing::error!("wms-node cannot run: {e}");
+                tracing::error!(
+                    "what to do: {fix}; exit 2: systemd does not restart it until then"
+                );
+                Ok(ExitCode::from(EXIT_USAGE))
+            }
+            wms_node::daemon::Exit::Transient => {
+                tracing::error!("wms-node stopped: {e}; exit 1: systemd starts it again");
+                Ok(ExitCode::FAILURE)
+            }
+        },
     }
 }
 

@@ -445,6 +445,18 @@ impl Loader<'_> {
                 format!("must be a table: write [{dotted}] on a line of its own, its keys below")
             } else if is_secret(&dotted) {
                 "must be a string (the value is not shown: it is a secret)".to_owned()
+            } else if let Some(b) = super::bounds::of(&dotted) {
+                // A number that does not even fit its type (`-1` for a count, a duration of a
+                // million years) is named, with its range.
+                let given = lookup_mut(&mut value, &path).map_or_else(String::new, |v| {
+                    let shown = v.to_string();
+                    format!("{} ", shown.trim_matches('"'))
+                });
+                format!(
+                    "{given}is not accepted ({}): it must be {}",
+                    err.inner().message(),
+                    b.range()
+                )
             } else {
                 err.inner().message().to_owned()
             };

@@ -20,6 +20,7 @@
 //! This module never logs: loading happens before logging is set up, and every problem is
 //! returned to the caller as a [`Problem`] naming the key and where its value came from.
 
+pub mod bounds;
 mod bytes;
 mod goods;
 mod load;
@@ -133,26 +134,29 @@ impl Default for LogConfig {
 #[serde(default)]
 pub struct StoreConfig {
     /// Memory for the database page cache. Gateways have 512 MiB–1 GiB of RAM; the default
-    /// keeps the node's footprint small.
+    /// keeps the node's footprint small. From 1MiB to 1GiB.
     pub cache_size: ByteSize,
     /// The most bytes the queue of operations waiting for Taobao (the outbox backlog) may
     /// take; `0` means no cap. When it is reached, `cap_policy` decides what happens;
     /// shipments are accepted beyond it whatever the policy. Sizing: a day offline at
     /// 2,000 shipments an hour is about 15 MB, times 3 for the database's page overhead.
+    /// 0 (off) or from 1MiB to 1TiB.
     pub max_bytes: ByteSize,
     /// What to do at `max_bytes`: `"reject_new"` refuses new non-critical operations (the
     /// producer is told), `"drop_oldest"` drops the oldest non-critical queued operations
     /// (counted and alerted), `"block"` makes producers wait until there is room.
     pub cap_policy: CapPolicy,
-    /// Fractions of `max_bytes` at which a `store_cap` alert is raised, ascending.
+    /// Fractions of `max_bytes` at which a `store_cap` alert is raised, ascending. Each
+    /// from 0.01 to 1.
     pub cap_alert_thresholds: Vec<f64>,
     /// How long a write that finds the writer idle may wait for others to share its fsync.
     /// 0 (the default): none; under load writes share a commit anyway (those that arrive
     /// while one runs form the next), and waiting would only add to every lone scan's time.
     /// Longer means fewer fsyncs at light load (less flash wear) but slower scan feedback.
+    /// From 0s to 100ms.
     #[serde(with = "humantime_serde")]
     pub group_commit_max_wait: Duration,
-    /// The most writes committed in one transaction.
+    /// The most writes committed in one transaction. From 1 to 65536.
     pub group_commit_max_batch: usize,
     /// redb quick-repair on every commit: opening after a power cut takes milliseconds
     /// instead of a walk over the whole file (about 2 s per GiB from cache, longer cold), at
@@ -178,20 +182,22 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OutboxConfig {
-    /// How many operations (on different keys) may be in flight at once.
+    /// How many operations (on different keys) may be in flight at once. From 1 to 64.
     pub concurrency: usize,
-    /// Sustained delivery rate, operations per second (token bucket). Must be above 0.
+    /// Sustained delivery rate, operations per second (token bucket). From 0.01 to 1000.
     pub rate_per_second: f64,
-    /// How many operations may go at once after an idle period (token bucket size).
+    /// How many operations may go at once after an idle period (token bucket size). From 1
+    /// to 10000.
     pub burst: u32,
     /// The first retry delay after a failure; doubles on each further failure (with jitter).
+    /// From 100ms to 1h.
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
-    /// The longest retry delay.
+    /// The longest retry delay, not shorter than `backoff_initial`. From 1s to 1h.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
-    /// On shutdown, how long in-flight deliveries may take to finish. At most 4s, so the
-    /// node stops within 5 seconds of SIGTERM.
+    /// On shutdown, how long in-flight deliveries may take to finish, so that the node stops
+    /// within 5 seconds of SIGTERM. From 0s to 4s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
@@ -233,17 +239,18 @@ pub struct TaobaoConfig {
     pub session_file: Option<PathBuf>,
     /// The OAuth callback registered for the app. `wms-node auth login` uses a local one.
     pub redirect_uri: Option<String>,
-    /// How often new and changed orders are pulled.
+    /// How often new and changed orders are pulled. From 1s to 1h.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
-    /// The longest wait for a TCP/TLS connection to the gateway.
+    /// The longest wait for a TCP/TLS connection to the gateway. From 100ms to 1m.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// The longest wait for one API call, connection included.
+    /// The longest wait for one API call, connection included; not shorter than
+    /// `connect_timeout`. From 1s to 10m.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// The app's daily call quota (pre-launch apps get 5,000). An alert is raised at 80 %.
-    /// 0 means no budget is tracked.
+    /// 0 (off) or from 1 to 1000000000; 0 means no budget is tracked.
     pub daily_call_budget: u64,
 }
 
@@ -273,34 +280,37 @@ impl Default for TaobaoConfig {
 pub struct IntakeConfig {
     /// How far back the very first pull looks (orders modified since then arrive; the
     /// re-scan then fetches every order still waiting to ship from the last `rescan_days`).
+    /// From 1m to 89d (Taobao keeps three months of changes).
     #[serde(with = "humantime_serde")]
     pub lookback: Duration,
-    /// How much each pull overlaps the previous one (at least 2m), so a change Taobao
-    /// records a little late is not missed.
+    /// How much each pull overlaps the previous one, so a change Taobao records a little
+    /// late is not missed. From 2m to 1h.
     #[serde(with = "humantime_serde")]
     pub overlap: Duration,
-    /// The overlap after an error or an outage.
+    /// The overlap after an error or an outage, not shorter than `overlap`. From 2m to 1d.
     #[serde(with = "humantime_serde")]
     pub error_overlap: Duration,
-    /// The longest time window one call asks for (1m to 30m; Taobao advises at most 30m).
+    /// The longest time window one call asks for (Taobao advises at most 30m). From 1m to
+    /// 30m.
     #[serde(with = "humantime_serde")]
     pub max_window: Duration,
-    /// Orders per page (1 to 100).
+    /// Orders per page. From 1 to 100.
     pub page_size: u32,
     /// How often the orders still waiting to ship are re-scanned (`trades.sold.get`), on
-    /// top of the first start and the end of every outage.
+    /// top of the first start and the end of every outage. From 1h to 7d.
     #[serde(with = "humantime_serde")]
     pub rescan_every: Duration,
-    /// How many days back (by creation) the re-scan looks (1 to 90).
+    /// How many days back (by creation) the re-scan looks. From 1 to 90.
     pub rescan_days: u32,
-    /// Open orders not read in full for this long are read again at the re-scan.
+    /// Open orders not read in full for this long are read again at the re-scan. From 1m to
+    /// 30d.
     #[serde(with = "humantime_serde")]
     pub refresh_after: Duration,
     /// `/healthz` fails when intake lags more than this while Taobao answers (a link that
-    /// is down only degrades it).
+    /// is down only degrades it); at least twice `taobao.poll_interval`. From 2s to 1d.
     #[serde(with = "humantime_serde")]
     pub lag_alert: Duration,
-    /// Orders read in full (`trade.fullinfo.get`) at once (1 to 16).
+    /// Orders read in full (`trade.fullinfo.get`) at once. From 1 to 16.
     pub fullinfo_concurrency: usize,
     /// The trade types to pull (`type`). Empty: Taobao's default set (guarantee_trade,
     /// auto_delivery, ec, cod, step). List every type the shop sells with, e.g. "fixed".
@@ -309,12 +319,13 @@ pub struct IntakeConfig {
     /// asking. Off: such an order is held until `wms-node orders release`.
     pub partial_shipment: bool,
     /// Seller flag colours (1 red, 2 yellow, 3 green, 4 blue, 5 purple) that hold an order
-    /// for review until `wms-node orders release`.
+    /// for review until `wms-node orders release`. Each from 1 to 5.
     pub review_flags: Vec<u8>,
     /// Words in the seller's memo that hold an order for review (case-insensitive), e.g.
     /// ["hold", "暂停", "换"]. The memo itself is never stored.
     pub review_memo_words: Vec<String>,
     /// The shop's ship-by promise after payment, for orders whose trade gives no deadline.
+    /// From 1h to 30d.
     #[serde(with = "humantime_serde")]
     pub default_promise: Duration,
     /// Report to AliGenius (`taobao.rdc.aligenius.sendgoods.cancel`) when an unshipped
@@ -493,6 +504,21 @@ pub struct HttpConfig {
     /// box's name on the warehouse network, `wms-gw1.local`). A request naming any other
     /// host is refused, so a web page cannot reach the server through DNS rebinding.
     pub hosts: Vec<String>,
+    /// How long a client has to send a request's headers, from the moment it connects or
+    /// starts the next request; a client that trickles them (slowloris) is disconnected.
+    /// From 100ms to 1m.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// The longest a request may take, body and answer included (408 after it). From 1s
+    /// to 5m.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed. From 1s to 1h.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// The most connections served at once; further ones wait in the kernel's queue until
+    /// one closes. From 1 to 4096.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -501,6 +527,10 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9870)),
             status_listen: None,
             hosts: Vec::new(),
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 64,
         }
     }
 }
@@ -514,17 +544,18 @@ pub struct OtaConfig {
     /// prints a new key pair's public key.
     pub public_keys: Vec<String>,
     /// How long an update on trial has to pass its self-test (config, store round trip,
-    /// local broker, version) before the previous build comes back.
+    /// local broker, version) before the previous build comes back. From 5s to 30m.
     #[serde(with = "humantime_serde")]
     pub gate_timeout: Duration,
     /// Trial starts that end without a verdict (a power cut, the launcher killed) before the
-    /// launcher rolls back. A failed self-test, an exit or a hang rolls back at once.
+    /// launcher rolls back. A failed self-test, an exit or a hang rolls back at once. From 1
+    /// to 10.
     pub trial_attempts: u32,
-    /// A download that receives nothing for this long is cut and resumed.
+    /// A download that receives nothing for this long is cut and resumed. From 1s to 10m.
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
     /// Resumed download attempts in a row without one new byte before it gives up (and
-    /// reports the failure).
+    /// reports the failure). From 0 to 100.
     pub download_retries: u32,
 }
 
@@ -820,6 +851,17 @@ impl Config {
         opts
     }
 
+    /// The ops HTTP server's limits: the `[http]` settings.
+    pub fn http_options(&self) -> crate::ops::http::HttpOptions {
+        let h = &self.http;
+        crate::ops::http::HttpOptions {
+            header_read_timeout: h.header_read_timeout,
+            request_timeout: h.request_timeout,
+            idle_timeout: h.idle_timeout,
+            max_connections: h.max_connections,
+        }
+    }
+
     /// The base URL of this node's ops HTTP server, as a local client reaches it
     /// (`0.0.0.0` and `::` become loopback). `queue` commands use it to ask a running node.
     pub fn admin_url(&self) -> String {
@@ -899,6 +941,7 @@ impl Config {
         self.stock.check(self.taobao.poll_interval, &mut bad);
         self.reconcile.check(&mut bad);
         self.mqtt.check(&mut bad);
+        self.http.check(&mut bad);
         self.ota.check(&mut bad);
         self.alerts.check(&mut bad);
         p
@@ -977,20 +1020,38 @@ pub fn launch_options(path: &Path) -> (crate::ota::launch::LaunchOptions, Vec<St
     {
         data_dir = base.join(data_dir);
     }
+    // Out of bounds is as unusable as unreadable: the launcher adds to the gate's time and
+    // must not overflow on a value `check-config` would refuse.
+    let in_bounds = |key: &str, v: bounds::Num| bounds::of(key).is_some_and(|b| b.accepts(v));
     let gate_timeout = match value("ota", "gate_timeout") {
-        Some(v) => humantime::parse_duration(&v).unwrap_or_else(|e| {
-            warnings.push(format!("ota.gate_timeout `{v}`: {e}; using the default"));
-            defaults.ota.gate_timeout
-        }),
+        Some(v) => match humantime::parse_duration(&v) {
+            Ok(d) if in_bounds("ota.gate_timeout", bounds::Num::Time(d)) => d,
+            Ok(_) => {
+                warnings.push(format!(
+                    "ota.gate_timeout `{v}` is out of range; using the default"
+                ));
+                defaults.ota.gate_timeout
+            }
+            Err(e) => {
+                warnings.push(format!("ota.gate_timeout `{v}`: {e}; using the default"));
+                defaults.ota.gate_timeout
+            }
+        },
         None => defaults.ota.gate_timeout,
     };
     let trial_attempts = match value("ota", "trial_attempts") {
-        Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).unwrap_or_else(|| {
-            warnings.push(format!(
-                "ota.trial_attempts `{v}` is not a positive number; using the default"
-            ));
-            defaults.ota.trial_attempts
-        }),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| in_bounds("ota.trial_attempts", bounds::Num::Int(u64::from(*n))))
+            .unwrap_or_else(|| {
+                let range = bounds::of("ota.trial_attempts").map(bounds::Bound::range);
+                warnings.push(format!(
+                    "ota.trial_attempts `{v}` is not a number {}; using the default",
+                    range.unwrap_or_default()
+                ));
+                defaults.ota.trial_attempts
+            }),
         None => defaults.ota.trial_attempts,
     };
     (
@@ -1090,71 +1151,65 @@ impl LogConfig {
 impl StoreConfig {
     /// `[store]`: sizes, the cap's alert thresholds, group commit.
     fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        use bounds::{Num, check, count};
         let s = self;
-        if s.cache_size < ByteSize::mib(1) {
-            bad("store.cache_size", "must be at least 1MiB".into());
-        }
-        if s.max_bytes != ByteSize(0) && s.max_bytes < ByteSize::mib(1) {
-            bad(
-                "store.max_bytes",
-                "must be 0 (no cap) or at least 1MiB".into(),
-            );
-        }
-        if s.cap_alert_thresholds
-            .iter()
-            .any(|t| !(*t > 0.0 && *t <= 1.0))
-        {
-            bad(
-                "store.cap_alert_thresholds",
-                "every threshold must be a fraction above 0 and at most 1, e.g. [0.8, 0.95]".into(),
-            );
+        check(bad, "store.cache_size", Num::Bytes(s.cache_size.bytes()));
+        check(bad, "store.max_bytes", Num::Bytes(s.max_bytes.bytes()));
+        if let Some(t) = s.cap_alert_thresholds.iter().find(|t| {
+            bounds::of("store.cap_alert_thresholds").is_some_and(|b| !b.accepts(Num::Float(**t)))
+        }) {
+            check(bad, "store.cap_alert_thresholds", Num::Float(*t));
         } else if s.cap_alert_thresholds.windows(2).any(|w| w[0] >= w[1]) {
             bad(
                 "store.cap_alert_thresholds",
-                "thresholds must be in ascending order".into(),
+                "thresholds must be in ascending order, e.g. [0.8, 0.95]".into(),
             );
         }
-        if s.group_commit_max_wait > Duration::from_millis(100) {
-            bad(
-                "store.group_commit_max_wait",
-                "must be at most 100ms: scanners wait for the commit before they beep".into(),
-            );
-        }
-        if s.group_commit_max_batch == 0 {
-            bad("store.group_commit_max_batch", "must be at least 1".into());
-        }
+        check(
+            bad,
+            "store.group_commit_max_wait",
+            Num::Time(s.group_commit_max_wait),
+        );
+        check(
+            bad,
+            "store.group_commit_max_batch",
+            count(s.group_commit_max_batch),
+        );
     }
 }
 
 impl OutboxConfig {
     /// `[outbox]`: concurrency, rate, backoff, shutdown grace.
     fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        use bounds::{Num, check, count};
         let o = self;
-        if o.concurrency == 0 || o.concurrency > 64 {
-            bad("outbox.concurrency", "must be between 1 and 64".into());
-        }
-        use firmware_bridge::pace::{Rate, RateError};
-        if let Err(e @ RateError::NotPositive) = Rate::new(o.rate_per_second, 1) {
-            bad("outbox.rate_per_second", e.to_string());
-        }
-        if let Err(e @ RateError::ZeroBurst) = Rate::new(1.0, o.burst) {
-            bad("outbox.burst", e.to_string());
-        }
-        if o.backoff_initial.is_zero() {
-            bad("outbox.backoff_initial", "must be above 0".into());
-        }
+        check(bad, "outbox.concurrency", count(o.concurrency));
+        check(bad, "outbox.rate_per_second", Num::Float(o.rate_per_second));
+        check(bad, "outbox.burst", Num::Int(u64::from(o.burst)));
+        check(bad, "outbox.backoff_initial", Num::Time(o.backoff_initial));
+        check(bad, "outbox.backoff_max", Num::Time(o.backoff_max));
         if o.backoff_max < o.backoff_initial {
             bad(
                 "outbox.backoff_max",
                 "must not be shorter than outbox.backoff_initial".into(),
             );
         }
-        if o.shutdown_grace > MAX_SHUTDOWN_GRACE {
-            bad(
-                "outbox.shutdown_grace",
-                "must be at most 4s, so the node stops within 5 s of SIGTERM".into(),
-            );
-        }
+        check(bad, "outbox.shutdown_grace", Num::Time(o.shutdown_grace));
+    }
+}
+
+impl HttpConfig {
+    /// `[http]`: the limits that keep slow or many clients from holding the server.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        use bounds::{Num, check, count};
+        check(
+            bad,
+            "http.header_read_timeout",
+            Num::Time(self.header_read_timeout),
+        );
+        check(bad, "http.request_timeout", Num::Time(self.request_timeout));
+        check(bad, "http.idle_timeout", Num::Time(self.idle_timeout));
+        check(bad, "http.max_connections", count(self.max_connections));
     }
 }
 
@@ -1200,12 +1255,15 @@ impl TaobaoConfig {
         if matches!(&t.session, Some(s) if s.is_empty()) {
             bad("taobao.session", "is empty".into());
         }
-        if t.poll_interval < Duration::from_secs(1) {
-            bad("taobao.poll_interval", "must be at least 1s".into());
-        }
-        if t.connect_timeout.is_zero() {
-            bad("taobao.connect_timeout", "must be above 0".into());
-        }
+        use bounds::{Num, check};
+        check(bad, "taobao.poll_interval", Num::Time(t.poll_interval));
+        check(bad, "taobao.connect_timeout", Num::Time(t.connect_timeout));
+        check(bad, "taobao.request_timeout", Num::Time(t.request_timeout));
+        check(
+            bad,
+            "taobao.daily_call_budget",
+            Num::Int(t.daily_call_budget),
+        );
         if t.request_timeout < t.connect_timeout {
             bad(
                 "taobao.request_timeout",
@@ -1219,60 +1277,43 @@ impl IntakeConfig {
     /// `[intake]`: windows, paging, re-scans and the hold rules. `poll_interval` is
     /// `taobao.poll_interval` (the lag alert must leave room for two polls).
     fn check(&self, poll_interval: Duration, bad: &mut dyn FnMut(&str, String)) {
+        use bounds::{Num, check, count};
         let i = self;
-        if i.overlap < Duration::from_secs(120) {
-            bad(
-                "intake.overlap",
-                "must be at least 2m: Taobao records some changes a little late".into(),
-            );
-        }
+        check(bad, "intake.lookback", Num::Time(i.lookback));
+        check(bad, "intake.overlap", Num::Time(i.overlap));
+        check(bad, "intake.error_overlap", Num::Time(i.error_overlap));
         if i.error_overlap < i.overlap {
             bad(
                 "intake.error_overlap",
                 "must not be shorter than intake.overlap".into(),
             );
         }
-        if i.max_window < Duration::from_secs(60) || i.max_window > Duration::from_secs(1800) {
-            bad(
-                "intake.max_window",
-                "must be between 1m and 30m (Taobao advises windows of at most 30 minutes)".into(),
-            );
-        }
-        if !(1..=100).contains(&i.page_size) {
-            bad("intake.page_size", "must be between 1 and 100".into());
-        }
-        if i.lookback > Duration::from_secs(89 * 86_400) {
-            bad(
-                "intake.lookback",
-                "must be at most 89 days: Taobao keeps three months of changes".into(),
-            );
-        }
-        if !(1..=90).contains(&i.rescan_days) {
-            bad("intake.rescan_days", "must be between 1 and 90".into());
-        }
-        if i.rescan_every < Duration::from_secs(3600) {
-            bad(
-                "intake.rescan_every",
-                "must be at least 1h (each re-scan costs calls of the daily budget)".into(),
-            );
-        }
-        if i.lag_alert < poll_interval * 2 {
+        check(bad, "intake.max_window", Num::Time(i.max_window));
+        check(bad, "intake.page_size", Num::Int(u64::from(i.page_size)));
+        check(bad, "intake.rescan_every", Num::Time(i.rescan_every));
+        check(
+            bad,
+            "intake.rescan_days",
+            Num::Int(u64::from(i.rescan_days)),
+        );
+        check(bad, "intake.refresh_after", Num::Time(i.refresh_after));
+        check(bad, "intake.lag_alert", Num::Time(i.lag_alert));
+        // (`poll_interval` may itself be out of its range here, reported by [taobao].)
+        if i.lag_alert < poll_interval.saturating_mul(2) {
             bad(
                 "intake.lag_alert",
-                "must be at least twice taobao.poll_interval".into(),
+                "must not be shorter than twice taobao.poll_interval".into(),
             );
         }
-        if !(1..=16).contains(&i.fullinfo_concurrency) {
-            bad(
-                "intake.fullinfo_concurrency",
-                "must be between 1 and 16".into(),
-            );
-        }
-        if let Some(f) = i.review_flags.iter().find(|f| !(1..=5).contains(*f)) {
-            bad(
-                "intake.review_flags",
-                format!("{f} is not a flag colour: use 1 (red) to 5 (purple)"),
-            );
+        check(
+            bad,
+            "intake.fullinfo_concurrency",
+            count(i.fullinfo_concurrency),
+        );
+        if let Some(f) = i.review_flags.iter().find(|f| {
+            bounds::of("intake.review_flags").is_some_and(|b| !b.accepts(Num::Int(u64::from(**f))))
+        }) {
+            check(bad, "intake.review_flags", Num::Int(u64::from(*f)));
         }
         if let Some(t) = i.trade_types.iter().find(|t| {
             t.trim().is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -1282,9 +1323,7 @@ impl IntakeConfig {
                 format!("`{t}` is not a trade type (letters, digits and `_`, e.g. \"fixed\")"),
             );
         }
-        if i.default_promise < Duration::from_secs(3600) {
-            bad("intake.default_promise", "must be at least 1h".into());
-        }
+        check(bad, "intake.default_promise", Num::Time(i.default_promise));
     }
 }
 
@@ -1387,20 +1426,19 @@ impl OtaConfig {
                 );
             }
         }
-        if self.gate_timeout < Duration::from_secs(5)
-            || self.gate_timeout > Duration::from_secs(1800)
-        {
-            bad(
-                "ota.gate_timeout",
-                "must be between 5s and 30m: a store migration on a slow card takes time".into(),
-            );
-        }
-        if self.trial_attempts == 0 || self.trial_attempts > 10 {
-            bad("ota.trial_attempts", "must be between 1 and 10".into());
-        }
-        if self.stall_timeout < Duration::from_secs(1) {
-            bad("ota.stall_timeout", "must be at least 1s".into());
-        }
+        use bounds::{Num, check};
+        check(bad, "ota.gate_timeout", Num::Time(self.gate_timeout));
+        check(
+            bad,
+            "ota.trial_attempts",
+            Num::Int(u64::from(self.trial_attempts)),
+        );
+        check(bad, "ota.stall_timeout", Num::Time(self.stall_timeout));
+        check(
+            bad,
+            "ota.download_retries",
+            Num::Int(u64::from(self.download_retries)),
+        );
     }
 }
 
@@ -1647,6 +1685,16 @@ mod tests {
         assert_eq!(o.gate_timeout, Duration::from_secs(90));
         assert_eq!(o.trial_attempts, 3);
         assert!(warnings.is_empty(), "{warnings:?}");
+        // Values out of bounds are taken as unreadable: no overflow in the launcher.
+        std::fs::write(
+            &path,
+            "[ota]\ngate_timeout = \"500000000000y\"\ntrial_attempts = 4000000000\n",
+        )
+        .unwrap();
+        let (o, warnings) = launch_options(&path);
+        assert_eq!(o.gate_timeout, Duration::from_secs(60));
+        assert_eq!(o.trial_attempts, 3);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
         // An unreadable file still gives a launcher that starts (with defaults).
         let (o, warnings) = launch_options(&dir.path().join("missing.toml"));
         assert_eq!(o.data_dir, PathBuf::from("/var/lib/wms-node"));

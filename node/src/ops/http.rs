@@ -10,30 +10,53 @@
 //! `/api/queue/…`) and their own figures on the status page through [`StatusSource`].
 //! There is no authentication: the server listens on loopback by default, and nothing it
 //! serves contains secrets or buyer data. The admin API (`/api/…`: the queue's retry and
-//! drop, the node's authorisation) is wrapped in [`local_only`], so it answers only to
-//! clients on the box itself even when `[http] listen` opens the status page and
-//! `/metrics` to a management network.
+//! drop, the node's authorisation) is wrapped in [`admin_api`]:
+//!
+//! - it answers only to clients on the box itself ([`local_only`]), even when `[http] listen`
+//!   opens the status page and `/metrics` to a management network;
+//! - it answers no browser: the `Host` must be an address (not a name an attacker's DNS could
+//!   point at the box), every state-changing request (POST, PUT, PATCH, DELETE, with or without
+//!   a body) must carry [`ADMIN_HEADER`] (a header no web page can send without a CORS
+//!   preflight, which is never granted) and an `Origin`, if any, must be the server's own.
+//!
+//! A slow or hostile client cannot hold the server ([`serve`], [`HttpOptions`]): headers must
+//! arrive within `header_read_timeout` (also how long a kept-alive connection may wait for its
+//! next request), a request ends within `request_timeout` (408), a connection on which nothing
+//! moves for `idle_timeout` is closed, and at most `max_connections` are served at once (the
+//! rest wait in the listen backlog).
+//!
+//! Every error the server answers, its own (404, 405, 408, 413, 415, 422, 500) and every
+//! route's, is JSON: `{"error": "what went wrong"}` ([`json_errors`]).
 
 #[cfg(test)]
 use super::alert::AlertCode;
 use super::alert::{Alert, Alerts, Severity};
 use super::health::{CheckName, Health, Report, Status};
 use axum::Router;
-use axum::extract::connect_info::Connected;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::IncomingStream;
+use futures::FutureExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
 /// A block of figures on the status page (e.g. "Queue": pending, dead letters, oldest age).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -185,6 +208,32 @@ pub struct OpsState {
     pub local: super::time::LocalTime,
 }
 
+/// The limits of the ops server: what a slow or hostile client can hold. Built by `config/`
+/// from `[http]` (docs there); the defaults are the config's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// The time a client has to send a request's headers (from connecting, or from the end
+    /// of its previous request): a trickling client is disconnected.
+    pub header_read_timeout: Duration,
+    /// The longest a request may take, body and answer included: 408 after it.
+    pub request_timeout: Duration,
+    /// A kept-alive connection without a request for this long is closed.
+    pub idle_timeout: Duration,
+    /// The most connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 64,
+        }
+    }
+}
+
 /// The ops routes. Merge other routers into the result with [`Router::merge`].
 pub fn router(state: OpsState) -> Router {
     Router::new()
@@ -195,16 +244,303 @@ pub fn router(state: OpsState) -> Router {
         .with_state(Arc::new(state))
 }
 
+/// The header the admin API requires on every state-changing request: `X-WMS-Node: 1`. A
+/// web page cannot send it to another origin without a CORS preflight, which this server
+/// never grants, so a browser on the gateway cannot be made to retry, drop or authorise
+/// anything. `wms-node`'s own admin clients send it on every request.
+pub const ADMIN_HEADER: (&str, &str) = ("x-wms-node", "1");
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then lets requests in progress
-/// finish (the daemon's shutdown deadline bounds how long).
+/// finish (the daemon's shutdown deadline bounds how long). Every error is answered as JSON
+/// ([`json_errors`]), a panicking handler as a 500, and `opts` bounds what each client may
+/// hold (module docs).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    opts: HttpOptions,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            opts.request_timeout,
+            limit_time,
+        ))
+        .layer(axum::middleware::from_fn(catch_panics))
+        .layer(axum::middleware::from_fn(json_errors));
+    let slots = Arc::new(Semaphore::new(
+        opts.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    let connections = TaskTracker::new();
+    loop {
+        // A free slot first: beyond the cap, connections wait in the listen backlog, where a
+        // slow client holds nothing of ours.
+        let slot = tokio::select! {
+            // Shutdown: stop accepting.
+            _ = shutdown.cancelled() => break,
+            // A connection ended (or none is open yet).
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, remote) = tokio::select! {
+            // Shutdown: stop accepting.
+            _ = shutdown.cancelled() => break,
+            // A client connects.
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // neither ends the server. A short pause lets descriptors free up.
+                    tracing::warn!(error = %e, "ops HTTP: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let peer = Peer {
+            remote,
+            local: stream.local_addr().ok(),
+        };
+        let _ = stream.set_nodelay(true);
+        connections.spawn(serve_connection(
+            stream,
+            peer,
+            app.clone(),
+            opts.clone(),
+            shutdown.clone(),
+            slot,
+        ));
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// One connection: HTTP/1.1 with keep-alive, the header-read timeout, the idle timeout, and a
+/// graceful end at shutdown (the request in progress finishes, no new one starts).
+async fn serve_connection(
+    stream: TcpStream,
+    peer: Peer,
+    app: Router,
+    opts: HttpOptions,
+    shutdown: CancellationToken,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let started = Instant::now();
+    let last_active = Arc::new(AtomicU64::new(0));
+    let io = hyper_util::rt::TokioIo::new(Watched {
+        inner: stream,
+        started,
+        last_active: last_active.clone(),
+    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req.map(Body::new))
+        });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let idle_since = started + Duration::from_millis(last_active.load(Ordering::Relaxed));
+        tokio::select! {
+            // The connection ended: the client left, a timeout closed it, or it finished
+            // after a graceful shutdown.
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(peer = %peer.remote, error = %e, "ops HTTP connection ended");
+                }
+                return;
+            }
+            // Shutdown: finish the request in progress, accept no other on this connection.
+            _ = shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            // Nothing read or written for `idle_timeout`: a client that stopped reading its
+            // answer or stalled in a body. Dropping the connection closes the socket.
+            _ = tokio::time::sleep_until(idle_since + opts.idle_timeout) => {
+                let quiet = started.elapsed()
+                    .saturating_sub(Duration::from_millis(last_active.load(Ordering::Relaxed)));
+                if quiet >= opts.idle_timeout {
+                    tracing::debug!(peer = %peer.remote, "ops HTTP connection idle; closed");
+                    metrics::counter!("wms_node_http_connections_closed_total", "reason" => "idle")
+                        .increment(1);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A socket that notes when bytes last moved (milliseconds since the connection started).
+struct Watched {
+    inner: TcpStream,
+    started: Instant,
+    last_active: Arc<AtomicU64>,
+}
+
+impl Watched {
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_active.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// An error answer: `{"error": "…"}`, the one shape of every error this server gives.
+pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+/// A request that takes longer than `http.request_timeout` (body and handler) is answered
+/// 408; the handler's work is dropped (the admin API's writes are each one transaction, so
+/// nothing is left half done).
+async fn limit_time(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            metrics::counter!("wms_node_http_connections_closed_total", "reason" => "request_timeout")
+                .increment(1);
+            error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request took longer than {} (http.request_timeout)",
+                    humantime::format_duration(limit)
+                ),
+            )
+        }
+    }
+}
+
+/// A panicking handler is a bug; its client gets a 500 instead of a reset connection, and
+/// the server carries on.
+async fn catch_panics(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::error!(%path, "an ops HTTP handler panicked (a bug)");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (a bug; the node's log has the details)",
+            )
+        }
+    }
+}
+
+/// The largest error body rewritten into JSON (axum's own rejections are one line).
+const MAX_ERROR_TEXT: usize = 16 * 1024;
+
+/// Makes every error answer JSON: the routes' own errors already are; axum's (404 for an
+/// unknown path, 405, and the extractors' 400, 413, 415 and 422, which are plain text) are
+/// rewritten to `{"error": "…"}` with the same status, keeping their headers (`Allow`).
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
         .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::NOT_FOUND if text.is_empty() => format!("no such path: {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            format!("{method} is not allowed on {path} (allowed: {allow})")
+        }
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        _ => text,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let json = error_response(status, message);
+    let (json_parts, json_body) = json.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        json_parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    Response::from_parts(parts, json_body)
 }
 
 /// Both ends of a connection, as [`serve`] records them for each request.
@@ -214,15 +550,6 @@ pub struct Peer {
     pub remote: SocketAddr,
     /// The address it connected to (ours); `None` if the socket could not tell.
     pub local: Option<SocketAddr>,
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Peer {
-            remote: *stream.remote_addr(),
-            local: stream.io().local_addr().ok(),
-        }
-    }
 }
 
 impl Peer {
@@ -278,11 +605,10 @@ pub fn guard(app: Router, hosts: Vec<String>) -> Router {
                 _ => {
                     tracing::warn!(host = ?host.as_deref().map(|h| h.chars().take(80).collect::<String>()),
                         path = %req.uri().path(), "ops HTTP request refused: unknown Host");
-                    (
+                    error_response(
                         StatusCode::FORBIDDEN,
-                        "unknown Host: use the box's address, or add the name to [http] hosts\n",
+                        "unknown Host: use the box's address, or add the name to [http] hosts",
                     )
-                        .into_response()
                 }
             };
             for (name, value) in SECURITY_HEADERS {
@@ -315,6 +641,12 @@ fn host_allowed(host: &str, hosts: &[String]) -> bool {
     name.parse::<std::net::Ipv4Addr>().is_ok() || name == "localhost" || hosts.contains(&name)
 }
 
+/// The admin API's guard: [`local_only`], then no browsers ([`refuse_browsers`]). Every
+/// `/api/…` router goes through it.
+pub fn admin_api(routes: Router) -> Router {
+    local_only(routes.layer(axum::middleware::from_fn(refuse_browsers)))
+}
+
 /// Limits `routes` to clients on this machine (403 for anyone else). For the admin API:
 /// it changes the queue and the node's authorisation and has no authentication of its own.
 /// Needs [`serve`], which tells each request its [`Peer`]; without one it refuses too.
@@ -332,14 +664,65 @@ async fn refuse_remote(req: Request, next: Next) -> Response {
         path = %req.uri().path(),
         "admin API refused: only clients on this machine may use it"
     );
-    (
+    error_response(
         StatusCode::FORBIDDEN,
-        axum::Json(serde_json::json!({
-            "error": "the admin API answers only on this machine: run wms-node on the box \
-                      (e.g. over ssh)"
-        })),
+        "the admin API answers only on this machine: run wms-node on the box (e.g. over ssh)",
     )
-        .into_response()
+}
+
+/// Why a request looks like it came from a web page, if it does.
+pub fn browser_request(method: &Method, headers: &axum::http::HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    // A name could be an attacker's, pointed at this box (DNS rebinding); the node's own
+    // clients use the listen address.
+    if let Some(h) = host
+        && !host_is_address(h)
+    {
+        return Some(format!(
+            "Host `{h}` is not an address of this box: use the IP address (e.g. 127.0.0.1)"
+        ));
+    }
+    let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !changes {
+        return None;
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let own = host.map(|h| format!("http://{h}"));
+        if origin.to_str().ok() != own.as_deref() {
+            return Some(format!(
+                "Origin {} is not this server's",
+                origin.to_str().unwrap_or("(not text)")
+            ));
+        }
+    }
+    let (name, value) = ADMIN_HEADER;
+    if headers.get(name).and_then(|v| v.to_str().ok()) != Some(value) {
+        return Some(format!(
+            "a state-changing request needs the header `{name}: {value}` (wms-node's own \
+             clients send it; web pages cannot)"
+        ));
+    }
+    None
+}
+
+/// `127.0.0.1:9870`, `[::1]:9870`, `localhost:9870`, `192.168.1.20`: an address, or the
+/// loopback name.
+fn host_is_address(host: &str) -> bool {
+    // The same reading of a Host as the server's [`guard`], with no configured names: the
+    // page may be opened by the box's name on the warehouse network, the admin API not.
+    host_allowed(host, &[])
+}
+
+/// Refuses what [`browser_request`] finds (403, JSON).
+async fn refuse_browsers(req: Request, next: Next) -> Response {
+    match browser_request(req.method(), req.headers()) {
+        None => next.run(req).await,
+        Some(why) => {
+            tracing::warn!(path = %req.uri().path(), method = %req.method(), %why,
+                "admin API refused a request that looks like a web page's");
+            error_response(StatusCode::FORBIDDEN, format!("refused: {why}"))
+        }
+    }
 }
 
 async fn healthz(State(s): State<Arc<OpsState>>) -> Response {
@@ -579,6 +962,7 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     /// A part whose figure changes under the page: its check and its row come from one
     /// reading of `pending`.
@@ -604,17 +988,376 @@ mod tests {
     }
 
     async fn start(state: OpsState) -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
+        start_with(state, HttpOptions::default()).await
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Thing {
+        #[allow(dead_code)]
+        n: u32,
+    }
+
+    /// The ops routes plus admin routes of every kind the real ones have: a body-less POST,
+    /// a JSON body, a path parameter, a slow one and a panicking one.
+    async fn start_with(
+        state: OpsState,
+        opts: HttpOptions,
+    ) -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
+        use axum::routing::post;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let token = CancellationToken::new();
-        let app = router(state).merge(local_only(
-            Router::new().route("/api/ping", get(|| async { "pong" })),
-        ));
+        let admin =
+            Router::new()
+                .route("/api/ping", get(|| async { "pong" }))
+                .route(
+                    "/api/retry",
+                    post(|| async { axum::Json(serde_json::json!({"ok": true})) }),
+                )
+                .route(
+                    "/api/thing",
+                    post(|axum::Json(_t): axum::Json<Thing>| async { "taken" }),
+                )
+                .route(
+                    "/api/ops/{seq}",
+                    get(
+                        |axum::extract::Path(seq): axum::extract::Path<u64>| async move {
+                            seq.to_string()
+                        },
+                    ),
+                )
+                .route(
+                    "/api/slow",
+                    get(|| async {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        "late"
+                    }),
+                )
+                .route(
+                    "/api/panic",
+                    get(|| async {
+                        if true {
+                            panic!("a handler bug");
+                        }
+                        "unreachable"
+                    }),
+                );
+        let app = router(state).merge(admin_api(admin));
         let t = token.clone();
         let server = tokio::spawn(async move {
-            serve(listener, app, t).await.unwrap();
+            serve(listener, app, opts, t).await.unwrap();
         });
         (format!("http://{addr}"), token, server)
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap()
+    }
+
+    async fn json_error(r: reqwest::Response) -> (u16, String) {
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = r.text().await.unwrap();
+        assert!(ct.starts_with("application/json"), "{status} {ct}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{status}: no error string: {text}"))
+            .to_owned();
+        (status, msg)
+    }
+
+    #[tokio::test]
+    async fn every_error_of_the_server_is_json() {
+        let (base, token, server) = start(state()).await;
+        let c = client();
+        let admin = |r: reqwest::RequestBuilder| r.header(ADMIN_HEADER.0, ADMIN_HEADER.1);
+        let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+            (c.get(format!("{base}/nope")), 404, "no such path: /nope"),
+            (c.get(format!("{base}/api/nope")), 404, "/api/nope"),
+            (
+                c.post(format!("{base}/healthz")),
+                405,
+                "POST is not allowed",
+            ),
+            (
+                admin(c.post(format!("{base}/api/thing"))).body("{\"n\":1}"),
+                415,
+                "Content-Type",
+            ),
+            (
+                admin(c.post(format!("{base}/api/thing")))
+                    .header("content-type", "application/json")
+                    .body("{\"n\":\"x\"}"),
+                422,
+                "n",
+            ),
+            (
+                admin(c.post(format!("{base}/api/thing")))
+                    .header("content-type", "application/json")
+                    .body("{\"n\":"),
+                400,
+                "",
+            ),
+            (
+                admin(c.post(format!("{base}/api/thing")))
+                    .header("content-type", "application/json")
+                    .body(vec![b' '; 3 * 1024 * 1024]),
+                413,
+                "",
+            ),
+            (c.get(format!("{base}/api/ops/abc")), 400, "abc"),
+            (
+                c.get(format!("{base}/api/ops/99999999999999999999")),
+                400,
+                "",
+            ),
+            (c.get(format!("{base}/api/panic")), 500, "a bug"),
+        ];
+        for (req, want, says) in cases {
+            let (status, msg) = json_error(req.send().await.unwrap()).await;
+            assert_eq!(status, want, "{msg}");
+            assert!(msg.contains(says), "{status}: {msg:?} lacks {says:?}");
+        }
+        // The server carries on after a panicking handler.
+        let r = c.get(format!("{base}/api/ping")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "pong");
+        token.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn state_changing_requests_need_the_admin_header_and_no_foreign_origin() {
+        let (base, token, server) = start(state()).await;
+        let c = client();
+        let host = base.trim_start_matches("http://").to_owned();
+        let post = || c.post(format!("{base}/api/retry"));
+        // A page's form or fetch: no header, or a foreign Origin, or a DNS-rebound Host.
+        let (status, msg) = json_error(post().send().await.unwrap()).await;
+        assert_eq!(status, 403);
+        assert!(msg.contains("x-wms-node: 1"), "{msg}");
+        let (status, msg) = json_error(
+            post()
+                .header(ADMIN_HEADER.0, ADMIN_HEADER.1)
+                .header("origin", "http://evil.example")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 403);
+        assert!(msg.contains("evil.example"), "{msg}");
+        for method in [reqwest::Method::GET, reqwest::Method::POST] {
+            let (status, msg) = json_error(
+                c.request(method, format!("{base}/api/retry"))
+                    .header(ADMIN_HEADER.0, ADMIN_HEADER.1)
+                    .header("host", "evil.example:9870")
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(status, 403);
+            assert!(msg.contains("evil.example"), "{msg}");
+        }
+        // wms-node's own clients: the header, no Origin (or the server's own).
+        for origin in [None, Some(format!("http://{host}"))] {
+            let mut req = post().header(ADMIN_HEADER.0, ADMIN_HEADER.1);
+            if let Some(o) = &origin {
+                req = req.header("origin", o);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{origin:?}");
+        }
+        // Reads need no header.
+        let r = c.get(format!("{base}/api/ping")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        token.cancel();
+        server.await.unwrap();
+    }
+
+    /// A slowloris client: connects, sends part of a request line and headers, then one more
+    /// byte every `every`. Returns how long the server let it hang on, and whether it ever got
+    /// an answer.
+    async fn slowloris(addr: String, every: Duration) -> (Duration, bool) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let started = std::time::Instant::now();
+        let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+            return (started.elapsed(), false);
+        };
+        let _ = s
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")
+            .await;
+        let mut buf = [0u8; 256];
+        loop {
+            tokio::select! {
+                n = s.read(&mut buf) => {
+                    let answered = matches!(n, Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200"));
+                    return (started.elapsed(), answered);
+                }
+                _ = tokio::time::sleep(every) => {
+                    if s.write_all(b"a").await.is_err() {
+                        return (started.elapsed(), false);
+                    }
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return (started.elapsed(), false);
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slowloris_connections_are_dropped_and_a_normal_client_is_still_served() {
+        let opts = HttpOptions {
+            header_read_timeout: Duration::from_millis(500),
+            max_connections: 8,
+            ..HttpOptions::default()
+        };
+        let (base, token, server) = start_with(state(), opts).await;
+        let addr = base.trim_start_matches("http://").to_owned();
+        let attackers: Vec<_> = (0..60)
+            .map(|_| tokio::spawn(slowloris(addr.clone(), Duration::from_millis(100))))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Every slot is taken by a slow client now; a normal client is served once the
+        // header timeout frees them, in seconds, not after the attackers give up.
+        let t0 = std::time::Instant::now();
+        let r = client()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success() || r.status() == 503);
+        assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+        for a in attackers {
+            let (held, answered) = a.await.unwrap();
+            assert!(!answered, "a slowloris client got an answer");
+            // 60 clients through 8 slots at 0.5 s each is at most ~4 s of queueing.
+            assert!(held < Duration::from_secs(20), "held {held:?}");
+        }
+        token.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_on_which_nothing_moves_is_closed_after_the_idle_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let opts = HttpOptions {
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_millis(300),
+            ..HttpOptions::default()
+        };
+        let (base, token, server) = start_with(state(), opts).await;
+        let mut s = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        s.write_all(b"GET /api/ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        // Kept alive, then silent: closed well before the header timeout.
+        let t0 = std::time::Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the idle connection was not closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        token.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_trickled_body_or_a_slow_handler_ends_in_a_json_408() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let opts = HttpOptions {
+            request_timeout: Duration::from_millis(500),
+            ..HttpOptions::default()
+        };
+        let (base, token, server) = start_with(state(), opts).await;
+        let (status, msg) = json_error(
+            client()
+                .get(format!("{base}/api/slow"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 408);
+        assert!(msg.contains("http.request_timeout"), "{msg}");
+        let mut s = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        s.write_all(
+            b"POST /api/thing HTTP/1.1\r\nHost: 127.0.0.1\r\nx-wms-node: 1\r\n\
+              content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        let mut buf = vec![0u8; 4096];
+        let n = loop {
+            tokio::select! {
+                n = s.read(&mut buf) => break n.unwrap(),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    let _ = s.write_all(b" ").await;
+                }
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+        assert!(head.contains("application/json"), "{head}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        token.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beyond_the_connection_cap_a_client_waits_for_a_free_slot() {
+        let opts = HttpOptions {
+            header_read_timeout: Duration::from_millis(800),
+            max_connections: 2,
+            ..HttpOptions::default()
+        };
+        let (base, token, server) = start_with(state(), opts).await;
+        let addr = base.trim_start_matches("http://").to_owned();
+        // Two clients that connect and say nothing hold both slots until the header timeout.
+        let silent: Vec<_> = (0..2)
+            .map(|_| {
+                let addr = addr.clone();
+                tokio::spawn(async move { tokio::net::TcpStream::connect(addr).await })
+            })
+            .collect();
+        let mut held = Vec::new();
+        for s in silent {
+            held.push(s.await.unwrap().unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t0 = std::time::Instant::now();
+        let r = client()
+            .get(format!("{base}/api/ping"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "pong");
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
+            "{waited:?}"
+        );
+        token.cancel();
+        server.await.unwrap();
     }
 
     fn state() -> OpsState {
@@ -757,7 +1500,11 @@ mod tests {
         let token = CancellationToken::new();
         let app = guard(router(state()), vec!["WMS-GW1.local".into()]);
         let t = token.clone();
-        let server = tokio::spawn(async move { serve(listener, app, t).await.unwrap() });
+        let server = tokio::spawn(async move {
+            serve(listener, app, HttpOptions::default(), t)
+                .await
+                .unwrap()
+        });
         let client = reqwest::Client::new();
         let get = |host: &'static str| {
             client

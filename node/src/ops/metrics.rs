@@ -257,6 +257,18 @@ const HELP: &[(&str, &str)] = &[
         "TOP calls sent today (GMT+8 day), counted against `taobao.daily_call_budget`.",
     ),
     (
+        "wms_node_restarts_total",
+        "Starts after a run that ended without a clean stop, ever, by `cause` (crash, failure, power_loss); kept in the data dir.",
+    ),
+    (
+        "wms_node_restarts_in_a_row",
+        "Restarts since the node last ran steadily for 10 minutes; the restart_loop alert is raised from 3.",
+    ),
+    (
+        "wms_node_http_connections_closed_total",
+        "Ops HTTP connections closed for being idle, and requests ended by the request timeout (`reason`).",
+    ),
+    (
         "wms_node_taobao_call_budget",
         "The daily call budget (`taobao.daily_call_budget`); stock waits from 90 %, intake from 97 %.",
     ),

@@ -17,4 +17,5 @@ pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod orders;
+pub mod restarts;
 pub mod time;

@@ -428,7 +428,7 @@ impl From<AdminError> for ApiError {
     }
 }
 
-/// The routes of the module doc; merge into the ops server (behind `local_only`).
+/// The routes of the module doc; merge into the ops server (behind `admin_api`).
 pub fn router(admin: OrdersAdmin) -> Router {
     Router::new()
         .route("/api/orders", get(list))

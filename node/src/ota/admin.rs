@@ -164,7 +164,7 @@ impl OtaAdmin {
     }
 }
 
-/// The routes above; merge into the ops server behind `local_only`.
+/// The routes above; merge into the ops server behind `admin_api`.
 pub fn router(admin: OtaAdmin) -> Router {
     Router::new()
         .route("/api/ota/status", get(status))

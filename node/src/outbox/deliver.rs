@@ -29,7 +29,7 @@ use super::record::{self, Envelope};
 use super::{Attempt, Operation, Outcome, Sink};
 use crate::ops::alert::{AlertCode, Severity, Subject};
 use crate::store::{self, StoreError};
-use firmware_bridge::pace::{Backoff, TokenBucket};
+use firmware_bridge::pace::{Backoff, TokenBucket, deadline};
 use futures::FutureExt;
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -186,7 +186,7 @@ impl<Op: Operation> Outbox<Op> {
         }
         let token_wait = lp.bucket.as_mut().map_or(Duration::ZERO, |b| b.wait(now));
         if !token_wait.is_zero() {
-            return Some(now + token_wait);
+            return Some(deadline(now, token_wait));
         }
         let now_ms = store::now_ms();
         let horizon = u64::try_from(CLOCK_HORIZON.as_millis()).unwrap_or(u64::MAX);
@@ -214,7 +214,7 @@ impl<Op: Operation> Outbox<Op> {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "outbox scan failed; retrying in a second");
-                return Some(now + Duration::from_secs(1));
+                return Some(deadline(now, Duration::from_secs(1)));
             }
         };
         lp.cursor = scan.resume_at;
@@ -223,7 +223,7 @@ impl<Op: Operation> Outbox<Op> {
         }
         let mut wake_at = scan
             .next_due_ms
-            .map(|ms| now + Duration::from_millis(ms.saturating_sub(now_ms)));
+            .map(|ms| deadline(now, Duration::from_millis(ms.saturating_sub(now_ms))));
         if scan.truncated && scan.ready.len() < slots {
             // More of the index to look at: go on at once (after other branches had a turn).
             wake_at = Some(now);
@@ -234,7 +234,7 @@ impl<Op: Operation> Outbox<Op> {
                 .as_mut()
                 .map_or(Ok(()), |b| b.try_take(Instant::now()));
             if let Err(wait) = taken {
-                let t = Instant::now() + wait;
+                let t = deadline(Instant::now(), wait);
                 wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
                 break;
             }

@@ -14,7 +14,7 @@
 //! other side answers, so a box that boots without a link does not fire its whole backlog.
 //! Auth pauses are kept by the outbox, not here.
 
-use firmware_bridge::pace::Backoff;
+use firmware_bridge::pace::{Backoff, deadline};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -89,9 +89,10 @@ impl Link {
             .backoff
             .delay(failures, unit)
             .max(after.unwrap_or(Duration::ZERO));
+        // `after` is the platform's word (a ban's seconds): any length, saturating.
         self.state = LinkState::Down {
             failures,
-            next_probe: now + wait,
+            next_probe: deadline(now, wait),
         };
     }
 
@@ -151,5 +152,16 @@ mod tests {
         let now = Instant::now();
         l.on_retry(now, Some(Duration::from_secs(120)), 0.0);
         assert_eq!(l.not_before(now), Some(now + Duration::from_secs(120)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_of_any_length_saturates_instead_of_panicking() {
+        let mut l = link();
+        let now = Instant::now();
+        l.on_retry(now, Some(Duration::from_secs(u64::MAX)), 0.5);
+        let wait = l.not_before(now).unwrap() - now;
+        assert_eq!(wait, firmware_bridge::pace::FAR);
+        l.on_retry(now, Some(Duration::MAX), 0.5);
+        assert_eq!(l.max_in_flight(8), 1);
     }
 }

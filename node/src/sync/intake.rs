@@ -356,7 +356,10 @@ impl Intake {
                     }
                 }
             };
-            let next = now + cd(wait);
+            // A wait from the platform (a ban) is bounded, and the sum saturates regardless.
+            let next = now
+                .checked_add_signed(cd(wait))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
             self.report(now);
             self.set(|s| s.asleep_until = Some(next));
             tokio::select! {

@@ -8,7 +8,10 @@
 //! | POST   | `/api/auth/refresh` | `{}`                                   | [`AuthState`]   |
 //!
 //! The node trades the code itself (with the app secret it already has) and installs the
-//! tokens, which also resumes an outbox paused for authorisation. Answers carry the status
+//! tokens, which also resumes an outbox paused for authorisation. It trades only codes issued
+//! for its own callback, `taobao.redirect_uri` (a `redirect_uri` in the request, if any, must
+//! be that one): a code issued for another callback (someone else's shop, someone else's
+//! server) is refused before Taobao is asked. Answers carry the status
 //! only, never a token. Errors are `{"error": "…"}`: 400 for a refused grant or a request
 //! the node cannot act on, 502 when Taobao could not be reached, 503 for the store. Like
 //! the rest of the admin API this has no authentication of its own: `[http] listen` stays
@@ -110,23 +113,42 @@ async fn code(
     State(auth): State<Auth>,
     Json(req): Json<CodeRequest>,
 ) -> Result<Json<AuthState>, ApiError> {
-    let redirect = req
-        .redirect_uri
-        .or_else(|| Some(auth.oauth.redirect_uri.clone()).filter(|r| !r.is_empty()))
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::BAD_REQUEST,
-                "no callback: set taobao.redirect_uri or pass --redirect-uri".into(),
-            )
-        })?;
-    let mut options = (*auth.oauth).clone();
-    options.redirect_uri = redirect;
-    let oauth =
-        OAuthClient::new(options).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    check_callback(&auth.oauth.redirect_uri, req.redirect_uri.as_deref())
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let oauth = OAuthClient::new((*auth.oauth).clone())
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let tokens = oauth.exchange(&req.code).await?;
     auth.tokens.install(tokens).await?;
     tracing::info!("new Taobao tokens installed through the admin API");
     current(&auth).await
+}
+
+/// Whether the node may trade a code issued for `asked` (`None`: the request names none):
+/// only for its configured callback, `configured` (`taobao.redirect_uri`, empty if unset).
+pub fn check_callback(configured: &str, asked: Option<&str>) -> Result<(), String> {
+    if configured.is_empty() {
+        return Err(
+            "this node has no taobao.redirect_uri: set it to the callback registered for the \
+             app and restart the node (it trades codes only for that callback), or stop the \
+             node and authorise with the store directly"
+                .into(),
+        );
+    }
+    match asked {
+        Some(a) if !same_url(a, configured) => Err(format!(
+            "the node trades codes only for its taobao.redirect_uri ({configured}), not for \
+             {a}: authorise with that callback"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The same URL, as a parser reads both (`HTTP://Host/cb` is `http://host/cb`).
+fn same_url(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 async fn refresh(State(auth): State<Auth>) -> Result<Json<AuthState>, ApiError> {
@@ -169,5 +191,33 @@ impl AuthClient {
         self.0
             .post_json("/api/auth/refresh", &serde_json::json!({}))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_configured_callback_is_traded() {
+        let cb = "https://relay.example/taobao/cb";
+        assert_eq!(check_callback(cb, None), Ok(()));
+        assert_eq!(check_callback(cb, Some(cb)), Ok(()));
+        assert_eq!(
+            check_callback(cb, Some("HTTPS://relay.example/taobao/cb")),
+            Ok(())
+        );
+        for other in [
+            "https://evil.example/cb",
+            "https://relay.example/taobao/cb2",
+            "http://127.0.0.1:8765/callback",
+            "not a url",
+        ] {
+            let e = check_callback(cb, Some(other)).unwrap_err();
+            assert!(e.contains(cb) && e.contains(other), "{e}");
+        }
+        // No callback configured: nothing is traded.
+        assert!(check_callback("", None).is_err());
+        assert!(check_callback("", Some(cb)).is_err());
     }
 }

@@ -504,6 +504,84 @@ fn page_check(method: &str, page_no: u32, page_size: u32, max: u32) -> Result<()
     Ok(())
 }
 
+/// The result of `taobao.logistics.companies.get`.
+#[derive(Deserialize)]
+struct CompaniesReply {
+    #[serde(default, deserialize_with = "decode::list")]
+    logistics_companies: Vec<LogisticsCompany>,
+}
+
+/// The result of `cainiao.waybill.ii.get`.
+#[derive(Deserialize)]
+struct WaybillReply {
+    #[serde(default, deserialize_with = "decode::list")]
+    modules: Vec<Waybill>,
+}
+
+/// Every method this module calls, for [`decode_result`].
+pub const METHODS: &[&str] = &[
+    "taobao.trades.sold.increment.get",
+    "taobao.trades.sold.get",
+    "taobao.trade.fullinfo.get",
+    "taobao.item.quantity.update",
+    "taobao.skus.quantity.update",
+    "taobao.items.onsale.get",
+    "taobao.item.seller.get",
+    super::error::OFFLINE_SEND,
+    "taobao.logistics.companies.get",
+    "taobao.refunds.receive.get",
+    "taobao.refund.get",
+    "taobao.rdc.aligenius.sendgoods.cancel",
+    "cainiao.waybill.ii.get",
+    "cainiao.waybill.ii.cancel",
+];
+
+/// Decodes a result object (from [`decode::reply`]) as the call of `method` above does,
+/// with the same helpers, and drops the value. The property tests and the fuzz target run
+/// arbitrary replies of every method through it; a test checks that it knows every method of
+/// this module.
+pub fn decode_result(method: &str, v: serde_json::Value) -> Result<(), TopError> {
+    fn typed<T: serde::de::DeserializeOwned>(
+        method: &str,
+        v: serde_json::Value,
+    ) -> Result<(), TopError> {
+        decode::from_value::<T>(v)
+            .map(drop)
+            .map_err(|e| TopError::Decode {
+                method: method.to_owned(),
+                detail: e.to_string(),
+            })
+    }
+    match method {
+        "taobao.trades.sold.increment.get" | "taobao.trades.sold.get" => {
+            typed::<TradesPage>(method, v)
+        }
+        "taobao.trade.fullinfo.get" => field::<Trade>(method, v, "trade").map(drop),
+        "taobao.item.quantity.update" | "taobao.skus.quantity.update" => {
+            field::<ItemQuantity>(method, v, "item").map(drop)
+        }
+        "taobao.items.onsale.get" => typed::<ItemsPage>(method, v),
+        "taobao.item.seller.get" => field::<Item>(method, v, "item").map(drop),
+        super::error::OFFLINE_SEND => {
+            let shipping = v
+                .get("shipping")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            flag(method, &shipping, "is_success").map(drop)
+        }
+        "taobao.logistics.companies.get" => typed::<CompaniesReply>(method, v),
+        "taobao.refunds.receive.get" => typed::<RefundsPage>(method, v),
+        "taobao.refund.get" => field::<super::types::Refund>(method, v, "refund").map(drop),
+        "taobao.rdc.aligenius.sendgoods.cancel" => {
+            let result = v.get("result").cloned().unwrap_or(serde_json::Value::Null);
+            flag(method, &result, "success").map(drop)
+        }
+        "cainiao.waybill.ii.get" => typed::<WaybillReply>(method, v),
+        "cainiao.waybill.ii.cancel" => flag(method, &v, "cancel_result").map(drop),
+        other => Err(invalid(other, "not a method of this client")),
+    }
+}
+
 /// One object under `key` in a reply (`{"trade":{…}}`), decoded.
 fn field<T: serde::de::DeserializeOwned>(
     method: &str,
@@ -727,18 +805,13 @@ impl TopClient {
         order_mode: Option<&str>,
     ) -> Result<Vec<LogisticsCompany>, TopError> {
         const M: &str = "taobao.logistics.companies.get";
-        #[derive(Deserialize)]
-        struct Reply {
-            #[serde(default, deserialize_with = "decode::list")]
-            logistics_companies: Vec<LogisticsCompany>,
-        }
         let p = Params::new()
             .set("fields", COMPANY_FIELDS.join(","))
             .set_opt("is_recommended", order_mode.map(|_| "true"))
             .set_opt("order_mode", order_mode);
         // The API does not need a session; sending one when there is one is harmless and
         // matches what the official SDKs do (TAOBAO.md §6.8). Without one, call app-level.
-        let r: Reply = self.call_as(M, p, Session::Optional).await?;
+        let r: CompaniesReply = self.call_as(M, p, Session::Optional).await?;
         Ok(r.logistics_companies)
     }
 
@@ -792,11 +865,6 @@ impl TopClient {
         r: &WaybillRequest,
     ) -> Result<Vec<Waybill>, TopError> {
         const M: &str = "cainiao.waybill.ii.get";
-        #[derive(Deserialize)]
-        struct Reply {
-            #[serde(default, deserialize_with = "decode::list")]
-            modules: Vec<Waybill>,
-        }
         let n = r.trade_order_info_dtos.len();
         if n == 0 || n > MAX_WAYBILL_PACKAGES {
             return Err(invalid(
@@ -822,7 +890,7 @@ impl TopClient {
         }
         let json = serde_json::to_string(r).map_err(|e| invalid(M, e.to_string()))?;
         let p = Params::new().set("param_waybill_cloud_print_apply_new_request", json);
-        let reply: Reply = self.call_as(M, p, Session::Required).await?;
+        let reply: WaybillReply = self.call_as(M, p, Session::Required).await?;
         Ok(reply.modules)
     }
 
@@ -881,6 +949,32 @@ impl TopClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_result_knows_every_method_this_module_calls() {
+        let src = include_str!("api.rs");
+        let mut calls: Vec<&str> = src
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("const M: &str = "))
+            .map(|rest| rest.trim_end_matches(';'))
+            .map(|m| match m {
+                "super::error::OFFLINE_SEND" => super::super::error::OFFLINE_SEND,
+                quoted => quoted.trim_matches('"'),
+            })
+            .collect();
+        calls.sort_unstable();
+        let mut known = METHODS.to_vec();
+        known.sort_unstable();
+        assert_eq!(calls, known);
+        for m in METHODS {
+            // An empty result object is an error or a default, never "unknown method".
+            let r = decode_result(m, serde_json::json!({}));
+            assert!(
+                !matches!(r, Err(TopError::InvalidRequest { .. })),
+                "{m}: {r:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_key_field_is_added_once_and_first() {

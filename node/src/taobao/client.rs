@@ -20,7 +20,7 @@
 //! the session, the secret, the signature or its inputs, parameter values, receiver fields.
 //! Parameter values stay out of logs because business parameters can carry buyer data.
 
-use super::decode::{self, Envelope};
+use super::decode;
 use super::error::{ApiError, BanScope, TopError};
 use super::limit::{Limiter, RateLimits};
 use super::sign::{self, SignMethod};
@@ -676,31 +676,7 @@ impl TopClient {
                     method: method.to_owned(),
                     detail: format!("reply larger than {MAX_BODY_BYTES} bytes"),
                 })?;
-        let body: Value = serde_json::from_slice(&bytes).map_err(|e| TopError::Decode {
-            method: method.to_owned(),
-            detail: format!("not JSON: {e}"),
-        })?;
-        match decode::open_envelope(method, body) {
-            Some(Envelope::Ok(v)) => {
-                let rid = v
-                    .get("request_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                Ok((v, rid))
-            }
-            Some(Envelope::Err(b)) => Err(TopError::Api(Box::new(ApiError {
-                method: method.to_owned(),
-                code: b.code,
-                msg: b.msg.unwrap_or_default(),
-                sub_code: b.sub_code,
-                sub_msg: b.sub_msg,
-                request_id: b.request_id,
-            }))),
-            None => Err(TopError::Decode {
-                method: method.to_owned(),
-                detail: "reply is not a JSON object".into(),
-            }),
-        }
+        decode::reply(method, &bytes)
     }
 
     /// Today's count (GMT+8 day) as of now, reset at midnight.

@@ -14,6 +14,7 @@
 //! Every helper first takes the value as a `serde_json::Value` and then interprets it, which
 //! keeps them small and makes them safe on arbitrary input (property-tested below).
 
+use super::error::{ApiError, TopError};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -147,6 +148,38 @@ pub fn open_envelope(method: &str, body: Value) -> Option<Envelope> {
             Some(Envelope::Ok(Value::Object(root)))
         }
         None => Some(Envelope::Ok(Value::Object(root))),
+    }
+}
+
+/// A reply body as the client reads it: JSON, then either envelope. The result object comes
+/// with the gateway's `request_id`; an `error_response` is [`TopError::Api`], classified by
+/// [`TopError::disposition`]. Pure, so the property tests and the fuzz target
+/// (`node/fuzz`) run arbitrary bytes through exactly the code the client runs.
+pub fn reply(method: &str, bytes: &[u8]) -> Result<(Value, Option<String>), TopError> {
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| TopError::Decode {
+        method: method.to_owned(),
+        detail: format!("not JSON: {e}"),
+    })?;
+    match open_envelope(method, body) {
+        Some(Envelope::Ok(v)) => {
+            let rid = v
+                .get("request_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            Ok((v, rid))
+        }
+        Some(Envelope::Err(b)) => Err(TopError::Api(Box::new(ApiError {
+            method: method.to_owned(),
+            code: b.code,
+            msg: b.msg.unwrap_or_default(),
+            sub_code: b.sub_code,
+            sub_msg: b.sub_msg,
+            request_id: b.request_id,
+        }))),
+        None => Err(TopError::Decode {
+            method: method.to_owned(),
+            detail: "reply is not a JSON object".into(),
+        }),
     }
 }
 

@@ -191,16 +191,23 @@ const RETRYABLE_ISV: [&str; 4] = [
     "isv.logistics-online-service-error:S01",
 ];
 
-/// Reads `This ban will last for N more seconds` (TAOBAO.md §5.2) without a regex.
+/// The longest ban the node honours. The platform's longest quota window is a day (the
+/// longest ban seen is 8.6 h, TAOBAO.md §7); a longer announcement, or a number too large to
+/// read, is taken as a day, so a garbled reply can neither panic the node nor stop it for
+/// good. A ban that really lasts longer is announced again when the next call is refused.
+pub const MAX_BAN: Duration = Duration::from_secs(24 * 3600);
+
+/// Reads `This ban will last for N more seconds` (TAOBAO.md §5.2) without a regex. A number
+/// too large for a `u64` saturates (it still says "a very long time").
 pub fn ban_seconds(sub_msg: &str) -> Option<u64> {
     const NEEDLE: &str = "This ban will last for ";
     let start = sub_msg.find(NEEDLE)? + NEEDLE.len();
     let rest = &sub_msg[start..];
     let digits: &str = &rest[..rest.bytes().take_while(u8::is_ascii_digit).count()];
-    if !rest[digits.len()..].starts_with(" more second") {
+    if digits.is_empty() || !rest[digits.len()..].starts_with(" more second") {
         return None;
     }
-    digits.parse().ok()
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 impl ApiError {
@@ -212,7 +219,8 @@ impl ApiError {
             })
     }
 
-    /// For a rate-limit reply: what it bans and for how long (if `sub_msg` says).
+    /// For a rate-limit reply: what it bans and for how long (if `sub_msg` says), at most
+    /// [`MAX_BAN`].
     pub fn ban(&self) -> Option<(BanScope, Option<Duration>)> {
         if !self.is_rate_limit() {
             return None;
@@ -224,7 +232,7 @@ impl ApiError {
             BanScope::Method(self.method.clone())
         };
         let secs = self.sub_msg.as_deref().and_then(ban_seconds);
-        Some((scope, secs.map(Duration::from_secs)))
+        Some((scope, secs.map(|s| Duration::from_secs(s).min(MAX_BAN))))
     }
 
     /// The classification of TAOBAO.md §5 (see the module table).
@@ -373,8 +381,31 @@ mod tests {
         assert_eq!(ban_seconds("nothing here"), None);
         assert_eq!(
             ban_seconds("This ban will last for 99999999999999999999999 more seconds"),
-            None
+            Some(u64::MAX)
         );
+    }
+
+    #[test]
+    fn a_ban_longer_than_a_day_or_beyond_any_integer_is_a_day() {
+        for n in [
+            "86401".to_owned(),
+            u64::MAX.to_string(),
+            "99999999999999999999999999999999".to_owned(),
+        ] {
+            let e = api(
+                INC,
+                7,
+                Some("accesscontrol.limited-by-app-access-count"),
+                Some(&format!("This ban will last for {n} more seconds")),
+            );
+            assert_eq!(e.ban(), Some((BanScope::App, Some(MAX_BAN))), "{n}");
+            assert_eq!(
+                e.disposition(),
+                Disposition::Retry {
+                    after: Some(MAX_BAN)
+                }
+            );
+        }
     }
 
     #[test]

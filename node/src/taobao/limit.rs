@@ -236,6 +236,22 @@ mod tests {
     }
 
     #[test]
+    fn a_ban_of_any_length_is_recorded_without_panicking() {
+        let l = Limiter::new(RateLimits::unlimited());
+        for secs in [u64::MAX, u64::MAX / 2, i64::MAX as u64, 1 << 40] {
+            l.ban(
+                BanScope::Method("a".into()),
+                Duration::from_secs(secs),
+                at(0),
+            );
+        }
+        l.ban(BanScope::App, Duration::MAX, at(0));
+        let (_, left) = l.check_ban("b", at(0)).unwrap();
+        assert!(left > Duration::from_secs(365 * 86_400), "{left:?}");
+        assert!(l.check_ban("a", at(1_000_000)).is_some());
+    }
+
+    #[test]
     fn a_shorter_ban_does_not_cut_a_longer_one() {
         let l = Limiter::new(RateLimits::unlimited());
         l.ban(BanScope::App, Duration::from_secs(60), at(0));

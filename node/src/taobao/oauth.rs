@@ -235,7 +235,15 @@ impl TokenReply {
             .access_token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| OAuthError::Decode("no access_token in the reply".into()))?;
-        let secs = |s: i64| chrono::Duration::try_seconds(s).map(|d| now + d);
+        // A lifetime from the reply, saturating: a number too large for a date is "never"
+        // (the latest date there is), not a panic.
+        let secs = |s: i64| {
+            let d = chrono::Duration::try_seconds(s).unwrap_or(chrono::Duration::MAX);
+            Some(
+                now.checked_add_signed(d)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            )
+        };
         let expires_at = self.expires_in.filter(|s| *s > 0).and_then(secs);
         let re = self.re_expires_in.unwrap_or(0);
         let (refresh_token, refresh_expires_at) = match self.refresh_token.filter(|t| !t.is_empty())
@@ -436,6 +444,21 @@ mod tests {
         let r: TokenReply =
             serde_json::from_value(v).map_err(|e| OAuthError::Decode(e.to_string()))?;
         r.into_token_set(now())
+    }
+
+    #[test]
+    fn huge_lifetimes_saturate_instead_of_panicking() {
+        for n in [i64::MAX, i64::MAX / 1000, 1 << 50] {
+            let t = reply(json!({
+                "access_token": "a", "expires_in": n, "refresh_token": "r", "re_expires_in": n
+            }))
+            .unwrap_or_else(|e| panic!("{e}"));
+            let far = now() + chrono::Duration::days(365 * 1000);
+            assert!(t.expires_at.is_some_and(|e| e > far), "{n}");
+            assert!(t.refresh_expires_at.is_some_and(|e| e > far), "{n}");
+            assert!(!t.is_expired(now()));
+            assert!(!t.refresh_due(now()));
+        }
     }
 
     #[test]

@@ -47,6 +47,23 @@ async fn auth_login_refresh_and_status_go_through_the_running_node() {
     let sandbox = Sandbox::start(&[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = node_config(dir.path(), &sandbox, "", "").unwrap();
+    // The node trades codes only for its configured callback; `auth login` listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let callback = format!("http://127.0.0.1:{port}/callback");
+    let text_of = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text_of.replacen(
+            "[taobao]\n",
+            &format!("[taobao]\nredirect_uri = \"{callback}\"\n"),
+            1,
+        ),
+    )
+    .unwrap();
     let node = Node::start(&config).await.unwrap();
 
     // Not authorised yet: status says so and exits 1, through the node (the store is locked).
@@ -54,15 +71,18 @@ async fn auth_login_refresh_and_status_go_through_the_running_node() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "null");
 
+    // Another callback is refused before anyone is asked to approve: the node would not
+    // trade its code.
+    let out = auth(
+        &node,
+        &["login", "--redirect-uri", "http://127.0.0.1:0/callback"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&callback), "{}", text(&out));
+
     // `auth login`: print the URL, the "browser" follows it, the CLI catches the redirect.
     let mut login = auth_command(&config, &node)
-        .args([
-            "login",
-            "--redirect-uri",
-            "http://127.0.0.1:0/callback",
-            "--timeout",
-            "20s",
-        ])
+        .args(["login", "--timeout", "20s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -124,16 +144,23 @@ async fn auth_login_refresh_and_status_go_through_the_running_node() {
         "{status} then {refreshed}"
     );
 
-    // A used code is refused with a hint, and the node keeps its tokens.
-    let out = auth(
-        &node,
-        &[
-            "exchange",
-            "not-a-code",
-            "--redirect-uri",
-            "http://127.0.0.1:1/cb",
-        ],
+    // The node itself refuses a code for another callback, whoever asks (JSON 400).
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/auth/code", node.http_url))
+        .header("x-wms-node", "1")
+        .json(&serde_json::json!({"code": "x", "redirect_uri": "https://evil.example/cb"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains(&callback),
+        "{body}"
     );
+
+    // A used code is refused with a hint, and the node keeps its tokens.
+    let out = auth(&node, &["exchange", "not-a-code"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("hint: codes are single-use"),

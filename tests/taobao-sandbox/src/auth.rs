@@ -9,6 +9,7 @@
 //!
 //! Tokens are random and never logged.
 
+use crate::secs_ms;
 use std::collections::HashMap;
 
 use rand::Rng;
@@ -106,12 +107,6 @@ fn token(prefix: &str, len: usize) -> String {
         .map(|_| HEX[rng.random_range(0..16)] as char)
         .collect();
     format!("{prefix}{body}")
-}
-
-fn secs_ms(s: u64) -> i64 {
-    i64::try_from(s)
-        .unwrap_or(i64::MAX / 2_000)
-        .saturating_mul(1000)
 }
 
 impl Auth {

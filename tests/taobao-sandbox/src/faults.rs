@@ -6,7 +6,7 @@
 //! | `http_500`      | HTTP 500 (or `status`) with an HTML body; nothing is processed             |
 //! | `slow`          | processed, then the reply is held `delay_s` (default 30 s) before sending  |
 //! | `reset`         | processed, then the connection is closed without a reply ("reply lost")    |
-//! | `ban`           | code 7 with "This ban will last for N more seconds"                        |
+//! | `ban`           | code 7 with "This ban will last for N more seconds" (N: `announce_s`, else the time left) |
 //! | `isp_error`     | code 15 with an `isp.*` sub-code (default `isp.top-remote-service-unavailable`) |
 //! | `expire_tokens` | every access token expires at once (27 `session-expired`); refresh works   |
 //!
@@ -65,6 +65,26 @@ pub struct FaultSpec {
     /// `ban` / `isp_error`: the sub-code to answer.
     #[serde(default)]
     pub sub_code: Option<String>,
+    /// `ban`: the seconds the ban announces, whatever the fault's own length (any `u64`, to
+    /// test how clients take hostile numbers); default: the fault's time left.
+    #[serde(default)]
+    pub announce_s: Option<u64>,
+}
+
+impl FaultSpec {
+    /// A fault of `kind` with nothing else set (give it `seconds` or `count`).
+    pub fn new(kind: FaultKind) -> FaultSpec {
+        FaultSpec {
+            kind,
+            seconds: None,
+            count: None,
+            methods: None,
+            delay_s: None,
+            status: None,
+            sub_code: None,
+            announce_s: None,
+        }
+    }
 }
 
 /// An active fault.
@@ -86,6 +106,8 @@ pub struct Fault {
     pub status: u16,
     /// `ban` / `isp_error` sub-code.
     pub sub_code: Option<String>,
+    /// `ban`: the seconds announced, if fixed.
+    pub announce_s: Option<u64>,
 }
 
 /// What the transport layer must do with one call.
@@ -153,9 +175,7 @@ impl Faults {
             return Err("an isp_error sub_code starts with \"isp.\"".into());
         }
         self.next_id += 1;
-        let seconds_ms = spec
-            .seconds
-            .map(|s| i64::try_from(s).unwrap_or(i64::MAX / 2_000) * 1000);
+        let seconds_ms = spec.seconds.map(crate::secs_ms);
         let fault = Fault {
             id: self.next_id,
             kind: spec.kind,
@@ -165,6 +185,7 @@ impl Faults {
             delay_s,
             status,
             sub_code: spec.sub_code,
+            announce_s: spec.announce_s,
         };
         if fault.kind != FaultKind::ExpireTokens {
             self.list.push(fault.clone());
@@ -215,10 +236,13 @@ impl Faults {
     /// An injected ban for this call, if any.
     pub fn ban(&mut self, method: &str, now_ms: i64) -> Option<Ban> {
         let f = self.take(method, now_ms, &[FaultKind::Ban])?;
-        let seconds = match f.until_ms {
-            Some(u) => u64::try_from((u - now_ms + 999) / 1000).unwrap_or(1).max(1),
+        let seconds = match (f.announce_s, f.until_ms) {
+            (Some(s), _) => s,
+            (None, Some(u)) => u64::try_from(u.saturating_sub(now_ms).saturating_add(999) / 1000)
+                .unwrap_or(1)
+                .max(1),
             // A count-only ban announces a short per-call ban.
-            None => 1,
+            (None, None) => 1,
         };
         let default = if f.methods.is_some() {
             "accesscontrol.limited-by-api-access-count"
@@ -275,15 +299,58 @@ mod tests {
     use super::*;
 
     fn spec(kind: FaultKind) -> FaultSpec {
-        FaultSpec {
-            kind,
-            seconds: None,
-            count: None,
-            methods: None,
-            delay_s: None,
-            status: None,
-            sub_code: None,
+        FaultSpec::new(kind)
+    }
+
+    #[test]
+    fn any_length_or_count_is_taken_without_overflowing() {
+        let mut f = Faults::default();
+        for s in [
+            u64::MAX,
+            i64::MAX as u64,
+            1 << 62,
+            (i64::MAX / 1000) as u64 + 1,
+        ] {
+            let fault = f
+                .add(
+                    FaultSpec {
+                        seconds: Some(s),
+                        count: Some(u32::MAX),
+                        ..spec(FaultKind::Ban)
+                    },
+                    1_795_924_800_000,
+                )
+                .unwrap();
+            assert!(fault.until_ms.is_some_and(|u| u > 1_795_924_800_000), "{s}");
+            let b = f.ban("m", 1_795_924_800_001).unwrap();
+            assert!(b.seconds > 1_000_000_000, "{s}: {}", b.seconds);
+            f.clear();
         }
+        // A clock reading before the fault's start still gives a positive ban.
+        f.add(
+            FaultSpec {
+                seconds: Some(u64::MAX),
+                ..spec(FaultKind::Ban)
+            },
+            i64::MAX - 5,
+        )
+        .unwrap();
+        assert!(f.ban("m", i64::MIN).is_some_and(|b| b.seconds >= 1));
+    }
+
+    #[test]
+    fn a_ban_may_announce_any_number_of_seconds() {
+        let mut f = Faults::default();
+        f.add(
+            FaultSpec {
+                count: Some(1),
+                announce_s: Some(u64::MAX),
+                ..spec(FaultKind::Ban)
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(f.ban("m", 0).map(|b| b.seconds), Some(u64::MAX));
     }
 
     #[test]

@@ -70,6 +70,12 @@ use crate::clock::{Clock, format_gmt8, format_rfc3339_ms};
 use crate::fields::FieldSel;
 use crate::state::World;
 
+/// `s` seconds in milliseconds, saturating: every length the admin API or a config gives
+/// (any `u64`) becomes a deadline on the sandbox clock without overflowing.
+pub(crate) fn secs_ms(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
 /// Default app key (the one of TAOBAO.md's signing vectors).
 pub const DEFAULT_APP_KEY: &str = "12345678";
 /// Default app secret (the one of TAOBAO.md's signing vectors).
@@ -368,8 +374,7 @@ impl Sandbox {
         for s in &cfg.sessions {
             let app = s.app_key.clone().unwrap_or_else(|| cfg.app_key.clone());
             let life = s.expires_in_s.unwrap_or(PRE_ISSUED_LIFETIME_S);
-            let until =
-                now_ms.saturating_add(i64::try_from(life).unwrap_or(i64::MAX / 2_000) * 1000);
+            let until = now_ms.saturating_add(secs_ms(life));
             world.auth.pre_issue(&s.token, &app, until);
             if let Some(r) = &s.refresh_token {
                 world.auth.pre_issue_refresh(r, &app, until);
@@ -654,10 +659,7 @@ impl Sandbox {
 
     /// Registers a session for the main app, valid for `expires_in_s`.
     pub fn issue_session(&self, token: &str, expires_in_s: u64) {
-        let until = self
-            .clock
-            .now_ms()
-            .saturating_add(i64::try_from(expires_in_s).unwrap_or(i64::MAX / 2_000) * 1000);
+        let until = self.clock.now_ms().saturating_add(secs_ms(expires_in_s));
         self.world().auth.pre_issue(token, &self.app_key, until);
     }
 

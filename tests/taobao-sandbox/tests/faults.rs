@@ -197,6 +197,37 @@ async fn an_app_ban_answers_7_with_the_remaining_seconds_on_every_api() {
 }
 
 #[tokio::test]
+async fn hostile_lengths_are_taken_and_a_ban_can_announce_u64_max_seconds() {
+    let env = start().await;
+    // Lengths beyond the clock's range mean "forever", never an overflow.
+    for seconds in [u64::MAX, i64::MAX as u64, 1 << 62] {
+        let (s, f) = env
+            .post(
+                "/sandbox/faults",
+                json!({"kind": "http_500", "seconds": seconds, "count": u32::MAX}),
+            )
+            .await;
+        assert_eq!(s, 201, "{f}");
+    }
+    assert_eq!(companies(&env).await.unwrap().status().as_u16(), 500);
+    env.admin(reqwest::Method::DELETE, "/sandbox/faults", None)
+        .await;
+    let (s, f) = env
+        .post(
+            "/sandbox/faults",
+            json!({"kind": "ban", "count": 1, "announce_s": u64::MAX}),
+        )
+        .await;
+    assert_eq!(s, 201, "{f}");
+    let v = env.call(COMPANIES).p("fields", "code").send().await;
+    assert_eq!(code(&v), 7);
+    assert_eq!(
+        v["error_response"]["sub_msg"],
+        format!("This ban will last for {} more seconds", u64::MAX)
+    );
+}
+
+#[tokio::test]
 async fn a_per_api_ban_and_an_isp_error_touch_only_their_methods() {
     let env = start().await;
     env.post(

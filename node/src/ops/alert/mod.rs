@@ -153,6 +153,10 @@ pub enum AlertCode {
     /// A trade's full record could not be decoded and was skipped (read again at the
     /// re-scan).
     UnreadableTrade,
+    /// The node was restarted three or more times in a row without running steadily in
+    /// between (it crashed, was killed, or stopped with an error a restart may cure); systemd
+    /// keeps restarting it, each time later. `journalctl -u wms-node` says why it stopped.
+    RestartLoop,
     /// Alert notices cannot reach the configured webhook: it refuses them (a wrong URL token,
     /// signing secret, keyword or IP allow-list in the robot's settings) or answers with an
     /// error. Notices keep queueing; check `[alerts]` and the robot's security settings.
@@ -233,6 +237,7 @@ impl AlertCode {
         AlertCode::UnusedWaybill,
         AlertCode::StuckOps,
         AlertCode::StoreProblem,
+        AlertCode::RestartLoop,
         AlertCode::AlertDelivery,
     ];
 
@@ -273,12 +278,14 @@ impl AlertCode {
             AlertCode::UnusedWaybill => "unused_waybill",
             AlertCode::StuckOps => "stuck_ops",
             AlertCode::StoreProblem => "store_problem",
+            AlertCode::RestartLoop => "restart_loop",
             AlertCode::AlertDelivery => "alert_delivery",
         }
     }
 
     /// The stable number: 1xx Taobao, 2xx outbox, 3xx store, 4xx OTA, 5xx intake and orders,
-    /// 6xx stock and shipping, 7xx floor, 9xx alert delivery. Never reused.
+    /// 6xx stock and shipping, 7xx floor, 8xx the node's own process and HTTP server, 9xx alert
+    /// delivery. Never reused.
     pub fn number(self) -> u16 {
         match self {
             AlertCode::Reauthorize => 101,
@@ -315,6 +322,7 @@ impl AlertCode {
             AlertCode::UnusedWaybill => 615,
             AlertCode::StuckOps => 616,
             AlertCode::StoreProblem => 617,
+            AlertCode::RestartLoop => 801,
             AlertCode::AlertDelivery => 901,
         }
     }
@@ -342,7 +350,8 @@ impl AlertCode {
             | AlertCode::CourierInterception
             | AlertCode::DeadlineOutage
             | AlertCode::ShippedNotOnTaobao
-            | AlertCode::ClosedButActive => Severity::Critical,
+            | AlertCode::ClosedButActive
+            | AlertCode::RestartLoop => Severity::Critical,
             AlertCode::TokenExpiry
             | AlertCode::TaobaoCallBudget
             | AlertCode::Clock

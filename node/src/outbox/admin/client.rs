@@ -51,9 +51,15 @@ pub struct AdminClient {
 impl AdminClient {
     /// A client for the node whose ops server listens at `base` (`http://127.0.0.1:9100`).
     pub fn new(base: &str) -> Result<Self, ClientError> {
+        // Every request says it is wms-node's own (the node refuses state-changing requests
+        // without it: a web page cannot send it).
+        let (name, value) = crate::ops::http::ADMIN_HEADER;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(name, reqwest::header::HeaderValue::from_static(value));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30))
+            .default_headers(headers)
             .build()
             .map_err(|e| ClientError::Protocol {
                 url: base.to_owned(),

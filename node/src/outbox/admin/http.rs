@@ -8,7 +8,9 @@
 //! | POST   | `/api/queue/ops/{seq}/drop`   | `{"reason": "…", "force": false}`     | [`ActionResult`] |
 //! | GET    | `/api/queue/stats`            |                                       | [`Stats`]     |
 //!
-//! Errors are `{"error": "…"}` with 400 (bad request), 404 (no such op) or 503 (store).
+//! Errors are `{"error": "…"}` with 400 (bad request), 404 (no such op) or 503 (store); the
+//! ops server answers its own errors (403, 405, 408, 413, 415, 422) in the same shape
+//! (`ops::http`, which also requires the `X-WMS-Node: 1` header on the POSTs).
 //! Reads that walk the whole queue run on the blocking pool, not on the runtime's workers.
 
 use super::{ActionResult, Admin, ListFilter, ListPage, OpView, Stats};
