@@ -534,7 +534,15 @@ pub const METHODS: &[&str] = &[
     "taobao.rdc.aligenius.sendgoods.cancel",
     "cainiao.waybill.ii.get",
     "cainiao.waybill.ii.cancel",
+    "cainiao.waybill.ii.query.by.tradecode",
 ];
+
+/// `cainiao.waybill.ii.query.by.tradecode`'s result.
+#[derive(Deserialize)]
+struct WaybillQueryReply {
+    #[serde(default, deserialize_with = "decode::list")]
+    modules: Vec<WaybillQueryResult>,
+}
 
 /// Decodes a result object (from [`decode::reply`]) as the call of `method` above does,
 /// with the same helpers, and drops the value. The property tests and the fuzz target run
@@ -578,6 +586,7 @@ pub fn decode_result(method: &str, v: serde_json::Value) -> Result<(), TopError>
         }
         "cainiao.waybill.ii.get" => typed::<WaybillReply>(method, v),
         "cainiao.waybill.ii.cancel" => flag(method, &v, "cancel_result").map(drop),
+        "cainiao.waybill.ii.query.by.tradecode" => typed::<WaybillQueryReply>(method, v),
         other => Err(invalid(other, "not a method of this client")),
     }
 }
@@ -902,11 +911,6 @@ impl TopClient {
         queries: &[(String, String)],
     ) -> Result<Vec<WaybillQueryResult>, TopError> {
         const M: &str = "cainiao.waybill.ii.query.by.tradecode";
-        #[derive(Deserialize)]
-        struct Reply {
-            #[serde(default, deserialize_with = "decode::list")]
-            modules: Vec<WaybillQueryResult>,
-        }
         #[derive(Serialize)]
         struct Query<'a> {
             object_id: &'a str,
@@ -927,7 +931,7 @@ impl TopClient {
             .collect();
         let json = serde_json::to_string(&list).map_err(|e| invalid(M, e.to_string()))?;
         let p = Params::new().set("param_list", json);
-        let reply: Reply = self.call_as(M, p, Session::Required).await?;
+        let reply: WaybillQueryReply = self.call_as(M, p, Session::Required).await?;
         Ok(reply.modules)
     }
 
