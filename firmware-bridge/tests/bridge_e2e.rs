@@ -770,6 +770,65 @@ async fn scan_and_print_round_trip(port: u16, site: &str) {
     assert!(v["error"].as_str().unwrap().contains("speaks zpl"));
     assert_eq!(printer.received(), zpl.as_bytes());
 
+    // Commands the bridge cannot use are answered with a reject naming why (and the command's
+    // id when it has a readable one), never ignored; the bridge goes on serving.
+    let scanner_cmd = format!("wms/{site}/scanner/sc-1/cmd");
+    let scanner_reply = format!("wms/{site}/scanner/sc-1/reply");
+    node.publish(
+        &scanner_cmd,
+        r#"{"type":"hold","hold_id":"h-1","tid":4567890123456,"reason":"refund","action":"put back","text":"STOP"}"#,
+    )
+    .await;
+    let (raw, v) = node
+        .expect(&scanner_reply, "reject of a numeric tid", |v| {
+            v["type"] == "reject"
+        })
+        .await;
+    assert_eq!(v["re"], "h-1");
+    assert_eq!(v["of"], "hold");
+    assert!(
+        v["error"].as_str().unwrap().contains("expected a string"),
+        "{v}"
+    );
+    assert!(matches!(
+        json::decode_uplink(Channel::Reply, &raw),
+        Ok(Uplink::Reject(_))
+    ));
+    node.clear();
+    node.publish(&scanner_cmd, "{not json").await;
+    let (_, v) = node
+        .expect(&scanner_reply, "reject of garbage", |v| {
+            v["type"] == "reject"
+        })
+        .await;
+    assert_eq!(
+        v["re"],
+        Value::Null,
+        "no id could be read: re is null, not absent"
+    );
+    node.clear();
+    node.publish(
+        &scanner_cmd,
+        r#"{"type":"print","job_id":"job-9","format":"zpl","data":"^XA^XZ"}"#,
+    )
+    .await;
+    let (_, v) = node
+        .expect(&scanner_reply, "reject of a print job", |v| {
+            v["type"] == "reject"
+        })
+        .await;
+    assert_eq!(v["re"], "job-9");
+    // Still serving: a feedback still beeps.
+    node.publish(
+        &scanner_cmd,
+        &format!(
+            r#"{{"type":"feedback","re":"{}","ok":false,"beep":"error","text":"again"}}"#,
+            scan.msg_id
+        ),
+    )
+    .await;
+    scanner.wait_received(b"\x07NG\r").await;
+
     // SIGTERM: clean exit, and the devices say they are offline.
     node.clear();
     let status = bridge.sigterm();
@@ -1158,7 +1217,7 @@ async fn a_framed_microcontroller_scanner_speaks_the_protocol_through_the_bridge
     .await;
     mcu.wait_for(
         "feedback frame",
-        |d| matches!(d, Downlink::Feedback(f) if f.re == msg_id && !f.ok),
+        |d| matches!(d, Downlink::Feedback(f) if f.re.as_deref() == Some(msg_id.as_str()) && !f.ok),
     )
     .await;
 

@@ -81,6 +81,10 @@ pub enum DaemonError {
     /// The Taobao client could not be built (bad endpoint) or its tokens not loaded.
     #[error("taobao: {0}")]
     Taobao(#[source] crate::taobao::setup::SetupError),
+    /// The floor could not start: the embedded broker's port (`mqtt.listen`) is taken, a TLS
+    /// file is unreadable, or the device registry could not be read.
+    #[error("floor: {0}")]
+    Floor(#[from] crate::floor::FloorError),
     /// A task failed or panicked; the node stopped the others.
     #[error("task `{task}` failed: {message}")]
     Task {
@@ -144,6 +148,24 @@ impl DaemonError {
                     ),
                 }
             }
+            // A broker port still held by the previous instance frees up; a registry that
+            // cannot be read waits for the store like the store itself.
+            DaemonError::Floor(crate::floor::FloorError::Broker(_)) => Exit::Transient,
+            DaemonError::Floor(crate::floor::FloorError::Store(e))
+                if e.disposition() != crate::store::Disposition::Permanent =>
+            {
+                Exit::Transient
+            }
+            DaemonError::Floor(crate::floor::FloorError::Client(e)) => permanent(format!(
+                "fix [mqtt]'s TLS files ({e}; `wms-node check-config` checks them), then start \
+                 the node again"
+            )),
+            DaemonError::Floor(crate::floor::FloorError::Files(_)) => Exit::Transient,
+            DaemonError::Floor(crate::floor::FloorError::Store(_)) => permanent(
+                "the device registry in the store cannot be read: keep the store and report \
+                 the error above"
+                    .into(),
+            ),
         }
     }
 
@@ -279,6 +301,11 @@ pub struct Started {
     pub store: Store,
     /// Goods out: stock, shipments, waybills, reconciliation (the admin API's backend).
     pub goods: crate::ops::goods::GoodsAdmin,
+    /// Where the embedded MQTT broker listens (the real port when `mqtt.listen` says 0);
+    /// `None` with an external broker.
+    pub mqtt_addr: Option<SocketAddr>,
+    /// Publishes the node's alert messages on `wms/{site}/gateway/{id}/alert`.
+    pub alert_publisher: crate::floor::alerts::AlertPublisher,
     taobao: crate::taobao::setup::Taobao,
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
@@ -371,9 +398,50 @@ async fn start_parts(
     );
     ota.raise_alerts(&alerts);
 
+    let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
+    // The floor: the embedded broker binds here, so a taken MQTT port fails the start. Its
+    // flows' changes go on the warehouse's bus; orders going on hold come back from it.
+    let (floor_events, floor_events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let floor = crate::floor::Floor::start(
+        config.floor_options(),
+        store.clone(),
+        crate::floor::flows::Flows::new(warehouse.shop.clone()),
+        Some(floor_events),
+    )
+    .await?
+    .with_holds_from(&warehouse.bus, warehouse.shop.as_str());
+    let mqtt_addr = floor.broker_addr;
+    let devices = floor.admin.clone();
+
     let (tasks, failures) = Tasks::new();
     tasks.spawn("alerts", notifier.run(token.clone()));
-    let warehouse = Warehouse::new(&config, &taobao, &store, &outbox, &health, &alerts);
+    let (alert_publisher, alert_task) = crate::floor::alerts::publisher(
+        floor.client.clone(),
+        &config.node.site,
+        &config.node.id,
+        token.clone(),
+    );
+    tasks.spawn("floor-alerts", alert_task);
+    tasks.spawn(
+        "alerts-mqtt",
+        publish_alerts(
+            alerts.subscribe(),
+            alert_publisher.clone(),
+            config.node.id.clone(),
+            config.node.site.clone(),
+            token.clone(),
+        ),
+    );
+    tasks.spawn("floor", floor.run(token.clone()));
+    tasks.spawn(
+        "floor-events",
+        forward_events(
+            floor_events_rx,
+            warehouse.bus.clone(),
+            warehouse.shop.clone(),
+            token.clone(),
+        ),
+    );
     spawn_jobs(
         &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
     );
@@ -420,7 +488,8 @@ async fn start_parts(
                 config.taobao.oauth_options(None),
             ))
             .merge(crate::ota::admin::router(ota))
-            .merge(crate::ops::notify::router(alerts.clone())),
+            .merge(crate::ops::notify::router(alerts.clone()))
+            .merge(crate::floor::admin::router(devices)),
     );
     tasks.spawn("observe", observe(ops.clone(), token.clone()));
     let mut status_addr = None;
@@ -464,6 +533,8 @@ async fn start_parts(
         intake: warehouse.handle,
         goods: warehouse.goods,
         store,
+        mqtt_addr,
+        alert_publisher,
         taobao,
         tasks,
         failures,
@@ -535,6 +606,65 @@ async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallib
     }
 }
 
+/// The node's alerts (raised, updated, resolved) onto its MQTT topic
+/// `wms/{site}/gateway/{id}/alert`, for supervisors' tools on the warehouse network. The
+/// alerts themselves are kept in the store; a message the broker did not take is not retried
+/// here (the status page, `/healthz` and the webhooks carry the same alerts).
+async fn publish_alerts(
+    mut events: tokio::sync::broadcast::Receiver<crate::ops::alert::AlertEvent>,
+    publisher: crate::floor::alerts::AlertPublisher,
+    node: String,
+    site: String,
+    token: CancellationToken,
+) -> Result<(), Infallible> {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = tokio::select! {
+            // Shutdown.
+            _ = token.cancelled() => return Ok(()),
+            // The next change of an alert.
+            e = events.recv() => e,
+        };
+        match event {
+            Ok(e) => match serde_json::to_vec(&e.alert.to_message(e.kind, &node, &site)) {
+                Ok(payload) => {
+                    if !publisher.publish(payload) {
+                        tracing::debug!(code = %e.alert.code, "alert not published on MQTT (queue full)");
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot encode an alert message"),
+            },
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    skipped = n,
+                    "alert changes not published on MQTT (too many at once)"
+                );
+            }
+            Err(RecvError::Closed) => return Ok(()),
+        }
+    }
+}
+
+/// The floor's committed changes onto the warehouse's bus (the status page, holds).
+async fn forward_events(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::wms::Event>,
+    bus: crate::wms::Bus,
+    shop: crate::wms::ShopId,
+    token: CancellationToken,
+) -> Result<(), Infallible> {
+    loop {
+        tokio::select! {
+            // Shutdown.
+            _ = token.cancelled() => return Ok(()),
+            // A committed change of the floor.
+            e = rx.recv() => match e {
+                Some(e) => bus.publish(shop.as_str(), vec![e]),
+                None => return Ok(()),
+            },
+        }
+    }
+}
+
 /// Mirrors the store's health into the `store` check until shutdown.
 async fn report_store_health(
     mut watch: tokio::sync::watch::Receiver<crate::store::StoreHealth>,
@@ -562,6 +692,7 @@ async fn report_store_health(
 /// API, and the status page's "Orders" block.
 struct Warehouse {
     bus: crate::wms::Bus,
+    shop: crate::wms::ShopId,
     clock: crate::taobao::time::Clock,
     intake: crate::sync::intake::Intake,
     handle: crate::sync::intake::IntakeHandle,
@@ -669,6 +800,7 @@ impl Warehouse {
         .with_reconcile(Arc::new(crate::sync::reconcile::Runner { rec, state }));
         Warehouse {
             bus,
+            shop,
             clock,
             intake,
             handle,
@@ -1098,6 +1230,7 @@ mod tests {
         c.taobao.endpoint = "http://127.0.0.1:9/router/rest".into();
         c.taobao.oauth_url = "http://127.0.0.1:9/oauth".into();
         c.http.listen = "127.0.0.1:0".parse().unwrap();
+        c.mqtt.listen = "127.0.0.1:0".parse().unwrap();
         c
     }
 

@@ -226,6 +226,7 @@ fn node() -> Running {
     c.taobao.oauth_url = "http://127.0.0.1:9/oauth".into();
     c.taobao.redirect_uri = Some("http://127.0.0.1:9/cb".into());
     c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.mqtt.listen = "127.0.0.1:0".parse().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -26,7 +26,7 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
             "[node]\nid = \"gw-exit\"\ndata_dir = \"{}\"\n\
              [taobao]\napp_key = \"12345678\"\napp_secret = \"test-secret\"\n\
              endpoint = \"http://127.0.0.1:9/router/rest\"\noauth_url = \"http://127.0.0.1:9/oauth\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n{extra}",
+             [http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:0\"\n{extra}",
             dir.join("data").display()
         ),
     )

@@ -25,7 +25,7 @@ fn write_config(dir: &Path) -> PathBuf {
             "[node]\nid = \"gw-test\"\ndata_dir = \"{}\"\n\
              [taobao]\napp_key = \"12345678\"\napp_secret = \"test-secret-31337\"\n\
              endpoint = \"http://127.0.0.1:9/router/rest\"\noauth_url = \"http://127.0.0.1:9/oauth\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n",
+             [http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:0\"\n",
             dir.join("data").display()
         ),
     )

@@ -89,6 +89,8 @@ fn config(shop: &taobao_sandbox::SandboxHandle, data_dir: &Path) -> Config {
     c.outbox.backoff_max = Duration::from_millis(500);
     c.outbox.rate_per_second = 0.0;
     c.http.listen = "127.0.0.1:0".parse().unwrap();
+    // The embedded broker on a free port, not the default 1883 (tests run side by side).
+    c.mqtt.listen = "127.0.0.1:0".parse().unwrap();
     c
 }
 

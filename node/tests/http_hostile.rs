@@ -33,6 +33,7 @@ fn start(dir: &Path) -> Node {
             "[node]\nid = \"gw-http\"\ndata_dir = \"{}\"\n\
              [taobao]\napp_key = \"12345678\"\napp_secret = \"test-secret\"\n\
              endpoint = \"http://127.0.0.1:9/router/rest\"\noauth_url = \"http://127.0.0.1:9/oauth\"\n\
+             [mqtt]\nlisten = \"127.0.0.1:0\"\n\
              [http]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout = \"1s\"\nmax_connections = 16\n",
             dir.join("data").display()
         ),

@@ -19,7 +19,7 @@ fn write_config(dir: &Path, http_port: u16) -> std::path::PathBuf {
     let path = dir.join("node.toml");
     let text = format!(
         "[node]\nid = \"test-gw\"\ndata_dir = \"{}\"\n\n[taobao]\napp_key = \"12345678\"\n\
-         app_secret = \"not-a-real-secret\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+         app_secret = \"not-a-real-secret\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[mqtt]\nlisten = \"127.0.0.1:0\"\n",
         dir.display()
     );
     std::fs::write(&path, text).unwrap();

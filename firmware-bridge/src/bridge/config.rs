@@ -457,16 +457,11 @@ impl Config {
                             p.push(format!("{at}: key {k} only applies to scanners"));
                         }
                     }
-                    match d.language {
-                        None => p.push(format!(
-                            "{at}: printers need language = \"zpl\" or \"tspl\""
-                        )),
-                        Some(PrintFormat::Cainiao) => p.push(format!(
-                            "{at}: language = \"cainiao\" is not a printer language (Cainiao \
-                             e-waybills print through the Cainiao print component); use \"zpl\" \
-                             or \"tspl\""
-                        )),
-                        Some(_) => {}
+                    if !matches!(d.language, Some(PrintFormat::Zpl | PrintFormat::Tspl)) {
+                        p.push(format!(
+                            "{at}: printers need language = \"zpl\" or \"tspl\" (cainiao is a \
+                             cloud-print document, not a printer language)"
+                        ));
                     }
                     if let Some(t) = d.status_timeout
                         && (t < Duration::from_millis(50) || t > Duration::from_secs(60))

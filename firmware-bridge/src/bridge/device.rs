@@ -37,7 +37,7 @@ use crate::pace::Retries;
 use crate::printer::{self, Printer, Status};
 use crate::proto::{
     Beep, Channel, Downlink, Feedback, Gs1Fields, HoldAck, Mode, Print, PrintResult, PrintStatus,
-    Scan, Uplink, VERSION, Validate, json,
+    Reject, Scan, Uplink, VERSION, Validate, json,
 };
 use crate::scanner::{self, Scanner};
 
@@ -147,6 +147,27 @@ impl DeviceCtx {
                 error!(device = %self.cfg.id, error = %e, "event not stored");
                 false
             }
+        }
+    }
+
+    /// Answers a command this device cannot use with a `reject` on `reply`, so the node
+    /// counts it instead of waiting; the command itself is dropped.
+    fn reject(&self, cmd: &Downlink<String>, error: &str) {
+        let re = match cmd {
+            Downlink::Feedback(_) => None,
+            Downlink::Task(t) => Some(t.task_id.clone()),
+            Downlink::Hold(h) => Some(h.hold_id.clone()),
+            Downlink::Print(p) => Some(p.job_id.clone()),
+        };
+        warn!(device = %self.cfg.id, kind = cmd.kind(), re = re.as_deref().unwrap_or(""), error, "command refused");
+        let reject = Reject {
+            v: VERSION,
+            re,
+            of: Some(cmd.kind().to_owned()),
+            error: error.to_owned(),
+        };
+        if let Ok(bytes) = json::to_vec(&reject) {
+            self.spool(Channel::Reply, bytes);
         }
     }
 
@@ -490,8 +511,8 @@ fn scanner_command(
             debug!(device = %ctx.cfg.id, task_id = %task.task_id, "task received");
             Ok(())
         }
-        Downlink::Print(job) => {
-            warn!(device = %ctx.cfg.id, job_id = %job.job_id, "print job sent to a scanner; ignored");
+        cmd @ Downlink::Print(_) => {
+            ctx.reject(&cmd, "a scanner cannot print");
             Ok(())
         }
     }
@@ -585,8 +606,13 @@ fn printer_session(
                 }
                 continue;
             }
+            Ok(DeviceCmd::Downlink(Downlink::Feedback(_))) => {
+                // Feedback answers events; a printer sends none but a heartbeat, whose
+                // feedback needs no action.
+                continue;
+            }
             Ok(DeviceCmd::Downlink(other)) => {
-                debug!(device = %ctx.cfg.id, kind = other.kind(), "command for a scanner sent to a printer; ignored");
+                ctx.reject(&other, "a printer takes print jobs only");
                 continue;
             }
             Err(TryRecvError::Disconnected) => return None,
@@ -862,13 +888,13 @@ fn framed_uplink(ctx: &DeviceCtx, msg: Uplink<String>, outbox: &mut VecDeque<Dow
             });
             return;
         }
-        Uplink::PrintResult(_) | Uplink::HoldAck(_) => {}
+        Uplink::PrintResult(_) | Uplink::HoldAck(_) | Uplink::Reject(_) => {}
     }
     let refuse = |re: Option<&String>, text: String, outbox: &mut VecDeque<Downlink<String>>| {
         if let Some(re) = re {
             outbox.push_back(Downlink::Feedback(Feedback {
                 v: VERSION,
-                re: re.clone(),
+                re: Some(re.clone()),
                 ok: false,
                 beep: Beep::Error,
                 text,

@@ -40,7 +40,9 @@ use super::config::Broker;
 use super::device::{DeviceCmd, DeviceSender, Note, new_msg_id, now_rfc3339};
 use super::spool::Spool;
 use crate::proto::json;
-use crate::proto::{Channel, DeviceClass, Heartbeat, PrintResult, PrintStatus, State, VERSION};
+use crate::proto::{
+    Channel, DeviceClass, Heartbeat, PrintResult, PrintStatus, Reject, State, VERSION,
+};
 
 /// Spool entries published and not yet acknowledged, at most.
 pub const WINDOW: usize = 16;
@@ -205,6 +207,8 @@ struct Run {
     connected: bool,
     port_online: bool,
     port_detail: Option<String>,
+    /// Commands this session could not read (answered with a reject), since it started.
+    refused: u64,
 }
 
 /// Runs the session until `shutdown`; publishes the offline state on the way out.
@@ -226,6 +230,7 @@ pub async fn run(
         connected: false,
         port_online: false,
         port_detail: None,
+        refused: 0,
     };
     let mut retry_at: Option<Instant> = None;
     let mut stopping: Option<Instant> = None;
@@ -495,40 +500,36 @@ impl Run {
                 self.device.send(DeviceCmd::Downlink(cmd));
             }
             Err(e) => {
-                warn!(device = %self.cfg.device, error = %e, "bad command payload; ignored");
-                // A print job we cannot read still gets an answer, so the node does not wait.
-                if self.cfg.class == DeviceClass::Printer
-                    && let Some(job_id) = print_job_id(payload)
-                {
-                    let result = PrintResult {
-                        v: VERSION,
-                        re: job_id,
-                        status: PrintStatus::Error,
-                        error: Some(format!("bad print job: {e}")),
-                    };
-                    if let Ok(bytes) = json::to_vec(&result)
-                        && let Some(Ok(_)) = self.with_spool(|s| s.push(Channel::Reply, bytes))
-                    {
-                        self.pump();
+                self.refused += 1;
+                warn!(device = %self.cfg.device, error = %e, refused = self.refused, "bad command payload; answered with a reject");
+                // Every command we cannot read gets an answer, so the node counts it instead of
+                // waiting: a print job the printer's result (the node tracks jobs by it), any
+                // other a `reject` naming the command's id when it has a readable one.
+                let (of, re) = json::peek_command(payload);
+                let bytes = match (self.cfg.class, of.as_deref(), re) {
+                    (DeviceClass::Printer, Some("print"), Some(job_id)) => {
+                        json::to_vec(&PrintResult {
+                            v: VERSION,
+                            re: job_id,
+                            status: PrintStatus::Error,
+                            error: Some(format!("bad print job: {e}")),
+                        })
                     }
+                    (_, _, re) => json::to_vec(&Reject {
+                        v: VERSION,
+                        re,
+                        of,
+                        error: e.to_string(),
+                    }),
+                };
+                if let Ok(bytes) = bytes
+                    && let Some(Ok(_)) = self.with_spool(|s| s.push(Channel::Reply, bytes))
+                {
+                    self.pump();
                 }
             }
         }
     }
-}
-
-/// The `job_id` of a payload that claims to be a print job.
-fn print_job_id(payload: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        #[serde(rename = "type")]
-        ty: Option<String>,
-        job_id: Option<String>,
-    }
-    let peek: Peek = serde_json::from_slice(payload).ok()?;
-    (peek.ty.as_deref() == Some("print"))
-        .then_some(peek.job_id?)
-        .filter(|id| !id.is_empty() && id.len() <= crate::proto::MAX_ID_LEN)
 }
 
 #[cfg(test)]
@@ -599,15 +600,5 @@ mod tests {
         t.outgoing_publish(0);
         assert!(t.inflight.is_empty());
         assert_eq!(t.spool_inflight, 0);
-    }
-
-    #[test]
-    fn only_print_jobs_yield_a_job_id_for_an_error_reply() {
-        assert_eq!(
-            print_job_id(br#"{"type":"print","job_id":"j-1","format":"pdf"}"#).as_deref(),
-            Some("j-1")
-        );
-        assert_eq!(print_job_id(br#"{"type":"feedback","job_id":"j-1"}"#), None);
-        assert_eq!(print_job_id(b"garbage"), None);
     }
 }

@@ -154,10 +154,10 @@ pub enum Error<UE> {
     /// The job has no data.
     #[error("print job is empty")]
     EmptyJob,
-    /// The driver was set up with a format no serial printer speaks (`cainiao` jobs go to a
-    /// station running the Cainiao print component). Not retryable.
-    #[error("a serial label printer cannot speak {0}")]
-    NotAPrinterLanguage(PrintFormat),
+    /// The configured language is not one a printer speaks (`cainiao` is Cainiao's
+    /// cloud-print document). Fix the configuration.
+    #[error("{0} is not a printer language (zpl or tspl)")]
+    NotALanguage(PrintFormat),
 }
 
 impl<UE> Error<UE> {
@@ -232,7 +232,7 @@ where
         let r = match self.config.language {
             PrintFormat::Zpl => zpl::render(layout, &mut w),
             PrintFormat::Tspl => tspl::render(layout, &mut w),
-            other => return Err(Error::NotAPrinterLanguage(other)),
+            other => return Err(Error::NotALanguage(other)),
         };
         if let Some(e) = w.err {
             return Err(Error::Serial(e));
@@ -264,7 +264,7 @@ where
         let query = match self.config.language {
             PrintFormat::Zpl => zpl::HOST_STATUS,
             PrintFormat::Tspl => tspl::STATUS_QUERY,
-            other => return Err(Error::NotAPrinterLanguage(other)),
+            other => return Err(Error::NotALanguage(other)),
         };
         // Whatever is waiting now is stale (an answer that came too late last time); a printer
         // that streams endlessly gets at most 8 reads of it.
@@ -299,7 +299,7 @@ where
                             return Ok(Status::Reported(tspl::parse_status(byte)));
                         }
                     }
-                    other => return Err(Error::NotAPrinterLanguage(other)),
+                    other => return Err(Error::NotALanguage(other)),
                 }
                 continue;
             }
@@ -405,7 +405,7 @@ mod tests {
         let mut p: Printer<_, _> = Printer::new(FakeUart::new([]), NoopDelay::new(), cfg);
         assert!(matches!(
             p.status(),
-            Err(Error::NotAPrinterLanguage(PrintFormat::Cainiao))
+            Err(Error::NotALanguage(PrintFormat::Cainiao))
         ));
         p.release().0.done();
     }

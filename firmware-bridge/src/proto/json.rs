@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{
-    Channel, Downlink, Feedback, Heartbeat, Hold, HoldAck, Message, Print, PrintResult,
+    Channel, Downlink, Feedback, Heartbeat, Hold, HoldAck, Message, Print, PrintResult, Reject,
     RequestTask, Scan, Short, State, Task, Uplink, VERSION, Validate,
 };
 
@@ -106,6 +106,9 @@ pub fn to_vec<M: Message + Serialize>(msg: &M) -> Result<Vec<u8>, JsonError> {
         return Err(JsonError::Encode("message is not an object".to_owned()));
     };
     strip_nulls(&mut map);
+    for key in M::NULLABLE {
+        map.entry(*key).or_insert(Value::Null);
+    }
     if let Some(ty) = M::TYPE {
         map.insert("type".to_owned(), Value::String(ty.to_owned()));
     }
@@ -122,6 +125,7 @@ pub fn uplink_to_vec<S: Serialize>(msg: &Uplink<S>) -> Result<Vec<u8>, JsonError
         Uplink::PrintResult(m) => to_vec(m),
         Uplink::HoldAck(m) => to_vec(m),
         Uplink::State(m) => to_vec(m),
+        Uplink::Reject(m) => to_vec(m),
     }
 }
 
@@ -151,6 +155,7 @@ pub fn decode_uplink(channel: Channel, payload: &[u8]) -> Result<Uplink<String>,
         "heartbeat" => Uplink::Heartbeat(decode_as::<Heartbeat<String>>(map)?),
         "print_result" => Uplink::PrintResult(decode_as::<PrintResult<String>>(map)?),
         "hold_ack" => Uplink::HoldAck(decode_as::<HoldAck<String>>(map)?),
+        "reject" => Uplink::Reject(decode_as::<Reject<String>>(map)?),
         "feedback" | "task" | "hold" | "print" => {
             return Err(JsonError::WrongChannel {
                 ty: static_type(&ty),
@@ -177,7 +182,8 @@ pub fn decode_downlink(payload: &[u8]) -> Result<Downlink<String>, JsonError> {
         "task" => Downlink::Task(decode_as::<Task<String>>(map)?),
         "hold" => Downlink::Hold(decode_as::<Hold<String>>(map)?),
         "print" => Downlink::Print(decode_as::<Print<String>>(map)?),
-        "scan" | "request_task" | "short" | "heartbeat" | "print_result" | "hold_ack" => {
+        "scan" | "request_task" | "short" | "heartbeat" | "print_result" | "hold_ack"
+        | "reject" => {
             return Err(JsonError::WrongChannel {
                 ty: static_type(&ty),
                 channel: Channel::Cmd,
@@ -185,6 +191,28 @@ pub fn decode_downlink(payload: &[u8]) -> Result<Downlink<String>, JsonError> {
         }
         _ => return Err(JsonError::UnknownType(truncate(ty))),
     })
+}
+
+/// Decodes a payload as one given message type: its `"type"` must be `M`'s (for [`State`],
+/// none or any is accepted). For tools and tests that know what they expect; devices and the
+/// node decode by channel with [`decode_uplink`] and [`decode_downlink`].
+pub fn decode<M>(payload: &[u8]) -> Result<M, JsonError>
+where
+    M: Message + DeserializeOwned + Validate,
+{
+    let mut map = object(payload)?;
+    match M::TYPE {
+        None => {
+            map.remove("type");
+        }
+        Some(want) => {
+            let ty = take_type(&mut map)?;
+            if ty != want {
+                return Err(JsonError::UnknownType(truncate(ty)));
+            }
+        }
+    }
+    decode_as::<M>(map)
 }
 
 /// Decodes an `ota_update` received on the gateway's `cmd` channel.
@@ -222,6 +250,39 @@ pub fn peek_id(payload: &[u8]) -> Option<String> {
             .filter(|s| !s.is_empty() && s.len() <= super::MAX_ID_LEN)
             .map(str::to_owned)
     })
+}
+
+/// Best-effort reading of a command a device cannot use: its `type` and the id a [`Reject`]
+/// answers with (`hold_id` of a hold, `task_id` of a task, `job_id` of a print). Ids that are
+/// not strings are not ids: the reject's `re` is then `null`.
+pub fn peek_command(payload: &[u8]) -> (Option<String>, Option<String>) {
+    if payload.len() > MAX_PAYLOAD {
+        return (None, None);
+    }
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(payload) else {
+        return (None, None);
+    };
+    let ty = map
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| {
+            !t.is_empty() && t.len() <= super::MAX_ID_LEN && !t.chars().any(char::is_control)
+        })
+        .map(str::to_owned);
+    let key = match ty.as_deref() {
+        Some("hold") => "hold_id",
+        Some("task") => "task_id",
+        Some("print") => "job_id",
+        _ => return (ty, None),
+    };
+    let id = map
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| {
+            !s.is_empty() && s.len() <= super::MAX_ID_LEN && !s.chars().any(char::is_control)
+        })
+        .map(str::to_owned);
+    (ty, id)
 }
 
 fn object(payload: &[u8]) -> Result<Map<String, Value>, JsonError> {
@@ -289,7 +350,7 @@ fn strip_nulls(map: &mut Map<String, Value>) {
 }
 
 fn static_type(ty: &str) -> &'static str {
-    const ALL: [&str; 10] = [
+    const ALL: [&str; 11] = [
         "scan",
         "request_task",
         "short",
@@ -300,6 +361,7 @@ fn static_type(ty: &str) -> &'static str {
         "print",
         "print_result",
         "hold_ack",
+        "reject",
     ];
     ALL.iter().copied().find(|t| *t == ty).unwrap_or("unknown")
 }
@@ -364,7 +426,7 @@ mod tests {
         let Downlink::Feedback(f) = decode_downlink(fb).unwrap() else {
             panic!("not feedback")
         };
-        assert!(f.ok && f.beep == Beep::Ok && f.re == "a1");
+        assert!(f.ok && f.beep == Beep::Ok && f.re.as_deref() == Some("a1"));
 
         let print = br#"{"type":"print","job_id":"j1","format":"zpl","data":"^XA^FDhi^FS^XZ"}"#;
         let Downlink::Print(p) = decode_downlink(print).unwrap() else {
@@ -497,12 +559,49 @@ mod tests {
         assert_eq!(peek_id(b"garbage"), None);
     }
 
+    #[test]
+    fn peek_command_finds_the_id_a_reject_answers_and_only_string_ids() {
+        assert_eq!(
+            peek_command(br#"{"type":"hold","hold_id":"h-1","tid":4567890123}"#),
+            (Some("hold".to_owned()), Some("h-1".to_owned()))
+        );
+        assert_eq!(
+            peek_command(br#"{"type":"task","task_id":17}"#),
+            (Some("task".to_owned()), None)
+        );
+        assert_eq!(peek_command(b"{not json"), (None, None));
+        assert_eq!(
+            peek_command(br#"{"type":"feedback","re":"m-1"}"#),
+            (Some("feedback".to_owned()), None)
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_an_id_says_re_null_instead_of_leaving_it_out() {
+        let fb = Feedback::<String> {
+            v: VERSION,
+            re: None,
+            ok: false,
+            beep: Beep::Error,
+            text: "payload is not valid JSON".to_owned(),
+            next: None,
+        };
+        let v = value(&to_vec(&fb).unwrap());
+        assert_eq!(v["re"], Value::Null);
+        assert!(v.as_object().unwrap().contains_key("re"));
+        assert_eq!(
+            decode_downlink(&to_vec(&fb).unwrap()).unwrap(),
+            Downlink::Feedback(fb)
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn decoding_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let _ = decode_uplink(Channel::Evt, &bytes);
             let _ = decode_downlink(&bytes);
             let _ = peek_id(&bytes);
+            let _ = peek_command(&bytes);
         }
     }
 }

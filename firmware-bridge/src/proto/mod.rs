@@ -2,16 +2,16 @@
 //!
 //! This module is the single definition of the floor protocol (DESIGN.md, "Floor (MQTT)").
 //! `wms-bridge` produces and reads these types for its serial devices, and a microcontroller
-//! can send them postcard-encoded over [`crate::frame`]. The node does not speak the floor
-//! protocol yet (it uses only [`topic`]'s segment rule today); when it does, it uses these same
-//! types, so the two sides cannot drift apart.
+//! can send them postcard-encoded over [`crate::frame`]. The node (`node/src/floor/`) speaks
+//! the same types, so the two sides cannot drift apart.
 //!
 //! | channel | direction | QoS | messages (`"type"`) |
 //! |---|---|---|---|
 //! | `evt` | device → node | 1 | [`Scan`] `scan`, [`RequestTask`] `request_task`, [`Short`] `short`, [`Heartbeat`] `heartbeat` |
 //! | `cmd` | node → device | 1 | [`Feedback`] `feedback`, [`Task`] `task`, [`Hold`] `hold`, [`Print`] `print` |
-//! | `reply` | device → node | 1 | [`PrintResult`] `print_result`, [`HoldAck`] `hold_ack` |
+//! | `reply` | device → node | 1 | [`PrintResult`] `print_result`, [`HoldAck`] `hold_ack`, [`Reject`] `reject` |
 //! | `state` | both | 1, retained | [`State`] (no `type`): birth `{"online":true,…}`, will `{"online":false}` |
+//! | gateway `alert` | node → anyone | 1 | the node's alerts, raised and resolved |
 //! | gateway `cmd` / `reply` | fleet ↔ node | 1 | [`ota::OtaUpdate`] `ota_update`; [`ota::OtaProgress`] `ota_progress`, [`ota::OtaResult`] `ota_result` (with `alloc`) |
 //! | gateway `alert` | node → anyone | 1 | [`alert::AlertMessage`] `alert`: raised, updated, resolved (with `alloc`) |
 //!
@@ -22,15 +22,19 @@
 //! ```text
 //! {"type":"scan","v":1,"msg_id":"…","ts":"…","code":"6901234567892","symbology":"ean13",
 //!  "mode":"pick","task_id":"…"?,"qty":1?,"gs1":{…}?}
-//! {"type":"feedback","v":1,"re":"<msg_id>","ok":true,"beep":"ok","text":"…","next":{…}?}
+//! {"type":"feedback","v":1,"re":"<msg_id>"|null,"ok":true,"beep":"ok","text":"…","next":{…}?}
+//! {"type":"reject","v":1,"re":"<hold_id|task_id|job_id>"|null,"of":"hold"?,"error":"…"}
 //! {"type":"print","v":1,"job_id":"…","format":"zpl","data":"^XA…^XZ"}
 //! {"type":"print","v":1,"job_id":"…","format":"cainiao","data":"<print data>","template_url":"…"}
 //! {"type":"print_result","v":1,"re":"<job_id>","status":"printed","error":"…"?}
 //! {"v":1,"online":true,"class":"scanner"?,"fw":"…"?,"detail":"…"?}      (state)
 //! ```
 //!
-//! Optional fields are left out when absent (never `null`); a reader accepts them missing or
-//! `null`. Key order is not significant.
+//! Optional fields are left out when absent (never `null`), except `re` of `feedback` and
+//! `reject`, which is `null` when the payload answered had no readable id; a reader accepts
+//! optional fields missing or `null`. Key order is not significant. The golden files under
+//! `firmware-bridge/tests/golden/` pin one example of every message; both the bridge's and the
+//! node's tests read them.
 //!
 //! ## Versioning
 //!
@@ -443,8 +447,9 @@ pub struct Feedback<S> {
     /// Protocol version ([`VERSION`]).
     #[serde(default = "version_default")]
     pub v: u16,
-    /// The `msg_id` answered.
-    pub re: S,
+    /// The `msg_id` answered; `null` (never absent) when the node could not read one from a
+    /// payload it refuses.
+    pub re: Option<S>,
     /// Whether the event was accepted (and committed).
     pub ok: bool,
     /// The sound and LED to give.
@@ -540,6 +545,23 @@ pub struct HoldAck<S> {
     pub re: S,
 }
 
+/// `reply` · The device could not use a command: unreadable JSON, an unknown type, an id that
+/// is not a string, a field out of bounds, a print job in another language than the
+/// printer's. The node counts it and carries on; nothing is retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject<S> {
+    /// Protocol version ([`VERSION`]).
+    #[serde(default = "version_default")]
+    pub v: u16,
+    /// The id of the command refused (`hold_id`, `task_id`, `job_id`); `null` (never absent)
+    /// when none could be read.
+    pub re: Option<S>,
+    /// The command's `type` when it could be read.
+    pub of: Option<S>,
+    /// Why, in words (the decoder's error: which field, what is wrong).
+    pub error: S,
+}
+
 /// `state` (retained) · Whether the device is online; the MQTT last will publishes
 /// `{"online":false}` for it when its connection dies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -576,15 +598,19 @@ pub trait Message {
     const TYPE: Option<&'static str>;
     /// The channel it travels on.
     const CHANNEL: Channel;
+    /// Optional fields written as `null` when absent instead of being left out (the `re` of a
+    /// refusal that could read no id: a reader sees at once that nothing could be matched).
+    const NULLABLE: &'static [&'static str] = &[];
     /// The message's `v`.
     fn version(&self) -> u16;
 }
 
 macro_rules! message {
-    ($ty:ident, $tag:expr, $chan:ident) => {
+    ($ty:ident, $tag:expr, $chan:ident $(, nullable $($null:literal),+)?) => {
         impl<S> Message for $ty<S> {
             const TYPE: Option<&'static str> = $tag;
             const CHANNEL: Channel = Channel::$chan;
+            $(const NULLABLE: &'static [&'static str] = &[$($null),+];)?
             fn version(&self) -> u16 {
                 self.v
             }
@@ -595,12 +621,13 @@ message!(Scan, Some("scan"), Evt);
 message!(RequestTask, Some("request_task"), Evt);
 message!(Short, Some("short"), Evt);
 message!(Heartbeat, Some("heartbeat"), Evt);
-message!(Feedback, Some("feedback"), Cmd);
+message!(Feedback, Some("feedback"), Cmd, nullable "re");
 message!(Task, Some("task"), Cmd);
 message!(Hold, Some("hold"), Cmd);
 message!(Print, Some("print"), Cmd);
 message!(PrintResult, Some("print_result"), Reply);
 message!(HoldAck, Some("hold_ack"), Reply);
+message!(Reject, Some("reject"), Reply, nullable "re");
 message!(State, None, State);
 
 /// Everything a device sends (its `evt`, `reply` and `state` channels). On the serial link this
@@ -623,6 +650,8 @@ pub enum Uplink<S> {
     HoldAck(HoldAck<S>),
     /// `state`.
     State(State<S>),
+    /// `reply` reject.
+    Reject(Reject<S>),
 }
 
 impl<S> Uplink<S> {
@@ -636,6 +665,7 @@ impl<S> Uplink<S> {
             Uplink::PrintResult(_) => PrintResult::<S>::TYPE,
             Uplink::HoldAck(_) => HoldAck::<S>::TYPE,
             Uplink::State(_) => State::<S>::TYPE,
+            Uplink::Reject(_) => Reject::<S>::TYPE,
         }
     }
 
@@ -645,7 +675,7 @@ impl<S> Uplink<S> {
             Uplink::Scan(_) | Uplink::RequestTask(_) | Uplink::Short(_) | Uplink::Heartbeat(_) => {
                 Channel::Evt
             }
-            Uplink::PrintResult(_) | Uplink::HoldAck(_) => Channel::Reply,
+            Uplink::PrintResult(_) | Uplink::HoldAck(_) | Uplink::Reject(_) => Channel::Reply,
             Uplink::State(_) => Channel::State,
         }
     }
@@ -794,8 +824,16 @@ impl<S: AsRef<str>> Validate for Heartbeat<S> {
 
 impl<S: AsRef<str>> Validate for Feedback<S> {
     fn validate(&self) -> Result<(), Invalid> {
-        check_id("re", &self.re)?;
+        check_opt_id("re", &self.re)?;
         check_text("text", &self.text)
+    }
+}
+
+impl<S: AsRef<str>> Validate for Reject<S> {
+    fn validate(&self) -> Result<(), Invalid> {
+        check_opt_id("re", &self.re)?;
+        check_opt_id("of", &self.of)?;
+        check_text("error", &self.error)
     }
 }
 
@@ -864,6 +902,7 @@ impl<S: AsRef<str>> Validate for Uplink<S> {
             Uplink::PrintResult(m) => m.validate(),
             Uplink::HoldAck(m) => m.validate(),
             Uplink::State(m) => m.validate(),
+            Uplink::Reject(m) => m.validate(),
         }
     }
 }
@@ -917,7 +956,7 @@ mod tests {
         type H = heapless::String<32>;
         let fb: Downlink<H> = Downlink::Feedback(Feedback {
             v: VERSION,
-            re: H::try_from("m-1").unwrap(),
+            re: Some(H::try_from("m-1").unwrap()),
             ok: false,
             beep: Beep::Error,
             text: H::try_from("wrong item").unwrap(),

@@ -187,7 +187,7 @@ fn good_feedback_pulses_the_pin_once() {
     s.init().unwrap();
     let fb = Feedback {
         v: 1,
-        re: "m-1",
+        re: Some("m-1"),
         ok: true,
         beep: Beep::Ok,
         text: "next: A-01",

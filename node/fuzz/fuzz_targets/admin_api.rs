@@ -74,6 +74,7 @@ fn node() -> &'static Node {
         c.taobao.oauth_url = "http://127.0.0.1:9/oauth".into();
         c.taobao.redirect_uri = Some("http://127.0.0.1:9/cb".into());
         c.http.listen = "127.0.0.1:0".parse().expect("an address");
+        c.mqtt.listen = "127.0.0.1:0".parse().expect("an address");
         c.http.max_connections = 256;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

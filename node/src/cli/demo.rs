@@ -201,6 +201,8 @@ mod script {
         c.waybill.sender_city = "杭州市".into();
         c.waybill.sender_district = "余杭区".into();
         c.waybill.sender_detail = "仓前街道 1 号 演示仓".into();
+        // The demo's simulated devices are in-process; any free port will do.
+        c.mqtt.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         c.http.listen = if std::net::TcpListener::bind(args.listen).is_ok() {
             args.listen
         } else {

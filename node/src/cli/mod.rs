@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod auth;
 pub mod check_config;
 pub mod demo;
+pub mod devices;
 pub mod goods;
 pub mod launch;
 pub mod orders;
@@ -119,6 +120,9 @@ pub enum Command {
     Alerts(alerts::AlertsArgs),
     /// Inspect and repair the queue of operations waiting for Taobao (shipments, stock).
     Queue(queue::QueueArgs),
+    /// The scanners and printers allowed on the floor: add (prints credentials once), list,
+    /// remove (revokes).
+    Devices(devices::DevicesArgs),
     /// Orders pulled from Taobao: list, show, hold, release.
     Orders(orders::OrdersArgs),
     /// The SKU master and the map from Taobao listings to SKUs: import, sync, list.
@@ -201,6 +205,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_USAGE));
             };
             sku::run(args, &config)
+        }
+        Command::Devices(args) => {
+            let Some(config) = load_for_command(&cli.config, log_format) else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            devices::run(args, &config)
         }
         Command::Stock(args) => {
             let Some(config) = load_for_command(&cli.config, log_format) else {

@@ -321,6 +321,124 @@ pub const BOUNDS: &[Bound] = &[
         max: Num::Int(4096),
         zero_means_off: false,
     },
+    // How soon a dead broker connection is noticed: a few seconds at least (a busy Wi-Fi),
+    // minutes at most (devices wait for the node's will meanwhile).
+    Bound {
+        key: "mqtt.keep_alive",
+        min: secs(5),
+        max: mins(10),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "mqtt.reconnect_min",
+        min: ms(10),
+        max: mins(1),
+        zero_means_off: false,
+    },
+    // One below reconnect_min is taken as reconnect_min.
+    Bound {
+        key: "mqtt.reconnect_max",
+        min: ms(10),
+        max: mins(60),
+        zero_means_off: false,
+    },
+    // Devices and bridges re-send after long outages: a day at least.
+    Bound {
+        key: "floor.dedupe_retention",
+        min: days(1),
+        max: days(30),
+        zero_means_off: false,
+    },
+    // A scan is about 300 bytes.
+    Bound {
+        key: "floor.max_event_bytes",
+        min: Num::Bytes(1024),
+        max: Num::Bytes(MIB),
+        zero_means_off: false,
+    },
+    // A flapping alert is told again at most this often; a day is the longest that still
+    // tells people it came back.
+    Bound {
+        key: "alerts.min_interval",
+        min: ms(0),
+        max: days(1),
+        zero_means_off: false,
+    },
+    // DingTalk and WeCom robots take 20 a minute (checked besides, per webhook kind).
+    Bound {
+        key: "alerts.per_minute",
+        min: Num::Int(1),
+        max: Num::Int(60),
+        zero_means_off: false,
+    },
+    // Resolved alerts kept for the status page and `alerts --history`; 0 keeps none.
+    Bound {
+        key: "alerts.history",
+        min: Num::Int(0),
+        max: Num::Int(10_000),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "alerts.timeout",
+        min: secs(1),
+        max: secs(60),
+        zero_means_off: false,
+    },
+    // Goods out. A warning more than a week ahead is noise; the critical one at least a minute
+    // ahead so that someone can still act.
+    Bound {
+        key: "shipping.deadline_warning",
+        min: mins(2),
+        max: days(7),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "shipping.deadline_critical",
+        min: mins(1),
+        max: days(1),
+        zero_means_off: false,
+    },
+    // A waybill is kept for a reprint at least an hour; Cainiao voids unused numbers in weeks.
+    Bound {
+        key: "waybill.unused_after",
+        min: secs(3600),
+        max: days(30),
+        zero_means_off: false,
+    },
+    // Below the shortest poll interval plus 10 s the lag never falls under it; an hour of
+    // unseen sales is a real oversell risk.
+    Bound {
+        key: "stock.max_intake_lag",
+        min: secs(11),
+        max: secs(3600),
+        zero_means_off: false,
+    },
+    // Each run costs calls of the daily budget.
+    Bound {
+        key: "reconcile.every",
+        min: mins(5),
+        max: days(1),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "reconcile.stock_every",
+        min: mins(5),
+        max: days(7),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "reconcile.stuck_after",
+        min: mins(1),
+        max: days(1),
+        zero_means_off: false,
+    },
+    // TOP's trade search looks back 90 days at most.
+    Bound {
+        key: "reconcile.days",
+        min: Num::Int(1),
+        max: Num::Int(90),
+        zero_means_off: false,
+    },
     // A store migration on a slow card takes time; systemd's start timeout is extended by it.
     Bound {
         key: "ota.gate_timeout",

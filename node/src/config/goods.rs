@@ -1,6 +1,7 @@
 //! The "goods out" sections: `[shipping]`, `[waybill]`, `[stock]`, `[reconcile]`, their
 //! checks, and the options types of the parts they configure.
 
+use super::bounds::{self, Num};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -12,10 +13,11 @@ pub struct ShippingConfig {
     /// parcel and one waybill; each trade is still reported shipped on its own. An order that
     /// is held or gets a new address before it ships leaves the parcel by itself.
     pub merge_orders: bool,
-    /// A warning alert this long before an order's ship-by deadline while it has not shipped.
+    /// A warning alert this long before an order's ship-by deadline while it has not shipped;
+    /// longer than `deadline_critical`. From 2m to 7d.
     #[serde(with = "humantime_serde")]
     pub deadline_warning: Duration,
-    /// A critical alert this long before the deadline.
+    /// A critical alert this long before the deadline. From 1m to 1d.
     #[serde(with = "humantime_serde")]
     pub deadline_critical: Duration,
 }
@@ -32,17 +34,21 @@ impl Default for ShippingConfig {
 
 impl ShippingConfig {
     pub(super) fn check(&self, bad: &mut dyn FnMut(&str, String)) {
-        if self.deadline_critical < Duration::from_secs(60) {
-            bad("shipping.deadline_critical", "must be at least 1m".into());
-        }
+        bounds::check(
+            bad,
+            "shipping.deadline_warning",
+            Num::Time(self.deadline_warning),
+        );
+        bounds::check(
+            bad,
+            "shipping.deadline_critical",
+            Num::Time(self.deadline_critical),
+        );
         if self.deadline_warning <= self.deadline_critical {
             bad(
                 "shipping.deadline_warning",
                 "must be longer than shipping.deadline_critical".into(),
             );
-        }
-        if self.deadline_warning > Duration::from_secs(7 * 86_400) {
-            bad("shipping.deadline_warning", "must be at most 7d".into());
         }
     }
 }
@@ -78,7 +84,8 @@ pub struct WaybillConfig {
     pub sender_district: String,
     /// Sender street and number.
     pub sender_detail: String,
-    /// A waybill issued and not shipped after this long is a reconciliation finding.
+    /// A waybill issued and not shipped after this long is a reconciliation finding. From 1h
+    /// to 30d.
     #[serde(with = "humantime_serde")]
     pub unused_after: Duration,
 }
@@ -106,9 +113,7 @@ impl Default for WaybillConfig {
 impl WaybillConfig {
     pub(super) fn check(&self, bad: &mut dyn FnMut(&str, String)) {
         let w = self;
-        if w.unused_after < Duration::from_secs(3600) {
-            bad("waybill.unused_after", "must be at least 1h".into());
-        }
+        bounds::check(bad, "waybill.unused_after", Num::Time(w.unused_after));
         if w.cp_code.is_empty() {
             return;
         }
@@ -182,7 +187,7 @@ pub struct StockConfig {
     /// Full stock values (`type=1`) are pushed only while order intake lags less than this:
     /// a full value computed before a sale was pulled re-adds the sold unit (an oversell).
     /// Warehouse changes (receipts, counts, put-backs) go as deltas, and a zero goes at once,
-    /// whatever the lag.
+    /// whatever the lag. Longer than `taobao.poll_interval` + 10s. From 11s to 1h.
     #[serde(with = "humantime_serde")]
     pub max_intake_lag: Duration,
 }
@@ -197,17 +202,12 @@ impl Default for StockConfig {
 
 impl StockConfig {
     pub(super) fn check(&self, poll_interval: Duration, bad: &mut dyn FnMut(&str, String)) {
+        bounds::check(bad, "stock.max_intake_lag", Num::Time(self.max_intake_lag));
         if self.max_intake_lag < poll_interval + Duration::from_secs(10) {
             bad(
                 "stock.max_intake_lag",
                 "must be longer than taobao.poll_interval + 10s (a lag below it never happens)"
                     .into(),
-            );
-        }
-        if self.max_intake_lag > Duration::from_secs(3600) {
-            bad(
-                "stock.max_intake_lag",
-                "must be at most 1h (an hour of unseen sales is a real oversell risk)".into(),
             );
         }
     }
@@ -217,16 +217,18 @@ impl StockConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReconcileConfig {
-    /// How often every check but the stock check runs (and after every outage).
+    /// How often every check but the stock check runs (and after every outage). From 5m to 1d.
     #[serde(with = "humantime_serde")]
     pub every: Duration,
-    /// How often the stock check runs (it reads every listed item's stock).
+    /// How often the stock check runs (it reads every listed item's stock); not shorter than
+    /// `every`. From 5m to 7d.
     #[serde(with = "humantime_serde")]
     pub stock_every: Duration,
-    /// A shipment not confirmed by Taobao this long after the ship scan is a finding.
+    /// A shipment not confirmed by Taobao this long after the ship scan is a finding. From 1m
+    /// to 1d.
     #[serde(with = "humantime_serde")]
     pub stuck_after: Duration,
-    /// How many days back (by creation) trades are compared.
+    /// How many days back (by creation) trades are compared. From 1 to 90.
     pub days: u32,
 }
 
@@ -243,23 +245,15 @@ impl Default for ReconcileConfig {
 
 impl ReconcileConfig {
     pub(super) fn check(&self, bad: &mut dyn FnMut(&str, String)) {
-        if self.every < Duration::from_secs(300) {
-            bad(
-                "reconcile.every",
-                "must be at least 5m (each run costs calls of the daily budget)".into(),
-            );
-        }
+        bounds::check(bad, "reconcile.every", Num::Time(self.every));
+        bounds::check(bad, "reconcile.stock_every", Num::Time(self.stock_every));
+        bounds::check(bad, "reconcile.stuck_after", Num::Time(self.stuck_after));
+        bounds::check(bad, "reconcile.days", Num::Int(u64::from(self.days)));
         if self.stock_every < self.every {
             bad(
                 "reconcile.stock_every",
                 "must not be shorter than reconcile.every".into(),
             );
-        }
-        if self.stuck_after < Duration::from_secs(60) {
-            bad("reconcile.stuck_after", "must be at least 1m".into());
-        }
-        if !(1..=90).contains(&self.days) {
-            bad("reconcile.days", "must be between 1 and 90".into());
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// The MQTT broker that scanners, printers and bridges talk to.
     pub mqtt: MqttConfig,
+    /// The warehouse floor: device events, dedupe, generated broker files.
+    pub floor: FloorConfig,
     /// The operations HTTP server: `/healthz`, `/metrics`, the status page.
     pub http: HttpConfig,
     /// Over-the-air updates of this node's software.
@@ -408,6 +410,26 @@ pub struct MqttConfig {
     pub password: Option<Secret>,
     /// A file holding the broker password (trailing newline ignored).
     pub password_file: Option<PathBuf>,
+    /// `mqtts://` only: a PEM file with the CA(s) that signed the broker's certificate.
+    /// Without it the broker must have a certificate from a public CA (webpki roots).
+    pub ca_file: Option<PathBuf>,
+    /// `mqtts://` only: the node's client certificate (PEM chain), for brokers that require
+    /// one (`require_certificate true`). Needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// `mqtts://` only: the private key of `cert_file` (PEM).
+    pub key_file: Option<PathBuf>,
+    /// MQTT keep-alive of the node's session: how soon a dead connection is noticed (and the
+    /// node's will published). From 5s to 10m.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// The first wait before reconnecting to the broker (full jitter, doubling per failure).
+    /// From 10ms to 1m.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    /// The longest wait between reconnect attempts (one below `reconnect_min` is taken as
+    /// `reconnect_min`). From 10ms to 1h.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
 }
 
 impl Default for MqttConfig {
@@ -418,6 +440,41 @@ impl Default for MqttConfig {
             username: None,
             password: None,
             password_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            keep_alive: Duration::from_secs(30),
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[floor]`: the warehouse floor's device traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FloorConfig {
+    /// How long the node remembers its answer to each device event, so a re-sent event gets
+    /// the original answer and is never applied twice. At least 24h (devices and bridges may
+    /// re-send after a long outage), at most 30 days. From 1d to 30d.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_retention: Duration,
+    /// The largest event or reply payload the node reads; bigger ones are answered "too
+    /// large". A scan is about 300 bytes. From 1KiB to 1MiB.
+    pub max_event_bytes: ByteSize,
+    /// With an external broker: the folder where the node writes Mosquitto's password file
+    /// (`passwd`) and ACL file (`acl`) for every registered device, at start and on every
+    /// `wms-node devices add|remove`. Point Mosquitto's `password_file` and `acl_file` at them
+    /// and reload it after a change. Default: `<data_dir>/mosquitto`.
+    pub mosquitto_dir: Option<PathBuf>,
+}
+
+impl Default for FloorConfig {
+    fn default() -> Self {
+        FloorConfig {
+            dedupe_retention: Duration::from_secs(48 * 60 * 60),
+            max_event_bytes: ByteSize::kib(64),
+            mosquitto_dir: None,
         }
     }
 }
@@ -608,17 +665,18 @@ pub struct AlertsConfig {
     /// The severities people are told about: any of `"info"`, `"warning"`, `"critical"`.
     pub severities: Vec<Severity>,
     /// An alert that cleared is told `raised` again no sooner than this after its last
-    /// notice (a flapping condition costs at most two notices per interval).
+    /// notice (a flapping condition costs at most two notices per interval). From 0s to 1d.
     #[serde(with = "humantime_serde")]
     pub min_interval: Duration,
     /// Notices a minute at most (1 to 60). DingTalk and WeCom robots take 20 and block a
-    /// sender for 10 minutes beyond that, so at most 20 for them.
+    /// sender for 10 minutes beyond that, so at most 20 for them. From 1 to 60.
     pub per_minute: u32,
     /// Whether a `resolved` notice is sent when an alert clears.
     pub send_resolved: bool,
     /// Resolved alerts kept in the store and shown as "recently resolved" (0 to 10000).
+    /// From 0 to 10000.
     pub history: usize,
-    /// The longest wait for the webhook to answer one notice.
+    /// The longest wait for the webhook to answer one notice. From 1s to 1m.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -862,6 +920,46 @@ impl Config {
         }
     }
 
+    /// The floor's options: `[node]` site and id, `[mqtt]` and `[floor]`. Call on a validated
+    /// config (a broker URL that does not parse falls back to the embedded broker here).
+    pub fn floor_options(&self) -> crate::floor::FloorOptions {
+        let m = &self.mqtt;
+        let mut o = crate::floor::FloorOptions::new(&self.node.site, &self.node.id, m.listen);
+        if let Ok(Broker::External { host, port, tls }) = m.broker() {
+            o.broker = crate::floor::BrokerChoice::External {
+                host,
+                port,
+                tls: tls.then(|| crate::floor::client::TlsFiles {
+                    ca_file: m.ca_file.clone(),
+                    cert_file: m.cert_file.clone(),
+                    key_file: m.key_file.clone(),
+                }),
+                files_dir: Some(self.mosquitto_dir()),
+            };
+        }
+        o.credentials = match (&m.username, &m.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (Some(u), None) => Some((u.clone(), Secret::new(""))),
+            _ => None,
+        };
+        o.keep_alive = m.keep_alive;
+        o.reconnect_min = m.reconnect_min;
+        // A maximum below the first wait means "no growth".
+        o.reconnect_max = m.reconnect_max.max(m.reconnect_min);
+        o.max_event_bytes =
+            usize::try_from(self.floor.max_event_bytes.bytes()).unwrap_or(usize::MAX);
+        o.dedupe_retention = self.floor.dedupe_retention;
+        o
+    }
+
+    /// Where the generated Mosquitto files go (`floor.mosquitto_dir`, else `<data_dir>/mosquitto`).
+    pub fn mosquitto_dir(&self) -> PathBuf {
+        self.floor
+            .mosquitto_dir
+            .clone()
+            .unwrap_or_else(|| self.node.data_dir.join("mosquitto"))
+    }
+
     /// The base URL of this node's ops HTTP server, as a local client reaches it
     /// (`0.0.0.0` and `::` become loopback). `queue` commands use it to ask a running node.
     pub fn admin_url(&self) -> String {
@@ -942,6 +1040,7 @@ impl Config {
         self.reconcile.check(&mut bad);
         self.mqtt.check(&mut bad);
         self.http.check(&mut bad);
+        self.floor.check(&mut bad);
         self.ota.check(&mut bad);
         self.alerts.check(&mut bad);
         p
@@ -961,6 +1060,10 @@ impl Config {
             &mut self.mqtt.password_file,
             &mut self.alerts.url_file,
             &mut self.alerts.secret_file,
+            &mut self.mqtt.ca_file,
+            &mut self.mqtt.cert_file,
+            &mut self.mqtt.key_file,
+            &mut self.floor.mosquitto_dir,
         ]
         .into_iter()
         .flatten()
@@ -1331,6 +1434,7 @@ impl AlertsConfig {
     /// `[alerts]`: the webhook, its URL and secret, the limits. Never echoes the URL or the
     /// secret.
     fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        use bounds::{Num, check, count};
         let a = self;
         if a.webhook != AlertWebhook::None {
             match &a.url {
@@ -1392,13 +1496,10 @@ impl AlertsConfig {
                 "must name at least one of \"info\", \"warning\", \"critical\"".into(),
             );
         }
-        if a.min_interval > Duration::from_secs(24 * 3600) {
-            bad("alerts.min_interval", "must be at most 24h".into());
-        }
+        check(bad, "alerts.min_interval", Num::Time(a.min_interval));
         let robot = matches!(a.webhook, AlertWebhook::DingTalk | AlertWebhook::WeCom);
-        if a.per_minute == 0 || a.per_minute > 60 {
-            bad("alerts.per_minute", "must be between 1 and 60".into());
-        } else if robot && a.per_minute > 20 {
+        check(bad, "alerts.per_minute", count(a.per_minute as usize));
+        if robot && a.per_minute > 20 {
             bad(
                 "alerts.per_minute",
                 "must be at most 20 for a DingTalk or WeCom robot: they take 20 messages a \
@@ -1406,12 +1507,8 @@ impl AlertsConfig {
                     .into(),
             );
         }
-        if a.history > 10_000 {
-            bad("alerts.history", "must be at most 10000".into());
-        }
-        if a.timeout < Duration::from_secs(1) || a.timeout > Duration::from_secs(60) {
-            bad("alerts.timeout", "must be between 1s and 60s".into());
-        }
+        check(bad, "alerts.history", count(a.history));
+        check(bad, "alerts.timeout", Num::Time(a.timeout));
     }
 }
 
@@ -1458,6 +1555,62 @@ impl MqttConfig {
         if matches!(&m.password, Some(s) if s.is_empty()) {
             bad("mqtt.password", "is empty".into());
         }
+        let tls = matches!(m.broker(), Ok(Broker::External { tls: true, .. }));
+        for (key, set) in [
+            ("mqtt.ca_file", m.ca_file.is_some()),
+            ("mqtt.cert_file", m.cert_file.is_some()),
+            ("mqtt.key_file", m.key_file.is_some()),
+        ] {
+            if set && !tls {
+                bad(key, "only applies to an mqtts:// broker".into());
+            }
+        }
+        if m.cert_file.is_some() != m.key_file.is_some() {
+            bad(
+                "mqtt.cert_file",
+                "and mqtt.key_file go together: a client certificate needs its key".into(),
+            );
+        }
+        for (key, path) in [
+            ("mqtt.ca_file", &m.ca_file),
+            ("mqtt.cert_file", &m.cert_file),
+            ("mqtt.key_file", &m.key_file),
+        ] {
+            if let Some(p) = path
+                && tls
+                && !p.is_file()
+            {
+                bad(key, format!("{} is not a readable file", p.display()));
+            }
+        }
+        bounds::check(bad, "mqtt.keep_alive", bounds::Num::Time(m.keep_alive));
+        bounds::check(
+            bad,
+            "mqtt.reconnect_min",
+            bounds::Num::Time(m.reconnect_min),
+        );
+        bounds::check(
+            bad,
+            "mqtt.reconnect_max",
+            bounds::Num::Time(m.reconnect_max),
+        );
+    }
+}
+
+impl FloorConfig {
+    /// `[floor]`: dedupe retention and payload limit.
+    fn check(&self, bad: &mut dyn FnMut(&str, String)) {
+        use bounds::{Num, check};
+        check(
+            bad,
+            "floor.dedupe_retention",
+            Num::Time(self.dedupe_retention),
+        );
+        check(
+            bad,
+            "floor.max_event_bytes",
+            Num::Bytes(self.max_event_bytes.bytes()),
+        );
     }
 }
 

@@ -10,9 +10,9 @@ use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 
 use super::{
-    AlertsConfig, Config, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig, OtaConfig,
-    OutboxConfig, ReconcileConfig, ShippingConfig, StockConfig, StoreConfig, TaobaoConfig,
-    WaybillConfig,
+    AlertsConfig, Config, FloorConfig, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig,
+    OtaConfig, OutboxConfig, ReconcileConfig, ShippingConfig, StockConfig, StoreConfig,
+    TaobaoConfig, WaybillConfig,
 };
 
 /// Keys whose values are secrets: never echoed in errors, always redacted in output.
@@ -43,6 +43,7 @@ pub(crate) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "stock" => struct_fields::<StockConfig>(),
         "reconcile" => struct_fields::<ReconcileConfig>(),
         "mqtt" => struct_fields::<MqttConfig>(),
+        "floor" => struct_fields::<FloorConfig>(),
         "http" => struct_fields::<HttpConfig>(),
         "ota" => struct_fields::<OtaConfig>(),
         "alerts" => struct_fields::<AlertsConfig>(),

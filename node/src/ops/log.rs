@@ -63,6 +63,14 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), LogError> {
 }
 
 fn parse(filter: &str) -> Result<EnvFilter, LogError> {
+    // The embedded broker (rmqtt) logs every client's disconnect at info; the floor logs what
+    // matters itself. Its warnings stay, and a filter that names rmqtt decides for itself.
+    let filter = if filter.contains("rmqtt") {
+        filter.to_owned()
+    } else {
+        format!("{filter},rmqtt=warn,rmqtt_net=warn")
+    };
+    let filter = filter.as_str();
     EnvFilter::builder()
         .parse(filter)
         .map_err(|e| LogError::Filter {

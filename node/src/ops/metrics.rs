@@ -272,6 +272,46 @@ const HELP: &[(&str, &str)] = &[
         "wms_node_taobao_call_budget",
         "The daily call budget (`taobao.daily_call_budget`); stock waits from 90 %, intake from 97 %.",
     ),
+    (
+        "wms_node_floor_events_total",
+        "Device events and replies taken into the dispatch pipeline, by `type`.",
+    ),
+    (
+        "wms_node_floor_refused_total",
+        "Device payloads answered `ok:false` or dropped, by `reason` (oversize, malformed, unknown_type, wrong_topic, version, invalid, unknown_device, store, bad_topic).",
+    ),
+    (
+        "wms_node_floor_duplicates_total",
+        "Re-sent device events answered with their original answer (not applied again).",
+    ),
+    (
+        "wms_node_floor_device_rejects_total",
+        "Commands devices could not use and answered with a `reject`, by `of` (the command's type).",
+    ),
+    (
+        "wms_node_floor_event_duration_seconds",
+        "From a device event's arrival to its answer being queued (after the commit).",
+    ),
+    (
+        "wms_node_floor_broker_connected",
+        "1 while the node's MQTT session is connected to the broker, else 0.",
+    ),
+    (
+        "wms_node_floor_broker_denied_total",
+        "Refusals by the embedded broker, by `what` (connect, publish, subscribe).",
+    ),
+    (
+        "wms_node_floor_devices_online",
+        "Registered devices whose last `state` said online.",
+    ),
+    (
+        "wms_node_floor_holds_sent_total",
+        "Holds sent to the device working on an order that went on hold.",
+    ),
+    (
+        "wms_node_floor_holds_resent_total",
+        "Holds sent again to a device back online that had not acknowledged them.",
+    ),
 ];
 
 fn describe() {

@@ -33,6 +33,7 @@
 pub mod carriers;
 pub mod counts;
 pub mod cursor;
+pub mod dedupe;
 pub mod events;
 pub mod order;
 pub mod orders;
@@ -40,6 +41,7 @@ pub mod ship;
 pub mod sku;
 pub mod stock;
 pub mod tables;
+pub mod tasks;
 pub mod view;
 
 pub use events::{Bus, Event};

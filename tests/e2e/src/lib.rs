@@ -224,7 +224,7 @@ pub fn node_config(dir: &Path, sandbox: &Sandbox, session: &str, extra: &str) ->
         "[node]\nid = \"gw-e2e\"\nsite = \"e2e\"\ndata_dir = \"{data}\"\n\n\
          [taobao]\nendpoint = \"{rest}\"\noauth_url = \"{oauth}\"\napp_key = \"{APP_KEY}\"\n\
          app_secret = \"{APP_SECRET}\"\n{session}\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n\n{extra}",
+         [http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:0\"\n\n{extra}",
         data = dir.join("data").display(),
         rest = sandbox.rest_url(),
         oauth = sandbox.oauth_url(),

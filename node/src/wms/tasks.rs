@@ -1,0 +1,288 @@
+//! The floor's work in hand: tasks (an order's pick list handed to one device, or the
+//! put-back of what was picked for an order that went on hold), which device holds which,
+//! and how far each got. Plain functions over a store transaction, like the rest of `wms/`.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `wms_tasks` | (shop, task_id) | [`TaskRecord`] |
+//! | `wms_device_tasks` | (shop, device) | the task_id the device holds |
+//! | `wms_order_tasks` | (shop, tid) | the task_id of the order's open task |
+//!
+//! A device holds at most one open task, an order has at most one open task. Task ids are
+//! `pick-{tid}` and `putback-{tid}`; the task's `version` is bumped whenever its lines change
+//! (the order's lines or holds changed under it), so a scan for an older version is refused
+//! with the current task (DOMAIN.md §12.2).
+
+use super::order::{LocalState, Mapping, OrderRecord};
+use super::sku::{self, Code};
+use super::tables::{self, NameKey, OPEN, OrderKey};
+use crate::store::{self, Bytes, StoreError};
+use crate::taobao::types::TradeStatus;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+/// Tasks by id.
+pub const TASKS: TableDefinition<'static, NameKey, Bytes> = TableDefinition::new("wms_tasks");
+/// Device → its open task.
+pub const DEVICE_TASKS: TableDefinition<'static, NameKey, &'static str> =
+    TableDefinition::new("wms_device_tasks");
+/// Order → its open task.
+pub const ORDER_TASKS: TableDefinition<'static, OrderKey, &'static str> =
+    TableDefinition::new("wms_order_tasks");
+
+/// What a task asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Pick an order's lines from their bins.
+    Pick,
+    /// Put what was picked for a held order back into its bins.
+    PutBack,
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Being worked.
+    Open,
+    /// Every line done.
+    Done,
+    /// Ended by a short pick: the order went to the exception desk.
+    Short,
+    /// Stopped by a hold (a put-back task follows when goods were picked).
+    Stopped,
+}
+
+/// One SKU of a task, in walking order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLine {
+    /// The SKU's code.
+    pub code: String,
+    /// What the scanner reads.
+    pub barcode: String,
+    /// Its bin, if known.
+    pub location: Option<String>,
+    /// Units asked for.
+    pub qty: u32,
+    /// Units scanned.
+    pub done: u32,
+}
+
+impl TaskLine {
+    /// Units still to scan.
+    pub fn left(&self) -> u32 {
+        self.qty.saturating_sub(self.done)
+    }
+
+    /// Whether `scanned` is this SKU (its barcode or its code).
+    pub fn matches(&self, scanned: &str) -> bool {
+        let s = scanned.trim();
+        s == self.barcode || s == self.code
+    }
+}
+
+/// A task handed to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// `pick-{tid}` or `putback-{tid}`.
+    pub task_id: String,
+    /// Pick or put-back.
+    pub kind: TaskKind,
+    /// The order.
+    pub tid: u64,
+    /// Who holds it (`scanner/ID`).
+    pub device: String,
+    /// Bumped when its lines change.
+    pub version: u32,
+    /// The order's version the lines were planned from.
+    pub order_version: u32,
+    /// SKUs in walking order.
+    pub lines: Vec<TaskLine>,
+    /// Where it is.
+    pub state: TaskState,
+    /// Handed out (epoch ms).
+    pub created_ms: i64,
+}
+
+impl TaskRecord {
+    /// The id of an order's pick task.
+    pub fn pick_id(tid: u64) -> String {
+        format!("pick-{tid}")
+    }
+
+    /// The id of an order's put-back task.
+    pub fn put_back_id(tid: u64) -> String {
+        format!("putback-{tid}")
+    }
+
+    /// The first line with units left (the next step), if any.
+    pub fn next_line(&self) -> Option<&TaskLine> {
+        self.lines.iter().find(|l| l.left() > 0)
+    }
+
+    /// Units left over all lines.
+    pub fn left(&self) -> u32 {
+        self.lines.iter().map(TaskLine::left).sum()
+    }
+}
+
+/// Why an order's lines cannot be planned into a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// A line maps to no SKU of the master (it would be held for that already).
+    Unmapped(u64),
+    /// A SKU of a line is not in the master.
+    UnknownSku(String),
+}
+
+/// The SKUs an order needs, bundles exploded and equal SKUs merged, in walking order: by
+/// location (SKUs without one last), then code. Closed (refunded) lines are left out.
+pub fn plan(
+    txn: &impl store::ReadTxn,
+    shop: &str,
+    order: &OrderRecord,
+) -> Result<Result<Vec<TaskLine>, PlanError>, StoreError> {
+    let mut need: Vec<(String, u32)> = Vec::new();
+    let mut add = |code: &str, qty: u32| match need.iter_mut().find(|(c, _)| c == code) {
+        Some((_, q)) => *q = q.saturating_add(qty),
+        None => need.push((code.to_owned(), qty)),
+    };
+    for l in order.lines.iter().filter(|l| !l.is_closed()) {
+        match &l.mapping {
+            Mapping::Sku(code) => add(code, l.qty),
+            Mapping::Bundle { parts, .. } => {
+                for (code, per) in parts {
+                    add(code, per.saturating_mul(l.qty));
+                }
+            }
+            Mapping::Unmapped | Mapping::Ambiguous(_) => {
+                return Ok(Err(PlanError::Unmapped(l.oid)));
+            }
+        }
+    }
+    let mut lines = Vec::with_capacity(need.len());
+    for (code, qty) in need {
+        let Some(Code::Sku(s)) = sku::lookup(txn, shop, &code)? else {
+            return Ok(Err(PlanError::UnknownSku(code)));
+        };
+        lines.push(TaskLine {
+            code: s.code,
+            barcode: s.barcode,
+            location: s.location,
+            qty,
+            done: 0,
+        });
+    }
+    lines.sort_by(|a, b| match (&a.location, &b.location) {
+        (Some(x), Some(y)) => x.cmp(y).then_with(|| a.code.cmp(&b.code)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.code.cmp(&b.code),
+    });
+    Ok(Ok(lines))
+}
+
+/// The next order to pick: released (or put back and free again: its hold came off and the
+/// trade is still to ship), not held, no open task, not in `skip`; the earliest ship-by
+/// deadline first (orders without one after those with one), then the oldest.
+pub fn next_order(
+    txn: &WriteTransaction,
+    shop: &str,
+    skip: &[u64],
+) -> Result<Option<OrderRecord>, StoreError> {
+    let tids = {
+        let t = txn.open_table(OPEN)?;
+        tables::open_tids(&t, shop)?
+    };
+    let taken = txn.open_table(ORDER_TASKS)?;
+    let mut best: Option<OrderRecord> = None;
+    for tid in tids {
+        if skip.contains(&tid) || taken.get((shop, tid))?.is_some() {
+            continue;
+        }
+        let Some(o) = store::get::<OrderKey, OrderRecord>(txn, tables::ORDERS, (shop, tid))? else {
+            continue;
+        };
+        let free_again = o.state == LocalState::PutBack
+            && matches!(
+                o.taobao_status,
+                TradeStatus::WaitSellerSendGoods | TradeStatus::SellerConsignedPart
+            );
+        if !(o.state == LocalState::Released || free_again) || o.is_held() {
+            continue;
+        }
+        let rank = |o: &OrderRecord| (o.ship_by_ms.unwrap_or(i64::MAX), o.arrived_ms, o.tid);
+        if best.as_ref().is_none_or(|b| rank(&o) < rank(b)) {
+            best = Some(o);
+        }
+    }
+    Ok(best)
+}
+
+/// A task by id.
+pub fn get(
+    txn: &impl store::ReadTxn,
+    shop: &str,
+    task_id: &str,
+) -> Result<Option<TaskRecord>, StoreError> {
+    tables::get_named(txn, TASKS, shop, task_id)
+}
+
+/// The open task `device` holds.
+pub fn of_device(
+    txn: &WriteTransaction,
+    shop: &str,
+    device: &str,
+) -> Result<Option<TaskRecord>, StoreError> {
+    let id = {
+        let t = txn.open_table(DEVICE_TASKS)?;
+        t.get((shop, device))?.map(|v| v.value().to_owned())
+    };
+    match id {
+        Some(id) => get(txn, shop, &id),
+        None => Ok(None),
+    }
+}
+
+/// The open task of order `tid`.
+pub fn of_order(
+    txn: &WriteTransaction,
+    shop: &str,
+    tid: u64,
+) -> Result<Option<TaskRecord>, StoreError> {
+    let id = {
+        let t = txn.open_table(ORDER_TASKS)?;
+        t.get((shop, tid))?.map(|v| v.value().to_owned())
+    };
+    match id {
+        Some(id) => get(txn, shop, &id),
+        None => Ok(None),
+    }
+}
+
+/// Writes `task` and keeps the indexes: an open task is its device's and its order's; a
+/// task that ended is neither's.
+pub fn save(txn: &WriteTransaction, shop: &str, task: &TaskRecord) -> Result<(), StoreError> {
+    tables::put_named(txn, TASKS, shop, &task.task_id, task)?;
+    let mut by_device = txn.open_table(DEVICE_TASKS)?;
+    let mut by_order = txn.open_table(ORDER_TASKS)?;
+    if task.state == TaskState::Open {
+        by_device.insert((shop, task.device.as_str()), task.task_id.as_str())?;
+        by_order.insert((shop, task.tid), task.task_id.as_str())?;
+    } else {
+        let mine = by_device
+            .get((shop, task.device.as_str()))?
+            .is_some_and(|v| v.value() == task.task_id);
+        if mine {
+            by_device.remove((shop, task.device.as_str()))?;
+        }
+        let mine = by_order
+            .get((shop, task.tid))?
+            .is_some_and(|v| v.value() == task.task_id);
+        if mine {
+            by_order.remove((shop, task.tid))?;
+        }
+    }
+    Ok(())
+}
