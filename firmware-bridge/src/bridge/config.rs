@@ -605,7 +605,7 @@ mod tests {
             "port /dev/ttyS0 is used by another device",
             "key mode only applies to scanners",
             "printers need language",
-            "language = \"cainiao\" is not a printer language",
+            "cainiao is a cloud-print document, not a printer language",
         ] {
             assert!(all.contains(needle), "{needle:?} missing from:\n{all}");
         }
