@@ -22,8 +22,8 @@
 //! Must never: block the runtime, exit without closing the store, or give up on shutdown
 //! silently (every straggler is named in the log).
 
+use crate::alert::Alerts;
 use crate::config::Config;
-use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
 use crate::ops::restarts::{Ended, Restarts};
@@ -611,7 +611,7 @@ async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallib
 /// alerts themselves are kept in the store; a message the broker did not take is not retried
 /// here (the status page, `/healthz` and the webhooks carry the same alerts).
 async fn publish_alerts(
-    mut events: tokio::sync::broadcast::Receiver<crate::ops::alert::AlertEvent>,
+    mut events: tokio::sync::broadcast::Receiver<crate::alert::AlertEvent>,
     publisher: crate::floor::alerts::AlertPublisher,
     node: String,
     site: String,
