@@ -22,14 +22,14 @@
 //! Must never: block the runtime, exit without closing the store, or give up on shutdown
 //! silently (every straggler is named in the log).
 
+use crate::alert::Alerts;
 use crate::config::Config;
-use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
 use crate::ops::restarts::{Ended, Restarts};
 use crate::outbox::Outbox;
 use crate::store::{OpenError, Store, StoreError};
-use crate::taobao::outbox::{TaobaoOp, TaobaoSink};
+use crate::taobao::outbox::TaobaoOp;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Display;
@@ -299,6 +299,8 @@ pub struct Started {
     pub intake: crate::sync::intake::IntakeHandle,
     /// The store (for embedding code that commits through `wms/`).
     pub store: Store,
+    /// Goods out: stock, shipments, waybills, reconciliation (the admin API's backend).
+    pub goods: crate::ops::goods::GoodsAdmin,
     /// Where the embedded MQTT broker listens (the real port when `mqtt.listen` says 0);
     /// `None` with an external broker.
     pub mqtt_addr: Option<SocketAddr>,
@@ -430,28 +432,35 @@ async fn start_parts(
             token.clone(),
         ),
     );
-    // This build runs, so its trial (if any) was decided: the floor works again. Before a
-    // restart into an update, devices are told to wait until the new build runs.
+    // Before a restart into an update, devices are told to wait until the new build runs;
+    // this build runs, so the trial (if any) was decided: the floor works again.
     let pause = crate::floor::pause::FloorPause::new(
         floor.client.clone(),
         &config.node.site,
         floor.admin.clone(),
     );
-    {
-        let pause = pause.clone();
-        tokio::spawn(async move { pause.set(false, "Gateway back: carry on").await });
+    if ota.floor_paused() {
+        let (pause, ota) = (pause.clone(), ota.clone());
+        tokio::spawn(async move {
+            pause.set(false, "Gateway back: carry on").await;
+            ota.set_floor_paused(false);
+        });
     }
-    restart.before_restart(Arc::new(move || {
-        let pause = pause.clone();
-        Box::pin(async move {
-            pause
-                .set(
-                    true,
-                    "Gateway updating: wait, keep your scans; they are answered when it is back",
-                )
-                .await;
-        })
-    }));
+    {
+        let ota = ota.clone();
+        restart.before_restart(Arc::new(move || {
+            let (pause, ota) = (pause.clone(), ota.clone());
+            Box::pin(async move {
+                ota.set_floor_paused(true);
+                pause
+                    .set(
+                        true,
+                        "Gateway updating: wait, keep your scans; they are answered when it is back",
+                    )
+                    .await;
+            })
+        }));
+    }
     match crate::ota::Installer::new(config.ota_options()) {
         Ok(installer) => tasks.spawn(
             "ota-mqtt",
@@ -482,6 +491,9 @@ async fn start_parts(
         &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
     );
     tasks.spawn("intake", warehouse.intake.run(token.clone()));
+    tasks.spawn("stock-feed", warehouse.feed.run(token.clone()));
+    tasks.spawn("deadlines", warehouse.deadlines.run(token.clone()));
+    tasks.spawn("reconcile", warehouse.reconcile.run(token.clone()));
     tasks.spawn("restarts", restarts.clone().watch(token.clone()));
     tasks.spawn(
         "ota-alerts",
@@ -515,6 +527,7 @@ async fn start_parts(
         axum::Router::new()
             .merge(crate::outbox::admin::router(outbox.admin()))
             .merge(crate::ops::orders::router(warehouse.admin))
+            .merge(crate::ops::goods::router(warehouse.goods.clone()))
             .merge(crate::taobao::admin::router(
                 taobao.tokens.clone(),
                 config.taobao.oauth_options(None),
@@ -563,6 +576,7 @@ async fn start_parts(
         health,
         bus: warehouse.bus,
         intake: warehouse.handle,
+        goods: warehouse.goods,
         store,
         mqtt_addr,
         alert_publisher,
@@ -642,7 +656,7 @@ async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallib
 /// alerts themselves are kept in the store; a message the broker did not take is not retried
 /// here (the status page, `/healthz` and the webhooks carry the same alerts).
 async fn publish_alerts(
-    mut events: tokio::sync::broadcast::Receiver<crate::ops::alert::AlertEvent>,
+    mut events: tokio::sync::broadcast::Receiver<crate::alert::AlertEvent>,
     publisher: crate::floor::alerts::AlertPublisher,
     node: String,
     site: String,
@@ -718,8 +732,9 @@ async fn report_store_health(
     }
 }
 
-/// The warehouse's parts: order intake (not yet running), the event bus, the operators'
-/// order and SKU API, and the status page's "Orders" block.
+/// The warehouse's parts: order intake, the stock feeder, the deadline watcher and
+/// reconciliation (none running yet), the event bus, the operators' order, SKU and goods
+/// API, and the status page's "Orders" block.
 struct Warehouse {
     bus: crate::wms::Bus,
     shop: crate::wms::ShopId,
@@ -727,7 +742,12 @@ struct Warehouse {
     intake: crate::sync::intake::Intake,
     handle: crate::sync::intake::IntakeHandle,
     admin: crate::ops::orders::OrdersAdmin,
+    goods: crate::ops::goods::GoodsAdmin,
     section: crate::sync::intake::IntakeSection,
+    stock: crate::sync::stock::StockOptions,
+    feed: crate::sync::stock::StockFeed,
+    deadlines: crate::sync::deadlines::Deadlines,
+    reconcile: crate::sync::reconcile::ReconcileJob,
 }
 
 impl Warehouse {
@@ -775,6 +795,54 @@ impl Warehouse {
             shop.clone(),
             clock.clone(),
         );
+        let stock = config.stock_options();
+        let feed = crate::sync::stock::StockFeed::new(
+            store.clone(),
+            outbox.clone(),
+            bus.clone(),
+            clock.clone(),
+            stock.clone(),
+        );
+        let deadlines = crate::sync::deadlines::Deadlines::new(
+            store.clone(),
+            outbox.clone(),
+            alerts.clone(),
+            clock.clone(),
+            config.deadline_options(),
+        );
+        let rec = crate::sync::reconcile::Reconciler::new(
+            taobao.client.clone(),
+            store.clone(),
+            outbox.admin(),
+            alerts.clone(),
+            clock.clone(),
+            config.reconcile_options(),
+        );
+        let state = crate::sync::reconcile::SharedState::default();
+        let reconcile = crate::sync::reconcile::ReconcileJob::new(
+            rec.clone(),
+            state.clone(),
+            Some(handle.watch()),
+        );
+        let goods = crate::ops::goods::GoodsAdmin::new(
+            store.clone(),
+            outbox.clone(),
+            shop.clone(),
+            config.shipping.merge_orders,
+            config.stock.max_intake_lag,
+            bus.clone(),
+            alerts.clone(),
+            clock.clone(),
+        )
+        .with_waybills(Arc::new(crate::sync::waybill::Issuer {
+            client: taobao.client.clone(),
+            store: store.clone(),
+            bus: bus.clone(),
+            alerts: alerts.clone(),
+            clock: clock.clone(),
+            opts: config.waybill_options(),
+        }))
+        .with_reconcile(Arc::new(crate::sync::reconcile::Runner { rec, state }));
         Warehouse {
             bus,
             shop,
@@ -782,13 +850,18 @@ impl Warehouse {
             intake,
             handle,
             admin,
+            goods,
             section,
+            stock,
+            feed,
+            deadlines,
+            reconcile,
         }
     }
 }
 
-/// The jobs: outbox delivery to Taobao (through the pre-consign check), resuming it when new
-/// tokens arrive, the carrier list.
+/// The jobs: outbox delivery to Taobao (stock pushes decided from the ledger, shipments
+/// through the pre-consign check), resuming it when new tokens arrive, the carrier list.
 #[allow(clippy::too_many_arguments)]
 fn spawn_jobs(
     tasks: &Tasks,
@@ -802,13 +875,13 @@ fn spawn_jobs(
 ) {
     tasks.spawn("outbox", {
         let outbox = outbox.clone();
-        let sink = crate::sync::consign::ConsignGuard::new(
-            TaobaoSink::new(taobao.client.clone(), alerts.clone()),
-            outbox.clone(),
-            warehouse.shop.clone(),
-            warehouse.bus.clone(),
-            alerts.clone(),
-            warehouse.clock.clone(),
+        let sink = crate::sync::taobao_sink(
+            &taobao.client,
+            &outbox,
+            &warehouse.bus,
+            alerts,
+            &warehouse.clock,
+            &warehouse.stock,
         );
         let token = token.clone();
         async move {

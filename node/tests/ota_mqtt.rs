@@ -214,8 +214,6 @@ fn active_alerts(gw: &Gateway) -> String {
 fn an_update_over_mqtt_is_installed_restarts_commits_and_answers_its_request() {
     let gw = Gateway::new();
     let (mut l, fleet, scanner) = running_node_with_scanner(&gw);
-    // Every start tells the floor to carry on (retained: whoever subscribes later gets it).
-    assert_eq!(next_pause(&scanner)["active"], false);
     // The real binary as the update (forced: it is the running version), so the build that
     // runs after the trial is a real node that answers on MQTT.
     let artifact = gw.real_build("wms-node-update");
@@ -264,9 +262,15 @@ fn an_update_over_mqtt_is_installed_restarts_commits_and_answers_its_request() {
     let mut l = gw.launch("restarted");
     let s = gw.wait_launched(&mut l, wms_node::VERSION);
     assert!(matches!(s.last, Some(Outcome::Committed { .. })), "{s:?}");
-    // Only the committed build, running, lets the floor work again.
+    // Only the committed build, running, lets the floor work again (retained: the scanner
+    // gets it whenever it is back).
     scanner.wait_subscribed();
     assert_eq!(next_pause(&scanner)["active"], false);
+    let deadline = Instant::now() + WAIT;
+    while gw.state().floor_paused {
+        assert!(Instant::now() < deadline, "the floor stays paused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(s.committed.as_ref().map(|c| c.slot), Some(Slot::A));
     l.wait_log("answering the OTA request that installed this trial");
     fleet.wait_subscribed();

@@ -4,10 +4,11 @@
 //! Before the node stops to boot an OTA update on trial, every device gets `active: true`
 //! (the trial's self-test may migrate the store, and a rollback restores the old file, so
 //! nothing may be acknowledged meanwhile: the node takes no floor work until the new build
-//! is committed and runs). Every start of `run` sends `active: false`: a build only runs
-//! after its trial was decided, so from then on the floor works again. Both are retained,
-//! so a device that connects in between (to an external broker that stays up) learns the
-//! current state. Fleet links (`gateway/…`) get none: they take no floor work.
+//! is committed and runs). The next start of `run` sends `active: false` (the OTA state
+//! remembers that the floor was told to wait): a build only runs after its trial was
+//! decided, so from then on the floor works again. Both are retained, so a device that
+//! connects in between (to an external broker that stays up) learns the current state.
+//! Fleet links (`gateway/…`) get none: they take no floor work.
 
 use super::admin::DeviceAdmin;
 use firmware_bridge::proto::{DeviceClass, Pause, VERSION, json};

@@ -188,6 +188,35 @@ const HELP: &[(&str, &str)] = &[
         "Time to pull and store one window of the incremental order pull.",
     ),
     (
+        "wms_node_shipments_total",
+        "Parcels through the ship scan (or `wms-node ship`); each queues one `Ship` op per trade.",
+    ),
+    (
+        "wms_node_ship_deadline_alerts_total",
+        "Ship-by deadline alerts raised, by `level` (`warning`, `critical`).",
+    ),
+    (
+        "wms_node_orders_near_deadline",
+        "Open orders not shipped within `shipping.deadline_warning` of their deadline.",
+    ),
+    (
+        "wms_node_stock_pushes_total",
+        "Stock calls made for listings, by `mode` (`full`, `delta`, `read`) and `result` \
+         (`applied`, `not_applied`, `unknown`).",
+    ),
+    (
+        "wms_node_waybills_total",
+        "E-waybill requests, by `result` (`issued`, `reprint`, `found`, `refused`, `unknown`).",
+    ),
+    (
+        "wms_node_reconcile_runs_total",
+        "Reconciliation runs (on demand and periodic).",
+    ),
+    (
+        "wms_node_reconcile_findings",
+        "Findings of the last reconciliation run, by `check`.",
+    ),
+    (
         "wms_node_intake_trades_total",
         "Trades stored by intake, by `change` (`inserted`, `updated`).",
     ),
@@ -249,7 +278,11 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         "wms_node_floor_refused_total",
-        "Device payloads answered `ok:false` or dropped, by `reason` (oversize, malformed, unknown_type, wrong_topic, version, invalid, unknown_device, store, bad_topic).",
+        "Device payloads answered `ok:false` or dropped, by `reason` (oversize, malformed, unknown_type, wrong_topic, version, invalid, unknown_device, store, bad_topic, gateway_busy).",
+    ),
+    (
+        "wms_node_ota_requests_total",
+        "OTA update requests received over MQTT, by `source` (mqtt) and `status` of the answer (installed, refused, failed).",
     ),
     (
         "wms_node_floor_duplicates_total",

@@ -13,7 +13,7 @@
 
 use super::state::{Outcome, State};
 use super::{OtaOptions, Paths};
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::alert::{AlertCode, Alerts, Severity};
 use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -223,6 +223,21 @@ impl OtaAdmin {
             self.restart.request().await;
         }
         self.launched
+    }
+
+    /// Whether the floor was told to wait before the restart that started this run.
+    pub fn floor_paused(&self) -> bool {
+        State::load(&self.opts.paths()).is_ok_and(|s| s.floor_paused)
+    }
+
+    /// Records whether the floor waits (told before a restart, cleared once told to carry on).
+    pub fn set_floor_paused(&self, paused: bool) {
+        if let Err(e) = State::update(&self.opts.paths(), |s| {
+            s.floor_paused = paused;
+            Ok(())
+        }) {
+            tracing::warn!("cannot record whether the floor waits: {e}");
+        }
     }
 
     /// The paths it works on.

@@ -26,7 +26,7 @@ use super::install::{Installed, Installer, OtaEvent, Reporter};
 use super::source::{Answer, Origin, UpdateRequest, trial_answer};
 use super::state::{Outcome, State};
 use super::{OtaError, SignedManifest, manifest};
-use crate::ops::alert::Alerts;
+use crate::alert::Alerts;
 use base64::Engine as _;
 use firmware_bridge::proto::VERSION;
 use firmware_bridge::proto::json;

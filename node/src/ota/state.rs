@@ -181,6 +181,9 @@ pub struct State {
     /// Whether the trial outcome was sent to that request (once, at the first start after
     /// the trial; a request sent again with the same id is answered from this state).
     pub request_answered: bool,
+    /// The floor was told to wait (`pause`) before the restart into an update; the next
+    /// `run` tells it to carry on, then clears this.
+    pub floor_paused: bool,
 }
 
 impl State {

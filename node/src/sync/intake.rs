@@ -34,7 +34,7 @@
 //! Must never: hold a store transaction across a call, read the host clock (only the
 //! [`Clock`] it is given), or log buyer data (tids and counts only).
 
-use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::ops::health::{CheckName, Health};
 use crate::outbox::Outbox;
 use crate::store::{Store, StoreError};
