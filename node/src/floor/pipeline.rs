@@ -544,6 +544,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_nodes_own_commands_go_to_their_handler_and_other_gateways_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = rig(&dir.path().join("s.redb"));
+        let (tx, mut cmds) = mpsc::channel(1);
+        let pipeline = r.pipeline.with_gateway_commands("gw1", tx);
+        let mut out = r.out;
+        let at = |topic: &str, payload: &str| {
+            let mut p = Publish::new(topic, QoS::AtLeastOnce, payload.to_owned());
+            p.pkid = 9;
+            p
+        };
+        pipeline.dispatch(at("wms/main/gateway/gw1/cmd", r#"{"type":"ota_update"}"#));
+        assert_eq!(ack(&mut out).await, 9, "acknowledged, not answered");
+        assert_eq!(cmds.recv().await.unwrap(), br#"{"type":"ota_update"}"#);
+        // Another gateway's commands, and the node's own replies and state: not ours.
+        for topic in ["wms/main/gateway/gw2/cmd", "wms/main/gateway/gw1/reply"] {
+            pipeline.dispatch(at(topic, "{}"));
+            assert_eq!(ack(&mut out).await, 9);
+        }
+        assert!(cmds.try_recv().is_err());
+        // A burst beyond the handler's queue is dropped (and counted), never blocking.
+        pipeline.dispatch(at("wms/main/gateway/gw1/cmd", "1"));
+        pipeline.dispatch(at("wms/main/gateway/gw1/cmd", "2"));
+        assert_eq!(ack(&mut out).await, 9);
+        assert_eq!(ack(&mut out).await, 9);
+        assert_eq!(cmds.recv().await.unwrap(), b"1");
+        assert!(cmds.try_recv().is_err());
+        assert_eq!(r.applied.load(Ordering::SeqCst), 0, "no floor work");
+    }
+
+    #[tokio::test]
     async fn the_answer_is_sent_only_once_its_effect_is_committed_then_the_event_is_acked() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = rig(&dir.path().join("s.redb"));
