@@ -469,6 +469,7 @@ async fn start_parts(
                     taobao.tokens.clone(),
                 )) as Arc<dyn StatusSource>,
                 Arc::new(warehouse.section) as Arc<dyn StatusSource>,
+                Arc::new(warehouse.goods_section) as Arc<dyn StatusSource>,
                 Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
                 Arc::new(store.clone()) as Arc<dyn StatusSource>,
             ];
@@ -703,6 +704,7 @@ struct Warehouse {
     feed: crate::sync::stock::StockFeed,
     deadlines: crate::sync::deadlines::Deadlines,
     reconcile: crate::sync::reconcile::ReconcileJob,
+    goods_section: crate::sync::goods_status::GoodsSection,
 }
 
 impl Warehouse {
@@ -797,7 +799,18 @@ impl Warehouse {
             clock: clock.clone(),
             opts: config.waybill_options(),
         }))
-        .with_reconcile(Arc::new(crate::sync::reconcile::Runner { rec, state }));
+        .with_reconcile(Arc::new(crate::sync::reconcile::Runner {
+            rec,
+            state: state.clone(),
+        }));
+        let goods_section = crate::sync::goods_status::GoodsSection::new(
+            store.clone(),
+            shop.clone(),
+            clock.clone(),
+            config.shipping.deadline_warning,
+            config.shipping.deadline_critical,
+            state,
+        );
         Warehouse {
             bus,
             shop,
@@ -811,6 +824,7 @@ impl Warehouse {
             feed,
             deadlines,
             reconcile,
+            goods_section,
         }
     }
 }
