@@ -412,6 +412,19 @@ async fn start_parts(
     .with_holds_from(&warehouse.bus, warehouse.shop.as_str());
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
+    let floor_section = crate::floor::status::FloorSection::new(
+        store.clone(),
+        floor.presence.clone(),
+        floor.connected.clone(),
+        match (mqtt_addr, config.mqtt.broker()) {
+            (Some(addr), _) => format!("embedded, listening on {addr}"),
+            (None, Ok(crate::config::Broker::External { host, port, tls })) => format!(
+                "external: {}://{host}:{port}",
+                if tls { "mqtts" } else { "mqtt" }
+            ),
+            (None, _) => "external".to_owned(),
+        },
+    );
 
     let (tasks, failures) = Tasks::new();
     tasks.spawn("alerts", notifier.run(token.clone()));
@@ -470,6 +483,7 @@ async fn start_parts(
                 )) as Arc<dyn StatusSource>,
                 Arc::new(warehouse.section) as Arc<dyn StatusSource>,
                 Arc::new(warehouse.goods_section) as Arc<dyn StatusSource>,
+                Arc::new(floor_section) as Arc<dyn StatusSource>,
                 Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
                 Arc::new(store.clone()) as Arc<dyn StatusSource>,
             ];
