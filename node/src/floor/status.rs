@@ -95,7 +95,7 @@ impl StatusSource for FloorSection {
                 },
             ),
         ];
-        match self.store.read(|r| devices::list(r)) {
+        match self.store.read(devices::list) {
             Err(e) => rows.push((
                 "devices".to_owned(),
                 format!("cannot read the registry: {e}"),
