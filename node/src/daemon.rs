@@ -765,6 +765,7 @@ impl Warehouse {
             taobao.client.clone(),
             shop.clone(),
             clock.clone(),
+            config.intake.lag_alert,
         );
         let stock = config.stock_options();
         let feed = crate::sync::stock::StockFeed::new(
