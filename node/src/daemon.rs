@@ -412,6 +412,19 @@ async fn start_parts(
     .with_gateway_commands(ota_commands);
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
+    let floor_section = crate::floor::status::FloorSection::new(
+        store.clone(),
+        floor.presence.clone(),
+        floor.connected.clone(),
+        match (mqtt_addr, config.mqtt.broker()) {
+            (Some(addr), _) => format!("embedded, listening on {addr}"),
+            (None, Ok(crate::config::Broker::External { host, port, tls })) => format!(
+                "external: {}://{host}:{port}",
+                if tls { "mqtts" } else { "mqtt" }
+            ),
+            (None, _) => "external".to_owned(),
+        },
+    );
 
     let (tasks, failures) = Tasks::new();
     tasks.spawn("alerts", notifier.run(token.clone()));
@@ -514,6 +527,8 @@ async fn start_parts(
                     taobao.tokens.clone(),
                 )) as Arc<dyn StatusSource>,
                 Arc::new(warehouse.section) as Arc<dyn StatusSource>,
+                Arc::new(warehouse.goods_section) as Arc<dyn StatusSource>,
+                Arc::new(floor_section) as Arc<dyn StatusSource>,
                 Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
                 Arc::new(store.clone()) as Arc<dyn StatusSource>,
             ];
@@ -748,6 +763,7 @@ struct Warehouse {
     feed: crate::sync::stock::StockFeed,
     deadlines: crate::sync::deadlines::Deadlines,
     reconcile: crate::sync::reconcile::ReconcileJob,
+    goods_section: crate::sync::goods_status::GoodsSection,
 }
 
 impl Warehouse {
@@ -794,6 +810,7 @@ impl Warehouse {
             taobao.client.clone(),
             shop.clone(),
             clock.clone(),
+            config.intake.lag_alert,
         );
         let stock = config.stock_options();
         let feed = crate::sync::stock::StockFeed::new(
@@ -842,7 +859,18 @@ impl Warehouse {
             clock: clock.clone(),
             opts: config.waybill_options(),
         }))
-        .with_reconcile(Arc::new(crate::sync::reconcile::Runner { rec, state }));
+        .with_reconcile(Arc::new(crate::sync::reconcile::Runner {
+            rec,
+            state: state.clone(),
+        }));
+        let goods_section = crate::sync::goods_status::GoodsSection::new(
+            store.clone(),
+            shop.clone(),
+            clock.clone(),
+            config.shipping.deadline_warning,
+            config.shipping.deadline_critical,
+            state,
+        );
         Warehouse {
             bus,
             shop,
@@ -856,6 +884,7 @@ impl Warehouse {
             feed,
             deadlines,
             reconcile,
+            goods_section,
         }
     }
 }

@@ -20,6 +20,7 @@
 pub mod carriers;
 pub mod consign;
 pub mod deadlines;
+pub mod goods_status;
 pub mod intake;
 pub mod reconcile;
 pub mod skus;
