@@ -12,9 +12,11 @@
 pub mod alert;
 pub mod health;
 pub mod http;
+pub mod i18n;
 pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod orders;
+pub mod process;
 pub mod restarts;
 pub mod time;
