@@ -160,28 +160,43 @@ async fn screenshots_of_the_demo() {
     let mut demo = std::process::Command::new(bin)
         .args(["demo", "--orders", "12", "--outage", "6s", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // The demo says when its script is through (orders shipped, stock pushed, checked
+    // against the shop) and it only serves the page from then on.
+    let stdout = demo.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("The node keeps running") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let through = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(300)))
+        .await
+        .unwrap();
+    if through.is_err() {
+        let _ = demo.kill();
+        panic!("the demo did not finish its script");
+    }
     let url = format!("http://127.0.0.1:{port}");
-    // The demo serves its page once its script is through: orders shipped, stock pushed.
-    let page = eventually(
-        Duration::from_secs(180),
+    let ok = eventually(
+        Duration::from_secs(60),
         "the demo's page, all ok",
         || async {
-            let r = reqwest::get(format!("{url}/healthz")).await?;
-            let h: serde_json::Value = r.json().await?;
-            let shipped = h["sections"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|s| s["title"] == "Orders");
-            Ok((h["status"] == "ok" && shipped).then_some(()))
+            let h: serde_json::Value = reqwest::get(format!("{url}/healthz")).await?.json().await?;
+            Ok((h["status"] == "ok").then_some(()))
         },
     )
     .await;
-    if let Err(e) = page {
+    if let Err(e) = ok {
         let _ = demo.kill();
         panic!("{e}");
     }
