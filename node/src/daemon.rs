@@ -29,7 +29,7 @@ use crate::ops::http::{OpsState, StatusSource};
 use crate::ops::restarts::{Ended, Restarts};
 use crate::outbox::Outbox;
 use crate::store::{OpenError, Store, StoreError};
-use crate::taobao::outbox::{TaobaoOp, TaobaoSink};
+use crate::taobao::outbox::TaobaoOp;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Display;
@@ -299,6 +299,8 @@ pub struct Started {
     pub intake: crate::sync::intake::IntakeHandle,
     /// The store (for embedding code that commits through `wms/`).
     pub store: Store,
+    /// Goods out: stock, shipments, waybills, reconciliation (the admin API's backend).
+    pub goods: crate::ops::goods::GoodsAdmin,
     /// Where the embedded MQTT broker listens (the real port when `mqtt.listen` says 0);
     /// `None` with an external broker.
     pub mqtt_addr: Option<SocketAddr>,
@@ -444,6 +446,9 @@ async fn start_parts(
         &tasks, &outbox, &taobao, &store, &health, &alerts, &token, &warehouse,
     );
     tasks.spawn("intake", warehouse.intake.run(token.clone()));
+    tasks.spawn("stock-feed", warehouse.feed.run(token.clone()));
+    tasks.spawn("deadlines", warehouse.deadlines.run(token.clone()));
+    tasks.spawn("reconcile", warehouse.reconcile.run(token.clone()));
     tasks.spawn("restarts", restarts.clone().watch(token.clone()));
     tasks.spawn(
         "ota-alerts",
@@ -478,6 +483,7 @@ async fn start_parts(
         axum::Router::new()
             .merge(crate::outbox::admin::router(outbox.admin()))
             .merge(crate::ops::orders::router(warehouse.admin))
+            .merge(crate::ops::goods::router(warehouse.goods.clone()))
             .merge(crate::taobao::admin::router(
                 taobao.tokens.clone(),
                 config.taobao.oauth_options(None),
@@ -526,6 +532,7 @@ async fn start_parts(
         health,
         bus: warehouse.bus,
         intake: warehouse.handle,
+        goods: warehouse.goods,
         store,
         mqtt_addr,
         alert_publisher,
@@ -681,8 +688,9 @@ async fn report_store_health(
     }
 }
 
-/// The warehouse's parts: order intake (not yet running), the event bus, the operators'
-/// order and SKU API, and the status page's "Orders" block.
+/// The warehouse's parts: order intake, the stock feeder, the deadline watcher and
+/// reconciliation (none running yet), the event bus, the operators' order, SKU and goods
+/// API, and the status page's "Orders" block.
 struct Warehouse {
     bus: crate::wms::Bus,
     shop: crate::wms::ShopId,
@@ -690,7 +698,12 @@ struct Warehouse {
     intake: crate::sync::intake::Intake,
     handle: crate::sync::intake::IntakeHandle,
     admin: crate::ops::orders::OrdersAdmin,
+    goods: crate::ops::goods::GoodsAdmin,
     section: crate::sync::intake::IntakeSection,
+    stock: crate::sync::stock::StockOptions,
+    feed: crate::sync::stock::StockFeed,
+    deadlines: crate::sync::deadlines::Deadlines,
+    reconcile: crate::sync::reconcile::ReconcileJob,
 }
 
 impl Warehouse {
@@ -738,6 +751,54 @@ impl Warehouse {
             shop.clone(),
             clock.clone(),
         );
+        let stock = config.stock_options();
+        let feed = crate::sync::stock::StockFeed::new(
+            store.clone(),
+            outbox.clone(),
+            bus.clone(),
+            clock.clone(),
+            stock.clone(),
+        );
+        let deadlines = crate::sync::deadlines::Deadlines::new(
+            store.clone(),
+            outbox.clone(),
+            alerts.clone(),
+            clock.clone(),
+            config.deadline_options(),
+        );
+        let rec = crate::sync::reconcile::Reconciler::new(
+            taobao.client.clone(),
+            store.clone(),
+            outbox.admin(),
+            alerts.clone(),
+            clock.clone(),
+            config.reconcile_options(),
+        );
+        let state = crate::sync::reconcile::SharedState::default();
+        let reconcile = crate::sync::reconcile::ReconcileJob::new(
+            rec.clone(),
+            state.clone(),
+            Some(handle.watch()),
+        );
+        let goods = crate::ops::goods::GoodsAdmin::new(
+            store.clone(),
+            outbox.clone(),
+            shop.clone(),
+            config.shipping.merge_orders,
+            config.stock.max_intake_lag,
+            bus.clone(),
+            alerts.clone(),
+            clock.clone(),
+        )
+        .with_waybills(Arc::new(crate::sync::waybill::Issuer {
+            client: taobao.client.clone(),
+            store: store.clone(),
+            bus: bus.clone(),
+            alerts: alerts.clone(),
+            clock: clock.clone(),
+            opts: config.waybill_options(),
+        }))
+        .with_reconcile(Arc::new(crate::sync::reconcile::Runner { rec, state }));
         Warehouse {
             bus,
             shop,
@@ -745,13 +806,18 @@ impl Warehouse {
             intake,
             handle,
             admin,
+            goods,
             section,
+            stock,
+            feed,
+            deadlines,
+            reconcile,
         }
     }
 }
 
-/// The jobs: outbox delivery to Taobao (through the pre-consign check), resuming it when new
-/// tokens arrive, the carrier list.
+/// The jobs: outbox delivery to Taobao (stock pushes decided from the ledger, shipments
+/// through the pre-consign check), resuming it when new tokens arrive, the carrier list.
 #[allow(clippy::too_many_arguments)]
 fn spawn_jobs(
     tasks: &Tasks,
@@ -765,13 +831,13 @@ fn spawn_jobs(
 ) {
     tasks.spawn("outbox", {
         let outbox = outbox.clone();
-        let sink = crate::sync::consign::ConsignGuard::new(
-            TaobaoSink::new(taobao.client.clone(), alerts.clone()),
-            outbox.clone(),
-            warehouse.shop.clone(),
-            warehouse.bus.clone(),
-            alerts.clone(),
-            warehouse.clock.clone(),
+        let sink = crate::sync::taobao_sink(
+            &taobao.client,
+            &outbox,
+            &warehouse.bus,
+            alerts,
+            &warehouse.clock,
+            &warehouse.stock,
         );
         let token = token.clone();
         async move {

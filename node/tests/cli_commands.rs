@@ -1,5 +1,4 @@
-//! The real `wms-node` executable: help, exit codes, `check-config`, `default-config`, and
-//! the commands that are not built yet.
+//! The real `wms-node` executable: help, exit codes, `check-config`, `default-config`.
 
 // Tests and benches report failures by unwrapping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -50,6 +49,8 @@ fn help_lists_the_commands_and_how_to_start() {
         "auth",
         "queue",
         "stock",
+        "ship",
+        "waybill",
         "reconcile",
         "ota",
         "WMS_NODE__SECTION__KEY",
@@ -192,19 +193,4 @@ fn default_config_prints_the_example_which_checks_clean() {
     std::fs::write(&config, out).unwrap();
     let (code, _, err) = output(wms_node(&["check-config", "--config"]).arg(&config));
     assert_eq!(code, 0, "{err}");
-}
-
-/// Take a command out of this list when it is built (and test it where it lives).
-#[test]
-fn commands_not_built_yet_say_so_and_exit_1() {
-    for args in [
-        &["stock", "list"][..],
-        &["stock", "push", "SKU-1"][..],
-        &["reconcile"][..],
-    ] {
-        let (code, _, err) = output(&mut wms_node(args));
-        assert_eq!(code, 1, "{args:?}: {err}");
-        assert!(err.contains("not built yet"), "{args:?}: {err}");
-        assert!(err.contains("it will"), "{args:?}: {err}");
-    }
 }

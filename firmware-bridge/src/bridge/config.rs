@@ -584,6 +584,11 @@ mod tests {
             class = "printer"
             port = "/dev/ttyS0"
             mode = "pick"
+            [[device]]
+            id = "waybills"
+            class = "printer"
+            port = "/dev/ttyS2"
+            language = "cainiao"
         "#;
         let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
             panic!("accepted")
@@ -600,6 +605,7 @@ mod tests {
             "port /dev/ttyS0 is used by another device",
             "key mode only applies to scanners",
             "printers need language",
+            "cainiao is a cloud-print document, not a printer language",
         ] {
             assert!(all.contains(needle), "{needle:?} missing from:\n{all}");
         }

@@ -261,6 +261,11 @@ where
     where
         U: Read + ReadReady,
     {
+        let query = match self.config.language {
+            PrintFormat::Zpl => zpl::HOST_STATUS,
+            PrintFormat::Tspl => tspl::STATUS_QUERY,
+            other => return Err(Error::NotALanguage(other)),
+        };
         // Whatever is waiting now is stale (an answer that came too late last time); a printer
         // that streams endlessly gets at most 8 reads of it.
         for _ in 0..8 {
@@ -269,11 +274,6 @@ where
             }
             self.uart.read(&mut self.rx).map_err(Error::Serial)?;
         }
-        let query = match self.config.language {
-            PrintFormat::Zpl => zpl::HOST_STATUS,
-            PrintFormat::Tspl => tspl::STATUS_QUERY,
-            other => return Err(Error::NotALanguage(other)),
-        };
         self.uart.write_all(query).map_err(Error::Serial)?;
         self.uart.flush().map_err(Error::Serial)?;
 
@@ -354,6 +354,7 @@ mod tests {
             job_id: "j1",
             format: PrintFormat::Zpl,
             data: "^XA^FDhello^FS^XZ",
+            template_url: None,
         };
         p.print_job(&job).unwrap();
         let (uart, _) = p.release();
@@ -368,6 +369,7 @@ mod tests {
             job_id: "j1",
             format: PrintFormat::Tspl,
             data: "PRINT 1",
+            template_url: None,
         };
         assert_eq!(
             p.print_job(&job),
@@ -376,6 +378,35 @@ mod tests {
                 printer: PrintFormat::Zpl
             })
         );
+        // A Cainiao e-waybill is for the Cainiao print component, never a serial printer.
+        let waybill = Print {
+            v: 1,
+            job_id: "j2",
+            format: PrintFormat::Cainiao,
+            data: "{\"encryptedData\":\"…\"}",
+            template_url: Some("http://cloudprint.cainiao.com/template/standard/101"),
+        };
+        assert_eq!(
+            p.print_job(&waybill),
+            Err(Error::WrongFormat {
+                job: PrintFormat::Cainiao,
+                printer: PrintFormat::Zpl
+            })
+        );
+        p.release().0.done();
+    }
+
+    #[test]
+    fn a_driver_set_up_for_cainiao_refuses_layouts_and_status_without_writing() {
+        let cfg = PrinterConfig {
+            language: PrintFormat::Cainiao,
+            ..zpl()
+        };
+        let mut p: Printer<_, _> = Printer::new(FakeUart::new([]), NoopDelay::new(), cfg);
+        assert!(matches!(
+            p.status(),
+            Err(Error::NotALanguage(PrintFormat::Cainiao))
+        ));
         p.release().0.done();
     }
 

@@ -433,6 +433,16 @@ mod tests {
             panic!("not print")
         };
         assert_eq!(p.format, PrintFormat::Zpl);
+        assert_eq!(p.template_url, None);
+        let waybill = br#"{"type":"print","job_id":"j2","format":"cainiao","data":"{\"encryptedData\":\"x\"}","template_url":"http://cloudprint.cainiao.com/template/standard/101"}"#;
+        let Downlink::Print(p) = decode_downlink(waybill).unwrap() else {
+            panic!("not print")
+        };
+        assert_eq!(p.format, PrintFormat::Cainiao);
+        assert_eq!(
+            p.template_url.as_deref(),
+            Some("http://cloudprint.cainiao.com/template/standard/101")
+        );
 
         let pr = br#"{"type":"print_result","re":"j1","status":"error","error":"paper out"}"#;
         let Uplink::PrintResult(r) = decode_uplink(Channel::Reply, pr).unwrap() else {

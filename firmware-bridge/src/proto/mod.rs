@@ -25,6 +25,7 @@
 //! {"type":"feedback","v":1,"re":"<msg_id>"|null,"ok":true,"beep":"ok","text":"…","next":{…}?}
 //! {"type":"reject","v":1,"re":"<hold_id|task_id|job_id>"|null,"of":"hold"?,"error":"…"}
 //! {"type":"print","v":1,"job_id":"…","format":"zpl","data":"^XA…^XZ"}
+//! {"type":"print","v":1,"job_id":"…","format":"cainiao","data":"<print data>","template_url":"…"}
 //! {"type":"print_result","v":1,"re":"<job_id>","status":"printed","error":"…"?}
 //! {"v":1,"online":true,"class":"scanner"?,"fw":"…"?,"detail":"…"?}      (state)
 //! ```
@@ -182,9 +183,10 @@ wire_enum! {
         Zpl = "zpl",
         /// TSC's TSPL/TSPL2 (`SIZE …`, `PRINT 1`).
         Tspl = "tspl",
-        /// Cainiao's cloud-print document (the `print_data` of `cainiao.waybill.ii.get`),
-        /// for printers driven by Cainiao's print component; never a serial printer's
-        /// language, so `wms-bridge` answers such a job with an error result.
+        /// A Cainiao e-waybill (DOMAIN.md §7): `data` is the print data exactly as Cainiao
+        /// issued it (opaque, usually encrypted) and [`Print::template_url`] the cloud-print
+        /// template. Only a station that runs the Cainiao print component prints it; a serial
+        /// label printer refuses it as the wrong format.
         Cainiao = "cainiao",
     }
 }
@@ -511,8 +513,12 @@ pub struct Print<S> {
     pub job_id: S,
     /// The language of `data`; must match the printer's.
     pub format: PrintFormat,
-    /// The complete job, e.g. `^XA…^XZ`.
+    /// The complete job, e.g. `^XA…^XZ`; for `cainiao`, the waybill's print data.
     pub data: S,
+    /// `cainiao` jobs: the cloud-print template URL (left out for printer languages). An
+    /// optional field added within version 1 (JSON readers without it ignore it); print jobs
+    /// travel as JSON on MQTT only, never postcard-framed to a microcontroller.
+    pub template_url: Option<S>,
 }
 
 /// `reply` · The outcome of a [`Print`].

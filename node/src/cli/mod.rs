@@ -1,7 +1,7 @@
 //! The command line: parsing, dispatch, and exit codes.
 //!
 //! Exit codes: 0 success; 2 bad usage or a bad configuration (fix the command or the file);
-//! 1 any other failure (including capabilities not built yet). Results go to stdout, logs
+//! 1 any other failure; `reconcile` alone also says 3: it ran and found discrepancies. Results go to stdout, logs
 //! and errors to stderr. `anyhow` lives here and in the subcommand files only.
 
 pub mod alerts;
@@ -9,14 +9,17 @@ pub mod auth;
 pub mod check_config;
 pub mod demo;
 pub mod devices;
+pub mod goods;
 pub mod launch;
 pub mod orders;
 pub mod ota;
 pub mod queue;
 pub mod reconcile;
 pub mod run;
+pub mod ship;
 pub mod sku;
 pub mod stock;
+pub mod waybill;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -44,6 +47,9 @@ Getting started:
   wms-node sku import skus.csv               the SKU master and which listings sell what
   wms-node run --config node.toml            run the node (systemd: Type=notify)
   wms-node orders list --held                orders waiting for someone
+  wms-node ship TID --company YTO --waybill NO   a parcel leaves
+  wms-node stock show                        stock per SKU and what the shop was told
+  wms-node reconcile                         compare with Taobao (exit 3: findings)
 
 Every config key can also be set in the environment as WMS_NODE__SECTION__KEY,
 e.g. WMS_NODE__TAOBAO__APP_SECRET. Exit codes: 0 ok, 1 failure, 2 bad usage or config.";
@@ -121,9 +127,13 @@ pub enum Command {
     Orders(orders::OrdersArgs),
     /// The SKU master and the map from Taobao listings to SKUs: import, sync, list.
     Sku(sku::SkuArgs),
-    /// Show and push stock levels.
+    /// The stock ledger and what the shop is told: show, set, adjust, push, stop, resume.
     Stock(stock::StockArgs),
-    /// Compare local orders, shipments and stock with Taobao and report differences.
+    /// Ship a parcel: checks holds, carrier and waybill number, queues the shipment.
+    Ship(ship::ShipArgs),
+    /// Cainiao e-waybills: get (or reprint) a package's waybill, void one.
+    Waybill(waybill::WaybillArgs),
+    /// Compare local orders, shipments, waybills and stock with Taobao and report differences.
     Reconcile(reconcile::ReconcileArgs),
     /// Over-the-air updates of this node's software.
     Ota(ota::OtaArgs),
@@ -207,8 +217,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             devices::run(args, &config)
         }
-        Command::Stock(args) => stock::run(args),
-        Command::Reconcile(args) => reconcile::run(args),
+        Command::Stock(args) => {
+            let Some(config) = load_for_command(&cli.config, log_format) else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            stock::run(args, &config)
+        }
+        Command::Ship(args) => {
+            let Some(config) = load_for_command(&cli.config, log_format) else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            ship::run(args, &config)
+        }
+        Command::Waybill(args) => {
+            let Some(config) = load_for_command(&cli.config, log_format) else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            waybill::run(args, &config)
+        }
+        Command::Reconcile(args) => {
+            let Some(config) = load_for_command(&cli.config, log_format) else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            reconcile::run(args, &config)
+        }
         Command::Ota(args) => ota::run(args, &cli.config, log_format),
         Command::Launch(args) => launch::run(args, &cli.config, cli.log_format),
     }
@@ -243,14 +275,6 @@ fn load_for_command(path: &Path, log_format: Option<LogFormat>) -> Option<Config
         return None;
     }
     Some(config)
-}
-
-/// Prints what a command not built yet will do, and exits 1.
-pub(crate) fn not_built(command: &str, will: &str, tracking: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("wms-node {command}: not built yet.");
-    eprintln!("When it is, it will {will}");
-    eprintln!("Tracked in: {tracking}");
-    Ok(ExitCode::FAILURE)
 }
 
 #[cfg(test)]

@@ -1,51 +1,241 @@
-//! `wms-node stock`: show local stock figures and queue full pushes to Taobao.
+//! `wms-node stock show|set|adjust|push|stop|resume|safety`: the stock ledger and what the
+//! shop is told (DOMAIN.md §5).
 //!
-//! Not built yet (stock sync is a later issue); the subcommands exist so scripts and docs
-//! can name them, and say so plainly.
+//! `show` prints per SKU on hand, reserved (every paid line not shipped, held or not),
+//! safety, available, whether sync is on, and per listing the quantity last confirmed by
+//! Taobao and when (`--json`: exactly those fields, ids as strings). The changes are audited
+//! with the reason given. Exit codes: 0 done, 1 refused or failed, 2 bad usage.
 
+use super::goods::Goods;
+use super::orders::{Failure, print};
+use anyhow::Context;
 use clap::{Args, Subcommand};
+use std::fmt::Write as _;
 use std::process::ExitCode;
+use wms_node::config::Config;
+use wms_node::ops::goods::{AdjustRequest, PushRequest, SafetyRequest, SetRequest, StockRow};
 
 /// `wms-node stock` options.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+A SKU's listings get a full value (type=1) only while order intake lags less than
+stock.max_intake_lag; warehouse changes go as deltas (type=2) at any time, and a zero at once.
+
+Examples:
+  wms-node stock show
+  wms-node stock show TSHIRT-RED-M --json
+  wms-node stock set TSHIRT-RED-M 40 --reason \"cycle count\"
+  wms-node stock adjust TSHIRT-RED-M -2 --reason \"damaged\"
+  wms-node stock push TSHIRT-RED-M
+  wms-node stock stop TSHIRT-RED-M         (the shop's figure is managed by hand)
+  wms-node stock resume TSHIRT-RED-M")]
 pub struct StockArgs {
     /// What to do.
     #[command(subcommand)]
     pub command: StockCommand,
+    /// Print JSON instead of a table (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 /// `wms-node stock` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum StockCommand {
-    /// Show on hand, reserved and available per SKU, and the last value pushed to Taobao.
-    List {
-        /// Only this warehouse SKU.
-        #[arg(long)]
+    /// Show on hand, reserved, safety, available and sync per SKU, with the quantity each
+    /// listing last got.
+    Show {
+        /// Only this SKU.
         sku: Option<String>,
     },
-    /// Queue a full stock update to Taobao for the given SKUs (all mapped SKUs if none).
+    /// Set on hand to QTY (a count).
+    Set {
+        /// The SKU.
+        sku: String,
+        /// Units on hand now.
+        qty: i64,
+        /// Why (kept in the audit trail).
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        reason: String,
+    },
+    /// Change on hand by ±N.
+    Adjust {
+        /// The SKU.
+        sku: String,
+        /// Units to add, or to remove with a minus sign (`-2`).
+        #[arg(allow_negative_numbers = true)]
+        delta: i64,
+        /// Why (kept in the audit trail).
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        reason: String,
+    },
+    /// Push the current value of the SKU's listings now (a full value).
     Push {
-        /// Warehouse SKUs.
-        skus: Vec<String>,
+        /// The SKU.
+        sku: String,
+        /// Push even while order intake lags (the value may re-add units sold but not
+        /// pulled yet).
+        #[arg(long)]
+        ignore_lag: bool,
+    },
+    /// Stop pushing the SKU's stock (the shop's figure is managed by hand).
+    Stop {
+        /// The SKU.
+        sku: String,
+    },
+    /// Resume pushing the SKU's stock (its listings get a full value).
+    Resume {
+        /// The SKU.
+        sku: String,
+    },
+    /// Set the SKU's safety stock (units never offered to the shop).
+    Safety {
+        /// The SKU.
+        sku: String,
+        /// Units.
+        units: i64,
     },
 }
 
 /// Runs a stock command.
-pub fn run(args: StockArgs) -> anyhow::Result<ExitCode> {
-    let will = match args.command {
-        StockCommand::List { .. } => {
-            "list on hand, reserved (paid, not shipped), safety stock and available per SKU, \
-             with the value last pushed to Taobao and when."
+pub fn run(args: StockArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let (goods, backend) = Goods::connect(config).await?;
+        let r = execute(&goods, args.command, args.json).await;
+        backend.close().await;
+        match r {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(Failure::Said(m)) => {
+                eprintln!("error: {m}");
+                Ok(ExitCode::FAILURE)
+            }
+            Err(Failure::Other(e)) => Err(e),
         }
-        StockCommand::Push { .. } => {
-            "queue a full update (type=1) of max(0, available) for each mapped (num_iid, \
-             sku_id) in the outbox, coalesced with any update already waiting; refused while \
-             order intake lags behind Taobao."
+    })
+}
+
+async fn execute(g: &Goods, cmd: StockCommand, json: bool) -> Result<(), Failure> {
+    let row = match cmd {
+        StockCommand::Show { sku } => {
+            let rows = match g {
+                Goods::Node(c) => c.stock(sku.as_deref()).await?,
+                Goods::Local(a) => a.stock(sku.as_deref())?,
+            };
+            let views: Vec<_> = rows.iter().map(|r| r.view.clone()).collect();
+            if json {
+                print(true, &views, |_| String::new());
+            } else {
+                print!("{}", render(&rows));
+            }
+            return Ok(());
         }
+        StockCommand::Set { sku, qty, reason } => match g {
+            Goods::Node(c) => {
+                c.stock_action(&sku, "set", &SetRequest { qty, reason })
+                    .await?
+            }
+            Goods::Local(a) => a.set(&sku, qty, &reason).await?,
+        },
+        StockCommand::Adjust { sku, delta, reason } => match g {
+            Goods::Node(c) => {
+                c.stock_action(&sku, "adjust", &AdjustRequest { delta, reason })
+                    .await?
+            }
+            Goods::Local(a) => a.adjust(&sku, delta, &reason).await?,
+        },
+        StockCommand::Push { sku, ignore_lag } => match g {
+            Goods::Node(c) => {
+                c.stock_action(&sku, "push", &PushRequest { ignore_lag })
+                    .await?
+            }
+            Goods::Local(a) => a.push(&sku, ignore_lag).await?,
+        },
+        StockCommand::Stop { sku } => match g {
+            Goods::Node(c) => c.stock_action(&sku, "stop", &serde_json::json!({})).await?,
+            Goods::Local(a) => a.sync(&sku, false).await?,
+        },
+        StockCommand::Resume { sku } => match g {
+            Goods::Node(c) => {
+                c.stock_action(&sku, "resume", &serde_json::json!({}))
+                    .await?
+            }
+            Goods::Local(a) => a.sync(&sku, true).await?,
+        },
+        StockCommand::Safety { sku, units } => match g {
+            Goods::Node(c) => {
+                c.stock_action(&sku, "safety", &SafetyRequest { safety: units })
+                    .await?
+            }
+            Goods::Local(a) => a.safety(&sku, units).await?,
+        },
     };
-    super::not_built(
-        "stock",
-        will,
-        "not filed yet (stock sync, DESIGN.md \"Stock\", DOMAIN.md §5)",
-    )
+    if json {
+        print(true, &row.view, |_| String::new());
+    } else {
+        print!("{}", render(std::slice::from_ref(&row)));
+        if matches!(g, Goods::Local(_)) {
+            println!("(the node is not running: Taobao hears of it when the node starts)");
+        }
+    }
+    Ok(())
+}
+
+/// `2026-12-01T17:00:00+08:00` → `12-01 17:00`.
+fn short(t: &str) -> String {
+    match (t.get(5..10), t.get(11..16)) {
+        (Some(d), Some(h)) => format!("{d} {h}"),
+        _ => t.to_owned(),
+    }
+}
+
+fn render(rows: &[StockRow]) -> String {
+    if rows.is_empty() {
+        return "No SKUs (wms-node sku import).\n".to_owned();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:>8} {:>8} {:>6} {:>9}  {:<7}  LISTINGS (last pushed; still owed)",
+        "SKU", "ON HAND", "RESERVED", "SAFETY", "AVAILABLE", "SYNC"
+    );
+    for r in rows {
+        let v = &r.view;
+        let listings: Vec<String> = v
+            .listings
+            .iter()
+            .map(|l| {
+                let key = format!("{}:{}", l.num_iid, l.sku_id.as_deref().unwrap_or("0"));
+                let pushed = match (&l.qty, &l.at) {
+                    (Some(q), Some(at)) => format!("{q} at {}", short(at)),
+                    _ => "never".to_owned(),
+                };
+                let owed = r
+                    .owed
+                    .iter()
+                    .find(|o| o.listing == key && !o.what.is_empty())
+                    .map(|o| format!("; {}", o.what))
+                    .unwrap_or_default();
+                format!("{key} ({pushed}{owed})")
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<20} {:>8} {:>8} {:>6} {:>9}  {:<7}  {}",
+            v.sku,
+            v.on_hand,
+            v.reserved,
+            v.safety,
+            v.available,
+            v.sync,
+            if listings.is_empty() {
+                "-".to_owned()
+            } else {
+                listings.join(", ")
+            }
+        );
+    }
+    out
 }

@@ -384,6 +384,61 @@ pub const BOUNDS: &[Bound] = &[
         max: secs(60),
         zero_means_off: false,
     },
+    // Goods out. A warning more than a week ahead is noise; the critical one at least a minute
+    // ahead so that someone can still act.
+    Bound {
+        key: "shipping.deadline_warning",
+        min: mins(2),
+        max: days(7),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "shipping.deadline_critical",
+        min: mins(1),
+        max: days(1),
+        zero_means_off: false,
+    },
+    // A waybill is kept for a reprint at least an hour; Cainiao voids unused numbers in weeks.
+    Bound {
+        key: "waybill.unused_after",
+        min: secs(3600),
+        max: days(30),
+        zero_means_off: false,
+    },
+    // Below the shortest poll interval plus 10 s the lag never falls under it; an hour of
+    // unseen sales is a real oversell risk.
+    Bound {
+        key: "stock.max_intake_lag",
+        min: secs(11),
+        max: secs(3600),
+        zero_means_off: false,
+    },
+    // Each run costs calls of the daily budget.
+    Bound {
+        key: "reconcile.every",
+        min: mins(5),
+        max: days(1),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "reconcile.stock_every",
+        min: mins(5),
+        max: days(7),
+        zero_means_off: false,
+    },
+    Bound {
+        key: "reconcile.stuck_after",
+        min: mins(1),
+        max: days(1),
+        zero_means_off: false,
+    },
+    // TOP's trade search looks back 90 days at most.
+    Bound {
+        key: "reconcile.days",
+        min: Num::Int(1),
+        max: Num::Int(90),
+        zero_means_off: false,
+    },
     // A store migration on a slow card takes time; systemd's start timeout is extended by it.
     Bound {
         key: "ota.gate_timeout",

@@ -22,6 +22,7 @@
 
 pub mod bounds;
 mod bytes;
+mod goods;
 mod load;
 mod schema;
 
@@ -32,6 +33,7 @@ pub use crate::store::CapPolicy;
 /// How TOP requests are signed: `"md5"`, `"hmac"` or `"hmac-sha256"`.
 pub use crate::taobao::sign::SignMethod;
 pub use bytes::{ByteSize, ParseByteSizeError};
+pub use goods::{ReconcileConfig, ShippingConfig, StockConfig, WaybillConfig};
 pub use load::{ConfigError, ENV_PREFIX, Origin, Problem};
 
 use crate::ops::alert::Severity;
@@ -58,6 +60,14 @@ pub struct Config {
     pub taobao: TaobaoConfig,
     /// Order intake: how orders are pulled, and what holds them.
     pub intake: IntakeConfig,
+    /// Parcels (merged orders) and ship-by deadlines.
+    pub shipping: ShippingConfig,
+    /// Cainiao e-waybills.
+    pub waybill: WaybillConfig,
+    /// What the shop is told about stock.
+    pub stock: StockConfig,
+    /// The periodic comparison with Taobao.
+    pub reconcile: ReconcileConfig,
     /// The MQTT broker that scanners, printers and bridges talk to.
     pub mqtt: MqttConfig,
     /// The warehouse floor: device events, dedupe, generated broker files.
@@ -773,6 +783,80 @@ impl Config {
             review_memo_words: i.review_memo_words.clone(),
             default_promise_s: i64::try_from(i.default_promise.as_secs()).unwrap_or(i64::MAX),
             ag_feedback: i.ag_feedback,
+            merge_orders: self.shipping.merge_orders,
+        }
+    }
+
+    /// How stock is pushed: `[stock]`.
+    pub fn stock_options(&self) -> crate::sync::stock::StockOptions {
+        crate::sync::stock::StockOptions {
+            shop: crate::wms::ShopId::main(),
+            max_intake_lag: self.stock.max_intake_lag,
+            ..crate::sync::stock::StockOptions::default()
+        }
+    }
+
+    /// How e-waybills are asked for: `[waybill]` and `shipping.merge_orders`.
+    pub fn waybill_options(&self) -> crate::sync::waybill::WaybillOptions {
+        let w = &self.waybill;
+        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        crate::sync::waybill::WaybillOptions {
+            shop: crate::wms::ShopId::main(),
+            cp_code: opt(&w.cp_code),
+            branch_code: w.branch_code.trim().to_owned(),
+            template_url: w.template_url.trim().to_owned(),
+            order_channels_type: w.order_channels_type.clone(),
+            need_encrypt: w.need_encrypt,
+            sender: crate::taobao::api::WaybillParty {
+                name: w.sender_name.trim().to_owned(),
+                mobile: opt(&w.sender_mobile),
+                phone: opt(&w.sender_phone),
+                address: crate::taobao::api::WaybillAddress {
+                    province: w.sender_province.trim().to_owned(),
+                    city: opt(&w.sender_city),
+                    district: opt(&w.sender_district),
+                    town: None,
+                    detail: w.sender_detail.trim().to_owned(),
+                },
+            },
+            merge_orders: self.shipping.merge_orders,
+        }
+    }
+
+    /// Ship-by deadline alerts: `[shipping]`.
+    pub fn deadline_options(&self) -> crate::sync::deadlines::DeadlineOptions {
+        crate::sync::deadlines::DeadlineOptions {
+            shop: crate::wms::ShopId::main(),
+            warning: self.shipping.deadline_warning,
+            critical: self.shipping.deadline_critical,
+            ..crate::sync::deadlines::DeadlineOptions::default()
+        }
+    }
+
+    /// Reconciliation: `[reconcile]`, `waybill.unused_after`, `[stock]` and the intake's
+    /// lag alert.
+    pub fn reconcile_options(&self) -> crate::sync::reconcile::ReconcileOptions {
+        let r = &self.reconcile;
+        crate::sync::reconcile::ReconcileOptions {
+            shop: crate::wms::ShopId::main(),
+            every: r.every,
+            stock_every: r.stock_every,
+            stuck_after: r.stuck_after,
+            days: r.days,
+            unused_waybill_after: self.waybill.unused_after,
+            deadline_within: self.shipping.deadline_warning,
+            max_intake_lag: self.stock.max_intake_lag,
+            lag_alert: self.intake.lag_alert,
+            trade_types: {
+                let types: Vec<&str> = self
+                    .intake
+                    .trade_types
+                    .iter()
+                    .map(|t| t.trim())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                (!types.is_empty()).then(|| types.join(","))
+            },
         }
     }
 
@@ -955,6 +1039,10 @@ impl Config {
         self.outbox.check(&mut bad);
         self.taobao.check(&mut bad);
         self.intake.check(self.taobao.poll_interval, &mut bad);
+        self.shipping.check(&mut bad);
+        self.waybill.check(&mut bad);
+        self.stock.check(self.taobao.poll_interval, &mut bad);
+        self.reconcile.check(&mut bad);
         self.mqtt.check(&mut bad);
         self.http.check(&mut bad);
         self.floor.check(&mut bad);

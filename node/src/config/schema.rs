@@ -11,7 +11,8 @@ use std::fmt;
 
 use super::{
     AlertsConfig, Config, FloorConfig, HttpConfig, IntakeConfig, LogConfig, MqttConfig, NodeConfig,
-    OtaConfig, OutboxConfig, StoreConfig, TaobaoConfig,
+    OtaConfig, OutboxConfig, ReconcileConfig, ShippingConfig, StockConfig, StoreConfig,
+    TaobaoConfig, WaybillConfig,
 };
 
 /// Keys whose values are secrets: never echoed in errors, always redacted in output.
@@ -37,6 +38,10 @@ pub(crate) fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "outbox" => struct_fields::<OutboxConfig>(),
         "taobao" => struct_fields::<TaobaoConfig>(),
         "intake" => struct_fields::<IntakeConfig>(),
+        "shipping" => struct_fields::<ShippingConfig>(),
+        "waybill" => struct_fields::<WaybillConfig>(),
+        "stock" => struct_fields::<StockConfig>(),
+        "reconcile" => struct_fields::<ReconcileConfig>(),
         "mqtt" => struct_fields::<MqttConfig>(),
         "floor" => struct_fields::<FloorConfig>(),
         "http" => struct_fields::<HttpConfig>(),

@@ -248,6 +248,35 @@ const HELP: &[(&str, &str)] = &[
         "Time to pull and store one window of the incremental order pull.",
     ),
     (
+        "wms_node_shipments_total",
+        "Parcels through the ship scan (or `wms-node ship`); each queues one `Ship` op per trade.",
+    ),
+    (
+        "wms_node_ship_deadline_alerts_total",
+        "Ship-by deadline alerts raised, by `level` (`warning`, `critical`).",
+    ),
+    (
+        "wms_node_orders_near_deadline",
+        "Open orders not shipped within `shipping.deadline_warning` of their deadline.",
+    ),
+    (
+        "wms_node_stock_pushes_total",
+        "Stock calls made for listings, by `mode` (`full`, `delta`, `read`) and `result` \
+         (`applied`, `not_applied`, `unknown`).",
+    ),
+    (
+        "wms_node_waybills_total",
+        "E-waybill requests, by `result` (`issued`, `reprint`, `found`, `refused`, `unknown`).",
+    ),
+    (
+        "wms_node_reconcile_runs_total",
+        "Reconciliation runs (on demand and periodic).",
+    ),
+    (
+        "wms_node_reconcile_findings",
+        "Findings of the last reconciliation run, by `check`.",
+    ),
+    (
         "wms_node_intake_trades_total",
         "Trades stored by intake, by `change` (`inserted`, `updated`).",
     ),

@@ -10,6 +10,7 @@
 //! Must never expose secrets or buyer data: everything here carries ids and counts only.
 
 pub mod alert;
+pub mod goods;
 pub mod health;
 pub mod http;
 pub mod i18n;

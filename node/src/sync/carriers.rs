@@ -14,78 +14,35 @@
 //! Must never: drop the stored list because a fetch failed, or retry in a tight loop.
 
 use crate::ops::health::{CheckName, Health};
-use crate::store::{self, Bytes, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::taobao::{Disposition, TopClient};
 use firmware_bridge::pace::Backoff;
-use redb::{ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// `code` → [`Carrier`].
-pub const CARRIERS: TableDefinition<'static, &'static str, Bytes> =
-    TableDefinition::new("carriers");
+pub use crate::wms::carriers::{CARRIERS, Carrier, WaybillError};
 
 /// The health check this loop reports (the link itself is the `taobao` check).
 pub const CHECK: CheckName = CheckName::Carriers;
 
-/// One carrier as Taobao lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Carrier {
-    /// `company_code` of a shipment (`YTO`, `SF`, …).
-    pub code: String,
-    /// Display name.
-    pub name: String,
-    /// The regex a valid waybill number must match, when Taobao gives one.
-    pub reg_mail_no: Option<String>,
-}
-
-/// Why an `out_sid` is refused before it becomes a `Ship` op.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WaybillError {
-    /// The carrier code is not in Taobao's list.
-    #[error("unknown carrier code `{0}` (not in taobao.logistics.companies.get)")]
-    UnknownCarrier(String),
-    /// The number does not match the carrier's `reg_mail_no`.
-    #[error("waybill number does not match the rule of carrier `{code}`")]
-    Mismatch {
-        /// The carrier.
-        code: String,
-    },
-}
-
-impl Carrier {
-    /// Whether `out_sid` matches this carrier's rule. A missing or unparsable rule accepts
-    /// any non-empty number: Taobao still checks, and refusing a real parcel would be worse.
-    pub fn accepts(&self, out_sid: &str) -> bool {
-        if out_sid.is_empty() {
-            return false;
-        }
-        match self.reg_mail_no.as_deref().map(regex_lite_full_match) {
-            Some(Some(ok)) => ok(out_sid),
-            _ => true,
-        }
-    }
-}
-
-/// Compiles `pattern` anchored at both ends; `None` when it does not compile.
-fn regex_lite_full_match(pattern: &str) -> Option<impl Fn(&str) -> bool> {
-    let anchored = format!(
-        "^(?:{})$",
-        pattern.trim_start_matches('^').trim_end_matches('$')
-    );
-    let re = regex::Regex::new(&anchored).ok()?;
-    Some(move |s: &str| re.is_match(s))
-}
-
 /// Checks `out_sid` against the stored rule of `code`.
 pub fn validate_out_sid(store: &Store, code: &str, out_sid: &str) -> Result<(), ValidateError> {
-    let carrier: Option<Carrier> = store.read(|txn| store::get(txn, CARRIERS, code))?;
-    match carrier {
-        None => Err(WaybillError::UnknownCarrier(code.to_owned()).into()),
+    let carriers = load(store)?;
+    match carriers.iter().find(|c| c.code == code) {
+        None if carriers.is_empty() => Err(WaybillError::NoList(code.to_owned()).into()),
+        None => Err(WaybillError::UnknownCarrier {
+            code: code.to_owned(),
+            nearest: crate::wms::carriers::nearest(code, &carriers),
+        }
+        .into()),
         Some(c) if c.accepts(out_sid) => Ok(()),
-        Some(c) => Err(WaybillError::Mismatch { code: c.code }.into()),
+        Some(c) => Err(WaybillError::Mismatch {
+            code: c.code.clone(),
+            out_sid: out_sid.to_owned(),
+            rule: c.reg_mail_no.clone().unwrap_or_default(),
+        }
+        .into()),
     }
 }
 
@@ -102,34 +59,14 @@ pub enum ValidateError {
 
 /// Every stored carrier, by code.
 pub fn load(store: &Store) -> Result<Vec<Carrier>, StoreError> {
-    store.read(|txn| {
-        let table = match txn.open_table(CARRIERS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (k, v) = row?;
-            // A damaged row is quarantined by `decode`; the others still count.
-            if let Ok(c) = store::decode::<&str, Carrier>(CARRIERS, &k.value(), v.value()) {
-                out.push(c);
-            }
-        }
-        Ok(out)
-    })
+    store.read(crate::wms::carriers::all)
 }
 
 /// Replaces the stored list with `carriers` in one durable write.
 pub async fn replace(store: &Store, carriers: Vec<Carrier>) -> Result<usize, StoreError> {
     store
         .write(move |txn| {
-            let mut table = txn.open_table(CARRIERS)?;
-            table.retain(|_, _| false)?;
-            drop(table);
-            for c in &carriers {
-                store::put(txn, CARRIERS, c.code.as_str(), c)?;
-            }
+            crate::wms::carriers::replace(txn, &carriers)?;
             Ok(carriers.len())
         })
         .await
@@ -234,29 +171,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_waybill_number_must_match_the_whole_rule() {
-        let c = yto();
-        assert!(c.accepts("YT1234567890123"));
-        assert!(!c.accepts("YT123"));
-        assert!(!c.accepts("XYT1234567890123"));
-        assert!(!c.accepts(""));
-    }
-
-    #[test]
-    fn an_unanchored_or_broken_rule_still_judges_sensibly() {
-        let mut c = yto();
-        c.reg_mail_no = Some("YT\\d{13}".into());
-        assert!(!c.accepts("YT1234567890123-extra"));
-        c.reg_mail_no = Some("([".into());
-        assert!(
-            c.accepts("anything"),
-            "an unparsable rule must not block shipping"
-        );
-        c.reg_mail_no = None;
-        assert!(c.accepts("X1"));
-    }
-
     #[tokio::test]
     async fn replace_stores_the_list_and_validation_reads_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -265,6 +179,10 @@ mod tests {
             crate::ops::alert::Alerts::new(),
         )
         .unwrap();
+        assert!(matches!(
+            validate_out_sid(&store, "YTO", "YT1234567890123"),
+            Err(ValidateError::Waybill(WaybillError::NoList(_)))
+        ));
         replace(&store, vec![yto()]).await.unwrap();
         assert_eq!(load(&store).unwrap(), vec![yto()]);
         assert!(validate_out_sid(&store, "YTO", "YT1234567890123").is_ok());
@@ -273,8 +191,8 @@ mod tests {
             Err(ValidateError::Waybill(WaybillError::Mismatch { .. }))
         ));
         assert!(matches!(
-            validate_out_sid(&store, "NOPE", "123"),
-            Err(ValidateError::Waybill(WaybillError::UnknownCarrier(_)))
+            validate_out_sid(&store, "YT0", "123"),
+            Err(ValidateError::Waybill(WaybillError::UnknownCarrier { nearest, .. })) if nearest == ["YTO"]
         ));
         replace(&store, vec![]).await.unwrap();
         assert!(load(&store).unwrap().is_empty());

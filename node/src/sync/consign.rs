@@ -62,7 +62,7 @@ impl ConsignGuard {
         }
     }
 
-    async fn check(&self, tid: u64) -> Result<ConsignCheck, wms::WmsError> {
+    async fn check(&self, tid: u64, oids: Vec<u64>) -> Result<ConsignCheck, wms::WmsError> {
         let shop = self.shop.clone();
         let outbox = self.outbox.clone();
         let bus = self.bus.clone();
@@ -70,7 +70,7 @@ impl ConsignGuard {
         let when = crate::taobao::time::format(now);
         wms::write(&self.store, move |txn| {
             let mut w = Wms::new(txn, &shop, now);
-            let c = w.consign_check(tid)?;
+            let c = w.consign_check(tid, &oids)?;
             if let ConsignCheck::Intercept { feedback, .. } = &c {
                 for f in feedback {
                     queue_feedback(&outbox, txn, f, &when);
@@ -83,13 +83,13 @@ impl ConsignGuard {
         .await
     }
 
-    async fn consigned(&self, tid: u64) {
+    async fn consigned(&self, tid: u64, oids: Vec<u64>) {
         let shop = self.shop.clone();
         let bus = self.bus.clone();
         let now = self.clock.now();
         let r = wms::write(&self.store, move |txn| {
             let mut w = Wms::new(txn, &shop, now);
-            w.consigned(tid)?;
+            w.consigned(tid, &oids)?;
             let events = w.finish()?;
             bus.publish_after_commit(shop.as_str(), events);
             Ok(())
@@ -101,11 +101,11 @@ impl ConsignGuard {
         }
     }
 
-    async fn ship(&self, attempt: Attempt<'_, TaobaoOp>, tid: i64) -> Outcome {
+    async fn ship(&self, attempt: Attempt<'_, TaobaoOp>, tid: i64, oids: Vec<u64>) -> Outcome {
         let Some(id) = wms::id(tid) else {
             return self.inner.deliver(attempt).await;
         };
-        let check = match self.check(id).await {
+        let check = match self.check(id, oids.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 return Outcome::Retry {
@@ -150,7 +150,7 @@ impl ConsignGuard {
         if matches!(outcome, Outcome::Done | Outcome::AlreadyDone)
             && check != ConsignCheck::Untracked
         {
-            self.consigned(id).await;
+            self.consigned(id, oids).await;
         }
         outcome
     }
@@ -159,9 +159,10 @@ impl ConsignGuard {
 impl Sink<TaobaoOp> for ConsignGuard {
     async fn deliver(&self, attempt: Attempt<'_, TaobaoOp>) -> Outcome {
         match attempt.op {
-            TaobaoOp::Ship { tid, .. } => {
+            TaobaoOp::Ship { tid, oids, .. } => {
                 let tid = *tid;
-                self.ship(attempt, tid).await
+                let oids = oids.iter().filter_map(|o| wms::id(*o)).collect();
+                self.ship(attempt, tid, oids).await
             }
             _ => self.inner.deliver(attempt).await,
         }

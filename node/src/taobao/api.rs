@@ -13,6 +13,7 @@ use super::decode;
 use super::error::TopError;
 use super::types::{
     Item, ItemQuantity, ItemsPage, LogisticsCompany, RefundsPage, Trade, TradesPage, Waybill,
+    WaybillQueryResult,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -348,7 +349,7 @@ pub struct WaybillRequest {
 }
 
 /// The sender (the warehouse: not buyer data).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct WaybillParty {
     /// Name.
     pub name: String,
@@ -533,7 +534,15 @@ pub const METHODS: &[&str] = &[
     "taobao.rdc.aligenius.sendgoods.cancel",
     "cainiao.waybill.ii.get",
     "cainiao.waybill.ii.cancel",
+    "cainiao.waybill.ii.query.by.tradecode",
 ];
+
+/// `cainiao.waybill.ii.query.by.tradecode`'s result.
+#[derive(Deserialize)]
+struct WaybillQueryReply {
+    #[serde(default, deserialize_with = "decode::list")]
+    modules: Vec<WaybillQueryResult>,
+}
 
 /// Decodes a result object (from [`decode::reply`]) as the call of `method` above does,
 /// with the same helpers, and drops the value. The property tests and the fuzz target run
@@ -577,6 +586,7 @@ pub fn decode_result(method: &str, v: serde_json::Value) -> Result<(), TopError>
         }
         "cainiao.waybill.ii.get" => typed::<WaybillReply>(method, v),
         "cainiao.waybill.ii.cancel" => flag(method, &v, "cancel_result").map(drop),
+        "cainiao.waybill.ii.query.by.tradecode" => typed::<WaybillQueryReply>(method, v),
         other => Err(invalid(other, "not a method of this client")),
     }
 }
@@ -890,6 +900,38 @@ impl TopClient {
         let json = serde_json::to_string(r).map_err(|e| invalid(M, e.to_string()))?;
         let p = Params::new().set("param_waybill_cloud_print_apply_new_request", json);
         let reply: WaybillReply = self.call_as(M, p, Session::Required).await?;
+        Ok(reply.modules)
+    }
+
+    /// `cainiao.waybill.ii.query.by.tradecode`: the waybills issued for trade codes (up to
+    /// 20 `(object_id, trade code)` pairs), to find out whether a request whose answer was
+    /// lost issued a number (DOMAIN.md §7) before asking again.
+    pub async fn cainiao_waybill_ii_query_by_tradecode(
+        &self,
+        queries: &[(String, String)],
+    ) -> Result<Vec<WaybillQueryResult>, TopError> {
+        const M: &str = "cainiao.waybill.ii.query.by.tradecode";
+        #[derive(Serialize)]
+        struct Query<'a> {
+            object_id: &'a str,
+            biz_sub_code: &'a str,
+        }
+        if queries.is_empty() || queries.len() > 20 {
+            return Err(invalid(
+                M,
+                format!("1 to 20 trade codes per call, got {}", queries.len()),
+            ));
+        }
+        let list: Vec<Query<'_>> = queries
+            .iter()
+            .map(|(o, c)| Query {
+                object_id: o,
+                biz_sub_code: c,
+            })
+            .collect();
+        let json = serde_json::to_string(&list).map_err(|e| invalid(M, e.to_string()))?;
+        let p = Params::new().set("param_list", json);
+        let reply: WaybillQueryReply = self.call_as(M, p, Session::Required).await?;
         Ok(reply.modules)
     }
 

@@ -240,6 +240,7 @@ impl CallClass {
             | "taobao.logistics.consign.resend"
             | "taobao.rdc.aligenius.sendgoods.cancel"
             | "cainiao.waybill.ii.get"
+            | "cainiao.waybill.ii.query.by.tradecode"
             | "cainiao.waybill.ii.cancel" => CallClass::Shipments,
             "taobao.item.quantity.update" | "taobao.skus.quantity.update" => CallClass::Stock,
             _ => CallClass::Intake,
@@ -837,9 +838,12 @@ pub(crate) fn transport_error(method: &str, e: reqwest::Error) -> TopError {
             method: method.to_owned(),
         };
     }
+    // A refused or failed connect sent nothing; anything later may have reached the gateway.
+    let sent = !e.is_connect();
     TopError::Transport {
         method: method.to_owned(),
         detail: error_chain(e),
+        sent,
     }
 }
 

@@ -104,6 +104,9 @@ pub enum TopError {
         method: String,
         /// What failed, without the URL (it holds the session and the signature).
         detail: String,
+        /// Whether the request may have reached the platform (anything but a refused or
+        /// failed connect): then its effect is unknown, see [`TopError::may_have_applied`].
+        sent: bool,
     },
     /// The connect or the whole-request timeout expired. Retry.
     #[error("{method}: timed out")]
@@ -293,6 +296,24 @@ impl TopError {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self.disposition(), Disposition::Retry { .. })
+    }
+
+    /// Whether the call may have taken effect although no answer arrived: a timeout, a
+    /// connection lost after sending, a front-end 5xx, an unreadable body. For a call that is
+    /// not idempotent (an incremental stock update) the caller must find out before sending
+    /// it again. An error reply, a refused connection or a call not sent at all (ban, budget,
+    /// no session, invalid request) took no effect.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            TopError::Transport { sent, .. } => *sent,
+            TopError::Timeout { .. } | TopError::Http { .. } | TopError::Decode { .. } => true,
+            TopError::Api(_)
+            | TopError::Banned { .. }
+            | TopError::NoSession { .. }
+            | TopError::InvalidRequest { .. }
+            | TopError::TokenStore { .. }
+            | TopError::OverBudget { .. } => false,
+        }
     }
 
     /// The platform's reply, if this is one.
@@ -525,6 +546,7 @@ mod tests {
             TopError::Transport {
                 method: m(),
                 detail: "reset".into(),
+                sent: true,
             },
             TopError::Timeout { method: m() },
             TopError::Http {

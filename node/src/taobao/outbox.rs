@@ -7,6 +7,7 @@
 //! | `SetStock`      | `taobao.item.quantity.update` (type=1) | `stock:<iid>:<sku>` | same key  | Urgent at 0, Normal | no       |
 //! | `CancelWaybill` | `cainiao.waybill.ii.cancel`            | `waybill:<cp>:<no>` | —         | Low                 | no       |
 //! | `CancelFeedback`| `taobao.rdc.aligenius.sendgoods.cancel`| `trade:<tid>`       | —         | Normal              | no       |
+//! | `PushStock`     | `taobao.item.quantity.update` (type=1 or 2), decided at delivery | `stock:<iid>:<sku>` | same key | Urgent for a zero, Normal | no |
 //!
 //! `CancelFeedback` (DOMAIN.md §3.7) shares the trade's FIFO key, so a `FAIL` ("already gone")
 //! queued when a held parcel had to ship anyway reaches the platform after the shipment. When
@@ -15,11 +16,15 @@
 //! Outcomes come from [`TopError::outcome`](super::TopError::outcome) and nowhere else, with
 //! one op-specific rule: B04 ("already shipped or closed") on a `Ship` is `AlreadyDone`
 //! (the gateway refuses a repeat, so a re-delivery after a crash is harmless); the trade is then
-//! re-read, and a closed trade raises the `shipped_closed_trade` alert. A code 27 has already
+//! re-read: a closed trade raises the `shipped_closed_trade` alert, and lines shipped with
+//! another waybill number than the op's raise `shipped_other_waybill`. A code 27 has already
 //! had its one refresh inside the client; what reaches here is `Auth`.
 //!
 //! `SetStock` carries an absolute quantity (latest wins when coalesced); `version` is the
 //! producer's monotonic stamp, kept for `queue list` and for dropping stale pushes upstream.
+//! `PushStock` carries no quantity: it says a listing owes the shop a push, and the stock
+//! guard (`sync::stock::StockGuard`) decides at delivery what it sends, from the ledger
+//! (`wms::stock`). Delivered by this sink alone it is refused as permanent.
 
 use super::api::{OfflineSend, QuantityUpdate, StockMode};
 use super::client::TopClient;
@@ -77,6 +82,18 @@ pub enum TaobaoOp {
         /// When the warehouse acted, `yyyy-MM-dd HH:mm:ss` GMT+8.
         operate_time: String,
     },
+    /// A listing owes the shop a stock push; what it sends (a full value, a delta, or a read
+    /// first) is decided at delivery from the ledger.
+    PushStock {
+        /// Item.
+        num_iid: i64,
+        /// SKU; `None` for an item without SKUs.
+        sku_id: Option<i64>,
+        /// The listing's version when it became due.
+        version: u64,
+        /// A zero: delivered ahead of other stock ops.
+        urgent: bool,
+    },
 }
 
 impl Operation for TaobaoOp {
@@ -98,12 +115,15 @@ impl Operation for TaobaoOp {
                 waybill_code,
             } => format!("waybill:{cp_code}:{waybill_code}"),
             TaobaoOp::CancelFeedback { tid, .. } => format!("trade:{tid}"),
+            TaobaoOp::PushStock {
+                num_iid, sku_id, ..
+            } => format!("stock:{num_iid}:{}", sku_id.unwrap_or(0)),
         }
     }
 
     fn coalesce_key(&self) -> Option<String> {
         match self {
-            TaobaoOp::SetStock { .. } => Some(self.fifo_key()),
+            TaobaoOp::SetStock { .. } | TaobaoOp::PushStock { .. } => Some(self.fifo_key()),
             _ => None,
         }
     }
@@ -120,6 +140,8 @@ impl Operation for TaobaoOp {
             TaobaoOp::SetStock { .. } => Priority::Normal,
             TaobaoOp::CancelWaybill { .. } => Priority::Low,
             TaobaoOp::CancelFeedback { .. } => Priority::Normal,
+            TaobaoOp::PushStock { urgent: true, .. } => Priority::Urgent,
+            TaobaoOp::PushStock { .. } => Priority::Normal,
         }
     }
 
@@ -129,6 +151,7 @@ impl Operation for TaobaoOp {
             TaobaoOp::SetStock { .. } => "set_stock",
             TaobaoOp::CancelWaybill { .. } => "cancel_waybill",
             TaobaoOp::CancelFeedback { .. } => "cancel_feedback",
+            TaobaoOp::PushStock { .. } => "push_stock",
         }
     }
 
@@ -174,6 +197,16 @@ impl Operation for TaobaoOp {
                 "refund feedback {} for tid {tid} line {oid} (refund {refund_id})",
                 if *stopped { "SUCCESS" } else { "FAIL" }
             ),
+            TaobaoOp::PushStock {
+                num_iid,
+                sku_id,
+                version,
+                urgent,
+            } => format!(
+                "push stock of num_iid {num_iid}{} (v{version}){}",
+                sku_id.map(|s| format!(" sku {s}")).unwrap_or_default(),
+                if *urgent { ", zero" } else { "" }
+            ),
         }
     }
 }
@@ -208,8 +241,8 @@ impl TaobaoSink {
     ) -> Outcome {
         let send = OfflineSend {
             tid,
-            sub_tids: oids,
-            out_sid,
+            sub_tids: oids.clone(),
+            out_sid: out_sid.clone(),
             company_code,
             feature: None,
         };
@@ -222,18 +255,21 @@ impl TaobaoSink {
             Err(e) => {
                 let outcome = e.outcome();
                 if outcome == Outcome::AlreadyDone {
-                    self.check_closed(tid).await;
+                    self.check_already_shipped(tid, &oids, &out_sid).await;
                 }
                 outcome
             }
         }
     }
 
-    /// After B04: a closed trade means goods left for an order that will not be paid for.
-    async fn check_closed(&self, tid: i64) {
+    /// After B04: the trade is re-read. A closed trade means goods left for an order that
+    /// will not be paid for; lines shipped with another number mean the buyer tracks another
+    /// parcel. The same number on the lines is the normal case: a re-delivery after a lost
+    /// answer (DOMAIN.md §4).
+    async fn check_already_shipped(&self, tid: i64, oids: &[i64], out_sid: &str) {
         match self
             .client
-            .trade_fullinfo_get(tid, &["tid", "status"])
+            .trade_fullinfo_get(tid, &["tid", "status", "orders"])
             .await
         {
             Ok(t) => {
@@ -250,8 +286,29 @@ impl TaobaoSink {
                              (refunded or cancelled): stop the parcel if it can still be stopped"
                         ),
                     );
-                } else {
+                    return;
+                }
+                let other: Vec<String> = t
+                    .orders
+                    .iter()
+                    .filter(|o| oids.is_empty() || oids.contains(&o.oid))
+                    .filter_map(|o| o.invoice_no.clone())
+                    .filter(|n| !n.is_empty() && n != out_sid)
+                    .collect();
+                if other.is_empty() {
                     tracing::info!(tid, "shipment already recorded by Taobao (B04)");
+                } else {
+                    self.alerts.raise_about(
+                        AlertCode::ShippedOtherWaybill,
+                        Subject::tid(tid),
+                        Severity::Warning,
+                        format!(
+                            "trade {tid}: Taobao has it shipped with waybill {} but the floor \
+                             shipped it with {out_sid}: check which parcel the buyer gets \
+                             (logistics.consign.resend changes the number within 50 days)",
+                            other.join(", ")
+                        ),
+                    );
                 }
             }
             Err(e) => tracing::warn!(tid, error = %e, "could not re-read the trade after B04"),
@@ -364,6 +421,11 @@ impl Sink<TaobaoOp> for TaobaoSink {
                     self.cancel_feedback(tid, oid, refund_id, refund_fee, stopped, operate_time)
                         .await
                 }
+                TaobaoOp::PushStock { .. } => Outcome::Permanent {
+                    reason: "a stock push is decided by the stock guard (sync::stock), which \
+                             this sink was built without"
+                        .into(),
+                },
             };
             tracing::debug!(seq, attempt = n, kind, outcome = ?outcome, "taobao op delivered");
             outcome

@@ -375,6 +375,7 @@ impl TokenManager {
             Err(e) if e.is_retryable() => Err(TopError::Transport {
                 method: "oauth.token".into(),
                 detail: e.to_string(),
+                sent: true,
             }),
             Err(e) => {
                 if let OAuthError::Refused { .. } = e {

@@ -860,3 +860,24 @@ mod tests {
         }
     }
 }
+
+/// One answer of `cainiao.waybill.ii.query.by.tradecode` (a
+/// `waybill_cloud_print_with_result_desc_response`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct WaybillQueryResult {
+    /// The request's `object_id`, echoed.
+    #[serde(default, deserialize_with = "decode::opt_string")]
+    pub object_id: Option<String>,
+    /// Whether the query found something.
+    #[serde(default, deserialize_with = "decode::opt_bool")]
+    pub success: Option<bool>,
+    /// Why not.
+    #[serde(default, deserialize_with = "decode::opt_string")]
+    pub error_code: Option<String>,
+    /// Why not, for people.
+    #[serde(default, deserialize_with = "decode::opt_string")]
+    pub error_message: Option<String>,
+    /// The waybill found (its `object_id` is the one of the request that issued it).
+    #[serde(default)]
+    pub waybill_cloud_print_response: Option<Waybill>,
+}

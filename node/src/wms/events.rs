@@ -107,6 +107,65 @@ pub enum Event {
         /// How long it took (ms).
         took_ms: u64,
     },
+    /// On hand of a SKU changed (the ledger's audit trail has the reason).
+    StockMoved {
+        /// The SKU.
+        sku: String,
+        /// Why.
+        kind: super::stock::MoveKind,
+        /// Units added (negative: removed).
+        delta: i64,
+        /// On hand after.
+        on_hand: i64,
+    },
+    /// Pushes to the shop became due (the stock feeder takes them).
+    StockDue {
+        /// How many listings.
+        listings: u32,
+    },
+    /// Stock sync of a SKU was stopped or resumed.
+    StockSync {
+        /// The SKU (or bundle).
+        sku: String,
+        /// Resumed (`true`) or stopped.
+        on: bool,
+    },
+    /// A trade joined a merged package.
+    Merged {
+        /// Trade.
+        tid: u64,
+        /// The package.
+        package: String,
+    },
+    /// A trade left a merged package (held, or a new address).
+    Unmerged {
+        /// Trade.
+        tid: u64,
+        /// The package.
+        package: String,
+    },
+    /// The receiver (OAID) of a trade changed.
+    AddressChanged {
+        /// Trade.
+        tid: u64,
+    },
+    /// An e-waybill was issued for a package.
+    WaybillIssued {
+        /// The package.
+        package: String,
+    },
+    /// A package's e-waybill was voided (it is cancelled through the outbox).
+    WaybillVoided {
+        /// The package.
+        package: String,
+    },
+    /// A trade's lines went through the ship scan; its `Ship` op is queued.
+    Shipped {
+        /// Trade.
+        tid: u64,
+        /// The package.
+        package: String,
+    },
 }
 
 impl Event {
@@ -121,8 +180,18 @@ impl Event {
             | Event::StateChanged { tid, .. }
             | Event::InterceptionNeeded { tid }
             | Event::ShippedElsewhere { tid }
-            | Event::ShipmentCancelled { tid } => Some(*tid),
-            Event::SkuMapChanged { .. } | Event::Window { .. } => None,
+            | Event::ShipmentCancelled { tid }
+            | Event::Merged { tid, .. }
+            | Event::Unmerged { tid, .. }
+            | Event::AddressChanged { tid }
+            | Event::Shipped { tid, .. } => Some(*tid),
+            Event::SkuMapChanged { .. }
+            | Event::Window { .. }
+            | Event::StockMoved { .. }
+            | Event::StockDue { .. }
+            | Event::StockSync { .. }
+            | Event::WaybillIssued { .. }
+            | Event::WaybillVoided { .. } => None,
         }
     }
 }

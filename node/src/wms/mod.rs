@@ -30,13 +30,16 @@
 //! mobile and phone are dropped on the way in, and so are the buyer's message and the seller's
 //! memo (free text that buyers fill with phone numbers).
 
+pub mod carriers;
 pub mod counts;
 pub mod cursor;
 pub mod dedupe;
 pub mod events;
 pub mod order;
 pub mod orders;
+pub mod ship;
 pub mod sku;
+pub mod stock;
 pub mod tables;
 pub mod tasks;
 pub mod view;
@@ -137,5 +140,7 @@ pub(crate) fn id(v: i64) -> Option<u64> {
     u64::try_from(v).ok().filter(|v| *v > 0)
 }
 
+#[cfg(test)]
+mod goods_tests;
 #[cfg(test)]
 mod tests;

@@ -423,6 +423,8 @@ pub struct Rules {
     pub default_promise_s: i64,
     /// Queue AliGenius "shipment stopped" feedback (DOMAIN.md §3.7).
     pub ag_feedback: bool,
+    /// Released orders of the same receiver (OAID) share one package (DOMAIN.md §4).
+    pub merge_orders: bool,
 }
 
 impl Default for Rules {
@@ -433,6 +435,7 @@ impl Default for Rules {
             review_memo_words: Vec::new(),
             default_promise_s: 48 * 3600,
             ag_feedback: true,
+            merge_orders: false,
         }
     }
 }

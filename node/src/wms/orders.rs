@@ -93,11 +93,13 @@ pub enum ConsignCheck {
 
 /// The warehouse's operations within one write transaction of one shop.
 pub struct Wms<'t> {
-    txn: &'t WriteTransaction,
-    shop: String,
-    now_ms: i64,
+    pub(super) txn: &'t WriteTransaction,
+    pub(super) shop: String,
+    pub(super) now_ms: i64,
     counts: Option<Counts>,
-    events: Vec<Event>,
+    pub(super) events: Vec<Event>,
+    /// This transaction's stock changes, settled into pushes at [`finish`](Self::finish).
+    pub(super) stock: super::stock::Pending,
 }
 
 impl<'t> Wms<'t> {
@@ -109,6 +111,7 @@ impl<'t> Wms<'t> {
             now_ms: ms(now),
             counts: None,
             events: Vec::new(),
+            stock: super::stock::Pending::default(),
         }
     }
 
@@ -150,9 +153,15 @@ impl<'t> Wms<'t> {
         Ok(self.counts.get_or_insert_with(Counts::default))
     }
 
-    /// Writes `new` (replacing `old`), keeping the counters and the open index in step.
-    fn save(&mut self, old: Option<&OrderRecord>, new: &OrderRecord) -> Result<(), StoreError> {
+    /// Writes `new` (replacing `old`), keeping the counters, the open index and the stock
+    /// reservations in step.
+    pub(super) fn save(
+        &mut self,
+        old: Option<&OrderRecord>,
+        new: &OrderRecord,
+    ) -> Result<(), StoreError> {
         store::put::<OrderKey, OrderRecord>(self.txn, ORDERS, self.key(new.tid), new)?;
+        self.account(new)?;
         let was_open = old.is_some_and(OrderRecord::is_open);
         if new.is_open() != was_open {
             let mut t = self.txn.open_table(OPEN)?;
@@ -289,6 +298,9 @@ impl<'t> Wms<'t> {
             },
         };
         let status_changed = old.as_ref().is_some_and(|o| o.taobao_status != status);
+        let address_changed = old
+            .as_ref()
+            .is_some_and(|o| o.oaid.is_some() && r.oaid.is_some() && o.oaid != r.oaid);
         let lines_changed = rec.lines != lines;
         rec.taobao_status = status;
         rec.trade_type = trade.trade_type.clone().or(rec.trade_type);
@@ -329,6 +341,9 @@ impl<'t> Wms<'t> {
                 tid,
                 taobao_status: rec.taobao_status.as_str().to_owned(),
             });
+        }
+        if address_changed {
+            self.events.push(Event::AddressChanged { tid });
         }
         self.save(old.as_ref(), &rec)?;
         Ok(Applied {
@@ -712,12 +727,17 @@ impl<'t> Wms<'t> {
         Ok(rec)
     }
 
-    /// Taobao accepted the shipment of `tid` (a `Ship` op was delivered).
-    pub fn consigned(&mut self, tid: u64) -> Result<(), StoreError> {
+    /// Taobao accepted the `Ship` op of `tid` for `oids` (empty: the whole trade). The order
+    /// is consigned once every line is.
+    pub fn consigned(&mut self, tid: u64, oids: &[u64]) -> Result<(), StoreError> {
         let Some(old) = self.get(tid)? else {
             return Ok(());
         };
         if matches!(old.state, LocalState::Consigned | LocalState::Cancelled) {
+            return Ok(());
+        }
+        if !self.record_consigned(tid, oids)? {
+            // A split parcel: the order goes on with its other lines.
             return Ok(());
         }
         let mut rec = old.clone();
@@ -746,9 +766,11 @@ impl<'t> Wms<'t> {
         self.save(Some(&old), &rec)
     }
 
-    /// The pre-consign check of a `Ship` op for `tid`, recorded: a pulled parcel is an
-    /// event, an intercepted one queues its FAIL reports once (DOMAIN.md §3.3).
-    pub fn consign_check(&mut self, tid: u64) -> Result<ConsignCheck, StoreError> {
+    /// The pre-consign check of a `Ship` op for `tid` carrying `oids` (empty: the whole
+    /// trade), recorded: a pulled parcel is an event, an intercepted one queues its FAIL
+    /// reports once (DOMAIN.md §3.3). The parcel is gone when the order, or every line of the
+    /// op, went through the ship scan.
+    pub fn consign_check(&mut self, tid: u64, oids: &[u64]) -> Result<ConsignCheck, StoreError> {
         let Some(old) = self.get(tid)? else {
             return Ok(ConsignCheck::Untracked);
         };
@@ -756,7 +778,7 @@ impl<'t> Wms<'t> {
             return Ok(ConsignCheck::Clear);
         }
         let reasons = old.hold_reasons();
-        if !old.state.gone() {
+        if !self.lines_gone(&old, oids)? {
             self.events.push(Event::ShipmentCancelled { tid });
             return Ok(ConsignCheck::Pull { reasons });
         }
@@ -849,8 +871,20 @@ impl<'t> Wms<'t> {
         if dry_run {
             return Ok(report);
         }
-        let (written, mapped) =
-            sku::apply_import(self.txn, &self.shop, rows, bundles, self.now_ms)?;
+        let sku::Written {
+            codes: written,
+            listings: mapped,
+            seeds,
+        } = sku::apply_import(self.txn, &self.shop, rows, bundles, self.now_ms)?;
+        for (code, n) in seeds {
+            self.seed(&code, n)?;
+        }
+        for (code, safety) in sku::safety_of(rows) {
+            if super::stock::rules(self.txn, &self.shop, &code)?.safety != safety {
+                self.set_safety(&code, safety)?;
+            }
+        }
+        self.map_changed()?;
         report.applied = true;
         report.orders_released = self.remap_open(rules)?;
         if written > 0 || mapped > 0 {
@@ -871,6 +905,7 @@ impl<'t> Wms<'t> {
     ) -> Result<sku::SyncReport, StoreError> {
         let mut report = sku::SyncReport::default();
         let mapped = sku::apply_sync(self.txn, &self.shop, seen, gone, &mut report)?;
+        self.map_changed()?;
         report.orders_released = self.remap_open(rules)?;
         if mapped > 0 || report.stale_removed > 0 {
             self.events.push(Event::SkuMapChanged {
@@ -896,8 +931,32 @@ impl<'t> Wms<'t> {
         self.events.push(e);
     }
 
-    /// Writes the counters and the audit rows; returns the events to publish after commit.
-    pub fn finish(self) -> Result<Vec<Event>, StoreError> {
+    /// Settles what this transaction's changes mean for packages (a held or re-addressed
+    /// trade leaves its merged package; a closed one's packages are dissolved) and for stock
+    /// (what each listing now owes the shop), then writes the counters and the audit rows;
+    /// returns the events to publish after commit.
+    pub fn finish(mut self) -> Result<Vec<Event>, StoreError> {
+        self.ledger_ready()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for e in self.events.clone() {
+            match e {
+                Event::Held { tid, reason, .. } if seen.insert((tid, 0)) => {
+                    self.unmerge(tid, &format!("held ({})", reason.as_str()))?;
+                }
+                Event::AddressChanged { tid } if seen.insert((tid, 1)) => {
+                    self.readdressed(tid)?;
+                }
+                Event::StateChanged {
+                    tid,
+                    to: LocalState::Cancelled | LocalState::PutBack,
+                    ..
+                } if seen.insert((tid, 2)) => {
+                    self.drop_packages(tid, "the order will not ship")?;
+                }
+                _ => {}
+            }
+        }
+        self.settle_stock()?;
         if let Some(c) = &self.counts {
             counts::save(self.txn, &self.shop, c)?;
         }

@@ -58,8 +58,8 @@ pub struct Bundle {
     pub updated_ms: i64,
 }
 
-/// The stock ledger's first column: units on hand. ("Goods out" adds reservations and the
-/// movements; `sku import` only seeds it for new SKUs.)
+/// The stock ledger's first column: units on hand (the rest of the ledger is in
+/// [`super::stock`]; `sku import` only seeds it for new SKUs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockRecord {
     /// Units on hand.
@@ -131,6 +131,9 @@ pub struct SkuRow {
     pub sku_id: Option<u64>,
     /// Bin.
     pub location: Option<String>,
+    /// Safety stock: units never offered to the shop.
+    #[serde(default)]
+    pub safety: Option<i64>,
 }
 
 /// One valid row of a bundle file.
@@ -356,14 +359,14 @@ fn read_csv(
     }
 }
 
-/// Parses and checks a SKU file (`sku,barcode,name,on_hand,num_iid,sku_id[,location]`):
+/// Parses and checks a SKU file (`sku,barcode,name,on_hand,num_iid,sku_id[,location][,safety]`):
 /// every row on its own, then the rows of one SKU against each other (same barcode, name,
 /// on-hand and location), then across SKUs (a listing or a barcode belongs to one SKU).
 pub fn parse_skus(bytes: &[u8]) -> Result<Vec<SkuRow>, Vec<RowError>> {
     let raw = read_csv(
         bytes,
         &["sku", "barcode", "name", "on_hand", "num_iid", "sku_id"],
-        &["location"],
+        &["location", "safety"],
     )?;
     let mut errors = Vec::new();
     let mut rows = Vec::new();
@@ -434,6 +437,20 @@ pub fn parse_skus(bytes: &[u8]) -> Result<Vec<SkuRow>, Vec<RowError>> {
                 .map_err(|e| row_errors.push(e))
                 .ok(),
         };
+        let safety = match get("safety").trim() {
+            "" => None,
+            v => match v.parse::<i64>() {
+                Ok(n) if (0..=MAX_ON_HAND).contains(&n) => Some(n),
+                _ => {
+                    row_errors.push(row_err(
+                        line,
+                        Some("safety"),
+                        format!("`{v}` is not a number of units from 0 to {MAX_ON_HAND}"),
+                    ));
+                    None
+                }
+            },
+        };
         if !row_errors.is_empty() {
             errors.extend(row_errors);
             continue;
@@ -448,6 +465,7 @@ pub fn parse_skus(bytes: &[u8]) -> Result<Vec<SkuRow>, Vec<RowError>> {
                 num_iid,
                 sku_id,
                 location,
+                safety,
             });
         }
     }
@@ -476,6 +494,13 @@ pub fn parse_skus(bytes: &[u8]) -> Result<Vec<SkuRow>, Vec<RowError>> {
                 f.on_hand.map(|n| n.to_string()).unwrap_or_default(),
                 r.on_hand.map(|n| n.to_string()).unwrap_or_default(),
             );
+            if f.safety.is_some() && r.safety.is_some() {
+                disagree(
+                    "safety",
+                    f.safety.map(|n| n.to_string()).unwrap_or_default(),
+                    r.safety.map(|n| n.to_string()).unwrap_or_default(),
+                );
+            }
             if f.location.is_some() && r.location.is_some() {
                 disagree(
                     "location",
@@ -616,7 +641,7 @@ pub fn recheck(
     } else {
         let text = csv_of(
             &[
-                "sku", "barcode", "name", "on_hand", "num_iid", "sku_id", "location",
+                "sku", "barcode", "name", "on_hand", "num_iid", "sku_id", "location", "safety",
             ],
             skus.iter()
                 .map(|r| {
@@ -628,6 +653,7 @@ pub fn recheck(
                         opt(r.num_iid.map(|n| n.to_string())),
                         opt(r.sku_id.map(|n| n.to_string())),
                         opt(r.location.clone()),
+                        opt(r.safety.map(|n| n.to_string())),
                     ]
                 })
                 .collect(),
@@ -854,15 +880,27 @@ pub fn plan_import(
     })
 }
 
-/// Writes an import that [`plan_import`] accepted. Returns the number of SKUs and bundles
-/// written and the listings mapped.
+/// What [`apply_import`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// SKUs and bundles written.
+    pub codes: u32,
+    /// Listings mapped.
+    pub listings: u32,
+    /// The starting counts of SKUs the node never counted: the caller puts them on the
+    /// ledger (audited).
+    pub seeds: Vec<(String, i64)>,
+}
+
+/// Writes an import that [`plan_import`] accepted.
 pub fn apply_import(
     txn: &redb::WriteTransaction,
     shop: &str,
     rows: &[SkuRow],
     bundles: &[BundleRow],
     now_ms: i64,
-) -> Result<(u32, u32), StoreError> {
+) -> Result<Written, StoreError> {
+    let mut seeds = Vec::new();
     let mut by_sku: BTreeMap<&str, Vec<&SkuRow>> = BTreeMap::new();
     for r in rows {
         by_sku.entry(&r.sku).or_default().push(r);
@@ -895,16 +933,7 @@ pub fn apply_import(
         if let Some(n) = r.on_hand
             && stock(txn, shop, code)?.is_none()
         {
-            tables::put_named(
-                txn,
-                STOCK,
-                shop,
-                code,
-                &StockRecord {
-                    on_hand: n,
-                    updated_ms: now_ms,
-                },
-            )?;
+            seeds.push(((*code).to_owned(), n));
         }
         let listed: BTreeSet<(u64, Option<u64>)> = rs
             .iter()
@@ -955,7 +984,22 @@ pub fn apply_import(
             written += 1;
         }
     }
-    Ok((written, mapped))
+    Ok(Written {
+        codes: written,
+        listings: mapped,
+        seeds,
+    })
+}
+
+/// The safety stock each SKU of an import sets (rows of one SKU agree).
+pub fn safety_of(rows: &[SkuRow]) -> Vec<(String, i64)> {
+    let mut out: BTreeMap<String, i64> = BTreeMap::new();
+    for r in rows {
+        if let Some(s) = r.safety {
+            out.insert(r.sku.clone(), s);
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// A listing as `sku sync` saw it on Taobao.

@@ -9,9 +9,22 @@
 //! | `wms_skus`     | (shop, sku code)        | [`SkuRecord`](super::sku::SkuRecord)    |
 //! | `wms_sku_map`  | (shop, "num_iid:sku_id")| the SKU or bundle code a listing sells  |
 //! | `wms_bundles`  | (shop, bundle code)     | [`Bundle`](super::sku::Bundle)          |
-//! | `wms_stock`    | (shop, sku code)        | [`StockRecord`](super::sku::StockRecord) (on hand; the ledger grows with "Goods out") |
+//! | `wms_stock`    | (shop, sku code)        | [`StockRecord`](super::sku::StockRecord): on hand |
+//! | `wms_reserved` | (shop, sku code)        | `i64`: units of paid lines not shipped  |
+//! | `wms_stock_rules` | (shop, sku or bundle code) | [`StockRules`](super::stock::StockRules): safety, sync stopped |
+//! | `wms_order_res` | (shop, tid)            | [`OrderReservation`](super::stock::OrderReservation): what the order reserves |
+//! | `wms_sku_listings` | (shop, code)        | `Vec<String>`: listings whose quantity depends on the code |
+//! | `wms_listing_push` | (shop, "num_iid:sku_id") | [`ListingPush`](super::stock::ListingPush): the push state of a listing |
+//! | `wms_stock_due` | (shop, "num_iid:sku_id") | `u8`: a push is due (0 urgent, 1 normal, 2 waits for intake) |
+//! | `wms_stock_moves` | seq                  | [`Move`](super::stock::Move), a ring of the last [`MOVES_CAP`](super::stock::MOVES_CAP) |
+//! | `wms_meta`     | (shop, name)            | markers of one-time rebuilds            |
+//! | `wms_packages` | (shop, package id)      | [`Package`](super::ship::Package): lines, waybill, shipment |
+//! | `wms_order_ship` | (shop, tid)           | [`OrderShip`](super::ship::OrderShip): its packages, lines shipped |
+//! | `wms_waybills` | (shop, "cp:waybill")    | the package that used a waybill number  |
+//! | `wms_waybill_void` | (shop, package id)  | `()`: an issued waybill to cancel       |
 //! | `wms_cursors`  | (shop, name)            | [`Cursor`](super::cursor::Cursor)       |
 //! | `wms_events`   | seq                     | [`AuditRecord`](super::events::AuditRecord), a ring of the last [`AUDIT_CAP`](super::events::AUDIT_CAP) |
+//! | `carriers`     | code                    | [`Carrier`](super::carriers::Carrier) (fetched by `sync/carriers.rs`) |
 
 use crate::store::{self, Bytes, StoreError};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
@@ -36,6 +49,37 @@ pub const SKU_MAP: TableDefinition<'static, NameKey, Bytes> = TableDefinition::n
 pub const BUNDLES: TableDefinition<'static, NameKey, Bytes> = TableDefinition::new("wms_bundles");
 /// On hand per SKU.
 pub const STOCK: TableDefinition<'static, NameKey, Bytes> = TableDefinition::new("wms_stock");
+/// Reserved units per SKU.
+pub const RESERVED: TableDefinition<'static, NameKey, Bytes> = TableDefinition::new("wms_reserved");
+/// Safety stock and the sync switch per SKU (or bundle).
+pub const STOCK_RULES: TableDefinition<'static, NameKey, Bytes> =
+    TableDefinition::new("wms_stock_rules");
+/// What each order reserves.
+pub const ORDER_RES: TableDefinition<'static, OrderKey, Bytes> =
+    TableDefinition::new("wms_order_res");
+/// Code → the listings whose quantity depends on it.
+pub const SKU_LISTINGS: TableDefinition<'static, NameKey, Bytes> =
+    TableDefinition::new("wms_sku_listings");
+/// Push state per listing.
+pub const LISTING_PUSH: TableDefinition<'static, NameKey, Bytes> =
+    TableDefinition::new("wms_listing_push");
+/// Listings with a push due, and how urgent.
+pub const STOCK_DUE: TableDefinition<'static, NameKey, u8> = TableDefinition::new("wms_stock_due");
+/// The stock audit trail.
+pub const STOCK_MOVES: TableDefinition<'static, u64, Bytes> =
+    TableDefinition::new("wms_stock_moves");
+/// One-time markers.
+pub const META: TableDefinition<'static, NameKey, Bytes> = TableDefinition::new("wms_meta");
+/// Packages.
+pub const PACKAGES: TableDefinition<'static, NameKey, Bytes> = TableDefinition::new("wms_packages");
+/// Per order: its packages and the lines shipped.
+pub const ORDER_SHIP: TableDefinition<'static, OrderKey, Bytes> =
+    TableDefinition::new("wms_order_ship");
+/// Waybill numbers in use: `cp:waybill` → package id.
+pub const WAYBILLS: TableDefinition<'static, NameKey, Bytes> = TableDefinition::new("wms_waybills");
+/// Issued waybills to cancel (package ids).
+pub const WAYBILL_VOID: TableDefinition<'static, NameKey, ()> =
+    TableDefinition::new("wms_waybill_void");
 /// Intake cursors.
 pub const CURSORS: TableDefinition<'static, NameKey, Bytes> = TableDefinition::new("wms_cursors");
 /// The audit ring.

@@ -426,7 +426,7 @@ async fn a_close_after_handover_asks_for_interception_and_the_shipment_goes_with
     // Already gone: the report says FAIL at once.
     assert_eq!(a.feedback.len(), 1);
     assert!(!a.feedback[0].stopped);
-    let (check, events) = op(&t, |w| Ok(w.consign_check(TID)?))
+    let (check, events) = op(&t, |w| Ok(w.consign_check(TID, &[])?))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -434,7 +434,7 @@ async fn a_close_after_handover_asks_for_interception_and_the_shipment_goes_with
         "{check:?}"
     );
     assert!(events.contains(&Event::InterceptionNeeded { tid: TID }));
-    op(&t, |w| Ok(w.consigned(TID)?))
+    op(&t, |w| Ok(w.consigned(TID, &[])?))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(order(&t).state, LocalState::Consigned);
@@ -457,7 +457,7 @@ async fn a_held_parcel_not_yet_through_the_ship_scan_is_pulled() {
     op(&t, |w| w.move_to(TID, LocalState::Labelled))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let (check, _) = op(&t, |w| Ok(w.consign_check(TID)?))
+    let (check, _) = op(&t, |w| Ok(w.consign_check(TID, &[])?))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(check, ConsignCheck::Clear);
@@ -471,7 +471,7 @@ async fn a_held_parcel_not_yet_through_the_ship_scan_is_pulled() {
         Rules::default(),
     )
     .await;
-    let (check, events) = op(&t, |w| Ok(w.consign_check(TID)?))
+    let (check, events) = op(&t, |w| Ok(w.consign_check(TID, &[])?))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -481,7 +481,7 @@ async fn a_held_parcel_not_yet_through_the_ship_scan_is_pulled() {
         }
     );
     assert!(events.contains(&Event::ShipmentCancelled { tid: TID }));
-    let (check, _) = op(&t, |w| Ok(w.consign_check(TID + 99)?))
+    let (check, _) = op(&t, |w| Ok(w.consign_check(TID + 99, &[])?))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(check, ConsignCheck::Untracked);

@@ -103,6 +103,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
             "/sandbox/items/{num_iid}",
             get(get_item).delete(delete_item),
         )
+        .route("/sandbox/items/{num_iid}/quantity", post(set_quantity))
         .route("/sandbox/trades", post(create_trade))
         .route("/sandbox/trades/{tid}", get(get_trade).patch(patch_trade))
         .route("/sandbox/trades/{tid}/pay", post(pay))
@@ -135,6 +136,30 @@ async fn create_item(State(sb): State<Arc<Sandbox>>, b: Bytes) -> Answer {
 
 async fn get_item(State(sb): State<Arc<Sandbox>>, Path(num_iid): Path<String>) -> Answer {
     let n = id(&num_iid, "num_iid")?;
+    let item = sb
+        .item(n)
+        .ok_or_else(|| AdminError::NotFound(format!("no item {n}")))?;
+    ok(StatusCode::OK, item)
+}
+
+/// `POST /sandbox/items/{num_iid}/quantity {"sku_id"?, "quantity"}`: a hand edit in 千牛.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuantityEdit {
+    #[serde(default)]
+    sku_id: Option<i64>,
+    quantity: i64,
+}
+
+async fn set_quantity(
+    State(sb): State<Arc<Sandbox>>,
+    Path(num_iid): Path<String>,
+    b: Bytes,
+) -> Answer {
+    let n = id(&num_iid, "num_iid")?;
+    let e: QuantityEdit = serde_json::from_slice(&b)
+        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))?;
+    sb.set_quantity(n, e.sku_id, e.quantity)?;
     let item = sb
         .item(n)
         .ok_or_else(|| AdminError::NotFound(format!("no item {n}")))?;

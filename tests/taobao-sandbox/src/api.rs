@@ -103,6 +103,11 @@ pub const METHODS: &[MethodSpec] = &[
     ),
     m("cainiao.waybill.ii.get", true, waybill_get),
     m("cainiao.waybill.ii.cancel", true, waybill_cancel),
+    m(
+        "cainiao.waybill.ii.query.by.tradecode",
+        true,
+        waybill_query_by_tradecode,
+    ),
     m("taobao.top.auth.token.create", false, auth_token_create),
     m("taobao.top.auth.token.refresh", false, auth_token_refresh),
 ];
@@ -904,10 +909,14 @@ fn waybill_get(w: &mut World, p: &Params, ctx: &Ctx) -> Result<Fields, TopError>
         .unwrap_or(false);
     let mut modules = Vec::new();
     for r in reqs {
-        let code = w
-            .shop
-            .issue_waybill(cp_code, &r.key, &r.object_id, &r.orders, ctx.now_ms);
-        let print_data = print_data(cp_code, &code, &r.template_url, r.oaid.as_deref(), encrypt);
+        let (code, print_data) = w.shop.issue_waybill(
+            cp_code,
+            &r.key,
+            &r.object_id,
+            &r.orders,
+            ctx.now_ms,
+            |code| print_data(cp_code, code, &r.template_url, r.oaid.as_deref(), encrypt),
+        );
         let mut b = ObjBuilder::new();
         b.put("object_id", Out::str(r.object_id))
             .put("waybill_code", Out::str(code))
@@ -958,6 +967,60 @@ fn print_data(
         })
     };
     doc.to_string()
+}
+
+/// `cainiao.waybill.ii.query.by.tradecode`: `param_list` = `[{object_id, biz_sub_code}]`
+/// (1–20, `biz_sub_code` a trade id). One module per live waybill whose trade list names
+/// the code (`waybill_cloud_print_response.object_id` is the id of the request that issued
+/// it); a code with none answers one module with `success=false`.
+fn waybill_query_by_tradecode(w: &mut World, p: &Params, _ctx: &Ctx) -> Result<Fields, TopError> {
+    let raw = req(p, "param_list")?;
+    let list: serde_json::Value =
+        serde_json::from_str(raw).map_err(|_| bad("param_list", "not a JSON list"))?;
+    let list = list
+        .as_array()
+        .ok_or_else(|| bad("param_list", "not a JSON list"))?;
+    if list.is_empty() || list.len() > 20 {
+        return Err(bad("param_list", "1 to 20 entries per call"));
+    }
+    let mut modules = Vec::new();
+    for q in list {
+        let object_id = jstr(q, "object_id")
+            .ok_or_else(|| bad("param_list.object_id", "object_id is required"))?;
+        let code = match q.get("biz_sub_code") {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => return Err(bad("param_list.biz_sub_code", "biz_sub_code is required")),
+        };
+        let found = w.shop.waybills_for_trade(&code);
+        if found.is_empty() {
+            let mut b = ObjBuilder::new();
+            b.put("object_id", Out::str(object_id))
+                .put("success", Out::bool(false))
+                .put("error_code", Out::str("WAYBILL_NOT_EXIST"))
+                .put("error_message", Out::str(format!("订单 {code} 没有面单")));
+            modules.push(b.build());
+        }
+        for wb in found {
+            let mut inner = ObjBuilder::new();
+            inner
+                .put("object_id", Out::str(wb.object_id.clone()))
+                .put("waybill_code", Out::str(wb.waybill_code.clone()))
+                .put("print_data", Out::str(wb.print_data.clone()))
+                .put("parent_waybill_code", Out::str(""))
+                .put("cp_code", Out::str(wb.cp_code.clone()))
+                .put("real_cp_code", Out::str(wb.cp_code.clone()));
+            let mut b = ObjBuilder::new();
+            b.put("object_id", Out::str(object_id))
+                .put("success", Out::bool(true))
+                .put("waybill_cloud_print_response", inner.build());
+            modules.push(b.build());
+        }
+    }
+    Ok(vec![(
+        "modules".into(),
+        Out::List("waybill_cloud_print_with_result_desc_response", modules),
+    )])
 }
 
 fn waybill_cancel(w: &mut World, p: &Params, _ctx: &Ctx) -> Result<Fields, TopError> {

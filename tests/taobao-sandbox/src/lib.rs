@@ -461,6 +461,19 @@ impl Sandbox {
         self.world().shop.items.get(&num_iid).map(item_view)
     }
 
+    /// The seller sets a listing's stock by hand (千牛): no gateway call, no update counted.
+    pub fn set_quantity(
+        &self,
+        num_iid: i64,
+        sku_id: Option<i64>,
+        quantity: i64,
+    ) -> Result<(), ShopError> {
+        let now = self.now_s();
+        self.world()
+            .shop
+            .set_quantity(num_iid, sku_id, quantity, now)
+    }
+
     /// Deletes an item (later calls answer `isv.item-is-delete`).
     pub fn delete_item(&self, num_iid: i64) -> Result<(), ShopError> {
         let now = self.now_s();

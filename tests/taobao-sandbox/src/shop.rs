@@ -391,6 +391,8 @@ pub struct Waybill {
     pub consigned: bool,
     /// When issued, epoch ms.
     pub at_ms: i64,
+    /// The cloud-print document returned with it (served again by the look-ups).
+    pub print_data: String,
 }
 
 /// New item as the admin API describes it.
@@ -1475,6 +1477,9 @@ impl Shop {
     }
 
     /// Issues (or re-issues the same) waybill number for `(cp_code, package_key)`.
+    /// Issues (or re-issues the same) waybill number for `(cp_code, package_key)`; the print
+    /// document is made by `print_data` from the number when it is new. Returns the number
+    /// and its document.
     pub fn issue_waybill(
         &mut self,
         cp_code: &str,
@@ -1482,17 +1487,19 @@ impl Shop {
         object_id: &str,
         trade_order_list: &[String],
         now_ms: i64,
-    ) -> String {
+        print_data: impl FnOnce(&str) -> String,
+    ) -> (String, String) {
         if let Some(w) = self
             .waybills
             .iter()
             .find(|w| w.cp_code == cp_code && w.package_key == package_key && !w.cancelled)
         {
-            return w.waybill_code.clone();
+            return (w.waybill_code.clone(), w.print_data.clone());
         }
         let seq = self.waybill_seq.entry(cp_code.to_string()).or_insert(0);
         *seq += 1;
         let code = companies::waybill_number(cp_code, *seq);
+        let doc = print_data(&code);
         self.waybills.push(Waybill {
             cp_code: cp_code.to_string(),
             package_key: package_key.to_string(),
@@ -1502,8 +1509,56 @@ impl Shop {
             cancelled: false,
             consigned: false,
             at_ms: now_ms,
+            print_data: doc.clone(),
         });
-        code
+        (code, doc)
+    }
+
+    /// The live (not cancelled) waybills whose trade list names `trade_code`
+    /// (`cainiao.waybill.ii.query.by.tradecode`).
+    pub fn waybills_for_trade(&self, trade_code: &str) -> Vec<&Waybill> {
+        self.waybills
+            .iter()
+            .filter(|w| !w.cancelled && w.trade_order_list.iter().any(|t| t == trade_code))
+            .collect()
+    }
+
+    /// The seller edits a listing's stock by hand (千牛): it changes without a gateway call.
+    pub fn set_quantity(
+        &mut self,
+        num_iid: i64,
+        sku_id: Option<i64>,
+        quantity: i64,
+        now: i64,
+    ) -> Result<(), ShopError> {
+        if !(0..=MAX_QUANTITY).contains(&quantity) {
+            return Err(ShopError::Invalid(format!(
+                "quantity must be 0..={MAX_QUANTITY}"
+            )));
+        }
+        let item = self
+            .items
+            .get_mut(&num_iid)
+            .ok_or_else(|| ShopError::NotFound(format!("no item {num_iid}")))?;
+        match sku_id {
+            Some(s) => {
+                let sku = item
+                    .skus
+                    .iter_mut()
+                    .find(|x| x.sku_id == s)
+                    .ok_or_else(|| ShopError::NotFound(format!("item {num_iid} has no SKU {s}")))?;
+                sku.quantity = quantity;
+                bump(&mut sku.modified, now);
+            }
+            None if item.skus.is_empty() => item.num = quantity,
+            None => {
+                return Err(ShopError::Invalid(format!(
+                    "item {num_iid} has SKUs: name the sku_id"
+                )));
+            }
+        }
+        bump(&mut item.modified, now);
+        Ok(())
     }
 
     /// `cainiao.waybill.ii.cancel`.
@@ -1920,12 +1975,19 @@ mod tests {
     #[test]
     fn waybill_numbers_are_stable_per_package_until_cancelled() {
         let mut s = shop();
-        let a = s.issue_waybill("YTO", "pkg1", "o1", &[], 0);
-        assert_eq!(s.issue_waybill("YTO", "pkg1", "o2", &[], 0), a);
-        assert_ne!(s.issue_waybill("YTO", "pkg2", "o3", &[], 0), a);
-        assert_ne!(s.issue_waybill("SF", "pkg1", "o4", &[], 0), a);
+        let doc = |c: &str| format!("doc {c}");
+        let (a, d) = s.issue_waybill("YTO", "pkg1", "o1", &["7".into()], 0, doc);
+        assert_eq!(d, format!("doc {a}"));
+        assert_eq!(s.issue_waybill("YTO", "pkg1", "o2", &[], 0, doc).0, a);
+        assert_ne!(s.issue_waybill("YTO", "pkg2", "o3", &[], 0, doc).0, a);
+        assert_ne!(s.issue_waybill("SF", "pkg1", "o4", &[], 0, doc).0, a);
+        assert_eq!(s.waybills_for_trade("7").len(), 1);
         s.cancel_waybill("YTO", &a).unwrap();
-        assert_ne!(s.issue_waybill("YTO", "pkg1", "o5", &[], 0), a);
+        assert!(
+            s.waybills_for_trade("7").is_empty(),
+            "a cancelled number is not found"
+        );
+        assert_ne!(s.issue_waybill("YTO", "pkg1", "o5", &[], 0, doc).0, a);
         let tid = trade(&mut s, vec![order(MUG, None, 1)], None);
         let e = s.offline_send(tid, &a, "YTO", None, 0).unwrap_err();
         assert!(

@@ -47,6 +47,8 @@ pub const LOGGED_PARAMS: &[&str] = &[
     "type",
     "tid",
     "num_iid",
+    "sku_id",
+    "quantity",
     "refund_id",
 ];
 

@@ -365,3 +365,82 @@ async fn waybill_requests_are_validated() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_lost_answer_is_found_by_trade_code_and_a_cancelled_number_is_not() {
+    let env = start().await;
+    env.seed_items().await;
+    let (tid, _) = env
+        .trade(json!({"oaid": "oaid-Q", "orders": [{"num_iid": MUG, "num": 1}]}))
+        .await;
+    let query = |obj: &str, code: &str| {
+        env.call("cainiao.waybill.ii.query.by.tradecode")
+            .simplify()
+            .p(
+                "param_list",
+                json!([{"object_id": obj, "biz_sub_code": code}]).to_string(),
+            )
+    };
+    // Nothing issued yet: one module, not found.
+    let v = query("q-1", &tid.to_string()).send().await;
+    assert_eq!(v["modules"][0]["success"], false, "{v}");
+    assert_eq!(v["modules"][0]["object_id"], "q-1");
+    // Issued while the caller's connection died: the look-up finds it, with the id of the
+    // request that issued it and the same print data.
+    let issued = env
+        .call("cainiao.waybill.ii.get")
+        .simplify()
+        .p(
+            "param_waybill_cloud_print_apply_new_request",
+            waybill_request("YTO", tid, "oaid-Q", "PKG-Q", "PKG-Q"),
+        )
+        .send()
+        .await;
+    let m = &issued["modules"][0];
+    let v = query("q-2", &tid.to_string()).send().await;
+    let found = &v["modules"][0];
+    assert_eq!(found["success"], true, "{v}");
+    assert_eq!(found["object_id"], "q-2");
+    let w = &found["waybill_cloud_print_response"];
+    assert_eq!(w["object_id"], "PKG-Q");
+    assert_eq!(w["waybill_code"], m["waybill_code"]);
+    assert_eq!(w["print_data"], m["print_data"]);
+    // The classic envelope wraps the list in its element name.
+    let classic = env
+        .call("cainiao.waybill.ii.query.by.tradecode")
+        .p(
+            "param_list",
+            json!([{"object_id": "q-3", "biz_sub_code": tid}]).to_string(),
+        )
+        .send()
+        .await;
+    assert!(
+        classic["cainiao_waybill_ii_query_by_tradecode_response"]["modules"]
+            ["waybill_cloud_print_with_result_desc_response"]
+            .is_array(),
+        "{classic}"
+    );
+    // Cancelled: no longer found.
+    env.call("cainiao.waybill.ii.cancel")
+        .p("cp_code", "YTO")
+        .p("waybill_code", m["waybill_code"].as_str().unwrap())
+        .send()
+        .await;
+    let v = query("q-4", &tid.to_string()).send().await;
+    assert_eq!(v["modules"][0]["success"], false, "{v}");
+    // Bad requests name the parameter.
+    let v = env
+        .call("cainiao.waybill.ii.query.by.tradecode")
+        .send()
+        .await;
+    assert_eq!(
+        v["error_response"]["sub_code"],
+        "isv.missing-parameter:param_list"
+    );
+    let v = env
+        .call("cainiao.waybill.ii.query.by.tradecode")
+        .p("param_list", "[]")
+        .send()
+        .await;
+    assert_eq!(v["error_response"]["code"], 41, "{v}");
+}

@@ -316,3 +316,66 @@ async fn buying_more_than_the_platform_stock_is_refused_unless_oversell_is_force
     assert_eq!(fi["trade"]["orders"][0]["is_oversold"], true);
     assert_eq!(item(&env, T_SHIRT).await["skus"][1]["quantity"], 0);
 }
+
+#[tokio::test]
+async fn a_hand_edit_changes_stock_and_modified_without_a_gateway_update() {
+    let env = start().await;
+    env.seed_items().await;
+    async fn read(env: &Env) -> Value {
+        env.call("taobao.item.seller.get")
+            .simplify()
+            .p("num_iid", T_SHIRT)
+            .p("fields", "num_iid,skus")
+            .send()
+            .await
+    }
+    let before = read(&env).await;
+    let (s, v) = env
+        .post(
+            &format!("/sandbox/items/{T_SHIRT}/quantity"),
+            json!({"sku_id": SKU_RED, "quantity": 3}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["skus"][0]["quantity"], 3);
+    assert_eq!(v["quantity_updates"], 0, "not a gateway update");
+    let after = read(&env).await;
+    let sku = |x: &Value| x["item"]["skus"][0].clone();
+    assert_eq!(sku(&after)["quantity"], 3);
+    assert_ne!(sku(&after)["modified"], sku(&before)["modified"]);
+    // Logged parameters say what a quantity call asked for.
+    env.call(QTY)
+        .p("num_iid", T_SHIRT)
+        .p("sku_id", SKU_RED)
+        .p("quantity", -1)
+        .p("type", 2)
+        .send()
+        .await;
+    let (_, calls) = env.get("/sandbox/calls").await;
+    let last = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|c| c["method"] == QTY)
+        .cloned()
+        .unwrap();
+    assert_eq!(last["params"]["type"], "2");
+    assert_eq!(last["params"]["quantity"], "-1");
+    assert_eq!(last["params"]["sku_id"], SKU_RED.to_string());
+    // Bad edits are refused.
+    let (s, _) = env
+        .post(
+            &format!("/sandbox/items/{T_SHIRT}/quantity"),
+            json!({"quantity": 3}),
+        )
+        .await;
+    assert_eq!(s, 400, "an item with SKUs needs the sku_id");
+    let (s, _) = env
+        .post(
+            &format!("/sandbox/items/{MUG}/quantity"),
+            json!({"quantity": -3}),
+        )
+        .await;
+    assert_eq!(s, 400);
+}

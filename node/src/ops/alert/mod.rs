@@ -161,6 +161,43 @@ pub enum AlertCode {
     /// signing secret, keyword or IP allow-list in the robot's settings) or answers with an
     /// error. Notices keep queueing; check `[alerts]` and the robot's security settings.
     AlertDelivery,
+    /// Taobao has a trade shipped with another waybill number than the one the floor shipped
+    /// it with (B04 on the `Ship` op): one of the parcels is not what the buyer tracks. Check
+    /// both numbers; `logistics.consign.resend` changes the number (within 50 days).
+    ShippedOtherWaybill,
+    /// An order is within 4 h (warning) or 1 h (critical) of its ship-by deadline and has not
+    /// shipped: pick and pack it first (the penalty is 5 % of the item, ¥5–¥30).
+    ShipDeadline,
+    /// Shipments are queued while the link to Taobao is down and a ship-by deadline is near:
+    /// restore the link (a phone hotspot will do) before the deadline passes.
+    DeadlineOutage,
+    /// Taobao refused a stock push for good (item deleted, pre-sale item, units withheld by
+    /// the platform): check the listing; the SKU map may be stale.
+    StockPushRefused,
+    /// Cainiao refused an e-waybill request (account, branch, sender address or template):
+    /// check `[waybill]` and the waybill account's balance.
+    WaybillRefused,
+    /// A reconciliation check could not run (Taobao unreachable, no session): it runs again
+    /// at the next cycle.
+    ReconcileNotRun,
+    /// Reconciliation: shipped here (through the ship scan) but still unshipped on Taobao: the
+    /// `Ship` op failed or is stuck. See `wms-node queue list`.
+    ShippedNotOnTaobao,
+    /// Reconciliation: closed or refunded on Taobao but still active on the floor (a missed
+    /// interception): stop the order.
+    ClosedButActive,
+    /// Reconciliation: paid and waiting to ship on Taobao, missing here (a missed pull).
+    MissingOrder,
+    /// Reconciliation: the platform's stock differs from what the node pushed (edited in 千牛,
+    /// or a push failed): `wms-node stock push SKU` puts it right.
+    StockDrift,
+    /// Reconciliation: e-waybills issued and not shipped for hours: ship or void them.
+    UnusedWaybill,
+    /// Reconciliation: outbox ops dead or stuck in retry, a ban, an expiring token or intake
+    /// lag.
+    StuckOps,
+    /// Reconciliation: the store holds quarantined records, or the outbox reached its cap.
+    StoreProblem,
 }
 
 impl AlertCode {
@@ -187,6 +224,19 @@ impl AlertCode {
         AlertCode::CourierInterception,
         AlertCode::ShippedElsewhere,
         AlertCode::UnreadableTrade,
+        AlertCode::ShippedOtherWaybill,
+        AlertCode::ShipDeadline,
+        AlertCode::DeadlineOutage,
+        AlertCode::StockPushRefused,
+        AlertCode::WaybillRefused,
+        AlertCode::ReconcileNotRun,
+        AlertCode::ShippedNotOnTaobao,
+        AlertCode::ClosedButActive,
+        AlertCode::MissingOrder,
+        AlertCode::StockDrift,
+        AlertCode::UnusedWaybill,
+        AlertCode::StuckOps,
+        AlertCode::StoreProblem,
         AlertCode::RestartLoop,
         AlertCode::AlertDelivery,
     ];
@@ -215,6 +265,19 @@ impl AlertCode {
             AlertCode::CourierInterception => "courier_interception",
             AlertCode::ShippedElsewhere => "shipped_elsewhere",
             AlertCode::UnreadableTrade => "unreadable_trade",
+            AlertCode::ShippedOtherWaybill => "shipped_other_waybill",
+            AlertCode::ShipDeadline => "ship_deadline",
+            AlertCode::DeadlineOutage => "deadline_outage",
+            AlertCode::StockPushRefused => "stock_push_refused",
+            AlertCode::WaybillRefused => "waybill_refused",
+            AlertCode::ReconcileNotRun => "reconcile_not_run",
+            AlertCode::ShippedNotOnTaobao => "shipped_not_on_taobao",
+            AlertCode::ClosedButActive => "closed_but_active",
+            AlertCode::MissingOrder => "missing_order",
+            AlertCode::StockDrift => "stock_drift",
+            AlertCode::UnusedWaybill => "unused_waybill",
+            AlertCode::StuckOps => "stuck_ops",
+            AlertCode::StoreProblem => "store_problem",
             AlertCode::RestartLoop => "restart_loop",
             AlertCode::AlertDelivery => "alert_delivery",
         }
@@ -246,6 +309,19 @@ impl AlertCode {
             AlertCode::CourierInterception => 503,
             AlertCode::ShippedElsewhere => 504,
             AlertCode::UnreadableTrade => 505,
+            AlertCode::ShippedOtherWaybill => 601,
+            AlertCode::ShipDeadline => 602,
+            AlertCode::DeadlineOutage => 603,
+            AlertCode::StockPushRefused => 604,
+            AlertCode::WaybillRefused => 605,
+            AlertCode::ReconcileNotRun => 610,
+            AlertCode::ShippedNotOnTaobao => 611,
+            AlertCode::ClosedButActive => 612,
+            AlertCode::MissingOrder => 613,
+            AlertCode::StockDrift => 614,
+            AlertCode::UnusedWaybill => 615,
+            AlertCode::StuckOps => 616,
+            AlertCode::StoreProblem => 617,
             AlertCode::RestartLoop => 801,
             AlertCode::AlertDelivery => 901,
         }
@@ -272,6 +348,9 @@ impl AlertCode {
             | AlertCode::StoreIo
             | AlertCode::PullParcel
             | AlertCode::CourierInterception
+            | AlertCode::DeadlineOutage
+            | AlertCode::ShippedNotOnTaobao
+            | AlertCode::ClosedButActive
             | AlertCode::RestartLoop => Severity::Critical,
             AlertCode::TokenExpiry
             | AlertCode::TaobaoCallBudget
@@ -286,7 +365,17 @@ impl AlertCode {
             | AlertCode::UnmappedSku
             | AlertCode::ShippedElsewhere
             | AlertCode::UnreadableTrade
-            | AlertCode::AlertDelivery => Severity::Warning,
+            | AlertCode::AlertDelivery
+            | AlertCode::ShippedOtherWaybill
+            | AlertCode::ShipDeadline
+            | AlertCode::StockPushRefused
+            | AlertCode::WaybillRefused
+            | AlertCode::ReconcileNotRun
+            | AlertCode::MissingOrder
+            | AlertCode::StockDrift
+            | AlertCode::UnusedWaybill
+            | AlertCode::StuckOps
+            | AlertCode::StoreProblem => Severity::Warning,
         }
     }
 
@@ -302,7 +391,9 @@ impl AlertCode {
             | AlertCode::PullParcel
             | AlertCode::CourierInterception
             | AlertCode::ShippedElsewhere
-            | AlertCode::UnreadableTrade => Some(Duration::from_secs(24 * 3600)),
+            | AlertCode::UnreadableTrade
+            | AlertCode::ShippedOtherWaybill
+            | AlertCode::StockPushRefused => Some(Duration::from_secs(24 * 3600)),
             _ => None,
         }
     }

@@ -1,0 +1,1547 @@
+//! The stock ledger and what the shop is told (DOMAIN.md §5, one warehouse, one shop).
+//!
+//! # The ledger, per WMS SKU
+//!
+//! ```text
+//!   on_hand    units in the building: + receive, put-back, count up; − count down, ship
+//!   reserved   units of every paid line not yet shipped, held or not (kept by Wms::save)
+//!   safety     units never offered to the shop
+//!   available = on_hand − reserved − safety          shop quantity = max(0, available)
+//!   a bundle listing shows min over its parts of floor(max(0, available(part)) / qty)
+//! ```
+//!
+//! Every change of `on_hand` is a [`Move`] in the audit trail (`wms_stock_moves`), in the same
+//! transaction. `reserved` is not written by anyone directly: each order's share is recomputed
+//! whenever the order is saved ([`OrderReservation`] in `wms_order_res`), and the difference is
+//! added to the SKU's counter, so it cannot drift from the orders.
+//!
+//! # What is pushed, per mapped listing `(num_iid, sku_id)`
+//!
+//! Taobao takes its own stock when a buyer orders, so a sale through a listing needs no push
+//! for that listing. What the node owes the shop, per listing ([`ListingPush`]):
+//!
+//! | cause | owed | when it may go |
+//! |---|---|---|
+//! | warehouse event (receive, count, adjust, put-back) | its effect on the listing, as a delta (`type=2`), summed | at any time: a delta cannot undo a sale the node has not pulled yet |
+//! | anything else that moves the listing's quantity (a refund or a close that frees units, a sale through another listing of the SKU, safety, the map, `stock push`, resume) | a full value (`type=1`) | only while intake lags less than the bound: a full value computed before a sale was pulled re-adds the sold unit |
+//! | the quantity reaches 0 | a full 0, urgent | at once: a zero cannot oversell |
+//!
+//! Each listing has at most one op in the outbox (a [`TaobaoOp::PushStock`] marker, coalesced
+//! by key); what it sends is decided when it is delivered, from this state
+//! ([`ListingPush::plan`]), so the newest value always wins and a replaced op can never apply
+//! a delta twice. A version, bumped at every change, stamps what was sent.
+//!
+//! # A delta whose result is unknown
+//!
+//! A delta is not idempotent. Before a call the node records what it sends (`sending`); when
+//! the answer is lost (timeout, connection reset after sending, a crash) the delta becomes
+//! `unknown`, and before anything more is sent for the listing the platform's quantity is read
+//! ([`ListingPush::resolve`]):
+//!
+//! - the SKU's `modified` is the one of the last confirmed write: nothing touched it, the delta
+//!   was not applied: it is sent again;
+//! - the quantity is exactly what the delta makes of the last confirmed figure: applied (after
+//!   a decrease a full value is owed too: a decrease not applied plus sales of the same size
+//!   would look alike);
+//! - otherwise its fate cannot be told apart from a sale: the node takes the side that cannot
+//!   oversell (a decrease is sent again, an increase is dropped) and owes a full value, which
+//!   restores the exact figure once intake is current.
+//!
+//! [`TaobaoOp::PushStock`]: crate::taobao::outbox::TaobaoOp::PushStock
+
+use super::order::{Mapping, OrderRecord};
+use super::sku::{self, Code, StockRecord};
+use super::tables::{self, OrderKey};
+use super::{Event, Wms, WmsError};
+use crate::store::{self, StoreError};
+use crate::taobao::types::TradeStatus;
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Audit rows of stock moves kept.
+pub const MOVES_CAP: u64 = 100_000;
+
+/// The largest on-hand figure accepted.
+pub const MAX_ON_HAND: i64 = 10_000_000;
+
+/// Safety stock and the sync switch of a SKU (or a bundle code).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockRules {
+    /// Units never offered to the shop.
+    pub safety: i64,
+    /// Nothing is pushed for its listings (stock managed by hand in 千牛, e.g. a promotion).
+    pub stopped: bool,
+    /// Last changed (epoch ms).
+    pub updated_ms: i64,
+}
+
+/// What an order reserves: units per SKU, and line units per listing (to tell which
+/// listing a sale went through).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderReservation {
+    /// SKU → units.
+    pub skus: BTreeMap<String, i64>,
+    /// `num_iid:sku_id` → line units.
+    pub listings: BTreeMap<String, i64>,
+}
+
+/// Why on hand changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveKind {
+    /// Goods received.
+    Receive,
+    /// A correction by a number of units (`stock adjust`).
+    Adjust,
+    /// A count set the figure (`stock set`, the floor's count).
+    Count,
+    /// Goods back on the shelf (a returned or intercepted parcel).
+    PutBack,
+    /// Goods left with a parcel.
+    Ship,
+    /// The first figure, from `sku import`.
+    Import,
+}
+
+impl MoveKind {
+    /// The name in JSON and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoveKind::Receive => "receive",
+            MoveKind::Adjust => "adjust",
+            MoveKind::Count => "count",
+            MoveKind::PutBack => "put_back",
+            MoveKind::Ship => "ship",
+            MoveKind::Import => "import",
+        }
+    }
+
+    /// A warehouse event: the shop learns of it as a delta. Shipping is not one (the sale
+    /// already took the unit on the platform; on hand and reserved fall together), nor is the
+    /// first figure of an import (the shop's figure was never the node's: it gets a full
+    /// value).
+    fn is_warehouse_event(self) -> bool {
+        !matches!(self, MoveKind::Ship | MoveKind::Import)
+    }
+}
+
+/// One change of on hand, in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    /// When (epoch ms).
+    pub at_ms: i64,
+    /// Shop.
+    pub shop: String,
+    /// SKU.
+    pub sku: String,
+    /// Why.
+    pub kind: MoveKind,
+    /// Units added (negative: removed).
+    pub delta: i64,
+    /// On hand after.
+    pub on_hand: i64,
+    /// The operator's words, or what caused it. Never buyer data.
+    pub reason: String,
+    /// The trade, for shipments and put-backs.
+    pub tid: Option<u64>,
+}
+
+/// Full (`type=1`) or incremental (`type=2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushMode {
+    /// Set the quantity.
+    Full,
+    /// Add to it.
+    Delta,
+}
+
+/// A call recorded before it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sending {
+    /// Full or delta.
+    pub mode: PushMode,
+    /// The quantity (full) or the delta.
+    pub value: i64,
+    /// The listing's version it carries.
+    pub version: u64,
+    /// When (epoch ms).
+    pub at_ms: i64,
+}
+
+/// The last push the platform confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pushed {
+    /// The quantity the platform showed after it.
+    pub qty: i64,
+    /// When (epoch ms).
+    pub at_ms: i64,
+    /// Full or delta.
+    pub mode: PushMode,
+    /// The version it carried.
+    pub version: u64,
+}
+
+/// The platform's quantity as last seen (an update's answer or a read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// Quantity.
+    pub qty: i64,
+    /// The SKU's (or item's) `modified`, epoch ms.
+    pub modified_ms: Option<i64>,
+    /// When it was seen (epoch ms).
+    pub at_ms: i64,
+}
+
+/// The push state of one listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingPush {
+    /// Item.
+    pub num_iid: u64,
+    /// SKU of the item (`None`: the item has none).
+    pub sku_id: Option<u64>,
+    /// Bumped at every change that owes the shop something.
+    pub version: u64,
+    /// Warehouse deltas not sent yet.
+    pub owed: i64,
+    /// A full value is owed.
+    pub full_due: bool,
+    /// The owed full value goes even while intake lags (`stock push --ignore-lag`).
+    pub ignore_lag: bool,
+    /// The quantity reached 0: push 0 at once.
+    pub zero: bool,
+    /// A call recorded but not answered yet (after a crash: its result is unknown).
+    pub sending: Option<Sending>,
+    /// A delta whose result is unknown: the platform is read before anything more is sent.
+    pub unknown: Option<Sending>,
+    /// The last confirmed push.
+    pub last: Option<Pushed>,
+    /// The platform's quantity as last seen.
+    pub platform: Option<Seen>,
+    /// A pre-sale listing: Taobao takes deltas only, so a full value is sent as the
+    /// difference to the quantity read just before.
+    pub presale: bool,
+    /// `platform` was read for the next plan (used once).
+    pub fresh: bool,
+}
+
+/// What to do with a listing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Send this (already recorded as `sending`).
+    Send(Sending),
+    /// Read the platform's quantity first (a delta's result is unknown).
+    Read,
+    /// A full value is owed but intake lags: wait.
+    Wait,
+    /// Nothing is owed (or sync is stopped).
+    Nothing,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Applied; the platform's answer, when it gave the listing's quantity.
+    Applied(Option<Seen>),
+    /// Refused or never sent: not applied.
+    NotApplied,
+    /// No answer: may or may not have been applied.
+    Unknown,
+}
+
+impl ListingPush {
+    fn new(num_iid: u64, sku_id: Option<u64>) -> Self {
+        ListingPush {
+            num_iid,
+            sku_id,
+            ..ListingPush::default()
+        }
+    }
+
+    /// Whether anything is owed.
+    pub fn owes(&self) -> bool {
+        self.owed != 0 || self.full_due || self.zero || self.unknown.is_some()
+    }
+
+    /// Decides the next call for a listing that shows `qty` and may get a full value when
+    /// `lag_ok`; records it as `sending` (the caller commits that before sending).
+    pub fn plan(&mut self, qty: i64, stopped: bool, lag_ok: bool, now_ms: i64) -> Plan {
+        if let Some(s) = self.sending.take() {
+            // Recorded, never answered: the process stopped in between.
+            self.settle(s, Sent::Unknown, now_ms);
+        }
+        if stopped {
+            self.owed = 0;
+            self.full_due = false;
+            self.ignore_lag = false;
+            self.zero = false;
+            return Plan::Nothing;
+        }
+        if self.unknown.is_some() {
+            return Plan::Read;
+        }
+        let qty = qty.max(0);
+        let full = if self.zero && qty == 0 {
+            Some(0)
+        } else if self.full_due && (lag_ok || self.ignore_lag) {
+            Some(qty)
+        } else {
+            None
+        };
+        let fresh = std::mem::take(&mut self.fresh);
+        let send = match full {
+            // A pre-sale listing takes deltas only: the full value as the difference to
+            // what the platform shows now (a sale in between is kept, as with any delta).
+            Some(_) if self.presale && !fresh => return Plan::Read,
+            Some(v) if self.presale => {
+                let now = self.platform.map_or(0, |p| p.qty);
+                Some((PushMode::Delta, v - now))
+            }
+            Some(v) => Some((PushMode::Full, v)),
+            None if self.owed != 0 => Some((PushMode::Delta, self.owed)),
+            None => None,
+        };
+        self.zero = false;
+        let Some((mode, value)) = send else {
+            return if self.full_due {
+                Plan::Wait
+            } else {
+                Plan::Nothing
+            };
+        };
+        if full.is_some() {
+            // A full value covers every delta owed.
+            self.full_due = false;
+            self.ignore_lag = false;
+        }
+        self.owed = 0;
+        let s = Sending {
+            mode,
+            value,
+            version: self.version,
+            at_ms: now_ms,
+        };
+        self.sending = Some(s);
+        Plan::Send(s)
+    }
+
+    /// Records how the call in `sending` ended.
+    pub fn finish(&mut self, result: Sent, now_ms: i64) {
+        if let Some(s) = self.sending.take() {
+            self.settle(s, result, now_ms);
+        }
+    }
+
+    fn settle(&mut self, s: Sending, result: Sent, now_ms: i64) {
+        match result {
+            Sent::Applied(seen) => {
+                let qty = seen.map(|v| v.qty).unwrap_or(match s.mode {
+                    PushMode::Full => s.value,
+                    PushMode::Delta => self.last.map_or(s.value, |l| (l.qty + s.value).max(0)),
+                });
+                self.last = Some(Pushed {
+                    qty,
+                    at_ms: now_ms,
+                    mode: s.mode,
+                    version: s.version,
+                });
+                if let Some(seen) = seen {
+                    self.platform = Some(seen);
+                }
+            }
+            Sent::NotApplied => match s.mode {
+                PushMode::Full => self.full_due = true,
+                PushMode::Delta => self.owed += s.value,
+            },
+            Sent::Unknown => match s.mode {
+                // A full value sent twice does no harm: owe it again.
+                PushMode::Full => self.full_due = true,
+                PushMode::Delta => {
+                    // Two unknown deltas in a row cannot happen (a read comes first), but
+                    // should they, keep both.
+                    let v = self.unknown.map_or(0, |u| u.value) + s.value;
+                    self.unknown = Some(Sending { value: v, ..s });
+                }
+            },
+        }
+    }
+
+    /// Resolves an unknown delta with the platform's quantity as read now (see the module
+    /// doc). Returns whether its fate was known.
+    pub fn resolve(&mut self, seen: Seen) -> bool {
+        self.fresh = true;
+        let Some(u) = self.unknown.take() else {
+            self.platform = Some(seen);
+            return true;
+        };
+        let before = self.platform;
+        self.platform = Some(seen);
+        let untouched = match (before.and_then(|p| p.modified_ms), seen.modified_ms) {
+            (Some(b), Some(now)) => b == now,
+            _ => false,
+        };
+        if untouched {
+            // Nothing changed the SKU since the last confirmed write: not applied.
+            self.owed += u.value;
+            return true;
+        }
+        let applied_qty = before.map(|b| (b.qty + u.value).max(0));
+        if applied_qty == Some(seen.qty) && before.is_some_and(|b| b.qty != seen.qty) {
+            // Exactly what the delta makes of the last confirmed figure: applied. (A decrease
+            // not applied plus sales of the same size would look alike: a full value confirms
+            // it once intake is current.)
+            self.last = Some(Pushed {
+                qty: seen.qty,
+                at_ms: seen.at_ms,
+                mode: PushMode::Delta,
+                version: u.version,
+            });
+            if u.value < 0 {
+                self.full_due = true;
+            }
+            return true;
+        }
+        // Applied or not cannot be told from other changes: err on the side that cannot
+        // oversell (a decrease is sent again, an increase dropped) and owe a full value,
+        // which settles it once intake is current.
+        if u.value < 0 {
+            self.owed += u.value;
+        }
+        self.full_due = true;
+        false
+    }
+}
+
+/// A due push, as the job that feeds the outbox takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// Item.
+    pub num_iid: u64,
+    /// SKU.
+    pub sku_id: Option<u64>,
+    /// A zero: ahead of everything but shipments.
+    pub urgent: bool,
+    /// The listing's version.
+    pub version: u64,
+}
+
+/// Due priorities in `wms_stock_due`.
+const DUE_URGENT: u8 = 0;
+const DUE_NORMAL: u8 = 1;
+const DUE_WAITING: u8 = 2;
+
+/// The on-hand, reserved and safety figures of a SKU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Avail {
+    /// On hand.
+    pub on_hand: i64,
+    /// Reserved.
+    pub reserved: i64,
+    /// Safety.
+    pub safety: i64,
+}
+
+impl Avail {
+    /// `on_hand − reserved − safety` (may be negative).
+    pub fn available(self) -> i64 {
+        self.on_hand - self.reserved - self.safety
+    }
+}
+
+/// The stock changes of one transaction, turned into pushes at [`Wms::finish`].
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Each touched SKU's figures before the transaction changed them.
+    before: BTreeMap<String, Avail>,
+    /// On-hand change by warehouse events, per SKU.
+    warehouse: BTreeMap<String, i64>,
+    /// Reservation change per listing (line units): a sale through it (+) or a release (−).
+    sold_via: BTreeMap<String, i64>,
+    /// Codes whose listings owe a full value (safety, resume, push).
+    full: BTreeMap<String, bool>,
+    /// Listings owed a full value (their mapping changed).
+    listings: BTreeSet<String>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.before.is_empty() && self.full.is_empty() && self.listings.is_empty()
+    }
+}
+
+/// Reads a SKU's figures.
+pub fn avail(txn: &impl store::ReadTxn, shop: &str, sku: &str) -> Result<Avail, StoreError> {
+    Ok(Avail {
+        on_hand: sku::stock(txn, shop, sku)?.map_or(0, |s| s.on_hand),
+        reserved: reserved(txn, shop, sku)?,
+        safety: rules(txn, shop, sku)?.safety,
+    })
+}
+
+/// Units reserved for a SKU.
+pub fn reserved(txn: &impl store::ReadTxn, shop: &str, sku: &str) -> Result<i64, StoreError> {
+    Ok(tables::get_named::<i64>(txn, tables::RESERVED, shop, sku)?.unwrap_or(0))
+}
+
+/// A code's rules (default: no safety, sync on).
+pub fn rules(txn: &impl store::ReadTxn, shop: &str, code: &str) -> Result<StockRules, StoreError> {
+    Ok(tables::get_named::<StockRules>(txn, tables::STOCK_RULES, shop, code)?.unwrap_or_default())
+}
+
+/// A listing's push state.
+pub fn listing_push(
+    txn: &impl store::ReadTxn,
+    shop: &str,
+    key: &str,
+) -> Result<Option<ListingPush>, StoreError> {
+    tables::get_named(txn, tables::LISTING_PUSH, shop, key)
+}
+
+/// What a paid order not fully shipped reserves: every line still to ship (not closed, not
+/// shipped on the platform, not through the ship scan here), held or not (DESIGN.md
+/// *Stock*). Unpaid, closed, handed-over or put-back orders reserve nothing; a line that maps
+/// to no SKU cannot reserve.
+pub fn reservation(o: &OrderRecord, shipped: &[u64]) -> OrderReservation {
+    let mut r = OrderReservation::default();
+    let paid = matches!(
+        o.taobao_status,
+        TradeStatus::PaidForbidConsign
+            | TradeStatus::WaitSellerSendGoods
+            | TradeStatus::SellerConsignedPart
+    );
+    if !paid || o.state.gone() || o.state.is_final() || o.state == super::LocalState::PutBack {
+        return r;
+    }
+    for l in &o.lines {
+        if l.is_closed() || l.is_shipped() || shipped.contains(&l.oid) {
+            continue;
+        }
+        let qty = i64::from(l.qty);
+        match &l.mapping {
+            Mapping::Sku(c) => *r.skus.entry(c.clone()).or_default() += qty,
+            Mapping::Bundle { parts, .. } => {
+                for (c, q) in parts {
+                    *r.skus.entry(c.clone()).or_default() += qty * i64::from(*q);
+                }
+            }
+            Mapping::Unmapped | Mapping::Ambiguous(_) => continue,
+        }
+        if let Some(n) = l.num_iid {
+            *r.listings
+                .entry(tables::listing_key(n, l.sku_id))
+                .or_default() += qty;
+        }
+    }
+    r
+}
+
+/// The quantity a listing selling `code` shows, from the figures `avail` gives per SKU.
+fn listing_qty(
+    code: &Code,
+    avail: &mut impl FnMut(&str) -> Result<i64, StoreError>,
+) -> Result<i64, StoreError> {
+    Ok(match code {
+        Code::Sku(s) => avail(&s.code)?.max(0),
+        Code::Bundle(b) => {
+            let mut min: Option<i64> = None;
+            for (part, q) in &b.parts {
+                let n = avail(part)?.max(0) / i64::from((*q).max(1));
+                min = Some(min.map_or(n, |m| m.min(n)));
+            }
+            min.unwrap_or(0)
+        }
+    })
+}
+
+/// The quantity a listing shows now; `None` when it is not mapped.
+pub fn listing_qty_now(
+    txn: &impl store::ReadTxn,
+    shop: &str,
+    num_iid: u64,
+    sku_id: Option<u64>,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let Some(e) = sku::listing(txn, shop, num_iid, sku_id)? else {
+        return Ok(None);
+    };
+    let Some(code) = sku::lookup(txn, shop, &e.code)? else {
+        return Ok(None);
+    };
+    let qty = listing_qty(&code, &mut |c| avail(txn, shop, c).map(Avail::available))?;
+    Ok(Some((e.code, qty)))
+}
+
+/// Whether sync is stopped for a listing's code (or, for a bundle, for any of its parts).
+fn listing_stopped(txn: &impl store::ReadTxn, shop: &str, code: &str) -> Result<bool, StoreError> {
+    if rules(txn, shop, code)?.stopped {
+        return Ok(true);
+    }
+    if let Some(Code::Bundle(b)) = sku::lookup(txn, shop, code)? {
+        for (p, _) in &b.parts {
+            if rules(txn, shop, p)?.stopped {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Rebuilds `wms_sku_listings` from the map and the bundles (after an import or a sync).
+/// Returns the listings whose code or parts changed.
+pub(crate) fn rebuild_listing_index(
+    txn: &WriteTransaction,
+    shop: &str,
+) -> Result<BTreeSet<String>, StoreError> {
+    let map: Vec<sku::MapEntry> = {
+        let t = txn.open_table(tables::SKU_MAP)?;
+        tables::scan_named(&t, tables::SKU_MAP, shop)?
+    };
+    let mut index: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in &map {
+        let key = tables::listing_key(e.num_iid, e.sku_id);
+        match sku::lookup(txn, shop, &e.code)? {
+            Some(Code::Sku(_)) => index.entry(e.code.clone()).or_default().push(key),
+            Some(Code::Bundle(b)) => {
+                index.entry(e.code.clone()).or_default().push(key.clone());
+                for (p, _) in &b.parts {
+                    index.entry(p.clone()).or_default().push(key.clone());
+                }
+            }
+            None => {}
+        }
+    }
+    let old: BTreeMap<String, Vec<String>> = {
+        let t = txn.open_table(tables::SKU_LISTINGS)?;
+        let hi = String::from(char::MAX).repeat(4);
+        let mut out = BTreeMap::new();
+        for row in t.range((shop, "")..=(shop, hi.as_str()))? {
+            let (k, v) = row?;
+            if let Ok(keys) = postcard::from_bytes::<Vec<String>>(v.value()) {
+                out.insert(k.value().1.to_owned(), keys);
+            }
+        }
+        out
+    };
+    let mut changed = BTreeSet::new();
+    {
+        let mut t = txn.open_table(tables::SKU_LISTINGS)?;
+        for (code, keys) in &old {
+            if index.get(code) != Some(keys) {
+                changed.extend(keys.iter().cloned());
+                t.remove((shop, code.as_str()))?;
+            }
+        }
+    }
+    for (code, keys) in &index {
+        if old.get(code) != Some(keys) {
+            changed.extend(keys.iter().cloned());
+            tables::put_named(txn, tables::SKU_LISTINGS, shop, code, keys)?;
+        }
+    }
+    Ok(changed)
+}
+
+fn listings_of(
+    txn: &impl store::ReadTxn,
+    shop: &str,
+    code: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        tables::get_named::<Vec<String>>(txn, tables::SKU_LISTINGS, shop, code)?
+            .unwrap_or_default(),
+    )
+}
+
+/// Takes up to `limit` due pushes off `wms_stock_due`, urgent first; waiting ones (a full
+/// value held back by intake lag) only when `lag_ok`.
+pub fn take_due(
+    txn: &WriteTransaction,
+    shop: &str,
+    lag_ok: bool,
+    limit: usize,
+) -> Result<Vec<Due>, StoreError> {
+    let hi = String::from(char::MAX).repeat(4);
+    let mut rows: Vec<(String, u8)> = Vec::new();
+    {
+        let t = txn.open_table(tables::STOCK_DUE)?;
+        for row in t.range((shop, "")..=(shop, hi.as_str()))? {
+            let (k, v) = row?;
+            let p = v.value();
+            if p == DUE_WAITING && !lag_ok {
+                continue;
+            }
+            rows.push((k.value().1.to_owned(), p));
+        }
+    }
+    rows.sort_by_key(|(_, p)| *p);
+    rows.truncate(limit);
+    let mut out = Vec::with_capacity(rows.len());
+    let mut t = txn.open_table(tables::STOCK_DUE)?;
+    for (key, p) in rows {
+        t.remove((shop, key.as_str()))?;
+        let Some(lp) = listing_push(txn, shop, &key)? else {
+            continue;
+        };
+        out.push(Due {
+            num_iid: lp.num_iid,
+            sku_id: lp.sku_id,
+            urgent: p == DUE_URGENT,
+            version: lp.version,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether any push waits for intake to catch up.
+pub fn any_waiting(txn: &redb::ReadTransaction, shop: &str) -> Result<bool, StoreError> {
+    let Some(t) = tables::read_table(txn, tables::STOCK_DUE)? else {
+        return Ok(false);
+    };
+    let hi = String::from(char::MAX).repeat(4);
+    for row in t.range((shop, "")..=(shop, hi.as_str()))? {
+        let (_, v) = row?;
+        if v.value() == DUE_WAITING {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn mark_due(txn: &WriteTransaction, shop: &str, key: &str, p: u8) -> Result<(), StoreError> {
+    let mut t = txn.open_table(tables::STOCK_DUE)?;
+    let current = t.get((shop, key))?.map(|v| v.value());
+    if current.is_none_or(|c| p < c) {
+        t.insert((shop, key), p)?;
+    }
+    Ok(())
+}
+
+/// Appends a move to the audit ring.
+fn append_move(txn: &WriteTransaction, m: &Move) -> Result<(), StoreError> {
+    let mut t = txn.open_table(tables::STOCK_MOVES)?;
+    let next = t.last()?.map_or(0, |(k, _)| k.value().saturating_add(1));
+    let bytes = store::encode("wms_stock_moves", m)?;
+    t.insert(next, bytes.as_slice())?;
+    if next >= MOVES_CAP {
+        t.remove(next - MOVES_CAP)?;
+    }
+    Ok(())
+}
+
+/// The audit trail of `sku` (all SKUs when `None`), newest first, at most `limit`.
+pub fn moves(
+    txn: &redb::ReadTransaction,
+    sku: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Move>, StoreError> {
+    let Some(t) = tables::read_table(txn, tables::STOCK_MOVES)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for row in t.iter()?.rev() {
+        let (k, v) = row?;
+        let Ok(m) = store::decode::<u64, Move>(tables::STOCK_MOVES, &k.value(), v.value()) else {
+            continue;
+        };
+        if sku.is_some_and(|s| s != m.sku) {
+            continue;
+        }
+        out.push(m);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+const RESERVATIONS_BUILT: &str = "reservations_v1";
+
+impl Wms<'_> {
+    fn snapshot(&mut self, sku: &str) -> Result<(), StoreError> {
+        if !self.stock.before.contains_key(sku) {
+            let a = avail(self.txn, &self.shop, sku)?;
+            self.stock.before.insert(sku.to_owned(), a);
+        }
+        Ok(())
+    }
+
+    fn require_sku(&self, sku: &str) -> Result<(), WmsError> {
+        match sku::lookup(self.txn, &self.shop, sku)? {
+            Some(Code::Sku(_)) => Ok(()),
+            Some(Code::Bundle(_)) => Err(WmsError::Refused(format!(
+                "{sku} is a bundle: its stock is its parts' (change those)"
+            ))),
+            None => Err(WmsError::Refused(format!(
+                "no SKU {sku} in the master (wms-node sku list; import it first)"
+            ))),
+        }
+    }
+
+    /// Changes on hand by `delta` for `kind`, with an audit row. Refuses a result below 0.
+    fn move_stock(
+        &mut self,
+        sku: &str,
+        delta: i64,
+        kind: MoveKind,
+        reason: &str,
+        tid: Option<u64>,
+    ) -> Result<i64, WmsError> {
+        self.snapshot(sku)?;
+        let old = sku::stock(self.txn, &self.shop, sku)?.map_or(0, |s| s.on_hand);
+        let new = old.checked_add(delta).unwrap_or(i64::MAX);
+        if kind != MoveKind::Ship && !(0..=MAX_ON_HAND).contains(&new) {
+            return Err(WmsError::Refused(format!(
+                "{sku}: on hand would be {new} ({old} {delta:+}); it must stay between 0 and \
+                 {MAX_ON_HAND}"
+            )));
+        }
+        // A shipment of goods the ledger never counted still leaves: on hand may go below 0
+        // (a count puts it right), the shop already shows the sale.
+        tables::put_named(
+            self.txn,
+            tables::STOCK,
+            &self.shop,
+            sku,
+            &StockRecord {
+                on_hand: new,
+                updated_ms: self.now_ms,
+            },
+        )?;
+        if kind.is_warehouse_event() {
+            *self.stock.warehouse.entry(sku.to_owned()).or_default() += new - old;
+        }
+        append_move(
+            self.txn,
+            &Move {
+                at_ms: self.now_ms,
+                shop: self.shop.clone(),
+                sku: sku.to_owned(),
+                kind,
+                delta: new - old,
+                on_hand: new,
+                reason: reason.to_owned(),
+                tid,
+            },
+        )?;
+        self.events.push(Event::StockMoved {
+            sku: sku.to_owned(),
+            kind,
+            delta: new - old,
+            on_hand: new,
+        });
+        Ok(new)
+    }
+
+    fn reason(reason: &str) -> Result<String, WmsError> {
+        let r = reason.trim();
+        if r.is_empty() {
+            return Err(WmsError::Refused("a stock change needs a reason".into()));
+        }
+        if r.chars().count() > 200 || r.chars().any(char::is_control) {
+            return Err(WmsError::Refused(
+                "the reason may be at most 200 printable characters".into(),
+            ));
+        }
+        Ok(r.to_owned())
+    }
+
+    /// Goods received (the floor's receive scan): on hand + `qty`.
+    pub fn receive(&mut self, sku: &str, qty: i64, reason: &str) -> Result<i64, WmsError> {
+        self.require_sku(sku)?;
+        if qty <= 0 {
+            return Err(WmsError::Refused("a receipt is at least 1 unit".into()));
+        }
+        let reason = Self::reason(reason)?;
+        self.move_stock(sku, qty, MoveKind::Receive, &reason, None)
+    }
+
+    /// A correction by `delta` units (`stock adjust`).
+    pub fn adjust(&mut self, sku: &str, delta: i64, reason: &str) -> Result<i64, WmsError> {
+        self.require_sku(sku)?;
+        if delta == 0 {
+            return Err(WmsError::Refused(
+                "an adjustment of 0 changes nothing".into(),
+            ));
+        }
+        let reason = Self::reason(reason)?;
+        self.move_stock(sku, delta, MoveKind::Adjust, &reason, None)
+    }
+
+    /// A count: on hand is now `qty` (`stock set`, the floor's count).
+    pub fn count(&mut self, sku: &str, qty: i64, reason: &str) -> Result<i64, WmsError> {
+        self.require_sku(sku)?;
+        if !(0..=MAX_ON_HAND).contains(&qty) {
+            return Err(WmsError::Refused(format!(
+                "a count is 0 to {MAX_ON_HAND} units"
+            )));
+        }
+        let reason = Self::reason(reason)?;
+        let old = sku::stock(self.txn, &self.shop, sku)?.map_or(0, |s| s.on_hand);
+        if old == qty {
+            // Still audited: a count that confirms the figure is worth knowing.
+            self.snapshot(sku)?;
+            append_move(
+                self.txn,
+                &Move {
+                    at_ms: self.now_ms,
+                    shop: self.shop.clone(),
+                    sku: sku.to_owned(),
+                    kind: MoveKind::Count,
+                    delta: 0,
+                    on_hand: qty,
+                    reason,
+                    tid: None,
+                },
+            )?;
+            return Ok(qty);
+        }
+        self.move_stock(sku, qty - old, MoveKind::Count, &reason, None)
+    }
+
+    /// Goods back on the shelf that had left the ledger (a returned or intercepted parcel):
+    /// on hand + `qty`.
+    pub fn put_back(
+        &mut self,
+        sku: &str,
+        qty: i64,
+        tid: Option<u64>,
+        reason: &str,
+    ) -> Result<i64, WmsError> {
+        self.require_sku(sku)?;
+        if qty <= 0 {
+            return Err(WmsError::Refused("a put-back is at least 1 unit".into()));
+        }
+        let reason = Self::reason(reason)?;
+        self.move_stock(sku, qty, MoveKind::PutBack, &reason, tid)
+    }
+
+    /// Seeds on hand for a SKU the node never counted (`sku import`).
+    pub(crate) fn seed(&mut self, sku: &str, qty: i64) -> Result<(), WmsError> {
+        self.move_stock(sku, qty, MoveKind::Import, "sku import", None)?;
+        Ok(())
+    }
+
+    /// Goods that left with a parcel: on hand − `qty` (its reservation falls with the order).
+    pub(crate) fn ship_out(&mut self, sku: &str, qty: i64, tid: u64) -> Result<(), WmsError> {
+        self.move_stock(sku, -qty, MoveKind::Ship, "shipped", Some(tid))?;
+        Ok(())
+    }
+
+    /// Sets a code's safety stock.
+    pub fn set_safety(&mut self, code: &str, safety: i64) -> Result<StockRules, WmsError> {
+        if sku::lookup(self.txn, &self.shop, code)?.is_none() {
+            return Err(WmsError::Refused(format!("no SKU or bundle {code}")));
+        }
+        if !(0..=MAX_ON_HAND).contains(&safety) {
+            return Err(WmsError::Refused(format!(
+                "safety stock is 0 to {MAX_ON_HAND} units"
+            )));
+        }
+        self.snapshot(code)?;
+        let mut r = rules(self.txn, &self.shop, code)?;
+        r.safety = safety;
+        r.updated_ms = self.now_ms;
+        tables::put_named(self.txn, tables::STOCK_RULES, &self.shop, code, &r)?;
+        self.stock.full.entry(code.to_owned()).or_insert(false);
+        Ok(r)
+    }
+
+    /// Stops (`true`) or resumes pushes for a code's listings. Resuming owes them a full
+    /// value (the shop was managed by hand meanwhile).
+    pub fn set_sync(&mut self, code: &str, on: bool) -> Result<StockRules, WmsError> {
+        if sku::lookup(self.txn, &self.shop, code)?.is_none() {
+            return Err(WmsError::Refused(format!("no SKU or bundle {code}")));
+        }
+        let mut r = rules(self.txn, &self.shop, code)?;
+        if r.stopped != on {
+            return Err(WmsError::Refused(format!(
+                "sync of {code} is already {}",
+                if on { "on" } else { "stopped" }
+            )));
+        }
+        r.stopped = !on;
+        r.updated_ms = self.now_ms;
+        tables::put_named(self.txn, tables::STOCK_RULES, &self.shop, code, &r)?;
+        if on {
+            self.stock.full.entry(code.to_owned()).or_insert(false);
+        }
+        self.events.push(Event::StockSync {
+            sku: code.to_owned(),
+            on,
+        });
+        Ok(r)
+    }
+
+    /// `stock push`: one full value of every listing of `code` now (with `ignore_lag` even
+    /// while intake lags). Returns the listings.
+    pub fn push_now(&mut self, code: &str, ignore_lag: bool) -> Result<Vec<String>, WmsError> {
+        if sku::lookup(self.txn, &self.shop, code)?.is_none() {
+            return Err(WmsError::Refused(format!("no SKU or bundle {code}")));
+        }
+        if rules(self.txn, &self.shop, code)?.stopped {
+            return Err(WmsError::Refused(format!(
+                "sync of {code} is stopped: `wms-node stock resume {code}` first"
+            )));
+        }
+        let keys = listings_of(self.txn, &self.shop, code)?;
+        if keys.is_empty() {
+            return Err(WmsError::Refused(format!(
+                "{code} is sold by no listing (map one with `wms-node sku import` or `sku sync`)"
+            )));
+        }
+        let e = self.stock.full.entry(code.to_owned()).or_insert(false);
+        *e |= ignore_lag;
+        Ok(keys)
+    }
+
+    /// Recomputes what order `o` reserves and moves the SKU counters by the difference.
+    pub(crate) fn account(&mut self, o: &OrderRecord) -> Result<(), StoreError> {
+        let shipped = super::ship::shipped_oids(self.txn, &self.shop, o.tid)?;
+        let new = reservation(o, &shipped);
+        let shop = self.shop.clone();
+        let key: (&str, u64) = (shop.as_str(), o.tid);
+        let old: OrderReservation =
+            store::get::<OrderKey, OrderReservation>(self.txn, tables::ORDER_RES, key)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        if old == new {
+            return Ok(());
+        }
+        let mut diff: BTreeMap<String, i64> = BTreeMap::new();
+        for (c, q) in &new.skus {
+            *diff.entry(c.clone()).or_default() += q;
+        }
+        for (c, q) in &old.skus {
+            *diff.entry(c.clone()).or_default() -= q;
+        }
+        for (c, d) in diff {
+            if d == 0 {
+                continue;
+            }
+            self.snapshot(&c)?;
+            let r = reserved(self.txn, &self.shop, &c)? + d;
+            tables::put_named(self.txn, tables::RESERVED, &self.shop, &c, &r)?;
+        }
+        for (l, q) in &new.listings {
+            *self.stock.sold_via.entry(l.clone()).or_default() += q;
+        }
+        for (l, q) in &old.listings {
+            *self.stock.sold_via.entry(l.clone()).or_default() -= q;
+        }
+        if new == OrderReservation::default() {
+            store::delete::<OrderKey>(self.txn, tables::ORDER_RES, key)?;
+        } else {
+            store::put::<OrderKey, OrderReservation>(self.txn, tables::ORDER_RES, key, &new)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the reservations and the listing index once for a store written before the
+    /// ledger had them (every open order is accounted).
+    pub(crate) fn ledger_ready(&mut self) -> Result<(), StoreError> {
+        if tables::get_named::<bool>(self.txn, tables::META, &self.shop, RESERVATIONS_BUILT)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        tables::put_named(
+            self.txn,
+            tables::META,
+            &self.shop,
+            RESERVATIONS_BUILT,
+            &true,
+        )?;
+        let tids = {
+            let t = self.txn.open_table(tables::OPEN)?;
+            tables::open_tids(&t, &self.shop)?
+        };
+        for tid in tids {
+            if let Ok(Some(o)) = self.get(tid) {
+                self.account(&o)?;
+            }
+        }
+        let changed = rebuild_listing_index(self.txn, &self.shop)?;
+        self.stock.listings.extend(changed);
+        Ok(())
+    }
+
+    /// Notes listings whose mapping changed (an import or a sync): they owe a full value.
+    pub(crate) fn map_changed(&mut self) -> Result<(), StoreError> {
+        let changed = rebuild_listing_index(self.txn, &self.shop)?;
+        self.stock.listings.extend(changed);
+        Ok(())
+    }
+
+    /// Turns this transaction's stock changes into what each listing owes, and marks the
+    /// listings due. Called by [`Wms::finish`].
+    pub(crate) fn settle_stock(&mut self) -> Result<(), StoreError> {
+        if self.stock.is_empty() {
+            return Ok(());
+        }
+        let p = std::mem::take(&mut self.stock);
+        let shop = self.shop.clone();
+        let txn = self.txn;
+        // The listings concerned.
+        let mut keys: BTreeSet<String> = p.listings.clone();
+        for code in p.before.keys().chain(p.full.keys()) {
+            keys.extend(listings_of(txn, &shop, code)?);
+        }
+        let full_codes: BTreeMap<String, bool> = p.full.clone();
+        let mut due_count = 0u32;
+        for key in keys {
+            let Some((num_iid, sku_id)) = parse_listing_key(&key) else {
+                continue;
+            };
+            let Some(entry) = sku::listing(txn, &shop, num_iid, sku_id)? else {
+                continue;
+            };
+            let Some(code) = sku::lookup(txn, &shop, &entry.code)? else {
+                continue;
+            };
+            let now = |c: &str| avail(txn, &shop, c).map(Avail::available);
+            let before = |c: &str| -> Result<i64, StoreError> {
+                match p.before.get(c) {
+                    Some(a) => Ok(a.available()),
+                    None => avail(txn, &shop, c).map(Avail::available),
+                }
+            };
+            let warehouse_only = |c: &str| -> Result<i64, StoreError> {
+                Ok(before(c)? + p.warehouse.get(c).copied().unwrap_or(0))
+            };
+            let q_before = listing_qty(&code, &mut |c| before(c))?;
+            let q_w = listing_qty(&code, &mut |c| warehouse_only(c))?;
+            let q_after = listing_qty(&code, &mut |c| now(c))?;
+            let delta_w = q_w - q_before;
+            let residual = q_after - q_w;
+            // A sale through this very listing: the platform took it itself.
+            let expected = -p.sold_via.get(&key).copied().unwrap_or(0).max(0);
+            let parts: Vec<&str> = match &code {
+                Code::Sku(s) => vec![s.code.as_str()],
+                Code::Bundle(b) => std::iter::once(b.code.as_str())
+                    .chain(b.parts.iter().map(|(c, _)| c.as_str()))
+                    .collect(),
+            };
+            let forced = parts.iter().find_map(|c| full_codes.get(*c).copied());
+            let remapped = p.listings.contains(&key);
+            let full = forced.is_some() || remapped || residual != expected;
+            let zero = q_after == 0 && q_before > 0;
+            let mut lp = listing_push(txn, &shop, &key)?
+                .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
+            // A listing never pushed gets its first full value.
+            let first = lp.last.is_none() && !lp.owes() && lp.sending.is_none();
+            if delta_w == 0 && !full && !zero && !first {
+                continue;
+            }
+            lp.owed += delta_w;
+            lp.full_due |= full || first;
+            lp.ignore_lag |= forced.unwrap_or(false);
+            lp.zero |= zero;
+            lp.version += 1;
+            let priority = if zero || lp.ignore_lag {
+                DUE_URGENT
+            } else if lp.owed != 0 || !lp.full_due {
+                DUE_NORMAL
+            } else {
+                DUE_WAITING
+            };
+            tables::put_named(txn, tables::LISTING_PUSH, &shop, &key, &lp)?;
+            mark_due(txn, &shop, &key, priority)?;
+            due_count += 1;
+        }
+        if due_count > 0 {
+            self.events.push(Event::StockDue {
+                listings: due_count,
+            });
+        }
+        Ok(())
+    }
+
+    /// Plans the push of a listing at delivery (see [`ListingPush::plan`]): the state is
+    /// saved with the call recorded as `sending`. Returns the plan and the listing's state.
+    pub fn plan_push(
+        &mut self,
+        num_iid: u64,
+        sku_id: Option<u64>,
+        lag_ok: bool,
+    ) -> Result<(Plan, ListingPush), StoreError> {
+        let key = tables::listing_key(num_iid, sku_id);
+        let Some(mut lp) = listing_push(self.txn, &self.shop, &key)? else {
+            return Ok((Plan::Nothing, ListingPush::new(num_iid, sku_id)));
+        };
+        let (qty, stopped) = match listing_qty_now(self.txn, &self.shop, num_iid, sku_id)? {
+            Some((code, qty)) => (qty, listing_stopped(self.txn, &self.shop, &code)?),
+            // No longer mapped: nothing to say to the shop about it.
+            None => (0, true),
+        };
+        let plan = lp.plan(qty, stopped, lag_ok, self.now_ms);
+        if plan == Plan::Wait {
+            mark_due(self.txn, &self.shop, &key, DUE_WAITING)?;
+        }
+        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        Ok((plan, lp))
+    }
+
+    /// Records how the recorded call ended; with `requeue`, a listing that still owes
+    /// something is due again (not after a permanent refusal: the next change retries).
+    pub fn push_done(
+        &mut self,
+        num_iid: u64,
+        sku_id: Option<u64>,
+        result: Sent,
+        requeue: bool,
+    ) -> Result<ListingPush, StoreError> {
+        let key = tables::listing_key(num_iid, sku_id);
+        let mut lp = listing_push(self.txn, &self.shop, &key)?
+            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
+        lp.finish(result, self.now_ms);
+        if requeue && lp.owes() {
+            let p = if lp.unknown.is_some() || lp.owed != 0 {
+                DUE_NORMAL
+            } else {
+                DUE_WAITING
+            };
+            mark_due(self.txn, &self.shop, &key, p)?;
+        }
+        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        Ok(lp)
+    }
+
+    /// Taobao refused a full value: the listing is a pre-sale item (deltas only). The full
+    /// value is owed again and goes as a difference from now on.
+    pub fn push_presale(
+        &mut self,
+        num_iid: u64,
+        sku_id: Option<u64>,
+    ) -> Result<ListingPush, StoreError> {
+        let key = tables::listing_key(num_iid, sku_id);
+        let mut lp = listing_push(self.txn, &self.shop, &key)?
+            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
+        lp.finish(Sent::NotApplied, self.now_ms);
+        lp.presale = true;
+        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        Ok(lp)
+    }
+
+    /// Records a read of the platform's quantity (resolving an unknown delta).
+    pub fn push_read(
+        &mut self,
+        num_iid: u64,
+        sku_id: Option<u64>,
+        seen: Seen,
+    ) -> Result<(bool, ListingPush), StoreError> {
+        let key = tables::listing_key(num_iid, sku_id);
+        let mut lp = listing_push(self.txn, &self.shop, &key)?
+            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
+        let known = lp.resolve(seen);
+        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        Ok((known, lp))
+    }
+}
+
+/// `num_iid:sku_id` (sku 0 = none) back into ids.
+pub fn parse_listing_key(key: &str) -> Option<(u64, Option<u64>)> {
+    let (a, b) = key.split_once(':')?;
+    let n = a.parse().ok()?;
+    let s: u64 = b.parse().ok()?;
+    Some((n, (s != 0).then_some(s)))
+}
+
+/// One listing of a SKU in `stock show` (ids as strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingStock {
+    /// Item.
+    pub num_iid: String,
+    /// SKU of the item; null for an item without SKUs.
+    pub sku_id: Option<String>,
+    /// The quantity the platform showed after the last confirmed push; null before any.
+    pub qty: Option<i64>,
+    /// When (RFC 3339, GMT+8); null before any.
+    pub at: Option<String>,
+}
+
+/// A SKU in `stock show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockView {
+    /// The SKU.
+    pub sku: String,
+    /// Units in the building.
+    pub on_hand: i64,
+    /// Units of paid lines not shipped.
+    pub reserved: i64,
+    /// Units never offered.
+    pub safety: i64,
+    /// `on_hand − reserved − safety`.
+    pub available: i64,
+    /// `on` or `stopped`.
+    pub sync: String,
+    /// Its listings.
+    pub listings: Vec<ListingStock>,
+}
+
+/// What `stock show` prints besides the JSON fields: per listing, what is still owed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owed {
+    /// `num_iid:sku_id`.
+    pub listing: String,
+    /// In words (`delta +3`, `full value (waits for intake)`, `read first`), or empty.
+    pub what: String,
+}
+
+fn view_of(
+    txn: &redb::ReadTransaction,
+    shop: &str,
+    code: &str,
+) -> Result<(StockView, Vec<Owed>), StoreError> {
+    let a = avail(txn, shop, code)?;
+    let r = rules(txn, shop, code)?;
+    let mut listings = Vec::new();
+    let mut owed = Vec::new();
+    for key in listings_of(txn, shop, code)? {
+        let Some((n, s)) = parse_listing_key(&key) else {
+            continue;
+        };
+        // Only listings that sell this SKU itself (not bundles that contain it).
+        if sku::listing(txn, shop, n, s)?.is_none_or(|e| e.code != code) {
+            continue;
+        }
+        let lp = listing_push(txn, shop, &key)?;
+        listings.push(ListingStock {
+            num_iid: n.to_string(),
+            sku_id: s.map(|s| s.to_string()),
+            qty: lp.as_ref().and_then(|l| l.last.map(|p| p.qty)),
+            at: lp
+                .as_ref()
+                .and_then(|l| l.last.map(|p| super::view::rfc3339(p.at_ms))),
+        });
+        let mut what = Vec::new();
+        if let Some(l) = &lp {
+            if l.unknown.is_some() {
+                what.push("read first (a delta's result is unknown)".to_owned());
+            }
+            if l.zero {
+                what.push("zero".to_owned());
+            }
+            if l.owed != 0 {
+                what.push(format!("delta {:+}", l.owed));
+            }
+            if l.full_due {
+                what.push("full value".to_owned());
+            }
+        }
+        owed.push(Owed {
+            listing: key,
+            what: what.join(", "),
+        });
+    }
+    Ok((
+        StockView {
+            sku: code.to_owned(),
+            on_hand: a.on_hand,
+            reserved: a.reserved,
+            safety: a.safety,
+            available: a.available(),
+            sync: if r.stopped { "stopped" } else { "on" }.to_owned(),
+            listings,
+        },
+        owed,
+    ))
+}
+
+/// SKUs with what is still owed per listing.
+pub type Shown = Vec<(StockView, Vec<Owed>)>;
+
+/// `stock show [SKU]`: every SKU of the master (or one), with what is still owed per listing.
+pub fn show(
+    txn: &redb::ReadTransaction,
+    shop: &str,
+    sku: Option<&str>,
+) -> Result<Result<Shown, String>, StoreError> {
+    let codes: Vec<String> = match sku {
+        Some(s) => match sku::lookup(txn, shop, s)? {
+            Some(Code::Sku(_)) => vec![s.to_owned()],
+            Some(Code::Bundle(_)) => {
+                return Ok(Err(format!(
+                    "{s} is a bundle: its stock is its parts' (`wms-node sku list` shows them)"
+                )));
+            }
+            None => return Ok(Err(format!("no SKU {s} in the master"))),
+        },
+        None => match tables::read_table(txn, tables::SKUS)? {
+            Some(t) => tables::scan_named::<sku::SkuRecord, _>(&t, tables::SKUS, shop)?
+                .into_iter()
+                .map(|s| s.code)
+                .collect(),
+            None => Vec::new(),
+        },
+    };
+    let mut out = Vec::with_capacity(codes.len());
+    for c in codes {
+        out.push(view_of(txn, shop, &c)?);
+    }
+    Ok(Ok(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lp() -> ListingPush {
+        ListingPush::new(1, Some(2))
+    }
+
+    #[test]
+    fn a_zero_goes_at_once_even_while_intake_lags() {
+        let mut l = lp();
+        l.zero = true;
+        l.owed = -3;
+        assert_eq!(
+            l.plan(0, false, false, 10),
+            Plan::Send(Sending {
+                mode: PushMode::Full,
+                value: 0,
+                version: 0,
+                at_ms: 10
+            })
+        );
+        assert_eq!(l.owed, 0, "a full value covers the deltas");
+    }
+
+    #[test]
+    fn a_full_value_waits_for_intake_but_deltas_go() {
+        let mut l = lp();
+        l.full_due = true;
+        assert_eq!(l.plan(7, false, false, 1), Plan::Wait);
+        l.owed = 4;
+        assert!(matches!(
+            l.plan(7, false, false, 2),
+            Plan::Send(Sending {
+                mode: PushMode::Delta,
+                value: 4,
+                ..
+            })
+        ));
+        l.finish(Sent::Applied(None), 3);
+        assert!(l.full_due, "the full value is still owed");
+        assert!(matches!(
+            l.plan(7, false, true, 4),
+            Plan::Send(Sending {
+                mode: PushMode::Full,
+                value: 7,
+                ..
+            })
+        ));
+        l.finish(Sent::NotApplied, 5);
+        assert!(l.full_due, "a refused full value is owed again");
+    }
+
+    #[test]
+    fn a_stopped_listing_owes_nothing() {
+        let mut l = lp();
+        l.owed = 3;
+        l.full_due = true;
+        assert_eq!(l.plan(5, true, true, 1), Plan::Nothing);
+        assert!(!l.owes());
+    }
+
+    #[test]
+    fn an_unknown_delta_is_read_before_anything_else_and_resent_only_when_provably_not_applied() {
+        let mut l = lp();
+        l.platform = Some(Seen {
+            qty: 10,
+            modified_ms: Some(100),
+            at_ms: 1,
+        });
+        l.owed = 5;
+        assert!(matches!(l.plan(15, false, false, 2), Plan::Send(_)));
+        l.finish(Sent::Unknown, 3);
+        l.owed = 2;
+        assert_eq!(l.plan(17, false, true, 4), Plan::Read);
+        // Untouched since the last confirmed write: not applied, sent again with the rest.
+        assert!(l.resolve(Seen {
+            qty: 10,
+            modified_ms: Some(100),
+            at_ms: 5
+        }));
+        assert!(matches!(
+            l.plan(17, false, false, 6),
+            Plan::Send(Sending {
+                mode: PushMode::Delta,
+                value: 7,
+                ..
+            })
+        ));
+        l.finish(Sent::Unknown, 7);
+        // Exactly the delta on top of the last figure: applied.
+        assert!(l.resolve(Seen {
+            qty: 17,
+            modified_ms: Some(200),
+            at_ms: 8
+        }));
+        assert_eq!((l.owed, l.full_due), (0, false));
+        l.owed = 3;
+        assert!(matches!(l.plan(20, false, false, 9), Plan::Send(_)));
+        l.finish(Sent::Unknown, 10);
+        // Something else changed the SKU too: an increase is dropped, a full value is owed.
+        assert!(!l.resolve(Seen {
+            qty: 16,
+            modified_ms: Some(300),
+            at_ms: 11
+        }));
+        assert_eq!(l.owed, 0);
+        assert!(l.full_due);
+    }
+
+    #[test]
+    fn an_unresolvable_decrease_is_sent_again() {
+        let mut l = lp();
+        l.owed = -4;
+        assert!(matches!(l.plan(0, false, false, 1), Plan::Send(_)));
+        l.finish(Sent::Unknown, 2);
+        assert!(!l.resolve(Seen {
+            qty: 3,
+            modified_ms: Some(9),
+            at_ms: 3
+        }));
+        assert_eq!(l.owed, -4, "undersell rather than oversell");
+    }
+
+    #[test]
+    fn a_pre_sale_listing_gets_its_full_value_as_the_difference_to_a_fresh_read() {
+        let mut l = lp();
+        l.presale = true;
+        l.full_due = true;
+        l.owed = 2;
+        assert_eq!(l.plan(9, false, true, 1), Plan::Read);
+        l.resolve(Seen {
+            qty: 4,
+            modified_ms: Some(1),
+            at_ms: 2,
+        });
+        assert!(matches!(
+            l.plan(9, false, true, 3),
+            Plan::Send(Sending {
+                mode: PushMode::Delta,
+                value: 5,
+                ..
+            })
+        ));
+        assert!(!l.full_due && l.owed == 0);
+    }
+
+    #[test]
+    fn a_call_recorded_but_never_answered_is_unknown_after_a_restart() {
+        let mut l = lp();
+        l.owed = 2;
+        assert!(matches!(l.plan(2, false, false, 1), Plan::Send(_)));
+        // The process stopped here; the next delivery plans again.
+        assert_eq!(l.plan(2, false, false, 2), Plan::Read);
+    }
+
+    #[test]
+    fn listing_keys_round_trip() {
+        assert_eq!(parse_listing_key("12:0"), Some((12, None)));
+        assert_eq!(parse_listing_key("12:34"), Some((12, Some(34))));
+        assert_eq!(parse_listing_key("x"), None);
+    }
+}

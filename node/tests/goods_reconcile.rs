@@ -1,0 +1,399 @@
+//! Reconciliation against the Taobao sandbox over real HTTP: one test per check of DOMAIN.md
+//! §11, each seeding the discrepancy it looks for (in the sandbox where it lives there) and
+//! checking the check is clean before, finds exactly what was seeded, names it in its alert,
+//! and (where the node can settle it) is clean again after.
+
+// Tests and benches report failures by unwrapping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod intake_support;
+
+use intake_support::*;
+use serde_json::json;
+use std::time::Duration;
+use wms_node::ops::alert::{Alert, AlertCode};
+use wms_node::sync::intake::IntakeOptions;
+use wms_node::sync::reconcile::{CheckResult, CheckStatus, ReconcileOptions, Which};
+use wms_node::wms::LocalState;
+
+const POLL: u64 = 60;
+const SEND: &str = "taobao.logistics.offline.send";
+const INCREMENT: &str = "taobao.trades.sold.increment.get";
+
+fn goods(reconcile: ReconcileOptions) -> Goods {
+    Goods {
+        reconcile,
+        ..Goods::default()
+    }
+}
+
+/// Runs check `n` alone.
+async fn check(sim: &Sim, n: u8) -> CheckResult {
+    let mut r = sim.reconciler.run(Which::One(n), &mut |_| {}).await;
+    assert_eq!(r.checks.len(), 1);
+    r.checks.remove(0)
+}
+
+fn clean(r: &CheckResult) {
+    assert_eq!(r.status, CheckStatus::Clean, "{r:?}");
+    assert!(r.findings.is_empty());
+}
+
+/// The findings' `(kind, tid)`.
+fn found(r: &CheckResult) -> Vec<(String, Option<String>)> {
+    assert_eq!(r.status, CheckStatus::Findings, "{r:?}");
+    r.findings
+        .iter()
+        .map(|f| (f.kind.clone(), f.tid.clone()))
+        .collect()
+}
+
+fn alert(sim: &Sim, code: AlertCode) -> Alert {
+    sim.alerts
+        .active()
+        .into_iter()
+        .find(|a| a.code == code)
+        .unwrap_or_else(|| panic!("no {code:?} alert: {:?}", sim.alerts.active()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_1_finds_a_shipment_taobao_never_got() {
+    let sim = Sim::start(minute_polls(), true).await;
+    let (stuck, _) = trade(&sim, "OAID-1", &[(0, 1)]);
+    let (fine, _) = trade(&sim, "OAID-2", &[(1, 1)]);
+    sim.settle().await;
+    wait_state(&sim, &[stuck, fine], LocalState::Released).await;
+    sim.goods
+        .ship(ship(fine, "YT1000000000001", &[]))
+        .await
+        .unwrap();
+    sim.drained(Duration::from_secs(30)).await;
+    // Taobao refuses shipments from now on (for two hours).
+    sim.fault(json!({"kind": "http_500", "seconds": 7200, "methods": [SEND]}));
+    sim.goods
+        .ship(ship(stuck, "YT1000000000002", &[]))
+        .await
+        .unwrap();
+    clean(&check(&sim, 1).await);
+    // Past `stuck_after` (30 min): Taobao still shows it unshipped.
+    sim.advance(1900);
+    let r = check(&sim, 1).await;
+    assert_eq!(
+        found(&r),
+        [("not_consigned".into(), Some(stuck.to_string()))]
+    );
+    assert!(r.findings[0].detail.contains("op #"), "{:?}", r.findings);
+    assert!(
+        alert(&sim, AlertCode::ShippedNotOnTaobao)
+            .message
+            .starts_with(&format!("trade {stuck}"))
+    );
+    // Taobao takes it: clean, and the alert clears.
+    sim.sb.sandbox().clear_faults();
+    sim.drained(Duration::from_secs(30)).await;
+    clean(&check(&sim, 1).await);
+    assert!(!sim.alerts.is_active(AlertCode::ShippedNotOnTaobao));
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_2_finds_orders_closed_or_refunding_on_taobao_but_active_here() {
+    let sim = Sim::start(minute_polls(), true).await;
+    let (closed, _) = trade(&sim, "OAID-1", &[(0, 1)]);
+    let (refunding, _) = trade(&sim, "OAID-2", &[(1, 1)]);
+    let (fine, _) = trade(&sim, "OAID-3", &[(2, 1)]);
+    sim.settle().await;
+    wait_state(&sim, &[closed, refunding, fine], LocalState::Released).await;
+    clean(&check(&sim, 2).await);
+    // On Taobao, before intake's next pull: one trade is refunded in full, one has a refund
+    // open.
+    sim.sb.sandbox().close(closed).unwrap();
+    sim.sb
+        .sandbox()
+        .refund(refunding, Default::default())
+        .unwrap();
+    let r = check(&sim, 2).await;
+    let mut f = found(&r);
+    f.sort();
+    assert_eq!(
+        f,
+        [
+            ("closed_on_taobao".into(), Some(closed.to_string())),
+            ("refund_open".into(), Some(refunding.to_string())),
+        ]
+    );
+    assert!(
+        alert(&sim, AlertCode::ClosedButActive)
+            .message
+            .contains("and 1 more")
+    );
+    // Intake's next pull stops both: nothing active is closed any more.
+    sim.advance(POLL);
+    sim.settle().await;
+    let c = sim.order(closed).unwrap();
+    assert!(c.is_held() || c.state == LocalState::Cancelled, "{c:?}");
+    assert!(sim.order(refunding).unwrap().is_held());
+    clean(&check(&sim, 2).await);
+    assert!(!sim.alerts.is_active(AlertCode::ClosedButActive));
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_3_finds_a_trade_intake_passed_without_storing() {
+    // Intake is set up for one trade type only; Taobao's default set has more.
+    let sim = Sim::start(
+        IntakeOptions {
+            trade_types: Some("guarantee_trade".into()),
+            ..minute_polls()
+        },
+        true,
+    )
+    .await;
+    let (stored, _) = trade(&sim, "OAID-1", &[(0, 1)]);
+    let cod = sim
+        .sb
+        .sandbox()
+        .create_trade(taobao_sandbox::NewTrade {
+            trade_type: Some("cod".into()),
+            orders: vec![taobao_sandbox::NewOrder {
+                num_iid: ITEM,
+                sku_id: Some(SKUS[1].0),
+                num: 1,
+            }],
+            ..taobao_sandbox::NewTrade::default()
+        })
+        .unwrap()
+        .tid;
+    // Not yet passed by intake: not missing.
+    clean(&check(&sim, 3).await);
+    sim.settle().await;
+    wait_state(&sim, &[stored], LocalState::Released).await;
+    sim.advance(POLL);
+    sim.settle().await;
+    assert!(sim.order(cod).is_none());
+    let r = check(&sim, 3).await;
+    assert_eq!(found(&r), [("missing".into(), Some(cod.to_string()))]);
+    assert!(r.findings[0].detail.contains("trade_types"));
+    assert!(
+        alert(&sim, AlertCode::MissingOrder)
+            .message
+            .starts_with(&format!("trade {cod}"))
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_4_finds_orders_near_or_past_their_deadline_and_not_packed() {
+    let sim = Sim::start(minute_polls(), true).await;
+    let (late, _) = trade(&sim, "OAID-1", &[(0, 1)]);
+    let (packed, _) = trade(&sim, "OAID-2", &[(1, 1)]);
+    sim.settle().await;
+    wait_state(&sim, &[late, packed], LocalState::Released).await;
+    for s in [
+        LocalState::Picking,
+        LocalState::Picked,
+        LocalState::Verified,
+        LocalState::Packed,
+    ] {
+        sim.move_to(packed, s).await.unwrap();
+    }
+    clean(&check(&sim, 4).await);
+    let by = sim.order(late).unwrap().ship_by_ms.unwrap();
+    // Three hours before the deadline (the window is four).
+    let now = sim.clock.now().timestamp_millis();
+    sim.advance(((by - 3 * 3600 * 1000 - now) / 1000) as u64);
+    let r = check(&sim, 4).await;
+    assert_eq!(found(&r), [("deadline".into(), Some(late.to_string()))]);
+    assert!(
+        alert(&sim, AlertCode::ShipDeadline)
+            .message
+            .starts_with(&format!("trade {late}"))
+    );
+    // Past it.
+    sim.advance(4 * 3600);
+    let r = check(&sim, 4).await;
+    assert_eq!(found(&r), [("overdue".into(), Some(late.to_string()))]);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_5_finds_a_hand_edit_of_stock_and_does_not_run_while_intake_lags() {
+    let sim = Sim::start(minute_polls(), false).await;
+    let listings = catalogue(&sim, 2, 2, 20).await;
+    sim.current().await;
+    clean(&check(&sim, 5).await);
+    // Someone edits one SKU's stock in 千牛.
+    let (num_iid, sku_id, code) = &listings[3];
+    sim.sb
+        .sandbox()
+        .set_quantity(*num_iid, Some(*sku_id), 7)
+        .unwrap();
+    let r = check(&sim, 5).await;
+    assert_eq!(r.status, CheckStatus::Findings, "{r:?}");
+    assert_eq!(r.findings.len(), 1, "{r:?}");
+    assert_eq!(
+        (r.findings[0].kind.as_str(), r.findings[0].sku.as_deref()),
+        ("drift", Some(code.as_str()))
+    );
+    assert!(
+        r.findings[0]
+            .detail
+            .contains("Taobao shows 7, the warehouse offers 20")
+    );
+    assert!(
+        alert(&sim, AlertCode::StockDrift)
+            .message
+            .starts_with(&format!("SKU {code}"))
+    );
+    // `stock push` puts it right.
+    sim.goods.push(code, false).await.unwrap();
+    sim.drained(Duration::from_secs(30)).await;
+    clean(&check(&sim, 5).await);
+    assert!(!sim.alerts.is_active(AlertCode::StockDrift));
+    // While intake lags the figures cannot be compared: not run, with the reason, exit 1.
+    sim.fault(json!({"kind": "http_500", "seconds": 3 * 3600, "methods": [INCREMENT]}));
+    sim.advance(600);
+    sim.settle().await;
+    let report = sim.reconciler.run(Which::One(5), &mut |_| {}).await;
+    assert_eq!(report.checks[0].status, CheckStatus::NotRun);
+    assert!(
+        report.checks[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("order intake lags")),
+        "{report:?}"
+    );
+    assert_eq!(report.exit_code(), 1);
+    assert!(sim.alerts.is_active(AlertCode::ReconcileNotRun));
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_6_finds_a_waybill_issued_and_never_shipped() {
+    let sim = Sim::start_goods(
+        minute_polls(),
+        true,
+        goods(ReconcileOptions {
+            unused_waybill_after: Duration::from_secs(3600),
+            ..ReconcileOptions::default()
+        }),
+    )
+    .await;
+    let (unused, _) = trade(&sim, "OAID-1", &[(0, 1)]);
+    let (used, _) = trade(&sim, "OAID-2", &[(1, 1)]);
+    sim.settle().await;
+    wait_state(&sim, &[unused, used], LocalState::Released).await;
+    let w1 = sim
+        .goods
+        .waybill(unused as u64, None, vec![])
+        .await
+        .unwrap();
+    let w2 = sim.goods.waybill(used as u64, None, vec![]).await.unwrap();
+    sim.goods
+        .ship(ship(used, &w2.waybill_code, &[]))
+        .await
+        .unwrap();
+    sim.drained(Duration::from_secs(30)).await;
+    clean(&check(&sim, 6).await);
+    sim.advance(3700);
+    sim.settle().await;
+    let r = check(&sim, 6).await;
+    assert_eq!(
+        found(&r),
+        [("unused_waybill".into(), Some(unused.to_string()))]
+    );
+    assert!(r.findings[0].detail.contains(&w1.waybill_code));
+    assert!(
+        alert(&sim, AlertCode::UnusedWaybill)
+            .message
+            .starts_with(&format!("trade {unused}"))
+    );
+    // Voided (and so cancelled with Cainiao): nothing left unused.
+    sim.goods
+        .void(unused as u64, None, "parcel not sent")
+        .await
+        .unwrap();
+    sim.drained(Duration::from_secs(30)).await;
+    clean(&check(&sim, 6).await);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_7_finds_an_op_stuck_in_retry() {
+    let sim = Sim::start_goods(
+        minute_polls(),
+        true,
+        goods(ReconcileOptions {
+            stuck_after: Duration::from_secs(1),
+            ..ReconcileOptions::default()
+        }),
+    )
+    .await;
+    let (tid, _) = trade(&sim, "OAID-1", &[(0, 1)]);
+    sim.settle().await;
+    wait_state(&sim, &[tid], LocalState::Released).await;
+    clean(&check(&sim, 7).await);
+    sim.fault(json!({"kind": "http_500", "seconds": 7200, "methods": [SEND]}));
+    sim.goods
+        .ship(ship(tid, "YT1000000000003", &[]))
+        .await
+        .unwrap();
+    // Three failed attempts over more than `stuck_after`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let r = check(&sim, 7).await;
+        if r.status == CheckStatus::Findings || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(found(&r), [("stuck_op".into(), Some(tid.to_string()))]);
+    assert!(r.findings[0].detail.contains("HTTP 500") || r.findings[0].detail.contains("500"));
+    assert!(
+        alert(&sim, AlertCode::StuckOps)
+            .message
+            .starts_with(&format!("trade {tid}"))
+    );
+    sim.sb.sandbox().clear_faults();
+    sim.drained(Duration::from_secs(30)).await;
+    clean(&check(&sim, 7).await);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_8_finds_the_outbox_at_its_cap() {
+    let sim = Sim::start_goods(
+        minute_polls(),
+        true,
+        Goods {
+            outbox_max_bytes: 2048,
+            ..Goods::default()
+        },
+    )
+    .await;
+    let tids: Vec<i64> = (0..16)
+        .map(|i| trade(&sim, &format!("OAID-{i}"), &[(i % 4, 1)]).0)
+        .collect();
+    sim.settle().await;
+    wait_state(&sim, &tids, LocalState::Released).await;
+    clean(&check(&sim, 8).await);
+    // The link is down for hours; the floor ships on.
+    sim.fault(json!({"kind": "outage", "seconds": 6 * 3600}));
+    for (i, t) in tids.iter().enumerate() {
+        sim.goods
+            .ship(ship(*t, &format!("YT{:013}", 7_000_000 + i), &[]))
+            .await
+            .unwrap();
+    }
+    let r = check(&sim, 8).await;
+    let f = found(&r);
+    assert_eq!(f.len(), 1, "{r:?}");
+    assert!(f[0].0 == "cap_reached" || f[0].0 == "cap_near", "{r:?}");
+    assert!(sim.alerts.is_active(AlertCode::StoreProblem));
+    // The link returns and the backlog drains: clean.
+    sim.sb.sandbox().clear_faults();
+    sim.drained(Duration::from_secs(60)).await;
+    clean(&check(&sim, 8).await);
+    assert!(!sim.alerts.is_active(AlertCode::StoreProblem));
+    sim.stop().await;
+}
