@@ -775,6 +775,7 @@ impl Warehouse {
             config.reconcile_options(),
         );
         let state = crate::sync::reconcile::SharedState::default();
+        let section = section.with_goods(deadlines.near_deadline(), state.clone());
         let reconcile = crate::sync::reconcile::ReconcileJob::new(
             rec.clone(),
             state.clone(),

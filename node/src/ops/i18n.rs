@@ -258,6 +258,15 @@ catalogue! {
     CallsOfBudget => "{0} of {1} ({2} %){3}", "{0} / {1}（{2}%）{3}";
     WaitingForTomorrow => "; waiting for tomorrow: {0}", "；等明天再调：{0}";
     NoBudgetSet => "{0} (no budget set)", "{0}（未设上限）";
+    RowNearDeadline => "near ship-by deadline", "临近发货时限";
+    NotCheckedYet => "not checked yet", "尚未检查";
+    NoneChecked => "none (checked {0})", "无（检查于 {0}）";
+    OrdersChecked => "{0} orders (checked {1})", "{0} 单（检查于 {1}）";
+    RowLastReconcile => "last reconciliation", "最近对账";
+    ReconcileRunning => "running ({0} of {1} checks done)", "进行中（已完成 {0} / {1} 项）";
+    ReconcileNotRun => "{0} checks could not run", "{0} 项未能执行";
+    ReconcileFindings => "{0} findings (each raised its alert)", "{0} 处差异（均已告警）";
+    ReconcileAt => "{0}: {1}", "{0}：{1}";
 
     // Order states and hold reasons (wms/order.rs), as counted on the page.
     StateNew => "new", "新订单";
@@ -325,6 +334,82 @@ catalogue! {
     QCapOf => "{0} of {1} ({2}%, policy {3})", "{0} / {1}（{2}%，策略 {3}）";
     QAgoAt => "{0} ago ({1})", "{0}前（{1}）";
     QStoreId => "id {0}, schema v{1}", "编号 {0}，结构版本 v{1}";
+    // `wms-node orders`.
+    OrdNone => "No orders.", "没有订单。";
+    OrdTid => "TID", "订单号";
+    OrdState => "STATE", "状态";
+    OrdTaobaoStatus => "TAOBAO STATUS", "淘宝状态";
+    OrdHolds => "HOLDS", "挂起原因";
+    OrdShipBy => "SHIP BY", "最晚发货";
+    OrdQty => "QTY", "件数";
+    OrdLines => "LINES", "商品";
+    OrdUnmapped => "(unmapped)", "（未对应）";
+    OrdMore => "(more: --before {0})", "（更多：--before {0}）";
+    OrdRowTid => "tid", "订单号";
+    OrdRowState => "state", "状态";
+    OrdRowTaobaoStatus => "taobao status", "淘宝状态";
+    OrdRowShipBy => "ship by", "最晚发货";
+    OrdRowPaid => "paid", "付款时间";
+    OrdRowModified => "modified", "修改时间";
+    OrdRowArrived => "arrived", "拉取时间";
+    OrdRowRegion => "region", "地区";
+    OrdRowReceiver => "receiver", "收件人";
+    OrdRowHolds => "holds", "挂起";
+    OrdOperatorHold => "operator since {0}: {1}", "人工挂起，自 {0}：{1}";
+    OrdHoldSince => "{0} ({1}) since {2}: {3}", "{0}（{1}），自 {2}：{3}";
+    OrdOid => "OID", "子订单号";
+    OrdMapping => "MAPPING", "对应";
+    OrdLineStatus => "STATUS", "状态";
+    OrdRefund => "REFUND", "退款";
+    OrdOnHold => "order {0} is on hold: {1}", "订单 {0} 已挂起：{1}";
+    OrdReleased => "released {0} on order {1}{2}", "已解除订单 {1} 的 {0}{2}";
+    OrdOtherHolds => "; other holds remain", "；其他挂起原因仍在";
+
+    // `wms-node stock`.
+    StockNoSkus => "No SKUs (wms-node sku import).", "没有 SKU（请先 wms-node sku import）。";
+    StockSku => "SKU", "货品编码";
+    StockOnHand => "ON HAND", "在库";
+    StockReserved => "RESERVED", "已占用";
+    StockSafety => "SAFETY", "安全库存";
+    StockAvailable => "AVAILABLE", "可售";
+    StockSync => "SYNC", "同步";
+    StockListings => "LISTINGS (last pushed; still owed)", "商品链接（最近推送；待推送）";
+    StockPushedAt => "{0} at {1}", "{1} 推送 {0}";
+    StockNever => "never", "从未推送";
+    NodeNotRunningStock => "(the node is not running: Taobao hears of it when the node starts)", "（节点未运行：节点启动后再同步给淘宝）";
+
+    // `wms-node ship`.
+    ShipShipped => "Package {0} shipped; queued for Taobao:", "包裹 {0} 已出库，待回传淘宝：";
+    ShipOp => "  op #{0} tid {1} {2} {3}{4}", "  操作 #{0} 订单 {1} {2} {3}{4}";
+    ShipLines => " (lines {0})", "（子订单 {0}）";
+    NodeNotRunningShip => "The node is not running: Taobao is told when it starts (`wms-node queue list`).", "节点未运行：节点启动后再回传淘宝（`wms-node queue list`）。";
+
+    // `wms-node waybill`.
+    WbPackage => "package", "包裹";
+    WbTrades => "trades", "订单";
+    WbWaybill => "waybill", "面单号";
+    WbPrintJob => "print job", "打印任务";
+    WbAskedAs => ", asked as {0}", "，申请时为 {0}";
+    WbReprint => ", issued before: reprint", "，此前已取号：补打";
+    WbPrintData => "{0} ({1}, {2} bytes of print data, template {3})", "{0}（{1}，打印数据 {2} 字节，模板 {3}）";
+    WbShipWith => "Ship it with: wms-node ship {0} --company {1} --waybill {2}", "出库命令：wms-node ship {0} --company {1} --waybill {2}";
+    WbVoided => "Voided: the number is cancelled at Cainiao through the outbox; the lines are now package {0} (`wms-node waybill get {1}` asks for a new number).", "已作废：面单号经待发队列在菜鸟取消；这些商品现为包裹 {0}（`wms-node waybill get {1}` 重新取号）。";
+
+    // `wms-node reconcile`.
+    RecTitle => "Reconciliation {0} → {1}", "对账 {0} → {1}";
+    RecCheck => "CHECK", "核对项";
+    RecStatus => "STATUS", "结果";
+    RecFindings => "FINDINGS", "差异";
+    RecClean => "clean", "一致";
+    RecHasFindings => "FINDINGS", "有差异";
+    RecNotRun => "NOT RUN", "未执行";
+    RecTrade => "trade {0}", "订单 {0}";
+    RecSku => "SKU {0}", "货品 {0}";
+    RecAllMatch => "Everything matches.", "全部一致。";
+    RecFindingsAbove => "Findings above (each raised its alert).", "差异见上（每项都已告警）。";
+    RecSomeNotRun => "Some checks could not run; run again when Taobao answers.", "部分核对未能执行；淘宝恢复后请再运行一次。";
+    RecProgress => "reconciling", "对账中";
+
     QQuarantineNote => "\nsome records could not be decoded and were set aside in the quarantine table;\nthe node carries on without them (see the log for their table and key)\n", "\n有记录无法解码，已移入隔离表；\n节点不受影响继续运行（表名和键见日志）\n";
 }
 
@@ -358,6 +443,17 @@ pub fn pad_left(s: &str, w: usize) -> String {
     let mut out: String = std::iter::repeat_n(' ', w.saturating_sub(width(s))).collect();
     out.push_str(s);
     out
+}
+
+impl Lang {
+    /// An order state or hold reason code (`handed_over`, `unmapped_sku`) as people read it:
+    /// in English the code itself (what `--state` and `--json` take), in Chinese its word.
+    pub fn order_word(self, code: &str) -> String {
+        match (self, Msg::of_order_word(code)) {
+            (Lang::Zh, Some(m)) => m.zh().to_owned(),
+            _ => code.to_owned(),
+        }
+    }
 }
 
 impl Msg {

@@ -863,6 +863,10 @@ pub struct IntakeSection {
     client: TopClient,
     shop: ShopId,
     clock: Clock,
+    goods: Option<(
+        crate::sync::deadlines::NearDeadline,
+        crate::sync::reconcile::SharedState,
+    )>,
 }
 
 impl IntakeSection {
@@ -873,7 +877,19 @@ impl IntakeSection {
             client,
             shop,
             clock,
+            goods: None,
         }
+    }
+
+    /// Also shows goods out: the orders near their ship-by deadline (from the deadline
+    /// watcher's last look) and the last reconciliation.
+    pub fn with_goods(
+        mut self,
+        near: crate::sync::deadlines::NearDeadline,
+        reconcile: crate::sync::reconcile::SharedState,
+    ) -> Self {
+        self.goods = Some((near, reconcile));
+        self
     }
 }
 
@@ -926,7 +942,7 @@ impl IntakeSection {
                 .into_iter()
                 .flatten()
                 .map(|(k, v)| {
-                    let word = Msg::of_order_word(k).map_or_else(|| k.clone(), |w| at.t(w));
+                    let word = at.lang.order_word(k);
                     at.f(Msg::CountOf, &[v, &word])
                 })
                 .collect();
@@ -969,6 +985,45 @@ impl IntakeSection {
                 None => at.f(Msg::NoBudgetSet, &[&b.calls_today]),
             },
         ));
+        if let Some((near, reconcile)) = &self.goods {
+            let near = *near.lock().unwrap_or_else(|p| p.into_inner());
+            rows.push((
+                at.t(Msg::RowNearDeadline),
+                match near {
+                    None => at.t(Msg::NotCheckedYet),
+                    Some((0, t)) => at.f(Msg::NoneChecked, &[&at.when(t)]),
+                    Some((n, t)) => at.f(Msg::OrdersChecked, &[&n, &at.when(t)]),
+                },
+            ));
+            let st = reconcile.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            rows.push((
+                at.t(Msg::RowLastReconcile),
+                match (&st.last, st.running) {
+                    (_, true) => at.f(
+                        Msg::ReconcileRunning,
+                        &[&st.progress.done, &st.progress.total],
+                    ),
+                    (None, false) => at.t(Msg::NoneSinceStart),
+                    (Some(r), false) => {
+                        use crate::sync::reconcile::CheckStatus;
+                        let findings: usize = r.checks.iter().map(|c| c.findings.len()).sum();
+                        let not_run = r
+                            .checks
+                            .iter()
+                            .filter(|c| c.status == CheckStatus::NotRun)
+                            .count();
+                        let what = if not_run > 0 {
+                            at.f(Msg::ReconcileNotRun, &[&not_run])
+                        } else if findings > 0 {
+                            at.f(Msg::ReconcileFindings, &[&findings])
+                        } else {
+                            at.t(Msg::RecAllMatch)
+                        };
+                        at.f(Msg::ReconcileAt, &[&r.finished, &what])
+                    }
+                },
+            ));
+        }
         crate::ops::http::StatusSection {
             title: at.t(Msg::SecOrders),
             rows,
