@@ -144,6 +144,7 @@ catalogue! {
     Days => "{0} d", "{0} 天";
     Ago => "{0} ago", "{0}前";
     ForDuration => "for {0}", "已持续 {0}";
+    ListSep => ", ", "、";
     WhenAgo => "{0} ({1} ago)", "{0}（{1}前）";
 
     // Health and severity words.

@@ -949,7 +949,7 @@ impl IntakeSection {
             if parts.is_empty() {
                 at.t(Msg::None_)
             } else {
-                parts.join(", ")
+                parts.join(&at.t(Msg::ListSep))
             }
         };
         rows.push((
@@ -975,7 +975,7 @@ impl IntakeSection {
                     let waiting = if held.is_empty() {
                         String::new()
                     } else {
-                        at.f(Msg::WaitingForTomorrow, &[&held.join(", ")])
+                        at.f(Msg::WaitingForTomorrow, &[&held.join(&at.t(Msg::ListSep))])
                     };
                     at.f(
                         Msg::CallsOfBudget,
@@ -1019,7 +1019,11 @@ impl IntakeSection {
                         } else {
                             at.t(Msg::RecAllMatch)
                         };
-                        at.f(Msg::ReconcileAt, &[&r.finished, &what])
+                        let finished = chrono::DateTime::parse_from_rfc3339(&r.finished)
+                            .ok()
+                            .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+                            .map_or_else(|| r.finished.clone(), |ms| at.when(ms));
+                        at.f(Msg::ReconcileAt, &[&finished, &what])
                     }
                 },
             ));

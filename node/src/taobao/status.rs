@@ -86,7 +86,7 @@ impl StatusSource for TaobaoSection {
                 bans.iter()
                     .map(|(scope, left)| at.f(Msg::BanLeft, &[scope, &at.age(*left)]))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(&at.t(Msg::ListSep))
             },
         ));
 

@@ -146,11 +146,27 @@ async fn the_page_tells_one_story_on_a_desk_and_on_a_phone_during_an_outage_and_
     assert!(exit.success());
 }
 
-/// Retakes `docs/screenshots/status-{desktop,phone}.png` from `wms-node demo` after its
-/// outage (authorised, with orders). Run by hand: it needs the demo feature (the default).
+/// Retakes `docs/screenshots/status-{desktop,phone,phone-zh}.png` from `wms-node demo` after
+/// its outage (authorised, with orders). Run by hand: it needs the demo feature (the default)
+/// and, for the Chinese one, a CJK font (Debian: `fonts-wqy-microhei`), or the page's Chinese
+/// shows as boxes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes docs/screenshots; run with --ignored screenshots"]
 async fn screenshots_of_the_demo() {
+    demo_screenshots(
+        "en",
+        &[
+            (1280, 1500, "status-desktop.png"),
+            (390, 1800, "status-phone.png"),
+        ],
+    )
+    .await;
+    demo_screenshots("zh", &[(390, 1800, "status-phone-zh.png")]).await;
+}
+
+/// Runs the demo in `language` and takes `shots` (width, height, file in docs/screenshots)
+/// of its page once its script is through.
+async fn demo_screenshots(language: &str, shots: &[(u32, u32, &str)]) {
     let chromium = browser::chromium().expect("chromium");
     let bin = wms_e2e::binary("wms-node", "wms-node").unwrap();
     let port = {
@@ -158,7 +174,16 @@ async fn screenshots_of_the_demo() {
         l.local_addr().unwrap().port()
     };
     let mut demo = std::process::Command::new(bin)
-        .args(["demo", "--orders", "12", "--outage", "6s", "--listen"])
+        .args([
+            "demo",
+            "--orders",
+            "12",
+            "--outage",
+            "6s",
+            "--language",
+            language,
+        ])
+        .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -202,11 +227,12 @@ async fn screenshots_of_the_demo() {
     }
     let harness = Harness::start(&url).await.unwrap();
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
-    let desktop = docs.join("status-desktop.png");
-    let mut result = browser::screenshot(&chromium, &harness, 1280, 1400, &desktop).await;
-    if result.is_ok() {
-        let phone = docs.join("status-phone.png");
-        result = browser::screenshot(&chromium, &harness, 390, 1700, &phone).await;
+    let mut result = Ok(());
+    for (w, h, file) in shots {
+        result = browser::screenshot(&chromium, &harness, *w, *h, &docs.join(file)).await;
+        if result.is_err() {
+            break;
+        }
     }
     let _ = demo.kill();
     let _ = demo.wait();
