@@ -22,8 +22,8 @@
 //! Must never: block the runtime, exit without closing the store, or give up on shutdown
 //! silently (every straggler is named in the log).
 
+use crate::alert::Alerts;
 use crate::config::Config;
-use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
 use crate::ops::restarts::{Ended, Restarts};
@@ -412,6 +412,19 @@ async fn start_parts(
     .with_holds_from(&warehouse.bus, warehouse.shop.as_str());
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
+    let floor_section = crate::floor::status::FloorSection::new(
+        store.clone(),
+        floor.presence.clone(),
+        floor.connected.clone(),
+        match (mqtt_addr, config.mqtt.broker()) {
+            (Some(addr), _) => format!("embedded, listening on {addr}"),
+            (None, Ok(crate::config::Broker::External { host, port, tls })) => format!(
+                "external: {}://{host}:{port}",
+                if tls { "mqtts" } else { "mqtt" }
+            ),
+            (None, _) => "external".to_owned(),
+        },
+    );
 
     let (tasks, failures) = Tasks::new();
     tasks.spawn("alerts", notifier.run(token.clone()));
@@ -470,6 +483,8 @@ async fn start_parts(
                     taobao.tokens.clone(),
                 )) as Arc<dyn StatusSource>,
                 Arc::new(warehouse.section) as Arc<dyn StatusSource>,
+                Arc::new(warehouse.goods_section) as Arc<dyn StatusSource>,
+                Arc::new(floor_section) as Arc<dyn StatusSource>,
                 Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
                 Arc::new(store.clone()) as Arc<dyn StatusSource>,
             ];
@@ -612,7 +627,7 @@ async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallib
 /// alerts themselves are kept in the store; a message the broker did not take is not retried
 /// here (the status page, `/healthz` and the webhooks carry the same alerts).
 async fn publish_alerts(
-    mut events: tokio::sync::broadcast::Receiver<crate::ops::alert::AlertEvent>,
+    mut events: tokio::sync::broadcast::Receiver<crate::alert::AlertEvent>,
     publisher: crate::floor::alerts::AlertPublisher,
     node: String,
     site: String,
@@ -704,6 +719,7 @@ struct Warehouse {
     feed: crate::sync::stock::StockFeed,
     deadlines: crate::sync::deadlines::Deadlines,
     reconcile: crate::sync::reconcile::ReconcileJob,
+    goods_section: crate::sync::goods_status::GoodsSection,
 }
 
 impl Warehouse {
@@ -750,6 +766,7 @@ impl Warehouse {
             taobao.client.clone(),
             shop.clone(),
             clock.clone(),
+            config.intake.lag_alert,
         );
         let stock = config.stock_options();
         let feed = crate::sync::stock::StockFeed::new(
@@ -775,7 +792,6 @@ impl Warehouse {
             config.reconcile_options(),
         );
         let state = crate::sync::reconcile::SharedState::default();
-        let section = section.with_goods(deadlines.near_deadline(), state.clone());
         let reconcile = crate::sync::reconcile::ReconcileJob::new(
             rec.clone(),
             state.clone(),
@@ -799,7 +815,18 @@ impl Warehouse {
             clock: clock.clone(),
             opts: config.waybill_options(),
         }))
-        .with_reconcile(Arc::new(crate::sync::reconcile::Runner { rec, state }));
+        .with_reconcile(Arc::new(crate::sync::reconcile::Runner {
+            rec,
+            state: state.clone(),
+        }));
+        let goods_section = crate::sync::goods_status::GoodsSection::new(
+            store.clone(),
+            shop.clone(),
+            clock.clone(),
+            config.shipping.deadline_warning,
+            config.shipping.deadline_critical,
+            state,
+        );
         Warehouse {
             bus,
             shop,
@@ -813,6 +840,7 @@ impl Warehouse {
             feed,
             deadlines,
             reconcile,
+            goods_section,
         }
     }
 }

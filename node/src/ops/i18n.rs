@@ -259,15 +259,50 @@ catalogue! {
     CallsOfBudget => "{0} of {1} ({2} %){3}", "{0} / {1}（{2}%）{3}";
     WaitingForTomorrow => "; waiting for tomorrow: {0}", "；等明天再调：{0}";
     NoBudgetSet => "{0} (no budget set)", "{0}（未设上限）";
-    RowNearDeadline => "near ship-by deadline", "临近发货时限";
-    NotCheckedYet => "not checked yet", "尚未检查";
-    NoneChecked => "none (checked {0})", "无（检查于 {0}）";
-    OrdersChecked => "{0} orders (checked {1})", "{0} 单（检查于 {1}）";
+
+    // The "Goods out" section.
+    SecGoodsOut => "Goods out", "出库";
+    CannotReadStore => "cannot read the store: {0}", "无法读取存储：{0}";
+    RowShipByRisk => "ship-by risk", "发货时限风险";
+    NoneDueWithin => "none due within {0}", "{0}内没有到期的订单";
+    Overdue => "{0} overdue", "{0} 单已超时";
+    DueWithin => "{0} due within {1}", "{0} 单 {1}内到期";
+    OfThemHeld => "{0} of them held", "其中 {0} 单挂起";
+    FirstDue => "first: trade {0} by {1}", "最早：订单 {0}，{1} 前";
+    PartsSep => "; ", "；";
+    RowAwaitingConfirm => "shipped, not yet confirmed by Taobao", "已发出，淘宝尚未确认";
+    TradesOldestShipped => "{0} trades; oldest shipped {1}", "{0} 单；最早于 {1} 发出";
+    NTrades => "{0} trades", "{0} 单";
+    RowStock => "stock", "库存";
+    NoSkusInMaster => "no SKUs in the master", "货品主数据为空";
+    SkusSummary => "{0} SKUs; {1} with nothing available{2}", "{0} 个 SKU；{1} 个无可售库存{2}";
+    SyncStoppedFor => "; sync stopped for {0}", "；{0} 个已停止同步";
     RowLastReconcile => "last reconciliation", "最近对账";
-    ReconcileRunning => "running ({0} of {1} checks done)", "进行中（已完成 {0} / {1} 项）";
-    ReconcileNotRun => "{0} checks could not run", "{0} 项未能执行";
-    ReconcileFindings => "{0} findings (each raised its alert)", "{0} 处差异（均已告警）";
-    ReconcileAt => "{0}: {1}", "{0}：{1}";
+    RecRunningFirst => "running (first run)", "进行中（首次）";
+    RecNotYet => "not run yet since the node started", "节点启动后尚未对账";
+    RecFinished => "finished {0}: {1}", "{0} 完成：{1}";
+    RecFoundKinds => "{0} findings ({1})", "{0} 处差异（{1}）";
+    RecCouldNotRun => "; could not run: {0}", "；未能执行：{0}";
+    RecRunningAgain => "; running again now", "；正在再次对账";
+
+    // The "Floor" section.
+    SecFloor => "Floor", "现场设备";
+    RowBroker => "broker", "MQTT 服务器";
+    RowSession => "node's MQTT session", "节点的 MQTT 会话";
+    Connected => "connected", "已连接";
+    NotConnected => "not connected (reconnecting)", "未连接（重连中）";
+    RowDevices => "devices", "设备";
+    CannotReadRegistry => "cannot read the registry: {0}", "无法读取设备登记：{0}";
+    NoDevices => "none registered (`wms-node devices add ID --class scanner`)", "尚未登记设备（`wms-node devices add ID --class scanner`）";
+    DevicesOnline => "{0} of {1} online ({2})", "{1} 台中 {0} 台在线（{2}）";
+    ClassOnline => "{0} {1} of {2}", "{0} {1}/{2}";
+    DevScanner => "scanner", "扫描枪";
+    DevPrinter => "printer", "打印机";
+    DevGateway => "gateway", "网关";
+    RowOffline => "offline", "离线";
+    LastSeen => "{0} {1} (last seen {2})", "{0} {1}（最后在线 {2}）";
+    NeverSeen => "{0} {1} (never seen)", "{0} {1}（从未上线）";
+    AndMore => "and {0} more", "另有 {0} 台";
 
     // Order states and hold reasons (wms/order.rs), as counted on the page.
     StateNew => "new", "新订单";

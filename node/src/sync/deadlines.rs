@@ -13,7 +13,7 @@
 //!
 //! Must never: write to the store (it only reads and alerts).
 
-use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::outbox::{LinkStatus, Outbox};
 use crate::store::Store;
 use crate::taobao::outbox::TaobaoOp;
@@ -57,14 +57,7 @@ pub struct Deadlines {
     opts: DeadlineOptions,
     /// `(tid, level)` already alerted (level 1 warning, 2 critical, 3 outage).
     told: BTreeSet<(u64, u8)>,
-    /// The last look's count of orders near their deadline, and when (Unix ms), for the
-    /// status page.
-    last: NearDeadline,
 }
-
-/// The orders near their ship-by deadline at the last look, and when it was (Unix ms);
-/// `None` before the first look.
-pub type NearDeadline = std::sync::Arc<std::sync::Mutex<Option<(usize, u64)>>>;
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -86,13 +79,7 @@ impl Deadlines {
             clock,
             opts,
             told: BTreeSet::new(),
-            last: NearDeadline::default(),
         }
-    }
-
-    /// The last look's figure, shared (the status page shows it).
-    pub fn near_deadline(&self) -> NearDeadline {
-        self.last.clone()
     }
 
     /// One look: raises what is due; returns the alerts raised.
@@ -151,8 +138,6 @@ impl Deadlines {
             );
         }
         metrics::gauge!("wms_node_orders_near_deadline").set(risks.len() as f64);
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((risks.len(), u64::try_from(now).unwrap_or(0)));
         // Shipments that wait for the link.
         if self.outbox.status().link == LinkStatus::Down {
             let waiting = self
