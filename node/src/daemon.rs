@@ -402,14 +402,21 @@ async fn start_parts(
     // The floor: the embedded broker binds here, so a taken MQTT port fails the start. Its
     // flows' changes go on the warehouse's bus; orders going on hold come back from it.
     let (floor_events, floor_events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let flows = crate::floor::flows::Flows::new(warehouse.shop.clone())
+        .with_goods(crate::floor::flows::Goods {
+            outbox: outbox.clone(),
+            merge: config.shipping.merge_orders,
+        })
+        .with_stations(config.floor_stations());
     let floor = crate::floor::Floor::start(
         config.floor_options(),
         store.clone(),
-        crate::floor::flows::Flows::new(warehouse.shop.clone()),
+        flows,
         Some(floor_events),
     )
     .await?
-    .with_holds_from(&warehouse.bus, warehouse.shop.as_str());
+    .with_holds_from(&warehouse.bus, warehouse.shop.as_str())
+    .with_labels(warehouse.shop.clone(), Arc::new(warehouse.labels.clone()));
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
 
@@ -703,6 +710,51 @@ struct Warehouse {
     feed: crate::sync::stock::StockFeed,
     deadlines: crate::sync::deadlines::Deadlines,
     reconcile: crate::sync::reconcile::ReconcileJob,
+    labels: FloorLabels,
+}
+
+/// The floor's labels come from goods out's e-waybills: the same `waybill get` as the CLI
+/// (a package with a waybill reuses it; a lost answer is looked up before asking again).
+#[derive(Clone)]
+struct FloorLabels(crate::sync::waybill::Issuer);
+
+impl crate::floor::labels::LabelSource for FloorLabels {
+    fn label(
+        &self,
+        tid: u64,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<crate::floor::labels::Label, crate::floor::labels::LabelError>,
+    > {
+        use crate::floor::labels::{Label, LabelError};
+        use crate::sync::waybill::WaybillGetError as E;
+        Box::pin(async move {
+            let i = &self.0;
+            match crate::sync::waybill::get(
+                &i.client,
+                &i.store,
+                &i.bus,
+                &i.alerts,
+                &i.clock,
+                &i.opts,
+                tid,
+                None,
+                Vec::new(),
+            )
+            .await
+            {
+                Ok((_, job, view)) => Ok(Label {
+                    job,
+                    waybill_code: view.waybill_code,
+                    carrier: view.real_cp_code,
+                }),
+                Err(e @ (E::Refused(_) | E::NoOrder(_) | E::Cainiao { .. })) => {
+                    Err(LabelError::Refused(e.to_string()))
+                }
+                Err(e @ (E::Unknown { .. } | E::Store(_))) => Err(LabelError::Later(e.to_string())),
+            }
+        })
+    }
 }
 
 impl Warehouse {
@@ -779,6 +831,14 @@ impl Warehouse {
             state.clone(),
             Some(handle.watch()),
         );
+        let issuer = crate::sync::waybill::Issuer {
+            client: taobao.client.clone(),
+            store: store.clone(),
+            bus: bus.clone(),
+            alerts: alerts.clone(),
+            clock: clock.clone(),
+            opts: config.waybill_options(),
+        };
         let goods = crate::ops::goods::GoodsAdmin::new(
             store.clone(),
             outbox.clone(),
@@ -789,16 +849,10 @@ impl Warehouse {
             alerts.clone(),
             clock.clone(),
         )
-        .with_waybills(Arc::new(crate::sync::waybill::Issuer {
-            client: taobao.client.clone(),
-            store: store.clone(),
-            bus: bus.clone(),
-            alerts: alerts.clone(),
-            clock: clock.clone(),
-            opts: config.waybill_options(),
-        }))
+        .with_waybills(Arc::new(issuer.clone()))
         .with_reconcile(Arc::new(crate::sync::reconcile::Runner { rec, state }));
         Warehouse {
+            labels: FloorLabels(issuer),
             bus,
             shop,
             clock,
