@@ -432,7 +432,7 @@ async fn start_parts(
     tasks.spawn(
         "alerts-mqtt",
         publish_alerts(
-            alerts.subscribe(),
+            alerts.clone(),
             alert_publisher.clone(),
             config.node.id.clone(),
             config.node.site.clone(),
@@ -615,16 +615,33 @@ async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallib
 
 /// The node's alerts (raised, updated, resolved) onto its MQTT topic
 /// `wms/{site}/gateway/{id}/alert`, for supervisors' tools on the warehouse network. The
-/// alerts themselves are kept in the store; a message the broker did not take is not retried
-/// here (the status page, `/healthz` and the webhooks carry the same alerts).
+/// alerts active at start (restored from the store, or raised before this task ran: a restart
+/// loop is found before the floor starts) are announced first as `raised`, and again after
+/// falling behind. The alerts themselves are kept in the store; a message the broker did not
+/// take is not retried here (the status page, `/healthz` and the webhooks carry the same
+/// alerts).
 async fn publish_alerts(
-    mut events: tokio::sync::broadcast::Receiver<crate::ops::alert::AlertEvent>,
+    alerts: Alerts,
     publisher: crate::floor::alerts::AlertPublisher,
     node: String,
     site: String,
     token: CancellationToken,
 ) -> Result<(), Infallible> {
     use tokio::sync::broadcast::error::RecvError;
+    let mut events = alerts.subscribe();
+    let announce = |kind, a: &crate::ops::alert::Alert| match serde_json::to_vec(
+        &a.to_message(kind, &node, &site),
+    ) {
+        Ok(payload) => {
+            if !publisher.publish(payload) {
+                tracing::debug!(code = %a.code, "alert not published on MQTT (queue full)");
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot encode an alert message"),
+    };
+    for a in alerts.active() {
+        announce(crate::ops::alert::AlertEventKind::Raised, &a);
+    }
     loop {
         let event = tokio::select! {
             // Shutdown.
@@ -633,19 +650,15 @@ async fn publish_alerts(
             e = events.recv() => e,
         };
         match event {
-            Ok(e) => match serde_json::to_vec(&e.alert.to_message(e.kind, &node, &site)) {
-                Ok(payload) => {
-                    if !publisher.publish(payload) {
-                        tracing::debug!(code = %e.alert.code, "alert not published on MQTT (queue full)");
-                    }
-                }
-                Err(err) => tracing::warn!(error = %err, "cannot encode an alert message"),
-            },
+            Ok(e) => announce(e.kind, &e.alert),
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!(
                     skipped = n,
-                    "alert changes not published on MQTT (too many at once)"
+                    "alert changes not published on MQTT (too many at once); the active ones again"
                 );
+                for a in alerts.active() {
+                    announce(crate::ops::alert::AlertEventKind::Raised, &a);
+                }
             }
             Err(RecvError::Closed) => return Ok(()),
         }
