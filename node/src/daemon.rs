@@ -22,8 +22,8 @@
 //! Must never: block the runtime, exit without closing the store, or give up on shutdown
 //! silently (every straggler is named in the log).
 
+use crate::alert::Alerts;
 use crate::config::Config;
-use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
 use crate::ops::restarts::{Ended, Restarts};
@@ -419,6 +419,19 @@ async fn start_parts(
     .with_labels(warehouse.shop.clone(), Arc::new(warehouse.labels.clone()));
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
+    let floor_section = crate::floor::status::FloorSection::new(
+        store.clone(),
+        floor.presence.clone(),
+        floor.connected.clone(),
+        match (mqtt_addr, config.mqtt.broker()) {
+            (Some(addr), _) => format!("embedded, listening on {addr}"),
+            (None, Ok(crate::config::Broker::External { host, port, tls })) => format!(
+                "external: {}://{host}:{port}",
+                if tls { "mqtts" } else { "mqtt" }
+            ),
+            (None, _) => "external".to_owned(),
+        },
+    );
 
     let (tasks, failures) = Tasks::new();
     tasks.spawn("alerts", notifier.run(token.clone()));
@@ -476,6 +489,8 @@ async fn start_parts(
                     taobao.tokens.clone(),
                 )) as Arc<dyn StatusSource>,
                 Arc::new(warehouse.section) as Arc<dyn StatusSource>,
+                Arc::new(warehouse.goods_section) as Arc<dyn StatusSource>,
+                Arc::new(floor_section) as Arc<dyn StatusSource>,
                 Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
                 Arc::new(store.clone()) as Arc<dyn StatusSource>,
             ];
@@ -629,18 +644,18 @@ async fn publish_alerts(
 ) -> Result<(), Infallible> {
     use tokio::sync::broadcast::error::RecvError;
     let mut events = alerts.subscribe();
-    let announce = |kind, a: &crate::ops::alert::Alert| match serde_json::to_vec(
-        &a.to_message(kind, &node, &site),
-    ) {
-        Ok(payload) => {
-            if !publisher.publish(payload) {
-                tracing::debug!(code = %a.code, "alert not published on MQTT (queue full)");
+    let announce =
+        |kind, a: &crate::alert::Alert| match serde_json::to_vec(&a.to_message(kind, &node, &site))
+        {
+            Ok(payload) => {
+                if !publisher.publish(payload) {
+                    tracing::debug!(code = %a.code, "alert not published on MQTT (queue full)");
+                }
             }
-        }
-        Err(err) => tracing::warn!(error = %err, "cannot encode an alert message"),
-    };
+            Err(err) => tracing::warn!(error = %err, "cannot encode an alert message"),
+        };
     for a in alerts.active() {
-        announce(crate::ops::alert::AlertEventKind::Raised, &a);
+        announce(crate::alert::AlertEventKind::Raised, &a);
     }
     loop {
         let event = tokio::select! {
@@ -657,7 +672,7 @@ async fn publish_alerts(
                     "alert changes not published on MQTT (too many at once); the active ones again"
                 );
                 for a in alerts.active() {
-                    announce(crate::ops::alert::AlertEventKind::Raised, &a);
+                    announce(crate::alert::AlertEventKind::Raised, &a);
                 }
             }
             Err(RecvError::Closed) => return Ok(()),
@@ -724,6 +739,7 @@ struct Warehouse {
     deadlines: crate::sync::deadlines::Deadlines,
     reconcile: crate::sync::reconcile::ReconcileJob,
     labels: FloorLabels,
+    goods_section: crate::sync::goods_status::GoodsSection,
 }
 
 /// The floor's labels come from goods out's e-waybills: the same `waybill get` as the CLI
@@ -814,6 +830,7 @@ impl Warehouse {
             taobao.client.clone(),
             shop.clone(),
             clock.clone(),
+            config.intake.lag_alert,
         );
         let stock = config.stock_options();
         let feed = crate::sync::stock::StockFeed::new(
@@ -863,7 +880,18 @@ impl Warehouse {
             clock.clone(),
         )
         .with_waybills(Arc::new(issuer.clone()))
-        .with_reconcile(Arc::new(crate::sync::reconcile::Runner { rec, state }));
+        .with_reconcile(Arc::new(crate::sync::reconcile::Runner {
+            rec,
+            state: state.clone(),
+        }));
+        let goods_section = crate::sync::goods_status::GoodsSection::new(
+            store.clone(),
+            shop.clone(),
+            clock.clone(),
+            config.shipping.deadline_warning,
+            config.shipping.deadline_critical,
+            state,
+        );
         Warehouse {
             labels: FloorLabels(issuer),
             bus,
@@ -878,6 +906,7 @@ impl Warehouse {
             feed,
             deadlines,
             reconcile,
+            goods_section,
         }
     }
 }

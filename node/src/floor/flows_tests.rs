@@ -6,7 +6,7 @@ use super::flow::{Event, FlowHandler, Outcome};
 use super::flows::{Flows, Goods};
 use super::holds;
 use super::labels::{self, Label, LabelError, LabelFormat, LabelSource, LabelState, Station};
-use crate::ops::alert::Alerts;
+use crate::alert::Alerts;
 use crate::outbox::{Outbox, OutboxOptions};
 use crate::store::{Store, StoreOptions};
 use crate::taobao::outbox::TaobaoOp;

@@ -51,6 +51,7 @@ pub mod labels;
 pub mod passwd;
 pub mod pipeline;
 pub mod presence;
+pub mod status;
 
 use crate::secret::Secret;
 use crate::store::{Store, StoreError, now_ms};
@@ -180,6 +181,8 @@ pub struct Floor<H: FlowHandler> {
     pub broker_addr: Option<SocketAddr>,
     /// A client handle to publish the node's own messages (alerts).
     pub client: rumqttc::AsyncClient,
+    /// Whether the node's session is connected right now (the status page).
+    pub connected: std::sync::Arc<std::sync::atomic::AtomicBool>,
     broker: Option<Embedded>,
     session: Session,
     pipeline: Pipeline<H>,
@@ -291,6 +294,7 @@ impl<H: FlowHandler> Floor<H> {
             presence,
             broker_addr: broker.as_ref().map(Embedded::addr),
             client: session.client(),
+            connected: session.connected(),
             broker,
             session,
             pipeline,
