@@ -206,7 +206,19 @@ impl FlowHandler for Flows {
                 devices::touch(txn, ev.device, ev.now_ms, None)?;
                 match r.mode {
                     Mode::Pick => self.request_pick(txn, ev, r),
-                    other => Ok(Outcome::answer(not_here(&r.msg_id, other))),
+                    Mode::Pack => self.request_pack(txn, ev, r),
+                    other => Ok(Outcome::answer(ok(
+                        &r.msg_id,
+                        format!(
+                            "no task needed to {other}: scan the {}",
+                            if other == Mode::Ship {
+                                "waybill number on the parcel"
+                            } else {
+                                "SKU (with qty)"
+                            }
+                        ),
+                        None,
+                    ))),
                 }
             }
             Uplink::Scan(s) => self.scan(txn, ev, s),
@@ -258,15 +270,34 @@ impl FlowHandler for Flows {
     }
 }
 
-fn not_here(re: &str, mode: Mode) -> Feedback<String> {
-    feedback(
-        re,
-        false,
-        format!("the {mode} flow is not on this node yet: nothing was recorded"),
-    )
-}
-
 impl Flows {
+    /// `request_task` mode `pack`: the pack task the device holds (after a reconnect), else
+    /// what to do.
+    fn request_pack(
+        &self,
+        txn: &WriteTransaction,
+        ev: &Event<'_>,
+        r: &RequestTask<String>,
+    ) -> Result<Outcome<wms::Event>, StoreError> {
+        let device = ev.device.to_string();
+        match tasks::of_device(txn, self.shop(), &device)? {
+            Some(task) => Ok(Outcome {
+                feedback: Some(ok(
+                    &r.msg_id,
+                    format!("you still hold {}", say_task(&task)),
+                    task.next_line().map(step),
+                )),
+                commands: vec![(ev.device.clone(), task_message(&task))],
+                events: Vec::new(),
+            }),
+            None => Ok(Outcome::answer(ok(
+                &r.msg_id,
+                "scan a picked order to pack it (its number or pick label)".to_owned(),
+                None,
+            ))),
+        }
+    }
+
     fn request_pick(
         &self,
         txn: &WriteTransaction,
@@ -418,6 +449,19 @@ impl Flows {
                     events: Vec::new(),
                 });
             }
+        }
+        if task.kind == TaskKind::Pack
+            && s.code.trim().strip_prefix("pick-").unwrap_or(s.code.trim()) == task.tid.to_string()
+        {
+            return Ok(Outcome {
+                feedback: Some(ok(
+                    &s.msg_id,
+                    format!("you are packing order {}: {}", task.tid, say_task(&task)),
+                    task.next_line().map(step),
+                )),
+                commands: vec![(ev.device.clone(), task_message(&task))],
+                events: Vec::new(),
+            });
         }
         let qty = s.qty.unwrap_or(1).max(1);
         let Some(i) = task

@@ -820,6 +820,27 @@ async fn pack_verifies_every_item_then_the_label_prints_once_per_waybill_and_the
         )
         .await);
     assert!(!ok && text.starts_with("wrong item"), "{text}");
+    // The order again, or a reconnect's request_task: the task it holds.
+    let o = t
+        .send(
+            &pk,
+            Channel::Evt,
+            scan_msg("x3b", &TID_A.to_string(), "pack", None),
+        )
+        .await;
+    assert!(
+        fb(&o).0 && fb(&o).1.contains("you are packing"),
+        "{}",
+        fb(&o).1
+    );
+    let o = t
+        .send(
+            &pk,
+            Channel::Evt,
+            json!({"type":"request_task","v":1,"msg_id":"x3c","ts":"2026-12-01T10:00:00Z","mode":"pack"}),
+        )
+        .await;
+    assert_eq!(task_of(&o).task_id, task.task_id);
     let (ok, text) = fb(&t
         .send(&pk, Channel::Evt, scan_msg("x4", "RED-M", "pick", None))
         .await);
