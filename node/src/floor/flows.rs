@@ -843,23 +843,34 @@ impl Flows {
             let Some(o) = wms::orders::read_order(txn, &self.shop, t)? else {
                 continue;
             };
+            // Refused with the parcel kept (and its merge logged): the next scan finds it.
             if t != tid && !matches!(o.state, LocalState::Picked | LocalState::Verified) {
-                return Ok(Outcome::answer(error(
-                    &s.msg_id,
-                    format!(
-                        "order {t} shares the parcel of order {tid} (same receiver) and is {}: \
-                         pick it first",
-                        o.state
-                    ),
-                    None,
-                )));
+                let events = w.finish()?;
+                return Ok(Outcome {
+                    feedback: Some(error(
+                        &s.msg_id,
+                        format!(
+                            "order {t} shares the parcel of order {tid} (same receiver) and is \
+                             {}: pick it first",
+                            o.state
+                        ),
+                        None,
+                    )),
+                    commands: Vec::new(),
+                    events,
+                });
             }
             let Ok(planned) = tasks::plan(txn, self.shop(), &o)? else {
-                return Ok(Outcome::answer(error(
-                    &s.msg_id,
-                    format!("order {t}'s lines are not all in the SKU master"),
-                    None,
-                )));
+                let events = w.finish()?;
+                return Ok(Outcome {
+                    feedback: Some(error(
+                        &s.msg_id,
+                        format!("order {t}'s lines are not all in the SKU master"),
+                        None,
+                    )),
+                    commands: Vec::new(),
+                    events,
+                });
             };
             for l in planned {
                 match lines.iter_mut().find(|x| x.code == l.code) {
