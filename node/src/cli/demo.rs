@@ -43,6 +43,18 @@ pub struct DemoArgs {
     /// Stop after the summary instead of serving the status page until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
+    /// The status page's language (`[node] language`): en or zh.
+    #[arg(long, default_value = "en", value_parser = parse_language)]
+    pub language: wms_node::ops::i18n::Lang,
+}
+
+/// `en` or `zh`.
+fn parse_language(s: &str) -> Result<wms_node::ops::i18n::Lang, String> {
+    match s {
+        "en" => Ok(wms_node::ops::i18n::Lang::En),
+        "zh" => Ok(wms_node::ops::i18n::Lang::Zh),
+        other => Err(format!("`{other}` is not a language of the node: en or zh")),
+    }
 }
 
 /// Runs the demo.
@@ -179,6 +191,7 @@ mod script {
         c.node.id = "demo-gw".into();
         c.node.site = "demo".into();
         c.node.data_dir = dir.to_owned();
+        c.node.language = args.language;
         c.taobao.endpoint = shop.rest_url();
         c.taobao.oauth_url = shop.oauth_url();
         c.taobao.app_key = taobao_sandbox::DEFAULT_APP_KEY.into();
