@@ -401,15 +401,22 @@ async fn start_parts(
     // node's own `cmd` topic (OTA updates from a fleet link) goes to ota/.
     let (floor_events, floor_events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (ota_commands, ota_commands_rx) = tokio::sync::mpsc::channel(8);
+    let flows = crate::floor::flows::Flows::new(warehouse.shop.clone())
+        .with_goods(crate::floor::flows::Goods {
+            outbox: outbox.clone(),
+            merge: config.shipping.merge_orders,
+        })
+        .with_stations(config.floor_stations());
     let floor = crate::floor::Floor::start(
         config.floor_options(),
         store.clone(),
-        crate::floor::flows::Flows::new(warehouse.shop.clone()),
+        flows,
         Some(floor_events),
     )
     .await?
     .with_holds_from(&warehouse.bus, warehouse.shop.as_str())
-    .with_gateway_commands(ota_commands);
+    .with_gateway_commands(ota_commands)
+    .with_labels(warehouse.shop.clone(), Arc::new(warehouse.labels.clone()));
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
     let floor_section = crate::floor::status::FloorSection::new(
@@ -438,7 +445,7 @@ async fn start_parts(
     tasks.spawn(
         "alerts-mqtt",
         publish_alerts(
-            alerts.subscribe(),
+            alerts.clone(),
             alert_publisher.clone(),
             config.node.id.clone(),
             config.node.site.clone(),
@@ -669,16 +676,33 @@ async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallib
 
 /// The node's alerts (raised, updated, resolved) onto its MQTT topic
 /// `wms/{site}/gateway/{id}/alert`, for supervisors' tools on the warehouse network. The
-/// alerts themselves are kept in the store; a message the broker did not take is not retried
-/// here (the status page, `/healthz` and the webhooks carry the same alerts).
+/// alerts active at start (restored from the store, or raised before this task ran: a restart
+/// loop is found before the floor starts) are announced first as `raised`, and again after
+/// falling behind. The alerts themselves are kept in the store; a message the broker did not
+/// take is not retried here (the status page, `/healthz` and the webhooks carry the same
+/// alerts).
 async fn publish_alerts(
-    mut events: tokio::sync::broadcast::Receiver<crate::alert::AlertEvent>,
+    alerts: Alerts,
     publisher: crate::floor::alerts::AlertPublisher,
     node: String,
     site: String,
     token: CancellationToken,
 ) -> Result<(), Infallible> {
     use tokio::sync::broadcast::error::RecvError;
+    let mut events = alerts.subscribe();
+    let announce =
+        |kind, a: &crate::alert::Alert| match serde_json::to_vec(&a.to_message(kind, &node, &site))
+        {
+            Ok(payload) => {
+                if !publisher.publish(payload) {
+                    tracing::debug!(code = %a.code, "alert not published on MQTT (queue full)");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot encode an alert message"),
+        };
+    for a in alerts.active() {
+        announce(crate::alert::AlertEventKind::Raised, &a);
+    }
     loop {
         let event = tokio::select! {
             // Shutdown.
@@ -687,19 +711,15 @@ async fn publish_alerts(
             e = events.recv() => e,
         };
         match event {
-            Ok(e) => match serde_json::to_vec(&e.alert.to_message(e.kind, &node, &site)) {
-                Ok(payload) => {
-                    if !publisher.publish(payload) {
-                        tracing::debug!(code = %e.alert.code, "alert not published on MQTT (queue full)");
-                    }
-                }
-                Err(err) => tracing::warn!(error = %err, "cannot encode an alert message"),
-            },
+            Ok(e) => announce(e.kind, &e.alert),
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!(
                     skipped = n,
-                    "alert changes not published on MQTT (too many at once)"
+                    "alert changes not published on MQTT (too many at once); the active ones again"
                 );
+                for a in alerts.active() {
+                    announce(crate::alert::AlertEventKind::Raised, &a);
+                }
             }
             Err(RecvError::Closed) => return Ok(()),
         }
@@ -764,7 +784,52 @@ struct Warehouse {
     feed: crate::sync::stock::StockFeed,
     deadlines: crate::sync::deadlines::Deadlines,
     reconcile: crate::sync::reconcile::ReconcileJob,
+    labels: FloorLabels,
     goods_section: crate::sync::goods_status::GoodsSection,
+}
+
+/// The floor's labels come from goods out's e-waybills: the same `waybill get` as the CLI
+/// (a package with a waybill reuses it; a lost answer is looked up before asking again).
+#[derive(Clone)]
+struct FloorLabels(crate::sync::waybill::Issuer);
+
+impl crate::floor::labels::LabelSource for FloorLabels {
+    fn label(
+        &self,
+        tid: u64,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<crate::floor::labels::Label, crate::floor::labels::LabelError>,
+    > {
+        use crate::floor::labels::{Label, LabelError};
+        use crate::sync::waybill::WaybillGetError as E;
+        Box::pin(async move {
+            let i = &self.0;
+            match crate::sync::waybill::get(
+                &i.client,
+                &i.store,
+                &i.bus,
+                &i.alerts,
+                &i.clock,
+                &i.opts,
+                tid,
+                None,
+                Vec::new(),
+            )
+            .await
+            {
+                Ok((_, job, view)) => Ok(Label {
+                    job,
+                    waybill_code: view.waybill_code,
+                    carrier: view.real_cp_code,
+                }),
+                Err(e @ (E::Refused(_) | E::NoOrder(_) | E::Cainiao { .. })) => {
+                    Err(LabelError::Refused(e.to_string()))
+                }
+                Err(e @ (E::Unknown { .. } | E::Store(_))) => Err(LabelError::Later(e.to_string())),
+            }
+        })
+    }
 }
 
 impl Warehouse {
@@ -842,6 +907,14 @@ impl Warehouse {
             state.clone(),
             Some(handle.watch()),
         );
+        let issuer = crate::sync::waybill::Issuer {
+            client: taobao.client.clone(),
+            store: store.clone(),
+            bus: bus.clone(),
+            alerts: alerts.clone(),
+            clock: clock.clone(),
+            opts: config.waybill_options(),
+        };
         let goods = crate::ops::goods::GoodsAdmin::new(
             store.clone(),
             outbox.clone(),
@@ -852,14 +925,7 @@ impl Warehouse {
             alerts.clone(),
             clock.clone(),
         )
-        .with_waybills(Arc::new(crate::sync::waybill::Issuer {
-            client: taobao.client.clone(),
-            store: store.clone(),
-            bus: bus.clone(),
-            alerts: alerts.clone(),
-            clock: clock.clone(),
-            opts: config.waybill_options(),
-        }))
+        .with_waybills(Arc::new(issuer.clone()))
         .with_reconcile(Arc::new(crate::sync::reconcile::Runner {
             rec,
             state: state.clone(),
@@ -873,6 +939,7 @@ impl Warehouse {
             state,
         );
         Warehouse {
+            labels: FloorLabels(issuer),
             bus,
             shop,
             clock,

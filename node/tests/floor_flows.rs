@@ -5,7 +5,13 @@
 //! Pick an order to the end with a SIGKILL in the middle (the re-sent scan gets its original
 //! answer and counts once; the scanner carries on after the restart), then a hold from the
 //! operator reaching the scanner that holds the order's task, re-sent on reconnect until
-//! acknowledged, and the put-back task of what was picked.
+//! acknowledged, and the put-back task of what was picked, back on the ledger.
+//!
+//! Goods in and out: receive and count at a scanner (the shop's stock follows), pick, pack at
+//! a station (its printer gets the Cainiao label, printed again when it does not answer, the
+//! same waybill), the dock's waybill scan ships through goods out (Taobao gets the shipment);
+//! a SIGKILL in the middle of each flow, the scan re-sent after the restart applied once; a
+//! held order refused at the dock with the reason.
 
 // Tests report failures by unwrapping; the support code polls with short sleeps on threads
 // of its own (the real binary, Mosquitto).
@@ -277,15 +283,35 @@ async fn pick_hold_put_back(kind: &str) {
     assert_eq!(put["type"], "task", "{put}");
     assert_eq!(put["task_id"], format!("putback-{tid_a}"));
     assert_eq!(put["remaining"], 2, "{put}");
-    for (i, code) in ["FL-BLUE", "FL-RED"].iter().enumerate() {
-        let v = d
-            .ask(&scan_code(&format!("p-{i}"), barcode(code)))
-            .await
-            .json();
-        assert_eq!(v["ok"], true, "{v}");
-    }
-    wait_state(&cfg, tid_a, "put_back").await;
+    // The picked units wait in the tote: off the shelf's figure until scanned back.
+    assert_eq!(stock(&cfg, "FL-BLUE")["on_hand"], 49);
+    assert_eq!(stock(&cfg, "FL-RED")["on_hand"], 49);
+    let first = ask(&mut d, &scan_code("p-0", barcode("FL-BLUE")), "p-0").await;
+    assert_eq!(first.json()["ok"], true, "{}", first.json());
     assert!(node.counter("wms_node_floor_holds_resent_total") >= 1.0);
+    // SIGKILL in the middle of the put-back: the re-sent scan counts once.
+    node.sigkill();
+    let node = Node::start(&cfg);
+    let port = match &broker {
+        BrokerKind::External { port } => *port,
+        BrokerKind::Embedded => node.broker_port(),
+    };
+    node.wait_connected(1);
+    d.vanish();
+    let mut d = Device::connect(port, "scanner", "fl-1", &pw).await;
+    let again = ask(&mut d, &scan_code("p-0", barcode("FL-BLUE")), "p-0").await;
+    assert_eq!(again.payload, first.payload);
+    let v = ask(&mut d, &scan_code("p-1", barcode("FL-RED")), "p-1")
+        .await
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+    wait_state(&cfg, tid_a, "put_back").await;
+    assert_eq!(
+        stock(&cfg, "FL-BLUE")["on_hand"],
+        50,
+        "back on the ledger, once"
+    );
+    assert_eq!(stock(&cfg, "FL-RED")["on_hand"], 50);
     assert!(node.sigterm().success());
     drop(mosquitto);
 }
@@ -301,4 +327,449 @@ async fn pick_with_a_sigkill_then_a_hold_and_its_put_back_through_mosquitto() {
         return;
     }
     pick_hold_put_back("mosquitto").await;
+}
+
+/// `stock show SKU --json`: on hand and the rest.
+fn stock(cfg: &NodeConfig, sku: &str) -> Value {
+    let (code, out, err) = cli(&cfg.path, &["stock", "show", sku, "--json"]);
+    assert_eq!(code, 0, "stock show: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    match v {
+        Value::Array(mut a) => a.remove(0),
+        v => v,
+    }
+}
+
+fn scan_mode(msg_id: &str, code: &str, mode: &str, qty: Option<u32>) -> String {
+    let qty = qty.map(|q| format!(r#","qty":{q}"#)).unwrap_or_default();
+    format!(
+        r#"{{"type":"scan","v":1,"msg_id":"{msg_id}","ts":"2026-12-07T08:00:00Z","code":"{code}","symbology":"code128","mode":"{mode}"{qty}}}"#
+    )
+}
+
+/// A fleet of simulated devices on one node: they reconnect after the node's restarts.
+struct Floor {
+    cfg: NodeConfig,
+    broker: BrokerKind,
+    node: Option<Node>,
+    port: u16,
+    passwords: std::collections::BTreeMap<String, String>,
+}
+
+impl Floor {
+    /// SIGKILLs the node and starts it again; returns the broker port.
+    fn restart(&mut self) {
+        if let Some(n) = self.node.take() {
+            n.sigkill();
+        }
+        let node = Node::start(&self.cfg);
+        self.port = match &self.broker {
+            BrokerKind::External { port } => *port,
+            BrokerKind::Embedded => node.broker_port(),
+        };
+        node.wait_connected(1);
+        self.node = Some(node);
+    }
+
+    async fn device(&self, class: &str, id: &str) -> Device {
+        let pw = &self.passwords[&format!("{class}/{id}")];
+        Device::connect(self.port, class, id, pw).await
+    }
+}
+
+/// Sends `payload` (with `msg_id`), SIGKILLs the node once the OK is out, restarts it, and
+/// sends the same event again from a fresh connection: the very same answer. Returns the
+/// device, reconnected.
+async fn once_across_a_sigkill(
+    f: &mut Floor,
+    d: Device,
+    payload: &str,
+    msg_id: &str,
+) -> (Device, Value) {
+    let mut d = d;
+    let first = ask(&mut d, payload, msg_id).await;
+    assert_eq!(first.json()["ok"], true, "{}", first.json());
+    let (class, id) = (d.class.clone(), d.id.clone());
+    f.restart();
+    d.vanish();
+    let mut d = f.device(&class, &id).await;
+    let again = ask(&mut d, payload, msg_id).await;
+    assert_eq!(
+        again.payload, first.payload,
+        "a re-sent {msg_id} gets its original answer"
+    );
+    (d, first.json())
+}
+
+async fn goods_in_and_out(kind: &str) {
+    let sb = sandbox().await;
+    // A: 1 red + 1 blue, packed, labelled and shipped; B: 1 red, held at the dock. Same
+    // buyer in the sandbox, so parcels are not merged here (the unit tests merge).
+    let tid_a = paid(&sb, &[(0, 1), (1, 1)]);
+    let tid_b = paid(&sb, &[(0, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("data").join("mosquitto");
+    let broker = match kind {
+        "mosquitto" => BrokerKind::External { port: free_port() },
+        _ => BrokerKind::Embedded,
+    };
+    let cfg = write_config_with(
+        dir.path(),
+        &broker,
+        Some(&TaobaoAt {
+            rest_url: sb.rest_url(),
+            oauth_url: sb.oauth_url(),
+            app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
+            app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
+            session: SESSION.into(),
+        }),
+    );
+    let mut text = std::fs::read_to_string(&cfg.path).unwrap();
+    text.push_str(
+        "[shipping]\nmerge_orders = false\n\
+         [waybill]\ncp_code = \"YTO\"\nbranch_code = \"SIM-01\"\n\
+         template_url = \"http://cloudprint.cainiao.com/template/standard/101\"\n\
+         sender_name = \"模拟仓\"\nsender_mobile = \"13800000000\"\nsender_province = \"浙江省\"\n\
+         sender_city = \"杭州市\"\nsender_detail = \"仓前街道 1 号\"\n\
+         [floor]\nprint_timeout = \"5s\"\n\
+         [[floor.stations]]\nscanner = \"pk-1\"\nprinter = \"lp-1\"\nformat = \"cainiao\"\n",
+    );
+    std::fs::write(&cfg.path, text).unwrap();
+    let mut passwords = std::collections::BTreeMap::new();
+    for (class, id) in [
+        ("scanner", "fl-1"),
+        ("scanner", "pk-1"),
+        ("printer", "lp-1"),
+        ("scanner", "dk-1"),
+        ("scanner", "rc-1"),
+    ] {
+        passwords.insert(format!("{class}/{id}"), add_device(&cfg.path, class, id));
+    }
+    import_skus(&cfg, dir.path());
+    let node = Node::start(&cfg);
+    let mut mosquitto = None;
+    let port = match &broker {
+        BrokerKind::External { port } => {
+            wait_until("mosquitto files", || files.join("acl").is_file()).await;
+            mosquitto = Some(Mosquitto::start(*port, &files));
+            *port
+        }
+        BrokerKind::Embedded => node.broker_port(),
+    };
+    node.wait_connected(1);
+    let mut f = Floor {
+        cfg,
+        broker,
+        node: Some(node),
+        port,
+        passwords,
+    };
+    wait_state(&f.cfg, tid_a, "released").await;
+    wait_state(&f.cfg, tid_b, "released").await;
+    let green = SKUS[2];
+    let shop_qty = |sb: &SandboxHandle| -> i64 {
+        sb.sandbox()
+            .item(ITEM)
+            .unwrap()
+            .skus
+            .iter()
+            .find(|s| s.sku_id == green.0)
+            .unwrap()
+            .quantity
+    };
+
+    // Receive 7 green: on hand 57, once, across a SIGKILL.
+    let rc = f.device("scanner", "rc-1").await;
+    let (rc, v) = once_across_a_sigkill(
+        &mut f,
+        rc,
+        &scan_mode("rc-1", green.2, "receive", Some(7)),
+        "rc-1",
+    )
+    .await;
+    assert!(v["text"].as_str().unwrap().contains("on hand 57"), "{v}");
+    assert_eq!(stock(&f.cfg, green.1)["on_hand"], 57);
+    // Count 40: on hand set, once, across a SIGKILL; the shop's figure follows.
+    let (_rc, v) = once_across_a_sigkill(
+        &mut f,
+        rc,
+        &scan_mode("ct-1", green.1, "count", Some(40)),
+        "ct-1",
+    )
+    .await;
+    assert!(v["text"].as_str().unwrap().contains("-17"), "{v}");
+    assert_eq!(stock(&f.cfg, green.1)["on_hand"], 40);
+    wait_until("the shop's stock follows the count", || shop_qty(&sb) == 40).await;
+
+    // Pick A (blue, then red), a SIGKILL after the first scan; B (1 red) when it comes first
+    // (which is due first depends on the sandbox clock).
+    let mut picker = f.device("scanner", "fl-1").await;
+    let (_, mut task) = request(&mut picker, "r-1").await;
+    let mut b_picked = false;
+    if task["tid"].as_str() == Some(tid_b.to_string().as_str()) {
+        assert_eq!(scan(&mut picker, "pb-1", "FL-RED").await.json()["ok"], true);
+        b_picked = true;
+        task = request(&mut picker, "r-1b").await.1;
+    }
+    assert_eq!(task["tid"], tid_a.to_string(), "{task}");
+    let (mut picker, _) = once_across_a_sigkill(
+        &mut f,
+        picker,
+        &scan_code("pa-1", barcode("FL-BLUE")),
+        "pa-1",
+    )
+    .await;
+    let v = scan(&mut picker, "pa-2", "FL-RED").await.json();
+    assert!(v["text"].as_str().unwrap().contains("picked"), "{v}");
+
+    // Pack A at station pk-1: the order, then blue (a SIGKILL), then red: packed.
+    let printer = f.device("printer", "lp-1").await;
+    let mut pk = f.device("scanner", "pk-1").await;
+    let v = ask(
+        &mut pk,
+        &scan_mode("pk-0", &tid_a.to_string(), "pack", None),
+        "pk-0",
+    )
+    .await
+    .json();
+    assert_eq!(v["ok"], true, "{v}");
+    let (mut pk, _) = once_across_a_sigkill(
+        &mut f,
+        pk,
+        &scan_mode("pk-1", barcode("FL-BLUE"), "pack", None),
+        "pk-1",
+    )
+    .await;
+    printer.vanish();
+    let mut printer = f.device("printer", "lp-1").await;
+    let v = ask(&mut pk, &scan_mode("pk-2", "FL-RED", "pack", None), "pk-2")
+        .await
+        .json();
+    assert!(v["text"].as_str().unwrap().contains("packed"), "{v}");
+    // The label: Cainiao print data and template, to the station's printer.
+    let print = expect(&mut printer.rx, "a print", |r| r.json()["type"] == "print")
+        .await
+        .json();
+    assert_eq!(print["format"], "cainiao", "{print}");
+    assert_eq!(
+        print["template_url"],
+        "http://cloudprint.cainiao.com/template/standard/101"
+    );
+    // No print_result: after print_timeout the same waybill again, a new job.
+    let again = expect(&mut printer.rx, "the print again", |r| {
+        r.json()["type"] == "print"
+    })
+    .await
+    .json();
+    assert_ne!(again["job_id"], print["job_id"]);
+    assert_eq!(again["data"], print["data"]);
+    let told = expect(&mut pk.rx, "the station told", |r| {
+        r.json()["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("sent again"))
+    })
+    .await;
+    assert_eq!(told.json()["re"], Value::Null);
+    assert_eq!(
+        sb.sandbox().calls(Some("cainiao.waybill.ii.get")).len(),
+        1,
+        "one waybill"
+    );
+    printer
+        .publish(
+            "reply",
+            format!(
+                r#"{{"type":"print_result","v":1,"re":{},"status":"printed"}}"#,
+                again["job_id"]
+            ),
+        )
+        .await;
+    let done = expect(&mut pk.rx, "label printed", |r| {
+        r.json()["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("dock"))
+    })
+    .await
+    .json();
+    assert_eq!(done["ok"], true, "{done}");
+    wait_state(&f.cfg, tid_a, "labelled").await;
+
+    // Ship A at the dock: the waybill's number, once across a SIGKILL; Taobao gets it.
+    let waybill = sb
+        .sandbox()
+        .waybills()
+        .into_iter()
+        .find(|w| w.trade_order_list.contains(&tid_a.to_string()))
+        .unwrap()
+        .waybill_code;
+    let dk = f.device("scanner", "dk-1").await;
+    let (mut dk, v) = once_across_a_sigkill(
+        &mut f,
+        dk,
+        &scan_mode("dk-1", &waybill, "ship", None),
+        "dk-1",
+    )
+    .await;
+    assert!(
+        v["text"].as_str().unwrap().contains(&tid_a.to_string()),
+        "{v}"
+    );
+    wait_until("Taobao has the shipment", || {
+        sb.sandbox()
+            .shipments()
+            .iter()
+            .any(|s| s.tid == tid_a as i64 && s.out_sid == waybill)
+    })
+    .await;
+    assert_eq!(
+        sb.sandbox()
+            .shipments()
+            .iter()
+            .filter(|s| s.tid == tid_a as i64)
+            .count(),
+        1,
+        "shipped once"
+    );
+    let v = ask(&mut dk, &scan_mode("dk-2", &waybill, "ship", None), "dk-2")
+        .await
+        .json();
+    assert!(
+        v["text"].as_str().unwrap().contains("shipped already"),
+        "{v}"
+    );
+
+    // B: picked, packed and labelled, then held: the dock refuses it with the reason. The
+    // other devices come back after the restart (the embedded broker went with the node).
+    picker.vanish();
+    let mut picker = f.device("scanner", "fl-1").await;
+    pk.vanish();
+    let mut pk = f.device("scanner", "pk-1").await;
+    printer.vanish();
+    let mut printer = f.device("printer", "lp-1").await;
+    if !b_picked {
+        let (_, task) = request(&mut picker, "r-2").await;
+        assert_eq!(task["tid"], tid_b.to_string(), "{task}");
+        assert_eq!(scan(&mut picker, "pb-1", "FL-RED").await.json()["ok"], true);
+    }
+    assert_eq!(
+        ask(
+            &mut pk,
+            &scan_mode("pkb-0", &tid_b.to_string(), "pack", None),
+            "pkb-0"
+        )
+        .await
+        .json()["ok"],
+        true
+    );
+    assert_eq!(
+        ask(
+            &mut pk,
+            &scan_mode("pkb-1", "FL-RED", "pack", None),
+            "pkb-1"
+        )
+        .await
+        .json()["ok"],
+        true
+    );
+    let print = expect(&mut printer.rx, "B's print", |r| {
+        r.json()["type"] == "print"
+    })
+    .await
+    .json();
+    printer
+        .publish(
+            "reply",
+            format!(
+                r#"{{"type":"print_result","v":1,"re":{},"status":"printed"}}"#,
+                print["job_id"]
+            ),
+        )
+        .await;
+    wait_state(&f.cfg, tid_b, "labelled").await;
+    let (code, _, err) = cli(
+        &f.cfg.path,
+        &[
+            "orders",
+            "hold",
+            &tid_b.to_string(),
+            "--reason",
+            "buyer called",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let waybill_b = sb
+        .sandbox()
+        .waybills()
+        .into_iter()
+        .find(|w| w.trade_order_list.contains(&tid_b.to_string()))
+        .unwrap()
+        .waybill_code;
+    let v = ask(
+        &mut dk,
+        &scan_mode("dk-3", &waybill_b, "ship", None),
+        "dk-3",
+    )
+    .await
+    .json();
+    assert_eq!(v["ok"], false, "{v}");
+    let t = v["text"].as_str().unwrap();
+    assert!(t.contains("STOP") && t.contains("buyer called"), "{v}");
+    assert!(
+        !sb.sandbox()
+            .shipments()
+            .iter()
+            .any(|s| s.tid == tid_b as i64)
+    );
+    assert!(f.node.take().unwrap().sigterm().success());
+    drop(mosquitto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_count_pick_pack_label_ship_with_a_sigkill_in_each_through_the_embedded_broker() {
+    goods_in_and_out("embedded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_count_pick_pack_label_ship_with_a_sigkill_in_each_through_mosquitto() {
+    if !Mosquitto::available() {
+        return;
+    }
+    goods_in_and_out("mosquitto").await;
+}
+
+/// Alerts reach `wms/{site}/gateway/{id}/alert`: a node SIGKILLed three times in a row
+/// raises `restart_loop` at its next start, before its floor is up; a tool subscribed to the
+/// node's alert topic on the site's broker gets it as `raised` once the node is connected.
+/// Through Mosquitto: its observer listener subscribes before the node starts (a device on
+/// the embedded broker can only connect once the node is up, after the announcement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_raised_at_start_reaches_the_gateway_alert_topic() {
+    if !Mosquitto::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("data").join("mosquitto");
+    let port = free_port();
+    let broker = BrokerKind::External { port };
+    let cfg = write_config(dir.path(), &broker);
+    add_device(&cfg.path, "scanner", "sup-1");
+    let mut node = Node::start(&cfg);
+    wait_until("mosquitto files", || files.join("acl").is_file()).await;
+    let _mosquitto = Mosquitto::start(port, &files);
+    let topic = format!("wms/{SITE}/gateway/{NODE_ID}/alert");
+    let (_observer, mut rx) = observer(_mosquitto.observer_port, &topic).await;
+    for _ in 0..3 {
+        node.wait_connected(1);
+        node.sigkill();
+        node = Node::start(&cfg);
+    }
+    node.wait_connected(1);
+    let got = expect(&mut rx, "the restart_loop alert", |r| {
+        r.topic == topic && r.json()["code"] == "restart_loop"
+    })
+    .await
+    .json();
+    assert_eq!(got["event"], "raised", "{got}");
+    assert_eq!(got["node"], NODE_ID, "{got}");
+    assert!(node.sigterm().success());
 }

@@ -356,6 +356,13 @@ pub const BOUNDS: &[Bound] = &[
         max: Num::Bytes(MIB),
         zero_means_off: false,
     },
+    // A label printer answers in seconds; ten minutes covers a roll change.
+    Bound {
+        key: "floor.print_timeout",
+        min: secs(5),
+        max: mins(10),
+        zero_means_off: false,
+    },
     // A flapping alert is told again at most this often; a day is the longest that still
     // tells people it came back.
     Bound {

@@ -472,6 +472,36 @@ pub struct FloorConfig {
     /// `wms-node devices add|remove`. Point Mosquitto's `password_file` and `acl_file` at them
     /// and reload it after a change. Default: `<data_dir>/mosquitto`.
     pub mosquitto_dir: Option<PathBuf>,
+    /// How long a packing station's printer has to answer a `print` with `print_result`
+    /// before the label is sent again (the same waybill, a new job id); after three tries
+    /// the station's scanner is told to check the printer. From 5s to 10m.
+    #[serde(with = "humantime_serde")]
+    pub print_timeout: Duration,
+    /// Packing stations: each pairs a scanner with the printer beside it
+    /// (`[[floor.stations]]`, `scanner`, `printer`, `format` = `cainiao` or `zpl`). A packed
+    /// order's label goes to the printer of the scanner that packed it.
+    pub stations: Vec<StationConfig>,
+}
+
+/// `[[floor.stations]]`: one packing station.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    /// The packing scanner's id (as in `wms-node devices add ID --class scanner`).
+    pub scanner: String,
+    /// The label printer's id (`--class printer`).
+    pub printer: String,
+    /// `cainiao`: the waybill's print data and template, for a station running the Cainiao
+    /// print component; `zpl`: a carton label with the tracking number's barcode, for a ZPL
+    /// printer.
+    #[serde(default = "StationConfig::default_format")]
+    pub format: crate::floor::labels::LabelFormat,
+}
+
+impl StationConfig {
+    fn default_format() -> crate::floor::labels::LabelFormat {
+        crate::floor::labels::LabelFormat::Cainiao
+    }
 }
 
 impl Default for FloorConfig {
@@ -480,6 +510,8 @@ impl Default for FloorConfig {
             dedupe_retention: Duration::from_secs(48 * 60 * 60),
             max_event_bytes: ByteSize::kib(64),
             mosquitto_dir: None,
+            print_timeout: Duration::from_secs(30),
+            stations: Vec::new(),
         }
     }
 }
@@ -954,7 +986,21 @@ impl Config {
         o.max_event_bytes =
             usize::try_from(self.floor.max_event_bytes.bytes()).unwrap_or(usize::MAX);
         o.dedupe_retention = self.floor.dedupe_retention;
+        o.print_timeout = self.floor.print_timeout;
         o
+    }
+
+    /// The packing stations of `[[floor.stations]]`.
+    pub fn floor_stations(&self) -> Vec<crate::floor::labels::Station> {
+        self.floor
+            .stations
+            .iter()
+            .map(|s| crate::floor::labels::Station {
+                scanner: s.scanner.clone(),
+                printer: s.printer.clone(),
+                format: s.format,
+            })
+            .collect()
     }
 
     /// Where the generated Mosquitto files go (`floor.mosquitto_dir`, else `<data_dir>/mosquitto`).
@@ -1616,6 +1662,25 @@ impl FloorConfig {
             "floor.max_event_bytes",
             Num::Bytes(self.max_event_bytes.bytes()),
         );
+        check(bad, "floor.print_timeout", Num::Time(self.print_timeout));
+        let mut scanners = std::collections::BTreeSet::new();
+        for (i, st) in self.stations.iter().enumerate() {
+            let key = format!("floor.stations[{i}]");
+            for (field, v) in [("scanner", &st.scanner), ("printer", &st.printer)] {
+                if let Err(e) = topic_segment(v) {
+                    bad(&format!("{key}.{field}"), format!("{v:?} {e}"));
+                }
+            }
+            if !scanners.insert(st.scanner.as_str()) {
+                bad(
+                    &format!("{key}.scanner"),
+                    format!(
+                        "scanner {:?} is in two stations: a scanner packs at one station",
+                        st.scanner
+                    ),
+                );
+            }
+        }
     }
 }
 

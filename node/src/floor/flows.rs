@@ -10,17 +10,28 @@
 //! | | | a SKU not on the order / too many / an older task / a held order | `ok:false`, error beep, a distinct text; the step stays |
 //! | | `short` | the task ends, the order goes to the exception desk | ok |
 //! | hold | — (an order went on hold: refund, close, operator) | every device holding the order's task gets `hold`, re-sent on reconnect until `hold_ack` ([`super::holds`]) | |
-//! | put-back | `hold_ack` | the pick task stops; what was picked becomes a put-back task for the same device | the `task` |
-//! | | `scan` (any mode) of a put-back task | the SKU back to its bin; the last unit: order → `put_back` | ok + next bin |
+//! | put-back | `hold_ack` | the pick task stops; what was picked leaves the ledger's on hand (it is in a tote) and becomes a put-back task for the same device | the `task` |
+//! | | `scan` (any mode) of a put-back task | the SKU back to its bin; the last unit: every unit back on hand (`put_back` moves, a delta to the shop), order → `put_back` | ok + next bin |
+//! | pack | `scan` mode `pack`, no task: the order (`tid` or `pick-{tid}`) | a picked order's parcel (goods out's package; merged with the same receiver's orders when `[shipping] merge_orders`, all of them picked): a `pack-{tid}` task of every item | ok + the first item, then the `task` (mode `pack`) |
+//! | | `scan` mode `pack` of an item | verified against the task; wrong item or too many: error beep | ok + the next item; the last: orders → `verified` → `packed`, the label queued for the station's printer ([`super::labels`]) |
+//! | | `scan` mode `pack` of an order packed already | its label again (the same waybill) | ok |
+//! | label | — (the labeller, after the commit) | goods out's e-waybill (kept with its print data before anything prints), `print` to the station's printer (`cainiao` or `zpl`) | |
+//! | | `print_result` (printer's `reply`) | `printed`: orders → `labelled`; `error`: the station is told; none within `floor.print_timeout`: printed again | the station's scanner: a `feedback` (`re` null) |
+//! | ship | `scan` mode `ship`: the waybill number | goods out's ship function (as `wms-node ship`): holds, carrier and number checked; every trade of the parcel shipped, goods off the ledger, one `Ship` op per trade | ok naming the orders; a held order: `STOP` with the reason |
+//! | receive | `scan` mode `receive`: a SKU's barcode or code, `qty` (1 when absent) | on hand + qty, audited (`receive`), a delta to the shop | ok + on hand and the SKU's bin |
+//! | count | `scan` mode `count`: the SKU, `qty` = units counted (required) | on hand = qty, audited (`count`), the difference to the shop | ok + the difference |
 //!
 //! A device asking again (`request_task` after a reconnect) gets the task it holds, at its
-//! current version. Pack, ship, receive and count answer that the flow is not on this node yet
-//! (they need "Goods out"'s shipment function and stock ledger).
+//! current version. Receive, count and ship need no task; a device holding a pick or pack task
+//! is refused scans of the other of those two modes until it finishes.
 
 use super::devices::{self, DeviceId};
 use super::flow::{Event, FlowHandler, Outcome, feedback};
 use super::holds;
+use super::labels::{self, Station};
+use crate::outbox::Outbox;
 use crate::store::StoreError;
+use crate::taobao::outbox::TaobaoOp;
 use crate::wms::tasks::{self, TaskKind, TaskLine, TaskRecord, TaskState};
 use crate::wms::{self, LocalState, ShopId, Wms, WmsError};
 use chrono::{DateTime, Utc};
@@ -28,17 +39,57 @@ use firmware_bridge::proto::{
     Downlink, Feedback, Mode, RequestTask, Scan, Short, Step, Task, Uplink, VERSION,
 };
 use redb::WriteTransaction;
+use std::sync::Arc;
 
 /// The floor's flows for one shop.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Flows {
     shop: ShopId,
+    goods: Option<Goods>,
+    stations: Arc<Vec<Station>>,
+}
+
+/// What the ship flow needs of goods out.
+#[derive(Clone)]
+pub struct Goods {
+    /// The node's one outbox of Taobao effects (a shipment's `Ship` ops go in it).
+    pub outbox: Outbox<TaobaoOp>,
+    /// Orders of one receiver share a parcel (`[shipping] merge_orders`).
+    pub merge: bool,
+}
+
+impl std::fmt::Debug for Flows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flows")
+            .field("shop", &self.shop)
+            .field("goods", &self.goods.is_some())
+            .field("stations", &self.stations)
+            .finish()
+    }
 }
 
 impl Flows {
-    /// Flows of `shop`.
+    /// Flows of `shop`: pick, holds and put-back, receive and count. Pack and ship need
+    /// [`Flows::with_goods`].
     pub fn new(shop: ShopId) -> Self {
-        Flows { shop }
+        Flows {
+            shop,
+            goods: None,
+            stations: Arc::new(Vec::new()),
+        }
+    }
+
+    /// With goods out: pack (packages, merged by receiver when `goods.merge`) and ship (the
+    /// same `wms/` function as `wms-node ship`, its ops into `goods.outbox`).
+    pub fn with_goods(mut self, goods: Goods) -> Self {
+        self.goods = Some(goods);
+        self
+    }
+
+    /// With packing stations: a scanner's labels go to its station's printer.
+    pub fn with_stations(mut self, stations: Vec<Station>) -> Self {
+        self.stations = Arc::new(stations);
+        self
     }
 
     fn shop(&self) -> &str {
@@ -74,6 +125,7 @@ pub fn task_message(task: &TaskRecord) -> Downlink<String> {
     let what = match task.kind {
         TaskKind::Pick => format!("pick order {}", task.tid),
         TaskKind::PutBack => format!("put back what was picked for order {}", task.tid),
+        TaskKind::Pack => format!("pack order {}: scan each item", task.tid),
     };
     let text = match task.next_line() {
         Some(l) => format!("{what}: {}", say_step(l)),
@@ -83,7 +135,11 @@ pub fn task_message(task: &TaskRecord) -> Downlink<String> {
         v: VERSION,
         task_id: task.task_id.clone(),
         task_version: task.version,
-        mode: Mode::Pick,
+        mode: if task.kind == TaskKind::Pack {
+            Mode::Pack
+        } else {
+            Mode::Pick
+        },
         tid: Some(task.tid.to_string()),
         text: clip(text),
         next: task.next_line().map(step),
@@ -92,7 +148,7 @@ pub fn task_message(task: &TaskRecord) -> Downlink<String> {
 }
 
 /// Texts stay within the protocol's limit.
-fn clip(mut s: String) -> String {
+pub(crate) fn clip(mut s: String) -> String {
     const MAX: usize = firmware_bridge::proto::MAX_TEXT_LEN;
     if s.len() > MAX {
         let mut cut = MAX - 3;
@@ -150,7 +206,19 @@ impl FlowHandler for Flows {
                 devices::touch(txn, ev.device, ev.now_ms, None)?;
                 match r.mode {
                     Mode::Pick => self.request_pick(txn, ev, r),
-                    other => Ok(Outcome::answer(not_here(&r.msg_id, other))),
+                    Mode::Pack => self.request_pack(txn, ev, r),
+                    other => Ok(Outcome::answer(ok(
+                        &r.msg_id,
+                        format!(
+                            "no task needed to {other}: scan the {}",
+                            if other == Mode::Ship {
+                                "waybill number on the parcel"
+                            } else {
+                                "SKU (with qty)"
+                            }
+                        ),
+                        None,
+                    ))),
                 }
             }
             Uplink::Scan(s) => self.scan(txn, ev, s),
@@ -164,7 +232,23 @@ impl FlowHandler for Flows {
                     events,
                 })
             }
-            Uplink::PrintResult(_) | Uplink::Reject(_) | Uplink::State(_) => Ok(Outcome::silent()),
+            Uplink::PrintResult(r) => {
+                let (commands, events) = labels::result(
+                    txn,
+                    &self.shop,
+                    ev.device,
+                    &r.re,
+                    r.status,
+                    r.error.as_deref(),
+                    ev.now_ms,
+                )?;
+                Ok(Outcome {
+                    feedback: None,
+                    commands,
+                    events,
+                })
+            }
+            Uplink::Reject(_) | Uplink::State(_) => Ok(Outcome::silent()),
         }
     }
 
@@ -186,15 +270,34 @@ impl FlowHandler for Flows {
     }
 }
 
-fn not_here(re: &str, mode: Mode) -> Feedback<String> {
-    feedback(
-        re,
-        false,
-        format!("the {mode} flow is not on this node yet: nothing was recorded"),
-    )
-}
-
 impl Flows {
+    /// `request_task` mode `pack`: the pack task the device holds (after a reconnect), else
+    /// what to do.
+    fn request_pack(
+        &self,
+        txn: &WriteTransaction,
+        ev: &Event<'_>,
+        r: &RequestTask<String>,
+    ) -> Result<Outcome<wms::Event>, StoreError> {
+        let device = ev.device.to_string();
+        match tasks::of_device(txn, self.shop(), &device)? {
+            Some(task) => Ok(Outcome {
+                feedback: Some(ok(
+                    &r.msg_id,
+                    format!("you still hold {}", say_task(&task)),
+                    task.next_line().map(step),
+                )),
+                commands: vec![(ev.device.clone(), task_message(&task))],
+                events: Vec::new(),
+            }),
+            None => Ok(Outcome::answer(ok(
+                &r.msg_id,
+                "scan a picked order to pack it (its number or pick label)".to_owned(),
+                None,
+            ))),
+        }
+    }
+
     fn request_pick(
         &self,
         txn: &WriteTransaction,
@@ -271,18 +374,40 @@ impl Flows {
     ) -> Result<Outcome<wms::Event>, StoreError> {
         let shop = self.shop();
         let device = ev.device.to_string();
+        // Receiving, counting and the dock need no task.
+        match s.mode {
+            Mode::Receive => return self.receive(txn, ev, s),
+            Mode::Count => return self.count(txn, ev, s),
+            Mode::Ship => return self.ship(txn, ev, s),
+            Mode::Pick | Mode::Pack => {}
+        }
         let Some(mut task) = tasks::of_device(txn, shop, &device)? else {
-            if s.mode == Mode::Pick {
-                return Ok(Outcome::answer(error(
-                    &s.msg_id,
-                    "no task: request one first".to_owned(),
-                    None,
-                )));
+            if s.mode == Mode::Pack {
+                return self.pack_start(txn, ev, s);
             }
-            return Ok(Outcome::answer(not_here(&s.msg_id, s.mode)));
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                "no task: request one first".to_owned(),
+                None,
+            )));
         };
-        if task.kind == TaskKind::Pick && s.mode != Mode::Pick {
-            return Ok(Outcome::answer(not_here(&s.msg_id, s.mode)));
+        let wanted = match task.kind {
+            TaskKind::Pick => Some(Mode::Pick),
+            TaskKind::Pack => Some(Mode::Pack),
+            TaskKind::PutBack => None,
+        };
+        if let Some(m) = wanted
+            && m != s.mode
+        {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!(
+                    "a {} scan, but you hold {}: finish it first",
+                    s.mode,
+                    say_task(&task)
+                ),
+                task.next_line().map(step),
+            )));
         }
         if let Some(id) = &s.task_id
             && *id != task.task_id
@@ -305,7 +430,7 @@ impl Flows {
                 None,
             )));
         };
-        if task.kind == TaskKind::Pick && order.is_held() {
+        if task.kind != TaskKind::PutBack && order.is_held() {
             return Ok(Outcome::answer(error(&s.msg_id, held_text(&order), None)));
         }
         if task.kind == TaskKind::Pick && order.version != task.order_version {
@@ -324,6 +449,19 @@ impl Flows {
                     events: Vec::new(),
                 });
             }
+        }
+        if task.kind == TaskKind::Pack
+            && s.code.trim().strip_prefix("pick-").unwrap_or(s.code.trim()) == task.tid.to_string()
+        {
+            return Ok(Outcome {
+                feedback: Some(ok(
+                    &s.msg_id,
+                    format!("you are packing order {}: {}", task.tid, say_task(&task)),
+                    task.next_line().map(step),
+                )),
+                commands: vec![(ev.device.clone(), task_message(&task))],
+                events: Vec::new(),
+            });
         }
         let qty = s.qty.unwrap_or(1).max(1);
         let Some(i) = task
@@ -361,16 +499,37 @@ impl Flows {
         }
         task.state = TaskState::Done;
         tasks::save(txn, shop, &task)?;
+        if task.kind == TaskKind::Pack {
+            return self.pack_done(txn, ev, s, &task);
+        }
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
-        let (to, text) = match task.kind {
-            TaskKind::Pick => (
+        if task.kind == TaskKind::PutBack {
+            // The goods are back in their bins: the ledger (and the shop) get them back.
+            for l in &task.lines {
+                match w.put_back(
+                    &l.code,
+                    i64::from(l.qty),
+                    Some(task.tid),
+                    &format!("put back from held order {}", task.tid),
+                ) {
+                    Ok(_) => {}
+                    Err(WmsError::Store(e)) => return Err(e),
+                    Err(other) => {
+                        tracing::warn!(sku = %l.code, error = %other, "put-back not in the ledger")
+                    }
+                }
+            }
+        }
+        let (to, text) = if task.kind == TaskKind::Pick {
+            (
                 LocalState::Picked,
                 format!("order {} picked: take it to packing", task.tid),
-            ),
-            TaskKind::PutBack => (
+            )
+        } else {
+            (
                 LocalState::PutBack,
                 format!("order {}: everything is back in its bin", task.tid),
-            ),
+            )
         };
         if order.state != to
             && let Err(e) = w.move_to(task.tid, to)
@@ -433,11 +592,419 @@ impl Flows {
     }
 }
 
+/// The ship flow needs goods out.
+fn no_goods(re: &str, mode: Mode) -> Outcome<wms::Event> {
+    Outcome::answer(feedback(
+        re,
+        false,
+        format!("the {mode} flow is not set up on this node (no outbox): nothing was recorded"),
+    ))
+}
+
+impl Flows {
+    /// `receive`: the SKU scanned (barcode or code), `qty` units (1 when absent) onto on hand,
+    /// audited in the ledger; the shop gets the units as a delta.
+    fn receive(
+        &self,
+        txn: &WriteTransaction,
+        ev: &Event<'_>,
+        s: &Scan<String>,
+    ) -> Result<Outcome<wms::Event>, StoreError> {
+        let Some(sku) = wms::sku::by_scan(txn, self.shop(), &s.code)? else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!("{} is no SKU of the master: nothing received", s.code),
+                None,
+            )));
+        };
+        let qty = s.qty.unwrap_or(1);
+        let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
+        let on_hand = match w.receive(
+            &sku.code,
+            i64::from(qty),
+            &format!("received by {}", ev.device),
+        ) {
+            Ok(n) => n,
+            Err(e) => return refused_or_store(&s.msg_id, e),
+        };
+        let events = w.finish()?;
+        let text = match &sku.location {
+            Some(loc) => format!(
+                "{qty} x {} received: on hand {on_hand}; bin {loc}",
+                sku.code
+            ),
+            None => format!("{qty} x {} received: on hand {on_hand}", sku.code),
+        };
+        Ok(Outcome {
+            feedback: Some(ok(
+                &s.msg_id,
+                text,
+                Some(Step {
+                    location: sku.location.clone(),
+                    code: Some(sku.code.clone()),
+                    qty: None,
+                    tote: None,
+                }),
+            )),
+            commands: Vec::new(),
+            events,
+        })
+    }
+
+    /// `count`: on hand of the SKU scanned is now `qty` (required: what was counted),
+    /// audited; the shop gets the difference as a delta.
+    fn count(
+        &self,
+        txn: &WriteTransaction,
+        ev: &Event<'_>,
+        s: &Scan<String>,
+    ) -> Result<Outcome<wms::Event>, StoreError> {
+        let Some(qty) = s.qty else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                "a count needs qty: the units counted in the bin".to_owned(),
+                None,
+            )));
+        };
+        let Some(sku) = wms::sku::by_scan(txn, self.shop(), &s.code)? else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!("{} is no SKU of the master: nothing counted", s.code),
+                None,
+            )));
+        };
+        let before = wms::sku::stock(txn, self.shop(), &sku.code)?.map_or(0, |r| r.on_hand);
+        let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
+        let on_hand = match w.count(
+            &sku.code,
+            i64::from(qty),
+            &format!("counted by {}", ev.device),
+        ) {
+            Ok(n) => n,
+            Err(e) => return refused_or_store(&s.msg_id, e),
+        };
+        let events = w.finish()?;
+        let diff = on_hand - before;
+        let text = if diff == 0 {
+            format!("{}: {on_hand} counted, as on record", sku.code)
+        } else {
+            format!(
+                "{}: {on_hand} counted ({diff:+} against the record)",
+                sku.code
+            )
+        };
+        Ok(Outcome {
+            feedback: Some(ok(&s.msg_id, text, None)),
+            commands: Vec::new(),
+            events,
+        })
+    }
+
+    /// `ship` at the dock: the waybill number scanned finds its package; goods out's ship
+    /// function (the one `wms-node ship` calls) checks every trade's holds, the carrier and
+    /// the number, and ships every trade of the parcel in this transaction.
+    fn ship(
+        &self,
+        txn: &WriteTransaction,
+        ev: &Event<'_>,
+        s: &Scan<String>,
+    ) -> Result<Outcome<wms::Event>, StoreError> {
+        let Some(goods) = &self.goods else {
+            return Ok(no_goods(&s.msg_id, s.mode));
+        };
+        let out_sid = s.code.trim();
+        let Some(p) = wms::ship::package_of_waybill(txn, self.shop(), out_sid)? else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!(
+                    "waybill {out_sid} is not one this node issued (or it was voided): \
+                     ship it with wms-node ship"
+                ),
+                None,
+            )));
+        };
+        if p.shipped.is_some() {
+            return Ok(Outcome::answer(ok(
+                &s.msg_id,
+                format!("waybill {out_sid} shipped already (package {})", p.id),
+                None,
+            )));
+        }
+        let Some(wb) = p.live_waybill().cloned() else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!("package {} has no live waybill", p.id),
+                None,
+            )));
+        };
+        let tids = p.tids();
+        let Some(&tid) = tids.first() else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!("package {} is empty", p.id),
+                None,
+            )));
+        };
+        let req = wms::ship::ShipRequest {
+            tid,
+            company_code: wb.real_cp_code.clone(),
+            out_sid: out_sid.to_owned(),
+            oids: if p.merged { Vec::new() } else { p.oids_of(tid) },
+        };
+        let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
+        let shipment = match w.ship(&req, &goods.outbox, goods.merge) {
+            Ok(x) => x,
+            Err(e) => return refused_or_store(&s.msg_id, e),
+        };
+        let events = w.finish()?;
+        let orders = shipment
+            .ops
+            .iter()
+            .map(|o| o.tid.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(Outcome {
+            feedback: Some(ok(
+                &s.msg_id,
+                format!("shipped: order {orders} with {} {out_sid}", wb.real_cp_code),
+                None,
+            )),
+            commands: Vec::new(),
+            events,
+        })
+    }
+
+    /// `pack`, no task yet: the scan names the order (its tid, or its pick task id from the
+    /// pick list). A picked order gets a pack task of every item of its parcel (a parcel
+    /// merged by receiver holds the other trades' items too); an order packed already gets
+    /// its label printed again (the same waybill).
+    fn pack_start(
+        &self,
+        txn: &WriteTransaction,
+        ev: &Event<'_>,
+        s: &Scan<String>,
+    ) -> Result<Outcome<wms::Event>, StoreError> {
+        let Some(goods) = &self.goods else {
+            return Ok(no_goods(&s.msg_id, s.mode));
+        };
+        let code = s.code.trim();
+        let Some(tid) = code
+            .strip_prefix("pick-")
+            .unwrap_or(code)
+            .parse::<u64>()
+            .ok()
+        else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!("{code} is no order: scan the order first (its number or pick label)"),
+                None,
+            )));
+        };
+        let Some(order) = wms::orders::read_order(txn, &self.shop, tid)? else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!("no order {tid} on this node"),
+                None,
+            )));
+        };
+        if order.is_held() {
+            return Ok(Outcome::answer(error(&s.msg_id, held_text(&order), None)));
+        }
+        if matches!(order.state, LocalState::Packed | LocalState::Labelled) {
+            return self.reprint(txn, ev, s, tid);
+        }
+        if !matches!(order.state, LocalState::Picked | LocalState::Verified) {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!(
+                    "order {tid} is {}: only a picked order is packed",
+                    order.state
+                ),
+                None,
+            )));
+        }
+        if let Some(t) = tasks::of_order(txn, self.shop(), tid)? {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!(
+                    "order {tid} is being worked by {} ({})",
+                    t.device, t.task_id
+                ),
+                None,
+            )));
+        }
+        let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
+        let package = match w.package(tid, None, &[], goods.merge) {
+            Ok(p) => p,
+            Err(e) => return refused_or_store(&s.msg_id, e),
+        };
+        let mut lines: Vec<TaskLine> = Vec::new();
+        for t in package.tids() {
+            let Some(o) = wms::orders::read_order(txn, &self.shop, t)? else {
+                continue;
+            };
+            // Refused with the parcel kept (and its merge logged): the next scan finds it.
+            if t != tid && !matches!(o.state, LocalState::Picked | LocalState::Verified) {
+                let events = w.finish()?;
+                return Ok(Outcome {
+                    feedback: Some(error(
+                        &s.msg_id,
+                        format!(
+                            "order {t} shares the parcel of order {tid} (same receiver) and is \
+                             {}: pick it first",
+                            o.state
+                        ),
+                        None,
+                    )),
+                    commands: Vec::new(),
+                    events,
+                });
+            }
+            let Ok(planned) = tasks::plan(txn, self.shop(), &o)? else {
+                let events = w.finish()?;
+                return Ok(Outcome {
+                    feedback: Some(error(
+                        &s.msg_id,
+                        format!("order {t}'s lines are not all in the SKU master"),
+                        None,
+                    )),
+                    commands: Vec::new(),
+                    events,
+                });
+            };
+            for l in planned {
+                match lines.iter_mut().find(|x| x.code == l.code) {
+                    Some(x) => x.qty = x.qty.saturating_add(l.qty),
+                    None => lines.push(l),
+                }
+            }
+        }
+        let events = w.finish()?;
+        let task = TaskRecord {
+            task_id: TaskRecord::pack_id(tid),
+            kind: TaskKind::Pack,
+            tid,
+            device: ev.device.to_string(),
+            version: 1,
+            order_version: order.version,
+            lines,
+            state: TaskState::Open,
+            created_ms: i64::try_from(ev.now_ms).unwrap_or(i64::MAX),
+        };
+        tasks::save(txn, self.shop(), &task)?;
+        let text = if package.tids().len() > 1 {
+            format!(
+                "pack order {tid} with {} other order(s) of the same receiver: {} units",
+                package.tids().len() - 1,
+                task.left()
+            )
+        } else {
+            format!("pack order {tid}: scan each item ({} units)", task.left())
+        };
+        Ok(Outcome {
+            feedback: Some(ok(&s.msg_id, text, task.next_line().map(step))),
+            commands: vec![(ev.device.clone(), task_message(&task))],
+            events,
+        })
+    }
+
+    /// Every item verified: the parcel's orders are packed and its label queued for the
+    /// station's printer (the labeller asks for the waybill outside this transaction).
+    fn pack_done(
+        &self,
+        txn: &WriteTransaction,
+        ev: &Event<'_>,
+        s: &Scan<String>,
+        task: &TaskRecord,
+    ) -> Result<Outcome<wms::Event>, StoreError> {
+        let tid = task.tid;
+        let package = wms::ship::packages_of(txn, self.shop(), tid)?
+            .into_iter()
+            .find(|p| p.is_live());
+        let tids = package
+            .as_ref()
+            .map(|p| p.tids())
+            .unwrap_or_else(|| vec![tid]);
+        let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
+        for t in &tids {
+            let Some(o) = wms::orders::read_order(txn, &self.shop, *t)? else {
+                continue;
+            };
+            for to in [LocalState::Verified, LocalState::Packed] {
+                let now = wms::orders::read_order(txn, &self.shop, *t)?.map(|o| o.state);
+                if now.is_some_and(|s| s != to && s.may_move_to(to))
+                    && let Err(e) = w.move_to(o.tid, to)
+                {
+                    return refused_or_store(&s.msg_id, e);
+                }
+            }
+        }
+        let station = labels::station_of(&self.stations, ev.device).cloned();
+        let text = match (&station, &package) {
+            (Some(st), Some(p)) => {
+                labels::queue(txn, self.shop(), &p.id, tids.clone(), st, ev.now_ms)?;
+                format!("order {tid} packed: its label prints on {}", st.printer)
+            }
+            _ => format!(
+                "order {tid} packed; no printer is paired with this scanner ([[floor.stations]]): \
+                 print the label with wms-node waybill get {tid}"
+            ),
+        };
+        let events = w.finish()?;
+        Ok(Outcome {
+            feedback: Some(ok(&s.msg_id, text, None)),
+            commands: Vec::new(),
+            events,
+        })
+    }
+
+    /// The order was packed before: its label again, on this station's printer.
+    fn reprint(
+        &self,
+        txn: &WriteTransaction,
+        ev: &Event<'_>,
+        s: &Scan<String>,
+        tid: u64,
+    ) -> Result<Outcome<wms::Event>, StoreError> {
+        let Some(st) = labels::station_of(&self.stations, ev.device).cloned() else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!(
+                    "order {tid} is packed; no printer is paired with this scanner: print with \
+                     wms-node waybill get {tid}"
+                ),
+                None,
+            )));
+        };
+        let Some(p) = wms::ship::packages_of(txn, self.shop(), tid)?
+            .into_iter()
+            .find(|p| p.is_live())
+        else {
+            return Ok(Outcome::answer(error(
+                &s.msg_id,
+                format!("order {tid} has no parcel left to label"),
+                None,
+            )));
+        };
+        labels::queue(txn, self.shop(), &p.id, p.tids(), &st, ev.now_ms)?;
+        // The labeller is woken by a pack; a reprint is due at once and found within a second.
+        Ok(Outcome::answer(ok(
+            &s.msg_id,
+            format!(
+                "order {tid}: label again on {} (the same waybill)",
+                st.printer
+            ),
+            None,
+        )))
+    }
+}
+
 /// `pick order 123: A-01: 2 x RED (5 units)`.
 fn say_task(task: &TaskRecord) -> String {
     let what = match task.kind {
         TaskKind::Pick => "pick order",
         TaskKind::PutBack => "put back order",
+        TaskKind::Pack => "pack order",
     };
     match task.next_line() {
         Some(l) => format!(
@@ -507,6 +1074,15 @@ pub(crate) fn stop_for_hold(
             return Err(e);
         }
         return Ok((Vec::new(), w.finish()?));
+    }
+    for l in &picked {
+        match w.into_tote(&l.code, i64::from(l.qty), tid) {
+            Ok(_) => {}
+            Err(WmsError::Store(e)) => return Err(e),
+            Err(other) => {
+                tracing::warn!(sku = %l.code, error = %other, "picked units not taken off the shelf's figure")
+            }
+        }
     }
     let put_back = TaskRecord {
         task_id: TaskRecord::put_back_id(tid),

@@ -3,17 +3,24 @@
 
 use super::devices::DeviceId;
 use super::flow::{Event, FlowHandler, Outcome};
-use super::flows::Flows;
+use super::flows::{Flows, Goods};
 use super::holds;
+use super::labels::{self, Label, LabelError, LabelFormat, LabelSource, LabelState, Station};
 use crate::alert::Alerts;
+use crate::outbox::{Outbox, OutboxOptions};
 use crate::store::{Store, StoreOptions};
+use crate::taobao::outbox::TaobaoOp;
 use crate::taobao::types::Trade;
+use crate::wms::carriers::Carrier;
+use crate::wms::ship::{WaybillPlan, WaybillRecord};
 use crate::wms::sku::parse_skus;
 use crate::wms::tasks;
 use crate::wms::{self, LocalState, Rules, ShopId, Wms};
 use firmware_bridge::proto::json;
 use firmware_bridge::proto::{Channel, DeviceClass, Downlink, Uplink};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const NOW: u64 = 1_796_000_000_000;
 const TID_A: u64 = 3_100_000_000_000_001;
@@ -22,6 +29,7 @@ const TID_B: u64 = 3_100_000_000_000_002;
 struct T {
     store: Store,
     flows: Flows,
+    outbox: Outbox<TaobaoOp>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,8 +60,14 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 }
 
 /// A store with the SKU master and two released orders: A (paid 09:00: 1 red, 2 black) and B
-/// (paid 08:00, so due first: 1 red).
+/// (paid 08:00, so due first: 1 red), both of one receiver; parcels are not merged.
 async fn setup() -> T {
+    setup_with(false).await
+}
+
+/// [`setup`], merging parcels of one receiver when `merge`; the carrier list has YTO, and
+/// scanner `pk1` packs at the station of printer `lp1` (Cainiao).
+async fn setup_with(merge: bool) -> T {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreOptions::new(dir.path().join("s.redb")), Alerts::new()).unwrap();
     let rows = parse_skus(SKUS.as_bytes()).unwrap();
@@ -79,9 +93,30 @@ async fn setup() -> T {
     })
     .await
     .unwrap();
+    let carriers = vec![Carrier {
+        code: "YTO".into(),
+        name: "圆通".into(),
+        reg_mail_no: Some("^YT\\d{13}$".into()),
+    }];
+    store
+        .write(move |txn| crate::wms::carriers::replace(txn, &carriers))
+        .await
+        .unwrap();
+    let outbox = Outbox::new(store.clone(), OutboxOptions::default(), Alerts::new());
+    let flows = Flows::new(ShopId::main())
+        .with_goods(Goods {
+            outbox: outbox.clone(),
+            merge,
+        })
+        .with_stations(vec![Station {
+            scanner: "pk1".into(),
+            printer: "lp1".into(),
+            format: LabelFormat::Cainiao,
+        }]);
     T {
         store,
-        flows: Flows::new(ShopId::main()),
+        flows,
+        outbox,
         _dir: dir,
     }
 }
@@ -431,23 +466,629 @@ async fn a_short_sends_the_order_to_the_exception_desk() {
 }
 
 #[tokio::test]
-async fn flows_not_on_this_node_say_so_and_record_nothing() {
-    let t = setup().await;
+async fn without_goods_out_pack_and_ship_say_so_and_record_nothing() {
+    let mut t = setup().await;
+    t.flows = Flows::new(ShopId::main());
     let d = scanner("s1");
-    for mode in ["pack", "ship", "receive", "count"] {
+    for mode in ["pack", "ship"] {
         let o = t
             .send(
                 &d,
                 Channel::Evt,
-                json!({"type":"scan","v":1,"msg_id":format!("m-{mode}"),
-                "ts":"2026-12-01T10:00:00Z","code":"RED-M","symbology":"code128","mode":mode}),
+                scan_msg(&format!("m-{mode}"), &TID_A.to_string(), mode, None),
             )
             .await;
         let (ok, text) = fb(&o);
         assert!(
-            !ok && text.contains(mode) && text.contains("not on this node"),
+            !ok && text.contains(mode) && text.contains("not set up"),
             "{text}"
         );
     }
     assert_eq!(t.order(TID_A).state, LocalState::Released);
+}
+
+fn scan_msg(msg_id: &str, code: &str, mode: &str, qty: Option<u32>) -> Value {
+    let mut m = json!({"type":"scan","v":1,"msg_id":msg_id,"ts":"2026-12-01T10:00:00Z",
+                       "code":code,"symbology":"code128","mode":mode});
+    if let Some(q) = qty {
+        m["qty"] = json!(q);
+    }
+    m
+}
+
+impl T {
+    fn on_hand(&self, sku: &str) -> i64 {
+        self.store
+            .read(|r| crate::wms::stock::avail(r, ShopId::MAIN, sku))
+            .unwrap()
+            .on_hand
+    }
+
+    fn moves(&self, sku: &str) -> Vec<crate::wms::stock::Move> {
+        self.store
+            .read(|r| crate::wms::stock::moves(r, Some(sku), 100))
+            .unwrap()
+    }
+
+    /// Picks order `tid` to the end with scanner `d` (it must be the next order out).
+    async fn pick(&self, d: &DeviceId, tid: u64, n: u32) {
+        let task = task_of(&self.request(d, n).await);
+        assert_eq!(task.tid.as_deref(), Some(tid.to_string().as_str()));
+        let mut i = 0;
+        while let Some(code) = {
+            let t = self
+                .store
+                .write({
+                    let dev = d.to_string();
+                    move |txn| tasks::of_device(txn, "main", &dev)
+                })
+                .await
+                .unwrap();
+            t.and_then(|t| t.next_line().map(|l| l.barcode.clone()))
+        } {
+            i += 1;
+            let o = self.scan(d, 1000 * n + i, &code, None).await;
+            assert!(fb(&o).0, "{}", fb(&o).1);
+        }
+        assert_eq!(self.order(tid).state, LocalState::Picked);
+    }
+
+    /// Packs order `tid` at station scanner `pk1`: the order, then every item.
+    async fn pack(&self, tid: u64) -> Outcome<wms::Event> {
+        let d = scanner("pk1");
+        let o = self
+            .send(
+                &d,
+                Channel::Evt,
+                scan_msg(&format!("pk-{tid}"), &tid.to_string(), "pack", None),
+            )
+            .await;
+        assert!(fb(&o).0, "{}", fb(&o).1);
+        let task = task_of(&o);
+        assert_eq!(task.mode, firmware_bridge::proto::Mode::Pack);
+        let mut last = o;
+        let mut i = 0;
+        while let Some(code) = {
+            let t = self
+                .store
+                .write(move |txn| tasks::of_device(txn, "main", "scanner/pk1"))
+                .await
+                .unwrap();
+            t.and_then(|t| t.next_line().map(|l| l.code.clone()))
+        } {
+            i += 1;
+            last = self
+                .send(
+                    &d,
+                    Channel::Evt,
+                    scan_msg(&format!("pk-{tid}-{i}"), &code, "pack", None),
+                )
+                .await;
+            assert!(fb(&last).0, "{}", fb(&last).1);
+        }
+        last
+    }
+}
+
+#[tokio::test]
+async fn receive_and_count_move_the_ledger_with_an_audit_trail() {
+    let t = setup().await;
+    let d = scanner("rcv");
+    // By barcode, 5 units.
+    let o = t
+        .send(
+            &d,
+            Channel::Evt,
+            scan_msg("rc-1", "6900000000011", "receive", Some(5)),
+        )
+        .await;
+    let (ok, text) = fb(&o);
+    assert!(
+        ok && text.contains("RED-M") && text.contains("on hand 45"),
+        "{text}"
+    );
+    assert_eq!(
+        o.feedback
+            .as_ref()
+            .unwrap()
+            .next
+            .as_ref()
+            .unwrap()
+            .location
+            .as_deref(),
+        Some("B-02-01")
+    );
+    assert!(
+        o.events
+            .iter()
+            .any(|e| matches!(e, wms::Event::StockMoved { sku, delta: 5, .. } if sku == "RED-M"))
+    );
+    assert_eq!(t.on_hand("RED-M"), 45);
+    // By code, one unit when no qty.
+    assert!(
+        fb(&t
+            .send(&d, Channel::Evt, scan_msg("rc-2", "RED-M", "receive", None))
+            .await)
+        .0
+    );
+    assert_eq!(t.on_hand("RED-M"), 46);
+    let m = &t.moves("RED-M")[0];
+    assert_eq!(
+        (m.kind, m.delta, m.on_hand),
+        (crate::wms::stock::MoveKind::Receive, 1, 46)
+    );
+    assert_eq!(m.reason, "received by scanner/rcv");
+    // A count sets the figure.
+    let o = t
+        .send(
+            &d,
+            Channel::Evt,
+            scan_msg("ct-1", "6900000000013", "count", Some(28)),
+        )
+        .await;
+    let (ok, text) = fb(&o);
+    assert!(ok && text.contains("-2 against the record"), "{text}");
+    assert_eq!(t.on_hand("BLK-M"), 28);
+    let m = &t.moves("BLK-M")[0];
+    assert_eq!(
+        (m.kind, m.delta, m.on_hand),
+        (crate::wms::stock::MoveKind::Count, -2, 28)
+    );
+    // The same figure again: audited, nothing moves.
+    let (ok, text) = fb(&t
+        .send(
+            &d,
+            Channel::Evt,
+            scan_msg("ct-2", "BLK-M", "count", Some(28)),
+        )
+        .await);
+    assert!(ok && text.contains("as on record"), "{text}");
+    assert_eq!(t.moves("BLK-M").len(), 3, "import, count, count");
+    // Refusals name the problem and record nothing.
+    let (ok, text) = fb(&t
+        .send(&d, Channel::Evt, scan_msg("ct-3", "BLK-M", "count", None))
+        .await);
+    assert!(!ok && text.contains("needs qty"), "{text}");
+    let (ok, text) = fb(&t
+        .send(
+            &d,
+            Channel::Evt,
+            scan_msg("rc-3", "999", "receive", Some(2)),
+        )
+        .await);
+    assert!(!ok && text.contains("no SKU"), "{text}");
+    assert_eq!(t.on_hand("BLK-M"), 28);
+}
+
+#[tokio::test]
+async fn a_put_back_takes_picked_units_off_the_shelf_until_they_are_scanned_back() {
+    let t = setup().await;
+    let d = scanner("s1");
+    t.pick(&d, TID_B, 1).await;
+    let task = task_of(&t.request(&d, 2).await);
+    assert_eq!(task.tid.as_deref(), Some(TID_A.to_string().as_str()));
+    assert!(fb(&t.scan(&d, 2, "BLK-M", None).await).0);
+    assert!(fb(&t.scan(&d, 3, "BLK-M", None).await).0);
+    t.op(|w| w.hold(TID_A, "buyer called").map(|_| ())).await;
+    let cmds = t.held(TID_A).await;
+    let Downlink::Hold(h) = &cmds[0].1 else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(t.on_hand("BLK-M"), 30);
+    let o = t
+        .send(
+            &d,
+            Channel::Reply,
+            json!({"type":"hold_ack","v":1,"re":h.hold_id}),
+        )
+        .await;
+    assert_eq!(task_of(&o).remaining, Some(2));
+    // In the tote: off the shelf's figure.
+    assert_eq!(t.on_hand("BLK-M"), 28);
+    assert!(
+        o.events
+            .iter()
+            .any(|e| matches!(e, wms::Event::StockMoved { sku, delta: -2, .. } if sku == "BLK-M"))
+    );
+    assert!(fb(&t.scan(&d, 4, "BLK-M", None).await).0);
+    assert_eq!(t.on_hand("BLK-M"), 28, "back only when the task is done");
+    let o = t.scan(&d, 5, "BLK-M", None).await;
+    assert!(fb(&o).1.contains("back in its bin"), "{}", fb(&o).1);
+    assert_eq!(t.on_hand("BLK-M"), 30);
+    let m = &t.moves("BLK-M")[0];
+    assert_eq!(
+        (m.kind, m.delta, m.tid),
+        (crate::wms::stock::MoveKind::PutBack, 2, Some(TID_A))
+    );
+}
+
+/// What the labeller's source does with goods out's functions, without Cainiao: the first
+/// label of a package issues a waybill (counted), a later one reuses it.
+struct FakeCainiao {
+    store: Store,
+    issued: Arc<AtomicUsize>,
+    refuse: bool,
+}
+
+impl LabelSource for FakeCainiao {
+    fn label(&self, tid: u64) -> futures::future::BoxFuture<'_, Result<Label, LabelError>> {
+        Box::pin(async move {
+            if self.refuse {
+                return Err(LabelError::Refused("e-waybills are off".into()));
+            }
+            let issued = self.issued.clone();
+            wms::write(&self.store, move |txn| {
+                let mut w = Wms::new(txn, &ShopId::main(), now());
+                let id = match w.waybill_request(tid, None, &[], false)? {
+                    WaybillPlan::Have(p) => p.id,
+                    WaybillPlan::Ask { package, .. } => {
+                        let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+                        w.store_waybill(
+                            &package.id,
+                            WaybillRecord {
+                                cp_code: "YTO".into(),
+                                real_cp_code: "YTO".into(),
+                                waybill_code: format!("YT{:013}", n),
+                                parent_waybill_code: None,
+                                print_data: "{\"encryptedData\":\"x\"}".into(),
+                                template_url: "http://cloudprint.cainiao.com/template/standard/101"
+                                    .into(),
+                                issued_ms: 1,
+                                voided_ms: None,
+                            },
+                        )?;
+                        package.id
+                    }
+                };
+                let job = w.print_job(&id)?;
+                let code = crate::wms::ship::package(txn, "main", &id)?
+                    .and_then(|p| p.live_waybill().map(|w| w.waybill_code.clone()))
+                    .unwrap_or_default();
+                w.finish()?;
+                Ok(Label {
+                    job,
+                    waybill_code: code,
+                    carrier: "YTO".into(),
+                })
+            })
+            .await
+            .map_err(|e: wms::WmsError| LabelError::Later(e.to_string()))
+        })
+    }
+}
+
+type Sent = Arc<std::sync::Mutex<Vec<(DeviceId, Downlink<String>)>>>;
+
+async fn label_step(
+    t: &T,
+    source: &FakeCainiao,
+    timeout: std::time::Duration,
+) -> Vec<(DeviceId, Downlink<String>)> {
+    let sent: Sent = Arc::default();
+    let s2 = sent.clone();
+    labels::step(&t.store, &ShopId::main(), source, timeout, &move |c| {
+        s2.lock().unwrap().extend(c)
+    })
+    .await
+    .unwrap();
+    sent.lock().unwrap().clone()
+}
+
+fn label_job(t: &T, package: &str) -> labels::LabelJob {
+    let p = package.to_owned();
+    t.store
+        .read(move |r| {
+            crate::store::get::<(&str, &str), labels::LabelJob>(
+                r,
+                labels::LABELS,
+                ("main", p.as_str()),
+            )
+        })
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pack_verifies_every_item_then_the_label_prints_once_per_waybill_and_the_dock_ships_it() {
+    let t = setup().await;
+    let picker = scanner("s1");
+    t.pick(&picker, TID_B, 1).await;
+    t.pick(&picker, TID_A, 2).await;
+    let pk = scanner("pk1");
+    // Not an order; an order not picked; then A: three units to verify.
+    let (ok, text) = fb(&t
+        .send(&pk, Channel::Evt, scan_msg("x1", "hello", "pack", None))
+        .await);
+    assert!(!ok && text.contains("scan the order first"), "{text}");
+    let o = t
+        .send(
+            &pk,
+            Channel::Evt,
+            scan_msg("x2", &format!("pick-{TID_A}"), "pack", None),
+        )
+        .await;
+    let (ok, text) = fb(&o);
+    assert!(ok && text.contains("3 units"), "{text}");
+    let task = task_of(&o);
+    assert_eq!(task.task_id, format!("pack-{TID_A}"));
+    // A wrong item: error beep, the step stays; a pick scan is refused while packing.
+    let (ok, text) = fb(&t
+        .send(
+            &pk,
+            Channel::Evt,
+            scan_msg("x3", "6900000000099", "pack", None),
+        )
+        .await);
+    assert!(!ok && text.starts_with("wrong item"), "{text}");
+    // The order again, or a reconnect's request_task: the task it holds.
+    let o = t
+        .send(
+            &pk,
+            Channel::Evt,
+            scan_msg("x3b", &TID_A.to_string(), "pack", None),
+        )
+        .await;
+    assert!(
+        fb(&o).0 && fb(&o).1.contains("you are packing"),
+        "{}",
+        fb(&o).1
+    );
+    let o = t
+        .send(
+            &pk,
+            Channel::Evt,
+            json!({"type":"request_task","v":1,"msg_id":"x3c","ts":"2026-12-01T10:00:00Z","mode":"pack"}),
+        )
+        .await;
+    assert_eq!(task_of(&o).task_id, task.task_id);
+    let (ok, text) = fb(&t
+        .send(&pk, Channel::Evt, scan_msg("x4", "RED-M", "pick", None))
+        .await);
+    assert!(!ok && text.contains("finish it first"), "{text}");
+    for (i, code) in ["BLK-M", "6900000000013"].iter().enumerate() {
+        let o = t
+            .send(
+                &pk,
+                Channel::Evt,
+                scan_msg(&format!("v{i}"), code, "pack", None),
+            )
+            .await;
+        assert!(fb(&o).0, "{}", fb(&o).1);
+    }
+    assert_eq!(t.order(TID_A).state, LocalState::Picked);
+    let o = t
+        .send(&pk, Channel::Evt, scan_msg("v9", "RED-M", "pack", None))
+        .await;
+    let (ok, text) = fb(&o);
+    assert!(
+        ok && text.contains("packed") && text.contains("lp1"),
+        "{text}"
+    );
+    assert_eq!(t.order(TID_A).state, LocalState::Packed);
+    let package = format!("P{TID_A}-1");
+    assert_eq!(label_job(&t, &package).state, LabelState::Waiting);
+
+    // The labeller: one waybill, a cainiao print to the station's printer.
+    let src = FakeCainiao {
+        store: t.store.clone(),
+        issued: Arc::default(),
+        refuse: false,
+    };
+    let timeout = std::time::Duration::from_secs(30);
+    let cmds = label_step(&t, &src, timeout).await;
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    let (to, Downlink::Print(p)) = &cmds[0] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(to.to_string(), "printer/lp1");
+    assert_eq!(p.format, firmware_bridge::proto::PrintFormat::Cainiao);
+    assert!(p.template_url.is_some() && p.data.contains("encryptedData"));
+    assert_eq!(label_job(&t, &package).state, LabelState::Sent);
+    assert!(
+        label_step(&t, &src, timeout).await.is_empty(),
+        "not due again before the timeout"
+    );
+    // No answer within the timeout: printed again, the same waybill.
+    let cmds = label_step(&t, &src, std::time::Duration::ZERO).await;
+    let Downlink::Print(p2) = &cmds[0].1 else {
+        panic!("{cmds:?}")
+    };
+    assert_ne!(p2.job_id, p.job_id);
+    assert_eq!(p2.data, p.data);
+    assert!(
+        matches!(&cmds[1], (d, Downlink::Feedback(f)) if *d == pk && f.text.contains("sent again"))
+    );
+    assert_eq!(
+        src.issued.load(Ordering::SeqCst),
+        1,
+        "a reprint never asks for a new waybill"
+    );
+    // The printer: an error first (the station is told), then printed.
+    let lp = DeviceId::new(DeviceClass::Printer, "lp1").unwrap();
+    let o = t.send(&lp, Channel::Reply, json!({"type":"print_result","v":1,"re":p2.job_id,"status":"error","error":"paper out"})).await;
+    assert!(o.feedback.is_none());
+    assert!(
+        matches!(&o.commands[0], (d, Downlink::Feedback(f)) if *d == pk && !f.ok && f.text.contains("paper out")),
+        "{:?}",
+        o.commands
+    );
+    assert_eq!(label_job(&t, &package).state, LabelState::Failed);
+    // The packer scans the order again: the label again, the same waybill.
+    let (ok, text) = fb(&t
+        .send(
+            &pk,
+            Channel::Evt,
+            scan_msg("x5", &TID_A.to_string(), "pack", None),
+        )
+        .await);
+    assert!(ok && text.contains("the same waybill"), "{text}");
+    let cmds = label_step(&t, &src, timeout).await;
+    let Downlink::Print(p3) = &cmds[0].1 else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(src.issued.load(Ordering::SeqCst), 1);
+    let o = t
+        .send(
+            &lp,
+            Channel::Reply,
+            json!({"type":"print_result","v":1,"re":p3.job_id,"status":"printed"}),
+        )
+        .await;
+    assert!(
+        matches!(&o.commands[0], (d, Downlink::Feedback(f)) if *d == pk && f.ok && f.text.contains("dock"))
+    );
+    assert_eq!(t.order(TID_A).state, LocalState::Labelled);
+    assert_eq!(label_job(&t, &package).state, LabelState::Printed);
+
+    // The dock: an unknown number is refused; the label's number ships the order.
+    let dock = scanner("dock");
+    let (ok, text) = fb(&t
+        .send(
+            &dock,
+            Channel::Evt,
+            scan_msg("d1", "YT9999999999999", "ship", None),
+        )
+        .await);
+    assert!(!ok && text.contains("not one this node issued"), "{text}");
+    let o = t
+        .send(
+            &dock,
+            Channel::Evt,
+            scan_msg("d2", "YT0000000000001", "ship", None),
+        )
+        .await;
+    let (ok, text) = fb(&o);
+    assert!(ok && text.contains(&TID_A.to_string()), "{text}");
+    assert_eq!(t.order(TID_A).state, LocalState::HandedOver);
+    assert!(
+        o.events
+            .iter()
+            .any(|e| matches!(e, wms::Event::Shipped { tid, .. } if *tid == TID_A))
+    );
+    let queued = t.outbox.queued(0, 10).unwrap();
+    assert_eq!(queued.len(), 1, "one Ship op");
+    // The goods left the ledger.
+    assert_eq!(t.on_hand("BLK-M"), 28);
+    // Scanned again: said so, nothing more.
+    let (ok, text) = fb(&t
+        .send(
+            &dock,
+            Channel::Evt,
+            scan_msg("d3", "YT0000000000001", "ship", None),
+        )
+        .await);
+    assert!(ok && text.contains("shipped already"), "{text}");
+    assert_eq!(t.outbox.queued(0, 10).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_held_order_is_refused_at_pack_and_at_the_dock_with_the_reason() {
+    let t = setup().await;
+    let picker = scanner("s1");
+    t.pick(&picker, TID_B, 1).await;
+    t.pack(TID_B).await;
+    let src = FakeCainiao {
+        store: t.store.clone(),
+        issued: Arc::default(),
+        refuse: false,
+    };
+    label_step(&t, &src, std::time::Duration::from_secs(30)).await;
+    t.op(|w| w.hold(TID_B, "address change").map(|_| ())).await;
+    let dock = scanner("dock");
+    let (ok, text) = fb(&t
+        .send(
+            &dock,
+            Channel::Evt,
+            scan_msg("d1", "YT0000000000001", "ship", None),
+        )
+        .await);
+    assert!(
+        !ok && text.contains("held") && text.contains("STOP") && text.contains("address change"),
+        "{text}"
+    );
+    assert!(
+        t.outbox
+            .queued(0, 10)
+            .unwrap()
+            .iter()
+            .all(|q| !format!("{q:?}").contains("Ship {"))
+    );
+    let (ok, text) = fb(&t
+        .send(
+            &scanner("pk1"),
+            Channel::Evt,
+            scan_msg("p9", &TID_B.to_string(), "pack", None),
+        )
+        .await);
+    assert!(
+        !ok && text.starts_with("STOP") && text.contains("operator"),
+        "{text}"
+    );
+    assert_ne!(t.order(TID_B).state, LocalState::HandedOver);
+}
+
+#[tokio::test]
+async fn a_refused_label_tells_the_station_why() {
+    let t = setup().await;
+    t.pick(&scanner("s1"), TID_B, 1).await;
+    t.pack(TID_B).await;
+    let src = FakeCainiao {
+        store: t.store.clone(),
+        issued: Arc::default(),
+        refuse: true,
+    };
+    let cmds = label_step(&t, &src, std::time::Duration::from_secs(30)).await;
+    assert!(
+        matches!(&cmds[0], (d, Downlink::Feedback(f)) if d.to_string() == "scanner/pk1" && !f.ok && f.text.contains("e-waybills are off")),
+        "{cmds:?}"
+    );
+    assert_eq!(
+        label_job(&t, &format!("P{TID_B}-1")).state,
+        LabelState::Failed
+    );
+}
+
+#[tokio::test]
+async fn a_merged_parcel_is_packed_whole_and_ships_every_trade_with_one_scan() {
+    let t = setup_with(true).await;
+    let picker = scanner("s1");
+    t.pick(&picker, TID_B, 1).await;
+    // A (same receiver) is not picked yet: the parcel waits for it.
+    let (ok, text) = fb(&t
+        .send(
+            &scanner("pk1"),
+            Channel::Evt,
+            scan_msg("m1", &TID_B.to_string(), "pack", None),
+        )
+        .await);
+    assert!(!ok && text.contains("pick it first"), "{text}");
+    t.pick(&picker, TID_A, 2).await;
+    let o = t.pack(TID_B).await;
+    assert!(fb(&o).1.contains("packed"), "{}", fb(&o).1);
+    assert_eq!(t.order(TID_A).state, LocalState::Packed);
+    let src = FakeCainiao {
+        store: t.store.clone(),
+        issued: Arc::default(),
+        refuse: false,
+    };
+    label_step(&t, &src, std::time::Duration::from_secs(30)).await;
+    let o = t
+        .send(
+            &scanner("dock"),
+            Channel::Evt,
+            scan_msg("d1", "YT0000000000001", "ship", None),
+        )
+        .await;
+    let (ok, text) = fb(&o);
+    assert!(
+        ok && text.contains(&TID_A.to_string()) && text.contains(&TID_B.to_string()),
+        "{text}"
+    );
+    assert_eq!(t.order(TID_A).state, LocalState::HandedOver);
+    assert_eq!(t.order(TID_B).state, LocalState::HandedOver);
+    assert_eq!(
+        t.outbox.queued(0, 10).unwrap().len(),
+        2,
+        "one Ship op per trade"
+    );
 }

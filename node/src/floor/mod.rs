@@ -49,6 +49,7 @@ pub mod flows;
 #[cfg(test)]
 mod flows_tests;
 pub mod holds;
+pub mod labels;
 pub mod passwd;
 pub mod pause;
 pub mod pipeline;
@@ -66,6 +67,7 @@ use pipeline::{Out, Pipeline, PipelineOptions};
 use presence::Presence;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -109,6 +111,9 @@ pub struct FloorOptions {
     pub max_event_bytes: usize,
     /// How long answers are remembered for dedupe (`floor.dedupe_retention`, at least 24 h).
     pub dedupe_retention: Duration,
+    /// How long a printer has to answer a `print` before the label goes again
+    /// (`floor.print_timeout`).
+    pub print_timeout: Duration,
 }
 
 impl FloorOptions {
@@ -124,6 +129,7 @@ impl FloorOptions {
             reconnect_max: Duration::from_secs(30),
             max_event_bytes: 64 * 1024,
             dedupe_retention: Duration::from_secs(48 * 60 * 60),
+            print_timeout: Duration::from_secs(30),
         }
     }
 
@@ -191,6 +197,8 @@ pub struct Floor<H: FlowHandler> {
         String,
         tokio::sync::broadcast::Receiver<(String, crate::wms::Event)>,
     )>,
+    labels: Option<(crate::wms::ShopId, Arc<dyn labels::LabelSource>)>,
+    print_timeout: Duration,
 }
 
 impl<H: FlowHandler> Floor<H> {
@@ -205,6 +213,17 @@ impl<H: FlowHandler> Floor<H> {
     /// to `tx`, payloads as they came; without this they are acknowledged and dropped.
     pub fn with_gateway_commands(mut self, tx: mpsc::Sender<Vec<u8>>) -> Self {
         self.pipeline = self.pipeline.with_gateway_commands(&self.node_id, tx);
+        self
+    }
+
+    /// Prints the labels of parcels packed at a station ([`labels`]), from `source` (goods
+    /// out's e-waybills, plugged in by the daemon).
+    pub fn with_labels(
+        mut self,
+        shop: crate::wms::ShopId,
+        source: Arc<dyn labels::LabelSource>,
+    ) -> Self {
+        self.labels = Some((shop, source));
         self
     }
 
@@ -295,6 +314,8 @@ impl<H: FlowHandler> Floor<H> {
             retention: opts.dedupe_retention,
             node_id: opts.node_id.clone(),
             held: None,
+            labels: None,
+            print_timeout: opts.print_timeout,
         })
     }
 
@@ -309,11 +330,33 @@ impl<H: FlowHandler> Floor<H> {
             store,
             retention,
             held,
+            labels,
+            print_timeout,
             ..
         } = self;
         let broker_task = broker.map(|b| tokio::spawn(b.serve(token.clone())));
-        let holds = held
-            .map(|(shop, rx)| tokio::spawn(hold_loop(pipeline.clone(), shop, rx, token.clone())));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let holds = held.map(|(shop, rx)| {
+            tokio::spawn(hold_loop(
+                pipeline.clone(),
+                shop,
+                rx,
+                wake.clone(),
+                token.clone(),
+            ))
+        });
+        let labeller = labels.map(|(shop, source)| {
+            let p = pipeline.clone();
+            tokio::spawn(labels::run(
+                store.clone(),
+                shop,
+                source,
+                print_timeout,
+                wake.clone(),
+                move |cmds| p.publish_commands(cmds),
+                token.clone(),
+            ))
+        });
         let expiry = tokio::spawn(expire_loop(store, retention, token.clone()));
         // The session says goodbye before the broker goes away.
         let _ = session.run(pipeline, out, token.clone()).await;
@@ -324,15 +367,20 @@ impl<H: FlowHandler> Floor<H> {
         if let Some(h) = holds {
             let _ = h.await;
         }
+        if let Some(l) = labeller {
+            let _ = l.await;
+        }
         Ok(())
     }
 }
 
-/// Orders going on hold, from the warehouse's event bus, to the devices working on them.
+/// Orders going on hold, from the warehouse's event bus, to the devices working on them; an
+/// order packed wakes the labeller.
 async fn hold_loop<H: FlowHandler>(
     pipeline: Pipeline<H>,
     shop: String,
     mut rx: tokio::sync::broadcast::Receiver<(String, crate::wms::Event)>,
+    wake: Arc<tokio::sync::Notify>,
     token: CancellationToken,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -345,6 +393,13 @@ async fn hold_loop<H: FlowHandler>(
         };
         match got {
             Ok((s, crate::wms::Event::Held { tid, .. })) if s == shop => pipeline.order_held(tid),
+            Ok((
+                s,
+                crate::wms::Event::StateChanged {
+                    to: crate::wms::LocalState::Packed,
+                    ..
+                },
+            )) if s == shop => wake.notify_one(),
             Ok(_) => {}
             Err(RecvError::Lagged(n)) => {
                 // The store is the truth: a missed hold still refuses every scan of the order.

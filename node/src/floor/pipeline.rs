@@ -358,7 +358,8 @@ impl<H: FlowHandler> Pipeline<H> {
         );
     }
 
-    fn publish_commands(&self, commands: Vec<(DeviceId, Downlink<String>)>) {
+    /// Publishes commands to devices (QoS 1, in order).
+    pub(crate) fn publish_commands(&self, commands: Vec<(DeviceId, Downlink<String>)>) {
         for (to, cmd) in commands {
             match json::downlink_to_vec(&cmd) {
                 Ok(bytes) => self.publish_to(&to, bytes),

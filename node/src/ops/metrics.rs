@@ -369,6 +369,11 @@ const HELP: &[(&str, &str)] = &[
         "Registered devices whose last `state` said online.",
     ),
     (
+        "wms_node_floor_labels_total",
+        "Shipping labels of packed parcels, by result: sent to the station's printer, reprint \
+         (no print_result within floor.print_timeout), printed, failed (the station was told).",
+    ),
+    (
         "wms_node_floor_holds_sent_total",
         "Holds sent to the device working on an order that went on hold.",
     ),

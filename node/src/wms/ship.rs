@@ -334,6 +334,41 @@ pub fn packages_of(
     Ok(out)
 }
 
+/// The package whose live waybill is `out_sid` (the number a dock scanner reads off the
+/// label; the carrier is the package's), if this node issued or recorded it. Looks through
+/// the shop's waybill index: a few thousand numbers at most between clean-ups.
+pub fn package_of_waybill(
+    txn: &redb::WriteTransaction,
+    shop: &str,
+    out_sid: &str,
+) -> Result<Option<Package>, StoreError> {
+    let out_sid = out_sid.trim();
+    if out_sid.is_empty() {
+        return Ok(None);
+    }
+    let t = txn.open_table(tables::WAYBILLS)?;
+    let hi = String::from(char::MAX).repeat(4);
+    let suffix = format!(":{out_sid}");
+    for row in t.range((shop, "")..=(shop, hi.as_str()))? {
+        let (k, v) = row?;
+        let (_, key) = k.value();
+        if !key.ends_with(&suffix) {
+            continue;
+        }
+        let Ok(id) =
+            store::decode::<tables::NameKey, String>(tables::WAYBILLS, &k.value(), v.value())
+        else {
+            continue;
+        };
+        if let Some(p) = package(txn, shop, &id)?
+            && p.live_waybill().is_some_and(|w| w.waybill_code == out_sid)
+        {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
 /// Whether a trade's local state lets its goods leave (released, on the floor, not gone).
 fn on_the_floor(s: LocalState) -> bool {
     matches!(

@@ -696,6 +696,32 @@ pub fn lookup(
     Ok(tables::get_named::<Bundle>(txn, BUNDLES, shop, code)?.map(Code::Bundle))
 }
 
+/// The SKU a scanner read: its code, else the SKU whose barcode it is. Barcodes are unique
+/// per shop (the import refuses a barcode of two SKUs); a scan of a bundle's code is not a
+/// SKU (its stock is its parts').
+pub fn by_scan(
+    txn: &redb::WriteTransaction,
+    shop: &str,
+    scanned: &str,
+) -> Result<Option<SkuRecord>, StoreError> {
+    use redb::ReadableTable;
+    let scanned = scanned.trim();
+    if let Some(s) = tables::get_named::<SkuRecord>(txn, SKUS, shop, scanned)? {
+        return Ok(Some(s));
+    }
+    let t = txn.open_table(SKUS)?;
+    let hi = String::from(char::MAX).repeat(4);
+    for row in t.range((shop, "")..=(shop, hi.as_str()))? {
+        let (k, v) = row?;
+        if let Ok(s) = store::decode::<tables::NameKey, SkuRecord>(SKUS, &k.value(), v.value())
+            && s.barcode == scanned
+        {
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
+}
+
 /// The map entry of a listing.
 pub fn listing(
     txn: &impl store::ReadTxn,

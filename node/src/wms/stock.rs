@@ -915,6 +915,21 @@ impl Wms<'_> {
         self.move_stock(sku, qty, MoveKind::PutBack, &reason, tid)
     }
 
+    /// Picked units of a held order go into a put-back tote: they leave the shelf's figure
+    /// (another order must not be sent to a bin they are not in) until the put-back scan
+    /// returns them ([`Wms::put_back`]). Takes at most what the ledger has (a figure below
+    /// the goods in hand was wrong; the put-back scan adds what really goes back).
+    pub fn into_tote(&mut self, sku: &str, qty: i64, tid: u64) -> Result<i64, WmsError> {
+        self.require_sku(sku)?;
+        let have = sku::stock(self.txn, &self.shop, sku)?.map_or(0, |s| s.on_hand);
+        let take = qty.min(have);
+        if take <= 0 {
+            return Ok(have);
+        }
+        let reason = format!("order {tid} held: picked units wait in a put-back tote");
+        self.move_stock(sku, -take, MoveKind::Adjust, &reason, Some(tid))
+    }
+
     /// Seeds on hand for a SKU the node never counted (`sku import`).
     pub(crate) fn seed(&mut self, sku: &str, qty: i64) -> Result<(), WmsError> {
         self.move_stock(sku, qty, MoveKind::Import, "sku import", None)?;

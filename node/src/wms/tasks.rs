@@ -9,7 +9,7 @@
 //! | `wms_order_tasks` | (shop, tid) | the task_id of the order's open task |
 //!
 //! A device holds at most one open task, an order has at most one open task. Task ids are
-//! `pick-{tid}` and `putback-{tid}`; the task's `version` is bumped whenever its lines change
+//! `pick-{tid}`, `pack-{tid}` and `putback-{tid}`; the task's `version` is bumped whenever its lines change
 //! (the order's lines or holds changed under it), so a scan for an older version is refused
 //! with the current task (DOMAIN.md §12.2).
 
@@ -38,6 +38,8 @@ pub enum TaskKind {
     Pick,
     /// Put what was picked for a held order back into its bins.
     PutBack,
+    /// Verify a picked order's items at a packing station, one scan each.
+    Pack,
 }
 
 /// Where a task is.
@@ -109,6 +111,11 @@ impl TaskRecord {
     /// The id of an order's pick task.
     pub fn pick_id(tid: u64) -> String {
         format!("pick-{tid}")
+    }
+
+    /// The id of an order's pack task.
+    pub fn pack_id(tid: u64) -> String {
+        format!("pack-{tid}")
     }
 
     /// The id of an order's put-back task.
