@@ -306,6 +306,8 @@ pub struct Started {
     pub mqtt_addr: Option<SocketAddr>,
     /// Publishes the node's alert messages on `wms/{site}/gateway/{id}/alert`.
     pub alert_publisher: crate::floor::alerts::AlertPublisher,
+    /// The floor's devices (`wms-node devices …` on this node: the broker follows at once).
+    pub devices: crate::floor::admin::DeviceAdmin,
     taobao: crate::taobao::setup::Taobao,
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
@@ -412,6 +414,7 @@ async fn start_parts(
     .with_holds_from(&warehouse.bus, warehouse.shop.as_str());
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
+    let floor_devices = devices.clone();
 
     let (tasks, failures) = Tasks::new();
     tasks.spawn("alerts", notifier.run(token.clone()));
@@ -535,6 +538,7 @@ async fn start_parts(
         store,
         mqtt_addr,
         alert_publisher,
+        devices: floor_devices,
         taobao,
         tasks,
         failures,
