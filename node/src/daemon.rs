@@ -22,8 +22,8 @@
 //! Must never: block the runtime, exit without closing the store, or give up on shutdown
 //! silently (every straggler is named in the log).
 
+use crate::alert::Alerts;
 use crate::config::Config;
-use crate::ops::alert::Alerts;
 use crate::ops::health::Health;
 use crate::ops::http::{OpsState, StatusSource};
 use crate::ops::restarts::{Ended, Restarts};
@@ -415,6 +415,19 @@ async fn start_parts(
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
     let floor_devices = devices.clone();
+    let floor_section = crate::floor::status::FloorSection::new(
+        store.clone(),
+        floor.presence.clone(),
+        floor.connected.clone(),
+        match (mqtt_addr, config.mqtt.broker()) {
+            (Some(addr), _) => format!("embedded, listening on {addr}"),
+            (None, Ok(crate::config::Broker::External { host, port, tls })) => format!(
+                "external: {}://{host}:{port}",
+                if tls { "mqtts" } else { "mqtt" }
+            ),
+            (None, _) => "external".to_owned(),
+        },
+    );
 
     let (tasks, failures) = Tasks::new();
     tasks.spawn("alerts", notifier.run(token.clone()));
@@ -472,6 +485,8 @@ async fn start_parts(
                     taobao.tokens.clone(),
                 )) as Arc<dyn StatusSource>,
                 Arc::new(warehouse.section) as Arc<dyn StatusSource>,
+                Arc::new(warehouse.goods_section) as Arc<dyn StatusSource>,
+                Arc::new(floor_section) as Arc<dyn StatusSource>,
                 Arc::new(outbox.clone()) as Arc<dyn StatusSource>,
                 Arc::new(store.clone()) as Arc<dyn StatusSource>,
             ];
@@ -615,7 +630,7 @@ async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallib
 /// alerts themselves are kept in the store; a message the broker did not take is not retried
 /// here (the status page, `/healthz` and the webhooks carry the same alerts).
 async fn publish_alerts(
-    mut events: tokio::sync::broadcast::Receiver<crate::ops::alert::AlertEvent>,
+    mut events: tokio::sync::broadcast::Receiver<crate::alert::AlertEvent>,
     publisher: crate::floor::alerts::AlertPublisher,
     node: String,
     site: String,
@@ -707,6 +722,7 @@ struct Warehouse {
     feed: crate::sync::stock::StockFeed,
     deadlines: crate::sync::deadlines::Deadlines,
     reconcile: crate::sync::reconcile::ReconcileJob,
+    goods_section: crate::sync::goods_status::GoodsSection,
 }
 
 impl Warehouse {
@@ -753,6 +769,7 @@ impl Warehouse {
             taobao.client.clone(),
             shop.clone(),
             clock.clone(),
+            config.intake.lag_alert,
         );
         let stock = config.stock_options();
         let feed = crate::sync::stock::StockFeed::new(
@@ -801,7 +818,18 @@ impl Warehouse {
             clock: clock.clone(),
             opts: config.waybill_options(),
         }))
-        .with_reconcile(Arc::new(crate::sync::reconcile::Runner { rec, state }));
+        .with_reconcile(Arc::new(crate::sync::reconcile::Runner {
+            rec,
+            state: state.clone(),
+        }));
+        let goods_section = crate::sync::goods_status::GoodsSection::new(
+            store.clone(),
+            shop.clone(),
+            clock.clone(),
+            config.shipping.deadline_warning,
+            config.shipping.deadline_critical,
+            state,
+        );
         Warehouse {
             bus,
             shop,
@@ -815,6 +843,7 @@ impl Warehouse {
             feed,
             deadlines,
             reconcile,
+            goods_section,
         }
     }
 }

@@ -10,24 +10,25 @@
 //! | [`store`]  | the one redb file: tables, schema version, group commit, quarantine       |
 //! | [`outbox`] | the durable queue of effects on the outside world and their delivery      |
 //! | [`taobao`] | the TOP client: signing, OAuth, typed calls, error classes                |
-//! | [`floor`]  | not built yet: MQTT scanners, printers and the broker come with the floor |
-//! | [`wms`]    | the warehouse's own state and rules: orders, holds, SKUs (no I/O)         |
-//! | [`sync`]   | the jobs between Taobao and the store: order intake, SKU sync, carriers   |
-//! | [`ops`]    | what operators see: logs, alerts, metrics, `/healthz`, the status page    |
+//! | [`floor`]  | MQTT scanners and printers: the broker, sessions, devices, the flows      |
+//! | [`wms`]    | the warehouse's own state and rules: orders, holds, SKUs, stock (no I/O)  |
+//! | [`sync`]   | the jobs between Taobao and the store: intake, stock, waybills, reconcile |
+//! | [`ops`]    | what operators see: logs, metrics, `/healthz`, the status page, webhooks  |
+//! | [`alert`]  | the one alert type and the handle every layer raises it through (a leaf)  |
 //! | [`ota`]    | signed A/B self-update: installer, launcher, health gate, rollback        |
 //! | [`secret`] | [`secret::Secret`]: a string that never prints                            |
 //! | [`daemon`] | `run(config, shutdown)`: the task tree and its orderly shutdown           |
 //!
-//! What runs today: the store, order intake (orders, holds, the SKU map, the check before a
-//! shipment leaves), the outbox delivering shipments and stock levels to Taobao (ops enqueued
-//! through the library, `wms-node demo` and tests), the Taobao client with its tokens, the
-//! carrier list sync, and the ops HTTP server with the admin API. OTA is built (`wms-node
-//! launch`, `ota apply`). The floor comes with a later issue (README.md says what works).
+//! `alert` sits beside `secret` at the bottom: the store's writer, the outbox and the Taobao
+//! client raise alerts, so the alert type cannot live in `ops/`, which sits above them; `ops`
+//! re-exports it as `ops::alert` and owns only how alerts are shown and told (`ops::notify`).
+//! README.md says what works today.
 //!
 //! The one rule everything serves: the local store is the source of truth, and nothing the
 //! floor did is ever lost. An acknowledgement (an OK beep, an `Ok` from an enqueue) is only
 //! given after the effect is fsynced.
 
+pub mod alert;
 pub mod config;
 pub mod daemon;
 pub mod floor;

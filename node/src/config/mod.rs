@@ -36,7 +36,7 @@ pub use bytes::{ByteSize, ParseByteSizeError};
 pub use goods::{ReconcileConfig, ShippingConfig, StockConfig, WaybillConfig};
 pub use load::{ConfigError, ENV_PREFIX, Origin, Problem};
 
-use crate::ops::alert::Severity;
+use crate::alert::Severity;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -693,7 +693,7 @@ impl Default for AlertsConfig {
             min_interval: Duration::from_secs(600),
             per_minute: 20,
             send_resolved: true,
-            history: crate::ops::alert::DEFAULT_HISTORY,
+            history: crate::alert::DEFAULT_HISTORY,
             timeout: Duration::from_secs(10),
         }
     }

@@ -252,7 +252,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::alert::Alerts;
+    use crate::alert::Alerts;
     use crate::store::{Store, StoreOptions};
 
     #[test]

@@ -5,7 +5,7 @@ use super::devices::DeviceId;
 use super::flow::{Event, FlowHandler, Outcome};
 use super::flows::Flows;
 use super::holds;
-use crate::ops::alert::Alerts;
+use crate::alert::Alerts;
 use crate::store::{Store, StoreOptions};
 use crate::taobao::types::Trade;
 use crate::wms::sku::parse_skus;

@@ -50,6 +50,7 @@ pub mod holds;
 pub mod passwd;
 pub mod pipeline;
 pub mod presence;
+pub mod status;
 
 use crate::secret::Secret;
 use crate::store::{Store, StoreError, now_ms};
@@ -174,6 +175,8 @@ pub struct Floor<H: FlowHandler> {
     pub broker_addr: Option<SocketAddr>,
     /// A client handle to publish the node's own messages (alerts).
     pub client: rumqttc::AsyncClient,
+    /// Whether the node's session is connected right now (the status page).
+    pub connected: std::sync::Arc<std::sync::atomic::AtomicBool>,
     broker: Option<Embedded>,
     session: Session,
     pipeline: Pipeline<H>,
@@ -272,6 +275,7 @@ impl<H: FlowHandler> Floor<H> {
             presence,
             broker_addr: broker.as_ref().map(Embedded::addr),
             client: session.client(),
+            connected: session.connected(),
             broker,
             session,
             pipeline,

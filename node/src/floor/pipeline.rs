@@ -409,8 +409,8 @@ fn truncate(mut s: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::Alerts;
     use crate::floor::flow::{self, Basic};
-    use crate::ops::alert::Alerts;
     use crate::store::StoreOptions;
     use firmware_bridge::proto::DeviceClass;
     use redb::{ReadableTable, TableDefinition};

@@ -19,7 +19,7 @@
 //! Errors are `{"error": "…"}` with 400, 404, 409 or 503. Every change is logged at `warn`
 //! with the SKU or tid (never buyer data).
 
-use crate::ops::alert::Alerts;
+use crate::alert::Alerts;
 use crate::outbox::Outbox;
 use crate::outbox::admin::{AdminClient, ClientError};
 use crate::store::{Store, StoreError};

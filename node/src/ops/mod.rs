@@ -9,7 +9,8 @@
 //!
 //! Must never expose secrets or buyer data: everything here carries ids and counts only.
 
-pub mod alert;
+/// The alert type lives at the bottom of the crate (`crate::alert`): every layer raises alerts.
+pub use crate::alert;
 pub mod goods;
 pub mod health;
 pub mod http;

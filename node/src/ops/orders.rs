@@ -17,7 +17,7 @@
 //! Errors are `{"error": "…"}` with 400, 404, 409, 422 or 503. Every change an operator makes
 //! is logged at `warn` with the tid (never buyer data) and published as events.
 
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::alert::{AlertCode, Alerts, Severity};
 use crate::outbox::admin::{AdminClient, ClientError};
 use crate::store::{Store, StoreError};
 use crate::taobao::time::Clock;

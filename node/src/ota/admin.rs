@@ -13,7 +13,7 @@
 
 use super::state::{Outcome, State};
 use super::{OtaOptions, Paths};
-use crate::ops::alert::{Alerts, Severity};
+use crate::alert::{Alerts, Severity};
 use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 
 /// The alert raised while the last update failed or was rolled back.
-pub const ALERT: crate::ops::alert::AlertCode = crate::ops::alert::AlertCode::OtaFailed;
+pub const ALERT: crate::alert::AlertCode = crate::alert::AlertCode::OtaFailed;
 
 /// What `ota status` shows: the state file plus what this process knows.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,7 +17,7 @@
 //! itself, so a build that claims to pass with another version is still rolled back.
 //! The gate takes no floor work and sends no operations: it never starts the daemon.
 
-use crate::ops::alert::Alerts;
+use crate::alert::Alerts;
 use crate::store::{Bytes, Store, StoreOptions};
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};

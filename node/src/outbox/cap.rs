@@ -3,7 +3,7 @@
 //! queues the cap applies to: [`Queue::capped`](super::Queue::capped)).
 
 use super::queue::Shared;
-use crate::ops::alert::{AlertCode, Severity};
+use crate::alert::{AlertCode, Severity};
 
 /// Publishes the byte gauges and raises or clears the cap alerts.
 pub(crate) fn report_usage(shared: &Shared, bytes: u64, count: u64) {

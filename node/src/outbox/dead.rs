@@ -6,7 +6,7 @@
 
 use super::queue::Shared;
 use super::record::{DeadLetter, QueueTables};
-use crate::ops::alert::{Severity, Subject};
+use crate::alert::{Severity, Subject};
 use crate::store::StoreError;
 use redb::ReadableTable;
 use std::collections::BTreeMap;

@@ -27,7 +27,7 @@ use super::link::{Link, LinkState};
 use super::queue::{InFlight, Outbox};
 use super::record::{self, Envelope};
 use super::{Attempt, Operation, Outcome, Sink};
-use crate::ops::alert::{AlertCode, Severity, Subject};
+use crate::alert::{AlertCode, Severity, Subject};
 use crate::store::{self, StoreError};
 use firmware_bridge::pace::{Backoff, TokenBucket, deadline};
 use futures::FutureExt;

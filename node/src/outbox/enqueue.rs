@@ -7,7 +7,7 @@ use super::cap::report_usage;
 use super::error::{EnqueueError, Refusal};
 use super::queue::{Enqueued, Outbox, Shared};
 use super::record;
-use crate::ops::alert::{AlertCode, Severity};
+use crate::alert::{AlertCode, Severity};
 use crate::store::{self, CapPolicy, StoreError};
 use redb::WriteTransaction;
 use std::collections::VecDeque;
@@ -455,7 +455,7 @@ impl AfterEnqueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::alert::Alerts;
+    use crate::alert::Alerts;
     use crate::outbox::{Operation, OutboxOptions, Priority};
     use crate::store::{Store, StoreOptions};
     use serde::Deserialize;

@@ -44,7 +44,7 @@ pub use link::LinkState;
 pub use queue::{DeliveryStatus, Enqueued, InFlight, LinkStatus, Outbox, OutboxOptions};
 pub use record::{Envelope, QueueTables, SCHEMA, create_tables};
 
-use crate::ops::alert::AlertCode;
+use crate::alert::AlertCode;
 use crate::ops::health::CheckName;
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Debug;

@@ -5,7 +5,7 @@ use super::enqueue::WaitingOps;
 use super::record::{self, Envelope};
 use super::state::{State, Usage};
 use super::{Operation, Queue};
-use crate::ops::alert::{Alerts, Severity};
+use crate::alert::{Alerts, Severity};
 use crate::ops::health::Health;
 use crate::store::{Store, StoreError};
 use firmware_bridge::pace::Rate;

@@ -37,7 +37,7 @@
 
 use super::error::{OpenError, is_not_a_store};
 use super::{StoreOptions, codec, schema};
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::alert::{AlertCode, Alerts, Severity};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -88,7 +88,7 @@ pub use codec::{
 pub use error::{Disposition, OpenError, StoreError};
 pub use schema::{META, Migration, Schema};
 
-use crate::ops::alert::Alerts;
+use crate::alert::Alerts;
 use codec::QuarantineQueue;
 use redb::{ReadTransaction, ReadableDatabase, WriteTransaction};
 use serde::{Deserialize, Serialize};

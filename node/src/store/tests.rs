@@ -1,5 +1,5 @@
 use super::*;
-use crate::ops::alert::AlertCode;
+use crate::alert::AlertCode;
 use redb::TableDefinition;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -33,7 +33,7 @@
 
 use super::codec::{self, Hook, PendingQuarantine, QuarantineQueue};
 use super::{DbSlot, OpenError, StoreError, StoreHealth, StoreOptions, quarantine};
-use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::alert::{AlertCode, Alerts, Severity, Subject};
 use redb::{Database, WriteTransaction};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;

@@ -176,7 +176,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(
             crate::store::StoreOptions::new(dir.path().join("s.redb")),
-            crate::ops::alert::Alerts::new(),
+            crate::alert::Alerts::new(),
         )
         .unwrap();
         assert!(matches!(

@@ -14,7 +14,7 @@
 //! outbox learns about orders, which keeps `taobao/` and `outbox/` free of the warehouse.
 
 use super::intake::queue_feedback;
-use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::outbox::{Attempt, Outbox, Outcome, Sink};
 use crate::store::Store;
 use crate::taobao::outbox::{TaobaoOp, TaobaoSink};

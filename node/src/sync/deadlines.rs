@@ -13,7 +13,7 @@
 //!
 //! Must never: write to the store (it only reads and alerts).
 
-use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::outbox::{LinkStatus, Outbox};
 use crate::store::Store;
 use crate::taobao::outbox::TaobaoOp;

@@ -34,8 +34,8 @@
 //! Must never: hold a store transaction across a call, read the host clock (only the
 //! [`Clock`] it is given), or log buyer data (tids and counts only).
 
-use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
-use crate::ops::health::{CheckName, Health};
+use crate::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::ops::health::{CheckName, Health, Status};
 use crate::outbox::Outbox;
 use crate::store::{Store, StoreError};
 use crate::taobao::api::{IncrementQuery, SoldQuery};
@@ -175,6 +175,56 @@ pub struct IntakeStatus {
     pub rescanned: Option<DateTime<Utc>>,
     /// While waiting for the next poll: until when (tests step the clock on it).
     pub asleep_until: Option<DateTime<Utc>>,
+}
+
+/// `now − watermark` in seconds (infinite before the first pull).
+fn lag_seconds(st: &IntakeStatus, now: DateTime<Utc>) -> f64 {
+    st.watermark
+        .map_or(f64::INFINITY, |w| {
+            (now - w).num_milliseconds() as f64 / 1000.0
+        })
+        .max(0.0)
+}
+
+/// The intake check as of `now`: the job sets it after each poll, and the status page works
+/// it out again at each request, so the lag it names is the lag the page shows (it grows
+/// between polls and during an outage).
+pub fn check(st: &IntakeStatus, now: DateTime<Utc>, lag_alert: Duration) -> (Status, String) {
+    let lag = lag_seconds(st, now);
+    let lag_text = if lag.is_finite() {
+        humantime::format_duration(Duration::from_secs(lag as u64)).to_string()
+    } else {
+        "no order pulled yet".to_owned()
+    };
+    if let Some(why) = &st.stopped {
+        (Status::Failing, why.clone())
+    } else if st.polls == 0 && st.last_error.is_none() {
+        // Starting: the first pull (the lookback) is under way and has not failed.
+        (
+            Status::Ok,
+            "the first pull from Taobao is under way".to_owned(),
+        )
+    } else if !st.link_up && st.last_error.is_some() {
+        (
+            Status::Degraded,
+            format!("Taobao not reachable; intake lag {lag_text} and growing"),
+        )
+    } else if lag > lag_alert.as_secs_f64() {
+        (
+            Status::Failing,
+            format!(
+                "intake lags {lag_text} while Taobao answers ({})",
+                st.last_error.as_deref().unwrap_or("no error")
+            ),
+        )
+    } else if let Some(e) = &st.last_error {
+        (
+            Status::Degraded,
+            format!("intake lag {lag_text}; last poll failed: {e}"),
+        )
+    } else {
+        (Status::Ok, format!("intake lag {lag_text}"))
+    }
 }
 
 /// The order intake job.
@@ -374,45 +424,15 @@ impl Intake {
 
     /// Lag, metric and health check, from the status.
     fn report(&self, now: DateTime<Utc>) {
-        let st = self.status.borrow().clone();
-        let lag = st
-            .watermark
-            .map_or(f64::INFINITY, |w| {
-                (now - w).num_milliseconds() as f64 / 1000.0
-            })
-            .max(0.0);
+        let mut st = self.status.borrow().clone();
+        let lag = lag_seconds(&st, now);
         self.set(|s| s.lag_seconds = lag);
         if lag.is_finite() {
             metrics::gauge!("wms_node_intake_lag_seconds").set(lag);
         }
-        let lag_text = if lag.is_finite() {
-            humantime::format_duration(Duration::from_secs(lag as u64)).to_string()
-        } else {
-            "no order pulled yet".to_owned()
-        };
-        if let Some(why) = &st.stopped {
-            self.health.failing(CHECK, why.clone());
-        } else if !st.link_up && st.last_error.is_some() {
-            self.health.degraded(
-                CHECK,
-                format!("Taobao not reachable; intake lag {lag_text} and growing"),
-            );
-        } else if lag > self.opts.lag_alert.as_secs_f64() {
-            self.health.failing(
-                CHECK,
-                format!(
-                    "intake lags {lag_text} while Taobao answers ({})",
-                    st.last_error.as_deref().unwrap_or("no error")
-                ),
-            );
-        } else if let Some(e) = &st.last_error {
-            self.health.degraded(
-                CHECK,
-                format!("intake lag {lag_text}; last poll failed: {e}"),
-            );
-        } else {
-            self.health.ok(CHECK, format!("intake lag {lag_text}"));
-        }
+        st.lag_seconds = lag;
+        let (status, message) = check(&st, now, self.opts.lag_alert);
+        self.health.set(CHECK, status, message);
     }
 
     /// One poll: the windows up to now, then the re-scan when due. `Ok(true)` when it
@@ -863,26 +883,35 @@ pub struct IntakeSection {
     client: TopClient,
     shop: ShopId,
     clock: Clock,
+    lag_alert: Duration,
 }
 
 impl IntakeSection {
-    /// The section of an intake job.
-    pub fn new(handle: IntakeHandle, client: TopClient, shop: ShopId, clock: Clock) -> Self {
+    /// The section of an intake job; `lag_alert` is the job's own (`intake.lag_alert`).
+    pub fn new(
+        handle: IntakeHandle,
+        client: TopClient,
+        shop: ShopId,
+        clock: Clock,
+        lag_alert: Duration,
+    ) -> Self {
         IntakeSection {
             handle,
             client,
             shop,
             clock,
+            lag_alert,
         }
     }
 }
 
 impl crate::ops::http::StatusSource for IntakeSection {
     fn observe(&self, _: &crate::ops::http::At<'_>) -> crate::ops::http::Observation {
-        // The intake check is set by the job after each poll (lag grows between polls, and
-        // the section shows it as of now).
+        // The check and the section of one reading of the status, as of now (the lag grows
+        // between polls).
+        let (status, message) = check(&self.handle.status(), self.clock.now(), self.lag_alert);
         crate::ops::http::Observation {
-            checks: Vec::new(),
+            checks: vec![(CHECK, status, message)],
             section: Some(self.section()),
         }
     }
@@ -997,5 +1026,63 @@ pub fn queue_feedback(
     if let Err(e) = outbox.enqueue(txn, op) {
         tracing::warn!(tid = f.tid, refund_id = f.refund_id, error = %e,
             "refund feedback not queued");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn the_check_is_worked_out_as_of_the_request_not_the_last_poll() {
+        let st = IntakeStatus {
+            watermark: Some(at(0)),
+            link_up: true,
+            polls: 1,
+            ..IntakeStatus::default()
+        };
+        let alert = Duration::from_secs(1800);
+        // Right after the poll: ok, with the lag of that instant.
+        assert_eq!(
+            check(&st, at(60), alert),
+            (Status::Ok, "intake lag 1m".to_owned())
+        );
+        // No poll since (the job is stuck): the same status read 40 minutes later fails.
+        let (status, message) = check(&st, at(40 * 60), alert);
+        assert_eq!(status, Status::Failing);
+        assert!(message.starts_with("intake lags 40m"), "{message}");
+        // The link is down: degraded, and the lag named is the growing one.
+        let down = IntakeStatus {
+            link_up: false,
+            last_error: Some("connect timeout".to_owned()),
+            ..st.clone()
+        };
+        let (status, message) = check(&down, at(3 * 3600), alert);
+        assert_eq!(status, Status::Degraded);
+        assert!(message.contains("intake lag 3h and growing"), "{message}");
+        // Not authorised: failing with the reason, whatever the lag.
+        let stopped = IntakeStatus {
+            stopped: Some("the shop is not authorised".to_owned()),
+            ..st
+        };
+        assert_eq!(check(&stopped, at(1), alert).0, Status::Failing);
+        // During the first pull, whose window starts at the lookback: not a lag yet.
+        let first = IntakeStatus {
+            watermark: Some(at(0)),
+            ..IntakeStatus::default()
+        };
+        assert_eq!(check(&first, at(7200), alert).0, Status::Ok);
+        // The first pull failed: the link is named, and there is no lag to name.
+        let failed = IntakeStatus {
+            last_error: Some("connect timeout".to_owned()),
+            ..IntakeStatus::default()
+        };
+        let (status, message) = check(&failed, at(0), alert);
+        assert_eq!(status, Status::Degraded);
+        assert!(message.contains("no order pulled yet"), "{message}");
     }
 }

@@ -20,6 +20,7 @@
 pub mod carriers;
 pub mod consign;
 pub mod deadlines;
+pub mod goods_status;
 pub mod intake;
 pub mod reconcile;
 pub mod skus;
@@ -33,7 +34,7 @@ pub fn taobao_sink(
     client: &crate::taobao::TopClient,
     outbox: &crate::outbox::Outbox<crate::taobao::outbox::TaobaoOp>,
     bus: &crate::wms::Bus,
-    alerts: &crate::ops::alert::Alerts,
+    alerts: &crate::alert::Alerts,
     clock: &crate::taobao::time::Clock,
     stock: &stock::StockOptions,
 ) -> stock::StockGuard<consign::ConsignGuard> {

@@ -20,7 +20,7 @@
 //! Must never: change what it compares (it reads and alerts; fixes are the operator's or the
 //! other jobs'), or hold a store transaction across a call.
 
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::alert::{AlertCode, Alerts, Severity};
 use crate::outbox::admin::{Admin, ListFilter, StateFilter};
 use crate::store::Store;
 use crate::sync::intake::IntakeStatus;

@@ -22,7 +22,7 @@
 //! Must never: send a call that was not recorded first (a crash between the two makes its
 //! result unknown, never forgotten), or send a delta again without knowing it was not applied.
 
-use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::outbox::{Attempt, Outbox, Outcome, Sink};
 use crate::store::{Store, StoreError};
 use crate::taobao::api::{QuantityUpdate, StockMode};

@@ -21,7 +21,7 @@
 //! Must never: ask Cainiao twice for one package without looking up first, or hold a store
 //! transaction across a call.
 
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::alert::{AlertCode, Alerts, Severity};
 use crate::store::Store;
 use crate::taobao::api::{
     WaybillOrder, WaybillOrderInfo, WaybillPackage, WaybillParty, WaybillRecipient, WaybillRequest,

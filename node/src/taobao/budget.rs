@@ -81,7 +81,7 @@ pub async fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::alert::Alerts;
+    use crate::alert::Alerts;
     use crate::secret::Secret;
     use crate::store::StoreOptions;
     use crate::taobao::client::{ClientOptions, Params, Session};

@@ -24,7 +24,7 @@ use super::decode;
 use super::error::{ApiError, BanScope, TopError};
 use super::limit::{Limiter, RateLimits};
 use super::sign::{self, SignMethod};
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::alert::{AlertCode, Alerts, Severity};
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;

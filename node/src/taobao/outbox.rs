@@ -29,7 +29,7 @@
 use super::api::{OfflineSend, QuantityUpdate, StockMode};
 use super::client::TopClient;
 use super::types::TradeStatus;
-use crate::ops::alert::{AlertCode, Alerts, Severity, Subject};
+use crate::alert::{AlertCode, Alerts, Severity, Subject};
 use crate::outbox::{Attempt, Operation, Outcome, Priority, Queue, Sink};
 use serde::{Deserialize, Serialize};
 use std::future::Future;

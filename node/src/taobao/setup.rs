@@ -14,7 +14,7 @@ use super::client::{BuildError, ClientOptions, TopClient};
 use super::oauth::{OAuthClient, OAuthOptions};
 use super::tokens::{RedbTokenStore, TokenManager, TokenStore};
 use super::{SessionProvider, TopError};
-use crate::ops::alert::Alerts;
+use crate::alert::Alerts;
 use crate::secret::Secret;
 use crate::store::Store;
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use super::client::SessionProvider;
 use super::error::TopError;
 use super::oauth::{OAuthClient, OAuthError, TokenOrigin, TokenSet};
 use super::time::Clock;
-use crate::ops::alert::{AlertCode, Alerts, Severity};
+use crate::alert::{AlertCode, Alerts, Severity};
 use crate::secret::Secret;
 use crate::store::{Bytes, Store};
 use chrono::{DateTime, TimeZone, Utc};

@@ -146,7 +146,7 @@ impl ReadTxnTables for WriteTransaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::alert::Alerts;
+    use crate::alert::Alerts;
     use crate::store::{Store, StoreOptions};
 
     fn store(dir: &std::path::Path) -> Store {

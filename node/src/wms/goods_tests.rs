@@ -6,7 +6,7 @@ use super::ship::{ShipRequest, WaybillPlan, WaybillRecord};
 use super::sku::parse_skus;
 use super::stock::{self, Plan, PushMode};
 use super::*;
-use crate::ops::alert::Alerts;
+use crate::alert::Alerts;
 use crate::outbox::{Outbox, OutboxOptions};
 use crate::store::StoreOptions;
 use crate::taobao::outbox::TaobaoOp;

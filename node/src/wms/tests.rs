@@ -3,7 +3,7 @@
 use super::counts::Counts;
 use super::sku::{parse_bundles, parse_skus};
 use super::*;
-use crate::ops::alert::Alerts;
+use crate::alert::Alerts;
 use crate::store::StoreOptions;
 use crate::taobao::types::Trade;
 use chrono::{DateTime, Utc};

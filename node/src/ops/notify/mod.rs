@@ -23,7 +23,7 @@
 //! tells nothing (the count goes up on the status page). A key that flaps is told `raised` at
 //! most once per `min_interval` after its last notice; in between, it is looked at again when
 //! the interval is over and told only if still active. One-off codes
-//! ([`AlertCode::expires_after`](crate::ops::alert::AlertCode::expires_after)) expire without a
+//! ([`AlertCode::expires_after`](crate::alert::AlertCode::expires_after)) expire without a
 //! `resolved` notice.
 //!
 //! Durability: the alert's change and its notice are written in one transaction, and the
@@ -39,7 +39,7 @@ pub mod webhook;
 
 pub use webhook::{AlertNotice, NoticeEvent, Webhook, WebhookKind, WebhookSink};
 
-use crate::ops::alert::{Alert, AlertKey, Alerts, KeyState, Severity};
+use crate::alert::{Alert, AlertKey, Alerts, KeyState, Severity};
 use crate::ops::health::{CheckName, Health};
 use crate::outbox::admin::{ListFilter, StateFilter};
 use crate::outbox::{EnqueueError, Outbox, OutboxOptions, Queue, QueueTables};
@@ -65,10 +65,10 @@ pub const ALERT_QUEUE: Queue = Queue {
         meta_key: "alert_outbox",
     },
     check: CheckName::Alerts,
-    dead_letter_alert: crate::ops::alert::AlertCode::AlertDelivery,
+    dead_letter_alert: crate::alert::AlertCode::AlertDelivery,
     dead_letter_hint: "check [alerts] and the robot's settings; refused notices are dropped by \
                        themselves after 3 days",
-    paused_alert: crate::ops::alert::AlertCode::AlertDelivery,
+    paused_alert: crate::alert::AlertCode::AlertDelivery,
     capped: false,
     essential: false,
 };
@@ -114,7 +114,7 @@ impl NotifyOptions {
             severities: [Severity::Warning, Severity::Critical].into(),
             min_interval: Duration::from_secs(600),
             send_resolved: true,
-            history: crate::ops::alert::DEFAULT_HISTORY,
+            history: crate::alert::DEFAULT_HISTORY,
             node_id: node_id.to_owned(),
             site: site.to_owned(),
             utc_offset: chrono::FixedOffset::east_opt(8 * 3600)
@@ -399,7 +399,7 @@ impl Notifier {
                     }
                 }
             }
-            let now = crate::ops::alert::now_ms();
+            let now = crate::alert::now_ms();
             let next_due = due
                 .values()
                 .min()
@@ -446,7 +446,7 @@ impl Notifier {
         due: &mut BTreeMap<AlertKey, u64>,
         force: bool,
     ) -> Result<bool, StoreError> {
-        let now = crate::ops::alert::now_ms();
+        let now = crate::alert::now_ms();
         let (pending, mut keys) = self.alerts.with_book(|b| {
             let pending = if force || b.is_urgent() {
                 b.take_pending().0
@@ -555,7 +555,7 @@ impl Notifier {
             return;
         };
         let ttl = u64::try_from(DEAD_NOTICE_TTL.as_millis()).unwrap_or(u64::MAX);
-        let now = crate::ops::alert::now_ms();
+        let now = crate::alert::now_ms();
         for op in page.ops {
             if op.dead_at_ms.is_some_and(|at| now.saturating_sub(at) > ttl) {
                 let _ = admin
@@ -587,7 +587,7 @@ impl AlertsView {
     /// What a stopped node's store holds (its last `history` resolved alerts).
     pub fn from_store(store: &Store, history: usize) -> Result<AlertsView, StoreError> {
         let loaded = store.read(|r| record::load(r, history))?;
-        let mut book = crate::ops::alert::Book::new(0);
+        let mut book = crate::alert::Book::new(0);
         book.restore(loaded.active, loaded.history, loaded.next_id, history);
         Ok(AlertsView {
             active: book.active(),
@@ -619,7 +619,7 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::alert::{AlertCode, Subject};
+    use crate::alert::{AlertCode, Subject};
 
     fn policy() -> Policy {
         Policy {

@@ -14,7 +14,7 @@
 //! a code this build does not know: a newer build wrote it) is skipped and logged, never a
 //! panic; it stays in the table for the build that knows it.
 
-use crate::ops::alert::{Alert, AlertCode, AlertKey, Severity, Subject};
+use crate::alert::{Alert, AlertCode, AlertKey, Severity, Subject};
 use crate::store::{Bytes, StoreError};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};

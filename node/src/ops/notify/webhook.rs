@@ -20,7 +20,7 @@
 //! logged or shown; errors name the host at most.
 
 use super::record::StoredAlert;
-use crate::ops::alert::{Alert, AlertEventKind, Severity};
+use crate::alert::{Alert, AlertEventKind, Severity};
 use crate::outbox::{Attempt, Operation, Outcome, Priority, Queue, Sink};
 use crate::secret::Secret;
 use hmac::{Hmac, Mac};
@@ -133,7 +133,7 @@ impl Operation for AlertNotice {
     }
 
     fn summary(&self) -> String {
-        let code = crate::ops::alert::AlertCode::from_number(self.alert.code)
+        let code = crate::alert::AlertCode::from_number(self.alert.code)
             .map_or_else(|| self.alert.code.to_string(), |c| c.as_str().to_owned());
         match &self.alert.subject {
             Some((k, i)) => format!("{} {code} ({k} {i})", self.kind()),
@@ -203,7 +203,7 @@ impl WebhookSink {
                     self.offset,
                     now_ms,
                 );
-                crate::ops::alert::cut(&mut content, limit);
+                crate::alert::cut(&mut content, limit);
                 serde_json::to_vec(&serde_json::json!({
                     "msgtype": "text",
                     "text": {"content": content},
@@ -236,7 +236,7 @@ impl WebhookSink {
     }
 
     async fn post(&self, notice: &AlertNotice, idempotency_key: &str) -> Outcome {
-        let now = crate::ops::alert::now_ms();
+        let now = crate::alert::now_ms();
         let (url, body, headers) = match self.request(notice, now) {
             Ok(r) => r,
             Err(reason) => return Outcome::Permanent { reason },
@@ -499,7 +499,7 @@ pub fn local(ms: u64, offset: chrono::FixedOffset) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::alert::{AlertCode, Subject};
+    use crate::alert::{AlertCode, Subject};
 
     fn alert() -> Alert {
         Alert {
