@@ -531,8 +531,10 @@ async fn play(
         dock_rx,
     ));
 
-    // Buyers pay the orders, spread over the first half of the run; the link drops a third
-    // in, and a delivery arrives at the dock half-way.
+    // Buyers pay the orders, spread over the first half of the run (the last one is refunded
+    // while it is picked); the link drops once the first parcel has shipped, so the next ones
+    // wait in the outbox; a delivery arrives at the dock once the node has pulled every order (a receipt pushed while a sale is still unpulled could carry
+    // a full value that re-adds the sold units: see `stock.max_intake_lag`).
     shared.set_phase("orders arriving");
     let sellable: Vec<&Listing> = listings
         .iter()
@@ -541,17 +543,15 @@ async fn play(
         .collect();
     let orders = args.orders as usize;
     let spacing = args.duration / 2 / args.orders;
-    let outage_at = args.duration / 3;
-    let delivery_at = args.duration / 2;
+    let intercept_index = orders - 1;
     let begun = Instant::now();
     let mut tids = Vec::new();
     let mut intercepted = None;
     let mut outage_started = None;
-    let mut delivered = false;
-    let mut stock_calls_before = 0;
-    let intercept_index = 1.min(orders - 1);
+    let mut delivered = None;
+    let mut finish = None;
     let mut i = 0;
-    while begun.elapsed() < args.duration || i < orders {
+    let settled = loop {
         if i < orders && begun.elapsed() >= spacing * i as u32 {
             // The refunded order has two lines, so its picker is mid-task when the hold comes.
             let lines = if i == intercept_index {
@@ -574,19 +574,47 @@ async fn play(
                 g.0 = i;
             }
         }
-        if outage_started.is_none() && !args.outage.is_zero() && begun.elapsed() >= outage_at {
+        while let Ok(tid) = picking_rx.try_recv() {
+            sb.refund(
+                tid as i64,
+                RefundRequest {
+                    reason: Some("buyer changed their mind".into()),
+                    ..RefundRequest::default()
+                },
+            )
+            .map_err(|e| anyhow!("the shop refused the refund of {tid}: {e}"))?;
+            log.say(
+                "shop",
+                format!("the buyer of order {tid} asks for a refund while it is picked"),
+            );
+        }
+        let (pulled, consigned, put_back) = node.store.read(|r| {
+            let (mut pulled, mut consigned) = (0, 0);
+            for tid in tids.iter().chain(&intercepted) {
+                let o = wms::orders::read_order(r, &ShopId::main(), *tid)?;
+                pulled += usize::from(o.is_some());
+                consigned += usize::from(o.is_some_and(|o| o.state == LocalState::Consigned));
+            }
+            let back = match intercepted {
+                Some(t) => wms::orders::read_order(r, &ShopId::main(), t)?
+                    .is_some_and(|o| o.state == LocalState::PutBack),
+                None => true,
+            };
+            Ok((pulled, consigned, back))
+        })?;
+        if outage_started.is_none() && !args.outage.is_zero() && consigned > 0 {
             let secs = args.outage.as_secs().max(1);
             shared.cut_link(secs)?;
             shared.outage.store(true, Ordering::Relaxed);
-            stock_calls_before = ok_calls(sb, STOCK);
             log.say(
                 "demo",
                 format!("the Taobao link is down for {secs} s: the floor goes on"),
             );
             outage_started = Some(Instant::now());
         }
+        let outage_on = shared.outage.load(Ordering::Relaxed);
         if let Some(at) = outage_started
-            && shared.outage.load(Ordering::Relaxed)
+            && outage_on
             && at.elapsed() >= args.outage
         {
             shared.outage.store(false, Ordering::Relaxed);
@@ -595,8 +623,12 @@ async fn play(
                 "the Taobao link is back: the node catches up by itself",
             );
         }
-        if !delivered && begun.elapsed() >= delivery_at {
-            delivered = true;
+        let all_paid = i == orders;
+        if delivered.is_none()
+            && all_paid
+            && pulled == tids.len() + usize::from(intercepted.is_some())
+        {
+            delivered = Some(ok_calls(sb, STOCK));
             let lines = sellable
                 .iter()
                 .map(|l| (l.code.clone(), l.barcode.clone(), 5))
@@ -615,94 +647,54 @@ async fn play(
                 ),
             );
         }
-        while let Ok(tid) = picking_rx.try_recv() {
-            sb.refund(
-                tid as i64,
-                RefundRequest {
-                    reason: Some("buyer changed their mind".into()),
-                    ..RefundRequest::default()
-                },
-            )
-            .map_err(|e| anyhow!("the shop refused the refund of {tid}: {e}"))?;
-            log.say(
-                "shop",
-                format!("the buyer of order {tid} asks for a refund while it is picked"),
-            );
+        if finish.is_none() && all_paid && begun.elapsed() >= args.duration {
+            // Every order through the floor and every effect through the outbox.
+            shared.set_phase("finishing");
+            finish = Some(Instant::now() + FINISH_LIMIT);
+        }
+        if let Some(limit) = finish {
+            let s = stats(node).await?;
+            if consigned == tids.len()
+                && put_back
+                && delivered.is_some()
+                && !outage_on
+                && s.pending == 0
+                && s.in_flight == 0
+            {
+                break true;
+            }
+            if Instant::now() > limit {
+                log.say(
+                    "demo",
+                    format!(
+                        "gave up waiting after {} s: {consigned} of {} consigned, {} ops queued",
+                        FINISH_LIMIT.as_secs(),
+                        tids.len(),
+                        s.pending
+                    ),
+                );
+                break false;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if let Some(at) = outage_started
-        && shared.outage.load(Ordering::Relaxed)
-    {
-        tokio::time::sleep(args.outage.saturating_sub(at.elapsed())).await;
-        shared.outage.store(false, Ordering::Relaxed);
-        log.say(
-            "demo",
-            "the Taobao link is back: the node catches up by itself",
-        );
-    }
-
-    // Every order through the floor and every effect through the outbox.
-    shared.set_phase("finishing");
-    let finish = Instant::now() + FINISH_LIMIT;
-    let settled = loop {
-        while let Ok(tid) = picking_rx.try_recv() {
-            let _ = sb.refund(
-                tid as i64,
-                RefundRequest {
-                    reason: Some("buyer changed their mind".into()),
-                    ..RefundRequest::default()
-                },
-            );
-            log.say(
-                "shop",
-                format!("the buyer of order {tid} asks for a refund"),
-            );
-        }
-        let (consigned, put_back) = node.store.read(|r| {
-            let mut n = 0;
-            for tid in &tids {
-                if wms::orders::read_order(r, &ShopId::main(), *tid)?
-                    .is_some_and(|o| o.state == LocalState::Consigned)
-                {
-                    n += 1;
-                }
-            }
-            let back = match intercepted {
-                Some(t) => wms::orders::read_order(r, &ShopId::main(), t)?
-                    .is_some_and(|o| o.state == LocalState::PutBack),
-                None => true,
-            };
-            Ok((n, back))
-        })?;
-        let s = stats(node).await?;
-        if consigned == tids.len() && put_back && s.pending == 0 && s.in_flight == 0 {
-            break true;
-        }
-        if Instant::now() > finish {
-            log.say(
-                "demo",
-                format!(
-                    "gave up waiting after {} s: {consigned} of {} consigned, {} ops queued",
-                    FINISH_LIMIT.as_secs(),
-                    tids.len(),
-                    s.pending
-                ),
-            );
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     if settled {
         drained(node, Duration::from_secs(30)).await?;
+        // The last stock changes (a put-back, a receipt) reach the outbox through the stock
+        // feed a moment after their commit: give them a few seconds to arrive and drain.
+        let until = Instant::now() + Duration::from_secs(15);
+        while !stock_mismatches(sb, node, &listings).is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drained(node, Duration::from_secs(30)).await?;
+        }
     }
-    if outage_started.is_some() {
+    if let Some(before) = delivered {
         log.say(
             "node",
             format!(
-                "since the outage: 6 receipts on {} listings took {} stock calls (deltas summed per listing)",
+                "the delivery's 6 receipts on {} listings took {} stock calls",
                 sellable.len(),
-                ok_calls(sb, STOCK) - stock_calls_before
+                ok_calls(sb, STOCK) - before
             ),
         );
     }
@@ -938,6 +930,42 @@ fn ok_calls(sb: &Sandbox, method: &str) -> usize {
         .count()
 }
 
+/// Listings whose platform stock differs from what the ledger offers, as
+/// `CODE: shop N, ledger M`.
+fn stock_mismatches(sb: &Sandbox, node: &Started, listings: &[Listing]) -> Vec<String> {
+    let ledger: BTreeMap<(i64, Option<i64>), i64> = node
+        .store
+        .read(|r| {
+            let mut m = BTreeMap::new();
+            for l in listings {
+                let (Ok(n), s) = (
+                    u64::try_from(l.num_iid),
+                    l.sku_id.and_then(|s| u64::try_from(s).ok()),
+                ) else {
+                    continue;
+                };
+                if let Some((_, q)) = wms::stock::listing_qty_now(r, ShopId::MAIN, n, s)? {
+                    m.insert((l.num_iid, l.sku_id), q);
+                }
+            }
+            Ok(m)
+        })
+        .unwrap_or_default();
+    let say = |n: Option<i64>| n.map_or("none".to_owned(), |n| n.to_string());
+    listings
+        .iter()
+        .filter_map(|l| {
+            let platform = sb.item(l.num_iid).and_then(|item| match l.sku_id {
+                Some(s) => item.skus.iter().find(|v| v.sku_id == s).map(|v| v.quantity),
+                None => Some(item.num),
+            });
+            let ours = ledger.get(&(l.num_iid, l.sku_id)).copied();
+            (platform.is_none() || platform != ours)
+                .then(|| format!("{}: shop {}, ledger {}", l.code, say(platform), say(ours)))
+        })
+        .collect()
+}
+
 /// The refunded order and where it ended in the node.
 struct Intercept {
     tid: Option<u64>,
@@ -991,36 +1019,8 @@ fn check(
             Ok(n)
         })
         .unwrap_or(0);
-    let ledger: BTreeMap<(i64, Option<i64>), i64> = node
-        .store
-        .read(|r| {
-            let mut m = BTreeMap::new();
-            for l in listings {
-                let (Ok(n), s) = (
-                    u64::try_from(l.num_iid),
-                    l.sku_id.and_then(|s| u64::try_from(s).ok()),
-                ) else {
-                    continue;
-                };
-                if let Some((_, q)) = wms::stock::listing_qty_now(r, ShopId::MAIN, n, s)? {
-                    m.insert((l.num_iid, l.sku_id), q);
-                }
-            }
-            Ok(m)
-        })
-        .unwrap_or_default();
-    let stock_ok = listings
-        .iter()
-        .filter(|l| {
-            sb.item(l.num_iid).is_some_and(|item| {
-                let platform = match l.sku_id {
-                    Some(s) => item.skus.iter().find(|v| v.sku_id == s).map(|v| v.quantity),
-                    None => Some(item.num),
-                };
-                platform.is_some() && platform == ledger.get(&(l.num_iid, l.sku_id)).copied()
-            })
-        })
-        .count();
+    let mismatched = stock_mismatches(sb, node, listings);
+    let stock_ok = listings.len() - mismatched.len();
     let once = shipments.len() == shipped.len();
     let numbers_ok = tids.iter().all(|t| {
         shipped
@@ -1028,7 +1028,7 @@ fn check(
             .is_some_and(|n| cainiao.contains(&(t.to_string(), n.clone())))
     });
     let mut out = vec!["Checked against the shop:".to_owned()];
-    let mut row = |what: &str, got: String, ok: bool| {
+    let row = |out: &mut Vec<String>, what: &str, got: String, ok: bool| {
         out.push(format!(
             "  {:<46} {:>9}  {}",
             what,
@@ -1039,11 +1039,13 @@ fn check(
     };
     let mut ok = true;
     ok &= row(
+        &mut out,
         "trades shipped (WAIT_BUYER_CONFIRM_GOODS)",
         format!("{confirmed} of {}", tids.len()),
         confirmed == tids.len(),
     );
     ok &= row(
+        &mut out,
         "shipped once, with the Cainiao waybill",
         format!(
             "{} of {}",
@@ -1055,6 +1057,7 @@ fn check(
         once && numbers_ok,
     );
     ok &= row(
+        &mut out,
         "orders consigned in the node's own records",
         format!("{consigned} of {}", tids.len()),
         consigned == tids.len(),
@@ -1063,17 +1066,23 @@ fn check(
         let not_shipped = !shipped.contains_key(&(t as i64));
         let back = intercept.state == Some(LocalState::PutBack);
         ok &= row(
+            &mut out,
             "refunded while picked: put back, not shipped",
             intercept.state.map_or("unknown", |s| s.as_str()).to_owned(),
             not_shipped && back && counters.holds.load(Ordering::Relaxed) > 0,
         );
     }
     ok &= row(
+        &mut out,
         "listings whose platform stock = ledger",
         format!("{stock_ok} of {}", listings.len()),
         stock_ok == listings.len(),
     );
+    for m in &mismatched {
+        out.push(format!("    {m}"));
+    }
     row(
+        &mut out,
         "scans answered by the node (refused)",
         format!(
             "{} ({})",
@@ -1083,16 +1092,19 @@ fn check(
         true,
     );
     row(
+        &mut out,
         "labels printed (print_result)",
         counters.labels.load(Ordering::Relaxed).to_string(),
         true,
     );
     row(
+        &mut out,
         "station steps done directly (flow not on node)",
         counters.direct.load(Ordering::Relaxed).to_string(),
         true,
     );
     row(
+        &mut out,
         "calls cut off by the outage (retried later)",
         sb.calls(None)
             .iter()
@@ -1102,6 +1114,7 @@ fn check(
         true,
     );
     ok &= row(
+        &mut out,
         "shipment calls refused by Taobao",
         sb.calls(Some(SHIP))
             .iter()

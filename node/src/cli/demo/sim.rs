@@ -588,11 +588,23 @@ async fn pack(sim: &mut Sim, floor: &Floor, tid: u64) -> anyhow::Result<Option<S
         .await?;
     if not_on_node(&fb) {
         floor.counted_direct(sim);
-        let v = floor
-            .goods
-            .waybill(tid, None, Vec::new())
-            .await
-            .map_err(|e| anyhow!("waybill: {e}"))?;
+        // The e-waybill needs Cainiao: without the link the parcel waits at the station.
+        let mut told = false;
+        let v = loop {
+            match floor.goods.waybill(tid, None, Vec::new()).await {
+                Ok(v) => break v,
+                Err(e) if floor.stop.is_cancelled() => return Err(anyhow!("waybill: {e}")),
+                Err(e) => {
+                    if !told {
+                        sim.say(format!(
+                            "order {tid} waits for its waybill (retried every second): {e}"
+                        ));
+                        told = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
         sim.say(format!(
             "packs order {tid}: waybill {} (direct: the pack flow is not on this node yet)",
             v.waybill_code
