@@ -588,28 +588,11 @@ async fn pack(sim: &mut Sim, floor: &Floor, tid: u64) -> anyhow::Result<Option<S
         .await?;
     if not_on_node(&fb) {
         floor.counted_direct(sim);
-        // The e-waybill needs Cainiao: without the link the parcel waits at the station.
-        let mut told = false;
-        let v = loop {
-            match floor.goods.waybill(tid, None, Vec::new()).await {
-                Ok(v) => break v,
-                Err(e) if floor.stop.is_cancelled() => return Err(anyhow!("waybill: {e}")),
-                Err(e) => {
-                    if !told {
-                        sim.say(format!(
-                            "order {tid} waits for its waybill (retried every second): {e}"
-                        ));
-                        told = true;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
+        let waybill = waybill_from_desk(sim, floor, tid).await?;
         sim.say(format!(
-            "packs order {tid}: waybill {} (direct: the pack flow is not on this node yet)",
-            v.waybill_code
+            "packs order {tid}: waybill {waybill} (direct: the pack flow is not on this node yet)"
         ));
-        return Ok(Some(v.waybill_code));
+        return Ok(Some(waybill));
     }
     if !fb.ok {
         sim.say(format!("order {tid} refused: {}", fb.text));
@@ -636,9 +619,36 @@ async fn pack(sim: &mut Sim, floor: &Floor, tid: u64) -> anyhow::Result<Option<S
             return Ok(None);
         }
     }
+    sim.say(fb.text.clone());
+    if fb.text.contains("no printer is paired") {
+        // A node without this station in `[[floor.stations]]`: the label from the desk, as
+        // the node says (`wms-node waybill get`).
+        floor.counted_direct(sim);
+        return waybill_from_desk(sim, floor, tid).await.map(Some);
+    }
     // The label comes out of the station's printer, which puts the parcel on the dock's belt.
-    sim.say(fb.text);
     Ok(None)
+}
+
+/// The order's e-waybill through the node's function (as `wms-node waybill get`); it needs
+/// Cainiao, so without the link the parcel waits at the station.
+async fn waybill_from_desk(sim: &mut Sim, floor: &Floor, tid: u64) -> anyhow::Result<String> {
+    let mut told = false;
+    loop {
+        match floor.goods.waybill(tid, None, Vec::new()).await {
+            Ok(v) => return Ok(v.waybill_code),
+            Err(e) if floor.stop.is_cancelled() => return Err(anyhow!("waybill: {e}")),
+            Err(e) => {
+                if !told {
+                    sim.say(format!(
+                        "order {tid} waits for its waybill (retried every second): {e}"
+                    ));
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// The station's label printer: prints every job it gets, answers `print_result`, and the
