@@ -473,6 +473,7 @@ async fn start_parts(
     );
     let ops = OpsState {
         local: config.local_time(),
+        lang: config.node.language,
         node_id: config.node.id.clone(),
         site: config.node.site.clone(),
         health: health.clone(),
@@ -619,7 +620,7 @@ async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallib
         tokio::select! {
             _ = token.cancelled() => return Ok(()),
             _ = tick.tick() => {
-                let _ = crate::ops::http::Snapshot::take(&ops);
+                let _ = crate::ops::http::Snapshot::take(&ops, crate::ops::i18n::Lang::En);
             }
         }
     }

@@ -235,6 +235,38 @@ async fn with_the_node_stopped_stock_ship_and_reconcile_open_the_store() {
     );
     // Nothing secret in what the user sees.
     assert!(!out.contains(SESSION) && !err.contains(SESSION));
+
+    // With `node.language = "zh"` the same tables speak Chinese, columns still in line (a
+    // Chinese character is two columns wide).
+    let zh = dir.path().join("node-zh.toml");
+    let text = std::fs::read_to_string(dir.path().join("node.toml")).unwrap();
+    std::fs::write(
+        &zh,
+        text.replacen("[node]\n", "[node]\nlanguage = \"zh\"\n", 1),
+    )
+    .unwrap();
+    let zh_run = |args: Vec<&'static str>| {
+        let c = zh.clone();
+        tokio::task::spawn_blocking(move || run(&c, &args))
+    };
+    let (code, out, err) = zh_run(vec!["stock", "show"]).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("货品编码"), "{out}");
+    assert!(
+        lines[0].contains("在库") && lines[0].contains("可售"),
+        "{out}"
+    );
+    let col = |l: &str, w: &str| wms_node::ops::i18n::width(&l[..l.find(w).unwrap()]);
+    // CLI-BLUE's sync was stopped above.
+    let blue = lines.iter().find(|l| l.starts_with("CLI-BLUE")).unwrap();
+    assert_eq!(col(lines[0], "同步"), col(blue, "stopped"), "{out}");
+    let (code, out, err) = zh_run(vec!["reconcile", "--check", "4"]).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("核对项") && out.contains("全部一致。"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

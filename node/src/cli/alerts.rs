@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
+use wms_node::ops::i18n::{Lang, Msg, pad, pad_left};
 use wms_node::ops::notify::AlertsView;
 use wms_node::outbox::admin::{AdminClient, ClientError};
 use wms_node::store::{OpenError, Store};
@@ -44,7 +45,15 @@ pub fn run(args: AlertsArgs, config: &Config) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {
-        print!("{}", table(&view, args.history, &config.local_time()));
+        print!(
+            "{}",
+            table(
+                &view,
+                args.history,
+                &config.local_time(),
+                config.node.language
+            )
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -81,16 +90,20 @@ async fn fetch(config: &Config) -> anyhow::Result<serde_json::Value> {
     )?)
 }
 
-fn table(v: &serde_json::Value, history: bool, tz: &wms_node::ops::time::LocalTime) -> String {
+fn table(
+    v: &serde_json::Value,
+    history: bool,
+    tz: &wms_node::ops::time::LocalTime,
+    lang: Lang,
+) -> String {
     let now = chrono::Utc::now();
     let ms = |a: &serde_json::Value, k: &str| {
         a[k].as_str()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map_or(0, |t| u64::try_from(t.timestamp_millis()).unwrap_or(0))
     };
-    let age = |from: u64, to: u64| {
-        wms_node::ops::http::age(std::time::Duration::from_millis(to.saturating_sub(from)))
-    };
+    let age =
+        |from: u64, to: u64| lang.age(std::time::Duration::from_millis(to.saturating_sub(from)));
     let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
     let name = |a: &serde_json::Value| {
         let mut n = format!(
@@ -103,29 +116,36 @@ fn table(v: &serde_json::Value, history: bool, tz: &wms_node::ops::time::LocalTi
         }
         n
     };
+    let severity = |a: &serde_json::Value| match a["severity"].as_str() {
+        Some("critical") => lang.t(Msg::Critical).to_owned(),
+        Some("warning") => lang.t(Msg::Warning).to_owned(),
+        Some("info") => lang.t(Msg::Info).to_owned(),
+        other => other.unwrap_or("?").to_owned(),
+    };
     let mut out = String::new();
     let active = v["active"].as_array().cloned().unwrap_or_default();
     if active.is_empty() {
-        out.push_str("No active alerts.\n");
+        let _ = writeln!(out, "{}", lang.t(Msg::NoActiveAlerts));
     } else {
         let _ = writeln!(
             out,
-            "{:<9} {:<40} {:<20} {:>10} {:>6}  MESSAGE",
-            "SEVERITY",
-            "ALERT",
-            format!("SINCE ({})", tz.offset_str()),
-            "FOR",
-            "COUNT"
+            "{} {} {} {} {}  {}",
+            pad(lang.t(Msg::CliSeverity), 9),
+            pad(lang.t(Msg::CliAlert), 40),
+            pad(&lang.f(Msg::CliSinceTz, &[&tz.offset_str()]), 20),
+            pad_left(lang.t(Msg::CliFor), 10),
+            pad_left(lang.t(Msg::CliCount), 6),
+            lang.t(Msg::CliMessage),
         );
         for a in &active {
             let first = ms(a, "first_seen");
             let _ = writeln!(
                 out,
-                "{:<9} {:<40} {:<20} {:>10} {:>6}  {}",
-                a["severity"].as_str().unwrap_or("?"),
-                name(a),
-                tz.format(first),
-                age(first, now_ms),
+                "{} {} {} {} {:>6}  {}",
+                pad(&severity(a), 9),
+                pad(&name(a), 40),
+                pad(&tz.format(first), 20),
+                pad_left(&age(first, now_ms), 10),
                 a["count"].as_u64().unwrap_or(0),
                 a["message"].as_str().unwrap_or("")
             );
@@ -135,24 +155,25 @@ fn table(v: &serde_json::Value, history: bool, tz: &wms_node::ops::time::LocalTi
         let resolved = v["resolved"].as_array().cloned().unwrap_or_default();
         out.push('\n');
         if resolved.is_empty() {
-            out.push_str("No resolved alerts kept.\n");
+            let _ = writeln!(out, "{}", lang.t(Msg::CliNoResolvedKept));
         } else {
             let _ = writeln!(
                 out,
-                "{:<40} {:<20} {:>10} {:>6}  MESSAGE",
-                "RESOLVED ALERT",
-                format!("RESOLVED ({})", tz.offset_str()),
-                "LASTED",
-                "COUNT"
+                "{} {} {} {}  {}",
+                pad(lang.t(Msg::CliResolvedAlert), 40),
+                pad(&lang.f(Msg::CliResolvedTz, &[&tz.offset_str()]), 20),
+                pad_left(lang.t(Msg::CliLasted), 10),
+                pad_left(lang.t(Msg::CliCount), 6),
+                lang.t(Msg::CliMessage),
             );
             for a in &resolved {
                 let end = ms(a, "resolved_at");
                 let _ = writeln!(
                     out,
-                    "{:<40} {:<20} {:>10} {:>6}  {}",
-                    name(a),
-                    tz.format(end),
-                    age(ms(a, "first_seen"), end),
+                    "{} {} {} {:>6}  {}",
+                    pad(&name(a), 40),
+                    pad(&tz.format(end), 20),
+                    pad_left(&age(ms(a, "first_seen"), end), 10),
                     a["count"].as_u64().unwrap_or(0),
                     a["message"].as_str().unwrap_or("")
                 );

@@ -9,6 +9,7 @@
 use super::{EXIT_USAGE, load_config};
 use std::path::Path;
 use std::process::ExitCode;
+use wms_node::ops::i18n::Msg;
 
 /// The commented example config, `config/node.example.toml`.
 pub const EXAMPLE: &str = include_str!("../../../config/node.example.toml");
@@ -19,9 +20,11 @@ pub fn check(path: &Path) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     };
     println!(
-        "# Effective configuration from {} and WMS_NODE__* environment variables.\n\
-         # Secrets are shown as \"<redacted>\". The configuration is valid.\n",
-        path.display()
+        "{}",
+        config
+            .node
+            .language
+            .f(Msg::CliEffectiveConfig, &[&path.display()])
     );
     print!("{}", config.to_redacted_toml());
     ExitCode::SUCCESS

@@ -193,7 +193,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(config) = load_for_command(&cli.config, log_format) else {
                 return Ok(ExitCode::from(EXIT_USAGE));
             };
-            queue::run(args, config.store_options(), Some(config.admin_url()))
+            queue::run(
+                args,
+                config.store_options(),
+                Some(config.admin_url()),
+                config.node.language,
+            )
         }
         Command::Orders(args) => {
             let Some(config) = load_for_command(&cli.config, log_format) else {

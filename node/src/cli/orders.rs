@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
+use wms_node::ops::i18n::{Lang, Msg, pad, pad_left};
 use wms_node::ops::orders::{AdminError, OrdersAdmin, OrdersClient, SkuSyncer};
 use wms_node::outbox::admin::{AdminClient, ClientError};
 use wms_node::store::{OpenError, Store};
@@ -213,7 +214,7 @@ pub fn run(args: OrdersArgs, config: &Config) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let backend = connect(config).await?;
-        let r = execute(&backend, args.command, args.json).await;
+        let r = execute(&backend, args.command, args.json, config.node.language).await;
         backend.close().await;
         match r {
             Ok(()) => Ok(ExitCode::SUCCESS),
@@ -226,7 +227,7 @@ pub fn run(args: OrdersArgs, config: &Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn execute(b: &Backend, cmd: OrdersCommand, json: bool) -> Result<(), Failure> {
+async fn execute(b: &Backend, cmd: OrdersCommand, json: bool, lang: Lang) -> Result<(), Failure> {
     match cmd {
         OrdersCommand::List {
             state,
@@ -247,14 +248,14 @@ async fn execute(b: &Backend, cmd: OrdersCommand, json: bool) -> Result<(), Fail
                 Backend::Node(c) => c.list(&f).await?,
                 Backend::Local(a) => a.list(&f)?,
             };
-            print(json, &list, |l| render_list(l, limit));
+            print(json, &list, |l| render_list(l, limit, lang));
         }
         OrdersCommand::Show { tid } => {
             let o = match b {
                 Backend::Node(c) => c.show(tid).await?,
                 Backend::Local(a) => a.show(tid)?,
             };
-            print(json, &o, render_order);
+            print(json, &o, |o| render_order(o, lang));
         }
         OrdersCommand::Hold { tid, reason } => {
             let o = match b {
@@ -262,7 +263,11 @@ async fn execute(b: &Backend, cmd: OrdersCommand, json: bool) -> Result<(), Fail
                 Backend::Local(a) => a.hold(tid, &reason).await?,
             };
             print(json, &o, |o| {
-                format!("order {} is on hold: {reason}\n{}", o.tid, render_order(o))
+                format!(
+                    "{}\n{}",
+                    lang.f(Msg::OrdOnHold, &[&o.tid, &reason]),
+                    render_order(o, lang)
+                )
             });
         }
         OrdersCommand::Release { tid } => {
@@ -271,16 +276,15 @@ async fn execute(b: &Backend, cmd: OrdersCommand, json: bool) -> Result<(), Fail
                 Backend::Local(a) => a.release(tid).await?,
             };
             print(json, &r.order, |o| {
+                let others = if o.holds.is_empty() {
+                    ""
+                } else {
+                    lang.t(Msg::OrdOtherHolds)
+                };
                 format!(
-                    "released {} on order {}{}\n{}",
-                    r.released.join(", "),
-                    o.tid,
-                    if o.holds.is_empty() {
-                        String::new()
-                    } else {
-                        "; other holds remain".to_owned()
-                    },
-                    render_order(o)
+                    "{}\n{}",
+                    lang.f(Msg::OrdReleased, &[&r.released.join(", "), &o.tid, &others]),
+                    render_order(o, lang)
                 )
             });
         }
@@ -296,27 +300,40 @@ fn short_time(t: &str) -> String {
     }
 }
 
-fn holds_text(o: &OrderView) -> String {
+/// A state or hold code in the command's language (the code itself where the catalogue has
+/// no word for it).
+fn word(code: &str, lang: Lang) -> String {
+    lang.order_word(code)
+}
+
+fn holds_text(o: &OrderView, lang: Lang) -> String {
     if o.holds.is_empty() {
         "-".to_owned()
     } else {
         o.holds
             .iter()
-            .map(|h| h.code.as_str())
+            .map(|h| word(&h.code, lang))
             .collect::<Vec<_>>()
             .join(",")
     }
 }
 
-fn render_list(list: &[OrderView], limit: usize) -> String {
+fn render_list(list: &[OrderView], limit: usize, lang: Lang) -> String {
     if list.is_empty() {
-        return "No orders.\n".to_owned();
+        return format!("{}\n", lang.t(Msg::OrdNone));
     }
+    let t = |m| lang.t(m);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20} {:<12} {:<26} {:<22} {:<12} {:>5}  LINES",
-        "TID", "STATE", "TAOBAO STATUS", "HOLDS", "SHIP BY", "QTY"
+        "{} {} {} {} {} {}  {}",
+        pad(t(Msg::OrdTid), 20),
+        pad(t(Msg::OrdState), 12),
+        pad(t(Msg::OrdTaobaoStatus), 26),
+        pad(t(Msg::OrdHolds), 22),
+        pad(t(Msg::OrdShipBy), 12),
+        pad_left(t(Msg::OrdQty), 5),
+        t(Msg::OrdLines),
     );
     for o in list {
         let qty: u64 = o.lines.iter().map(|l| u64::from(l.qty)).sum();
@@ -325,16 +342,16 @@ fn render_list(list: &[OrderView], limit: usize) -> String {
             .iter()
             .map(|l| match &l.sku {
                 Some(s) => format!("{}×{s}", l.qty),
-                None => format!("{}×(unmapped)", l.qty),
+                None => format!("{}×{}", l.qty, t(Msg::OrdUnmapped)),
             })
             .collect();
         let _ = writeln!(
             out,
-            "{:<20} {:<12} {:<26} {:<22} {:<12} {:>5}  {}",
+            "{:<20} {} {:<26} {} {:<12} {:>5}  {}",
             o.tid,
-            o.state,
+            pad(&word(&o.state, lang), 12),
             o.taobao_status,
-            holds_text(o),
+            pad(&holds_text(o, lang), 22),
             o.ship_by.as_deref().map(short_time).unwrap_or_default(),
             qty,
             skus.join(" ")
@@ -343,41 +360,66 @@ fn render_list(list: &[OrderView], limit: usize) -> String {
     if list.len() >= limit
         && let Some(last) = list.last()
     {
-        let _ = writeln!(out, "(more: --before {})", last.tid);
+        let _ = writeln!(out, "{}", lang.f(Msg::OrdMore, &[&last.tid]));
     }
     out
 }
 
-fn render_order(o: &OrderView) -> String {
+fn render_order(o: &OrderView, lang: Lang) -> String {
+    let t = |m| lang.t(m);
     let mut out = String::new();
     let row = |out: &mut String, k: &str, v: &str| {
-        let _ = writeln!(out, "{k:<14} {v}");
+        let _ = writeln!(out, "{} {v}", pad(k, 14));
     };
-    row(&mut out, "tid", &o.tid);
-    row(&mut out, "state", &o.state);
-    row(&mut out, "taobao status", &o.taobao_status);
-    row(&mut out, "ship by", o.ship_by.as_deref().unwrap_or("-"));
-    row(&mut out, "paid", o.pay_time.as_deref().unwrap_or("-"));
-    row(&mut out, "modified", &o.modified);
-    row(&mut out, "arrived", &o.arrived);
-    row(&mut out, "region", &o.region.join(" "));
-    row(&mut out, "receiver", o.receiver.as_deref().unwrap_or("-"));
+    row(&mut out, t(Msg::OrdRowTid), &o.tid);
+    row(&mut out, t(Msg::OrdRowState), &word(&o.state, lang));
+    row(&mut out, t(Msg::OrdRowTaobaoStatus), &o.taobao_status);
+    row(
+        &mut out,
+        t(Msg::OrdRowShipBy),
+        o.ship_by.as_deref().unwrap_or("-"),
+    );
+    row(
+        &mut out,
+        t(Msg::OrdRowPaid),
+        o.pay_time.as_deref().unwrap_or("-"),
+    );
+    row(&mut out, t(Msg::OrdRowModified), &o.modified);
+    row(&mut out, t(Msg::OrdRowArrived), &o.arrived);
+    row(&mut out, t(Msg::OrdRowRegion), &o.region.join(" "));
+    row(
+        &mut out,
+        t(Msg::OrdRowReceiver),
+        o.receiver.as_deref().unwrap_or("-"),
+    );
     if o.holds.is_empty() {
-        row(&mut out, "holds", "none");
+        row(&mut out, t(Msg::OrdRowHolds), t(Msg::None_));
     } else {
         for (i, h) in o.holds.iter().enumerate() {
             let text = if h.code == "operator" {
-                format!("operator since {}: {}", h.since, h.reason)
+                lang.f(Msg::OrdOperatorHold, &[&h.since, &h.reason])
             } else {
-                format!("{} ({}) since {}: {}", h.code, h.source, h.since, h.detail)
+                lang.f(
+                    Msg::OrdHoldSince,
+                    &[&word(&h.code, lang), &h.source, &h.since, &h.detail],
+                )
             };
-            row(&mut out, if i == 0 { "holds" } else { "" }, &text);
+            row(
+                &mut out,
+                if i == 0 { t(Msg::OrdRowHolds) } else { "" },
+                &text,
+            );
         }
     }
     let _ = writeln!(
         out,
-        "\n{:<20} {:<18} {:>4}  {:<10} {:<26} REFUND",
-        "OID", "SKU", "QTY", "MAPPING", "STATUS"
+        "\n{} {} {}  {} {} {}",
+        pad(t(Msg::OrdOid), 20),
+        pad(t(Msg::StockSku), 18),
+        pad_left(t(Msg::OrdQty), 4),
+        pad(t(Msg::OrdMapping), 10),
+        pad(t(Msg::OrdLineStatus), 26),
+        t(Msg::OrdRefund),
     );
     for l in &o.lines {
         let _ = writeln!(

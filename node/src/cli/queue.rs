@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::process::ExitCode;
 use wms_node::ops::alert::Alerts;
+use wms_node::ops::i18n::Lang;
 use wms_node::outbox::OutboxError;
 use wms_node::outbox::admin::{
     self, ActionResult, Admin, AdminClient, ClientError, ListFilter, ListPage, OpView, StateFilter,
@@ -95,12 +96,13 @@ pub fn run(
     args: QueueArgs,
     store: StoreOptions,
     admin_url: Option<String>,
+    lang: Lang,
 ) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run_async(args, store, admin_url))
+    rt.block_on(run_async(args, store, admin_url, lang))
 }
 
 /// Where the commands go.
@@ -221,10 +223,11 @@ async fn run_async(
     args: QueueArgs,
     store: StoreOptions,
     admin_url: Option<String>,
+    lang: Lang,
 ) -> anyhow::Result<ExitCode> {
     let json = args.json;
     let backend = connect(store, admin_url).await?;
-    let result = execute(&backend, args.command, json).await;
+    let result = execute(&backend, args.command, json, lang).await;
     backend.close().await;
     match result {
         Ok(code) => Ok(code),
@@ -240,6 +243,7 @@ async fn execute(
     backend: &Backend,
     command: QueueCommand,
     json: bool,
+    lang: Lang,
 ) -> Result<ExitCode, Failure> {
     match command {
         QueueCommand::List {
@@ -262,7 +266,7 @@ async fn execute(
                 limit: Some(limit),
             };
             let page = backend.list(&filter).await?;
-            print(json, &page, admin::render_list);
+            print(json, &page, |p| admin::render_list(p, lang));
         }
         QueueCommand::Show { seq } => {
             let op = backend.show(seq).await?;
@@ -294,7 +298,7 @@ async fn execute(
         }
         QueueCommand::Stats => {
             let s = backend.stats().await?;
-            print(json, &s, admin::render_stats);
+            print(json, &s, |s| admin::render_stats(s, lang));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 use wms_node::config::Config;
+use wms_node::ops::i18n::{Lang, Msg, pad};
 use wms_node::sync::reconcile::{CHECKS, CheckStatus, Progress, Report, Which};
 
 /// `wms-node reconcile` options.
@@ -41,7 +42,7 @@ pub fn run(args: ReconcileArgs, config: &Config) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let (goods, backend) = Goods::connect(config).await?;
-        let bar = progress_bar(args.json);
+        let bar = progress_bar(args.json, config.node.language);
         let which = args.check.map_or(Which::All, Which::One);
         let r: Result<Report, Failure> = match &goods {
             Goods::Node(c) => {
@@ -75,7 +76,7 @@ pub fn run(args: ReconcileArgs, config: &Config) -> anyhow::Result<ExitCode> {
         backend.close().await;
         match r {
             Ok(report) => {
-                print(args.json, &report, render);
+                print(args.json, &report, |r| render(r, config.node.language));
                 let code = report.exit_code();
                 if code == 1 && !args.json {
                     for c in report
@@ -101,15 +102,17 @@ pub fn run(args: ReconcileArgs, config: &Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn progress_bar(json: bool) -> indicatif::ProgressBar {
+fn progress_bar(json: bool, lang: Lang) -> indicatif::ProgressBar {
     if json {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(CHECKS.len() as u64);
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("reconciling {bar:30} {pos}/{len} {msg}")
-    {
+    let template = format!(
+        "{} {{bar:30}} {{pos}}/{{len}} {{msg}}",
+        lang.t(Msg::RecProgress)
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar
@@ -123,29 +126,36 @@ fn show(bar: &indicatif::ProgressBar, p: &Progress) {
     }
 }
 
-fn render(r: &Report) -> String {
+fn render(r: &Report, lang: Lang) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Reconciliation {} → {}", r.started, r.finished);
-    let _ = writeln!(out, "{:<3} {:<22} {:<9} FINDINGS", "#", "CHECK", "STATUS");
+    let _ = writeln!(out, "{}", lang.f(Msg::RecTitle, &[&r.started, &r.finished]));
+    let _ = writeln!(
+        out,
+        "{:<3} {} {} {}",
+        "#",
+        pad(lang.t(Msg::RecCheck), 22),
+        pad(lang.t(Msg::RecStatus), 9),
+        lang.t(Msg::RecFindings)
+    );
     for c in &r.checks {
         let n = CHECKS
             .iter()
             .find(|(_, name, _)| *name == c.name)
             .map_or(0, |(n, _, _)| *n);
-        let status = match c.status {
-            CheckStatus::Clean => "clean",
-            CheckStatus::Findings => "FINDINGS",
-            CheckStatus::NotRun => "NOT RUN",
-        };
+        let status = lang.t(match c.status {
+            CheckStatus::Clean => Msg::RecClean,
+            CheckStatus::Findings => Msg::RecHasFindings,
+            CheckStatus::NotRun => Msg::RecNotRun,
+        });
         let summary = match c.status {
             CheckStatus::NotRun => c.reason.clone().unwrap_or_default(),
             _ => c.findings.len().to_string(),
         };
-        let _ = writeln!(out, "{n:<3} {:<22} {status:<9} {summary}", c.name);
+        let _ = writeln!(out, "{n:<3} {:<22} {} {summary}", c.name, pad(status, 9));
         for f in &c.findings {
             let subject = match (&f.tid, &f.sku) {
-                (Some(t), _) => format!("trade {t}"),
-                (None, Some(s)) => format!("SKU {s}"),
+                (Some(t), _) => lang.f(Msg::RecTrade, &[t]),
+                (None, Some(s)) => lang.f(Msg::RecSku, &[s]),
                 (None, None) => f.kind.clone(),
             };
             let _ = writeln!(out, "      {subject}: {}", f.detail);
@@ -154,11 +164,11 @@ fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "{}",
-        match r.exit_code() {
-            0 => "Everything matches.",
-            3 => "Findings above (each raised its alert).",
-            _ => "Some checks could not run; run again when Taobao answers.",
-        }
+        lang.t(match r.exit_code() {
+            0 => Msg::RecAllMatch,
+            3 => Msg::RecFindingsAbove,
+            _ => Msg::RecSomeNotRun,
+        })
     );
     out
 }

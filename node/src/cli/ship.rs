@@ -15,6 +15,7 @@ use clap::Args;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
+use wms_node::ops::i18n::{Lang, Msg};
 use wms_node::wms::ship::{ShipRequest, Shipment};
 
 /// `wms-node ship` options.
@@ -63,7 +64,7 @@ pub fn run(args: ShipArgs, config: &Config) -> anyhow::Result<ExitCode> {
         backend.close().await;
         match r {
             Ok(s) => {
-                print(args.json, &s, |s| render(s, local));
+                print(args.json, &s, |s| render(s, local, config.node.language));
                 Ok(ExitCode::SUCCESS)
             }
             Err(Failure::Said(m)) => {
@@ -75,36 +76,33 @@ pub fn run(args: ShipArgs, config: &Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn render(s: &Shipment, local: bool) -> String {
+fn render(s: &Shipment, local: bool, lang: Lang) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Package {} shipped; queued for Taobao:", s.package);
+    let _ = writeln!(out, "{}", lang.f(Msg::ShipShipped, &[&s.package]));
     for op in &s.ops {
+        let lines = if op.oids.is_empty() {
+            String::new()
+        } else {
+            let oids: Vec<String> = op.oids.iter().map(u64::to_string).collect();
+            lang.f(Msg::ShipLines, &[&oids.join(",")])
+        };
         let _ = writeln!(
             out,
-            "  op #{:<6} tid {} {} {}{}",
-            op.seq,
-            op.tid,
-            op.company_code,
-            op.out_sid,
-            if op.oids.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (lines {})",
-                    op.oids
-                        .iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )
-            }
+            "{}",
+            lang.f(
+                Msg::ShipOp,
+                &[
+                    &format!("{:<6}", op.seq),
+                    &op.tid,
+                    &op.company_code,
+                    &op.out_sid,
+                    &lines
+                ]
+            )
         );
     }
     if local {
-        let _ = writeln!(
-            out,
-            "The node is not running: Taobao is told when it starts (`wms-node queue list`)."
-        );
+        let _ = writeln!(out, "{}", lang.t(Msg::NodeNotRunningShip));
     }
     out
 }

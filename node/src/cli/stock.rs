@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::goods::{AdjustRequest, PushRequest, SafetyRequest, SetRequest, StockRow};
+use wms_node::ops::i18n::{Lang, Msg, pad, pad_left, width};
 
 /// `wms-node stock` options.
 #[derive(Debug, Args)]
@@ -104,7 +105,7 @@ pub fn run(args: StockArgs, config: &Config) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let (goods, backend) = Goods::connect(config).await?;
-        let r = execute(&goods, args.command, args.json).await;
+        let r = execute(&goods, args.command, args.json, config.node.language).await;
         backend.close().await;
         match r {
             Ok(()) => Ok(ExitCode::SUCCESS),
@@ -117,7 +118,7 @@ pub fn run(args: StockArgs, config: &Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn execute(g: &Goods, cmd: StockCommand, json: bool) -> Result<(), Failure> {
+async fn execute(g: &Goods, cmd: StockCommand, json: bool, lang: Lang) -> Result<(), Failure> {
     let row = match cmd {
         StockCommand::Show { sku } => {
             let rows = match g {
@@ -128,7 +129,7 @@ async fn execute(g: &Goods, cmd: StockCommand, json: bool) -> Result<(), Failure
             if json {
                 print(true, &views, |_| String::new());
             } else {
-                print!("{}", render(&rows));
+                print!("{}", render(&rows, lang));
             }
             return Ok(());
         }
@@ -175,9 +176,9 @@ async fn execute(g: &Goods, cmd: StockCommand, json: bool) -> Result<(), Failure
     if json {
         print(true, &row.view, |_| String::new());
     } else {
-        print!("{}", render(std::slice::from_ref(&row)));
+        print!("{}", render(std::slice::from_ref(&row), lang));
         if matches!(g, Goods::Local(_)) {
-            println!("(the node is not running: Taobao hears of it when the node starts)");
+            println!("{}", lang.t(Msg::NodeNotRunningStock));
         }
     }
     Ok(())
@@ -191,15 +192,35 @@ fn short(t: &str) -> String {
     }
 }
 
-fn render(rows: &[StockRow]) -> String {
+fn render(rows: &[StockRow], lang: Lang) -> String {
     if rows.is_empty() {
-        return "No SKUs (wms-node sku import).\n".to_owned();
+        return format!("{}\n", lang.t(Msg::StockNoSkus));
+    }
+    let t = |m| lang.t(m);
+    let heads = [
+        Msg::StockSku,
+        Msg::StockOnHand,
+        Msg::StockReserved,
+        Msg::StockSafety,
+        Msg::StockAvailable,
+        Msg::StockSync,
+    ];
+    // The usual widths, wider where a language's heading needs it.
+    let mut w = [20, 8, 8, 6, 9, 7];
+    for (w, h) in w.iter_mut().zip(heads) {
+        *w = (*w).max(width(t(h)));
     }
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20} {:>8} {:>8} {:>6} {:>9}  {:<7}  LISTINGS (last pushed; still owed)",
-        "SKU", "ON HAND", "RESERVED", "SAFETY", "AVAILABLE", "SYNC"
+        "{} {} {} {} {}  {}  {}",
+        pad(t(Msg::StockSku), w[0]),
+        pad_left(t(Msg::StockOnHand), w[1]),
+        pad_left(t(Msg::StockReserved), w[2]),
+        pad_left(t(Msg::StockSafety), w[3]),
+        pad_left(t(Msg::StockAvailable), w[4]),
+        pad(t(Msg::StockSync), w[5]),
+        t(Msg::StockListings),
     );
     for r in rows {
         let v = &r.view;
@@ -209,8 +230,8 @@ fn render(rows: &[StockRow]) -> String {
             .map(|l| {
                 let key = format!("{}:{}", l.num_iid, l.sku_id.as_deref().unwrap_or("0"));
                 let pushed = match (&l.qty, &l.at) {
-                    (Some(q), Some(at)) => format!("{q} at {}", short(at)),
-                    _ => "never".to_owned(),
+                    (Some(q), Some(at)) => lang.f(Msg::StockPushedAt, &[q, &short(at)]),
+                    _ => lang.t(Msg::StockNever).to_owned(),
                 };
                 let owed = r
                     .owed
@@ -223,13 +244,13 @@ fn render(rows: &[StockRow]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<20} {:>8} {:>8} {:>6} {:>9}  {:<7}  {}",
-            v.sku,
-            v.on_hand,
-            v.reserved,
-            v.safety,
-            v.available,
-            v.sync,
+            "{} {} {} {} {}  {}  {}",
+            pad(&v.sku, w[0]),
+            pad_left(&v.on_hand.to_string(), w[1]),
+            pad_left(&v.reserved.to_string(), w[2]),
+            pad_left(&v.safety.to_string(), w[3]),
+            pad_left(&v.available.to_string(), w[4]),
+            pad(&v.sync.to_string(), w[5]),
             if listings.is_empty() {
                 "-".to_owned()
             } else {

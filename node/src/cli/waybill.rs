@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::goods::{VoidRequest, WaybillRequest};
+use wms_node::ops::i18n::{Lang, Msg, pad};
 use wms_node::sync::waybill::WaybillView;
 
 /// `wms-node waybill` options.
@@ -76,7 +77,7 @@ pub fn run(args: WaybillArgs, config: &Config) -> anyhow::Result<ExitCode> {
             WaybillCommand::Get { .. } => goods.with_taobao(config).await?,
             WaybillCommand::Void { .. } => goods,
         };
-        let r = execute(&goods, args.command, args.json).await;
+        let r = execute(&goods, args.command, args.json, config.node.language).await;
         backend.close().await;
         match r {
             Ok(()) => Ok(ExitCode::SUCCESS),
@@ -89,7 +90,7 @@ pub fn run(args: WaybillArgs, config: &Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn execute(g: &Goods, cmd: WaybillCommand, json: bool) -> Result<(), Failure> {
+async fn execute(g: &Goods, cmd: WaybillCommand, json: bool, lang: Lang) -> Result<(), Failure> {
     match cmd {
         WaybillCommand::Get { tid, package, oids } => {
             let v = match g {
@@ -105,7 +106,7 @@ async fn execute(g: &Goods, cmd: WaybillCommand, json: bool) -> Result<(), Failu
                 }
                 Goods::Local(a) => a.waybill(tid, package, oids).await?,
             };
-            print(json, &v, render);
+            print(json, &v, |v| render(v, lang));
         }
         WaybillCommand::Void {
             tid,
@@ -117,37 +118,34 @@ async fn execute(g: &Goods, cmd: WaybillCommand, json: bool) -> Result<(), Failu
                 Goods::Local(a) => a.void(tid, package, &reason).await?,
             };
             print(json, &serde_json::json!({ "package": p }), |_| {
-                format!(
-                    "Voided: the number is cancelled at Cainiao through the outbox; the lines \
-                     are now package {p} (`wms-node waybill get {tid}` asks for a new number).\n"
-                )
+                format!("{}\n", lang.f(Msg::WbVoided, &[&p, &tid]))
             });
         }
     }
     Ok(())
 }
 
-fn render(v: &WaybillView) -> String {
+fn render(v: &WaybillView, lang: Lang) -> String {
     let mut out = String::new();
-    let row = |out: &mut String, k: &str, v: &str| {
-        let _ = writeln!(out, "{k:<10} {v}");
+    let row = |out: &mut String, k: Msg, v: &str| {
+        let _ = writeln!(out, "{} {v}", pad(lang.t(k), 10));
     };
-    row(&mut out, "package", &v.package);
-    row(&mut out, "trades", &v.tids.join(", "));
+    row(&mut out, Msg::WbPackage, &v.package);
+    row(&mut out, Msg::WbTrades, &v.tids.join(", "));
     row(
         &mut out,
-        "waybill",
+        Msg::WbWaybill,
         &format!(
             "{} ({}{}){}",
             v.waybill_code,
             v.real_cp_code,
             if v.cp_code != v.real_cp_code {
-                format!(", asked as {}", v.cp_code)
+                lang.f(Msg::WbAskedAs, &[&v.cp_code])
             } else {
                 String::new()
             },
             if v.reprint {
-                ", issued before: reprint"
+                lang.t(Msg::WbReprint)
             } else {
                 ""
             }
@@ -155,21 +153,28 @@ fn render(v: &WaybillView) -> String {
     );
     row(
         &mut out,
-        "print job",
-        &format!(
-            "{} ({}, {} bytes of print data, template {})",
-            v.print_job.job_id,
-            v.print_job.format,
-            v.print_job.data_bytes,
-            v.print_job.template_url
+        Msg::WbPrintJob,
+        &lang.f(
+            Msg::WbPrintData,
+            &[
+                &v.print_job.job_id,
+                &v.print_job.format,
+                &v.print_job.data_bytes,
+                &v.print_job.template_url,
+            ],
         ),
     );
     let _ = writeln!(
         out,
-        "Ship it with: wms-node ship {} --company {} --waybill {}",
-        v.tids.first().map(String::as_str).unwrap_or(""),
-        v.real_cp_code,
-        v.waybill_code
+        "{}",
+        lang.f(
+            Msg::WbShipWith,
+            &[
+                &v.tids.first().map(String::as_str).unwrap_or(""),
+                &v.real_cp_code,
+                &v.waybill_code
+            ]
+        )
     );
     out
 }

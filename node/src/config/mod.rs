@@ -97,6 +97,10 @@ pub struct NodeConfig {
     /// group chats): `"Asia/Shanghai"` and other zones without daylight saving time, `"UTC"`,
     /// or an offset such as `"+08:00"`. JSON and logs stay in UTC.
     pub timezone: String,
+    /// The language of the status page and of the CLI's human output: `"en"` (English) or
+    /// `"zh"` (Simplified Chinese). `/healthz`, `/metrics`, `--json`, logs, and the messages
+    /// of checks and alerts stay in English.
+    pub language: crate::ops::i18n::Lang,
 }
 
 impl Default for NodeConfig {
@@ -106,6 +110,7 @@ impl Default for NodeConfig {
             site: "main".into(),
             data_dir: PathBuf::from("/var/lib/wms-node"),
             timezone: "Asia/Shanghai".into(),
+            language: crate::ops::i18n::Lang::En,
         }
     }
 }

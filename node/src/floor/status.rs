@@ -5,6 +5,7 @@
 use super::devices;
 use super::presence::Presence;
 use crate::ops::http::{At, Observation, StatusSection, StatusSource};
+use crate::ops::i18n::{Lang, Msg};
 use crate::store::Store;
 use firmware_bridge::proto::DeviceClass;
 use std::collections::BTreeMap;
@@ -49,13 +50,20 @@ struct Device {
     last_seen_ms: Option<u64>,
 }
 
+/// A device class in `lang`.
+fn class_word(class: &str, lang: Lang) -> &str {
+    match class {
+        "scanner" => lang.t(Msg::DevScanner),
+        "printer" => lang.t(Msg::DevPrinter),
+        "gateway" => lang.t(Msg::DevGateway),
+        other => other,
+    }
+}
+
 /// "3 of 4 online (scanner 2 of 3, printer 1 of 1)" and the offline ones, oldest news first.
-fn summary(devices: &[Device]) -> (String, Vec<&Device>) {
+fn summary(devices: &[Device], lang: Lang) -> (String, Vec<&Device>) {
     if devices.is_empty() {
-        return (
-            "none registered (`wms-node devices add ID --class scanner`)".to_owned(),
-            Vec::new(),
-        );
+        return (lang.t(Msg::NoDevices).to_owned(), Vec::new());
     }
     let mut by_class: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for d in devices {
@@ -68,15 +76,14 @@ fn summary(devices: &[Device]) -> (String, Vec<&Device>) {
     let online = devices.iter().filter(|d| d.online).count();
     let classes: Vec<String> = by_class
         .iter()
-        .map(|(c, (on, all))| format!("{c} {on} of {all}"))
+        .map(|(c, (on, all))| lang.f(Msg::ClassOnline, &[&class_word(c, lang), on, all]))
         .collect();
     let mut offline: Vec<&Device> = devices.iter().filter(|d| !d.online).collect();
     offline.sort_by_key(|d| (d.last_seen_ms, d.id.clone()));
     (
-        format!(
-            "{online} of {} online ({})",
-            devices.len(),
-            classes.join(", ")
+        lang.f(
+            Msg::DevicesOnline,
+            &[&online, &devices.len(), &classes.join(lang.t(Msg::ListSep))],
         ),
         offline,
     )
@@ -85,21 +92,18 @@ fn summary(devices: &[Device]) -> (String, Vec<&Device>) {
 impl StatusSource for FloorSection {
     fn observe(&self, at: &At<'_>) -> Observation {
         let mut rows = vec![
-            ("broker".to_owned(), self.broker.clone()),
+            (at.t(Msg::RowBroker), self.broker.clone()),
             (
-                "node's MQTT session".to_owned(),
-                if self.connected.load(Ordering::Relaxed) {
-                    "connected".to_owned()
+                at.t(Msg::RowSession),
+                at.t(if self.connected.load(Ordering::Relaxed) {
+                    Msg::Connected
                 } else {
-                    "not connected (reconnecting)".to_owned()
-                },
+                    Msg::NotConnected
+                }),
             ),
         ];
         match self.store.read(devices::list) {
-            Err(e) => rows.push((
-                "devices".to_owned(),
-                format!("cannot read the registry: {e}"),
-            )),
+            Err(e) => rows.push((at.t(Msg::RowDevices), at.f(Msg::CannotReadRegistry, &[&e]))),
             Ok(records) => {
                 let list: Vec<Device> = records
                     .iter()
@@ -115,28 +119,31 @@ impl StatusSource for FloorSection {
                         })
                     })
                     .collect();
-                let (text, offline) = summary(&list);
-                rows.push(("devices".to_owned(), text));
+                let (text, offline) = summary(&list, at.lang);
+                rows.push((at.t(Msg::RowDevices), text));
                 if !offline.is_empty() {
                     let mut named: Vec<String> = offline
                         .iter()
                         .take(NAMED)
-                        .map(|d| match d.last_seen_ms {
-                            Some(t) => format!("{} {} (last seen {})", d.class, d.id, at.when(t)),
-                            None => format!("{} {} (never seen)", d.class, d.id),
+                        .map(|d| {
+                            let class = class_word(d.class, at.lang);
+                            match d.last_seen_ms {
+                                Some(t) => at.f(Msg::LastSeen, &[&class, &d.id, &at.when(t)]),
+                                None => at.f(Msg::NeverSeen, &[&class, &d.id]),
+                            }
                         })
                         .collect();
                     if offline.len() > NAMED {
-                        named.push(format!("and {} more", offline.len() - NAMED));
+                        named.push(at.f(Msg::AndMore, &[&(offline.len() - NAMED)]));
                     }
-                    rows.push(("offline".to_owned(), named.join("; ")));
+                    rows.push((at.t(Msg::RowOffline), named.join(&at.t(Msg::PartsSep))));
                 }
             }
         }
         Observation {
             checks: Vec::new(),
             section: Some(StatusSection {
-                title: "Floor".to_owned(),
+                title: at.t(Msg::SecFloor),
                 rows,
             }),
         }
@@ -164,15 +171,17 @@ mod tests {
             d("printer", "p1", false, None),
             d("scanner", "s3", false, Some(3)),
         ];
-        let (text, offline) = summary(&list);
+        let (text, offline) = summary(&list, Lang::En);
         assert_eq!(text, "1 of 4 online (printer 0 of 1, scanner 1 of 3)");
+        let (zh, _) = summary(&list, Lang::Zh);
+        assert_eq!(zh, "4 台中 1 台在线（打印机 0/1、扫描枪 1/3）");
         let ids: Vec<&str> = offline.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["p1", "s3", "s2"]);
     }
 
     #[test]
     fn no_devices_says_how_to_add_one() {
-        let (text, offline) = summary(&[]);
+        let (text, offline) = summary(&[], Lang::En);
         assert!(text.contains("devices add"), "{text}");
         assert!(offline.is_empty());
     }

@@ -32,6 +32,7 @@
 use super::alert::AlertCode;
 use super::alert::{Alert, Alerts, Severity};
 use super::health::{CheckName, Health, Report, Status};
+use super::i18n::{Lang, Msg};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -84,16 +85,36 @@ pub struct At<'a> {
     pub now_ms: u64,
     /// The warehouse's time zone.
     pub local: &'a super::time::LocalTime,
+    /// The language of the sections' words (checks' messages stay English: module
+    /// [`super::i18n`]).
+    pub lang: Lang,
 }
 
 impl At<'_> {
     /// `2026-12-07 14:43:10 (3 min ago)`, in the warehouse's time.
     pub fn when(&self, ms: u64) -> String {
-        format!(
-            "{} ({} ago)",
-            self.local.format(ms),
-            age(Duration::from_millis(self.now_ms.saturating_sub(ms)))
+        self.lang.f(
+            Msg::WhenAgo,
+            &[
+                &self.local.format(ms),
+                &self.age(Duration::from_millis(self.now_ms.saturating_sub(ms))),
+            ],
         )
+    }
+
+    /// The catalogue's text of `m`.
+    pub fn t(&self, m: Msg) -> String {
+        self.lang.t(m).to_owned()
+    }
+
+    /// The catalogue's text of `m` with its arguments.
+    pub fn f(&self, m: Msg, args: &[&dyn std::fmt::Display]) -> String {
+        self.lang.f(m, args)
+    }
+
+    /// A duration in the page's language.
+    pub fn age(&self, d: Duration) -> String {
+        self.lang.age(d)
     }
 }
 
@@ -108,7 +129,8 @@ pub trait StatusSource: Send + Sync + 'static {
 
 /// Everything the operator views show, taken once per request: the status page, `/healthz`
 /// and `/metrics` (and `wms-node status`, which reads `/healthz`) render one snapshot each,
-/// so the header, the checks and the tables of one page are of one instant.
+/// so the header, the checks and the tables of one page are of one instant. The page's is
+/// taken in the node's language, the others' in English (they are machine output).
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     /// Status, version, uptime and checks.
@@ -135,11 +157,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// Observes every part now; their checks are set on the node's [`Health`] first, so the
     /// report is of the same instant as the sections.
-    pub fn take(s: &OpsState) -> Snapshot {
+    pub fn take(s: &OpsState, lang: Lang) -> Snapshot {
         let now_ms = super::alert::now_ms();
         let at = At {
             now_ms,
             local: &s.local,
+            lang,
         };
         let mut sections = Vec::with_capacity(s.sections.len());
         for src in &s.sections {
@@ -206,6 +229,8 @@ pub struct OpsState {
     pub sections: Vec<Arc<dyn StatusSource>>,
     /// The warehouse's time zone: the page shows times in it.
     pub local: super::time::LocalTime,
+    /// The status page's language (`node.language`).
+    pub lang: Lang,
 }
 
 /// The limits of the ops server: what a slow or hostile client can hold. Built by `config/`
@@ -726,7 +751,7 @@ async fn refuse_browsers(req: Request, next: Next) -> Response {
 }
 
 async fn healthz(State(s): State<Arc<OpsState>>) -> Response {
-    let snap = Snapshot::take(&s);
+    let snap = Snapshot::take(&s, Lang::En);
     let code = if snap.report.is_healthy() {
         StatusCode::OK
     } else {
@@ -740,13 +765,13 @@ async fn healthz(State(s): State<Arc<OpsState>>) -> Response {
 
 async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
     // The gauges the parts set while observed are of this instant too.
-    let _ = Snapshot::take(&s);
+    let _ = Snapshot::take(&s, Lang::En);
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        s.metrics.render(),
+        super::metrics::render(&s.metrics),
     )
         .into_response()
 }
@@ -773,7 +798,7 @@ async fn status_js() -> Response {
 }
 
 async fn status_page(State(s): State<Arc<OpsState>>) -> Response {
-    let snap = Snapshot::take(&s);
+    let snap = Snapshot::take(&s, s.lang);
     let mut resp = Html(render_page(&s, &snap)).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -783,17 +808,19 @@ async fn status_page(State(s): State<Arc<OpsState>>) -> Response {
 fn render_page(s: &OpsState, snap: &Snapshot) -> String {
     let (report, alerts, history, sections) =
         (&snap.report, &snap.alerts, &snap.history, &snap.sections);
+    let lang = s.lang;
+    let t = |m: Msg| lang.t(m);
     let mut h = String::with_capacity(4096);
-    let overall = status_word(report.status);
+    let overall = status_class(report.status);
     // `write!` into a String cannot fail.
     let _ = write!(
         h,
         r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="{html_lang}" data-lost="{lost}"><head><meta charset="utf-8">
 <noscript><meta http-equiv="refresh" content="10"></noscript>
 <script src="/status.js" defer></script>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>wms-node {id} · {overall}</title>
+<title>wms-node {id} · {overall_word}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:1.5rem;max-width:60rem;color:#222}}
 h1{{font-size:1.4rem;overflow-wrap:anywhere}} h2{{font-size:1.1rem;margin-top:1.5rem}}
@@ -803,14 +830,21 @@ p{{overflow-wrap:anywhere}}
 .ok{{color:#176f2c}} .degraded,.warning{{color:#9a6700}} .failing,.critical{{color:#b42318;font-weight:bold}} .info{{color:#555}}
 .muted{{color:#666}}
 </style></head><body>
-<h1>wms-node <span class="muted">{id} @ {site}</span> — <span class="{overall}">{overall}</span></h1>
-<p class="muted">as of <b id="as-of">{as_of}</b> ({tz}, {offset}) · refreshes every 10 s · version {version} · up {uptime} · <a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p>
+<h1>wms-node <span class="muted">{id} @ {site}</span> — <span id="overall" class="{overall}">{overall_word}</span></h1>
+<p class="muted">{as_of_word} <b id="as-of">{as_of}</b> ({tz}, {offset}) · {refreshes} · {version_word} {version} · {up_word} {uptime} · <a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p>
 "#,
+        html_lang = lang.html_lang(),
         id = esc(&s.node_id),
         site = esc(&s.site),
         overall = overall,
+        overall_word = esc(t(status_msg(report.status))),
+        lost = esc(t(Msg::LostContact)),
+        as_of_word = esc(t(Msg::PageAsOf)),
+        refreshes = esc(t(Msg::PageRefreshes)),
+        version_word = esc(t(Msg::PageVersion)),
         version = esc(report.version),
-        uptime = humantime::format_duration(Duration::from_secs(report.uptime_seconds)),
+        up_word = esc(t(Msg::PageUp)),
+        uptime = esc(&lang.age(Duration::from_secs(report.uptime_seconds))),
         tz = esc(&s.local.name),
         offset = s.local.offset_str(),
         as_of = s.local.format(snap.as_of_ms),
@@ -820,29 +854,42 @@ p{{overflow-wrap:anywhere}}
     let at = At {
         now_ms: now,
         local: &s.local,
+        lang,
     };
-    h.push_str("<h2>Alerts</h2>\n");
+    let ago = |ms: u64| {
+        esc(&lang.f(
+            Msg::Ago,
+            &[&lang.age(Duration::from_millis(now.saturating_sub(ms)))],
+        ))
+    };
+    let _ = writeln!(h, "<h2 id=\"alerts\">{}</h2>", esc(t(Msg::Alerts)));
     if alerts.is_empty() {
-        h.push_str("<p class=\"ok\">No active alerts.</p>\n");
+        let _ = writeln!(h, "<p class=\"ok\">{}</p>", esc(t(Msg::NoActiveAlerts)));
     } else {
-        h.push_str(
-            "<table><tr class=\"head\"><th>severity</th><th>alert</th><th>what to do</th>\
-             <th>since</th><th class=\"wide\">last seen</th><th class=\"wide\">count</th></tr>\n",
+        let _ = writeln!(
+            h,
+            "<table id=\"alerts-table\"><tr class=\"head\"><th>{}</th><th>{}</th><th>{}</th>\
+             <th>{}</th><th class=\"wide\">{}</th><th class=\"wide\">{}</th></tr>",
+            esc(t(Msg::ColSeverity)),
+            esc(t(Msg::ColAlert)),
+            esc(t(Msg::ColWhatToDo)),
+            esc(t(Msg::ColSince)),
+            esc(t(Msg::ColLastSeen)),
+            esc(t(Msg::ColCount)),
         );
         for a in alerts {
             let sev = severity_word(a.severity);
             let _ = writeln!(
                 h,
-                "<tr><td class=\"{sev}\">{sev}</td><td>{}</td><td>{}</td><td>for {}<br>\
-                 <span class=\"muted\">{}</span></td><td class=\"wide\">{} ago</td>\
+                "<tr><td class=\"{sev}\">{}</td><td>{}</td><td>{}</td><td>{}<br>\
+                 <span class=\"muted\">{}</span></td><td class=\"wide\">{}</td>\
                  <td class=\"wide\">{}</td></tr>",
+                esc(t(severity_msg(a.severity))),
                 esc(&alert_name(a)),
                 esc(&a.message),
-                age(a.active_for(now)),
+                esc(&lang.f(Msg::ForDuration, &[&lang.age(a.active_for(now))])),
                 s.local.format(a.first_seen_ms),
-                age(std::time::Duration::from_millis(
-                    now.saturating_sub(a.last_seen_ms)
-                )),
+                ago(a.last_seen_ms),
                 a.count,
             );
         }
@@ -850,40 +897,54 @@ p{{overflow-wrap:anywhere}}
     }
     let resolved: Vec<&Alert> = history.iter().take(10).collect();
     if !resolved.is_empty() {
-        h.push_str(
-            "<h2>Recently resolved</h2>\n<table><tr class=\"head\"><th>alert</th><th>what it said</th>\
-             <th>resolved</th><th>was active</th><th>count</th></tr>\n",
+        let _ = writeln!(
+            h,
+            "<h2>{}</h2>\n<table><tr class=\"head\"><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
+             <th>{}</th></tr>",
+            esc(t(Msg::RecentlyResolved)),
+            esc(t(Msg::ColAlert)),
+            esc(t(Msg::ColWhatItSaid)),
+            esc(t(Msg::ColResolved)),
+            esc(t(Msg::ColWasActive)),
+            esc(t(Msg::ColCount)),
         );
         for a in resolved {
             let resolved_ms = a.resolved_ms.unwrap_or(now);
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{} ago<br><span class=\"muted\">{}</span></td>\
+                "<tr><td>{}</td><td>{}</td><td>{}<br><span class=\"muted\">{}</span></td>\
                  <td>{}</td><td>{}</td></tr>",
                 esc(&alert_name(a)),
                 esc(&a.message),
-                age(std::time::Duration::from_millis(
-                    now.saturating_sub(resolved_ms)
-                )),
+                ago(resolved_ms),
                 s.local.format(resolved_ms),
-                age(a.active_for(now)),
+                esc(&lang.age(a.active_for(now))),
                 a.count,
             );
         }
         h.push_str("</table>\n");
     }
 
-    h.push_str("<h2>Checks</h2>\n");
+    let _ = writeln!(h, "<h2 id=\"checks\">{}</h2>", esc(t(Msg::Checks)));
     if report.checks.is_empty() {
-        h.push_str("<p class=\"muted\">No checks reported yet.</p>\n");
+        let _ = writeln!(h, "<p class=\"muted\">{}</p>", esc(t(Msg::NoChecksYet)));
     } else {
-        h.push_str("<table><tr class=\"head\"><th>check</th><th>status</th><th>detail</th><th>since</th></tr>\n");
+        let _ = writeln!(
+            h,
+            "<table id=\"checks-table\"><tr class=\"head\"><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            esc(t(Msg::ColCheck)),
+            esc(t(Msg::ColStatus)),
+            esc(t(Msg::ColDetail)),
+            esc(t(Msg::ColSince)),
+        );
         for (name, c) in &report.checks {
-            let st = status_word(c.status);
+            let st = status_class(c.status);
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td class=\"{st}\">{st}</td><td>{}</td><td>{}</td></tr>",
+                "<tr data-check=\"{}\"><td>{}</td><td class=\"{st}\">{}</td><td>{}</td><td>{}</td></tr>",
                 esc(name.as_str()),
+                esc(t(check_msg(*name))),
+                esc(t(status_msg(c.status))),
                 esc(&c.message),
                 esc(&at.when(
                     c.since
@@ -906,6 +967,36 @@ p{{overflow-wrap:anywhere}}
     h
 }
 
+/// The catalogue's name of a check.
+fn check_msg(c: CheckName) -> Msg {
+    match c {
+        CheckName::Store => Msg::CheckStore,
+        CheckName::Outbox => Msg::CheckOutbox,
+        CheckName::Taobao => Msg::CheckTaobao,
+        CheckName::Carriers => Msg::CheckCarriers,
+        CheckName::Intake => Msg::CheckIntake,
+        CheckName::Alerts => Msg::CheckAlerts,
+    }
+}
+
+/// The catalogue's word for a status.
+pub fn status_msg(s: Status) -> Msg {
+    match s {
+        Status::Ok => Msg::Ok,
+        Status::Degraded => Msg::Degraded,
+        Status::Failing => Msg::Failing,
+    }
+}
+
+/// The catalogue's word for a severity.
+pub fn severity_msg(s: Severity) -> Msg {
+    match s {
+        Severity::Critical => Msg::Critical,
+        Severity::Warning => Msg::Warning,
+        Severity::Info => Msg::Info,
+    }
+}
+
 /// `dead_letter (201) · op_kind ship`.
 fn alert_name(a: &Alert) -> String {
     match &a.subject {
@@ -914,24 +1005,14 @@ fn alert_name(a: &Alert) -> String {
     }
 }
 
-/// A duration as people say it: "45 s", "3 min", "2 h 5 min", "3 d 4 h".
+/// A duration as people say it, in English: "45 s", "3 min", "2 h 5 min", "3 d 4 h"
+/// ([`Lang::age`] in other languages).
 pub fn age(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", s / 60),
-        3600..86_400 => match (s / 3600, s % 3600 / 60) {
-            (h, 0) => format!("{h} h"),
-            (h, m) => format!("{h} h {m} min"),
-        },
-        _ => match (s / 86_400, s % 86_400 / 3600) {
-            (d, 0) => format!("{d} d"),
-            (d, h) => format!("{d} d {h} h"),
-        },
-    }
+    Lang::En.age(d)
 }
 
-fn status_word(s: Status) -> &'static str {
+/// The CSS class (and English word) of a status.
+fn status_class(s: Status) -> &'static str {
     match s {
         Status::Ok => "ok",
         Status::Degraded => "degraded",
@@ -971,7 +1052,7 @@ mod tests {
         pending: std::sync::atomic::AtomicU64,
     }
     impl StatusSource for Queue {
-        fn observe(&self, _: &At<'_>) -> Observation {
+        fn observe(&self, at: &At<'_>) -> Observation {
             let n = self.pending.load(std::sync::atomic::Ordering::SeqCst);
             Observation {
                 checks: vec![(
@@ -981,7 +1062,7 @@ mod tests {
                 )],
                 section: Some(StatusSection {
                     title: "Queue".into(),
-                    rows: vec![("pending".into(), n.to_string())],
+                    rows: vec![(at.t(Msg::RowPending), n.to_string())],
                 }),
             }
         }
@@ -1369,6 +1450,7 @@ mod tests {
             metrics: crate::ops::metrics::handle(),
             sections: vec![Arc::new(Queue::default())],
             local: crate::ops::time::LocalTime::default(),
+            lang: Lang::En,
         }
     }
 
@@ -1446,7 +1528,9 @@ mod tests {
                 .unwrap();
             let want = if n > 5 { "degraded" } else { "ok" };
             assert!(
-                html.contains(&format!("<span class=\"{want}\">{want}</span></h1>")),
+                html.contains(&format!(
+                    "<span id=\"overall\" class=\"{want}\">{want}</span></h1>"
+                )),
                 "{n}: {html}"
             );
             assert!(
@@ -1639,6 +1723,73 @@ mod tests {
                 .unwrap()
                 .contains("Lost contact with the node since")
         );
+        token.cancel();
+        server.await.unwrap();
+    }
+
+    /// With `node.language = "zh"` the page speaks Chinese: its frame, the checks' names and
+    /// states, the alerts' columns and ages, and the parts' sections (through [`At`]);
+    /// `/healthz` stays English for scripts.
+    #[tokio::test]
+    async fn the_page_renders_in_chinese_and_healthz_stays_english() {
+        let mut st = state();
+        st.lang = Lang::Zh;
+        st.alerts
+            .raise(AlertCode::DeadLetter, Severity::Critical, "op 7 failed");
+        st.health.degraded(CheckName::Taobao, "link down");
+        st.alerts
+            .raise(AlertCode::Clock, Severity::Warning, "clock off");
+        st.alerts.clear(AlertCode::Clock);
+        let (base, token, server) = start(st).await;
+        let html = reqwest::get(format!("{base}/"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for zh in [
+            "<html lang=\"zh-CN\" data-lost=\"与节点失去联系，自\">",
+            "<span id=\"overall\" class=\"degraded\">部分异常</span></h1>",
+            "数据时间",
+            "每 10 秒刷新",
+            "<h2 id=\"alerts\">告警</h2>",
+            "<th>级别</th><th>告警</th><th>说明与处理</th>",
+            "<td class=\"critical\">严重</td>",
+            "已持续 0 秒",
+            "<h2>最近已解除</h2>",
+            "<h2 id=\"checks\">检查</h2>",
+            "<td>淘宝连接</td><td class=\"degraded\">部分异常</td>",
+            "<td>待发队列</td><td class=\"ok\">正常</td>",
+            "<tr><th>待发送</th><td>0</td></tr>",
+        ] {
+            assert!(html.contains(zh), "{zh} missing:\n{html}");
+        }
+        for en in [
+            "as of",
+            "refreshes",
+            "Alerts",
+            "Checks",
+            "severity",
+            "what to do",
+            "Recently",
+            ">for ",
+            ">degraded<",
+            ">ok<",
+            "pending",
+        ] {
+            assert!(!html.contains(en), "English {en:?} left:\n{html}");
+        }
+        let h: serde_json::Value = serde_json::from_str(
+            &reqwest::get(format!("{base}/healthz"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(h["sections"][0]["rows"][0][0], "pending", "{h}");
+        assert_eq!(h["checks"]["taobao"]["status"], "degraded", "{h}");
         token.cancel();
         server.await.unwrap();
     }

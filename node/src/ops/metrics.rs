@@ -8,7 +8,12 @@
 //! Names follow Prometheus' conventions, checked by the tests below: every family starts with
 //! `wms_node_`, counts in base units (`_seconds`, `_bytes`), counters end in `_total`, and
 //! durations are histograms with the buckets of [`LATENCY_BUCKETS`] (exported as `_bucket`,
-//! `_sum`, `_count`, so they add up across boxes, which summaries do not).
+//! `_sum`, `_count`, so they add up across boxes, which summaries do not). The one exception
+//! to the prefix is the standard `process_*` families ([`super::process`]), which keep the
+//! names every dashboard knows.
+//!
+//! [`render`] serves the families in name order, and each family's samples in label order
+//! (the recorder's own order changes from one scrape to the next), so two scrapes diff.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -63,6 +68,61 @@ pub fn handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// `/metrics`: the recorder's families and the process's ([`super::process`]), sorted by
+/// family name; a counter's or gauge's samples sorted by their labels (a histogram's keep the
+/// recorder's order, which keeps each series' buckets together and in `le` order).
+pub fn render(handle: &PrometheusHandle) -> String {
+    let text = handle.render();
+    let mut families: Vec<String> = text
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| format!("{}\n", b.trim_end_matches('\n')))
+        .collect();
+    families.extend(super::process::read().map_or_else(Vec::new, |p| super::process::families(&p)));
+    let mut keyed: Vec<(String, String)> = families
+        .into_iter()
+        .map(|b| (family_name(&b).to_owned(), sort_samples(&b)))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::with_capacity(text.len() + 1024);
+    for (_, block) in keyed {
+        out.push_str(&block);
+        out.push('\n');
+    }
+    out
+}
+
+/// The family a rendered block is of: the name on its `# HELP`/`# TYPE` line, or of its
+/// first sample.
+fn family_name(block: &str) -> &str {
+    let first = block.lines().next().unwrap_or("");
+    match first
+        .strip_prefix("# HELP ")
+        .or_else(|| first.strip_prefix("# TYPE "))
+    {
+        Some(rest) => rest.split(' ').next().unwrap_or(""),
+        None => first.split(['{', ' ']).next().unwrap_or(""),
+    }
+}
+
+/// The block with a counter's or gauge's sample lines sorted (comment lines first, as they
+/// were).
+fn sort_samples(block: &str) -> String {
+    if block
+        .lines()
+        .any(|l| l.starts_with("# TYPE ") && l.ends_with(" histogram"))
+    {
+        return block.to_owned();
+    }
+    let (mut comments, mut samples): (Vec<&str>, Vec<&str>) =
+        block.lines().partition(|l| l.starts_with('#'));
+    samples.sort_unstable();
+    comments.append(&mut samples);
+    let mut out = comments.join("\n");
+    out.push('\n');
+    out
 }
 
 /// The `# HELP` text of every metric the node records, in one place so that the list doubles
@@ -321,9 +381,150 @@ fn describe() {
     }
 }
 
+/// Where the families of a `/metrics` text break the naming rule of the module doc: not
+/// prefixed (`process_*` aside), a unit other than a base one, a counter without `_total` or
+/// something else with it, no `# HELP`. Empty when all is well.
+pub fn naming_problems(text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let helped: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+        if !name.starts_with(PREFIX) && !name.starts_with("process_") {
+            problems.push(format!("{name}: neither {PREFIX}* nor process_*"));
+        }
+        if [
+            "_ms",
+            "_millis",
+            "_milliseconds",
+            "_kb",
+            "_mib",
+            "_minutes",
+            "_hours",
+        ]
+        .iter()
+        .any(|u| name.ends_with(u) || name.contains(&format!("{u}_")))
+        {
+            problems.push(format!("{name}: not in base units (seconds, bytes)"));
+        }
+        match (kind, name.ends_with("_total")) {
+            ("counter", false) => problems.push(format!("{name}: a counter without _total")),
+            ("gauge" | "histogram", true) => {
+                problems.push(format!("{name}: a {kind} named like a counter (_total)"))
+            }
+            ("summary", _) => problems.push(format!("{name}: a summary (use a histogram)")),
+            _ => {}
+        }
+        if !helped.contains(&name) {
+            problems.push(format!("{name}: no # HELP"));
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{HELP, PREFIX};
+    use super::{HELP, PREFIX, naming_problems, render};
+
+    /// Families come out in name order, samples in label order, the same at every scrape,
+    /// with the process's own families among them (on Linux), and every family follows the
+    /// naming rule.
+    #[test]
+    fn families_render_in_a_stable_order_and_follow_the_naming_rule() {
+        let handle = super::handle();
+        for q in ["zz", "aa", "mm", "bb"] {
+            metrics::counter!("wms_node_outbox_enqueued_total", "queue" => q, "kind" => "x")
+                .increment(1);
+            metrics::gauge!("wms_node_outbox_ops", "queue" => q).set(1.0);
+        }
+        metrics::gauge!("wms_node_taobao_link_up").set(1.0);
+        metrics::histogram!("wms_node_store_commit_duration_seconds").record(0.002);
+        let first = render(&handle);
+        let names: Vec<&str> = first
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted, "families out of order or repeated:\n{first}");
+        for _ in 0..5 {
+            // Other tests in this process record concurrently; compare what this test owns.
+            let again = render(&handle);
+            let ours = |t: &str| -> Vec<String> {
+                t.lines()
+                    .filter(|l| l.starts_with("wms_node_outbox_ops{"))
+                    .map(str::to_owned)
+                    .collect()
+            };
+            assert_eq!(ours(&first), ours(&again));
+        }
+        let queues: Vec<&str> = first
+            .lines()
+            .filter(|l| l.starts_with("wms_node_outbox_ops{"))
+            .collect();
+        let mut in_order = queues.clone();
+        in_order.sort_unstable();
+        assert_eq!(queues, in_order, "{first}");
+        if cfg!(target_os = "linux") {
+            for f in [
+                "process_cpu_seconds_total",
+                "process_resident_memory_bytes",
+                "process_open_fds",
+            ] {
+                assert!(
+                    first.contains(&format!("# TYPE {f} ")),
+                    "{f} missing:\n{first}"
+                );
+            }
+        }
+        // The http tests' own counter (exempt above too) may be in the same process.
+        let problems: Vec<String> = naming_problems(&first)
+            .into_iter()
+            .filter(|p| !p.starts_with("wms_node_ops_http_test_total:"))
+            .collect();
+        assert!(problems.is_empty(), "{problems:?}\n{first}");
+    }
+
+    /// The rule's checker catches each way of breaking it.
+    #[test]
+    fn the_naming_checker_names_each_breach() {
+        let bad = "# TYPE wms_node_sent counter\n# HELP other_thing x\n# TYPE other_thing gauge\n\
+                   # HELP wms_node_wait_ms x\n# TYPE wms_node_wait_ms gauge\n\
+                   # HELP wms_node_ops_total x\n# TYPE wms_node_ops_total gauge\n";
+        let p = naming_problems(bad);
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("wms_node_sent: a counter without _total")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|p| p.starts_with("wms_node_sent: no # HELP")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|p| p.starts_with("other_thing: neither")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("wms_node_wait_ms: not in base units")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("wms_node_ops_total: a gauge")),
+            "{p:?}"
+        );
+        assert_eq!(p.len(), 5, "{p:?}");
+    }
 
     /// Names follow the conventions of the module doc.
     #[test]

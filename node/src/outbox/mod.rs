@@ -76,7 +76,7 @@ pub struct Queue {
     /// The `queue` label of the `wms_node_outbox_*` metrics (`"taobao"`, `"alerts"`).
     pub name: &'static str,
     /// The status page's heading.
-    pub title: &'static str,
+    pub title: crate::ops::i18n::Msg,
     /// Its tables.
     pub tables: QueueTables,
     /// The health check it reports.
@@ -98,7 +98,7 @@ impl Queue {
     /// The first queue: the tables of schema version 1, the `"outbox"` check, capped.
     pub const DEFAULT: Queue = Queue {
         name: "outbox",
-        title: "Outbox",
+        title: crate::ops::i18n::Msg::SecOutbox,
         tables: QueueTables::OUTBOX,
         check: CheckName::Outbox,
         dead_letter_alert: AlertCode::DeadLetter,

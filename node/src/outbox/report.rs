@@ -7,6 +7,7 @@ use super::queue::Outbox;
 use super::state::{DeliveryStatus, LinkStatus, Usage};
 use crate::ops::health::Status;
 use crate::ops::http::{At, Observation, StatusSection, StatusSource, bytes};
+use crate::ops::i18n::Msg;
 use crate::store;
 
 /// One reading of the outbox's state.
@@ -51,63 +52,73 @@ impl<Op: Operation> Outbox<Op> {
     fn section_of(&self, r: &Reading, at: &At<'_>) -> StatusSection {
         let (u, s) = (&r.usage, &r.delivery);
         let link = if s.paused {
-            "paused (re-authorize)".to_owned()
+            at.t(Msg::PausedReauthorise)
         } else {
             match (s.link, s.down_since_ms) {
-                (LinkStatus::Down, Some(since)) => format!(
-                    "down since {}, {} failed attempts",
-                    at.when(since),
-                    s.consecutive_failures
+                (LinkStatus::Down, Some(since)) => at.f(
+                    Msg::DownSinceAttempts,
+                    &[&at.when(since), &s.consecutive_failures],
                 ),
-                (link, _) => link.as_str().to_owned(),
+                (LinkStatus::Up, _) => at.t(Msg::LinkUp),
+                (LinkStatus::Down, None) => at.t(Msg::LinkDown),
+                (LinkStatus::Unknown, _) => at.t(Msg::LinkUnknown),
             }
         };
         let mut rows = vec![
-            ("link".to_owned(), link),
-            ("pending".to_owned(), u.count.to_string()),
+            (at.t(Msg::RowLink), link),
+            (at.t(Msg::RowPending), u.count.to_string()),
             (
-                "oldest".to_owned(),
+                at.t(Msg::RowOldest),
                 if u.count == 0 {
                     "-".to_owned()
                 } else {
-                    crate::ops::http::age(std::time::Duration::from_secs(u.oldest_age_secs))
+                    at.age(std::time::Duration::from_secs(u.oldest_age_secs))
                 },
             ),
-            ("in flight".to_owned(), s.in_flight.to_string()),
-            ("dead letters".to_owned(), r.dead.to_string()),
+            (at.t(Msg::RowInFlight), s.in_flight.to_string()),
+            (at.t(Msg::RowDeadLetters), r.dead.to_string()),
             (
-                "size".to_owned(),
+                at.t(Msg::RowSize),
                 if r.cap > 0 {
-                    format!(
-                        "{} of {} ({:.0}%)",
-                        bytes(u.bytes),
-                        bytes(r.cap),
-                        100.0 * u.bytes as f64 / r.cap as f64
+                    at.f(
+                        Msg::SizeOfCap,
+                        &[
+                            &bytes(u.bytes),
+                            &bytes(r.cap),
+                            &format!("{:.0}", 100.0 * u.bytes as f64 / r.cap as f64),
+                        ],
                     )
                 } else {
                     bytes(u.bytes)
                 },
             ),
             (
-                "last success".to_owned(),
+                at.t(Msg::RowLastSuccess),
                 s.last_success_ms
-                    .map_or("none since start".to_owned(), |t| at.when(t)),
+                    .map_or(at.t(Msg::NoneSinceStart), |t| at.when(t)),
             ),
         ];
         if let (Some(f), Some(t)) = (&s.last_failure, s.last_failure_ms) {
             // A failure the link has recovered from says so, so it does not read as current.
             let recovered = s.last_success_ms.is_some_and(|ok| ok > t);
             rows.push((
-                "last failure".to_owned(),
-                format!(
-                    "{}: {f}{}",
-                    at.when(t),
-                    if recovered { " (recovered since)" } else { "" }
+                at.t(Msg::RowLastFailure),
+                at.f(
+                    Msg::FailureAt,
+                    &[
+                        &at.when(t),
+                        f,
+                        &if recovered {
+                            at.t(Msg::RecoveredSince)
+                        } else {
+                            String::new()
+                        },
+                    ],
                 ),
             ));
         }
         StatusSection {
-            title: self.shared.queue.title.to_owned(),
+            title: at.t(self.shared.queue.title),
             rows,
         }
     }

@@ -5,6 +5,7 @@
 use super::Store;
 use crate::ops::health::{CheckName, Status};
 use crate::ops::http::{At, Observation, StatusSection, StatusSource, bytes};
+use crate::ops::i18n::Msg;
 use std::path::Path;
 
 /// Space available to unprivileged writers on the file system holding `path`.
@@ -24,8 +25,8 @@ impl StatusSource for Store {
             metrics::gauge!("wms_node_store_disk_free_bytes").set(f as f64);
         }
         let state = match &health.problem {
-            None => "writable".to_owned(),
-            Some(p) => format!("not writable since {}: {p}", at.when(health.since_ms)),
+            None => at.t(Msg::Writable),
+            Some(p) => at.f(Msg::NotWritableSince, &[&at.when(health.since_ms), p]),
         };
         let check = match &health.problem {
             None => (Status::Ok, "open; writes are durable".to_owned()),
@@ -34,14 +35,17 @@ impl StatusSource for Store {
         Observation {
             checks: vec![(CheckName::Store, check.0, check.1)],
             section: Some(StatusSection {
-                title: "Store".to_owned(),
+                title: at.t(Msg::SecStore),
                 rows: vec![
-                    ("state".to_owned(), state),
-                    ("file".to_owned(), self.options().path.display().to_string()),
-                    ("size".to_owned(), bytes(size)),
+                    (at.t(Msg::RowState), state),
                     (
-                        "free disk".to_owned(),
-                        free.map_or("unknown".to_owned(), bytes),
+                        at.t(Msg::RowFile),
+                        self.options().path.display().to_string(),
+                    ),
+                    (at.t(Msg::RowSize), bytes(size)),
+                    (
+                        at.t(Msg::RowFreeDisk),
+                        free.map_or(at.t(Msg::Unknown), bytes),
                     ),
                 ],
             }),

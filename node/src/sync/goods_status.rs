@@ -5,6 +5,7 @@
 
 use super::reconcile::{CheckStatus, SharedState};
 use crate::ops::http::{At, Observation, StatusSection, StatusSource};
+use crate::ops::i18n::Msg;
 use crate::store::Store;
 use crate::taobao::time::Clock;
 use crate::wms::{self, ShopId};
@@ -116,87 +117,70 @@ impl GoodsSection {
         });
         let mut rows = Vec::new();
         match read {
-            Err(e) => rows.push(("state".to_owned(), format!("cannot read the store: {e}"))),
+            Err(e) => rows.push((at.t(Msg::RowState), at.f(Msg::CannotReadStore, &[&e]))),
             Ok((risks, awaiting, stock)) => {
                 let f = figures(&risks, &awaiting, &stock, now, ms(self.critical));
                 rows.push((
-                    "ship-by risk".to_owned(),
+                    at.t(Msg::RowShipByRisk),
                     if risks.is_empty() {
-                        format!(
-                            "none due within {}",
-                            humantime::format_duration(self.warning)
-                        )
+                        at.f(Msg::NoneDueWithin, &[&at.age(self.warning)])
                     } else {
                         let mut parts = Vec::new();
                         if f.overdue > 0 {
-                            parts.push(format!("{} overdue", f.overdue));
+                            parts.push(at.f(Msg::Overdue, &[&f.overdue]));
                         }
                         if f.critical > 0 {
-                            parts.push(format!(
-                                "{} due within {}",
-                                f.critical,
-                                humantime::format_duration(self.critical)
-                            ));
+                            parts
+                                .push(at.f(Msg::DueWithin, &[&f.critical, &at.age(self.critical)]));
                         }
                         if f.warning > 0 {
-                            parts.push(format!(
-                                "{} due within {}",
-                                f.warning,
-                                humantime::format_duration(self.warning)
-                            ));
+                            parts.push(at.f(Msg::DueWithin, &[&f.warning, &at.age(self.warning)]));
                         }
                         if f.held_at_risk > 0 {
-                            parts.push(format!("{} of them held", f.held_at_risk));
+                            parts.push(at.f(Msg::OfThemHeld, &[&f.held_at_risk]));
                         }
                         if let Some((tid, by)) = f.first {
-                            parts.push(format!(
-                                "first: trade {tid} by {}",
-                                at.local.format(at_ms(by))
-                            ));
+                            parts.push(at.f(Msg::FirstDue, &[&tid, &at.local.format(at_ms(by))]));
                         }
-                        parts.join("; ")
+                        parts.join(&at.t(Msg::PartsSep))
                     },
                 ));
                 rows.push((
-                    "shipped, not yet confirmed by Taobao".to_owned(),
+                    at.t(Msg::RowAwaitingConfirm),
                     match (f.awaiting, f.oldest_awaiting_ms) {
-                        (0, _) => "none".to_owned(),
-                        (n, Some(t)) => format!("{n} trades; oldest shipped {}", at.when(at_ms(t))),
-                        (n, None) => format!("{n} trades"),
+                        (0, _) => at.t(Msg::None_),
+                        (n, Some(t)) => at.f(Msg::TradesOldestShipped, &[&n, &at.when(at_ms(t))]),
+                        (n, None) => at.f(Msg::NTrades, &[&n]),
                     },
                 ));
                 rows.push((
-                    "stock".to_owned(),
+                    at.t(Msg::RowStock),
                     if f.skus == 0 {
-                        "no SKUs in the master".to_owned()
+                        at.t(Msg::NoSkusInMaster)
                     } else {
-                        format!(
-                            "{} SKUs; {} with nothing available{}",
-                            f.skus,
-                            f.out_of_stock,
-                            if f.sync_stopped > 0 {
-                                format!("; sync stopped for {}", f.sync_stopped)
-                            } else {
-                                String::new()
-                            }
-                        )
+                        let stopped = if f.sync_stopped > 0 {
+                            at.f(Msg::SyncStoppedFor, &[&f.sync_stopped])
+                        } else {
+                            String::new()
+                        };
+                        at.f(Msg::SkusSummary, &[&f.skus, &f.out_of_stock, &stopped])
                     },
                 ));
             }
         }
-        rows.push(("last reconciliation".to_owned(), self.reconciliation()));
+        rows.push((at.t(Msg::RowLastReconcile), self.reconciliation(at)));
         rows
     }
 
-    fn reconciliation(&self) -> String {
+    fn reconciliation(&self, at: &At<'_>) -> String {
         let s = self
             .reconcile
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let last = match &s.last {
-            None if s.running => return "running (first run)".to_owned(),
-            None => return "not run yet since the node started".to_owned(),
+            None if s.running => return at.t(Msg::RecRunningFirst),
+            None => return at.t(Msg::RecNotYet),
             Some(r) => r,
         };
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
@@ -210,27 +194,32 @@ impl GoodsSection {
             }
         }
         let found: usize = kinds.values().sum();
-        let mut text = format!(
-            "finished {}: {}",
-            last.finished,
-            if found == 0 {
-                "clean".to_owned()
-            } else {
-                format!(
-                    "{found} findings ({})",
-                    kinds
+        // The time in the warehouse's zone, with its age.
+        let finished = chrono::DateTime::parse_from_rfc3339(&last.finished)
+            .ok()
+            .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+            .map_or_else(|| last.finished.clone(), |ms| at.when(ms));
+        let sep = at.t(Msg::ListSep);
+        let mut text = at.f(
+            Msg::RecFinished,
+            &[
+                &finished,
+                &if found == 0 {
+                    at.t(Msg::RecClean)
+                } else {
+                    let kinds: Vec<String> = kinds
                         .iter()
-                        .map(|(k, n)| format!("{n} {k}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
+                        .map(|(k, n)| at.f(Msg::CountOf, &[n, k]))
+                        .collect();
+                    at.f(Msg::RecFoundKinds, &[&found, &kinds.join(&sep)])
+                },
+            ],
         );
         if !not_run.is_empty() {
-            text.push_str(&format!("; could not run: {}", not_run.join(", ")));
+            text.push_str(&at.f(Msg::RecCouldNotRun, &[&not_run.join(&sep)]));
         }
         if s.running {
-            text.push_str("; running again now");
+            text.push_str(&at.t(Msg::RecRunningAgain));
         }
         text
     }
@@ -241,7 +230,7 @@ impl StatusSource for GoodsSection {
         Observation {
             checks: Vec::new(),
             section: Some(StatusSection {
-                title: "Goods out".to_owned(),
+                title: at.t(Msg::SecGoodsOut),
                 rows: self.rows(at),
             }),
         }

@@ -906,13 +906,13 @@ impl IntakeSection {
 }
 
 impl crate::ops::http::StatusSource for IntakeSection {
-    fn observe(&self, _: &crate::ops::http::At<'_>) -> crate::ops::http::Observation {
+    fn observe(&self, at: &crate::ops::http::At<'_>) -> crate::ops::http::Observation {
         // The check and the section of one reading of the status, as of now (the lag grows
         // between polls).
         let (status, message) = check(&self.handle.status(), self.clock.now(), self.lag_alert);
         crate::ops::http::Observation {
             checks: vec![(CHECK, status, message)],
-            section: Some(self.section()),
+            section: Some(self.section(at)),
         }
     }
 }
@@ -920,29 +920,32 @@ impl crate::ops::http::StatusSource for IntakeSection {
 impl IntakeSection {
     /// The "Orders" section. Goods out (orders by state, holds, deadline risk, the last
     /// reconciliation) adds its rows here.
-    fn section(&self) -> crate::ops::http::StatusSection {
+    fn section(&self, at: &crate::ops::http::At<'_>) -> crate::ops::http::StatusSection {
+        use crate::ops::i18n::Msg;
         let st = self.handle.status();
         let now = self.clock.now();
         let mut rows = Vec::new();
         let lag = match st.watermark {
             Some(w) => {
                 let secs = (now - w).num_seconds().max(0) as u64;
-                format!(
-                    "{} (everything changed up to {} is in)",
-                    humantime::format_duration(Duration::from_secs(secs)),
-                    crate::taobao::time::format(w)
+                at.f(
+                    Msg::IntakeLag,
+                    &[
+                        &at.age(Duration::from_secs(secs)),
+                        &crate::taobao::time::format(w),
+                    ],
                 )
             }
-            None => "no pull yet".to_owned(),
+            None => at.t(Msg::NoPullYet),
         };
-        rows.push(("intake lag".to_owned(), lag));
+        rows.push((at.t(Msg::RowIntakeLag), lag));
         rows.push((
-            "last pull".to_owned(),
+            at.t(Msg::RowLastPull),
             match (&st.stopped, &st.last_error) {
-                (Some(why), _) => format!("stopped: {why}"),
-                (None, Some(e)) => format!("failed: {e}"),
-                (None, None) if st.polls == 0 => "none yet".to_owned(),
-                (None, None) => format!("ok ({} polls, {} windows)", st.polls, st.windows),
+                (Some(why), _) => at.f(Msg::PullStopped, &[why]),
+                (None, Some(e)) => at.f(Msg::PullFailed, &[e]),
+                (None, None) if st.polls == 0 => at.t(Msg::NoneYet),
+                (None, None) => at.f(Msg::PullOk, &[&st.polls, &st.windows]),
             },
         ));
         let counts = crate::ops::orders::cached_counts(&self.shop).unwrap_or_default();
@@ -951,49 +954,52 @@ impl IntakeSection {
             let parts: Vec<String> = m
                 .into_iter()
                 .flatten()
-                .map(|(k, v)| format!("{v} {k}"))
+                .map(|(k, v)| {
+                    let word = at.lang.order_word(k);
+                    at.f(Msg::CountOf, &[v, &word])
+                })
                 .collect();
             if parts.is_empty() {
-                "none".to_owned()
+                at.t(Msg::None_)
             } else {
-                parts.join(", ")
+                parts.join(&at.t(Msg::ListSep))
             }
         };
         rows.push((
-            format!("orders today ({today})"),
+            at.f(Msg::RowOrdersToday, &[&today]),
             join(counts.days.get(&today)),
         ));
-        rows.push(("orders by state".to_owned(), join(Some(&counts.states))));
+        rows.push((at.t(Msg::RowOrdersByState), join(Some(&counts.states))));
         rows.push((
-            "held".to_owned(),
+            at.t(Msg::RowHeld),
             if counts.held == 0 {
-                "none".to_owned()
+                at.t(Msg::None_)
             } else {
-                format!("{} orders: {}", counts.held, join(Some(&counts.holds)))
+                at.f(Msg::HeldOrders, &[&counts.held, &join(Some(&counts.holds))])
             },
         ));
         let b = self.client.budget();
         rows.push((
-            "Taobao calls today".to_owned(),
+            at.t(Msg::RowCallsToday),
             match b.budget {
                 Some(budget) => {
                     let pct = b.calls_today.saturating_mul(100) / budget.max(1);
                     let held: Vec<&str> = b.held_back.iter().map(|c| c.as_str()).collect();
-                    format!(
-                        "{} of {budget} ({pct} %){}",
-                        b.calls_today,
-                        if held.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; waiting for tomorrow: {}", held.join(", "))
-                        }
+                    let waiting = if held.is_empty() {
+                        String::new()
+                    } else {
+                        at.f(Msg::WaitingForTomorrow, &[&held.join(&at.t(Msg::ListSep))])
+                    };
+                    at.f(
+                        Msg::CallsOfBudget,
+                        &[&b.calls_today, &budget, &pct, &waiting],
                     )
                 }
-                None => format!("{} (no budget set)", b.calls_today),
+                None => at.f(Msg::NoBudgetSet, &[&b.calls_today]),
             },
         ));
         crate::ops::http::StatusSection {
-            title: "Orders".to_owned(),
+            title: at.t(Msg::SecOrders),
             rows,
         }
     }

@@ -8,6 +8,7 @@ use super::error::BanScope;
 use super::tokens::{TokenManager, TokenStatus};
 use crate::ops::health::{CheckName, Status};
 use crate::ops::http::{At, Observation, StatusSection, StatusSource, age};
+use crate::ops::i18n::Msg;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,60 +47,62 @@ impl StatusSource for TaobaoSection {
         let mut rows = Vec::new();
 
         let link_row = match (link.up, link.since_ms) {
-            (None, _) => "no call yet".to_owned(),
-            (Some(true), Some(t)) => format!("up since {}", at.when(t)),
-            (Some(false), Some(t)) => format!(
-                "down since {} ({} calls in a row without a reply)",
-                at.when(t),
-                link.failures_in_a_row
-            ),
-            (Some(up), None) => if up { "up" } else { "down" }.to_owned(),
+            (None, _) => at.t(Msg::NoCallYet),
+            (Some(true), Some(t)) => at.f(Msg::UpSince, &[&at.when(t)]),
+            (Some(false), Some(t)) => {
+                at.f(Msg::DownSinceCalls, &[&at.when(t), &link.failures_in_a_row])
+            }
+            (Some(up), None) => at.t(if up { Msg::LinkUp } else { Msg::LinkDown }),
         };
-        rows.push(("link".to_owned(), link_row));
+        rows.push((at.t(Msg::RowLink), link_row));
         rows.push((
-            "last success".to_owned(),
+            at.t(Msg::RowLastSuccess),
             link.last_success_ms
-                .map_or("none since start".to_owned(), |t| at.when(t)),
+                .map_or(at.t(Msg::NoneSinceStart), |t| at.when(t)),
         ));
         if let Some((t, why)) = &link.last_failure {
             let recovered = link.last_success_ms.is_some_and(|ok| ok > *t);
             rows.push((
-                "last failure".to_owned(),
-                format!(
-                    "{}: {why}{}",
-                    at.when(*t),
-                    if recovered { " (recovered since)" } else { "" }
+                at.t(Msg::RowLastFailure),
+                at.f(
+                    Msg::FailureAt,
+                    &[
+                        &at.when(*t),
+                        why,
+                        &if recovered {
+                            at.t(Msg::RecoveredSince)
+                        } else {
+                            String::new()
+                        },
+                    ],
                 ),
             ));
         }
         rows.push((
-            "ban".to_owned(),
+            at.t(Msg::RowBan),
             if bans.is_empty() {
-                "none".to_owned()
+                at.t(Msg::None_)
             } else {
                 bans.iter()
-                    .map(|(scope, left)| format!("{scope}: {} more", age(*left)))
+                    .map(|(scope, left)| at.f(Msg::BanLeft, &[scope, &at.age(*left)]))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(&at.t(Msg::ListSep))
             },
         ));
 
         let (shop, authorisation) = match &auth {
-            None => ("unknown".to_owned(), "not read yet".to_owned()),
-            Some((None, _)) => (
-                "not authorised".to_owned(),
-                "never authorised: run `wms-node auth login`".to_owned(),
-            ),
+            None => (at.t(Msg::Unknown), at.t(Msg::NotReadYet)),
+            Some((None, _)) => (at.t(Msg::NotAuthorised), at.t(Msg::NeverAuthorised)),
             Some((Some(t), refused)) => (
                 t.shop_nick
                     .clone()
                     .or_else(|| t.user_id.clone())
-                    .unwrap_or_else(|| "unknown".to_owned()),
+                    .unwrap_or_else(|| at.t(Msg::Unknown)),
                 describe_auth(t, *refused, at),
             ),
         };
-        rows.push(("shop".to_owned(), shop));
-        rows.push(("authorisation".to_owned(), authorisation));
+        rows.push((at.t(Msg::RowShop), shop));
+        rows.push((at.t(Msg::RowAuthorisation), authorisation));
         if let Some((Some(t), _)) = &auth {
             metrics::gauge!("wms_node_taobao_token_expiry_timestamp_seconds").set(
                 t.expires_at
@@ -146,7 +149,7 @@ impl StatusSource for TaobaoSection {
         Observation {
             checks: vec![(CheckName::Taobao, check.0, check.1)],
             section: Some(StatusSection {
-                title: "Taobao".to_owned(),
+                title: at.t(Msg::SecTaobao),
                 rows,
             }),
         }
@@ -155,27 +158,29 @@ impl StatusSource for TaobaoSection {
 
 fn describe_auth(t: &TokenStatus, refused: bool, at: &At<'_>) -> String {
     if refused {
-        return "refused by Taobao: authorise again (`wms-node auth login`)".to_owned();
+        return at.t(Msg::AuthRefused);
     }
     let expiry = match t.expires_at {
-        None => "no expiry known (a pre-issued session)".to_owned(),
+        None => at.t(Msg::NoExpiryKnown),
         Some(e) => {
             let ms = u64::try_from(e.timestamp_millis()).unwrap_or(0);
             if t.expired {
-                format!("expired {}", at.when(ms))
+                at.f(Msg::ExpiredAt, &[&at.when(ms)])
             } else {
-                format!(
-                    "expires {} (in {})",
-                    at.local.format(ms),
-                    age(Duration::from_millis(ms.saturating_sub(at.now_ms)))
+                at.f(
+                    Msg::ExpiresIn,
+                    &[
+                        &at.local.format(ms),
+                        &at.age(Duration::from_millis(ms.saturating_sub(at.now_ms))),
+                    ],
                 )
             }
         }
     };
-    let refresh = if t.refreshable {
-        "the node refreshes it by itself"
+    let refresh = at.t(if t.refreshable {
+        Msg::RefreshesItself
     } else {
-        "the node cannot refresh it: authorise again before then"
-    };
-    format!("{expiry}; {refresh}")
+        Msg::CannotRefresh
+    });
+    at.f(Msg::AuthSummary, &[&expiry, &refresh])
 }

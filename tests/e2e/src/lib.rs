@@ -15,6 +15,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub mod browser;
+
 static BUILD: Mutex<()> = Mutex::new(());
 
 /// The path of the workspace binary `name` of package `package`, building it if missing.

@@ -385,6 +385,42 @@ async fn the_alerts_command_shows_the_same_alert_from_a_running_node_and_from_it
     let (_, out, _) = alerts_cli(&config, None, &[]);
     assert!(!out.contains("reauthorize"), "{out}");
 
+    // With `node.language = "zh"` the same tables speak Chinese (the alert's code and
+    // message stay as they are); --json does not change.
+    let zh = |args: &[&str]| {
+        let out = std::process::Command::new(wms_e2e::binary("wms-node", "wms-node").unwrap())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("WMS_NODE__NODE__LANGUAGE", "zh")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = zh(&["alerts", "--history"]);
+    assert!(out.starts_with("当前没有告警。\n"), "{out}");
+    let header = out
+        .lines()
+        .find(|l| l.starts_with("已解除的告警"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        header.contains("解除（+08:00）") && header.contains("持续了"),
+        "{out}"
+    );
+    assert!(out.contains("reauthorize (101)"), "{out}");
+    assert_eq!(
+        json(&zh(&["alerts", "--history", "--json"]))["resolved"],
+        v["resolved"]
+    );
+    let out = zh(&["queue", "stats"]);
+    assert!(out.contains("待发送") && out.contains("死信"), "{out}");
+    assert!(!out.contains("pending"), "{out}");
+
     // Bad usage is 2; a data_dir without a database is 1 and says where it looked.
     let (code, _, err) = alerts_cli(&config, None, &["--since", "1h"]);
     assert_eq!(code, 2, "{err}");

@@ -313,7 +313,7 @@ async fn an_order_is_held_until_its_sku_is_mapped_and_no_buyer_data_is_kept_anyw
     // Goods out: the paid order is days from its ship-by deadline; nothing shipped yet.
     assert!(page.contains("Goods out"), "{page}");
     assert!(page.contains("ship-by risk"), "{page}");
-    assert!(page.contains("none due within 4h"), "{page}");
+    assert!(page.contains("none due within 4 h"), "{page}");
     assert!(page.contains("last reconciliation"), "{page}");
     // The floor: the embedded broker, the node's own session, no devices yet.
     assert!(page.contains("embedded, listening on 127.0.0.1:"), "{page}");

@@ -106,7 +106,7 @@ async fn a_taobao_outage_at_start_up_degrades_health_and_the_node_recovers_by_it
     assert!(page.contains("<h2>Taobao</h2>"), "{page}");
     assert!(page.contains("<tr><th>link</th><td>down since "), "{page}");
     assert!(
-        !page.contains("<span class=\"ok\">ok</span></h1>"),
+        !page.contains("<span id=\"overall\" class=\"ok\">ok</span></h1>"),
         "{page}"
     );
     assert!(

@@ -64,6 +64,18 @@ pub struct DemoArgs {
     /// output; the live view stops with `q`).
     #[arg(long)]
     pub exit: bool,
+    /// The status page's language (`[node] language`): en or zh.
+    #[arg(long, default_value = "en", value_parser = parse_language)]
+    pub language: wms_node::ops::i18n::Lang,
+}
+
+/// `en` or `zh`.
+fn parse_language(s: &str) -> Result<wms_node::ops::i18n::Lang, String> {
+    match s {
+        "en" => Ok(wms_node::ops::i18n::Lang::En),
+        "zh" => Ok(wms_node::ops::i18n::Lang::Zh),
+        other => Err(format!("`{other}` is not a language of the node: en or zh")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

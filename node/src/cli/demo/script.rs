@@ -250,6 +250,7 @@ fn config(
     c.node.id = "demo-gw".into();
     c.node.site = "demo".into();
     c.node.data_dir = dir.to_owned();
+    c.node.language = args.language;
     c.taobao.endpoint = shop.rest_url();
     c.taobao.oauth_url = shop.oauth_url();
     c.taobao.app_key = taobao_sandbox::DEFAULT_APP_KEY.into();

@@ -55,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 /// newer ones replace it), and a webhook that is down only degrades the node.
 pub const ALERT_QUEUE: Queue = Queue {
     name: "alerts",
-    title: "Alert delivery",
+    title: crate::ops::i18n::Msg::SecAlertDelivery,
     tables: QueueTables {
         outbox: "alert_outbox",
         fifo: "alert_outbox_fifo",

@@ -2,6 +2,7 @@
 //! colours, so it reads well over SSH and in a log).
 
 use super::{ActionResult, ListPage, OpState, OpView, Stats};
+use crate::ops::i18n::{Lang, Msg, pad, width};
 use std::fmt::Write;
 
 /// A table with left-aligned columns separated by two spaces.
@@ -13,10 +14,10 @@ struct Table {
 impl Table {
     fn render(&self) -> String {
         let cols = self.header.len();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| width(h)).collect();
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate().take(cols) {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(width(cell));
             }
         }
         let mut out = String::new();
@@ -26,9 +27,7 @@ impl Table {
                 if i + 1 == cells.len() {
                     l.push_str(c);
                 } else {
-                    let pad = widths[i].saturating_sub(c.chars().count());
-                    l.push_str(c);
-                    l.extend(std::iter::repeat_n(' ', pad + 2));
+                    l.push_str(&pad(c, widths[i] + 2));
                 }
             }
             out.push_str(l.trim_end());
@@ -85,28 +84,31 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// `queue list`.
-pub fn render_list(page: &ListPage) -> String {
+pub fn render_list(page: &ListPage, lang: Lang) -> String {
     if page.ops.is_empty() {
-        return "no ops match\n".to_owned();
+        return format!("{}\n", lang.t(Msg::QNoOps));
     }
     let now = crate::store::now_ms();
     let table = Table {
-        header: vec![
-            "SEQ",
-            "STATE",
-            "KIND",
-            "AGE",
-            "TRIES",
-            "NEXT",
-            "SUMMARY / LAST ERROR",
-        ],
+        header: [
+            Msg::QSeq,
+            Msg::QState,
+            Msg::QKind,
+            Msg::QAge,
+            Msg::QTries,
+            Msg::QNext,
+            Msg::QSummary,
+        ]
+        .iter()
+        .map(|m| lang.t(*m))
+        .collect(),
         rows: page
             .ops
             .iter()
             .map(|o| {
                 let next = o
                     .next_attempt_at_ms
-                    .map(|t| format!("in {}", ago(t.saturating_sub(now) / 1000)))
+                    .map(|t| lang.f(Msg::QIn, &[&ago(t.saturating_sub(now) / 1000)]))
                     .unwrap_or_else(|| "-".into());
                 let mut summary = clip(&o.summary, 60);
                 let err = o.dead_reason.as_ref().or(o.last_error.as_ref());
@@ -126,9 +128,9 @@ pub fn render_list(page: &ListPage) -> String {
             .collect(),
     };
     let mut out = table.render();
-    out.push_str("* critical (never dropped by the byte cap)\n");
+    let _ = writeln!(out, "{}", lang.t(Msg::QCriticalNote));
     if let Some(next) = page.next_after {
-        let _ = writeln!(out, "more: --after {next}");
+        let _ = writeln!(out, "{}", lang.f(Msg::QMore, &[&next]));
     }
     out
 }
@@ -186,48 +188,52 @@ pub fn render_op(o: &OpView) -> String {
 }
 
 /// `queue stats`.
-pub fn render_stats(s: &Stats) -> String {
+pub fn render_stats(s: &Stats, lang: Lang) -> String {
     let mut out = String::new();
     let cap = if s.cap_bytes == 0 {
-        "none".to_owned()
+        lang.t(Msg::None_).to_owned()
     } else {
-        format!(
-            "{} of {} ({:.1}%, policy {})",
-            bytes(s.bytes),
-            bytes(s.cap_bytes),
-            s.cap_used_pct.unwrap_or(0.0),
-            s.cap_policy
+        lang.f(
+            Msg::QCapOf,
+            &[
+                &bytes(s.bytes),
+                &bytes(s.cap_bytes),
+                &format!("{:.1}", s.cap_used_pct.unwrap_or(0.0)),
+                &s.cap_policy,
+            ],
         )
     };
     let oldest = match s.oldest_age_secs {
-        Some(a) => format!(
-            "{} ago ({})",
-            ago(a),
-            when(s.oldest_enqueued_at_ms.unwrap_or(0))
+        Some(a) => lang.f(
+            Msg::QAgoAt,
+            &[&ago(a), &when(s.oldest_enqueued_at_ms.unwrap_or(0))],
         ),
         None => "-".into(),
     };
     let rows = [
-        ("pending", s.pending.to_string()),
-        ("  in flight", s.in_flight.to_string()),
-        ("  backing off", s.backing_off.to_string()),
-        ("dead letters", s.dead_letters.to_string()),
-        ("oldest pending", oldest),
-        ("queue bytes", cap),
-        ("quarantined", s.quarantined.to_string()),
-        ("store file", bytes(s.file_bytes)),
+        (Msg::QRowPending, s.pending.to_string()),
+        (Msg::QRowInFlight, s.in_flight.to_string()),
+        (Msg::QRowBackingOff, s.backing_off.to_string()),
+        (Msg::QRowDeadLetters, s.dead_letters.to_string()),
+        (Msg::QRowOldest, oldest),
+        (Msg::QRowBytes, cap),
+        (Msg::QRowQuarantined, s.quarantined.to_string()),
+        (Msg::QRowStoreFile, bytes(s.file_bytes)),
         (
-            "store",
-            format!("id {}, schema v{}", s.store_id, s.schema_version),
+            Msg::QRowStore,
+            lang.f(Msg::QStoreId, &[&s.store_id, &s.schema_version]),
         ),
     ];
     for (k, v) in rows {
-        let _ = writeln!(out, "{k:<16}{v}");
+        let _ = writeln!(out, "{}{v}", pad(lang.t(k), 16));
     }
     if !s.by_kind.is_empty() {
         out.push('\n');
         let t = Table {
-            header: vec!["KIND", "PENDING", "BACKING OFF", "DEAD"],
+            header: [Msg::QKind, Msg::QPending, Msg::QBackingOff, Msg::QDead]
+                .iter()
+                .map(|m| lang.t(*m))
+                .collect(),
             rows: s
                 .by_kind
                 .iter()
@@ -244,10 +250,7 @@ pub fn render_stats(s: &Stats) -> String {
         out.push_str(&t.render());
     }
     if s.quarantined > 0 {
-        out.push_str(
-            "\nsome records could not be decoded and were set aside in the quarantine table;\n\
-             the node carries on without them (see the log for their table and key)\n",
-        );
+        out.push_str(lang.t(Msg::QQuarantineNote));
     }
     out
 }
@@ -299,7 +302,7 @@ mod tests {
             ops: vec![view(7, "tid 1 oids 1,2"), view(12345, "tid 99")],
             next_after: Some(12345),
         };
-        let text = render_list(&page);
+        let text = render_list(&page, Lang::En);
         let lines: Vec<&str> = text.lines().collect();
         let col = |l: &str| l.find("queued").or_else(|| l.find("STATE"));
         assert_eq!(col(lines[0]), col(lines[1]));
@@ -307,6 +310,19 @@ mod tests {
         assert!(lines[1].starts_with("7*"));
         assert!(text.contains("1h02m"));
         assert!(text.contains("more: --after 12345"));
+
+        // In Chinese the headers take two columns a character, and the columns still line
+        // up on the terminal.
+        let zh = render_list(&page, Lang::Zh);
+        let lines: Vec<&str> = zh.lines().collect();
+        assert!(lines[0].starts_with("序号"), "{zh}");
+        let col = |l: &str| {
+            let at = l.find("queued").or_else(|| l.find("状态")).unwrap();
+            width(&l[..at])
+        };
+        assert_eq!(col(lines[0]), col(lines[1]), "{zh}");
+        assert_eq!(col(lines[1]), col(lines[2]), "{zh}");
+        assert!(zh.contains("更多：--after 12345"), "{zh}");
     }
 
     #[test]
