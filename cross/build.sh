@@ -16,8 +16,8 @@
 #   CROSS_RUSTC        rustc to build with (default: /usr/bin/rustc)
 #   CROSS_NICE         nice level for the build (default: 19; the build is long and CPU-bound)
 #   CROSS_BINS         space-separated subset of "wms-node wms-bridge taobao-sandbox"
-#   CROSS_NODE_BUDGET  fail if wms-node is larger than this many bytes (default: 13000000 for
-#                      aarch64, the gateway goal; 0 disables the check)
+#   CROSS_NODE_BUDGET  fail if wms-node is larger than this many bytes (default: 14000000 for
+#                      aarch64, above the 12 MB goal until it is met again; 0 disables the check)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -97,10 +97,10 @@ done
 budget="${CROSS_NODE_BUDGET:-}"
 if [ -z "$budget" ]; then
     case "$TARGET" in
-        # 12 MB was the goal until the floor's broker (rmqtt, with quinn it does not use) and
-        # redb 2.6's one-off converter came in: 12,859,520 bytes at 5a8923b. The budget is
-        # 13 MB until the demo feature leaves the package build (docs/BENCHMARKS.md).
-        aarch64-*) budget=13000000 ;;
+        # 12 MB is the goal; not met since the floor's broker (rmqtt and its tree), redb 2.6's
+        # one-off converter and goods out came in: 13,187,712 bytes at 61008d6 without the demo
+        # (docs/BENCHMARKS.md, "Binary size"). The budget catches growth until it is met again.
+        aarch64-*) budget=14000000 ;;
         *) budget=0 ;;
     esac
 fi
