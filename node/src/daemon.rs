@@ -306,6 +306,8 @@ pub struct Started {
     pub mqtt_addr: Option<SocketAddr>,
     /// Publishes the node's alert messages on `wms/{site}/gateway/{id}/alert`.
     pub alert_publisher: crate::floor::alerts::AlertPublisher,
+    /// The floor's devices (`wms-node devices …` on this node: the broker follows at once).
+    pub devices: crate::floor::admin::DeviceAdmin,
     taobao: crate::taobao::setup::Taobao,
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<(&'static str, String)>,
@@ -419,6 +421,7 @@ async fn start_parts(
     .with_labels(warehouse.shop.clone(), Arc::new(warehouse.labels.clone()));
     let mqtt_addr = floor.broker_addr;
     let devices = floor.admin.clone();
+    let floor_devices = devices.clone();
     let floor_section = crate::floor::status::FloorSection::new(
         store.clone(),
         floor.presence.clone(),
@@ -603,6 +606,7 @@ async fn start_parts(
         store,
         mqtt_addr,
         alert_publisher,
+        devices: floor_devices,
         taobao,
         tasks,
         failures,

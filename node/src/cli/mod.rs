@@ -40,7 +40,7 @@ the power is down.";
 
 const AFTER_HELP: &str = "\
 Getting started:
-  wms-node demo                              see it work: node + simulated shop, an outage
+  wms-node demo                              see it work: node + simulated shop and floor
   wms-node default-config > node.toml        a complete, commented config file to edit
   wms-node check-config --config node.toml   check it (lists every problem at once)
   wms-node auth login --config node.toml     authorize the node for your Taobao shop
@@ -106,8 +106,9 @@ impl From<LogFormatArg> for LogFormat {
 pub enum Command {
     /// Run the node: pull orders, serve the floor, push shipments and stock, until SIGTERM.
     Run,
-    /// Run a self-contained demo: the node, a simulated Taobao shop and a pack station,
-    /// with an internet outage in the middle. Needs no config file and no internet.
+    /// Run a self-contained demo: the node, a simulated Taobao shop and simulated scanners
+    /// and printers over MQTT, with a refund on the floor and an internet outage. Needs no
+    /// config file and no internet.
     Demo(demo::DemoArgs),
     /// Check a config file: print the effective configuration (secrets redacted) and exit
     /// 0, or list every problem and exit 2.
