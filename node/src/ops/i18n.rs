@@ -447,6 +447,59 @@ catalogue! {
     RecProgress => "reconciling", "对账中";
 
     QQuarantineNote => "\nsome records could not be decoded and were set aside in the quarantine table;\nthe node carries on without them (see the log for their table and key)\n", "\n有记录无法解码，已移入隔离表；\n节点不受影响继续运行（表名和键见日志）\n";
+
+    // `wms-node devices`.
+    DevClass => "CLASS", "类型";
+    DevId => "ID", "编号";
+    DevOnline => "ONLINE", "在线";
+    DevFirmware => "FIRMWARE", "固件";
+    DevLastSeen => "LAST SEEN", "最后在线";
+    DevIsOnline => "online", "在线";
+    DevIsOffline => "offline", "离线";
+    DevNever => "never", "从未";
+    DevNone => "no devices; add one with: wms-node devices add ID --class scanner|printer", "还没有设备；添加设备：wms-node devices add ID --class scanner|printer";
+    DevNotRunning => "(the node is not running: online state unknown)", "（节点未运行：在线状态未知）";
+    DevRemoved => "removed {0}: its credentials no longer work", "已移除 {0}：它的凭据立即失效";
+    DevAdded => "added {0} {1}", "已添加{0} {1}";
+    DevUser => "MQTT user name", "MQTT 用户名";
+    DevPassword => "MQTT password", "MQTT 密码";
+    DevClientId => "MQTT client id", "MQTT 客户端 ID";
+    DevTopics => "topics", "主题";
+    DevTopicsValue => "{0} (publish), …/cmd (subscribe)", "{0}（发布），…/cmd（订阅）";
+    DevPasswordOnce => "The password is shown this once; only its hash is kept. Lost it? Remove the\ndevice and add it again.", "密码只显示这一次，节点只保存它的哈希。丢了？移除设备后重新添加。";
+    DevExternalBroker => "External broker: {0} now lists it; reload the broker (systemctl reload mosquitto).", "外部 MQTT 服务器：{0} 已列入该设备；请重新加载（systemctl reload mosquitto）。";
+
+    // `wms-node sku`.
+    SkuSku => "SKU", "货品编码";
+    SkuBarcode => "BARCODE", "条码";
+    SkuOnHand => "ON HAND", "在库";
+    SkuLocation => "LOCATION", "库位";
+    SkuListings => "LISTINGS", "商品链接";
+    SkuName => "NAME", "名称";
+    SkuBundle => "BUNDLE", "组合装";
+    SkuComponents => "COMPONENTS", "组成";
+    SkuNone => "No SKUs yet: `wms-node sku import FILE.csv`.", "还没有货品：`wms-node sku import FILE.csv`。";
+    SkuMore => "… ({0} more)", "…（另有 {0} 个）";
+    SkuImported => "Imported.", "已导入。";
+    SkuDryRun => "Dry run: nothing written. This import would change:", "试运行：未写入任何内容。这次导入将会改动：";
+    SkuAdded => "added", "新增";
+    SkuChanged => "changed", "修改";
+    SkuUnchanged => "unchanged", "未变";
+    SkuListingsRow => "listings", "商品链接";
+    SkuMoved => "moved: {0}", "改挂：{0}";
+    SkuOnHandRow => "on hand", "在库";
+    SkuOnHandSet => "set for new SKUs", "新货品的库存已设定";
+    SkuIgnored => "ignored", "忽略";
+    SkuIgnoredDetail => "counts of SKUs already counted (use the stock commands): {0}", "已盘点货品的数量（请用 stock 命令修改）：{0}";
+    SkuIgnoredItem => "{0} file {1}, counted {2}", "{0} 文件 {1}，盘点 {2}";
+    SkuReleased => "released", "已放行";
+    SkuSyncRead => "Read {0} items with {1} listings: {2} mapped by their merchant code, {3} kept as imported.", "读取了 {0} 个商品、{1} 个链接：{2} 个按商家编码对应，{3} 个保留导入时的对应。";
+    SkuSyncUnknown => "{0} listings have a merchant code that is no SKU or bundle (import it): {1}", "{0} 个链接的商家编码不是任何货品或组合装（请导入）：{1}";
+    SkuSyncNoCode => "{0} listings have no merchant code (give them one, or map them with `sku import`): {1}", "{0} 个链接没有商家编码（请补上，或用 `sku import` 对应）：{1}";
+    SkuSyncStale => "{0} map entries removed: their items are gone from Taobao.", "移除了 {0} 条对应：淘宝上已没有这些商品。";
+    SkuSyncReleased => "{0} held orders released.", "放行了 {0} 个挂起的订单。";
+    SkuProgress => "reading listings", "读取商品链接";
+    SkuProgressItems => "items", "个商品";
 }
 
 /// The width of `s` in a terminal's columns: Chinese (and other East Asian wide) characters
