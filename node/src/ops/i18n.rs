@@ -500,6 +500,22 @@ catalogue! {
     SkuSyncReleased => "{0} held orders released.", "放行了 {0} 个挂起的订单。";
     SkuProgress => "reading listings", "读取商品链接";
     SkuProgressItems => "items", "个商品";
+
+    // `wms-node auth`.
+    AuthAuthorised => "Authorised.", "已授权。";
+    AuthNot => "not authorised: run `wms-node auth login`", "未授权：请运行 `wms-node auth login`";
+    AuthShop => "shop:", "店铺：";
+    AuthUnknownShop => "(unknown shop)", "（未知店铺）";
+    AuthSellerId => "{0} (seller id {1})", "{0}（卖家 ID {1}）";
+    AuthSource => "source:", "令牌来源：";
+    AuthExpires => "expires:", "令牌到期：";
+    AuthExpired => "expired", "已过期";
+    AuthExpiresIn => "in {0}", "{0}后";
+    AuthExpiresUnknown => "unknown (a pre-issued session)", "未知（预先签发的会话）";
+    AuthRefresh => "refresh:", "自动续期：";
+    AuthRefreshUntil => "automatic, possible until {0}", "自动，最晚可续到 {0}";
+    AuthRefreshAuto => "automatic", "自动";
+    AuthRefreshNo => "not possible (the app cannot refresh, or the refresh token expired): run `wms-node auth login` before it expires", "无法续期（应用不能刷新令牌，或刷新令牌已过期）：请在到期前运行 `wms-node auth login` 重新授权";
 }
 
 /// The width of `s` in a terminal's columns: Chinese (and other East Asian wide) characters
