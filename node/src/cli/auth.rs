@@ -250,11 +250,12 @@ async fn login(
     let redirect = with_port_if_zero(&redirect, bound.port());
     let oauth = oauth_client(config, Some(redirect.clone()))?;
     let state = OAuthClient::new_state();
-    println!("Open this URL as the shop's owner and approve wms-node:\n");
+    println!("{}\n", lang.t(Msg::AuthLoginOpen));
     println!("  {}\n", oauth.authorize_url(&state));
+    let wait = humantime::format_duration(timeout);
     println!(
-        "Waiting up to {} for Taobao to redirect to {redirect} (listening on {bound}) …",
-        humantime::format_duration(timeout)
+        "{}",
+        lang.f(Msg::AuthLoginWaiting, &[&wait, &redirect, &bound])
     );
     let code = match receive_redirect(listener, &state, timeout).await {
         Ok(code) => code,

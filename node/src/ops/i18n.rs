@@ -516,6 +516,46 @@ catalogue! {
     AuthRefreshUntil => "automatic, possible until {0}", "自动，最晚可续到 {0}";
     AuthRefreshAuto => "automatic", "自动";
     AuthRefreshNo => "not possible (the app cannot refresh, or the refresh token expired): run `wms-node auth login` before it expires", "无法续期（应用不能刷新令牌，或刷新令牌已过期）：请在到期前运行 `wms-node auth login` 重新授权";
+    AuthLoginOpen => "Open this URL as the shop's owner and approve wms-node:", "请以店铺主账号打开以下网址，并同意授权 wms-node：";
+    AuthLoginWaiting => "Waiting up to {0} for Taobao to redirect to {1} (listening on {2}) …", "最多等待 {0}，等淘宝跳转回 {1}（监听 {2}）…";
+
+    // `wms-node ota`.
+    OtaRunning => "running", "正在运行";
+    OtaPackage => "package", "安装包";
+    OtaSlot => "slot {0}", "槽位 {0}";
+    OtaDownload => "download", "下载";
+    OtaLast => "last", "上次更新";
+    OtaStoreCopy => "store copy", "数据库副本";
+    OtaKeys => "keys", "签名公钥";
+    OtaRunningSlot => "{0} (slot {1}){2}", "{0}（槽位 {1}）{2}";
+    OtaRunningPackage => "{0} (package {1}){2}", "{0}（安装包 {1}）{2}";
+    OtaRunningNoLauncher => "{0} (not started by the launcher){1}", "{0}（不是由启动器启动的）{1}";
+    OtaNotAnswering => "; node not answering", "；节点无响应";
+    OtaCommitted => "{0} (committed)", "{0}（已确认）";
+    OtaOnTrial => "{0} (on trial, {1} start(s) so far)", "{0}（试运行中，已启动 {1} 次）";
+    OtaPrevious => "{0} (previous)", "{0}（上一版本）";
+    OtaUnused => "(an unused build)", "（未使用的版本）";
+    OtaEmpty => "empty", "空";
+    OtaDownloadPartial => "{0}: {1} of {2} MiB on disk (apply again to resume)", "{0}：已下载 {1} / {2} MiB（再次执行 apply 可续传）";
+    OtaNoUpdate => "no update yet", "尚未更新过";
+    OtaLastInstalled => "{0} installed {1}, waiting for its trial boot", "{0} 已于 {1} 安装，等待试运行启动";
+    OtaLastCommitted => "{0} committed {1}", "{0} 已于 {1} 确认";
+    OtaLastRolledBack => "{0} ROLLED BACK {1}: {2}", "{0} 已于 {1} 回滚：{2}";
+    OtaLastFailed => "{0} FAILED {1}: {2}", "{0} 于 {1} 失败：{2}";
+    OtaAnUpdate => "update", "更新";
+    OtaStoreCopyKept => "{0} (the store before the last migrating update)", "{0}（上次迁移数据库的更新之前的数据库）";
+    OtaNoKeys => "none: every update is refused ([ota] public_keys)", "无：所有更新都会被拒绝（[ota] public_keys）";
+    OtaVerified => "signature verified; downloading wms-node {0} ({1} MiB)", "签名校验通过；正在下载 wms-node {0}（{1} MiB）";
+    OtaResuming => "resuming at {0} MiB", "从 {0} MiB 处续传";
+    OtaProgress => "{0}%  {1} of {2} MiB", "{0}%  已下载 {1} / {2} MiB";
+    OtaInterrupted => "interrupted ({0}); resuming in {1} (attempt {2})", "下载中断（{0}）；{1} 后续传（第 {2} 次）";
+    OtaChecking => "checking size and SHA-256", "正在校验大小和 SHA-256";
+    OtaNothingInstalled => "nothing was installed; the running build is unchanged", "未安装任何内容；正在运行的版本不变";
+    OtaInstalled => "installed {0} into slot {1}; it boots on trial at the next start", "已将 {0} 安装到槽位 {1}；下次启动时试运行";
+    OtaNoRestart => "not restarting (--no-restart): `systemctl restart wms-node` boots it", "不重启（--no-restart）：`systemctl restart wms-node` 后启动新版本";
+    OtaRestarting => "the node restarts into it now; `wms-node ota status` shows whether it was committed", "节点正在重启进入新版本；`wms-node ota status` 显示是否已确认";
+    OtaNotRunning => "the node is not running: it boots {0} when it starts (systemctl start wms-node)", "节点未运行：下次启动时运行 {0}（systemctl start wms-node）";
+    OtaRestartRefused => "the running node did not restart: {0}", "正在运行的节点没有重启：{0}";
 }
 
 /// The width of `s` in a terminal's columns: Chinese (and other East Asian wide) characters
