@@ -12,8 +12,8 @@ use wms_node::config::Config;
 use wms_node::floor::admin::{AddRequest, Added, AdminError, DeviceAdmin, DeviceView};
 use wms_node::floor::devices::DeviceError;
 use wms_node::ops::alert::Alerts;
-use wms_node::ops::i18n::{Lang, Msg, pad};
 use wms_node::outbox::admin::{AdminClient, ClientError};
+use wms_node::status::i18n::{Lang, Msg, pad};
 use wms_node::store::{OpenError, Store};
 
 /// `wms-node devices` options.
@@ -257,7 +257,7 @@ fn print_added(a: &Added, config: &Config) {
     ];
     let w = heads
         .iter()
-        .map(|&m| wms_node::ops::i18n::width(t(m)))
+        .map(|&m| wms_node::status::i18n::width(t(m)))
         .max()
         .unwrap_or(0)
         .max(15);
@@ -316,10 +316,10 @@ fn print_list(list: &[DeviceView], running: bool, lang: Lang) {
     ]
     .map(t);
     // Widths in terminal columns: a Chinese character takes two.
-    let mut w = head.map(wms_node::ops::i18n::width);
+    let mut w = head.map(wms_node::status::i18n::width);
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(wms_node::ops::i18n::width(c));
+            w[i] = w[i].max(wms_node::status::i18n::width(c));
         }
     }
     let line = |cells: [&str; 5]| {

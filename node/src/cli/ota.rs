@@ -14,7 +14,6 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use wms_node::config::{Broker, Config, LogFormat};
-use wms_node::ops::i18n::{Lang, Msg, pad};
 use wms_node::ota::admin::StatusView;
 use wms_node::ota::gate::{self, BrokerCheck, Report};
 use wms_node::ota::manifest::{self, Manifest};
@@ -24,6 +23,7 @@ use wms_node::ota::verify::SigningKey;
 use wms_node::ota::{
     Installed, Installer, OtaError, OtaEvent, Reporter, SignedManifest, UpdateRequest,
 };
+use wms_node::status::i18n::{Lang, Msg, pad};
 
 /// `wms-node ota` options.
 #[derive(Debug, Args)]
@@ -254,7 +254,7 @@ async fn request_restart(base: &str) -> Result<(), RestartError> {
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| RestartError::Refused(e.to_string()))?;
-    let (name, value) = wms_node::ops::http::ADMIN_HEADER;
+    let (name, value) = wms_node::outbox::admin::ADMIN_HEADER;
     let resp = client
         .post(format!("{base}/api/ota/restart"))
         .header(name, value)
