@@ -257,7 +257,7 @@ async fn with_the_node_stopped_stock_ship_and_reconcile_open_the_store() {
         lines[0].contains("在库") && lines[0].contains("可售"),
         "{out}"
     );
-    let col = |l: &str, w: &str| wms_node::ops::i18n::width(&l[..l.find(w).unwrap()]);
+    let col = |l: &str, w: &str| wms_node::status::i18n::width(&l[..l.find(w).unwrap()]);
     // CLI-BLUE's sync was stopped above.
     let blue = lines.iter().find(|l| l.starts_with("CLI-BLUE")).unwrap();
     assert_eq!(col(lines[0], "同步"), col(blue, "stopped"), "{out}");
@@ -279,7 +279,7 @@ async fn with_the_node_stopped_stock_ship_and_reconcile_open_the_store() {
     assert_eq!(col(lines[0], "条码"), col(blue, "6902"), "{out}");
     assert_eq!(col(lines[0], "名称"), col(blue, "blue"), "{out}");
     // On hand is right-aligned: its heading and figure end in the same column.
-    let end = |l: &str, w: &str| col(l, w) + wms_node::ops::i18n::width(w);
+    let end = |l: &str, w: &str| col(l, w) + wms_node::status::i18n::width(w);
     let on_hand = blue.split_whitespace().nth(2).unwrap();
     assert!(on_hand.parse::<i64>().is_ok(), "{blue}");
     assert_eq!(

@@ -172,7 +172,7 @@ async fn login_then_status_shows_the_shop_and_never_a_token() {
     let refresh = lines.iter().find(|l| l.starts_with("自动续期：")).unwrap();
     assert!(refresh.contains("自动，最晚可续到"), "{shown}");
     let nick = taobao_sandbox::DEFAULT_SELLER_NICK;
-    let col = |l: &str, w: &str| wms_node::ops::i18n::width(&l[..l.find(w).unwrap()]);
+    let col = |l: &str, w: &str| wms_node::status::i18n::width(&l[..l.find(w).unwrap()]);
     assert_eq!(col(lines[0], nick), col(refresh, "自动，"), "{shown}");
 
     let json = wms(&config, &["status", "--json"]);

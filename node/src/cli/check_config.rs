@@ -9,7 +9,7 @@
 use super::{EXIT_USAGE, load_config};
 use std::path::Path;
 use std::process::ExitCode;
-use wms_node::ops::i18n::Msg;
+use wms_node::status::i18n::Msg;
 
 /// The commented example config, `config/node.example.toml`.
 pub const EXAMPLE: &str = include_str!("../../../config/node.example.toml");
@@ -19,19 +19,19 @@ pub fn check(path: &Path) -> ExitCode {
     let Some(config) = load_config(path) else {
         return ExitCode::from(EXIT_USAGE);
     };
-    println!(
+    outln!(
         "{}",
         config
             .node
             .language
             .f(Msg::CliEffectiveConfig, &[&path.display()])
     );
-    print!("{}", config.to_redacted_toml());
+    out!("{}", config.to_redacted_toml());
     ExitCode::SUCCESS
 }
 
 /// Prints the commented example config.
 pub fn print_default() -> ExitCode {
-    print!("{EXAMPLE}");
+    out!("{EXAMPLE}");
     ExitCode::SUCCESS
 }

@@ -12,8 +12,8 @@ use wms_node::config::Config;
 use wms_node::floor::admin::{AddRequest, Added, AdminError, DeviceAdmin, DeviceView};
 use wms_node::floor::devices::DeviceError;
 use wms_node::ops::alert::Alerts;
-use wms_node::ops::i18n::{Lang, Msg, pad};
 use wms_node::outbox::admin::{AdminClient, ClientError};
+use wms_node::status::i18n::{Lang, Msg, pad};
 use wms_node::store::{OpenError, Store};
 
 /// `wms-node devices` options.
@@ -143,7 +143,7 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
             match added {
                 Ok(a) => {
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&a)?);
+                        outln!("{}", serde_json::to_string_pretty(&a)?);
                     } else {
                         print_added(&a, config);
                     }
@@ -158,7 +158,7 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
                 Backend::Local(a) => a.list()?,
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 print_list(&list, matches!(backend, Backend::Node(_)), lang);
             }
@@ -205,9 +205,9 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
             match result {
                 Ok(name) => {
                     if json {
-                        println!("{}", serde_json::json!({ "removed": name }));
+                        outln!("{}", serde_json::json!({ "removed": name }));
                     } else {
-                        println!("{}", lang.f(Msg::DevRemoved, &[&name]));
+                        outln!("{}", lang.f(Msg::DevRemoved, &[&name]));
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -244,11 +244,11 @@ fn print_added(a: &Added, config: &Config) {
     let lang = config.node.language;
     let t = |m| lang.t(m);
     let d = &a.device;
-    println!(
+    outln!(
         "{}",
         lang.f(Msg::DevAdded, &[&class_word(&d.class, lang), &d.id])
     );
-    println!();
+    outln!();
     let heads = [
         Msg::DevUser,
         Msg::DevPassword,
@@ -257,7 +257,7 @@ fn print_added(a: &Added, config: &Config) {
     ];
     let w = heads
         .iter()
-        .map(|&m| wms_node::ops::i18n::width(t(m)))
+        .map(|&m| wms_node::status::i18n::width(t(m)))
         .max()
         .unwrap_or(0)
         .max(15);
@@ -271,12 +271,12 @@ fn print_added(a: &Added, config: &Config) {
         d.client_id.clone(),
         lang.f(Msg::DevTopicsValue, &[&topics]),
     ]) {
-        println!("  {}  {value}", pad(t(m), w));
+        outln!("  {}  {value}", pad(t(m), w));
     }
-    println!();
-    println!("{}", t(Msg::DevPasswordOnce));
+    outln!();
+    outln!("{}", t(Msg::DevPasswordOnce));
     if config.mqtt.broker.trim() != "embedded" {
-        println!(
+        outln!(
             "{}",
             lang.f(Msg::DevExternalBroker, &[&config.mosquitto_dir().display()])
         );
@@ -286,7 +286,7 @@ fn print_added(a: &Added, config: &Config) {
 fn print_list(list: &[DeviceView], running: bool, lang: Lang) {
     let t = |m| lang.t(m);
     if list.is_empty() {
-        println!("{}", t(Msg::DevNone));
+        outln!("{}", t(Msg::DevNone));
         return;
     }
     let rows: Vec<[String; 5]> = list
@@ -316,10 +316,10 @@ fn print_list(list: &[DeviceView], running: bool, lang: Lang) {
     ]
     .map(t);
     // Widths in terminal columns: a Chinese character takes two.
-    let mut w = head.map(wms_node::ops::i18n::width);
+    let mut w = head.map(wms_node::status::i18n::width);
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(wms_node::ops::i18n::width(c));
+            w[i] = w[i].max(wms_node::status::i18n::width(c));
         }
     }
     let line = |cells: [&str; 5]| {
@@ -332,13 +332,13 @@ fn print_list(list: &[DeviceView], running: bool, lang: Lang) {
                 s.push_str("  ");
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(head);
     for r in &rows {
         line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
     }
     if !running {
-        println!("{}", t(Msg::DevNotRunning));
+        outln!("{}", t(Msg::DevNotRunning));
     }
 }

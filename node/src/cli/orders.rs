@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
-use wms_node::ops::i18n::{Lang, Msg, pad, pad_left};
 use wms_node::ops::orders::{AdminError, OrdersAdmin, OrdersClient, SkuSyncer};
 use wms_node::outbox::admin::{AdminClient, ClientError};
+use wms_node::status::i18n::{Lang, Msg, pad, pad_left};
 use wms_node::store::{OpenError, Store};
 use wms_node::wms::view::{OrderFilter, OrderView};
 use wms_node::wms::{Bus, ShopId};
@@ -198,11 +198,11 @@ impl From<AdminError> for Failure {
 pub fn print<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T) -> String) {
     if json {
         match serde_json::to_string_pretty(value) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => eprintln!("error: cannot print JSON: {e}"),
         }
     } else {
-        print!("{}", table(value));
+        out!("{}", table(value));
     }
 }
 

@@ -11,12 +11,12 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::process::ExitCode;
 use wms_node::ops::alert::Alerts;
-use wms_node::ops::i18n::Lang;
 use wms_node::outbox::OutboxError;
 use wms_node::outbox::admin::{
     self, ActionResult, Admin, AdminClient, ClientError, ListFilter, ListPage, OpView, StateFilter,
     Stats,
 };
+use wms_node::status::i18n::Lang;
 use wms_node::store::{OpenError, Store, StoreOptions};
 
 /// `wms-node queue` options.
@@ -211,11 +211,11 @@ impl Backend {
 fn print<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T) -> String) {
     if json {
         match serde_json::to_string_pretty(value) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => eprintln!("error: cannot print JSON: {e}"),
         }
     } else {
-        print!("{}", table(value));
+        out!("{}", table(value));
     }
 }
 

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use wms_node::config::Config;
-use wms_node::ops::i18n::{Lang, Msg, pad, pad_left, width};
 use wms_node::ops::orders::ImportRequest;
+use wms_node::status::i18n::{Lang, Msg, pad, pad_left, width};
 use wms_node::wms::sku::{self, ImportReport, MasterView, SyncReport};
 
 /// `wms-node sku` options.

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::goods::{AdjustRequest, PushRequest, SafetyRequest, SetRequest, StockRow};
-use wms_node::ops::i18n::{Lang, Msg, pad, pad_left, width};
+use wms_node::status::i18n::{Lang, Msg, pad, pad_left, width};
 
 /// `wms-node stock` options.
 #[derive(Debug, Args)]
@@ -129,7 +129,7 @@ async fn execute(g: &Goods, cmd: StockCommand, json: bool, lang: Lang) -> Result
             if json {
                 print(true, &views, |_| String::new());
             } else {
-                print!("{}", render(&rows, lang));
+                out!("{}", render(&rows, lang));
             }
             return Ok(());
         }
@@ -176,9 +176,9 @@ async fn execute(g: &Goods, cmd: StockCommand, json: bool, lang: Lang) -> Result
     if json {
         print(true, &row.view, |_| String::new());
     } else {
-        print!("{}", render(std::slice::from_ref(&row), lang));
+        out!("{}", render(std::slice::from_ref(&row), lang));
         if matches!(g, Goods::Local(_)) {
-            println!("{}", lang.t(Msg::NodeNotRunningStock));
+            outln!("{}", lang.t(Msg::NodeNotRunningStock));
         }
     }
     Ok(())
