@@ -16,7 +16,7 @@
 #   CROSS_RUSTC        rustc to build with (default: /usr/bin/rustc)
 #   CROSS_NICE         nice level for the build (default: 19; the build is long and CPU-bound)
 #   CROSS_BINS         space-separated subset of "wms-node wms-bridge taobao-sandbox"
-#   CROSS_NODE_BUDGET  fail if wms-node is larger than this many bytes (default: 14000000 for
+#   CROSS_NODE_BUDGET  fail if wms-node is larger than this many bytes (default: 13500000 for
 #                      aarch64, above the 12 MB goal until it is met again; 0 disables the check)
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -98,9 +98,10 @@ budget="${CROSS_NODE_BUDGET:-}"
 if [ -z "$budget" ]; then
     case "$TARGET" in
         # 12 MB is the goal; not met since the floor's broker (rmqtt and its tree), redb 2.6's
-        # one-off converter and goods out came in: 13,187,712 bytes at 61008d6 without the demo
-        # (docs/BENCHMARKS.md, "Binary size"). The budget catches growth until it is met again.
-        aarch64-*) budget=14000000 ;;
+        # one-off converter and goods out came in: 13,122,896 bytes at 6c07f19 without the demo
+        # (docs/BENCHMARKS.md, "Binary size", also for what the rest would cost). The budget
+        # catches growth until the goal is met again.
+        aarch64-*) budget=13500000 ;;
         *) budget=0 ;;
     esac
 fi

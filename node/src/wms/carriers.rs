@@ -78,14 +78,44 @@ impl Carrier {
 }
 
 /// Compiles `pattern` anchored at both ends; `None` when it does not compile.
+///
+/// The rule is a `regex` pattern (the same syntax, Unicode classes included) run as a DFA of
+/// `regex-automata`: the node links that engine already (the log filter's), while the `regex`
+/// crate's own engines added about 0.5 MB to the binary for this one check
+/// (docs/BENCHMARKS.md, "Binary size"). A whole-string match needs nothing more. A rule whose
+/// NFA or DFA would outgrow [`RULE_DFA_LIMIT`] counts as one that does not compile; a rule with
+/// a Unicode `\b` accepts a number that is not ASCII (the DFA cannot judge it there).
 fn full_match(pattern: &str) -> Option<impl Fn(&str) -> bool> {
+    use regex_automata::dfa::{Automaton, StartKind, dense};
+    use regex_automata::nfa::thompson;
+    use regex_automata::{Anchored, Input};
     let anchored = format!(
         "^(?:{})$",
         pattern.trim_start_matches('^').trim_end_matches('$')
     );
-    let re = regex::Regex::new(&anchored).ok()?;
-    Some(move |s: &str| re.is_match(s))
+    let dfa = dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .start_kind(StartKind::Anchored)
+                .unicode_word_boundary(true)
+                .dfa_size_limit(Some(RULE_DFA_LIMIT))
+                .determinize_size_limit(Some(RULE_DFA_LIMIT)),
+        )
+        .thompson(thompson::Config::new().nfa_size_limit(Some(RULE_DFA_LIMIT)))
+        .build(&anchored)
+        .ok()?;
+    // An error is a search the DFA gave up on (see above): not a refusal.
+    Some(move |s: &str| {
+        !matches!(
+            dfa.try_search_fwd(&Input::new(s).anchored(Anchored::Yes)),
+            Ok(None)
+        )
+    })
 }
+
+/// The most memory one carrier's rule may take as an NFA or a DFA (Taobao's rules are a few
+/// character classes and counts: a few KB).
+const RULE_DFA_LIMIT: usize = 1 << 20;
 
 /// One carrier by code.
 pub fn get(txn: &impl store::ReadTxn, code: &str) -> Result<Option<Carrier>, StoreError> {
@@ -206,6 +236,27 @@ mod tests {
         );
         yto.reg_mail_no = None;
         assert!(yto.accepts("X1"));
+    }
+
+    /// The rule syntax is `regex`'s: alternations, classes, counts, case-insensitive groups,
+    /// Unicode classes and word boundaries.
+    #[test]
+    fn rules_in_the_full_regex_syntax_are_judged() {
+        let sf = c("SF", "顺丰", Some("^[0-9]{12}$|^SF[0-9]{13}$"));
+        assert!(sf.accepts("123456789012") && sf.accepts("SF1234567890123"));
+        assert!(!sf.accepts("12345678901") && !sf.accepts("SF123456789012"));
+        let ems = c("EMS", "EMS", Some("(?i)e[a-z]\\d{9}cn"));
+        assert!(ems.accepts("EA123456789CN") && ems.accepts("ea123456789cn"));
+        assert!(!ems.accepts("EA12345678CN"));
+        let han = c("X", "x", Some("\\p{Han}{2}\\d+"));
+        assert!(han.accepts("圆通42") && !han.accepts("YT42"));
+        let digits = c("D", "d", Some("\\d{3}"));
+        assert!(digits.accepts("١٢٣"), "\\d is Unicode, as in regex");
+        let word = c("W", "w", Some("\\bAB\\d+\\b"));
+        assert!(word.accepts("AB12") && !word.accepts("AB"));
+        // An unbounded blow-up is refused as a rule, which then does not block shipping.
+        let huge = c("H", "h", Some("\\w{1000}"));
+        assert!(huge.accepts("short"));
     }
 
     #[test]
