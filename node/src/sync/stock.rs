@@ -6,8 +6,8 @@
 //!  a committed change (receipt, sale pulled, count, safety, resume …)
 //!     └─▶ wms_stock_due ──StockFeed──▶ outbox: PushStock{num_iid, sku_id} (one per listing,
 //!                      (bus event,     coalesced; urgent for a zero)  │
-//!                       every 10 s,                                   ▼
-//!                       intake moved)       StockGuard at delivery: plan from the ledger
+//!                       intake window,                                ▼
+//!                       every 10 s)         StockGuard at delivery: plan from the ledger
 //!                                               │ delta · zero · read (a correction's anchor,
 //!                                               │ a lost answer) · correction (intake passed
 //!                                               ▼ its reading)
@@ -186,12 +186,14 @@ impl StockFeed {
         }
     }
 
-    /// Feeds until `shutdown`: at once, on every `StockDue` or `WaybillVoided` event, and
-    /// every `check_every` (which also catches intake catching up).
+    /// Feeds until `shutdown`: at once, on every `StockDue`, `WaybillVoided` or `Window`
+    /// event, and every `check_every` (which also catches intake catching up).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Infallible> {
         let mut events = self.bus.subscribe();
         let mut tick = tokio::time::interval(self.opts.check_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut glance = tokio::time::interval(GLANCE.min(self.opts.check_every));
+        glance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
         loop {
             match self.feed().await {
@@ -208,24 +210,52 @@ impl StockFeed {
                     tracing::warn!(error = %e, tries = failures, "could not queue stock pushes; will retry");
                 }
             }
-            tokio::select! {
-                // Shutdown: nothing in flight (each feed is one transaction).
-                _ = shutdown.cancelled() => return Ok(()),
-                // A committed change made pushes due (or voided a waybill).
-                _ = due(&mut events) => {}
-                // The periodic look (intake may have caught up or passed a correction's
-                // reading: waiting corrections go).
-                _ = tick.tick() => {}
+            loop {
+                tokio::select! {
+                    // Shutdown: nothing in flight (each feed is one transaction).
+                    _ = shutdown.cancelled() => return Ok(()),
+                    // A committed change made pushes due (or voided a waybill).
+                    _ = due(&mut events) => break,
+                    // The periodic look (intake may have caught up: waiting corrections read).
+                    _ = tick.tick() => break,
+                    // Between looks, a read-only glance: intake moves its watermark at every
+                    // poll, quiet ones too (which publish no event), and a correction goes as
+                    // soon as intake lags little enough to read, or has passed its reading.
+                    _ = glance.tick() => if self.correction_ready() { break },
+                }
             }
         }
     }
+
+    /// Whether a correction waiting for intake may go now.
+    fn correction_ready(&self) -> bool {
+        let g = gate(
+            &self.store,
+            &self.opts.shop,
+            self.clock.now(),
+            self.opts.max_intake_lag,
+        );
+        let shop = self.opts.shop.as_str();
+        matches!(
+            self.store.read(|r| wms::stock::waiting_ready(r, shop, g)),
+            Ok(true)
+        )
+    }
 }
 
-/// Resolves at the next event that makes something due (or when events were lost).
+/// How often the feeder glances at corrections waiting for intake.
+const GLANCE: Duration = Duration::from_secs(1);
+
+/// Resolves at the next event that makes something due (or when events were lost): a
+/// change that owes a push, a voided waybill, or an intake window stored (the watermark
+/// moved: a correction waiting for it to pass its reading may settle now).
 async fn due(events: &mut broadcast::Receiver<(String, Event)>) {
     loop {
         match events.recv().await {
-            Ok((_, Event::StockDue { .. } | Event::WaybillVoided { .. })) => return,
+            Ok((
+                _,
+                Event::StockDue { .. } | Event::WaybillVoided { .. } | Event::Window { .. },
+            )) => return,
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => return,
             // No more events: the periodic look carries on alone.

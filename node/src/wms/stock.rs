@@ -994,6 +994,27 @@ pub fn due_now(txn: &redb::ReadTransaction, shop: &str, gate: Gate) -> Result<us
     Ok(n)
 }
 
+/// Whether a correction waiting for intake (to lag less, or to pass its reading) may go at
+/// `gate`.
+pub fn waiting_ready(
+    txn: &redb::ReadTransaction,
+    shop: &str,
+    gate: Gate,
+) -> Result<bool, StoreError> {
+    let Some(t) = tables::read_table(txn, tables::STOCK_DUE)? else {
+        return Ok(false);
+    };
+    let hi = String::from(char::MAX).repeat(4);
+    for row in t.range((shop, "")..=(shop, hi.as_str()))? {
+        let (k, v) = row?;
+        let p = v.value();
+        if p >= DUE_WAITING && takeable(txn, shop, k.value().1, p, gate)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Whether any correction waits for intake (to lag less, or to pass its reading).
 pub fn any_waiting(txn: &redb::ReadTransaction, shop: &str) -> Result<bool, StoreError> {
     let Some(t) = tables::read_table(txn, tables::STOCK_DUE)? else {
