@@ -24,10 +24,11 @@
 
 use crate::alert::Alerts;
 use crate::config::Config;
-use crate::ops::health::Health;
-use crate::ops::http::{OpsState, StatusSource};
+use crate::ops::http::OpsState;
 use crate::ops::restarts::{Ended, Restarts};
 use crate::outbox::Outbox;
+use crate::status::StatusSource;
+use crate::status::health::Health;
 use crate::store::{OpenError, Store, StoreError};
 use crate::taobao::outbox::TaobaoOp;
 use std::collections::BTreeMap;
@@ -659,7 +660,7 @@ async fn open_store(
             task: "store-open",
             message: e.to_string(),
         })??;
-    health.ok(crate::ops::health::CheckName::Store, "open");
+    health.ok(crate::status::health::CheckName::Store, "open");
     Ok(store)
 }
 
@@ -672,7 +673,7 @@ async fn observe(ops: OpsState, token: CancellationToken) -> Result<(), Infallib
         tokio::select! {
             _ = token.cancelled() => return Ok(()),
             _ = tick.tick() => {
-                let _ = crate::ops::http::Snapshot::take(&ops, crate::ops::i18n::Lang::En);
+                let _ = crate::ops::http::Snapshot::take(&ops, crate::status::i18n::Lang::En);
             }
         }
     }
@@ -756,7 +757,7 @@ async fn report_store_health(
     health: Health,
     token: CancellationToken,
 ) -> Result<(), Infallible> {
-    use crate::ops::health::{CheckName, Status};
+    use crate::status::health::{CheckName, Status};
     loop {
         let now = watch.borrow_and_update().clone();
         match now.problem {

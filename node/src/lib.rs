@@ -15,6 +15,7 @@
 //! | [`sync`]   | the jobs between Taobao and the store: intake, stock, waybills, reconcile |
 //! | [`ops`]    | what operators see: logs, metrics, `/healthz`, the status page, webhooks  |
 //! | [`alert`]  | the one alert type and the handle every layer raises it through (a leaf)  |
+//! | [`status`] | health checks, status sections, the two languages' words (a leaf)         |
 //! | [`ota`]    | signed A/B self-update: installer, launcher, health gate, rollback        |
 //! | [`secret`] | [`secret::Secret`]: a string that never prints                            |
 //! | [`daemon`] | `run(config, shutdown)`: the task tree and its orderly shutdown           |
@@ -22,6 +23,7 @@
 //! `alert` sits beside `secret` at the bottom: the store's writer, the outbox and the Taobao
 //! client raise alerts, so the alert type cannot live in `ops/`, which sits above them; `ops`
 //! re-exports it as `ops::alert` and owns only how alerts are shown and told (`ops::notify`).
+//! `status` sits there for the same reason: every part reports its own checks and section.
 //! README.md says what works today.
 //!
 //! The one rule everything serves: the local store is the source of truth, and nothing the
@@ -36,6 +38,7 @@ pub mod ops;
 pub mod ota;
 pub mod outbox;
 pub mod secret;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod taobao;

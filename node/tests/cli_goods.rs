@@ -257,7 +257,7 @@ async fn with_the_node_stopped_stock_ship_and_reconcile_open_the_store() {
         lines[0].contains("在库") && lines[0].contains("可售"),
         "{out}"
     );
-    let col = |l: &str, w: &str| wms_node::ops::i18n::width(&l[..l.find(w).unwrap()]);
+    let col = |l: &str, w: &str| wms_node::status::i18n::width(&l[..l.find(w).unwrap()]);
     // CLI-BLUE's sync was stopped above.
     let blue = lines.iter().find(|l| l.starts_with("CLI-BLUE")).unwrap();
     assert_eq!(col(lines[0], "同步"), col(blue, "stopped"), "{out}");
@@ -267,6 +267,55 @@ async fn with_the_node_stopped_stock_ship_and_reconcile_open_the_store() {
         out.contains("核对项") && out.contains("全部一致。"),
         "{out}"
     );
+    // `sku list`: Chinese headings, the columns after them where the headings put them.
+    let (code, out, err) = zh_run(vec!["sku", "list"]).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("货品编码"), "{out}");
+    for w in ["条码", "在库", "库位", "商品链接", "名称"] {
+        assert!(lines[0].contains(w), "{w}: {out}");
+    }
+    let blue = lines.iter().find(|l| l.starts_with("CLI-BLUE")).unwrap();
+    assert_eq!(col(lines[0], "条码"), col(blue, "6902"), "{out}");
+    assert_eq!(col(lines[0], "名称"), col(blue, "blue"), "{out}");
+    // On hand is right-aligned: its heading and figure end in the same column.
+    let end = |l: &str, w: &str| col(l, w) + wms_node::status::i18n::width(w);
+    let on_hand = blue.split_whitespace().nth(2).unwrap();
+    assert!(on_hand.parse::<i64>().is_ok(), "{blue}");
+    assert_eq!(
+        end(lines[0], "在库"),
+        end(blue, &format!(" {on_hand} ")) - 1,
+        "{out}"
+    );
+
+    // `devices add` and `devices list` (the node is stopped: online state unknown).
+    let (code, out, err) = zh_run(vec!["devices", "add", "sc-01", "--class", "scanner"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("已添加扫描枪 sc-01"), "{out}");
+    assert!(
+        out.contains("MQTT 密码") && out.contains("（订阅）"),
+        "{out}"
+    );
+    let (code, out, err) = zh_run(vec!["devices", "list"]).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("类型"), "{out}");
+    for w in ["编号", "在线", "固件", "最后在线"] {
+        assert!(lines[0].contains(w), "{w}: {out}");
+    }
+    let sc = lines.iter().find(|l| l.starts_with("扫描枪")).unwrap();
+    assert_eq!(col(lines[0], "编号"), col(sc, "sc-01"), "{out}");
+    assert_eq!(col(lines[0], "最后在线"), col(sc, "从未"), "{out}");
+    assert!(out.contains("（节点未运行：在线状态未知）"), "{out}");
+    // Scripts still get English: --json is the same in every language.
+    let (code, out, err) = zh_run(vec!["devices", "list", "--json"]).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)[0]["class"], "scanner", "{out}");
+    let (code, out, err) = zh_run(vec!["devices", "remove", "sc-01"]).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("已移除 scanner/sc-01"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use wms_node::ops::alert::AlertCode;
-use wms_node::ops::health::CheckName;
+use wms_node::status::health::CheckName;
 use wms_node::sync::intake::IntakeOptions;
 use wms_node::wms::{Event, HoldReason, LocalState};
 

@@ -267,6 +267,25 @@ fn builds_that_fail_their_gate_exit_2_or_panic_are_rolled_back() {
     // The running node raises the alert.
     let out = gw.run(&["ota", "status"]);
     assert!(text(&out).contains("ROLLED BACK"), "{}", text(&out));
+    // The same status for a Chinese-speaking operator: rows and outcome in Chinese, the
+    // version and the reason as they are.
+    let out = gw.run_zh(&["ota", "status"]);
+    let zh = text(&out);
+    assert!(out.status.success(), "{zh}");
+    for word in [
+        "正在运行",
+        "上次更新",
+        "回滚",
+        "签名公钥",
+        "槽位 a",
+        "槽位 b",
+    ] {
+        assert!(zh.contains(word), "{word} missing in:\n{zh}");
+    }
+    assert!(
+        !zh.contains("ROLLED BACK") && !zh.contains("running "),
+        "{zh}"
+    );
 }
 
 #[test]

@@ -746,7 +746,7 @@ async fn a_long_blocked_key_does_not_hide_ready_ops_behind_it() {
 
 #[tokio::test]
 async fn the_health_check_fails_while_paused_and_degrades_while_the_link_is_down() {
-    use wms_node::ops::health::Status;
+    use wms_node::status::health::Status;
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let (outbox, _) = outbox(&store, fast_config());

@@ -154,6 +154,27 @@ async fn login_then_status_shows_the_shop_and_never_a_token() {
         "{shown}"
     );
 
+    // With `node.language = "zh"` the same status in Chinese, the values in one column.
+    let zh = config.with_file_name("node-zh.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &zh,
+        toml.replacen("[node]\n", "[node]\nlanguage = \"zh\"\n", 1),
+    )
+    .unwrap();
+    let shown = text(&wms(&zh, &["status"]));
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(lines[0].starts_with("店铺："), "{shown}");
+    assert!(
+        shown.contains("令牌到期：") && shown.contains("后"),
+        "{shown}"
+    );
+    let refresh = lines.iter().find(|l| l.starts_with("自动续期：")).unwrap();
+    assert!(refresh.contains("自动，最晚可续到"), "{shown}");
+    let nick = taobao_sandbox::DEFAULT_SELLER_NICK;
+    let col = |l: &str, w: &str| wms_node::status::i18n::width(&l[..l.find(w).unwrap()]);
+    assert_eq!(col(lines[0], nick), col(refresh, "自动，"), "{shown}");
+
     let json = wms(&config, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap_or_default();
     assert_eq!(v["refreshable"], true);

@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
-use wms_node::ops::i18n::{Lang, Msg, pad, pad_left};
 use wms_node::ops::notify::AlertsView;
 use wms_node::outbox::admin::{AdminClient, ClientError};
+use wms_node::status::i18n::{Lang, Msg, pad, pad_left};
 use wms_node::store::{OpenError, Store};
 
 /// `wms-node alerts` options.
@@ -93,7 +93,7 @@ async fn fetch(config: &Config) -> anyhow::Result<serde_json::Value> {
 fn table(
     v: &serde_json::Value,
     history: bool,
-    tz: &wms_node::ops::time::LocalTime,
+    tz: &wms_node::status::time::LocalTime,
     lang: Lang,
 ) -> String {
     let now = chrono::Utc::now();

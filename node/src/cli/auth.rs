@@ -23,6 +23,7 @@ use std::time::Duration;
 use wms_node::config::Config;
 use wms_node::ops::alert::Alerts;
 use wms_node::outbox::admin::ClientError;
+use wms_node::status::i18n::{Lang, Msg, pad, width};
 use wms_node::store::{OpenError, Store};
 use wms_node::taobao::admin::AuthClient;
 use wms_node::taobao::login::receive_redirect;
@@ -101,6 +102,7 @@ pub fn run(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> {
 
 async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let t = &config.taobao;
+    let lang = config.node.language;
     match args.command {
         AuthCommand::Url { redirect_uri } => {
             let Some(redirect) = redirect_uri.or_else(|| t.redirect_uri.clone()) else {
@@ -127,7 +129,12 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
                 if let Err(why) = node_callback(config, &redirect) {
                     return usage(&why);
                 }
-                return node_answer(node.exchange(&code, Some(redirect)).await, false, CODE_HINT);
+                return node_answer(
+                    node.exchange(&code, Some(redirect)).await,
+                    false,
+                    CODE_HINT,
+                    lang,
+                );
             }
             let store = open_store(config)?;
             let oauth = oauth_client(config, Some(redirect))?;
@@ -140,7 +147,7 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
                 .install(tokens)
                 .await
                 .context("cannot store the tokens")?;
-            print_status(manager.status().await.ok().flatten(), false);
+            print_status(manager.status().await.ok().flatten(), false, lang);
             close(store).await;
             Ok(ExitCode::SUCCESS)
         }
@@ -168,12 +175,12 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
             } else {
                 ExitCode::FAILURE
             };
-            print_status(status, json);
+            print_status(status, json, lang);
             Ok(code)
         }
         AuthCommand::Refresh => {
             if let Some(node) = running_node(config).await? {
-                return node_answer(node.refresh().await, false, REAUTH_HINT);
+                return node_answer(node.refresh().await, false, REAUTH_HINT, lang);
             }
             let store = open_store(config)?;
             let manager = manager(config, store.clone())?;
@@ -181,7 +188,7 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
             close(store).await;
             match r {
                 Ok(status) => {
-                    print_status(Some(status), false);
+                    print_status(Some(status), false, lang);
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -210,6 +217,7 @@ async fn login(
     listen: Option<SocketAddr>,
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
+    let lang = config.node.language;
     let redirect = redirect_uri
         .or_else(|| config.taobao.redirect_uri.clone())
         .unwrap_or_else(|| DEFAULT_LOGIN_REDIRECT.to_owned());
@@ -242,11 +250,12 @@ async fn login(
     let redirect = with_port_if_zero(&redirect, bound.port());
     let oauth = oauth_client(config, Some(redirect.clone()))?;
     let state = OAuthClient::new_state();
-    println!("Open this URL as the shop's owner and approve wms-node:\n");
+    println!("{}\n", lang.t(Msg::AuthLoginOpen));
     println!("  {}\n", oauth.authorize_url(&state));
+    let wait = humantime::format_duration(timeout);
     println!(
-        "Waiting up to {} for Taobao to redirect to {redirect} (listening on {bound}) …",
-        humantime::format_duration(timeout)
+        "{}",
+        lang.f(Msg::AuthLoginWaiting, &[&wait, &redirect, &bound])
     );
     let code = match receive_redirect(listener, &state, timeout).await {
         Ok(code) => code,
@@ -260,7 +269,12 @@ async fn login(
     };
     let store = match target {
         Target::Node(node) => {
-            return node_answer(node.exchange(&code, Some(redirect)).await, true, CODE_HINT);
+            return node_answer(
+                node.exchange(&code, Some(redirect)).await,
+                true,
+                CODE_HINT,
+                lang,
+            );
         }
         Target::Store(store) => store,
     };
@@ -276,8 +290,8 @@ async fn login(
         .install(tokens)
         .await
         .context("cannot store the tokens")?;
-    println!("Authorised.");
-    print_status(manager.status().await.ok().flatten(), false);
+    println!("{}", lang.t(Msg::AuthAuthorised));
+    print_status(manager.status().await.ok().flatten(), false, lang);
     close(store).await;
     Ok(ExitCode::SUCCESS)
 }
@@ -309,13 +323,14 @@ fn node_answer(
     answer: Result<wms_node::taobao::admin::AuthState, ClientError>,
     login: bool,
     hint: &str,
+    lang: Lang,
 ) -> anyhow::Result<ExitCode> {
     match answer {
         Ok(state) => {
             if login {
-                println!("Authorised.");
+                println!("{}", lang.t(Msg::AuthAuthorised));
             }
-            print_status(state.status, false);
+            print_status(state.status, false, lang);
             Ok(ExitCode::SUCCESS)
         }
         Err(ClientError::Api {
@@ -427,19 +442,21 @@ fn gmt8(at: chrono::DateTime<chrono::Utc>) -> String {
     format!("{} (GMT+8)", wms_node::taobao::time::format(at))
 }
 
-fn left(at: chrono::DateTime<chrono::Utc>) -> String {
+fn left(at: chrono::DateTime<chrono::Utc>, lang: Lang) -> String {
     let d = at - chrono::Utc::now();
     if d <= chrono::Duration::zero() {
-        return "expired".into();
+        return lang.t(Msg::AuthExpired).into();
     }
     let secs = u64::try_from(d.num_seconds()).unwrap_or(0);
-    format!(
-        "in {}",
-        humantime::format_duration(Duration::from_secs(secs - secs % 60))
-    )
+    let d = Duration::from_secs(secs - secs % 60);
+    let d = match lang {
+        Lang::En => humantime::format_duration(d).to_string(),
+        Lang::Zh => lang.age(d),
+    };
+    lang.f(Msg::AuthExpiresIn, &[&d])
 }
 
-fn print_status(status: Option<TokenStatus>, json: bool) {
+fn print_status(status: Option<TokenStatus>, json: bool, lang: Lang) {
     if json {
         println!(
             "{}",
@@ -447,27 +464,40 @@ fn print_status(status: Option<TokenStatus>, json: bool) {
         );
         return;
     }
+    let t = |m| lang.t(m);
     let Some(s) = status else {
-        println!("not authorised: run `wms-node auth login`");
+        println!("{}", t(Msg::AuthNot));
         return;
     };
-    let shop = s.shop_nick.as_deref().unwrap_or("(unknown shop)");
+    let labels = [
+        Msg::AuthShop,
+        Msg::AuthSource,
+        Msg::AuthExpires,
+        Msg::AuthRefresh,
+    ];
+    // The values line up after the widest label, in terminal columns.
+    let w = labels.iter().map(|&m| width(t(m))).max().unwrap_or(0) + 2;
+    let row = |m: Msg, value: &str| println!("{}{value}", pad(t(m), w));
+    let shop = s.shop_nick.as_deref().unwrap_or(t(Msg::AuthUnknownShop));
     match &s.user_id {
-        Some(id) => println!("shop:     {shop} (seller id {id})"),
-        None => println!("shop:     {shop}"),
+        Some(id) => row(Msg::AuthShop, &lang.f(Msg::AuthSellerId, &[&shop, id])),
+        None => row(Msg::AuthShop, shop),
     }
-    println!("source:   {}", s.origin);
+    row(Msg::AuthSource, &s.origin.to_string());
     match s.expires_at {
-        Some(at) => println!("expires:  {} — {}", gmt8(at), left(at)),
-        None => println!("expires:  unknown (a pre-issued session)"),
+        Some(at) => row(
+            Msg::AuthExpires,
+            &format!("{} — {}", gmt8(at), left(at, lang)),
+        ),
+        None => row(Msg::AuthExpires, t(Msg::AuthExpiresUnknown)),
     }
     match (s.refreshable, s.refresh_expires_at) {
-        (true, Some(at)) => println!("refresh:  automatic, possible until {}", gmt8(at)),
-        (true, None) => println!("refresh:  automatic"),
-        (false, _) => println!(
-            "refresh:  not possible (the app cannot refresh, or the refresh token expired): \
-             run `wms-node auth login` before it expires"
+        (true, Some(at)) => row(
+            Msg::AuthRefresh,
+            &lang.f(Msg::AuthRefreshUntil, &[&gmt8(at)]),
         ),
+        (true, None) => row(Msg::AuthRefresh, t(Msg::AuthRefreshAuto)),
+        (false, _) => row(Msg::AuthRefresh, t(Msg::AuthRefreshNo)),
     }
 }
 

@@ -9,7 +9,7 @@
 use super::{EXIT_USAGE, load_config};
 use std::path::Path;
 use std::process::ExitCode;
-use wms_node::ops::i18n::Msg;
+use wms_node::status::i18n::Msg;
 
 /// The commented example config, `config/node.example.toml`.
 pub const EXAMPLE: &str = include_str!("../../../config/node.example.toml");

@@ -13,6 +13,7 @@ use wms_node::floor::admin::{AddRequest, Added, AdminError, DeviceAdmin, DeviceV
 use wms_node::floor::devices::DeviceError;
 use wms_node::ops::alert::Alerts;
 use wms_node::outbox::admin::{AdminClient, ClientError};
+use wms_node::status::i18n::{Lang, Msg, pad};
 use wms_node::store::{OpenError, Store};
 
 /// `wms-node devices` options.
@@ -123,6 +124,7 @@ async fn connect(config: &Config) -> anyhow::Result<Backend> {
 async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let backend = connect(config).await?;
     let json = args.json;
+    let lang = config.node.language;
     match args.command {
         DevicesCommand::Add { id, class } => {
             let added: Result<Added, String> = match &backend {
@@ -158,7 +160,7 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print_list(&list, matches!(backend, Backend::Node(_)));
+                print_list(&list, matches!(backend, Backend::Node(_)), lang);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -205,7 +207,7 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
                     if json {
                         println!("{}", serde_json::json!({ "removed": name }));
                     } else {
-                        println!("removed {name}: its credentials no longer work");
+                        println!("{}", lang.f(Msg::DevRemoved, &[&name]));
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -227,54 +229,97 @@ fn fail(message: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
+/// A device class as people read it (the class name itself in English, what `--class` takes).
+fn class_word(class: &str, lang: Lang) -> String {
+    let m = match class {
+        "scanner" => Msg::DevScanner,
+        "printer" => Msg::DevPrinter,
+        "gateway" => Msg::DevGateway,
+        other => return other.to_owned(),
+    };
+    lang.t(m).to_owned()
+}
+
 fn print_added(a: &Added, config: &Config) {
+    let lang = config.node.language;
+    let t = |m| lang.t(m);
     let d = &a.device;
-    println!("added {} {}", d.class, d.id);
-    println!();
-    println!("  MQTT user name   {}", d.username);
-    println!("  MQTT password    {}", a.password);
-    println!("  MQTT client id   {}", d.client_id);
     println!(
-        "  topics           wms/{}/{}/{}/{{evt,reply,state}} (publish), …/cmd (subscribe)",
-        config.node.site, d.class, d.id
+        "{}",
+        lang.f(Msg::DevAdded, &[&class_word(&d.class, lang), &d.id])
     );
     println!();
-    println!("The password is shown this once; only its hash is kept. Lost it? Remove the");
-    println!("device and add it again.");
+    let heads = [
+        Msg::DevUser,
+        Msg::DevPassword,
+        Msg::DevClientId,
+        Msg::DevTopics,
+    ];
+    let w = heads
+        .iter()
+        .map(|&m| wms_node::status::i18n::width(t(m)))
+        .max()
+        .unwrap_or(0)
+        .max(15);
+    let topics = format!(
+        "wms/{}/{}/{}/{{evt,reply,state}}",
+        config.node.site, d.class, d.id
+    );
+    for (m, value) in heads.into_iter().zip([
+        d.username.clone(),
+        a.password.clone(),
+        d.client_id.clone(),
+        lang.f(Msg::DevTopicsValue, &[&topics]),
+    ]) {
+        println!("  {}  {value}", pad(t(m), w));
+    }
+    println!();
+    println!("{}", t(Msg::DevPasswordOnce));
     if config.mqtt.broker.trim() != "embedded" {
         println!(
-            "External broker: {} now lists it; reload the broker (systemctl reload mosquitto).",
-            config.mosquitto_dir().display()
+            "{}",
+            lang.f(Msg::DevExternalBroker, &[&config.mosquitto_dir().display()])
         );
     }
 }
 
-fn print_list(list: &[DeviceView], running: bool) {
+fn print_list(list: &[DeviceView], running: bool, lang: Lang) {
+    let t = |m| lang.t(m);
     if list.is_empty() {
-        println!("no devices; add one with: wms-node devices add ID --class scanner|printer");
+        println!("{}", t(Msg::DevNone));
         return;
     }
     let rows: Vec<[String; 5]> = list
         .iter()
         .map(|d| {
             [
-                d.class.clone(),
+                class_word(&d.class, lang),
                 d.id.clone(),
                 match d.online {
-                    Some(true) => "online".into(),
-                    Some(false) => "offline".into(),
+                    Some(true) => t(Msg::DevIsOnline).into(),
+                    Some(false) => t(Msg::DevIsOffline).into(),
                     None => "-".into(),
                 },
                 d.firmware.clone().unwrap_or_else(|| "-".into()),
-                d.last_seen.clone().unwrap_or_else(|| "never".into()),
+                d.last_seen
+                    .clone()
+                    .unwrap_or_else(|| t(Msg::DevNever).into()),
             ]
         })
         .collect();
-    let head = ["CLASS", "ID", "ONLINE", "FIRMWARE", "LAST SEEN"];
-    let mut w = head.map(str::len);
+    let head = [
+        Msg::DevClass,
+        Msg::DevId,
+        Msg::DevOnline,
+        Msg::DevFirmware,
+        Msg::DevLastSeen,
+    ]
+    .map(t);
+    // Widths in terminal columns: a Chinese character takes two.
+    let mut w = head.map(wms_node::status::i18n::width);
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
+            w[i] = w[i].max(wms_node::status::i18n::width(c));
         }
     }
     let line = |cells: [&str; 5]| {
@@ -283,7 +328,8 @@ fn print_list(list: &[DeviceView], running: bool) {
             if i + 1 == cells.len() {
                 s.push_str(c);
             } else {
-                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+                s.push_str(&pad(c, w[i]));
+                s.push_str("  ");
             }
         }
         println!("{}", s.trim_end());
@@ -293,6 +339,6 @@ fn print_list(list: &[DeviceView], running: bool) {
         line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
     }
     if !running {
-        println!("(the node is not running: online state unknown)");
+        println!("{}", t(Msg::DevNotRunning));
     }
 }

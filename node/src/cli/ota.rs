@@ -23,6 +23,7 @@ use wms_node::ota::verify::SigningKey;
 use wms_node::ota::{
     Installed, Installer, OtaError, OtaEvent, Reporter, SignedManifest, UpdateRequest,
 };
+use wms_node::status::i18n::{Lang, Msg, pad};
 
 /// `wms-node ota` options.
 #[derive(Debug, Args)]
@@ -147,8 +148,9 @@ fn apply(config: &Config, source: &str, force: bool, no_restart: bool) -> anyhow
                 return Ok(ExitCode::FAILURE);
             }
         };
+        let lang = config.node.language;
         let installer = Installer::new(opts)?;
-        let bar = Bar::new();
+        let bar = Bar::new(lang);
         let request = UpdateRequest {
             signed,
             force,
@@ -159,28 +161,25 @@ fn apply(config: &Config, source: &str, force: bool, no_restart: bool) -> anyhow
             Ok(i) => i,
             Err(e) => {
                 eprintln!("error: {e}");
-                eprintln!("nothing was installed; the running build is unchanged");
+                eprintln!("{}", lang.t(Msg::OtaNothingInstalled));
                 return Ok(ExitCode::FAILURE);
             }
         };
         println!(
-            "installed {} into slot {}; it boots on trial at the next start",
-            installed.version, installed.slot
+            "{}",
+            lang.f(Msg::OtaInstalled, &[&installed.version, &installed.slot])
         );
         if no_restart {
-            println!("not restarting (--no-restart): `systemctl restart wms-node` boots it");
+            println!("{}", lang.t(Msg::OtaNoRestart));
             return Ok(ExitCode::SUCCESS);
         }
         match request_restart(&config.admin_url()).await {
-            Ok(()) => println!(
-                "the node restarts into it now; `wms-node ota status` shows whether it was committed"
-            ),
-            Err(RestartError::NotRunning) => println!(
-                "the node is not running: it boots {} when it starts (systemctl start wms-node)",
-                installed.version
-            ),
+            Ok(()) => println!("{}", lang.t(Msg::OtaRestarting)),
+            Err(RestartError::NotRunning) => {
+                println!("{}", lang.f(Msg::OtaNotRunning, &[&installed.version]));
+            }
             Err(RestartError::Refused(msg)) => {
-                println!("the running node did not restart: {msg}");
+                println!("{}", lang.f(Msg::OtaRestartRefused, &[&msg]));
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -255,7 +254,7 @@ async fn request_restart(base: &str) -> Result<(), RestartError> {
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| RestartError::Refused(e.to_string()))?;
-    let (name, value) = wms_node::ops::http::ADMIN_HEADER;
+    let (name, value) = wms_node::outbox::admin::ADMIN_HEADER;
     let resp = client
         .post(format!("{base}/api/ota/restart"))
         .header(name, value)
@@ -279,6 +278,7 @@ async fn request_restart(base: &str) -> Result<(), RestartError> {
 /// Download progress on stderr: a redrawn bar on a terminal, a line per 10 % otherwise.
 struct Bar {
     tty: bool,
+    lang: Lang,
     inner: Mutex<BarState>,
 }
 
@@ -291,9 +291,10 @@ struct BarState {
 }
 
 impl Bar {
-    fn new() -> Bar {
+    fn new(lang: Lang) -> Bar {
         Bar {
             tty: std::io::stderr().is_terminal(),
+            lang,
             inner: Mutex::new(BarState {
                 started: Instant::now(),
                 drawn: None,
@@ -317,6 +318,11 @@ fn mib(b: u64) -> f64 {
     b as f64 / 1_048_576.0
 }
 
+/// `b` in MiB with one decimal, as the progress lines show it.
+fn mib1(b: u64) -> String {
+    format!("{:.1}", mib(b))
+}
+
 impl Answer for Bar {
     fn finished(&self, _: &Result<Installed, OtaError>) {
         self.finish();
@@ -327,18 +333,19 @@ impl Reporter for Bar {
     fn report(&self, event: &OtaEvent) {
         let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut err = std::io::stderr().lock();
+        let lang = self.lang;
         match event {
             OtaEvent::Accepted { version, size } => {
                 let _ = writeln!(
                     err,
-                    "signature verified; downloading wms-node {version} ({:.1} MiB)",
-                    mib(*size)
+                    "{}",
+                    lang.f(Msg::OtaVerified, &[version, &mib1(*size)])
                 );
             }
             OtaEvent::Downloading { done, total } => {
                 let first = *s.first_done.get_or_insert(*done);
                 if first > 0 && first == *done && s.drawn.is_none() {
-                    let _ = writeln!(err, "resuming at {:.1} MiB", mib(first));
+                    let _ = writeln!(err, "{}", lang.f(Msg::OtaResuming, &[&mib1(first)]));
                 }
                 let pct = if *total == 0 { 100 } else { done * 100 / total };
                 if self.tty {
@@ -363,7 +370,8 @@ impl Reporter for Bar {
                 } else if pct / 10 > s.last_tenth || (s.drawn.is_none() && *done == 0) {
                     s.last_tenth = pct / 10;
                     s.drawn = Some(Instant::now());
-                    let _ = writeln!(err, "  {pct}%  {:.1} of {:.1} MiB", mib(*done), mib(*total));
+                    let line = lang.f(Msg::OtaProgress, &[&pct, &mib1(*done), &mib1(*total)]);
+                    let _ = writeln!(err, "  {line}");
                 }
             }
             OtaEvent::Retrying {
@@ -375,18 +383,16 @@ impl Reporter for Bar {
                     let _ = writeln!(err);
                     s.open_line = false;
                 }
-                let _ = writeln!(
-                    err,
-                    "  interrupted ({error}); resuming in {} (attempt {attempt})",
-                    humantime::format_duration(*after)
-                );
+                let after = humantime::format_duration(*after);
+                let line = lang.f(Msg::OtaInterrupted, &[error, &after, attempt]);
+                let _ = writeln!(err, "  {line}");
             }
             OtaEvent::Checking => {
                 if s.open_line {
                     let _ = writeln!(err);
                     s.open_line = false;
                 }
-                let _ = writeln!(err, "checking size and SHA-256");
+                let _ = writeln!(err, "{}", lang.t(Msg::OtaChecking));
             }
             OtaEvent::Installed { .. } => {}
         }
@@ -405,7 +411,10 @@ fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", render_status(&view, &opts.paths()));
+    print!(
+        "{}",
+        render_status(&view, &opts.paths(), config.node.language)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -441,123 +450,105 @@ fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn render_status(v: &StatusView, paths: &wms_node::ota::Paths) -> String {
+fn render_status(v: &StatusView, paths: &wms_node::ota::Paths, lang: Lang) -> String {
     use std::fmt::Write as _;
     let s: &State = &v.state;
     let mut out = String::new();
     let mut row = |k: &str, val: String| {
-        let _ = writeln!(out, "{k:<12} {val}");
+        let _ = writeln!(out, "{} {val}", pad(k, 12));
     };
-    match &s.launched {
-        Some(l) => row(
-            "running",
-            format!(
-                "{} ({}){}",
-                l.version,
-                l.slot.map_or_else(
-                    || format!("package {}", l.package_path),
-                    |s| format!("slot {s}")
+    let answering = if v.from_running_node {
+        ""
+    } else {
+        lang.t(Msg::OtaNotAnswering)
+    };
+    row(
+        lang.t(Msg::OtaRunning),
+        match &s.launched {
+            Some(l) => match l.slot {
+                Some(slot) => lang.f(Msg::OtaRunningSlot, &[&l.version, &slot, &answering]),
+                None => lang.f(
+                    Msg::OtaRunningPackage,
+                    &[&l.version, &l.package_path, &answering],
                 ),
-                if v.from_running_node {
-                    ""
-                } else {
-                    "; node not answering"
-                }
-            ),
-        ),
-        None => row(
-            "running",
-            format!(
-                "{} (not started by the launcher{})",
-                v.running_version,
-                if v.from_running_node {
-                    ""
-                } else {
-                    "; node not answering"
-                }
-            ),
-        ),
-    }
+            },
+            None => lang.f(Msg::OtaRunningNoLauncher, &[&v.running_version, &answering]),
+        },
+    );
     if let Some(l) = &s.launched {
         row(
-            "package",
+            lang.t(Msg::OtaPackage),
             format!("{} {}", l.package_version, l.package_path),
         );
     }
     for slot in [wms_node::ota::Slot::A, wms_node::ota::Slot::B] {
-        let what = if s.committed.as_ref().is_some_and(|b| b.slot == slot) {
-            let b = s
-                .committed
-                .as_ref()
-                .map(|b| b.version.clone())
-                .unwrap_or_default();
-            format!("{b} (committed)")
+        let what = if let Some(b) = s.committed.as_ref().filter(|b| b.slot == slot) {
+            lang.f(Msg::OtaCommitted, &[&b.version])
         } else if let Some(t) = s.trial.as_ref().filter(|t| t.build.slot == slot) {
-            format!(
-                "{} (on trial, {} start(s) so far)",
-                t.build.version, t.attempts
-            )
+            lang.f(Msg::OtaOnTrial, &[&t.build.version, &t.attempts])
         } else if let Some(p) = s.previous.as_ref().filter(|p| p.slot == slot) {
-            format!("{} (previous)", p.version)
+            lang.f(Msg::OtaPrevious, &[&p.version])
         } else if paths.slot_binary(slot).is_file() {
-            "(an unused build)".into()
+            lang.t(Msg::OtaUnused).into()
         } else {
-            "empty".into()
+            lang.t(Msg::OtaEmpty).into()
         };
-        row(&format!("slot {slot}"), what);
+        row(&lang.f(Msg::OtaSlot, &[&slot]), what);
     }
     if let Some(d) = &s.download {
         row(
-            "download",
-            format!(
-                "{}: {:.1} of {:.1} MiB on disk (apply again to resume)",
-                d.version,
-                mib(v.download_bytes.unwrap_or(0)),
-                mib(d.size)
+            lang.t(Msg::OtaDownload),
+            lang.f(
+                Msg::OtaDownloadPartial,
+                &[
+                    &d.version,
+                    &mib1(v.download_bytes.unwrap_or(0)),
+                    &mib1(d.size),
+                ],
             ),
         );
     }
     let last = match &s.last {
-        None => "no update yet".to_owned(),
+        None => lang.t(Msg::OtaNoUpdate).to_owned(),
         Some(Outcome::Installed { version, at_ms }) => {
-            format!(
-                "{version} installed {}, waiting for its trial boot",
-                when(*at_ms)
-            )
+            lang.f(Msg::OtaLastInstalled, &[version, &when(*at_ms)])
         }
         Some(Outcome::Committed { version, at_ms }) => {
-            format!("{version} committed {}", when(*at_ms))
+            lang.f(Msg::OtaLastCommitted, &[version, &when(*at_ms)])
         }
         Some(Outcome::RolledBack {
             version,
             reason,
             at_ms,
-        }) => format!("{version} ROLLED BACK {}: {reason}", when(*at_ms)),
+        }) => lang.f(Msg::OtaLastRolledBack, &[version, &when(*at_ms), reason]),
         Some(Outcome::Failed {
             version,
             reason,
             at_ms,
             ..
-        }) => format!(
-            "{} FAILED {}: {reason}",
-            version.as_deref().unwrap_or("update"),
-            when(*at_ms)
+        }) => lang.f(
+            Msg::OtaLastFailed,
+            &[
+                &version.as_deref().unwrap_or(lang.t(Msg::OtaAnUpdate)),
+                &when(*at_ms),
+                reason,
+            ],
         ),
     };
-    row("last", last);
+    row(lang.t(Msg::OtaLast), last);
     if v.store_copy_kept {
         row(
-            "store copy",
-            format!(
-                "{} (the store before the last migrating update)",
-                paths.trial_store_copy().display()
+            lang.t(Msg::OtaStoreCopy),
+            lang.f(
+                Msg::OtaStoreCopyKept,
+                &[&paths.trial_store_copy().display()],
             ),
         );
     }
     row(
-        "keys",
+        lang.t(Msg::OtaKeys),
         if v.key_ids.is_empty() {
-            "none: every update is refused ([ota] public_keys)".into()
+            lang.t(Msg::OtaNoKeys).into()
         } else {
             v.key_ids.join(", ")
         },

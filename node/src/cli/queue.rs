@@ -11,12 +11,12 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::process::ExitCode;
 use wms_node::ops::alert::Alerts;
-use wms_node::ops::i18n::Lang;
 use wms_node::outbox::OutboxError;
 use wms_node::outbox::admin::{
     self, ActionResult, Admin, AdminClient, ClientError, ListFilter, ListPage, OpView, StateFilter,
     Stats,
 };
+use wms_node::status::i18n::Lang;
 use wms_node::store::{OpenError, Store, StoreOptions};
 
 /// `wms-node queue` options.

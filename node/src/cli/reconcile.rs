@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 use wms_node::config::Config;
-use wms_node::ops::i18n::{Lang, Msg, pad};
+use wms_node::status::i18n::{Lang, Msg, pad};
 use wms_node::sync::reconcile::{CHECKS, CheckStatus, Progress, Report, Which};
 
 /// `wms-node reconcile` options.

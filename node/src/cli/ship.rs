@@ -15,7 +15,7 @@ use clap::Args;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
-use wms_node::ops::i18n::{Lang, Msg};
+use wms_node::status::i18n::{Lang, Msg};
 use wms_node::wms::ship::{ShipRequest, Shipment};
 
 /// `wms-node ship` options.

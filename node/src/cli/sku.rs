@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use wms_node::config::Config;
 use wms_node::ops::orders::ImportRequest;
+use wms_node::status::i18n::{Lang, Msg, pad, pad_left, width};
 use wms_node::wms::sku::{self, ImportReport, MasterView, SyncReport};
 
 /// `wms-node sku` options.
@@ -126,6 +127,7 @@ async fn execute(
     json: bool,
     config: &Config,
 ) -> Result<(), Failure> {
+    let lang = config.node.language;
     match cmd {
         SkuCommand::Import { .. } => {
             let req = request.unwrap_or_default();
@@ -133,17 +135,17 @@ async fn execute(
                 Backend::Node(c) => c.import(&req).await?,
                 Backend::Local(a) => a.import(req).await?,
             };
-            print(json, &report, render_import);
+            print(json, &report, |r| render_import(r, lang));
         }
         SkuCommand::List => {
             let m = match b {
                 Backend::Node(c) => c.skus().await?,
                 Backend::Local(a) => a.skus()?,
             };
-            print(json, &m, render_master);
+            print(json, &m, |m| render_master(m, lang));
         }
         SkuCommand::Sync => {
-            let bar = progress_bar(json);
+            let bar = progress_bar(json, lang);
             let report = match b {
                 Backend::Node(c) => {
                     let mut job = c.start_sync().await?;
@@ -175,198 +177,263 @@ async fn execute(
                 }
             };
             bar.finish_and_clear();
-            print(json, &report, render_sync);
+            print(json, &report, |r| render_sync(r, lang));
         }
     }
     Ok(())
 }
 
-fn progress_bar(json: bool) -> indicatif::ProgressBar {
+fn progress_bar(json: bool, lang: Lang) -> indicatif::ProgressBar {
     if json {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("reading listings {bar:40} {pos}/{len} items {eta}")
-    {
+    let template = format!(
+        "{} {{bar:40}} {{pos}}/{{len}} {} {{eta}}",
+        lang.t(Msg::SkuProgress),
+        lang.t(Msg::SkuProgressItems)
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar
 }
 
-fn list_some(v: &[String]) -> String {
+fn list_some(v: &[String], lang: Lang) -> String {
     let mut s = v.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
     if v.len() > 8 {
-        let _ = write!(s, ", … ({} more)", v.len() - 8);
+        let _ = write!(s, ", {}", lang.f(Msg::SkuMore, &[&(v.len() - 8)]));
     }
     s
 }
 
-fn render_import(r: &ImportReport) -> String {
+fn render_import(r: &ImportReport, lang: Lang) -> String {
+    let t = |m| lang.t(m);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{}",
         if r.applied {
-            "Imported."
+            t(Msg::SkuImported)
         } else {
-            "Dry run: nothing written. This import would change:"
+            t(Msg::SkuDryRun)
         }
     );
-    let row = |out: &mut String, k: &str, n: usize, detail: String| {
-        let _ = writeln!(out, "  {k:<10} {n:>6}  {detail}");
+    let row = |out: &mut String, k: Msg, n: usize, detail: String| {
+        let _ = writeln!(
+            out,
+            "  {} {}  {detail}",
+            pad(t(k), 10),
+            pad_left(&n.to_string(), 6)
+        );
     };
-    row(&mut out, "added", r.added.len(), list_some(&r.added));
     row(
         &mut out,
-        "changed",
+        Msg::SkuAdded,
+        r.added.len(),
+        list_some(&r.added, lang),
+    );
+    row(
+        &mut out,
+        Msg::SkuChanged,
         r.changed.len(),
         list_some(
             &r.changed
                 .iter()
                 .map(|(c, what)| format!("{c} ({})", what.join(", ")))
                 .collect::<Vec<_>>(),
+            lang,
         ),
     );
-    row(&mut out, "unchanged", r.unchanged, String::new());
+    row(&mut out, Msg::SkuUnchanged, r.unchanged, String::new());
     row(
         &mut out,
-        "listings",
+        Msg::SkuListingsRow,
         r.listings,
         if r.listings_moved.is_empty() {
             String::new()
         } else {
-            format!(
-                "moved: {}",
-                list_some(
+            lang.f(
+                Msg::SkuMoved,
+                &[&list_some(
                     &r.listings_moved
                         .iter()
                         .map(|(l, a, b)| format!("{l} {a} → {b}"))
-                        .collect::<Vec<_>>()
-                )
+                        .collect::<Vec<_>>(),
+                    lang,
+                )],
             )
         },
     );
     row(
         &mut out,
-        "on hand",
+        Msg::SkuOnHandRow,
         r.on_hand_set.len(),
-        "set for new SKUs".to_owned(),
+        t(Msg::SkuOnHandSet).to_owned(),
     );
     if !r.on_hand_ignored.is_empty() {
         row(
             &mut out,
-            "ignored",
+            Msg::SkuIgnored,
             r.on_hand_ignored.len(),
-            format!(
-                "counts of SKUs already counted (use the stock commands): {}",
-                list_some(
+            lang.f(
+                Msg::SkuIgnoredDetail,
+                &[&list_some(
                     &r.on_hand_ignored
                         .iter()
-                        .map(|(c, f, s)| format!("{c} file {f}, counted {s}"))
-                        .collect::<Vec<_>>()
-                )
+                        .map(|(c, f, s)| lang.f(Msg::SkuIgnoredItem, &[c, f, s]))
+                        .collect::<Vec<_>>(),
+                    lang,
+                )],
             ),
         );
     }
     if r.applied {
         row(
             &mut out,
-            "released",
+            Msg::SkuReleased,
             r.orders_released.len(),
             list_some(
                 &r.orders_released
                     .iter()
                     .map(u64::to_string)
                     .collect::<Vec<_>>(),
+                lang,
             ),
         );
     }
     out
 }
 
-fn render_sync(r: &SyncReport) -> String {
+fn render_sync(r: &SyncReport, lang: Lang) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Read {} items with {} listings: {} mapped by their merchant code, {} kept as imported.",
-        r.items, r.listings, r.mapped, r.kept_from_import
+        "{}",
+        lang.f(
+            Msg::SkuSyncRead,
+            &[&r.items, &r.listings, &r.mapped, &r.kept_from_import]
+        )
     );
     if !r.unknown_code.is_empty() {
+        let codes = list_some(
+            &r.unknown_code
+                .iter()
+                .map(|(l, c)| format!("{l} `{c}`"))
+                .collect::<Vec<_>>(),
+            lang,
+        );
         let _ = writeln!(
             out,
-            "{} listings have a merchant code that is no SKU or bundle (import it): {}",
-            r.unknown_code.len(),
-            list_some(
-                &r.unknown_code
-                    .iter()
-                    .map(|(l, c)| format!("{l} `{c}`"))
-                    .collect::<Vec<_>>()
-            )
+            "{}",
+            lang.f(Msg::SkuSyncUnknown, &[&r.unknown_code.len(), &codes])
         );
     }
     if !r.without_code.is_empty() {
         let _ = writeln!(
             out,
-            "{} listings have no merchant code (give them one, or map them with `sku import`): {}",
-            r.without_code.len(),
-            list_some(&r.without_code)
+            "{}",
+            lang.f(
+                Msg::SkuSyncNoCode,
+                &[&r.without_code.len(), &list_some(&r.without_code, lang)]
+            )
         );
     }
     if r.stale_removed > 0 {
-        let _ = writeln!(
-            out,
-            "{} map entries removed: their items are gone from Taobao.",
-            r.stale_removed
-        );
-    }
-    let _ = writeln!(out, "{} held orders released.", r.orders_released.len());
-    out
-}
-
-fn render_master(m: &MasterView) -> String {
-    let mut out = String::new();
-    if m.skus.is_empty() && m.bundles.is_empty() {
-        return "No SKUs yet: `wms-node sku import FILE.csv`.\n".to_owned();
+        let _ = writeln!(out, "{}", lang.f(Msg::SkuSyncStale, &[&r.stale_removed]));
     }
     let _ = writeln!(
         out,
-        "{:<20} {:<16} {:>8}  {:<10} {:<24} NAME",
-        "SKU", "BARCODE", "ON HAND", "LOCATION", "LISTINGS"
+        "{}",
+        lang.f(Msg::SkuSyncReleased, &[&r.orders_released.len()])
     );
-    for s in &m.skus {
-        let listings: Vec<String> = s
-            .listings
+    out
+}
+
+fn render_master(m: &MasterView, lang: Lang) -> String {
+    let t = |m| lang.t(m);
+    let mut out = String::new();
+    if m.skus.is_empty() && m.bundles.is_empty() {
+        return format!("{}\n", t(Msg::SkuNone));
+    }
+    let rows: Vec<[String; 6]> = m
+        .skus
+        .iter()
+        .map(|s| {
+            let listings: Vec<String> = s
+                .listings
+                .iter()
+                .map(|l| format!("{}:{}", l.num_iid, l.sku_id.as_deref().unwrap_or("0")))
+                .collect();
+            [
+                s.sku.clone(),
+                s.barcode.clone(),
+                s.on_hand
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                s.location.clone().unwrap_or_else(|| "-".into()),
+                if listings.is_empty() {
+                    "-".to_owned()
+                } else {
+                    list_some(&listings, lang)
+                },
+                s.name.clone(),
+            ]
+        })
+        .collect();
+    let heads = [
+        Msg::SkuSku,
+        Msg::SkuBarcode,
+        Msg::SkuOnHand,
+        Msg::SkuLocation,
+        Msg::SkuListings,
+    ];
+    // The usual widths, wider where a heading or a cell needs it; in terminal columns (a
+    // Chinese character takes two).
+    let mut w = [20, 16, 8, 10, 24];
+    for (i, (w, h)) in w.iter_mut().zip(heads).enumerate() {
+        *w = rows
             .iter()
-            .map(|l| format!("{}:{}", l.num_iid, l.sku_id.as_deref().unwrap_or("0")))
-            .collect();
+            .map(|r| width(&r[i]))
+            .fold((*w).max(width(t(h))), usize::max);
+    }
+    let _ = writeln!(
+        out,
+        "{} {} {}  {} {} {}",
+        pad(t(Msg::SkuSku), w[0]),
+        pad(t(Msg::SkuBarcode), w[1]),
+        pad_left(t(Msg::SkuOnHand), w[2]),
+        pad(t(Msg::SkuLocation), w[3]),
+        pad(t(Msg::SkuListings), w[4]),
+        t(Msg::SkuName)
+    );
+    for r in &rows {
         let _ = writeln!(
             out,
-            "{:<20} {:<16} {:>8}  {:<10} {:<24} {}",
-            s.sku,
-            s.barcode,
-            s.on_hand
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "-".into()),
-            s.location.as_deref().unwrap_or("-"),
-            if listings.is_empty() {
-                "-".to_owned()
-            } else {
-                list_some(&listings)
-            },
-            s.name
+            "{} {} {}  {} {} {}",
+            pad(&r[0], w[0]),
+            pad(&r[1], w[1]),
+            pad_left(&r[2], w[2]),
+            pad(&r[3], w[3]),
+            pad(&r[4], w[4]),
+            r[5]
         );
     }
     if !m.bundles.is_empty() {
-        let _ = writeln!(out, "\n{:<20} COMPONENTS", "BUNDLE");
+        let _ = writeln!(
+            out,
+            "\n{} {}",
+            pad(t(Msg::SkuBundle), w[0]),
+            t(Msg::SkuComponents)
+        );
         for b in &m.bundles {
             let parts: Vec<String> = b
                 .components
                 .iter()
                 .map(|c| format!("{}×{}", c.qty, c.sku))
                 .collect();
-            let _ = writeln!(out, "{:<20} {}", b.bundle, parts.join(" + "));
+            let _ = writeln!(out, "{} {}", pad(&b.bundle, w[0]), parts.join(" + "));
         }
     }
     out

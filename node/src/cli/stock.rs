@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::goods::{AdjustRequest, PushRequest, SafetyRequest, SetRequest, StockRow};
-use wms_node::ops::i18n::{Lang, Msg, pad, pad_left, width};
+use wms_node::status::i18n::{Lang, Msg, pad, pad_left, width};
 
 /// `wms-node stock` options.
 #[derive(Debug, Args)]

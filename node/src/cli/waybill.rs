@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use wms_node::config::Config;
 use wms_node::ops::goods::{VoidRequest, WaybillRequest};
-use wms_node::ops::i18n::{Lang, Msg, pad};
+use wms_node::status::i18n::{Lang, Msg, pad};
 use wms_node::sync::waybill::WaybillView;
 
 /// `wms-node waybill` options.

@@ -100,7 +100,7 @@ pub struct NodeConfig {
     /// The language of the status page and of the CLI's human output: `"en"` (English) or
     /// `"zh"` (Simplified Chinese). `/healthz`, `/metrics`, `--json`, logs, and the messages
     /// of checks and alerts stay in English.
-    pub language: crate::ops::i18n::Lang,
+    pub language: crate::status::i18n::Lang,
 }
 
 impl Default for NodeConfig {
@@ -110,7 +110,7 @@ impl Default for NodeConfig {
             site: "main".into(),
             data_dir: PathBuf::from("/var/lib/wms-node"),
             timezone: "Asia/Shanghai".into(),
-            language: crate::ops::i18n::Lang::En,
+            language: crate::status::i18n::Lang::En,
         }
     }
 }
@@ -894,8 +894,8 @@ impl Config {
 
     /// The warehouse's time zone (`node.timezone`; China Standard Time if it does not parse,
     /// which [`Config::validate`] reports).
-    pub fn local_time(&self) -> crate::ops::time::LocalTime {
-        crate::ops::time::LocalTime::parse(&self.node.timezone).unwrap_or_default()
+    pub fn local_time(&self) -> crate::status::time::LocalTime {
+        crate::status::time::LocalTime::parse(&self.node.timezone).unwrap_or_default()
     }
 
     /// How alerts reach people: `[alerts]` and the node's name.
@@ -1281,7 +1281,7 @@ impl NodeConfig {
                 "is empty: name a writable directory".into(),
             );
         }
-        if let Err(e) = crate::ops::time::LocalTime::parse(&self.timezone) {
+        if let Err(e) = crate::status::time::LocalTime::parse(&self.timezone) {
             bad("node.timezone", e);
         }
     }

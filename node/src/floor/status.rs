@@ -4,8 +4,8 @@
 
 use super::devices;
 use super::presence::Presence;
-use crate::ops::http::{At, Observation, StatusSection, StatusSource};
-use crate::ops::i18n::{Lang, Msg};
+use crate::status::i18n::{Lang, Msg};
+use crate::status::{At, Observation, StatusSection, StatusSource};
 use crate::store::Store;
 use firmware_bridge::proto::DeviceClass;
 use std::collections::BTreeMap;

@@ -105,6 +105,54 @@ impl From<StoreError> for GoodsError {
     }
 }
 
+/// The waybill job serves the operators' requests.
+impl WaybillIssuer for crate::sync::waybill::Issuer {
+    fn get(
+        &self,
+        tid: u64,
+        package: Option<u32>,
+        oids: Vec<u64>,
+    ) -> futures::future::BoxFuture<'_, Result<WaybillView, WaybillGetError>> {
+        Box::pin(async move {
+            crate::sync::waybill::get(
+                &self.client,
+                &self.store,
+                &self.bus,
+                &self.alerts,
+                &self.clock,
+                &self.opts,
+                tid,
+                package,
+                oids,
+            )
+            .await
+            .map(|(_, _, view)| view)
+        })
+    }
+}
+
+/// The reconciliation job runs the operators' requests in the background.
+impl ReconcileRunner for crate::sync::reconcile::Runner {
+    fn start(&self, which: Which) -> Result<ReconcileState, String> {
+        {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.running {
+                return Err("a reconciliation is already running".into());
+            }
+            s.running = true;
+        }
+        let (rec, state) = (self.rec.clone(), self.state.clone());
+        tokio::spawn(async move {
+            crate::sync::reconcile::run_tracked(&rec, which, &state).await;
+        });
+        Ok(self.state())
+    }
+
+    fn state(&self) -> ReconcileState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 impl From<WaybillGetError> for GoodsError {
     fn from(e: WaybillGetError) -> Self {
         match e {

@@ -31,8 +31,8 @@
 #[cfg(test)]
 use super::alert::AlertCode;
 use super::alert::{Alert, Alerts, Severity};
-use super::health::{CheckName, Health, Report, Status};
-use super::i18n::{Lang, Msg};
+use crate::status::health::{CheckName, Health, Report, Status};
+use crate::status::i18n::{Lang, Msg};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -59,73 +59,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-/// A block of figures on the status page (e.g. "Queue": pending, dead letters, oldest age).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StatusSection {
-    /// The heading.
-    pub title: String,
-    /// Label and value pairs, shown in order.
-    pub rows: Vec<(String, String)>,
-}
-
-/// What one part of the node shows at one instant: its health checks and its section of the
-/// status page, worked out from one reading of its state (so the two cannot disagree).
-#[derive(Debug, Clone, Default)]
-pub struct Observation {
-    /// Checks to set now (the [`Health`] keeps since when, and logs changes).
-    pub checks: Vec<(CheckName, Status, String)>,
-    /// Its section, if it has one.
-    pub section: Option<StatusSection>,
-}
-
-/// The instant a [`Snapshot`] is taken, and how to show times in it.
-#[derive(Debug, Clone, Copy)]
-pub struct At<'a> {
-    /// Unix ms.
-    pub now_ms: u64,
-    /// The warehouse's time zone.
-    pub local: &'a super::time::LocalTime,
-    /// The language of the sections' words (checks' messages stay English: module
-    /// [`super::i18n`]).
-    pub lang: Lang,
-}
-
-impl At<'_> {
-    /// `2026-12-07 14:43:10 (3 min ago)`, in the warehouse's time.
-    pub fn when(&self, ms: u64) -> String {
-        self.lang.f(
-            Msg::WhenAgo,
-            &[
-                &self.local.format(ms),
-                &self.age(Duration::from_millis(self.now_ms.saturating_sub(ms))),
-            ],
-        )
-    }
-
-    /// The catalogue's text of `m`.
-    pub fn t(&self, m: Msg) -> String {
-        self.lang.t(m).to_owned()
-    }
-
-    /// The catalogue's text of `m` with its arguments.
-    pub fn f(&self, m: Msg, args: &[&dyn std::fmt::Display]) -> String {
-        self.lang.f(m, args)
-    }
-
-    /// A duration in the page's language.
-    pub fn age(&self, d: Duration) -> String {
-        self.lang.age(d)
-    }
-}
-
-/// Something that contributes checks and a [`StatusSection`] to the node's snapshot. Called
-/// on every request of `/`, `/healthz` and `/metrics` (and by its owner's own tick), so it
-/// must be cheap and must not block (read cached figures, never wait for a lock held across
-/// I/O).
-pub trait StatusSource: Send + Sync + 'static {
-    /// The part as of `at`.
-    fn observe(&self, at: &At<'_>) -> Observation;
-}
+pub use crate::status::{At, Observation, StatusSection, StatusSource, age, bytes};
 
 /// Everything the operator views show, taken once per request: the status page, `/healthz`
 /// and `/metrics` (and `wms-node status`, which reads `/healthz`) render one snapshot each,
@@ -186,32 +120,6 @@ impl Snapshot {
     }
 }
 
-/// A byte count as people read it: `512 B`, `12.3 KiB`, `256 MiB`, `1.50 GiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for u in &UNITS[1..] {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    if v.fract() == 0.0 {
-        format!("{v:.0} {unit}")
-    } else if v < 10.0 {
-        format!("{v:.2} {unit}")
-    } else if v < 100.0 {
-        format!("{v:.1} {unit}")
-    } else {
-        format!("{v:.0} {unit}")
-    }
-}
-
 /// What the ops handlers read.
 #[derive(Clone)]
 pub struct OpsState {
@@ -228,7 +136,7 @@ pub struct OpsState {
     /// Extra sections for the status page, in order.
     pub sections: Vec<Arc<dyn StatusSource>>,
     /// The warehouse's time zone: the page shows times in it.
-    pub local: super::time::LocalTime,
+    pub local: crate::status::time::LocalTime,
     /// The status page's language (`node.language`).
     pub lang: Lang,
 }
@@ -269,11 +177,7 @@ pub fn router(state: OpsState) -> Router {
         .with_state(Arc::new(state))
 }
 
-/// The header the admin API requires on every state-changing request: `X-WMS-Node: 1`. A
-/// web page cannot send it to another origin without a CORS preflight, which this server
-/// never grants, so a browser on the gateway cannot be made to retry, drop or authorise
-/// anything. `wms-node`'s own admin clients send it on every request.
-pub const ADMIN_HEADER: (&str, &str) = ("x-wms-node", "1");
+pub use crate::outbox::admin::ADMIN_HEADER;
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then lets requests in progress
 /// finish (the daemon's shutdown deadline bounds how long). Every error is answered as JSON
@@ -1005,12 +909,6 @@ fn alert_name(a: &Alert) -> String {
     }
 }
 
-/// A duration as people say it, in English: "45 s", "3 min", "2 h 5 min", "3 d 4 h"
-/// ([`Lang::age`] in other languages).
-pub fn age(d: std::time::Duration) -> String {
-    Lang::En.age(d)
-}
-
 /// The CSS class (and English word) of a status.
 fn status_class(s: Status) -> &'static str {
     match s {
@@ -1449,7 +1347,7 @@ mod tests {
             alerts: Alerts::new(),
             metrics: crate::ops::metrics::handle(),
             sections: vec![Arc::new(Queue::default())],
-            local: crate::ops::time::LocalTime::default(),
+            local: crate::status::time::LocalTime::default(),
             lang: Lang::En,
         }
     }

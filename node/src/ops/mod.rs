@@ -11,14 +11,13 @@
 
 /// The alert type lives at the bottom of the crate (`crate::alert`): every layer raises alerts.
 pub use crate::alert;
+/// The status types live at the bottom too (`crate::status`); their old paths stay.
+pub use crate::status::{health, i18n, time};
 pub mod goods;
-pub mod health;
 pub mod http;
-pub mod i18n;
 pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod orders;
 pub mod process;
 pub mod restarts;
-pub mod time;

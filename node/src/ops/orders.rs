@@ -17,7 +17,7 @@
 //! Errors are `{"error": "…"}` with 400, 404, 409, 422 or 503. Every change an operator makes
 //! is logged at `warn` with the tid (never buyer data) and published as events.
 
-use crate::alert::{AlertCode, Alerts, Severity};
+use crate::alert::Alerts;
 use crate::outbox::admin::{AdminClient, ClientError};
 use crate::store::{Store, StoreError};
 use crate::taobao::time::Clock;
@@ -31,64 +31,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
-
-/// The counters as last published, for the status page (which must not read the store).
-static COUNTS: Mutex<std::collections::BTreeMap<String, wms::counts::Counts>> =
-    Mutex::new(std::collections::BTreeMap::new());
-
-/// The counters of `shop` as last published (`None` before the first publication).
-pub fn cached_counts(shop: &ShopId) -> Option<wms::counts::Counts> {
-    COUNTS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(shop.as_str())
-        .cloned()
-}
-
-/// Sets `wms_node_orders{state}` and `wms_node_order_holds{reason}` from the stored counters
-/// and raises or clears the `unmapped_sku` alert. Cheap: one small read.
-pub fn publish_counts(store: &Store, shop: &ShopId, alerts: &Alerts) {
-    let Ok(c) = store.read(|r| wms::view::counts(r, shop)) else {
-        return;
-    };
-    COUNTS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(shop.as_str().to_owned(), c.clone());
-    for s in wms::LocalState::ALL {
-        let n = c.states.get(s.as_str()).copied().unwrap_or(0);
-        metrics::gauge!("wms_node_orders", "state" => s.as_str()).set(n as f64);
-    }
-    for r in [
-        wms::HoldReason::Refund,
-        wms::HoldReason::TradeClosed,
-        wms::HoldReason::PaidForbidConsign,
-        wms::HoldReason::PresaleUnpaid,
-        wms::HoldReason::UnmappedSku,
-        wms::HoldReason::AmbiguousSku,
-        wms::HoldReason::PartialRefund,
-        wms::HoldReason::Review,
-        wms::HoldReason::Operator,
-    ] {
-        let n = c.holds.get(r.as_str()).copied().unwrap_or(0);
-        metrics::gauge!("wms_node_order_holds", "reason" => r.as_str()).set(n as f64);
-    }
-    let unmapped = c.holds.get("unmapped_sku").copied().unwrap_or(0)
-        + c.holds.get("ambiguous_sku").copied().unwrap_or(0);
-    if unmapped > 0 {
-        alerts.raise(
-            AlertCode::UnmappedSku,
-            Severity::Warning,
-            format!(
-                "{unmapped} orders are held because a line maps to no SKU (or to several): fix \
-                 the map with `wms-node sku import` or `wms-node sku sync`; they are released \
-                 by themselves"
-            ),
-        );
-    } else {
-        alerts.clear(AlertCode::UnmappedSku);
-    }
-}
 
 /// What `orders release` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +125,28 @@ pub trait SkuSyncer: Send + Sync + 'static {
     ) -> futures::future::BoxFuture<'a, Result<SyncReport, String>>;
 }
 
+/// The SKU sync job serves the operators' requests.
+impl SkuSyncer for crate::sync::skus::SkuSync {
+    fn sync<'a>(
+        &'a self,
+        progress: Box<dyn FnMut(usize, usize) + Send + 'a>,
+    ) -> futures::future::BoxFuture<'a, Result<SyncReport, String>> {
+        Box::pin(async move {
+            crate::sync::skus::sync(
+                &self.client,
+                &self.store,
+                &self.shop,
+                &self.rules,
+                &self.bus,
+                &self.clock,
+                progress,
+            )
+            .await
+            .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Orders and SKUs over a store, for the CLI (stopped node) and the HTTP API (running node).
 #[derive(Clone)]
 pub struct OrdersAdmin {
@@ -229,7 +193,7 @@ impl OrdersAdmin {
     }
 
     fn refreshed(&self) {
-        publish_counts(&self.store, &self.shop, &self.alerts);
+        crate::sync::counts::publish_counts(&self.store, &self.shop, &self.alerts);
     }
 
     /// `orders list`.

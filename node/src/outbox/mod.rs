@@ -45,7 +45,7 @@ pub use queue::{DeliveryStatus, Enqueued, InFlight, LinkStatus, Outbox, OutboxOp
 pub use record::{Envelope, QueueTables, SCHEMA, create_tables};
 
 use crate::alert::AlertCode;
-use crate::ops::health::CheckName;
+use crate::status::health::CheckName;
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Debug;
 use std::future::Future;
@@ -76,7 +76,7 @@ pub struct Queue {
     /// The `queue` label of the `wms_node_outbox_*` metrics (`"taobao"`, `"alerts"`).
     pub name: &'static str,
     /// The status page's heading.
-    pub title: crate::ops::i18n::Msg,
+    pub title: crate::status::i18n::Msg,
     /// Its tables.
     pub tables: QueueTables,
     /// The health check it reports.
@@ -98,7 +98,7 @@ impl Queue {
     /// The first queue: the tables of schema version 1, the `"outbox"` check, capped.
     pub const DEFAULT: Queue = Queue {
         name: "outbox",
-        title: crate::ops::i18n::Msg::SecOutbox,
+        title: crate::status::i18n::Msg::SecOutbox,
         tables: QueueTables::OUTBOX,
         check: CheckName::Outbox,
         dead_letter_alert: AlertCode::DeadLetter,

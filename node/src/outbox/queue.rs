@@ -6,7 +6,7 @@ use super::record::{self, Envelope};
 use super::state::{State, Usage};
 use super::{Operation, Queue};
 use crate::alert::{Alerts, Severity};
-use crate::ops::health::Health;
+use crate::status::health::Health;
 use crate::store::{Store, StoreError};
 use firmware_bridge::pace::Rate;
 use redb::ReadableTable;

@@ -5,9 +5,9 @@
 use super::Operation;
 use super::queue::Outbox;
 use super::state::{DeliveryStatus, LinkStatus, Usage};
-use crate::ops::health::Status;
-use crate::ops::http::{At, Observation, StatusSection, StatusSource, bytes};
-use crate::ops::i18n::Msg;
+use crate::status::health::Status;
+use crate::status::i18n::Msg;
+use crate::status::{At, Observation, StatusSection, StatusSource, bytes};
 use crate::store;
 
 /// One reading of the outbox's state.

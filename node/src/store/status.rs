@@ -3,9 +3,9 @@
 //! gauges.
 
 use super::Store;
-use crate::ops::health::{CheckName, Status};
-use crate::ops::http::{At, Observation, StatusSection, StatusSource, bytes};
-use crate::ops::i18n::Msg;
+use crate::status::health::{CheckName, Status};
+use crate::status::i18n::Msg;
+use crate::status::{At, Observation, StatusSection, StatusSource, bytes};
 use std::path::Path;
 
 /// Space available to unprivileged writers on the file system holding `path`.

@@ -13,7 +13,7 @@
 //!
 //! Must never: drop the stored list because a fetch failed, or retry in a tight loop.
 
-use crate::ops::health::{CheckName, Health};
+use crate::status::health::{CheckName, Health};
 use crate::store::{Store, StoreError};
 use crate::taobao::{Disposition, TopClient};
 use firmware_bridge::pace::Backoff;

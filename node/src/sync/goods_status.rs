@@ -4,8 +4,8 @@
 //! instant of the request.
 
 use super::reconcile::{CheckStatus, SharedState};
-use crate::ops::http::{At, Observation, StatusSection, StatusSource};
-use crate::ops::i18n::Msg;
+use crate::status::i18n::Msg;
+use crate::status::{At, Observation, StatusSection, StatusSource};
 use crate::store::Store;
 use crate::taobao::time::Clock;
 use crate::wms::{self, ShopId};

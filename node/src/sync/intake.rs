@@ -35,8 +35,8 @@
 //! [`Clock`] it is given), or log buyer data (tids and counts only).
 
 use crate::alert::{AlertCode, Alerts, Severity, Subject};
-use crate::ops::health::{CheckName, Health, Status};
 use crate::outbox::Outbox;
+use crate::status::health::{CheckName, Health, Status};
 use crate::store::{Store, StoreError};
 use crate::taobao::api::{IncrementQuery, SoldQuery};
 use crate::taobao::outbox::TaobaoOp;
@@ -872,7 +872,7 @@ impl Intake {
 
     /// Reads the counters and sets the gauges and the SKU alert.
     fn publish_counts(&self) {
-        crate::ops::orders::publish_counts(&self.store, &self.opts.shop, &self.alerts);
+        super::counts::publish_counts(&self.store, &self.opts.shop, &self.alerts);
     }
 }
 
@@ -905,12 +905,12 @@ impl IntakeSection {
     }
 }
 
-impl crate::ops::http::StatusSource for IntakeSection {
-    fn observe(&self, at: &crate::ops::http::At<'_>) -> crate::ops::http::Observation {
+impl crate::status::StatusSource for IntakeSection {
+    fn observe(&self, at: &crate::status::At<'_>) -> crate::status::Observation {
         // The check and the section of one reading of the status, as of now (the lag grows
         // between polls).
         let (status, message) = check(&self.handle.status(), self.clock.now(), self.lag_alert);
-        crate::ops::http::Observation {
+        crate::status::Observation {
             checks: vec![(CHECK, status, message)],
             section: Some(self.section(at)),
         }
@@ -920,8 +920,8 @@ impl crate::ops::http::StatusSource for IntakeSection {
 impl IntakeSection {
     /// The "Orders" section. Goods out (orders by state, holds, deadline risk, the last
     /// reconciliation) adds its rows here.
-    fn section(&self, at: &crate::ops::http::At<'_>) -> crate::ops::http::StatusSection {
-        use crate::ops::i18n::Msg;
+    fn section(&self, at: &crate::status::At<'_>) -> crate::status::StatusSection {
+        use crate::status::i18n::Msg;
         let st = self.handle.status();
         let now = self.clock.now();
         let mut rows = Vec::new();
@@ -948,7 +948,7 @@ impl IntakeSection {
                 (None, None) => at.f(Msg::PullOk, &[&st.polls, &st.windows]),
             },
         ));
-        let counts = crate::ops::orders::cached_counts(&self.shop).unwrap_or_default();
+        let counts = super::counts::cached_counts(&self.shop).unwrap_or_default();
         let today = wms::counts::day_of(now.timestamp_millis());
         let join = |m: Option<&std::collections::BTreeMap<String, u64>>| {
             let parts: Vec<String> = m
@@ -998,7 +998,7 @@ impl IntakeSection {
                 None => at.f(Msg::NoBudgetSet, &[&b.calls_today]),
             },
         ));
-        crate::ops::http::StatusSection {
+        crate::status::StatusSection {
             title: at.t(Msg::SecOrders),
             rows,
         }

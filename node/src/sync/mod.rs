@@ -19,6 +19,7 @@
 
 pub mod carriers;
 pub mod consign;
+pub mod counts;
 pub mod deadlines;
 pub mod goods_status;
 pub mod intake;

@@ -1038,34 +1038,13 @@ pub async fn run_tracked(rec: &Reconciler, which: Which, state: &SharedState) ->
     report
 }
 
-/// Runs started from the operators' API in the background ([`crate::ops::goods::ReconcileRunner`]).
+/// Runs started from the operators' API in the background (`ops::goods` implements its `ReconcileRunner` with it).
 #[derive(Clone)]
 pub struct Runner {
     /// The reconciler.
     pub rec: Reconciler,
     /// Shared with the periodic job, so one run at a time is shown.
     pub state: SharedState,
-}
-
-impl crate::ops::goods::ReconcileRunner for Runner {
-    fn start(&self, which: Which) -> Result<ReconcileState, String> {
-        {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if s.running {
-                return Err("a reconciliation is already running".into());
-            }
-            s.running = true;
-        }
-        let (rec, state) = (self.rec.clone(), self.state.clone());
-        tokio::spawn(async move {
-            run_tracked(&rec, which, &state).await;
-        });
-        Ok(self.state())
-    }
-
-    fn state(&self) -> ReconcileState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
 }
 
 /// The periodic runs: hourly (no stock), the stock check daily, everything after an outage.

@@ -27,7 +27,7 @@ pub enum SyncError {
     Wms(#[from] wms::WmsError),
 }
 
-/// `sku sync` as the operators' API runs it ([`crate::ops::orders::SkuSyncer`]).
+/// `sku sync` as the operators' API runs it (`ops::orders` implements its `SkuSyncer` with it).
 #[derive(Clone)]
 pub struct SkuSync {
     /// The Taobao client.
@@ -42,27 +42,6 @@ pub struct SkuSync {
     pub bus: Bus,
     /// The clock.
     pub clock: Clock,
-}
-
-impl crate::ops::orders::SkuSyncer for SkuSync {
-    fn sync<'a>(
-        &'a self,
-        progress: Box<dyn FnMut(usize, usize) + Send + 'a>,
-    ) -> futures::future::BoxFuture<'a, Result<SyncReport, String>> {
-        Box::pin(async move {
-            sync(
-                &self.client,
-                &self.store,
-                &self.shop,
-                &self.rules,
-                &self.bus,
-                &self.clock,
-                progress,
-            )
-            .await
-            .map_err(|e| e.to_string())
-        })
-    }
 }
 
 /// Reads every listed item and its SKUs, then maps them in one write.

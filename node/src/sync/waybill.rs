@@ -392,7 +392,7 @@ async fn write<R: Send + 'static>(
     .await
 }
 
-/// [`get`] as the operators' API runs it ([`crate::ops::goods::WaybillIssuer`]).
+/// [`get`] as the operators' API runs it (`ops::goods` implements its `WaybillIssuer` with it).
 #[derive(Clone)]
 pub struct Issuer {
     /// The Taobao client.
@@ -407,31 +407,6 @@ pub struct Issuer {
     pub clock: Clock,
     /// `[waybill]`.
     pub opts: WaybillOptions,
-}
-
-impl crate::ops::goods::WaybillIssuer for Issuer {
-    fn get(
-        &self,
-        tid: u64,
-        package: Option<u32>,
-        oids: Vec<u64>,
-    ) -> futures::future::BoxFuture<'_, Result<WaybillView, WaybillGetError>> {
-        Box::pin(async move {
-            get(
-                &self.client,
-                &self.store,
-                &self.bus,
-                &self.alerts,
-                &self.clock,
-                &self.opts,
-                tid,
-                package,
-                oids,
-            )
-            .await
-            .map(|(_, _, view)| view)
-        })
-    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use super::client::TopClient;
 use super::error::BanScope;
 use super::tokens::{TokenManager, TokenStatus};
-use crate::ops::health::{CheckName, Status};
-use crate::ops::http::{At, Observation, StatusSection, StatusSource, age};
-use crate::ops::i18n::Msg;
+use crate::status::health::{CheckName, Status};
+use crate::status::i18n::Msg;
+use crate::status::{At, Observation, StatusSection, StatusSource, age};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

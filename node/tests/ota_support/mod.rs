@@ -214,8 +214,13 @@ impl Gateway {
 
     /// `wms-node --config C ARGS…` with a clean environment.
     pub fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_with(&self.config, args)
+    }
+
+    /// `wms-node --config CONFIG ARGS…` with a clean environment.
+    fn cmd_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.arg("--config").arg(config).args(args);
         for (k, _) in std::env::vars_os() {
             let s = k.to_string_lossy();
             if s.starts_with("WMS_NODE")
@@ -232,6 +237,19 @@ impl Gateway {
 
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
+    }
+
+    /// [`Gateway::run`] with `[node] language = "zh"` (the same config otherwise).
+    #[allow(dead_code)]
+    pub fn run_zh(&self, args: &[&str]) -> Output {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let zh = self.dir.path().join("node-zh.toml");
+        std::fs::write(
+            &zh,
+            text.replacen("[node]\n", "[node]\nlanguage = \"zh\"\n", 1),
+        )
+        .unwrap();
+        self.cmd_with(&zh, args).output().unwrap()
     }
 
     /// A test build: a script that execs the fake build with `behaviour`.

@@ -101,6 +101,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    let stop = stop_signal();
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -137,7 +138,7 @@ async fn run(args: Args) -> ExitCode {
         let _ = writeln!(out, "taobao-sandbox listening on {}", handle.base_url());
         let _ = out.flush();
     }
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     match handle.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,27 +149,43 @@ async fn run(args: Args) -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// Registers for SIGTERM and SIGINT at once and returns what waits for either. Called before
+/// the address is printed: a supervisor or a test may send SIGTERM as soon as it has read the
+/// address, and a signal that comes before the registration kills the process instead.
+#[cfg(unix)]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     // SIGTERM from a supervisor or a test harness.
                     _ = term.recv() => {}
                     // Ctrl-C in a terminal.
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                 }
             }
-            Err(e) => {
+            (Ok(mut term), Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch SIGINT; only SIGTERM stops the sandbox");
+                term.recv().await;
+            }
+            (Err(e), Ok(mut int)) => {
                 tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the sandbox");
-                let _ = tokio::signal::ctrl_c().await;
+                int.recv().await;
+            }
+            (Err(e), Err(_)) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM or SIGINT; kill the sandbox");
+                std::future::pending::<()>().await;
             }
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+#[cfg(not(unix))]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

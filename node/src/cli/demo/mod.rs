@@ -66,14 +66,14 @@ pub struct DemoArgs {
     pub exit: bool,
     /// The status page's language (`[node] language`): en or zh.
     #[arg(long, default_value = "en", value_parser = parse_language)]
-    pub language: wms_node::ops::i18n::Lang,
+    pub language: wms_node::status::i18n::Lang,
 }
 
 /// `en` or `zh`.
-fn parse_language(s: &str) -> Result<wms_node::ops::i18n::Lang, String> {
+fn parse_language(s: &str) -> Result<wms_node::status::i18n::Lang, String> {
     match s {
-        "en" => Ok(wms_node::ops::i18n::Lang::En),
-        "zh" => Ok(wms_node::ops::i18n::Lang::Zh),
+        "en" => Ok(wms_node::status::i18n::Lang::En),
+        "zh" => Ok(wms_node::status::i18n::Lang::Zh),
         other => Err(format!("`{other}` is not a language of the node: en or zh")),
     }
 }

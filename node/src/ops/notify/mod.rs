@@ -40,9 +40,9 @@ pub mod webhook;
 pub use webhook::{AlertNotice, NoticeEvent, Webhook, WebhookKind, WebhookSink};
 
 use crate::alert::{Alert, AlertKey, Alerts, KeyState, Severity};
-use crate::ops::health::{CheckName, Health};
 use crate::outbox::admin::{ListFilter, StateFilter};
 use crate::outbox::{EnqueueError, Outbox, OutboxOptions, Queue, QueueTables};
+use crate::status::health::{CheckName, Health};
 use crate::store::{Store, StoreError};
 use record::{Announced, StoredAlert};
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 /// newer ones replace it), and a webhook that is down only degrades the node.
 pub const ALERT_QUEUE: Queue = Queue {
     name: "alerts",
-    title: crate::ops::i18n::Msg::SecAlertDelivery,
+    title: crate::status::i18n::Msg::SecAlertDelivery,
     tables: QueueTables {
         outbox: "alert_outbox",
         fifo: "alert_outbox_fifo",

@@ -473,12 +473,12 @@ pub fn text(
         (NoticeEvent::Resolved, Some(r)) => t.push_str(&format!(
             "\nresolved {} after {}{count}",
             when(r),
-            crate::ops::http::age(a.active_for(r))
+            crate::status::age(a.active_for(r))
         )),
         _ => t.push_str(&format!(
             "\nsince {} ({} ago){count}",
             when(a.first_seen_ms),
-            crate::ops::http::age(Duration::from_millis(
+            crate::status::age(Duration::from_millis(
                 now_ms.saturating_sub(a.first_seen_ms)
             ))
         )),

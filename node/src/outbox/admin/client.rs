@@ -53,7 +53,7 @@ impl AdminClient {
     pub fn new(base: &str) -> Result<Self, ClientError> {
         // Every request says it is wms-node's own (the node refuses state-changing requests
         // without it: a web page cannot send it).
-        let (name, value) = crate::ops::http::ADMIN_HEADER;
+        let (name, value) = crate::outbox::admin::ADMIN_HEADER;
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(name, reqwest::header::HeaderValue::from_static(value));
         let http = reqwest::Client::builder()

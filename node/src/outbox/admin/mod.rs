@@ -12,6 +12,12 @@ mod client;
 mod http;
 mod render;
 
+/// The header the admin API requires on every state-changing request: `X-WMS-Node: 1`. A
+/// web page cannot send it to another origin without a CORS preflight, which this server
+/// never grants, so a browser on the gateway cannot be made to retry, drop or authorise
+/// anything. `wms-node`'s own admin clients send it on every request.
+pub const ADMIN_HEADER: (&str, &str) = ("x-wms-node", "1");
+
 pub use client::{AdminClient, ClientError};
 pub use http::{ErrorBody, router};
 pub use render::{render_action, render_list, render_op, render_stats};

@@ -2,7 +2,7 @@
 //! colours, so it reads well over SSH and in a log).
 
 use super::{ActionResult, ListPage, OpState, OpView, Stats};
-use crate::ops::i18n::{Lang, Msg, pad, width};
+use crate::status::i18n::{Lang, Msg, pad, width};
 use std::fmt::Write;
 
 /// A table with left-aligned columns separated by two spaces.

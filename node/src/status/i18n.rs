@@ -447,6 +447,115 @@ catalogue! {
     RecProgress => "reconciling", "对账中";
 
     QQuarantineNote => "\nsome records could not be decoded and were set aside in the quarantine table;\nthe node carries on without them (see the log for their table and key)\n", "\n有记录无法解码，已移入隔离表；\n节点不受影响继续运行（表名和键见日志）\n";
+
+    // `wms-node devices`.
+    DevClass => "CLASS", "类型";
+    DevId => "ID", "编号";
+    DevOnline => "ONLINE", "在线";
+    DevFirmware => "FIRMWARE", "固件";
+    DevLastSeen => "LAST SEEN", "最后在线";
+    DevIsOnline => "online", "在线";
+    DevIsOffline => "offline", "离线";
+    DevNever => "never", "从未";
+    DevNone => "no devices; add one with: wms-node devices add ID --class scanner|printer", "还没有设备；添加设备：wms-node devices add ID --class scanner|printer";
+    DevNotRunning => "(the node is not running: online state unknown)", "（节点未运行：在线状态未知）";
+    DevRemoved => "removed {0}: its credentials no longer work", "已移除 {0}：它的凭据立即失效";
+    DevAdded => "added {0} {1}", "已添加{0} {1}";
+    DevUser => "MQTT user name", "MQTT 用户名";
+    DevPassword => "MQTT password", "MQTT 密码";
+    DevClientId => "MQTT client id", "MQTT 客户端 ID";
+    DevTopics => "topics", "主题";
+    DevTopicsValue => "{0} (publish), …/cmd (subscribe)", "{0}（发布），…/cmd（订阅）";
+    DevPasswordOnce => "The password is shown this once; only its hash is kept. Lost it? Remove the\ndevice and add it again.", "密码只显示这一次，节点只保存它的哈希。丢了？移除设备后重新添加。";
+    DevExternalBroker => "External broker: {0} now lists it; reload the broker (systemctl reload mosquitto).", "外部 MQTT 服务器：{0} 已列入该设备；请重新加载（systemctl reload mosquitto）。";
+
+    // `wms-node sku`.
+    SkuSku => "SKU", "货品编码";
+    SkuBarcode => "BARCODE", "条码";
+    SkuOnHand => "ON HAND", "在库";
+    SkuLocation => "LOCATION", "库位";
+    SkuListings => "LISTINGS", "商品链接";
+    SkuName => "NAME", "名称";
+    SkuBundle => "BUNDLE", "组合装";
+    SkuComponents => "COMPONENTS", "组成";
+    SkuNone => "No SKUs yet: `wms-node sku import FILE.csv`.", "还没有货品：`wms-node sku import FILE.csv`。";
+    SkuMore => "… ({0} more)", "…（另有 {0} 个）";
+    SkuImported => "Imported.", "已导入。";
+    SkuDryRun => "Dry run: nothing written. This import would change:", "试运行：未写入任何内容。这次导入将会改动：";
+    SkuAdded => "added", "新增";
+    SkuChanged => "changed", "修改";
+    SkuUnchanged => "unchanged", "未变";
+    SkuListingsRow => "listings", "商品链接";
+    SkuMoved => "moved: {0}", "改挂：{0}";
+    SkuOnHandRow => "on hand", "在库";
+    SkuOnHandSet => "set for new SKUs", "新货品的库存已设定";
+    SkuIgnored => "ignored", "忽略";
+    SkuIgnoredDetail => "counts of SKUs already counted (use the stock commands): {0}", "已盘点货品的数量（请用 stock 命令修改）：{0}";
+    SkuIgnoredItem => "{0} file {1}, counted {2}", "{0} 文件 {1}，盘点 {2}";
+    SkuReleased => "released", "已放行";
+    SkuSyncRead => "Read {0} items with {1} listings: {2} mapped by their merchant code, {3} kept as imported.", "读取了 {0} 个商品、{1} 个链接：{2} 个按商家编码对应，{3} 个保留导入时的对应。";
+    SkuSyncUnknown => "{0} listings have a merchant code that is no SKU or bundle (import it): {1}", "{0} 个链接的商家编码不是任何货品或组合装（请导入）：{1}";
+    SkuSyncNoCode => "{0} listings have no merchant code (give them one, or map them with `sku import`): {1}", "{0} 个链接没有商家编码（请补上，或用 `sku import` 对应）：{1}";
+    SkuSyncStale => "{0} map entries removed: their items are gone from Taobao.", "移除了 {0} 条对应：淘宝上已没有这些商品。";
+    SkuSyncReleased => "{0} held orders released.", "放行了 {0} 个挂起的订单。";
+    SkuProgress => "reading listings", "读取商品链接";
+    SkuProgressItems => "items", "个商品";
+
+    // `wms-node auth`.
+    AuthAuthorised => "Authorised.", "已授权。";
+    AuthNot => "not authorised: run `wms-node auth login`", "未授权：请运行 `wms-node auth login`";
+    AuthShop => "shop:", "店铺：";
+    AuthUnknownShop => "(unknown shop)", "（未知店铺）";
+    AuthSellerId => "{0} (seller id {1})", "{0}（卖家 ID {1}）";
+    AuthSource => "source:", "令牌来源：";
+    AuthExpires => "expires:", "令牌到期：";
+    AuthExpired => "expired", "已过期";
+    AuthExpiresIn => "in {0}", "{0}后";
+    AuthExpiresUnknown => "unknown (a pre-issued session)", "未知（预先签发的会话）";
+    AuthRefresh => "refresh:", "自动续期：";
+    AuthRefreshUntil => "automatic, possible until {0}", "自动，最晚可续到 {0}";
+    AuthRefreshAuto => "automatic", "自动";
+    AuthRefreshNo => "not possible (the app cannot refresh, or the refresh token expired): run `wms-node auth login` before it expires", "无法续期（应用不能刷新令牌，或刷新令牌已过期）：请在到期前运行 `wms-node auth login` 重新授权";
+    AuthLoginOpen => "Open this URL as the shop's owner and approve wms-node:", "请以店铺主账号打开以下网址，并同意授权 wms-node：";
+    AuthLoginWaiting => "Waiting up to {0} for Taobao to redirect to {1} (listening on {2}) …", "最多等待 {0}，等淘宝跳转回 {1}（监听 {2}）…";
+
+    // `wms-node ota`.
+    OtaRunning => "running", "正在运行";
+    OtaPackage => "package", "安装包";
+    OtaSlot => "slot {0}", "槽位 {0}";
+    OtaDownload => "download", "下载";
+    OtaLast => "last", "上次更新";
+    OtaStoreCopy => "store copy", "数据库副本";
+    OtaKeys => "keys", "签名公钥";
+    OtaRunningSlot => "{0} (slot {1}){2}", "{0}（槽位 {1}）{2}";
+    OtaRunningPackage => "{0} (package {1}){2}", "{0}（安装包 {1}）{2}";
+    OtaRunningNoLauncher => "{0} (not started by the launcher){1}", "{0}（不是由启动器启动的）{1}";
+    OtaNotAnswering => "; node not answering", "；节点无响应";
+    OtaCommitted => "{0} (committed)", "{0}（已确认）";
+    OtaOnTrial => "{0} (on trial, {1} start(s) so far)", "{0}（试运行中，已启动 {1} 次）";
+    OtaPrevious => "{0} (previous)", "{0}（上一版本）";
+    OtaUnused => "(an unused build)", "（未使用的版本）";
+    OtaEmpty => "empty", "空";
+    OtaDownloadPartial => "{0}: {1} of {2} MiB on disk (apply again to resume)", "{0}：已下载 {1} / {2} MiB（再次执行 apply 可续传）";
+    OtaNoUpdate => "no update yet", "尚未更新过";
+    OtaLastInstalled => "{0} installed {1}, waiting for its trial boot", "{0} 已于 {1} 安装，等待试运行启动";
+    OtaLastCommitted => "{0} committed {1}", "{0} 已于 {1} 确认";
+    OtaLastRolledBack => "{0} ROLLED BACK {1}: {2}", "{0} 已于 {1} 回滚：{2}";
+    OtaLastFailed => "{0} FAILED {1}: {2}", "{0} 于 {1} 失败：{2}";
+    OtaAnUpdate => "update", "更新";
+    OtaStoreCopyKept => "{0} (the store before the last migrating update)", "{0}（上次迁移数据库的更新之前的数据库）";
+    OtaNoKeys => "none: every update is refused ([ota] public_keys)", "无：所有更新都会被拒绝（[ota] public_keys）";
+    OtaVerified => "signature verified; downloading wms-node {0} ({1} MiB)", "签名校验通过；正在下载 wms-node {0}（{1} MiB）";
+    OtaResuming => "resuming at {0} MiB", "从 {0} MiB 处续传";
+    OtaProgress => "{0}%  {1} of {2} MiB", "{0}%  已下载 {1} / {2} MiB";
+    OtaInterrupted => "interrupted ({0}); resuming in {1} (attempt {2})", "下载中断（{0}）；{1} 后续传（第 {2} 次）";
+    OtaChecking => "checking size and SHA-256", "正在校验大小和 SHA-256";
+    OtaNothingInstalled => "nothing was installed; the running build is unchanged", "未安装任何内容；正在运行的版本不变";
+    OtaInstalled => "installed {0} into slot {1}; it boots on trial at the next start", "已将 {0} 安装到槽位 {1}；下次启动时试运行";
+    OtaNoRestart => "not restarting (--no-restart): `systemctl restart wms-node` boots it", "不重启（--no-restart）：`systemctl restart wms-node` 后启动新版本";
+    OtaRestarting => "the node restarts into it now; `wms-node ota status` shows whether it was committed", "节点正在重启进入新版本；`wms-node ota status` 显示是否已确认";
+    OtaNotRunning => "the node is not running: it boots {0} when it starts (systemctl start wms-node)", "节点未运行：下次启动时运行 {0}（systemctl start wms-node）";
+    OtaRestartRefused => "the running node did not restart: {0}", "正在运行的节点没有重启：{0}";
 }
 
 /// The width of `s` in a terminal's columns: Chinese (and other East Asian wide) characters
