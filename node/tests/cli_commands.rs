@@ -194,3 +194,32 @@ fn default_config_prints_the_example_which_checks_clean() {
     let (code, _, err) = output(wms_node(&["check-config", "--config"]).arg(&config));
     assert_eq!(code, 0, "{err}");
 }
+
+/// `wms-node check-config | head -1`: a reader that stops early ends the command quietly
+/// (exit 0, nothing on stderr), not with a panic about a broken pipe.
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    use std::process::Stdio;
+    let example = example();
+    let config = example.to_str().unwrap();
+    for args in [
+        vec!["check-config", "--config", config],
+        vec!["default-config"],
+    ] {
+        let mut child = wms_node(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before the command has started writing: its first write gets
+        // EPIPE, as under `| head` once head has what it wants.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

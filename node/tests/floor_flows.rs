@@ -401,6 +401,27 @@ async fn once_across_a_sigkill(
     (d, first.json())
 }
 
+/// Goods out in `cfg`: parcels not merged, Cainiao e-waybills from the sandbox, station
+/// `pk-1` printing on `lp-1`.
+fn with_goods_out(cfg: &NodeConfig) {
+    // Pull every second: a listing's first figure is a correction that settles once intake
+    // has passed its reading of the shop (docs/STOCK.md), about 12 s after start.
+    let mut text = std::fs::read_to_string(&cfg.path).unwrap();
+    if !text.contains("poll_interval") {
+        text = text.replacen("[taobao]\n", "[taobao]\npoll_interval = \"1s\"\n", 1);
+    }
+    text.push_str(
+        "[shipping]\nmerge_orders = false\n\
+         [waybill]\ncp_code = \"YTO\"\nbranch_code = \"SIM-01\"\n\
+         template_url = \"http://cloudprint.cainiao.com/template/standard/101\"\n\
+         sender_name = \"模拟仓\"\nsender_mobile = \"13800000000\"\nsender_province = \"浙江省\"\n\
+         sender_city = \"杭州市\"\nsender_detail = \"仓前街道 1 号\"\n\
+         [floor]\nprint_timeout = \"5s\"\n\
+         [[floor.stations]]\nscanner = \"pk-1\"\nprinter = \"lp-1\"\nformat = \"cainiao\"\n",
+    );
+    std::fs::write(&cfg.path, text).unwrap();
+}
+
 async fn goods_in_and_out(kind: &str) {
     let sb = sandbox().await;
     // A: 1 red + 1 blue, packed, labelled and shipped; B: 1 red, held at the dock. Same
@@ -424,23 +445,7 @@ async fn goods_in_and_out(kind: &str) {
             session: SESSION.into(),
         }),
     );
-    // Pull every second: a listing's first figure is a correction that settles once intake
-    // has passed its reading of the shop (docs/STOCK.md), about 12 s after start.
-    let mut text = std::fs::read_to_string(&cfg.path).unwrap().replacen(
-        "[taobao]\n",
-        "[taobao]\npoll_interval = \"1s\"\n",
-        1,
-    );
-    text.push_str(
-        "[shipping]\nmerge_orders = false\n\
-         [waybill]\ncp_code = \"YTO\"\nbranch_code = \"SIM-01\"\n\
-         template_url = \"http://cloudprint.cainiao.com/template/standard/101\"\n\
-         sender_name = \"模拟仓\"\nsender_mobile = \"13800000000\"\nsender_province = \"浙江省\"\n\
-         sender_city = \"杭州市\"\nsender_detail = \"仓前街道 1 号\"\n\
-         [floor]\nprint_timeout = \"5s\"\n\
-         [[floor.stations]]\nscanner = \"pk-1\"\nprinter = \"lp-1\"\nformat = \"cainiao\"\n",
-    );
-    std::fs::write(&cfg.path, text).unwrap();
+    with_goods_out(&cfg);
     let mut passwords = std::collections::BTreeMap::new();
     for (class, id) in [
         ("scanner", "fl-1"),
@@ -752,6 +757,180 @@ async fn receive_count_pick_pack_label_ship_with_a_sigkill_in_each_through_mosqu
         return;
     }
     goods_in_and_out("mosquitto").await;
+}
+
+/// A refund arrives on the sandbox while a packing station is in the middle of the order's
+/// parcel (its waybill already taken): the station gets `hold` at once, its next scan is
+/// refused with the reason; the node is SIGKILLed before the station acknowledges, and the
+/// hold comes again after the restart; acknowledged, every unit picked for the order is a
+/// put-back task for the station, off the shelf's figure until scanned back; the order ends
+/// `put_back`, and its waybill is cancelled at Cainiao through the outbox.
+async fn hold_mid_pack(kind: &str) {
+    let sb = sandbox().await;
+    let tid = paid(&sb, &[(0, 1), (1, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("data").join("mosquitto");
+    let broker = match kind {
+        "mosquitto" => BrokerKind::External { port: free_port() },
+        _ => BrokerKind::Embedded,
+    };
+    let cfg = write_config_with(
+        dir.path(),
+        &broker,
+        Some(&TaobaoAt {
+            rest_url: sb.rest_url(),
+            oauth_url: sb.oauth_url(),
+            app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
+            app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
+            session: SESSION.into(),
+        }),
+    );
+    // The refund is pulled within a second or two.
+    let text = std::fs::read_to_string(&cfg.path).unwrap();
+    std::fs::write(
+        &cfg.path,
+        text.replace("[taobao]\n", "[taobao]\npoll_interval = \"1s\"\n"),
+    )
+    .unwrap();
+    with_goods_out(&cfg);
+    let mut passwords = std::collections::BTreeMap::new();
+    for (class, id) in [("scanner", "fl-1"), ("scanner", "pk-1")] {
+        passwords.insert(format!("{class}/{id}"), add_device(&cfg.path, class, id));
+    }
+    import_skus(&cfg, dir.path());
+    let node = Node::start(&cfg);
+    let mut mosquitto = None;
+    let port = match &broker {
+        BrokerKind::External { port } => {
+            wait_until("mosquitto files", || files.join("acl").is_file()).await;
+            mosquitto = Some(Mosquitto::start(*port, &files));
+            *port
+        }
+        BrokerKind::Embedded => node.broker_port(),
+    };
+    node.wait_connected(1);
+    let mut f = Floor {
+        cfg,
+        broker,
+        node: Some(node),
+        port,
+        passwords,
+    };
+    wait_state(&f.cfg, tid, "released").await;
+
+    // Picked whole; the waybill taken at the desk (`waybill get`); at the station the order,
+    // then one of its two units.
+    let mut picker = f.device("scanner", "fl-1").await;
+    let (_, task) = request(&mut picker, "r-1").await;
+    assert_eq!(task["tid"], tid.to_string(), "{task}");
+    assert_eq!(scan(&mut picker, "p-1", "FL-BLUE").await.json()["ok"], true);
+    assert_eq!(scan(&mut picker, "p-2", "FL-RED").await.json()["ok"], true);
+    wait_state(&f.cfg, tid, "picked").await;
+    let (code, _, err) = cli(&f.cfg.path, &["waybill", "get", &tid.to_string()]);
+    assert_eq!(code, 0, "waybill get: {err}");
+    let waybill = sb
+        .sandbox()
+        .waybills()
+        .into_iter()
+        .find(|w| w.trade_order_list.contains(&tid.to_string()))
+        .unwrap()
+        .waybill_code;
+    let mut pk = f.device("scanner", "pk-1").await;
+    let v = ask(
+        &mut pk,
+        &scan_mode("k-0", &tid.to_string(), "pack", None),
+        "k-0",
+    )
+    .await
+    .json();
+    assert_eq!(v["ok"], true, "{v}");
+    let v = ask(&mut pk, &scan_mode("k-1", "FL-BLUE", "pack", None), "k-1")
+        .await
+        .json();
+    assert_eq!(v["ok"], true, "{v}");
+
+    // The buyer asks for a refund: the station is told at once.
+    sb.sandbox().refund(tid as i64, Default::default()).unwrap();
+    let hold = expect(&mut pk.rx, "a hold", |r| r.json()["type"] == "hold")
+        .await
+        .json();
+    assert_eq!(hold["tid"], tid.to_string(), "{hold}");
+    assert_eq!(hold["action"], "put_back", "{hold}");
+    assert_eq!(hold["task_id"], format!("pack-{tid}"), "{hold}");
+    assert!(
+        hold["reason"].as_str().unwrap().contains("refund"),
+        "{hold}"
+    );
+    // Its next scan is refused with the reason.
+    let v = ask(&mut pk, &scan_mode("k-2", "FL-RED", "pack", None), "k-2")
+        .await
+        .json();
+    assert_eq!(v["ok"], false, "{v}");
+    let t = v["text"].as_str().unwrap();
+    assert!(t.starts_with("STOP") && t.contains("refund"), "{v}");
+
+    // SIGKILL before the station acknowledges: after the restart it gets the same hold.
+    f.restart();
+    pk.vanish();
+    picker.vanish();
+    let mut pk = f.device("scanner", "pk-1").await;
+    let again = expect(&mut pk.rx, "the hold again", |r| r.json()["type"] == "hold")
+        .await
+        .json();
+    assert_eq!(again["hold_id"], hold["hold_id"]);
+    pk.publish(
+        "reply",
+        format!(r#"{{"type":"hold_ack","v":1,"re":{}}}"#, hold["hold_id"]),
+    )
+    .await;
+    // Every unit picked for it (both, not only the one verified) goes back.
+    let put = expect(&mut pk.rx, "the put-back task", |r| {
+        r.json()["type"] == "task"
+    })
+    .await
+    .json();
+    assert_eq!(put["task_id"], format!("putback-{tid}"), "{put}");
+    assert_eq!(put["remaining"], 2, "{put}");
+    assert_eq!(stock(&f.cfg, "FL-BLUE")["on_hand"], 49);
+    assert_eq!(stock(&f.cfg, "FL-RED")["on_hand"], 49);
+    for (i, code) in ["FL-BLUE", "FL-RED"].iter().enumerate() {
+        let id = format!("b-{i}");
+        let v = ask(&mut pk, &scan_mode(&id, barcode(code), "pack", None), &id)
+            .await
+            .json();
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    wait_state(&f.cfg, tid, "put_back").await;
+    assert_eq!(stock(&f.cfg, "FL-BLUE")["on_hand"], 50, "back, once");
+    assert_eq!(stock(&f.cfg, "FL-RED")["on_hand"], 50);
+    // The parcel will not ship: goods out voids its waybill and cancels it at Cainiao.
+    wait_until("the waybill is cancelled at Cainiao", || {
+        sb.sandbox()
+            .waybills()
+            .iter()
+            .any(|w| w.waybill_code == waybill && w.cancelled)
+    })
+    .await;
+    assert_eq!(
+        sb.sandbox().calls(Some("cainiao.waybill.ii.cancel")).len(),
+        1,
+        "cancelled once"
+    );
+    assert!(f.node.take().unwrap().sigterm().success());
+    drop(mosquitto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_mid_pack_holds_the_station_across_a_sigkill_and_its_goods_go_back_embedded() {
+    hold_mid_pack("embedded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_mid_pack_holds_the_station_across_a_sigkill_and_its_goods_go_back_mosquitto() {
+    if !Mosquitto::available() {
+        return;
+    }
+    hold_mid_pack("mosquitto").await;
 }
 
 /// Alerts reach `wms/{site}/gateway/{id}/alert`: a node SIGKILLed three times in a row

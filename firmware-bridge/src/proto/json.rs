@@ -240,18 +240,49 @@ pub fn decode_alert(payload: &[u8]) -> Result<super::alert::AlertMessage, JsonEr
 /// Best-effort reading of the id a bad payload was about (`msg_id`, `job_id`, `hold_id`), so a
 /// refusal can still name what it refuses.
 pub fn peek_id(payload: &[u8]) -> Option<String> {
+    peek_string(payload, &["msg_id", "job_id", "hold_id"])
+}
+
+/// Best-effort reading of the first of `keys` that holds a usable id (a string of 1 to
+/// [`MAX_ID_LEN`](super::MAX_ID_LEN) bytes without control characters) in a payload that is
+/// not a valid message: a refusal names what it refuses. `None` for anything else, never a
+/// panic.
+pub fn peek_string(payload: &[u8], keys: &[&str]) -> Option<String> {
     if payload.len() > MAX_PAYLOAD {
         return None;
     }
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(payload) else {
         return None;
     };
-    ["msg_id", "job_id", "hold_id"].iter().find_map(|k| {
+    keys.iter().find_map(|k| {
         map.get(*k)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty() && s.len() <= super::MAX_ID_LEN)
+            .filter(|s| !s.chars().any(char::is_control))
             .map(str::to_owned)
     })
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary; a text that was cut ends in `…`.
+/// What the node and the bridge write into a message's text (or an error about outside
+/// input) goes through this, so a long reason never makes a message invalid.
+pub fn cut_text(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
+    s
+}
+
+/// An operator text (`feedback`, `task`, `hold`, an `ota_result`'s error) cut to the
+/// protocol's [`MAX_TEXT_LEN`](super::MAX_TEXT_LEN).
+pub fn fit_text(s: String) -> String {
+    cut_text(s, super::MAX_TEXT_LEN)
 }
 
 /// Best-effort reading of a command a device cannot use: its `type` and the id a [`Reject`]
@@ -368,17 +399,9 @@ fn static_type(ty: &str) -> &'static str {
     ALL.iter().copied().find(|t| *t == ty).unwrap_or("unknown")
 }
 
-fn truncate(mut s: String) -> String {
+fn truncate(s: String) -> String {
     // The type string comes from outside: keep error messages (and logs) bounded.
-    if s.len() > 32 {
-        let mut cut = 32;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
+    cut_text(s, 32 + '…'.len_utf8())
 }
 
 #[cfg(test)]
@@ -604,6 +627,33 @@ mod tests {
             let _ = decode_downlink(&bytes);
             let _ = peek_id(&bytes);
             let _ = peek_command(&bytes);
+            let _ = peek_string(&bytes, &["id"]);
         }
+
+        #[test]
+        fn a_cut_text_fits_and_keeps_its_start(s in "\\PC{0,700}", max in 3usize..600) {
+            let cut = cut_text(s.clone(), max);
+            proptest::prop_assert!(cut.len() <= max);
+            if s.len() <= max {
+                proptest::prop_assert_eq!(&cut, &s);
+            } else {
+                let kept = cut.strip_suffix('…').unwrap_or(&cut);
+                proptest::prop_assert!(s.starts_with(kept));
+            }
+        }
+    }
+
+    #[test]
+    fn a_text_over_the_limit_is_cut_on_a_character_boundary() {
+        let long = "货".repeat(400);
+        let fit = fit_text(long);
+        assert!(fit.len() <= crate::proto::MAX_TEXT_LEN, "{}", fit.len());
+        assert!(fit.ends_with('…'));
+        assert_eq!(fit_text("short".to_owned()), "short");
+        assert_eq!(
+            peek_string(br#"{"id":"r-1","msg_id":"m"}"#, &["id"]),
+            Some("r-1".to_owned())
+        );
+        assert_eq!(peek_string(br#"{"id":"a\nb"}"#, &["id"]), None);
     }
 }

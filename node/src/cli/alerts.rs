@@ -43,9 +43,9 @@ pub fn run(args: AlertsArgs, config: &Config) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let view: serde_json::Value = rt.block_on(fetch(config))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?);
     } else {
-        print!(
+        out!(
             "{}",
             table(
                 &view,

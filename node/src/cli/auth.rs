@@ -113,7 +113,7 @@ async fn run_async(args: AuthArgs, config: &Config) -> anyhow::Result<ExitCode> 
             };
             let oauth = oauth_client(config, Some(redirect))?;
             let state = OAuthClient::new_state();
-            println!("{}", oauth.authorize_url(&state));
+            outln!("{}", oauth.authorize_url(&state));
             eprintln!(
                 "Open the URL as the shop's owner and approve. Taobao then redirects to the \
                  callback with ?code=…&state={state}; run `wms-node auth exchange CODE` with \
@@ -250,10 +250,10 @@ async fn login(
     let redirect = with_port_if_zero(&redirect, bound.port());
     let oauth = oauth_client(config, Some(redirect.clone()))?;
     let state = OAuthClient::new_state();
-    println!("{}\n", lang.t(Msg::AuthLoginOpen));
-    println!("  {}\n", oauth.authorize_url(&state));
+    outln!("{}\n", lang.t(Msg::AuthLoginOpen));
+    outln!("  {}\n", oauth.authorize_url(&state));
     let wait = humantime::format_duration(timeout);
-    println!(
+    outln!(
         "{}",
         lang.f(Msg::AuthLoginWaiting, &[&wait, &redirect, &bound])
     );
@@ -290,7 +290,7 @@ async fn login(
         .install(tokens)
         .await
         .context("cannot store the tokens")?;
-    println!("{}", lang.t(Msg::AuthAuthorised));
+    outln!("{}", lang.t(Msg::AuthAuthorised));
     print_status(manager.status().await.ok().flatten(), false, lang);
     close(store).await;
     Ok(ExitCode::SUCCESS)
@@ -328,7 +328,7 @@ fn node_answer(
     match answer {
         Ok(state) => {
             if login {
-                println!("{}", lang.t(Msg::AuthAuthorised));
+                outln!("{}", lang.t(Msg::AuthAuthorised));
             }
             print_status(state.status, false, lang);
             Ok(ExitCode::SUCCESS)
@@ -458,7 +458,7 @@ fn left(at: chrono::DateTime<chrono::Utc>, lang: Lang) -> String {
 
 fn print_status(status: Option<TokenStatus>, json: bool, lang: Lang) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&status).unwrap_or_else(|_| "null".into())
         );
@@ -466,7 +466,7 @@ fn print_status(status: Option<TokenStatus>, json: bool, lang: Lang) {
     }
     let t = |m| lang.t(m);
     let Some(s) = status else {
-        println!("{}", t(Msg::AuthNot));
+        outln!("{}", t(Msg::AuthNot));
         return;
     };
     let labels = [
@@ -477,7 +477,7 @@ fn print_status(status: Option<TokenStatus>, json: bool, lang: Lang) {
     ];
     // The values line up after the widest label, in terminal columns.
     let w = labels.iter().map(|&m| width(t(m))).max().unwrap_or(0) + 2;
-    let row = |m: Msg, value: &str| println!("{}{value}", pad(t(m), w));
+    let row = |m: Msg, value: &str| outln!("{}{value}", pad(t(m), w));
     let shop = s.shop_nick.as_deref().unwrap_or(t(Msg::AuthUnknownShop));
     match &s.user_id {
         Some(id) => row(Msg::AuthShop, &lang.f(Msg::AuthSellerId, &[&shop, id])),

@@ -19,19 +19,19 @@ pub fn check(path: &Path) -> ExitCode {
     let Some(config) = load_config(path) else {
         return ExitCode::from(EXIT_USAGE);
     };
-    println!(
+    outln!(
         "{}",
         config
             .node
             .language
             .f(Msg::CliEffectiveConfig, &[&path.display()])
     );
-    print!("{}", config.to_redacted_toml());
+    out!("{}", config.to_redacted_toml());
     ExitCode::SUCCESS
 }
 
 /// Prints the commented example config.
 pub fn print_default() -> ExitCode {
-    print!("{EXAMPLE}");
+    out!("{EXAMPLE}");
     ExitCode::SUCCESS
 }

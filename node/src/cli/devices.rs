@@ -143,7 +143,7 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
             match added {
                 Ok(a) => {
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&a)?);
+                        outln!("{}", serde_json::to_string_pretty(&a)?);
                     } else {
                         print_added(&a, config);
                     }
@@ -158,7 +158,7 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
                 Backend::Local(a) => a.list()?,
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 print_list(&list, matches!(backend, Backend::Node(_)), lang);
             }
@@ -205,9 +205,9 @@ async fn run_async(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCod
             match result {
                 Ok(name) => {
                     if json {
-                        println!("{}", serde_json::json!({ "removed": name }));
+                        outln!("{}", serde_json::json!({ "removed": name }));
                     } else {
-                        println!("{}", lang.f(Msg::DevRemoved, &[&name]));
+                        outln!("{}", lang.f(Msg::DevRemoved, &[&name]));
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -244,11 +244,11 @@ fn print_added(a: &Added, config: &Config) {
     let lang = config.node.language;
     let t = |m| lang.t(m);
     let d = &a.device;
-    println!(
+    outln!(
         "{}",
         lang.f(Msg::DevAdded, &[&class_word(&d.class, lang), &d.id])
     );
-    println!();
+    outln!();
     let heads = [
         Msg::DevUser,
         Msg::DevPassword,
@@ -271,12 +271,12 @@ fn print_added(a: &Added, config: &Config) {
         d.client_id.clone(),
         lang.f(Msg::DevTopicsValue, &[&topics]),
     ]) {
-        println!("  {}  {value}", pad(t(m), w));
+        outln!("  {}  {value}", pad(t(m), w));
     }
-    println!();
-    println!("{}", t(Msg::DevPasswordOnce));
+    outln!();
+    outln!("{}", t(Msg::DevPasswordOnce));
     if config.mqtt.broker.trim() != "embedded" {
-        println!(
+        outln!(
             "{}",
             lang.f(Msg::DevExternalBroker, &[&config.mosquitto_dir().display()])
         );
@@ -286,7 +286,7 @@ fn print_added(a: &Added, config: &Config) {
 fn print_list(list: &[DeviceView], running: bool, lang: Lang) {
     let t = |m| lang.t(m);
     if list.is_empty() {
-        println!("{}", t(Msg::DevNone));
+        outln!("{}", t(Msg::DevNone));
         return;
     }
     let rows: Vec<[String; 5]> = list
@@ -332,13 +332,13 @@ fn print_list(list: &[DeviceView], running: bool, lang: Lang) {
                 s.push_str("  ");
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(head);
     for r in &rows {
         line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
     }
     if !running {
-        println!("{}", t(Msg::DevNotRunning));
+        outln!("{}", t(Msg::DevNotRunning));
     }
 }

@@ -3,6 +3,27 @@
 //! Exit codes: 0 success; 2 bad usage or a bad configuration (fix the command or the file);
 //! 1 any other failure; `reconcile` alone also says 3: it ran and found discrepancies. Results go to stdout, logs
 //! and errors to stderr. `anyhow` lives here and in the subcommand files only.
+//!
+//! Results are printed with `outln!` and `out!` ([`write_out`]), not `println!`: a reader
+//! that stops early (`wms-node orders list | head`) ends the command quietly, as it ends
+//! other Unix tools, where `println!` would panic on the broken pipe.
+
+/// `println!` for the CLI's results ([`write_out`]).
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the CLI's results ([`write_out`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
 
 pub mod alerts;
 pub mod auth;
@@ -145,6 +166,21 @@ pub enum Command {
     Version,
 }
 
+/// Writes a result to stdout. A reader that went away (a closed pipe) ends the process with
+/// status 0 at once: what it read was all it wanted. Any other failure to write (a full disk
+/// under a redirect) ends it with status 1 and says so on stderr.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     // Keeps the version marker in the binary whatever the linker would drop (`ota sign`).
@@ -174,7 +210,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => Ok(check_config::check(&cli.config)),
         Command::DefaultConfig => Ok(check_config::print_default()),
         Command::Version => {
-            println!("wms-node {}", wms_node::VERSION);
+            outln!("wms-node {}", wms_node::VERSION);
             Ok(ExitCode::SUCCESS)
         }
         Command::Auth(args) => {

@@ -198,11 +198,11 @@ impl From<AdminError> for Failure {
 pub fn print<T: Serialize>(json: bool, value: &T, table: impl FnOnce(&T) -> String) {
     if json {
         match serde_json::to_string_pretty(value) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => eprintln!("error: cannot print JSON: {e}"),
         }
     } else {
-        print!("{}", table(value));
+        out!("{}", table(value));
     }
 }
 

@@ -165,21 +165,21 @@ fn apply(config: &Config, source: &str, force: bool, no_restart: bool) -> anyhow
                 return Ok(ExitCode::FAILURE);
             }
         };
-        println!(
+        outln!(
             "{}",
             lang.f(Msg::OtaInstalled, &[&installed.version, &installed.slot])
         );
         if no_restart {
-            println!("{}", lang.t(Msg::OtaNoRestart));
+            outln!("{}", lang.t(Msg::OtaNoRestart));
             return Ok(ExitCode::SUCCESS);
         }
         match request_restart(&config.admin_url()).await {
-            Ok(()) => println!("{}", lang.t(Msg::OtaRestarting)),
+            Ok(()) => outln!("{}", lang.t(Msg::OtaRestarting)),
             Err(RestartError::NotRunning) => {
-                println!("{}", lang.f(Msg::OtaNotRunning, &[&installed.version]));
+                outln!("{}", lang.f(Msg::OtaNotRunning, &[&installed.version]));
             }
             Err(RestartError::Refused(msg)) => {
-                println!("{}", lang.f(Msg::OtaRestartRefused, &[&msg]));
+                outln!("{}", lang.f(Msg::OtaRestartRefused, &[&msg]));
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -408,10 +408,10 @@ fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         None => StatusView::read(&opts, false)?,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(ExitCode::SUCCESS);
     }
-    print!(
+    out!(
         "{}",
         render_status(&view, &opts.paths(), config.node.language)
     );
@@ -586,7 +586,7 @@ fn gate(
             gate::run(&mut report, store, &broker, expect);
         }
     }
-    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    outln!("{}", serde_json::to_string(&report).unwrap_or_default());
     if report.passed {
         ExitCode::SUCCESS
     } else {
@@ -622,16 +622,16 @@ fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", out.display()))?;
     let pk = key.public_key();
-    println!(
+    outln!(
         "private key: {} (keep it secret, off the gateways)",
         out.display()
     );
-    println!("key id:      {}", pk.key_id());
-    println!("public key:  {pk}");
-    println!();
-    println!("On every gateway, in /etc/wms-node/node.toml:");
-    println!("[ota]");
-    println!("public_keys = [\"{pk}\"]");
+    outln!("key id:      {}", pk.key_id());
+    outln!("public key:  {pk}");
+    outln!();
+    outln!("On every gateway, in /etc/wms-node/node.toml:");
+    outln!("[ota]");
+    outln!("public_keys = [\"{pk}\"]");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -693,9 +693,9 @@ fn sign(
     std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     std::fs::write(&sig_path, format!("{sig}\n"))
         .with_context(|| format!("cannot write {}", sig_path.display()))?;
-    println!("manifest:  {}", out.display());
-    println!("signature: {}", sig_path.display());
-    print!("{}", String::from_utf8_lossy(&bytes));
+    outln!("manifest:  {}", out.display());
+    outln!("signature: {}", sig_path.display());
+    out!("{}", String::from_utf8_lossy(&bytes));
     Ok(ExitCode::SUCCESS)
 }
 

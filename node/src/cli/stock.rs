@@ -132,7 +132,7 @@ async fn execute(g: &Goods, cmd: StockCommand, json: bool, lang: Lang) -> Result
             if json {
                 print(true, &views, |_| String::new());
             } else {
-                print!("{}", render(&rows, lang));
+                out!("{}", render(&rows, lang));
             }
             return Ok(());
         }
@@ -179,9 +179,9 @@ async fn execute(g: &Goods, cmd: StockCommand, json: bool, lang: Lang) -> Result
     if json {
         print(true, &row.view, |_| String::new());
     } else {
-        print!("{}", render(std::slice::from_ref(&row), lang));
+        out!("{}", render(std::slice::from_ref(&row), lang));
         if matches!(g, Goods::Local(_)) {
-            println!("{}", lang.t(Msg::NodeNotRunningStock));
+            outln!("{}", lang.t(Msg::NodeNotRunningStock));
         }
     }
     Ok(())

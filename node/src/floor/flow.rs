@@ -95,6 +95,17 @@ pub trait FlowHandler: Send + Sync + 'static {
         let _ = (txn, tid, now_ms);
         Ok(Vec::new())
     }
+
+    /// The floor starts, or fell behind the warehouse's events: the commands [`Self::held`]
+    /// would have sent for every order that is held now and was not told to its devices yet.
+    fn sweep(
+        &self,
+        txn: &WriteTransaction,
+        now_ms: u64,
+    ) -> Result<Vec<(DeviceId, Downlink<String>)>, StoreError> {
+        let _ = (txn, now_ms);
+        Ok(Vec::new())
+    }
 }
 
 /// A feedback to `re`.

@@ -9,8 +9,8 @@
 //! | | `scan` mode `pick` | the SKU against the device's task (barcode or code), `qty` or 1 | ok + the next step; the last unit: order → `picked` |
 //! | | | a SKU not on the order / too many / an older task / a held order | `ok:false`, error beep, a distinct text; the step stays |
 //! | | `short` | the task ends, the order goes to the exception desk | ok |
-//! | hold | — (an order went on hold: refund, close, operator) | every device holding the order's task gets `hold`, re-sent on reconnect until `hold_ack` ([`super::holds`]) | |
-//! | put-back | `hold_ack` | the pick task stops; what was picked leaves the ledger's on hand (it is in a tote) and becomes a put-back task for the same device | the `task` |
+//! | hold | — (an order went on hold: refund, close, operator) | the device holding the order's task (a pick, or the pack of its parcel) gets `hold`, re-sent on reconnect until `hold_ack` ([`super::holds`]) | later scans of the order: `STOP` and the reason |
+//! | put-back | `hold_ack` | the pick or pack task stops; what was picked for the order leaves the ledger's on hand (it is in a tote) and becomes a put-back task for the same device | the `task` |
 //! | | `scan` (any mode) of a put-back task | the SKU back to its bin; the last unit: every unit back on hand (`put_back` moves, a delta to the shop), order → `put_back` | ok + next bin |
 //! | pack | `scan` mode `pack`, no task: the order (`tid` or `pick-{tid}`) | a picked order's parcel (goods out's package; merged with the same receiver's orders when `[shipping] merge_orders`, all of them picked): a `pack-{tid}` task of every item | ok + the first item, then the `task` (mode `pack`) |
 //! | | `scan` mode `pack` of an item | verified against the task; wrong item or too many: error beep | ok + the next item; the last: orders → `verified` → `packed`, the label queued for the station's printer ([`super::labels`]) |
@@ -36,7 +36,7 @@ use crate::wms::tasks::{self, TaskKind, TaskLine, TaskRecord, TaskState};
 use crate::wms::{self, LocalState, ShopId, Wms, WmsError};
 use chrono::{DateTime, Utc};
 use firmware_bridge::proto::{
-    Downlink, Feedback, Mode, RequestTask, Scan, Short, Step, Task, Uplink, VERSION,
+    Downlink, Feedback, Mode, RequestTask, Scan, Short, Step, Task, Uplink, VERSION, json,
 };
 use redb::WriteTransaction;
 use std::sync::Arc;
@@ -141,38 +141,66 @@ pub fn task_message(task: &TaskRecord) -> Downlink<String> {
             Mode::Pick
         },
         tid: Some(task.tid.to_string()),
-        text: clip(text),
+        text: json::fit_text(text),
         next: task.next_line().map(step),
         remaining: Some(task.left()),
     })
 }
 
-/// Texts stay within the protocol's limit.
-pub(crate) fn clip(mut s: String) -> String {
-    const MAX: usize = firmware_bridge::proto::MAX_TEXT_LEN;
-    if s.len() > MAX {
-        let mut cut = MAX - 3;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
-}
-
 fn ok(re: &str, text: String, next: Option<Step<String>>) -> Feedback<String> {
     Feedback {
         next,
-        ..feedback(re, true, clip(text))
+        ..feedback(re, true, json::fit_text(text))
     }
 }
 
 fn error(re: &str, text: String, next: Option<Step<String>>) -> Feedback<String> {
     Feedback {
         next,
-        ..feedback(re, false, clip(text))
+        ..feedback(re, false, json::fit_text(text))
     }
+}
+
+/// A refusal: `ok:false`, error beep, nothing changed.
+fn refuse(re: &str, text: String) -> Result<Outcome<wms::Event>, StoreError> {
+    Ok(Outcome::answer(error(re, text, None)))
+}
+
+/// An OK, and what changed.
+fn done(
+    re: &str,
+    text: String,
+    events: Vec<wms::Event>,
+) -> Result<Outcome<wms::Event>, StoreError> {
+    Ok(Outcome {
+        feedback: Some(ok(re, text, None)),
+        commands: Vec::new(),
+        events,
+    })
+}
+
+/// A feedback, then the `task` the device holds, as it is now.
+fn with_task(
+    device: &DeviceId,
+    fb: Feedback<String>,
+    task: &TaskRecord,
+) -> Result<Outcome<wms::Event>, StoreError> {
+    Ok(Outcome {
+        feedback: Some(fb),
+        commands: vec![(device.clone(), task_message(task))],
+        events: Vec::new(),
+    })
+}
+
+/// A refusal after `w` changed something that stays (a parcel made, its merge logged): its
+/// writes are finished and their events kept.
+fn refuse_after(w: Wms<'_>, re: &str, text: String) -> Result<Outcome<wms::Event>, StoreError> {
+    let events = w.finish()?;
+    Ok(Outcome {
+        feedback: Some(error(re, text, None)),
+        commands: Vec::new(),
+        events,
+    })
 }
 
 /// The text of a refused scan of a held order.
@@ -268,6 +296,14 @@ impl FlowHandler for Flows {
     ) -> Result<Vec<(DeviceId, Downlink<String>)>, StoreError> {
         holds::order_held(txn, &self.shop, tid, now_ms)
     }
+
+    fn sweep(
+        &self,
+        txn: &WriteTransaction,
+        now_ms: u64,
+    ) -> Result<Vec<(DeviceId, Downlink<String>)>, StoreError> {
+        holds::sweep(txn, &self.shop, now_ms)
+    }
 }
 
 impl Flows {
@@ -281,15 +317,15 @@ impl Flows {
     ) -> Result<Outcome<wms::Event>, StoreError> {
         let device = ev.device.to_string();
         match tasks::of_device(txn, self.shop(), &device)? {
-            Some(task) => Ok(Outcome {
-                feedback: Some(ok(
+            Some(task) => with_task(
+                ev.device,
+                ok(
                     &r.msg_id,
                     format!("you still hold {}", say_task(&task)),
                     task.next_line().map(step),
-                )),
-                commands: vec![(ev.device.clone(), task_message(&task))],
-                events: Vec::new(),
-            }),
+                ),
+                &task,
+            ),
             None => Ok(Outcome::answer(ok(
                 &r.msg_id,
                 "scan a picked order to pack it (its number or pick label)".to_owned(),
@@ -309,11 +345,11 @@ impl Flows {
         if let Some(task) = tasks::of_device(txn, shop, &device)? {
             // Asked again (a reconnect, a lost answer): the task it holds, as it is now.
             let text = format!("you still hold {}", say_task(&task));
-            return Ok(Outcome {
-                feedback: Some(ok(&r.msg_id, text, task.next_line().map(step))),
-                commands: vec![(ev.device.clone(), task_message(&task))],
-                events: Vec::new(),
-            });
+            return with_task(
+                ev.device,
+                ok(&r.msg_id, text, task.next_line().map(step)),
+                &task,
+            );
         }
         let mut skipped = Vec::new();
         loop {
@@ -385,11 +421,7 @@ impl Flows {
             if s.mode == Mode::Pack {
                 return self.pack_start(txn, ev, s);
             }
-            return Ok(Outcome::answer(error(
-                &s.msg_id,
-                "no task: request one first".to_owned(),
-                None,
-            )));
+            return refuse(&s.msg_id, "no task: request one first".to_owned());
         };
         let wanted = match task.kind {
             TaskKind::Pick => Some(Mode::Pick),
@@ -413,25 +445,35 @@ impl Flows {
             && *id != task.task_id
         {
             // A scan for a task the device no longer holds: the current one again.
-            return Ok(Outcome {
-                feedback: Some(error(
+            return with_task(
+                ev.device,
+                error(
                     &s.msg_id,
                     format!("old task {id}: you hold {}", say_task(&task)),
                     task.next_line().map(step),
-                )),
-                commands: vec![(ev.device.clone(), task_message(&task))],
-                events: Vec::new(),
-            });
+                ),
+                &task,
+            );
         }
         let Some(order) = wms::orders::read_order(txn, &self.shop, task.tid)? else {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!("order {} is gone from this node", task.tid),
-                None,
-            )));
+            );
         };
         if task.kind != TaskKind::PutBack && order.is_held() {
-            return Ok(Outcome::answer(error(&s.msg_id, held_text(&order), None)));
+            return refuse(&s.msg_id, held_text(&order));
+        }
+        if task.kind == TaskKind::Pack {
+            // A merged parcel: a hold of any of its orders stops the packing.
+            for t in tasks::orders_of(txn, shop, &task.task_id)? {
+                if t != task.tid
+                    && let Some(o) = wms::orders::read_order(txn, &self.shop, t)?
+                    && o.is_held()
+                {
+                    return refuse(&s.msg_id, held_text(&o));
+                }
+            }
         }
         if task.kind == TaskKind::Pick && order.version != task.order_version {
             // The order changed under the task (a line refunded and closed): plan again,
@@ -439,29 +481,29 @@ impl Flows {
             if let Ok(lines) = tasks::plan(txn, shop, &order)? {
                 replan(&mut task, lines, order.version);
                 tasks::save(txn, shop, &task)?;
-                return Ok(Outcome {
-                    feedback: Some(error(
+                return with_task(
+                    ev.device,
+                    error(
                         &s.msg_id,
                         format!("order {} changed: task updated, scan again", task.tid),
                         task.next_line().map(step),
-                    )),
-                    commands: vec![(ev.device.clone(), task_message(&task))],
-                    events: Vec::new(),
-                });
+                    ),
+                    &task,
+                );
             }
         }
         if task.kind == TaskKind::Pack
             && s.code.trim().strip_prefix("pick-").unwrap_or(s.code.trim()) == task.tid.to_string()
         {
-            return Ok(Outcome {
-                feedback: Some(ok(
+            return with_task(
+                ev.device,
+                ok(
                     &s.msg_id,
                     format!("you are packing order {}: {}", task.tid, say_task(&task)),
                     task.next_line().map(step),
-                )),
-                commands: vec![(ev.device.clone(), task_message(&task))],
-                events: Vec::new(),
-            });
+                ),
+                &task,
+            );
         }
         let qty = s.qty.unwrap_or(1).max(1);
         let Some(i) = task
@@ -537,11 +579,7 @@ impl Flows {
             return refused_or_store(&s.msg_id, e);
         }
         let events = w.finish()?;
-        Ok(Outcome {
-            feedback: Some(ok(&s.msg_id, text, None)),
-            commands: Vec::new(),
-            events,
-        })
+        done(&s.msg_id, text, events)
     }
 
     fn short(
@@ -555,18 +593,16 @@ impl Flows {
         let Some(mut task) = tasks::of_device(txn, shop, &device)?
             .filter(|t| t.task_id == s.task_id && t.kind == TaskKind::Pick)
         else {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!("short for {}: you hold no such pick task", s.task_id),
-                None,
-            )));
+            );
         };
         let Some(line) = task.lines.iter().find(|l| l.matches(&s.code)) else {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!("short of {}: it is not on order {}", s.code, task.tid),
-                None,
-            )));
+            );
         };
         let code = line.code.clone();
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
@@ -577,18 +613,14 @@ impl Flows {
         tasks::save(txn, shop, &task)?;
         let events = w.finish()?;
         tracing::warn!(tid = task.tid, sku = %code, missing = s.qty, location = s.location.as_deref().unwrap_or(""), "short pick");
-        Ok(Outcome {
-            feedback: Some(ok(
-                &s.msg_id,
-                format!(
-                    "short of {code} recorded: take order {} to the exception desk",
-                    task.tid
-                ),
-                None,
-            )),
-            commands: Vec::new(),
+        done(
+            &s.msg_id,
+            format!(
+                "short of {code} recorded: take order {} to the exception desk",
+                task.tid
+            ),
             events,
-        })
+        )
     }
 }
 
@@ -611,11 +643,10 @@ impl Flows {
         s: &Scan<String>,
     ) -> Result<Outcome<wms::Event>, StoreError> {
         let Some(sku) = wms::sku::by_scan(txn, self.shop(), &s.code)? else {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!("{} is no SKU of the master: nothing received", s.code),
-                None,
-            )));
+            );
         };
         let qty = s.qty.unwrap_or(1);
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
@@ -660,18 +691,16 @@ impl Flows {
         s: &Scan<String>,
     ) -> Result<Outcome<wms::Event>, StoreError> {
         let Some(qty) = s.qty else {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 "a count needs qty: the units counted in the bin".to_owned(),
-                None,
-            )));
+            );
         };
         let Some(sku) = wms::sku::by_scan(txn, self.shop(), &s.code)? else {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!("{} is no SKU of the master: nothing counted", s.code),
-                None,
-            )));
+            );
         };
         let before = wms::sku::stock(txn, self.shop(), &sku.code)?.map_or(0, |r| r.on_hand);
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
@@ -684,7 +713,7 @@ impl Flows {
             Err(e) => return refused_or_store(&s.msg_id, e),
         };
         let events = w.finish()?;
-        let diff = on_hand - before;
+        let diff = on_hand.saturating_sub(before);
         let text = if diff == 0 {
             format!("{}: {on_hand} counted, as on record", sku.code)
         } else {
@@ -693,11 +722,7 @@ impl Flows {
                 sku.code
             )
         };
-        Ok(Outcome {
-            feedback: Some(ok(&s.msg_id, text, None)),
-            commands: Vec::new(),
-            events,
-        })
+        done(&s.msg_id, text, events)
     }
 
     /// `ship` at the dock: the waybill number scanned finds its package; goods out's ship
@@ -714,14 +739,13 @@ impl Flows {
         };
         let out_sid = s.code.trim();
         let Some(p) = wms::ship::package_of_waybill(txn, self.shop(), out_sid)? else {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!(
                     "waybill {out_sid} is not one this node issued (or it was voided): \
                      ship it with wms-node ship"
                 ),
-                None,
-            )));
+            );
         };
         if p.shipped.is_some() {
             return Ok(Outcome::answer(ok(
@@ -731,19 +755,11 @@ impl Flows {
             )));
         }
         let Some(wb) = p.live_waybill().cloned() else {
-            return Ok(Outcome::answer(error(
-                &s.msg_id,
-                format!("package {} has no live waybill", p.id),
-                None,
-            )));
+            return refuse(&s.msg_id, format!("package {} has no live waybill", p.id));
         };
         let tids = p.tids();
         let Some(&tid) = tids.first() else {
-            return Ok(Outcome::answer(error(
-                &s.msg_id,
-                format!("package {} is empty", p.id),
-                None,
-            )));
+            return refuse(&s.msg_id, format!("package {} is empty", p.id));
         };
         let req = wms::ship::ShipRequest {
             tid,
@@ -763,15 +779,11 @@ impl Flows {
             .map(|o| o.tid.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        Ok(Outcome {
-            feedback: Some(ok(
-                &s.msg_id,
-                format!("shipped: order {orders} with {} {out_sid}", wb.real_cp_code),
-                None,
-            )),
-            commands: Vec::new(),
+        done(
+            &s.msg_id,
+            format!("shipped: order {orders} with {} {out_sid}", wb.real_cp_code),
             events,
-        })
+        )
     }
 
     /// `pack`, no task yet: the scan names the order (its tid, or its pick task id from the
@@ -794,44 +806,37 @@ impl Flows {
             .parse::<u64>()
             .ok()
         else {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!("{code} is no order: scan the order first (its number or pick label)"),
-                None,
-            )));
+            );
         };
         let Some(order) = wms::orders::read_order(txn, &self.shop, tid)? else {
-            return Ok(Outcome::answer(error(
-                &s.msg_id,
-                format!("no order {tid} on this node"),
-                None,
-            )));
+            return refuse(&s.msg_id, format!("no order {tid} on this node"));
         };
         if order.is_held() {
-            return Ok(Outcome::answer(error(&s.msg_id, held_text(&order), None)));
+            return refuse(&s.msg_id, held_text(&order));
         }
         if matches!(order.state, LocalState::Packed | LocalState::Labelled) {
             return self.reprint(txn, ev, s, tid);
         }
         if !matches!(order.state, LocalState::Picked | LocalState::Verified) {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!(
                     "order {tid} is {}: only a picked order is packed",
                     order.state
                 ),
-                None,
-            )));
+            );
         }
         if let Some(t) = tasks::of_order(txn, self.shop(), tid)? {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!(
                     "order {tid} is being worked by {} ({})",
                     t.device, t.task_id
                 ),
-                None,
-            )));
+            );
         }
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
         let package = match w.package(tid, None, &[], goods.merge) {
@@ -845,32 +850,35 @@ impl Flows {
             };
             // Refused with the parcel kept (and its merge logged): the next scan finds it.
             if t != tid && !matches!(o.state, LocalState::Picked | LocalState::Verified) {
-                let events = w.finish()?;
-                return Ok(Outcome {
-                    feedback: Some(error(
-                        &s.msg_id,
-                        format!(
-                            "order {t} shares the parcel of order {tid} (same receiver) and is \
-                             {}: pick it first",
-                            o.state
-                        ),
-                        None,
-                    )),
-                    commands: Vec::new(),
-                    events,
-                });
+                return refuse_after(
+                    w,
+                    &s.msg_id,
+                    format!(
+                        "order {t} shares the parcel of order {tid} (same receiver) and is {}: \
+                         pick it first",
+                        o.state
+                    ),
+                );
+            }
+            if t != tid
+                && let Some(x) = tasks::of_order(txn, self.shop(), t)?
+            {
+                return refuse_after(
+                    w,
+                    &s.msg_id,
+                    format!(
+                        "order {t} shares the parcel of order {tid} (same receiver) and is being \
+                         worked by {} ({})",
+                        x.device, x.task_id
+                    ),
+                );
             }
             let Ok(planned) = tasks::plan(txn, self.shop(), &o)? else {
-                let events = w.finish()?;
-                return Ok(Outcome {
-                    feedback: Some(error(
-                        &s.msg_id,
-                        format!("order {t}'s lines are not all in the SKU master"),
-                        None,
-                    )),
-                    commands: Vec::new(),
-                    events,
-                });
+                return refuse_after(
+                    w,
+                    &s.msg_id,
+                    format!("order {t}'s lines are not all in the SKU master"),
+                );
             };
             for l in planned {
                 match lines.iter_mut().find(|x| x.code == l.code) {
@@ -892,6 +900,12 @@ impl Flows {
             created_ms: i64::try_from(ev.now_ms).unwrap_or(i64::MAX),
         };
         tasks::save(txn, self.shop(), &task)?;
+        // A hold of any order of the parcel reaches this station.
+        for t in package.tids() {
+            if t != tid {
+                tasks::join(txn, self.shop(), t, &task.task_id)?;
+            }
+        }
         let text = if package.tids().len() > 1 {
             format!(
                 "pack order {tid} with {} other order(s) of the same receiver: {} units",
@@ -951,11 +965,7 @@ impl Flows {
             ),
         };
         let events = w.finish()?;
-        Ok(Outcome {
-            feedback: Some(ok(&s.msg_id, text, None)),
-            commands: Vec::new(),
-            events,
-        })
+        done(&s.msg_id, text, events)
     }
 
     /// The order was packed before: its label again, on this station's printer.
@@ -980,11 +990,10 @@ impl Flows {
             .into_iter()
             .find(|p| p.is_live())
         else {
-            return Ok(Outcome::answer(error(
+            return refuse(
                 &s.msg_id,
                 format!("order {tid} has no parcel left to label"),
-                None,
-            )));
+            );
         };
         labels::queue(txn, self.shop(), &p.id, p.tids(), &st, ev.now_ms)?;
         // The labeller is woken by a pack; a reprint is due at once and found within a second.
@@ -1038,33 +1047,29 @@ fn refused_or_store(re: &str, e: WmsError) -> Result<Outcome<wms::Event>, StoreE
     }
 }
 
-/// Used by [`super::holds`]: stops `device`'s pick task of `tid` and, when goods were picked,
-/// hands the device a put-back task of them; with nothing picked the order goes straight to
-/// `put_back` (its goods never left their bins). Returns the `task` to send, if any.
+/// Used by [`super::holds`]: stops `device`'s task `task_id` (a pick of `tid`, or the pack of
+/// its parcel) and, when goods were picked for `tid`, hands the device a put-back task of
+/// them; with nothing picked the order goes straight to `put_back` (its goods never left
+/// their bins). Returns the `task` to send, if any.
 pub(crate) fn stop_for_hold(
     txn: &WriteTransaction,
     shop: &ShopId,
     device: &DeviceId,
     tid: u64,
+    task_id: &str,
     now_ms: u64,
 ) -> Result<(Commands, Vec<wms::Event>), StoreError> {
-    let Some(mut task) = tasks::of_order(txn, shop.as_str(), tid)?
-        .filter(|t| t.kind == TaskKind::Pick && t.device == device.to_string())
-    else {
+    let Some(mut task) = tasks::of_order(txn, shop.as_str(), tid)?.filter(|t| {
+        t.task_id == task_id && t.kind != TaskKind::PutBack && t.device == device.to_string()
+    }) else {
         return Ok((Vec::new(), Vec::new()));
     };
     task.state = TaskState::Stopped;
     tasks::save(txn, shop.as_str(), &task)?;
-    let picked: Vec<TaskLine> = task
-        .lines
-        .iter()
-        .filter(|l| l.done > 0)
-        .map(|l| TaskLine {
-            qty: l.done,
-            done: 0,
-            ..l.clone()
-        })
-        .collect();
+    let (picked, order_version) = match task.kind {
+        TaskKind::Pack => picked_for(txn, shop, tid)?,
+        _ => (picked_lines(&task), task.order_version),
+    };
     let mut w = Wms::new(txn, shop, when(now_ms));
     if picked.is_empty() {
         let state = wms::orders::read_order(txn, shop, tid)?.map(|o| o.state);
@@ -1090,11 +1095,45 @@ pub(crate) fn stop_for_hold(
         tid,
         device: device.to_string(),
         version: 1,
-        order_version: task.order_version,
+        order_version,
         lines: picked,
         state: TaskState::Open,
         created_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
     };
     tasks::save(txn, shop.as_str(), &put_back)?;
     Ok((vec![(device.clone(), task_message(&put_back))], w.finish()?))
+}
+
+/// The units a task scanned, as lines of a put-back task.
+fn picked_lines(task: &TaskRecord) -> Vec<TaskLine> {
+    task.lines
+        .iter()
+        .filter(|l| l.done > 0)
+        .map(|l| TaskLine {
+            qty: l.done,
+            done: 0,
+            ..l.clone()
+        })
+        .collect()
+}
+
+/// What was picked for `tid`, which sits at a packing station: the units its pick task
+/// scanned (its record stays after it is done), else (marked picked without a pick task on
+/// this node) every line the order asks for; and the order's version.
+fn picked_for(
+    txn: &WriteTransaction,
+    shop: &ShopId,
+    tid: u64,
+) -> Result<(Vec<TaskLine>, u32), StoreError> {
+    let Some(order) = wms::orders::read_order(txn, shop, tid)? else {
+        return Ok((Vec::new(), 0));
+    };
+    let picked = tasks::get(txn, shop.as_str(), &TaskRecord::pick_id(tid))?
+        .map(|t| picked_lines(&t))
+        .filter(|l| !l.is_empty());
+    let lines = match picked {
+        Some(l) => l,
+        None => tasks::plan(txn, shop.as_str(), &order)?.unwrap_or_default(),
+    };
+    Ok((lines, order.version))
 }

@@ -345,13 +345,7 @@ async fn a_hold_reaches_the_device_until_acked_and_picked_goods_become_a_put_bac
     let again = t.online(&d).await;
     assert_eq!(again.len(), 1);
     assert!(matches!(&again[0].1, Downlink::Hold(x) if x.hold_id == h.hold_id));
-    let o = t
-        .send(
-            &d,
-            Channel::Reply,
-            json!({"type":"hold_ack","v":1,"re":h.hold_id}),
-        )
-        .await;
+    let o = t.ack(&d, &h.hold_id).await;
     assert!(o.feedback.is_none());
     let put = task_of(&o);
     assert_eq!(put.task_id, format!("putback-{TID_A}"));
@@ -374,13 +368,7 @@ async fn a_hold_reaches_the_device_until_acked_and_picked_goods_become_a_put_bac
     assert!(ok && text.contains("back in its bin"), "{text}");
     assert_eq!(t.order(TID_A).state, LocalState::PutBack);
     // A second ack changes nothing.
-    let o = t
-        .send(
-            &d,
-            Channel::Reply,
-            json!({"type":"hold_ack","v":1,"re":h.hold_id}),
-        )
-        .await;
+    let o = t.ack(&d, &h.hold_id).await;
     assert!(o.commands.is_empty());
 
     // Released again, the order is picked afresh.
@@ -403,13 +391,7 @@ async fn a_hold_with_nothing_picked_ends_the_task_without_a_put_back() {
         panic!("{cmds:?}")
     };
     assert_eq!(h.action, "stop");
-    let o = t
-        .send(
-            &d,
-            Channel::Reply,
-            json!({"type":"hold_ack","v":1,"re":h.hold_id}),
-        )
-        .await;
+    let o = t.ack(&d, &h.hold_id).await;
     assert!(o.commands.is_empty());
     assert_eq!(t.order(tid).state, LocalState::PutBack);
     // The device is free: it gets the other order.
@@ -429,13 +411,7 @@ async fn a_hold_lifted_before_the_ack_lets_the_device_carry_on() {
         panic!("{cmds:?}")
     };
     t.op(move |w| w.release(tid).map(|_| ())).await;
-    let o = t
-        .send(
-            &d,
-            Channel::Reply,
-            json!({"type":"hold_ack","v":1,"re":h.hold_id}),
-        )
-        .await;
+    let o = t.ack(&d, &h.hold_id).await;
     assert_eq!(task_of(&o).task_id, task.task_id);
     assert_eq!(t.order(tid).state, LocalState::Picking);
 }
@@ -472,11 +448,7 @@ async fn without_goods_out_pack_and_ship_say_so_and_record_nothing() {
     let d = scanner("s1");
     for mode in ["pack", "ship"] {
         let o = t
-            .send(
-                &d,
-                Channel::Evt,
-                scan_msg(&format!("m-{mode}"), &TID_A.to_string(), mode, None),
-            )
+            .scan_in(&d, &format!("m-{mode}"), &TID_A.to_string(), mode)
             .await;
         let (ok, text) = fb(&o);
         assert!(
@@ -537,11 +509,7 @@ impl T {
     async fn pack(&self, tid: u64) -> Outcome<wms::Event> {
         let d = scanner("pk1");
         let o = self
-            .send(
-                &d,
-                Channel::Evt,
-                scan_msg(&format!("pk-{tid}"), &tid.to_string(), "pack", None),
-            )
+            .scan_in(&d, &format!("pk-{tid}"), &tid.to_string(), "pack")
             .await;
         assert!(fb(&o).0, "{}", fb(&o).1);
         let task = task_of(&o);
@@ -558,11 +526,7 @@ impl T {
         } {
             i += 1;
             last = self
-                .send(
-                    &d,
-                    Channel::Evt,
-                    scan_msg(&format!("pk-{tid}-{i}"), &code, "pack", None),
-                )
+                .scan_in(&d, &format!("pk-{tid}-{i}"), &code, "pack")
                 .await;
             assert!(fb(&last).0, "{}", fb(&last).1);
         }
@@ -605,12 +569,7 @@ async fn receive_and_count_move_the_ledger_with_an_audit_trail() {
     );
     assert_eq!(t.on_hand("RED-M"), 45);
     // By code, one unit when no qty.
-    assert!(
-        fb(&t
-            .send(&d, Channel::Evt, scan_msg("rc-2", "RED-M", "receive", None))
-            .await)
-        .0
-    );
+    assert!(fb(&t.scan_in(&d, "rc-2", "RED-M", "receive").await).0);
     assert_eq!(t.on_hand("RED-M"), 46);
     let m = &t.moves("RED-M")[0];
     assert_eq!(
@@ -645,9 +604,7 @@ async fn receive_and_count_move_the_ledger_with_an_audit_trail() {
     assert!(ok && text.contains("as on record"), "{text}");
     assert_eq!(t.moves("BLK-M").len(), 3, "import, count, count");
     // Refusals name the problem and record nothing.
-    let (ok, text) = fb(&t
-        .send(&d, Channel::Evt, scan_msg("ct-3", "BLK-M", "count", None))
-        .await);
+    let (ok, text) = fb(&t.scan_in(&d, "ct-3", "BLK-M", "count").await);
     assert!(!ok && text.contains("needs qty"), "{text}");
     let (ok, text) = fb(&t
         .send(
@@ -675,13 +632,7 @@ async fn a_put_back_takes_picked_units_off_the_shelf_until_they_are_scanned_back
         panic!("{cmds:?}")
     };
     assert_eq!(t.on_hand("BLK-M"), 30);
-    let o = t
-        .send(
-            &d,
-            Channel::Reply,
-            json!({"type":"hold_ack","v":1,"re":h.hold_id}),
-        )
-        .await;
+    let o = t.ack(&d, &h.hold_id).await;
     assert_eq!(task_of(&o).remaining, Some(2));
     // In the tote: off the shelf's figure.
     assert_eq!(t.on_hand("BLK-M"), 28);
@@ -796,38 +747,18 @@ async fn pack_verifies_every_item_then_the_label_prints_once_per_waybill_and_the
     t.pick(&picker, TID_A, 2).await;
     let pk = scanner("pk1");
     // Not an order; an order not picked; then A: three units to verify.
-    let (ok, text) = fb(&t
-        .send(&pk, Channel::Evt, scan_msg("x1", "hello", "pack", None))
-        .await);
+    let (ok, text) = fb(&t.scan_in(&pk, "x1", "hello", "pack").await);
     assert!(!ok && text.contains("scan the order first"), "{text}");
-    let o = t
-        .send(
-            &pk,
-            Channel::Evt,
-            scan_msg("x2", &format!("pick-{TID_A}"), "pack", None),
-        )
-        .await;
+    let o = t.scan_in(&pk, "x2", &format!("pick-{TID_A}"), "pack").await;
     let (ok, text) = fb(&o);
     assert!(ok && text.contains("3 units"), "{text}");
     let task = task_of(&o);
     assert_eq!(task.task_id, format!("pack-{TID_A}"));
     // A wrong item: error beep, the step stays; a pick scan is refused while packing.
-    let (ok, text) = fb(&t
-        .send(
-            &pk,
-            Channel::Evt,
-            scan_msg("x3", "6900000000099", "pack", None),
-        )
-        .await);
+    let (ok, text) = fb(&t.scan_in(&pk, "x3", "6900000000099", "pack").await);
     assert!(!ok && text.starts_with("wrong item"), "{text}");
     // The order again, or a reconnect's request_task: the task it holds.
-    let o = t
-        .send(
-            &pk,
-            Channel::Evt,
-            scan_msg("x3b", &TID_A.to_string(), "pack", None),
-        )
-        .await;
+    let o = t.scan_in(&pk, "x3b", &TID_A.to_string(), "pack").await;
     assert!(
         fb(&o).0 && fb(&o).1.contains("you are packing"),
         "{}",
@@ -841,24 +772,14 @@ async fn pack_verifies_every_item_then_the_label_prints_once_per_waybill_and_the
         )
         .await;
     assert_eq!(task_of(&o).task_id, task.task_id);
-    let (ok, text) = fb(&t
-        .send(&pk, Channel::Evt, scan_msg("x4", "RED-M", "pick", None))
-        .await);
+    let (ok, text) = fb(&t.scan_in(&pk, "x4", "RED-M", "pick").await);
     assert!(!ok && text.contains("finish it first"), "{text}");
     for (i, code) in ["BLK-M", "6900000000013"].iter().enumerate() {
-        let o = t
-            .send(
-                &pk,
-                Channel::Evt,
-                scan_msg(&format!("v{i}"), code, "pack", None),
-            )
-            .await;
+        let o = t.scan_in(&pk, &format!("v{i}"), code, "pack").await;
         assert!(fb(&o).0, "{}", fb(&o).1);
     }
     assert_eq!(t.order(TID_A).state, LocalState::Picked);
-    let o = t
-        .send(&pk, Channel::Evt, scan_msg("v9", "RED-M", "pack", None))
-        .await;
+    let o = t.scan_in(&pk, "v9", "RED-M", "pack").await;
     let (ok, text) = fb(&o);
     assert!(
         ok && text.contains("packed") && text.contains("lp1"),
@@ -914,13 +835,7 @@ async fn pack_verifies_every_item_then_the_label_prints_once_per_waybill_and_the
     );
     assert_eq!(label_job(&t, &package).state, LabelState::Failed);
     // The packer scans the order again: the label again, the same waybill.
-    let (ok, text) = fb(&t
-        .send(
-            &pk,
-            Channel::Evt,
-            scan_msg("x5", &TID_A.to_string(), "pack", None),
-        )
-        .await);
+    let (ok, text) = fb(&t.scan_in(&pk, "x5", &TID_A.to_string(), "pack").await);
     assert!(ok && text.contains("the same waybill"), "{text}");
     let cmds = label_step(&t, &src, timeout).await;
     let Downlink::Print(p3) = &cmds[0].1 else {
@@ -942,21 +857,9 @@ async fn pack_verifies_every_item_then_the_label_prints_once_per_waybill_and_the
 
     // The dock: an unknown number is refused; the label's number ships the order.
     let dock = scanner("dock");
-    let (ok, text) = fb(&t
-        .send(
-            &dock,
-            Channel::Evt,
-            scan_msg("d1", "YT9999999999999", "ship", None),
-        )
-        .await);
+    let (ok, text) = fb(&t.scan_in(&dock, "d1", "YT9999999999999", "ship").await);
     assert!(!ok && text.contains("not one this node issued"), "{text}");
-    let o = t
-        .send(
-            &dock,
-            Channel::Evt,
-            scan_msg("d2", "YT0000000000001", "ship", None),
-        )
-        .await;
+    let o = t.scan_in(&dock, "d2", "YT0000000000001", "ship").await;
     let (ok, text) = fb(&o);
     assert!(ok && text.contains(&TID_A.to_string()), "{text}");
     assert_eq!(t.order(TID_A).state, LocalState::HandedOver);
@@ -970,13 +873,7 @@ async fn pack_verifies_every_item_then_the_label_prints_once_per_waybill_and_the
     // The goods left the ledger.
     assert_eq!(t.on_hand("BLK-M"), 28);
     // Scanned again: said so, nothing more.
-    let (ok, text) = fb(&t
-        .send(
-            &dock,
-            Channel::Evt,
-            scan_msg("d3", "YT0000000000001", "ship", None),
-        )
-        .await);
+    let (ok, text) = fb(&t.scan_in(&dock, "d3", "YT0000000000001", "ship").await);
     assert!(ok && text.contains("shipped already"), "{text}");
     assert_eq!(t.outbox.queued(0, 10).unwrap().len(), 1);
 }
@@ -995,13 +892,7 @@ async fn a_held_order_is_refused_at_pack_and_at_the_dock_with_the_reason() {
     label_step(&t, &src, std::time::Duration::from_secs(30)).await;
     t.op(|w| w.hold(TID_B, "address change").map(|_| ())).await;
     let dock = scanner("dock");
-    let (ok, text) = fb(&t
-        .send(
-            &dock,
-            Channel::Evt,
-            scan_msg("d1", "YT0000000000001", "ship", None),
-        )
-        .await);
+    let (ok, text) = fb(&t.scan_in(&dock, "d1", "YT0000000000001", "ship").await);
     assert!(
         !ok && text.contains("held") && text.contains("STOP") && text.contains("address change"),
         "{text}"
@@ -1014,11 +905,7 @@ async fn a_held_order_is_refused_at_pack_and_at_the_dock_with_the_reason() {
             .all(|q| !format!("{q:?}").contains("Ship {"))
     );
     let (ok, text) = fb(&t
-        .send(
-            &scanner("pk1"),
-            Channel::Evt,
-            scan_msg("p9", &TID_B.to_string(), "pack", None),
-        )
+        .scan_in(&scanner("pk1"), "p9", &TID_B.to_string(), "pack")
         .await);
     assert!(
         !ok && text.starts_with("STOP") && text.contains("operator"),
@@ -1055,11 +942,7 @@ async fn a_merged_parcel_is_packed_whole_and_ships_every_trade_with_one_scan() {
     t.pick(&picker, TID_B, 1).await;
     // A (same receiver) is not picked yet: the parcel waits for it.
     let (ok, text) = fb(&t
-        .send(
-            &scanner("pk1"),
-            Channel::Evt,
-            scan_msg("m1", &TID_B.to_string(), "pack", None),
-        )
+        .scan_in(&scanner("pk1"), "m1", &TID_B.to_string(), "pack")
         .await);
     assert!(!ok && text.contains("pick it first"), "{text}");
     t.pick(&picker, TID_A, 2).await;
@@ -1073,11 +956,7 @@ async fn a_merged_parcel_is_packed_whole_and_ships_every_trade_with_one_scan() {
     };
     label_step(&t, &src, std::time::Duration::from_secs(30)).await;
     let o = t
-        .send(
-            &scanner("dock"),
-            Channel::Evt,
-            scan_msg("d1", "YT0000000000001", "ship", None),
-        )
+        .scan_in(&scanner("dock"), "d1", "YT0000000000001", "ship")
         .await;
     let (ok, text) = fb(&o);
     assert!(
@@ -1091,4 +970,233 @@ async fn a_merged_parcel_is_packed_whole_and_ships_every_trade_with_one_scan() {
         2,
         "one Ship op per trade"
     );
+}
+
+impl T {
+    /// Scans `code` in `mode` at `d` (no `qty`).
+    async fn scan_in(
+        &self,
+        d: &DeviceId,
+        msg_id: &str,
+        code: &str,
+        mode: &str,
+    ) -> Outcome<wms::Event> {
+        self.send(d, Channel::Evt, scan_msg(msg_id, code, mode, None))
+            .await
+    }
+
+    /// Scans `code` in pack mode at `d`.
+    async fn pack_scan(&self, d: &DeviceId, msg_id: &str, code: &str) -> Outcome<wms::Event> {
+        self.scan_in(d, msg_id, code, "pack").await
+    }
+
+    /// Acknowledges `hold_id` from `d`.
+    async fn ack(&self, d: &DeviceId, hold_id: &str) -> Outcome<wms::Event> {
+        self.send(
+            d,
+            Channel::Reply,
+            json!({"type":"hold_ack","v":1,"re":hold_id}),
+        )
+        .await
+    }
+
+    /// Cainiao's number for `tid`'s parcel, kept with it (as `wms-node waybill get` does).
+    async fn take_waybill(&self, tid: u64, code: &'static str) {
+        self.op(move |w| {
+            if let WaybillPlan::Ask { package, .. } = w.waybill_request(tid, None, &[], false)? {
+                w.store_waybill(
+                    &package.id,
+                    WaybillRecord {
+                        cp_code: "YTO".into(),
+                        real_cp_code: "YTO".into(),
+                        waybill_code: code.into(),
+                        parent_waybill_code: None,
+                        print_data: "{}".into(),
+                        template_url: String::new(),
+                        issued_ms: 1,
+                        voided_ms: None,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await;
+    }
+
+    /// The waybills voided and not yet queued for cancelling (taken off the list).
+    async fn voided(&self) -> Vec<(String, String)> {
+        self.store
+            .write(|txn| crate::wms::ship::take_voided(txn, "main", 100))
+            .await
+            .unwrap()
+    }
+}
+
+fn hold_of(
+    cmds: &[(DeviceId, Downlink<String>)],
+) -> (DeviceId, firmware_bridge::proto::Hold<String>) {
+    match cmds {
+        [(to, Downlink::Hold(h))] => (to.clone(), h.clone()),
+        other => panic!("not one hold: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_hold_reaches_a_station_mid_pack_and_every_picked_unit_goes_back() {
+    let t = setup().await;
+    let picker = scanner("s1");
+    t.pick(&picker, TID_B, 1).await;
+    t.pick(&picker, TID_A, 2).await;
+    let pk = scanner("pk1");
+    let o = t.pack_scan(&pk, "k0", &TID_A.to_string()).await;
+    assert_eq!(task_of(&o).task_id, format!("pack-{TID_A}"));
+    assert!(fb(&t.pack_scan(&pk, "k1", "BLK-M").await).0);
+    // A waybill was taken for the parcel before the hold (`wms-node waybill get`).
+    t.take_waybill(TID_A, "YT0000000000042").await;
+
+    // The refund: the station holding the pack task is told at once, once.
+    t.op(|w| w.hold(TID_A, "refund asked").map(|_| ())).await;
+    let (to, h) = hold_of(&t.held(TID_A).await);
+    assert_eq!(to, pk);
+    assert_eq!(
+        (h.tid.as_str(), h.action.as_str(), h.task_id.as_deref()),
+        (
+            TID_A.to_string().as_str(),
+            "put_back",
+            Some(format!("pack-{TID_A}").as_str())
+        )
+    );
+    assert!(
+        h.text.starts_with("STOP") && h.text.contains("put its goods back"),
+        "{}",
+        h.text
+    );
+    assert!(t.held(TID_A).await.is_empty(), "not sent twice");
+    // Its next scan is refused with the reason; the parcel is not finished.
+    let (ok, text) = fb(&t.pack_scan(&pk, "k2", "BLK-M").await);
+    assert!(
+        !ok && text.starts_with("STOP") && text.contains("operator"),
+        "{text}"
+    );
+    assert_eq!(t.order(TID_A).state, LocalState::Picked);
+    // Back online without having acknowledged: the same hold again.
+    let (_, again) = hold_of(&t.online(&pk).await);
+    assert_eq!(again.hold_id, h.hold_id);
+    assert_eq!((t.on_hand("RED-M"), t.on_hand("BLK-M")), (40, 30));
+
+    // The ack: the pack task stops; everything picked for A (not only what was verified) is
+    // a put-back task for the station, and off the shelf's figure until scanned back.
+    let o = t.ack(&pk, &h.hold_id).await;
+    let put = task_of(&o);
+    assert_eq!(put.task_id, format!("putback-{TID_A}"));
+    assert_eq!(put.remaining, Some(3), "1 red and 2 black were picked");
+    assert_eq!((t.on_hand("RED-M"), t.on_hand("BLK-M")), (39, 28));
+    assert!(t.online(&pk).await.is_empty(), "acknowledged");
+    for (i, code) in ["BLK-M", "BLK-M", "RED-M"].iter().enumerate() {
+        let o = t.pack_scan(&pk, &format!("b{i}"), code).await;
+        assert!(fb(&o).0, "{}", fb(&o).1);
+    }
+    assert_eq!(t.order(TID_A).state, LocalState::PutBack);
+    assert_eq!((t.on_hand("RED-M"), t.on_hand("BLK-M")), (40, 30));
+    // Goods out's path for a parcel that will not ship: its waybill is voided, and the stock
+    // job queues its `cainiao.waybill.ii.cancel`.
+    assert_eq!(
+        t.voided().await,
+        vec![("YTO".to_owned(), "YT0000000000042".to_owned())]
+    );
+    // The station is free again.
+    let (ok, text) = fb(&t.pack_scan(&pk, "k3", &TID_B.to_string()).await);
+    assert!(ok, "{text}");
+}
+
+#[tokio::test]
+async fn a_hold_of_another_order_of_a_merged_parcel_stops_its_packing() {
+    let t = setup_with(true).await;
+    let picker = scanner("s1");
+    t.pick(&picker, TID_B, 1).await;
+    t.pick(&picker, TID_A, 2).await;
+    let pk = scanner("pk1");
+    // B's parcel holds A too (same receiver): 4 units.
+    let o = t.pack_scan(&pk, "m0", &TID_B.to_string()).await;
+    assert_eq!(task_of(&o).remaining, Some(4));
+    assert!(fb(&t.pack_scan(&pk, "m1", "RED-M").await).0);
+    // Another station cannot start A's parcel meanwhile.
+    let (ok, text) = fb(&t.pack_scan(&scanner("pk2"), "n0", &TID_A.to_string()).await);
+    assert!(
+        !ok && text.contains("being worked by scanner/pk1"),
+        "{text}"
+    );
+
+    t.op(|w| w.hold(TID_A, "buyer called").map(|_| ())).await;
+    let (to, h) = hold_of(&t.held(TID_A).await);
+    assert_eq!(to, pk);
+    assert_eq!(h.tid, TID_A.to_string());
+    assert!(
+        h.text.contains(&format!("order {TID_B} stays picked")),
+        "{}",
+        h.text
+    );
+    let (ok, text) = fb(&t.pack_scan(&pk, "m2", "BLK-M").await);
+    assert!(
+        !ok && text.starts_with(&format!("STOP: order {TID_A}")),
+        "{text}"
+    );
+    let put = task_of(&t.ack(&pk, &h.hold_id).await);
+    assert_eq!(put.task_id, format!("putback-{TID_A}"));
+    assert_eq!(put.remaining, Some(3), "A's units only");
+    for (i, code) in ["BLK-M", "BLK-M", "RED-M"].iter().enumerate() {
+        assert!(fb(&t.pack_scan(&pk, &format!("p{i}"), code).await).0);
+    }
+    assert_eq!(t.order(TID_A).state, LocalState::PutBack);
+    assert_eq!(t.order(TID_B).state, LocalState::Picked);
+    // B alone now: a parcel of its own, one unit.
+    let o = t.pack_scan(&pk, "m3", &TID_B.to_string()).await;
+    assert_eq!(task_of(&o).remaining, Some(1), "{}", fb(&o).1);
+    let o = t.pack_scan(&pk, "m4", "RED-M").await;
+    assert!(fb(&o).1.contains("packed"), "{}", fb(&o).1);
+    assert_eq!(t.order(TID_B).state, LocalState::Packed);
+}
+
+#[tokio::test]
+async fn a_hold_lifted_before_the_ack_lets_the_station_finish_the_parcel() {
+    let t = setup().await;
+    t.pick(&scanner("s1"), TID_B, 1).await;
+    let pk = scanner("pk1");
+    t.pack_scan(&pk, "k0", &TID_B.to_string()).await;
+    t.op(|w| w.hold(TID_B, "wait").map(|_| ())).await;
+    let (_, h) = hold_of(&t.held(TID_B).await);
+    t.op(|w| w.release(TID_B).map(|_| ())).await;
+    assert_eq!(
+        task_of(&t.ack(&pk, &h.hold_id).await).task_id,
+        format!("pack-{TID_B}")
+    );
+    let o = t.pack_scan(&pk, "k1", "RED-M").await;
+    assert!(fb(&o).1.contains("packed"), "{}", fb(&o).1);
+}
+
+#[tokio::test]
+async fn holds_committed_while_the_floor_was_not_listening_are_found_at_start() {
+    let t = setup().await;
+    let d = scanner("s1");
+    t.pick(&d, TID_B, 0).await;
+    t.pick(&scanner("s2"), TID_A, 1).await;
+    let pk = scanner("pk1");
+    t.pack_scan(&pk, "k0", &TID_A.to_string()).await;
+    // Held, and the node dies before the floor hears of it.
+    t.op(|w| w.hold(TID_A, "refund asked").map(|_| ())).await;
+    let flows = t.flows.clone();
+    let cmds = t
+        .store
+        .write(move |txn| flows.sweep(txn, NOW))
+        .await
+        .unwrap();
+    let (to, h) = hold_of(&cmds);
+    assert_eq!((to, h.tid), (pk, TID_A.to_string()));
+    let flows = t.flows.clone();
+    let again = t
+        .store
+        .write(move |txn| flows.sweep(txn, NOW))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "told once; re-sent only on reconnect");
 }

@@ -1,18 +1,29 @@
-//! Holds on the floor: when an order goes on hold (a refund, a close, an operator), every
+//! Holds on the floor: when an order goes on hold (a refund, a close, an operator), the
 //! device holding its task is told at once (`hold` on its `cmd` topic), and the message is
 //! kept (table `floor_holds`, by device and `hold_id`) and re-sent each time the device comes
-//! back online until it answers `hold_ack`. The ack stops the device's pick task; what was
-//! picked becomes a put-back task for the same device ([`super::flows`]).
+//! back online until it answers `hold_ack`. The ack stops the device's task; what was picked
+//! becomes a put-back task for the same device ([`super::flows`]).
+//!
+//! | the order's open task | `hold` to | `action` | after the `hold_ack` |
+//! |---|---|---|---|
+//! | pick, units picked | the picker | `put_back` | a put-back task of the units picked |
+//! | pick, nothing picked | the picker | `stop` | the order is `put_back` (nothing left its bin) |
+//! | pack (also a merged parcel's other orders) | the packing station | `put_back` | a put-back task of every unit picked for the held order; the parcel's other orders stay picked (scanned again, they are packed in a parcel of their own) |
+//! | put-back | nobody | | (the goods are on their way back already) |
+//! | none (picked and waiting for packing, packed, at the dock) | nobody | | every scan of it is refused with the reason; the dock's ship scan too |
 //!
 //! `hold_id` is `hold-{tid}-{order version}`: a hold re-announced for the same version (the
-//! event delivered twice) is the same hold, a later hold of the order is a new one.
+//! event delivered twice) is the same hold, a later hold of the order is a new one. The
+//! warehouse's events are not kept, so at start (and whenever the floor fell behind them)
+//! every order with an open task is looked at again ([`sweep`]): a node killed between the
+//! hold's commit and the floor's still sends it.
 
 use super::devices::DeviceId;
 use super::flows;
 use crate::store::{self, Bytes, StoreError};
 use crate::wms::tasks::{self, TaskKind};
 use crate::wms::{self, ShopId};
-use firmware_bridge::proto::{Downlink, Hold, VERSION};
+use firmware_bridge::proto::{Downlink, Hold, VERSION, json};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -53,9 +64,10 @@ impl PendingHold {
     }
 }
 
-/// Order `tid` went on hold: the `hold` for the device holding its pick task, recorded until
-/// acknowledged. Nothing when no device holds a pick task of it (its later scans are refused
-/// anyway), when it is no longer held, or when that hold was sent already.
+/// Order `tid` went on hold: the `hold` for the device holding its task (a pick, or the pack
+/// of its parcel), recorded until acknowledged. Nothing when no device holds a task of it (its
+/// later scans are refused anyway), when it is no longer held, or when that hold was sent
+/// already.
 pub fn order_held(
     txn: &WriteTransaction,
     shop: &ShopId,
@@ -71,10 +83,6 @@ pub fn order_held(
     let Some(task) = tasks::of_order(txn, shop.as_str(), tid)? else {
         return Ok(Vec::new());
     };
-    if task.kind != TaskKind::Pick {
-        // A put-back is under way: the goods are going back already.
-        return Ok(Vec::new());
-    }
     let Some(device) = DeviceId::from_username(&task.device) else {
         return Ok(Vec::new());
     };
@@ -89,32 +97,64 @@ pub fn order_held(
         .map(|r| r.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    let picked = task.lines.iter().any(|l| l.done > 0);
-    let (action, text) = if picked {
-        (
+    let (action, text) = match task.kind {
+        // A put-back is under way: the goods are going back already.
+        TaskKind::PutBack => return Ok(Vec::new()),
+        TaskKind::Pick if task.lines.iter().any(|l| l.done > 0) => (
             "put_back",
             format!(
                 "STOP: order {tid} is on hold ({reasons}): do not pack it; put what you picked \
                  back (a put-back task follows)"
             ),
-        )
-    } else {
-        (
+        ),
+        TaskKind::Pick => (
             "stop",
             format!("STOP: order {tid} is on hold ({reasons}): leave it and ask for a new task"),
-        )
+        ),
+        TaskKind::Pack => {
+            let others = tasks::orders_of(txn, shop.as_str(), &task.task_id)?
+                .into_iter()
+                .filter(|t| *t != tid)
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>();
+            let rest = if others.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; order {} stays picked: scan it again to pack it",
+                    others.join(", ")
+                )
+            };
+            (
+                "put_back",
+                format!(
+                    "STOP: order {tid} is on hold ({reasons}): do not pack it; put its goods \
+                     back (a put-back task follows){rest}"
+                ),
+            )
+        }
     };
     let pending = PendingHold {
         tid,
         task_id: task.task_id.clone(),
         reason: reasons,
         action: action.to_owned(),
-        text,
+        text: json::fit_text(text),
         since_ms: now_ms,
     };
     store::put(txn, HOLDS, (key, hold_id.as_str()), &pending)?;
     metrics::counter!("wms_node_floor_holds_sent_total").increment(1);
     Ok(vec![(device, pending.message(&hold_id))])
+}
+
+/// Every order with an open task that is held and whose device was not told yet: the holds
+/// to send (at start, and after the floor missed warehouse events).
+pub fn sweep(txn: &WriteTransaction, shop: &ShopId, now_ms: u64) -> Result<Commands, StoreError> {
+    let mut out = Vec::new();
+    for tid in tasks::open_orders(txn, shop.as_str())? {
+        out.extend(order_held(txn, shop, tid, now_ms)?);
+    }
+    Ok(out)
 }
 
 /// The holds `device` has not acknowledged, to send again (it came back online).
@@ -136,9 +176,9 @@ pub fn pending(txn: &WriteTransaction, device: &DeviceId) -> Result<Commands, St
     Ok(out)
 }
 
-/// `device` acknowledged `hold_id`: forgotten, and the device's pick task of the order stops
-/// (a put-back task of what was picked follows). If the order came off hold meanwhile, the
-/// device carries on with its task (sent again).
+/// `device` acknowledged `hold_id`: forgotten, and the device's task of the order (a pick or
+/// a pack) stops; a put-back task of what was picked follows. If the order came off hold
+/// meanwhile, the device carries on with its task (sent again).
 pub fn acked(
     txn: &WriteTransaction,
     shop: &ShopId,
@@ -156,12 +196,12 @@ pub fn acked(
     let held = wms::orders::read_order(txn, shop, p.tid)?.is_some_and(|o| o.is_held());
     if !held {
         let again = tasks::of_device(txn, shop.as_str(), &key)?
-            .filter(|t| t.tid == p.tid)
+            .filter(|t| t.task_id == p.task_id)
             .map(|t| vec![(device.clone(), flows::task_message(&t))])
             .unwrap_or_default();
         return Ok((again, Vec::new()));
     }
-    flows::stop_for_hold(txn, shop, device, p.tid, now_ms)
+    flows::stop_for_hold(txn, shop, device, p.tid, &p.task_id, now_ms)
 }
 
 /// Holds not yet acknowledged, over all devices (the status view, tests).

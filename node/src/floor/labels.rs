@@ -159,7 +159,7 @@ pub fn notice(ok: bool, text: String) -> Downlink<String> {
         re: None,
         ok,
         beep: if ok { Beep::Ok } else { Beep::Error },
-        text: super::flows::clip(text),
+        text: firmware_bridge::proto::json::fit_text(text),
         next: None,
     })
 }

@@ -384,6 +384,8 @@ async fn hold_loop<H: FlowHandler>(
     token: CancellationToken,
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    // Holds committed while no floor listened (a node killed before it told the device).
+    pipeline.sweep_holds();
     loop {
         let got = tokio::select! {
             // Shutdown.
@@ -402,8 +404,10 @@ async fn hold_loop<H: FlowHandler>(
             )) if s == shop => wake.notify_one(),
             Ok(_) => {}
             Err(RecvError::Lagged(n)) => {
-                // The store is the truth: a missed hold still refuses every scan of the order.
+                // The store is the truth: a missed hold still refuses every scan of the
+                // order, and the devices working on held orders are told now.
                 tracing::warn!(missed = n, "floor fell behind the warehouse's events");
+                pipeline.sweep_holds();
             }
             Err(RecvError::Closed) => return,
         }

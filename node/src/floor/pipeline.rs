@@ -358,6 +358,26 @@ impl<H: FlowHandler> Pipeline<H> {
         );
     }
 
+    /// The holds the floor owes for orders held while it was not listening (at start, or
+    /// after it fell behind the warehouse's events), in a store job, published after its
+    /// commit.
+    pub fn sweep_holds(&self) {
+        let this = self.clone();
+        let job_self = self.clone();
+        self.shared.store.submit(
+            move |txn| job_self.shared.handler.sweep(txn, now_ms()),
+            move |r| match r {
+                Ok(commands) => {
+                    if !commands.is_empty() {
+                        tracing::info!(holds = commands.len(), "holds owed to the floor sent");
+                    }
+                    this.publish_commands(commands)
+                }
+                Err(e) => tracing::error!(error = %e, "cannot look for holds owed to the floor"),
+            },
+        );
+    }
+
     /// Publishes commands to devices (QoS 1, in order).
     pub(crate) fn publish_commands(&self, commands: Vec<(DeviceId, Downlink<String>)>) {
         for (to, cmd) in commands {
@@ -386,7 +406,7 @@ impl<H: FlowHandler> Pipeline<H> {
             re,
             ok: false,
             beep: Beep::Error,
-            text: truncate(text),
+            text: json::fit_text(text),
             next: None,
         };
         if let Ok(bytes) = json::to_vec(&fb) {
@@ -418,20 +438,6 @@ pub fn reason(e: &JsonError) -> &'static str {
         JsonError::Invalid { .. } => "invalid",
         _ => "malformed",
     }
-}
-
-/// Operator text fits the protocol's limit (512 bytes), cut on a character boundary.
-fn truncate(mut s: String) -> String {
-    let max = firmware_bridge::proto::MAX_TEXT_LEN;
-    if s.len() > max {
-        let mut cut = max - 3;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
 }
 
 #[cfg(test)]
@@ -702,5 +708,217 @@ mod tests {
             r.pipeline.dispatch(p);
             assert!(matches!(r.out.recv().await, Some(Out::Ack(_))), "{topic}");
         }
+    }
+
+    /// The warehouse flows behind the pipeline, on a store with a SKU master, for the
+    /// property test: every path of decode, device check and flow is reachable.
+    fn flows_rig(
+        path: &std::path::Path,
+    ) -> (
+        Pipeline<crate::floor::flows::Flows>,
+        mpsc::UnboundedReceiver<Out>,
+    ) {
+        use crate::wms::{self, Rules, ShopId, Wms};
+        let store = Store::open(StoreOptions::new(path), Alerts::new()).unwrap();
+        let rows = crate::wms::sku::parse_skus(
+            b"sku,barcode,name,on_hand,num_iid,sku_id,location\nRED-M,6900000000011,red,40,,,B-02-01\n",
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(wms::write(&store, move |txn| {
+            let mut w = Wms::new(txn, &ShopId::main(), chrono::Utc::now());
+            w.import_skus(&rows, &[], false, &Rules::default())?;
+            w.finish()?;
+            Ok(())
+        }))
+        .unwrap();
+        let registry = Registry::default();
+        registry.insert("scanner/sc-1", "$7$unused");
+        registry.insert("printer/lp-1", "$7$unused");
+        let (tx, out) = mpsc::unbounded_channel();
+        let pipeline = Pipeline::new(
+            PipelineOptions {
+                site: "main".into(),
+                max_event_bytes: 4096,
+            },
+            store,
+            registry,
+            Presence::default(),
+            crate::floor::flows::Flows::new(ShopId::main()),
+            tx,
+            None,
+        );
+        (pipeline, out)
+    }
+
+    /// One of `words` mostly, else anything `regex` matches.
+    fn word_or(
+        words: &'static [&'static str],
+        regex: &'static str,
+    ) -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => proptest::sample::select(words).prop_map(str::to_owned),
+            1 => regex,
+        ]
+    }
+
+    fn topic() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let class = word_or(&["scanner", "printer", "gateway", ""], "\\PC{0,8}");
+        let id = word_or(&["sc-1", "lp-1"], "\\PC{0,12}");
+        let channel = word_or(&["evt", "reply", "state", "cmd", "alert"], "\\PC{0,6}");
+        prop_oneof![
+            // The registered devices' own topics, where the flows are reached.
+            12 => proptest::sample::select(&[
+                "wms/main/scanner/sc-1/evt",
+                "wms/main/scanner/sc-1/evt",
+                "wms/main/scanner/sc-1/evt",
+                "wms/main/scanner/sc-1/reply",
+                "wms/main/scanner/sc-1/state",
+                "wms/main/printer/lp-1/reply",
+            ][..])
+            .prop_map(str::to_owned),
+            4 => (class, id, channel).prop_map(|(c, i, ch)| format!("wms/main/{c}/{i}/{ch}")),
+            1 => "\\PC{0,40}",
+            1 => "(wms/){0,3}[a-z/+#]{0,20}",
+        ]
+    }
+
+    fn payload() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let ty = word_or(
+            &[
+                "scan",
+                "request_task",
+                "short",
+                "heartbeat",
+                "hold_ack",
+                "print_result",
+                "reject",
+            ],
+            "[a-z_]{0,12}",
+        );
+        let mode = word_or(&["pick", "pack", "ship", "receive", "count"], "[a-z]{0,6}");
+        // Ids, codes and quantities as devices get them wrong: numbers, empties, overlong,
+        // control characters, huge or negative quantities.
+        let value = prop_oneof![
+            Just("null".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just("4294967296".to_owned()),
+            Just("-1".to_owned()),
+            Just("1e300".to_owned()),
+            "\\PC{0,80}".prop_map(|s| serde_json::Value::String(s).to_string()),
+            Just("\"6900000000011\"".to_owned()),
+            Just("\"RED-M\"".to_owned()),
+            Just("\"pick-12\"".to_owned()),
+            Just(format!("\"{}\"", "9".repeat(70))),
+        ];
+        let msg = (
+            ty,
+            mode,
+            "[a-z0-9]{1,10}",
+            proptest::collection::vec(
+                (
+                    prop_oneof![
+                        Just("msg_id"),
+                        Just("code"),
+                        Just("qty"),
+                        Just("task_id"),
+                        Just("re"),
+                        Just("v"),
+                        Just("ts"),
+                        Just("symbology"),
+                        Just("online"),
+                        Just("location")
+                    ],
+                    value,
+                ),
+                0..8,
+            ),
+        )
+            .prop_map(|(ty, mode, id, fields)| {
+                // Every field some message needs, valid; then the overrides (a repeated key:
+                // the last one counts), so most cases get past the decoder.
+                let mut s = format!(
+                    r#"{{"type":"{ty}","v":1,"ts":"t","code":"6900000000011","symbology":"ean13","mode":"{mode}","queued":0,"re":"h-1","status":"printed","online":true,"msg_id":"{id}""#
+                );
+                for (k, v) in fields {
+                    s.push_str(&format!(r#","{k}":{v}"#));
+                }
+                s.push('}');
+                s.into_bytes()
+            });
+        prop_oneof![
+            6 => msg,
+            2 => proptest::collection::vec(any::<u8>(), 0..300),
+            1 => proptest::collection::vec(any::<u8>(), 4000..5000),
+        ]
+    }
+
+    /// Whatever a device (or anything else on the broker) publishes, the pipeline answers or
+    /// drops it and acknowledges it, never panics, and everything it sends is a valid
+    /// command of the protocol.
+    #[test]
+    fn any_topic_and_payload_is_answered_or_dropped_and_acked_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pipeline, out) = flows_rig(&dir.path().join("s.redb"));
+        let out = std::cell::RefCell::new(out);
+        // Answers seen, refusals and OKs: the cases reach the decoder and the flows.
+        let answered = std::cell::Cell::new((0u32, 0u32));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+            cases: 1000,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        });
+        runner
+            .run(&(topic(), payload()), |(topic, payload)| {
+                let mut p = Publish::new(topic.clone(), QoS::AtLeastOnce, payload);
+                p.pkid = 11;
+                pipeline.dispatch(p);
+                let mut out = out.borrow_mut();
+                rt.block_on(async {
+                    loop {
+                        let next =
+                            tokio::time::timeout(std::time::Duration::from_secs(10), out.recv())
+                                .await;
+                        match next {
+                            Ok(Some(Out::Ack(a))) => {
+                                proptest::prop_assert_eq!(a.pkid, 11);
+                                return Ok(());
+                            }
+                            Ok(Some(Out::Publish { topic: to, payload })) => {
+                                proptest::prop_assert!(to.ends_with("/cmd"), "{}", to);
+                                let sent = json::decode_downlink(&payload);
+                                if let Ok(Downlink::Feedback(f)) = &sent {
+                                    let (no, yes) = answered.get();
+                                    answered.set(if f.ok { (no, yes + 1) } else { (no + 1, yes) });
+                                }
+                                proptest::prop_assert!(
+                                    sent.is_ok(),
+                                    "{topic}: sent {:?}: {sent:?}",
+                                    String::from_utf8_lossy(&payload)
+                                );
+                            }
+                            other => {
+                                return Err(proptest::test_runner::TestCaseError::fail(format!(
+                                    "{topic}: no ack ({})",
+                                    other.is_err()
+                                )));
+                            }
+                        }
+                    }
+                })
+            })
+            .unwrap();
+        let (refused, ok) = answered.get();
+        assert!(refused > 20 && ok > 0, "refused {refused}, ok {ok}");
     }
 }

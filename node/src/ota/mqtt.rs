@@ -264,32 +264,13 @@ fn outcome_result(id: &str, outcome: &Outcome) -> OtaResult {
         re: Some(id.to_owned()),
         version,
         status,
-        error: error.map(limit),
+        error: error.map(json::fit_text),
     }
 }
 
 /// The `id` of a payload that is not a valid `ota_update`, when one can be read.
 fn peek_request_id(payload: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    v.get("id")
-        .and_then(serde_json::Value::as_str)
-        .filter(|s| !s.is_empty() && s.len() <= firmware_bridge::proto::MAX_ID_LEN)
-        .filter(|s| !s.chars().any(char::is_control))
-        .map(str::to_owned)
-}
-
-/// Error texts fit the protocol's text limit, cut on a character boundary.
-fn limit(mut s: String) -> String {
-    let max = firmware_bridge::proto::MAX_TEXT_LEN;
-    if s.len() > max {
-        let mut cut = max - 3;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
+    json::peek_string(payload, &["id"])
 }
 
 fn counted(status: &'static str) {
@@ -358,7 +339,7 @@ impl Answer for MqttAnswer<'_> {
                     Disposition::Refused => OtaStatus::Refused,
                     Disposition::Retry | Disposition::Local => OtaStatus::Failed,
                 },
-                error: Some(limit(e.to_string())),
+                error: Some(json::fit_text(e.to_string())),
             },
         };
         counted(r.status.as_str());

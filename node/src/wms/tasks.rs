@@ -6,9 +6,10 @@
 //! |---|---|---|
 //! | `wms_tasks` | (shop, task_id) | [`TaskRecord`] |
 //! | `wms_device_tasks` | (shop, device) | the task_id the device holds |
-//! | `wms_order_tasks` | (shop, tid) | the task_id of the order's open task |
+//! | `wms_order_tasks` | (shop, tid) | the task_id of the order's open task (a merged parcel's pack task is each of its orders') |
 //!
-//! A device holds at most one open task, an order has at most one open task. Task ids are
+//! A device holds at most one open task, an order has at most one open task (one pack task
+//! may be several orders': a merged parcel's). Task ids are
 //! `pick-{tid}`, `pack-{tid}` and `putback-{tid}`; the task's `version` is bumped whenever its lines change
 //! (the order's lines or holds changed under it), so a scan for an older version is refused
 //! with the current task (DOMAIN.md §12.2).
@@ -269,7 +270,7 @@ pub fn of_order(
 }
 
 /// Writes `task` and keeps the indexes: an open task is its device's and its order's; a
-/// task that ended is neither's.
+/// task that ended is neither's, nor that of any order that [`join`]ed it.
 pub fn save(txn: &WriteTransaction, shop: &str, task: &TaskRecord) -> Result<(), StoreError> {
     tables::put_named(txn, TASKS, shop, &task.task_id, task)?;
     let mut by_device = txn.open_table(DEVICE_TASKS)?;
@@ -284,12 +285,51 @@ pub fn save(txn: &WriteTransaction, shop: &str, task: &TaskRecord) -> Result<(),
         if mine {
             by_device.remove((shop, task.device.as_str()))?;
         }
-        let mine = by_order
-            .get((shop, task.tid))?
-            .is_some_and(|v| v.value() == task.task_id);
-        if mine {
-            by_order.remove((shop, task.tid))?;
+        for tid in orders_in(&by_order, shop, &task.task_id)? {
+            by_order.remove((shop, tid))?;
         }
     }
     Ok(())
+}
+
+/// Order `tid` is worked under the open task `task_id` too (the other orders of a merged
+/// parcel, packed as one): it is that task's order for [`of_order`] until the task ends. A
+/// hold of any of them reaches the device holding the task.
+pub fn join(txn: &WriteTransaction, shop: &str, tid: u64, task_id: &str) -> Result<(), StoreError> {
+    txn.open_table(ORDER_TASKS)?.insert((shop, tid), task_id)?;
+    Ok(())
+}
+
+/// The orders worked under the open task `task_id`: its own and those that [`join`]ed it.
+pub fn orders_of(
+    txn: &WriteTransaction,
+    shop: &str,
+    task_id: &str,
+) -> Result<Vec<u64>, StoreError> {
+    orders_in(&txn.open_table(ORDER_TASKS)?, shop, task_id)
+}
+
+/// Every order with an open task (a few per device at most).
+pub fn open_orders(txn: &WriteTransaction, shop: &str) -> Result<Vec<u64>, StoreError> {
+    let t = txn.open_table(ORDER_TASKS)?;
+    let mut out = Vec::new();
+    for row in t.range((shop, 0u64)..=(shop, u64::MAX))? {
+        out.push(row?.0.value().1);
+    }
+    Ok(out)
+}
+
+fn orders_in(
+    t: &impl ReadableTable<OrderKey, &'static str>,
+    shop: &str,
+    task_id: &str,
+) -> Result<Vec<u64>, StoreError> {
+    let mut out = Vec::new();
+    for row in t.range((shop, 0u64)..=(shop, u64::MAX))? {
+        let (k, v) = row?;
+        if v.value() == task_id {
+            out.push(k.value().1);
+        }
+    }
+    Ok(out)
 }

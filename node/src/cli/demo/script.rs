@@ -124,10 +124,10 @@ pub async fn run(args: DemoArgs, live: bool) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow!("the node did not start: {e}"))?;
     let status_page = format!("http://{}/", node.http_addr);
     if !live {
-        println!("wms-node demo: the node, a simulated Taobao shop and a simulated floor.");
-        println!("  status page   {status_page}");
-        println!("  data          {}", data_dir.display());
-        println!();
+        outln!("wms-node demo: the node, a simulated Taobao shop and a simulated floor.");
+        outln!("  status page   {status_page}");
+        outln!("  data          {}", data_dir.display());
+        outln!();
     }
     let shared = Arc::new(Shared {
         node,
@@ -195,21 +195,21 @@ pub async fn run(args: DemoArgs, live: bool) -> anyhow::Result<ExitCode> {
     let all_good = match outcome {
         Some((ok, table)) => {
             if !table.is_empty() {
-                println!();
+                outln!();
             }
             for l in &table {
-                println!("{l}");
+                outln!("{l}");
             }
             ok
         }
         None => {
-            println!("Stopped before the end: nothing was checked.");
+            outln!("Stopped before the end: nothing was checked.");
             false
         }
     };
     if !live && !args.headless && !args.exit && all_good {
-        println!();
-        println!("The node keeps running: {status_page} (Ctrl-C to stop).");
+        outln!();
+        outln!("The node keeps running: {status_page} (Ctrl-C to stop).");
         stop_requested().await;
     }
     token.cancel();
@@ -288,7 +288,7 @@ fn config(
         args.listen
     } else {
         if !live {
-            println!(
+            outln!(
                 "({} is taken: the status page gets a free port)",
                 args.listen
             );
@@ -334,7 +334,7 @@ async fn show(
             _ = tick.tick() => {}
             Some(line) = lines.recv() => {
                 if screen.is_none() {
-                    println!("{}", line.plain());
+                    outln!("{}", line.plain());
                 }
                 snap.push(line);
                 continue;
@@ -361,7 +361,7 @@ async fn show(
             }
             None if last_status.elapsed() >= Duration::from_secs(5) => {
                 last_status = Instant::now();
-                println!("{}", view::status_line(&snap));
+                outln!("{}", view::status_line(&snap));
             }
             None => {}
         }
@@ -369,7 +369,7 @@ async fn show(
     // Plain: whatever was said last is printed too.
     if screen.is_none() {
         while let Ok(line) = lines.try_recv() {
-            println!("{}", line.plain());
+            outln!("{}", line.plain());
         }
     }
 }
