@@ -245,8 +245,12 @@ async fn check_5_finds_a_hand_edit_of_stock_and_does_not_run_while_intake_lags()
             .message
             .starts_with(&format!("SKU {code}"))
     );
-    // `stock push` puts it right.
+    // `stock push` puts it right: it reads the shop's figure, and once the next poll has
+    // passed that reading the difference goes.
     sim.goods.push(code, false).await.unwrap();
+    sim.drained(Duration::from_secs(30)).await;
+    sim.advance(POLL);
+    sim.settle().await;
     sim.drained(Duration::from_secs(30)).await;
     clean(&check(&sim, 5).await);
     assert!(!sim.alerts.is_active(AlertCode::StockDrift));

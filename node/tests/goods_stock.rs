@@ -1,7 +1,8 @@
 //! Stock against the Taobao sandbox over real HTTP: thousands of warehouse changes while
-//! offline cost one quantity call per listing after reconnect, and none of them a full value
-//! while intake lags; a delta whose answer is lost is read back before anything more is sent
-//! for its listing; a zero goes at once; `stock push` waits for intake unless told not to.
+//! offline cost one quantity call per listing after reconnect, and none of them a full value;
+//! a delta whose answer is lost is read back before anything more is sent for its listing; a
+//! zero goes at once; `stock push` waits for intake unless told not to; a correction due
+//! while a sale is not pulled yet never re-adds the sold unit (the full-vs-delta race).
 //!
 //! `WMS_SIM_STOCK_CHANGES` scales the offline test (default 10,000 changes over 50 SKUs).
 
@@ -67,11 +68,12 @@ async fn ten_thousand_offline_changes_cost_one_delta_per_listing_and_a_lost_answ
         .unwrap_or(10_000);
     let sim = Sim::start(minute_polls(), false).await;
     let listings = catalogue(&sim, 5, 10, 1000).await;
-    // Intake is current: every listing gets its first figure, a full value.
+    // Intake is current: every listing gets its first figure, a correction against a
+    // reading of the shop's figure (which shows the ledger's already: nothing to send).
     sim.current().await;
-    let first = sim.calls(QTY);
-    assert_eq!(first.len(), listings.len());
-    assert!(first.iter().all(|c| c.params["type"] == "1"));
+    assert!(sim.calls(QTY).is_empty(), "{:?}", sim.calls(QTY));
+    let reads = sim.calls(READ).len();
+    assert!(reads >= listings.len(), "{reads} reads");
 
     // The link drops for half an hour; meanwhile the warehouse receives and corrects stock.
     sim.fault(json!({"kind": "outage", "seconds": 1800}));
@@ -115,7 +117,8 @@ async fn ten_thousand_offline_changes_cost_one_delta_per_listing_and_a_lost_answ
         "{changes} stock changes recorded in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    // Intake stays behind after the link returns (its pulls fail): no full value may go.
+    // Intake stays behind after the link returns (its pulls fail): no full value goes (none
+    // ever does but a zero).
     sim.fault(json!({"kind": "http_500", "seconds": 3 * 3600, "methods": [INCREMENT]}));
     // The first delta after reconnect is applied, but its answer is lost.
     sim.fault(json!({"kind": "reset", "count": 1, "methods": [QTY]}));
@@ -229,15 +232,25 @@ async fn a_zero_goes_at_once_while_intake_lags_and_a_push_waits_unless_told() {
         50,
         "the hand edit is put right"
     );
-    // Stopped: a change is not pushed; resumed: a full value once intake is current.
+    // Stopped: a change is not pushed; resumed: a correction once intake is current.
     sim.goods.sync(code1, false).await.unwrap();
     sim.goods.receive(code1, 5, "delivery").await.unwrap();
     sim.drained(Duration::from_secs(30)).await;
     let n = sim.calls(QTY).len();
     sim.goods.sync(code1, true).await.unwrap();
     sim.drained(Duration::from_secs(30)).await;
-    assert_eq!(sim.calls(QTY).len(), n, "a full value waits for intake");
+    assert_eq!(sim.calls(QTY).len(), n, "a correction waits for intake");
     sim.sb.sandbox().clear_faults();
+    // One poll catches up (and the correction reads the shop's figure), the next passes
+    // that reading: the difference goes as a delta.
+    sim.advance(POLL);
+    sim.settle().await;
+    sim.drained(Duration::from_secs(30)).await;
+    assert_eq!(
+        sim.calls(QTY).len(),
+        n,
+        "a correction waits for intake to pass its reading"
+    );
     sim.advance(POLL);
     sim.settle().await;
     sim.drained(Duration::from_secs(30)).await;
@@ -247,7 +260,16 @@ async fn a_zero_goes_at_once_while_intake_lags_and_a_push_waits_unless_told() {
             last.params["type"].as_str(),
             last.params["quantity"].as_str()
         ),
-        ("1", "55")
+        ("2", "5")
+    );
+    let item = sim.sb.sandbox().item(*num_iid).unwrap();
+    assert_eq!(
+        item.skus
+            .iter()
+            .find(|s| s.sku_id == listings[1].1)
+            .unwrap()
+            .quantity,
+        55
     );
     let shown = sim.goods.stock(Some(code1)).unwrap();
     let v = &shown[0].view;
@@ -285,6 +307,100 @@ async fn sales_reserve_stock_and_need_no_push_for_the_listing_that_sold() {
     let v = &sim.goods.stock(Some(code)).unwrap()[0].view;
     assert_eq!((v.on_hand, v.reserved, v.available), (20, 6, 14));
     assert_eq!(sim.calls(QTY).len(), n, "Taobao took the sold units itself");
+    assert_eq!(platform(&sim, &listings), ledger(&sim, &listings));
+    sim.stop().await;
+}
+
+/// Posts to the sandbox's admin API over HTTP (as a buyer or the seller in 千牛 would act).
+async fn admin(sim: &Sim, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/sandbox/{path}", sim.sb.addr()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+/// A buyer pays `num` units of a listing on Taobao (the platform takes its stock at once).
+async fn buy(sim: &Sim, num_iid: i64, sku_id: i64, num: i64) -> i64 {
+    let v = admin(
+        sim,
+        "trades",
+        json!({"orders": [{"num_iid": num_iid, "sku_id": sku_id, "num": num}]}),
+    )
+    .await;
+    v["tid"].as_i64().unwrap()
+}
+
+/// The full-vs-delta race (DOMAIN.md §5, docs/STOCK.md): a correction that falls due while a
+/// sale is not pulled yet (intake always lags the platform by at least 10 s) must not re-add
+/// the sold unit, and sales during the correction's wait stay subtracted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_due_while_a_sale_is_unpulled_never_re_adds_the_sold_unit() {
+    let sim = Sim::start(minute_polls(), false).await;
+    let listings = catalogue(&sim, 1, 1, 10).await;
+    let (num_iid, sku_id, code) = listings[0].clone();
+    // Intake current, every first figure settled.
+    sim.current().await;
+    assert_eq!(platform(&sim, &listings)[&sku_id], 10);
+    let calls_before = sim.calls(QTY).len();
+
+    // The seller edits the figure in 千牛 (drift a correction must put right) …
+    admin(
+        &sim,
+        &format!("items/{num_iid}/quantity"),
+        json!({"sku_id": sku_id, "quantity": 20}),
+    )
+    .await;
+    // … a buyer pays 2 units: Taobao shows 18; intake sleeps until its next poll …
+    let a = buy(&sim, num_iid, sku_id, 2).await;
+    sim.advance(5);
+    // … and a correction is due now, while that sale is not pulled (intake lags ~15 s, well
+    // under stock.max_intake_lag).
+    assert!(sim.order(a).is_none(), "the sale must not be pulled yet");
+    sim.goods.push(&code, false).await.unwrap();
+    sim.drained(Duration::from_secs(30)).await;
+    // More sales while the node waits, and a delivery sent as a delta meanwhile (the
+    // timeline of docs/STOCK.md: A at 0 s, the push at 5 s, B at 8 s, the delivery at 10 s,
+    // C at 15 s).
+    sim.advance(3);
+    let b = buy(&sim, num_iid, sku_id, 1).await;
+    sim.advance(2);
+    sim.goods.receive(&code, 5, "delivery").await.unwrap();
+    sim.drained(Duration::from_secs(30)).await;
+    sim.advance(5);
+    let c = buy(&sim, num_iid, sku_id, 1).await;
+    assert!(sim.order(b).is_none() && sim.order(c).is_none());
+
+    // Intake catches up: every sale is pulled and the correction may settle.
+    sim.advance(POLL);
+    sim.settle().await;
+    sim.drained(Duration::from_secs(30)).await;
+    assert!(sim.order(a).is_some() && sim.order(c).is_some());
+    let v = &sim.goods.stock(Some(&code)).unwrap()[0].view;
+    assert_eq!((v.on_hand, v.reserved, v.available), (15, 4, 11));
+    let shop = platform(&sim, &listings)[&sku_id];
+    assert!(
+        shop <= v.available,
+        "oversell: the shop offers {shop}, the ledger can sell {}",
+        v.available
+    );
+    assert_eq!(shop, v.available, "the hand edit was put right");
+    // Nothing after the hand edit went as a full value.
+    let sent = &sim.calls(QTY)[calls_before..];
+    assert!(
+        sent.iter().all(|c| c.params["type"] == "2"),
+        "a full value went: {sent:?}"
+    );
+    // One more poll changes nothing.
+    sim.advance(POLL);
+    sim.settle().await;
+    sim.drained(Duration::from_secs(30)).await;
     assert_eq!(platform(&sim, &listings), ledger(&sim, &listings));
     sim.stop().await;
 }

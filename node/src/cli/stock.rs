@@ -19,8 +19,11 @@ use wms_node::status::i18n::{Lang, Msg, pad, pad_left, width};
 /// `wms-node stock` options.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-A SKU's listings get a full value (type=1) only while order intake lags less than
-stock.max_intake_lag; warehouse changes go as deltas (type=2) at any time, and a zero at once.
+Warehouse changes go to the shop as deltas (type=2) at any time, and a zero at once. Anything
+else (a refund, the first figure, `stock push`, `stock resume`) is a correction: the node reads
+Taobao's figure, waits until order intake has pulled every sale up to that reading, and sends
+the difference to the ledger as a delta, so sales made meanwhile stay subtracted. A correction
+reads Taobao only while intake lags less than stock.max_intake_lag.
 
 Examples:
   wms-node stock show
@@ -69,12 +72,12 @@ pub enum StockCommand {
         #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
         reason: String,
     },
-    /// Push the current value of the SKU's listings now (a full value).
+    /// Correct the SKU's listings to the ledger (a difference to a fresh reading of Taobao).
     Push {
         /// The SKU.
         sku: String,
-        /// Push even while order intake lags (the value may re-add units sold but not
-        /// pulled yet).
+        /// Settle at once, even while order intake lags (the correction may re-add units sold
+        /// but not pulled yet).
         #[arg(long)]
         ignore_lag: bool,
     },
@@ -83,7 +86,7 @@ pub enum StockCommand {
         /// The SKU.
         sku: String,
     },
-    /// Resume pushing the SKU's stock (its listings get a full value).
+    /// Resume pushing the SKU's stock (its listings get a correction).
     Resume {
         /// The SKU.
         sku: String,

@@ -184,10 +184,12 @@ impl WaybillConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StockConfig {
-    /// Full stock values (`type=1`) are pushed only while order intake lags less than this:
-    /// a full value computed before a sale was pulled re-adds the sold unit (an oversell).
-    /// Warehouse changes (receipts, counts, put-backs) go as deltas, and a zero goes at once,
-    /// whatever the lag. Longer than `taobao.poll_interval` + 10s. From 11s to 1h.
+    /// A correction (a refund's freed units, the first figure, `stock push`, resume) reads
+    /// the shop's figure only while order intake lags less than this, then waits until intake
+    /// has passed that reading and sends the difference to the ledger as a delta (`type=2`),
+    /// so sales made meanwhile stay subtracted (docs/STOCK.md). Warehouse changes (receipts,
+    /// counts, put-backs) go as deltas, and a zero goes at once, whatever the lag. Longer than
+    /// `taobao.poll_interval` + 10s. From 11s to 1h.
     #[serde(with = "humantime_serde")]
     pub max_intake_lag: Duration,
 }

@@ -296,8 +296,9 @@ impl GoodsAdmin {
             let ok = lag.is_some_and(|l| l < self.max_intake_lag);
             if !ok {
                 return Err(GoodsError::Refused(format!(
-                    "order intake lags {} (stock.max_intake_lag is {}): a full value now could \
-                     re-add units sold but not pulled yet; wait, or pass --ignore-lag",
+                    "order intake lags {} (stock.max_intake_lag is {}): a correction settled \
+                     before intake has caught up could re-add units sold but not pulled yet; \
+                     wait, or pass --ignore-lag",
                     lag.map_or("forever (no pull yet)".to_owned(), |l| {
                         humantime::format_duration(Duration::from_secs(l.as_secs())).to_string()
                     }),

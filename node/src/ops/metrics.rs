@@ -261,7 +261,8 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         "wms_node_stock_pushes_total",
-        "Stock calls made for listings, by `mode` (`full`, `delta`, `read`) and `result` \
+        "Stock calls made for listings, by `mode` (`full`: a zero, `delta`: a warehouse \
+         event, `correction`: a difference to a platform reading, `read`) and `result` \
          (`applied`, `not_applied`, `unknown`).",
     ),
     (

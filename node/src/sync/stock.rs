@@ -6,18 +6,21 @@
 //!  a committed change (receipt, sale pulled, count, safety, resume …)
 //!     └─▶ wms_stock_due ──StockFeed──▶ outbox: PushStock{num_iid, sku_id} (one per listing,
 //!                      (bus event,     coalesced; urgent for a zero)  │
-//!                       every 30 s,                                   ▼
-//!                       intake caught up)   StockGuard at delivery: plan from the ledger
-//!                                               │ full value (lag ok) · delta · zero · read first
-//!                                               ▼
+//!                       intake window,                                ▼
+//!                       every 10 s)         StockGuard at delivery: plan from the ledger
+//!                                               │ delta · zero · read (a correction's anchor,
+//!                                               │ a lost answer) · correction (intake passed
+//!                                               ▼ its reading)
 //!                                   record "sending" ─▶ item.quantity.update ─▶ record result
 //! ```
 //!
 //! Waybills voided by `wms::ship` go the same way: the feeder queues their
 //! `cainiao.waybill.ii.cancel` ops.
 //!
-//! The intake lag that gates full values is read from the store (the intake cursor's
-//! watermark), so the running node, the CLI and the delivery all judge it alike.
+//! Where intake stands (its lag, which gates a correction's read, and its watermark, which a
+//! correction waits to pass its reading) is read from the store (the intake cursor), so the
+//! running node, the CLI and the delivery all judge it alike. Nothing but a zero is sent as a
+//! full value: see `wms/stock.rs` for the race a full value loses.
 //!
 //! Must never: send a call that was not recorded first (a crash between the two makes its
 //! result unknown, never forgotten), or send a delta again without knowing it was not applied.
@@ -30,7 +33,7 @@ use crate::taobao::outbox::TaobaoOp;
 use crate::taobao::time::Clock;
 use crate::taobao::types::ItemQuantity;
 use crate::taobao::{Disposition, TopClient, TopError};
-use crate::wms::stock::{Plan, PushMode, Seen, Sent};
+use crate::wms::stock::{Gate, Plan, PushMode, Seen, Sent};
 use crate::wms::{self, Bus, Event, ShopId, Wms};
 use chrono::{DateTime, Utc};
 use std::convert::Infallible;
@@ -43,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 pub struct StockOptions {
     /// The shop.
     pub shop: ShopId,
-    /// Full values only while intake lags less than this.
+    /// A correction reads the platform only while intake lags less than this.
     pub max_intake_lag: Duration,
     /// How often the feeder looks even without an event (and whether intake caught up).
     pub check_every: Duration,
@@ -75,9 +78,27 @@ pub fn intake_lag(
     }))
 }
 
-/// Whether a full value may go now.
+/// Whether a correction may read the platform now (intake lags less than `max`).
 pub fn lag_ok(store: &Store, shop: &ShopId, now: DateTime<Utc>, max: Duration) -> bool {
-    matches!(intake_lag(store, shop, now), Ok(Some(l)) if l < max)
+    gate(store, shop, now, max).lag_ok
+}
+
+/// Where intake stands for the stock push: whether it lags less than `max`, and its
+/// watermark. A store that cannot be read gives the gate that lets no correction go.
+pub fn gate(store: &Store, shop: &ShopId, now: DateTime<Utc>, max: Duration) -> Gate {
+    let c = store.read(|r| wms::cursor::load(r, shop.as_str(), wms::cursor::TRADES));
+    let watermark_ms = match c {
+        Ok(Some(c)) if c.watermark_ms > 0 => Some(c.watermark_ms),
+        _ => None,
+    };
+    let lag_ok = watermark_ms.is_some_and(|w| {
+        let ms = now.timestamp_millis().saturating_sub(w).max(0);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0)) < max
+    });
+    Gate {
+        lag_ok,
+        watermark_ms,
+    }
 }
 
 /// The feeder: moves due pushes and voided waybills into the outbox.
@@ -121,12 +142,12 @@ impl StockFeed {
         let mut total = 0;
         loop {
             let now = self.clock.now();
-            let ok = lag_ok(&self.store, &self.opts.shop, now, self.opts.max_intake_lag);
+            let gate = gate(&self.store, &self.opts.shop, now, self.opts.max_intake_lag);
             let shop = self.opts.shop.clone();
             let outbox = self.outbox.clone();
             let batch = self.opts.batch.max(1);
             let n = wms::write(&self.store, move |txn| {
-                let due = wms::stock::take_due(txn, shop.as_str(), ok, batch)?;
+                let due = wms::stock::take_due(txn, shop.as_str(), gate, batch)?;
                 let voids = wms::ship::take_voided(txn, shop.as_str(), batch)?;
                 let n = due.len() + voids.len();
                 for d in due {
@@ -165,12 +186,14 @@ impl StockFeed {
         }
     }
 
-    /// Feeds until `shutdown`: at once, on every `StockDue` or `WaybillVoided` event, and
-    /// every `check_every` (which also catches intake catching up).
+    /// Feeds until `shutdown`: at once, on every `StockDue`, `WaybillVoided` or `Window`
+    /// event, and every `check_every` (which also catches intake catching up).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Infallible> {
         let mut events = self.bus.subscribe();
         let mut tick = tokio::time::interval(self.opts.check_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut glance = tokio::time::interval(GLANCE.min(self.opts.check_every));
+        glance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
         loop {
             match self.feed().await {
@@ -187,23 +210,52 @@ impl StockFeed {
                     tracing::warn!(error = %e, tries = failures, "could not queue stock pushes; will retry");
                 }
             }
-            tokio::select! {
-                // Shutdown: nothing in flight (each feed is one transaction).
-                _ = shutdown.cancelled() => return Ok(()),
-                // A committed change made pushes due (or voided a waybill).
-                _ = due(&mut events) => {}
-                // The periodic look (intake may have caught up: waiting full values go).
-                _ = tick.tick() => {}
+            loop {
+                tokio::select! {
+                    // Shutdown: nothing in flight (each feed is one transaction).
+                    _ = shutdown.cancelled() => return Ok(()),
+                    // A committed change made pushes due (or voided a waybill).
+                    _ = due(&mut events) => break,
+                    // The periodic look (intake may have caught up: waiting corrections read).
+                    _ = tick.tick() => break,
+                    // Between looks, a read-only glance: intake moves its watermark at every
+                    // poll, quiet ones too (which publish no event), and a correction goes as
+                    // soon as intake lags little enough to read, or has passed its reading.
+                    _ = glance.tick() => if self.correction_ready() { break },
+                }
             }
         }
     }
+
+    /// Whether a correction waiting for intake may go now.
+    fn correction_ready(&self) -> bool {
+        let g = gate(
+            &self.store,
+            &self.opts.shop,
+            self.clock.now(),
+            self.opts.max_intake_lag,
+        );
+        let shop = self.opts.shop.as_str();
+        matches!(
+            self.store.read(|r| wms::stock::waiting_ready(r, shop, g)),
+            Ok(true)
+        )
+    }
 }
 
-/// Resolves at the next event that makes something due (or when events were lost).
+/// How often the feeder glances at corrections waiting for intake.
+const GLANCE: Duration = Duration::from_secs(1);
+
+/// Resolves at the next event that makes something due (or when events were lost): a
+/// change that owes a push, a voided waybill, or an intake window stored (the watermark
+/// moved: a correction waiting for it to pass its reading may settle now).
 async fn due(events: &mut broadcast::Receiver<(String, Event)>) {
     loop {
         match events.recv().await {
-            Ok((_, Event::StockDue { .. } | Event::WaybillVoided { .. })) => return,
+            Ok((
+                _,
+                Event::StockDue { .. } | Event::WaybillVoided { .. } | Event::Window { .. },
+            )) => return,
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => return,
             // No more events: the periodic look carries on alone.
@@ -313,16 +365,17 @@ impl<S: Sink<TaobaoOp>> StockGuard<S> {
                 reason: format!("{num_iid} is not an item id"),
             };
         };
-        // At most: a read, a call; for a pre-sale item found now, a read and a call more.
-        for _ in 0..5 {
-            let ok = lag_ok(
+        // At most: a read (a lost answer), a read (a correction's anchor), a call; for a
+        // pre-sale item found now, a read and a call more.
+        for _ in 0..6 {
+            let gate = gate(
                 &self.store,
                 &self.opts.shop,
                 self.clock.now(),
                 self.opts.max_intake_lag,
             );
             let plan = match self
-                .write(move |w| w.plan_push(n, s, ok).map(|(p, _)| p))
+                .write(move |w| w.plan_push(n, s, gate).map(|(p, _)| p))
                 .await
             {
                 Ok(p) => p,
@@ -336,6 +389,8 @@ impl<S: Sink<TaobaoOp>> StockGuard<S> {
             let sending = match plan {
                 Plan::Nothing | Plan::Wait => return Outcome::Done,
                 Plan::Read => {
+                    // The reading may include any sale placed before the call leaves.
+                    let from_ms = self.clock.now().timestamp_millis();
                     let read = self.read(num_iid, sku_id).await;
                     metrics::counter!(
                         "wms_node_stock_pushes_total",
@@ -355,14 +410,14 @@ impl<S: Sink<TaobaoOp>> StockGuard<S> {
                         }
                         Err(e) => return e.outcome(),
                     };
-                    match self.write(move |w| w.push_read(n, s, seen)).await {
+                    match self.write(move |w| w.push_read(n, s, seen, from_ms)).await {
                         Ok((known, _)) => {
                             if !known {
                                 tracing::warn!(
                                     num_iid,
                                     sku_id,
                                     "a stock delta's result could not be told from a sale: \
-                                     erring on the safe side until a full value can go"
+                                     erring on the safe side until a correction settles it"
                                 );
                             }
                             continue;
@@ -382,9 +437,10 @@ impl<S: Sink<TaobaoOp>> StockGuard<S> {
                 sku_id,
                 outer_id: None,
                 quantity: sending.value,
-                mode: match sending.mode {
-                    PushMode::Full => StockMode::Full,
-                    PushMode::Delta => StockMode::Incremental,
+                mode: if sending.mode.is_incremental() {
+                    StockMode::Incremental
+                } else {
+                    StockMode::Full
                 },
             };
             let r = self.client.item_quantity_update(&update).await;
@@ -396,7 +452,11 @@ impl<S: Sink<TaobaoOp>> StockGuard<S> {
             };
             metrics::counter!(
                 "wms_node_stock_pushes_total",
-                "mode" => match sending.mode { PushMode::Full => "full", PushMode::Delta => "delta" },
+                "mode" => match sending.mode {
+                    PushMode::Full => "full",
+                    PushMode::Delta => "delta",
+                    PushMode::Correction => "correction",
+                },
                 "result" => match sent {
                     Sent::Applied(_) => "applied",
                     Sent::NotApplied => "not_applied",
@@ -410,7 +470,7 @@ impl<S: Sink<TaobaoOp>> StockGuard<S> {
                     .as_deref()
                     .is_some_and(|c| c.starts_with("isv.item-is-presale")));
             if presale {
-                // Deltas only for this listing: the full value goes as a difference.
+                // Deltas only for this listing: the zero goes as minus a fresh reading.
                 if let Err(e) = self.write(move |w| w.push_presale(n, s).map(|_| ())).await {
                     return Outcome::Retry {
                         after: None,
@@ -452,7 +512,7 @@ impl<S: Sink<TaobaoOp>> StockGuard<S> {
                     ),
                 );
             }
-            if matches!(&r, Err(e) if matches!(e.disposition(), Disposition::Retry { .. }) && sending.mode == PushMode::Delta && e.may_have_applied())
+            if matches!(&r, Err(e) if matches!(e.disposition(), Disposition::Retry { .. }) && sending.mode.is_incremental() && e.may_have_applied())
             {
                 tracing::warn!(
                     num_iid,

@@ -82,8 +82,8 @@ pub enum TaobaoOp {
         /// When the warehouse acted, `yyyy-MM-dd HH:mm:ss` GMT+8.
         operate_time: String,
     },
-    /// A listing owes the shop a stock push; what it sends (a full value, a delta, or a read
-    /// first) is decided at delivery from the ledger.
+    /// A listing owes the shop a stock push; what it sends (a delta, a correction against a
+    /// reading, a zero, or a read first) is decided at delivery from the ledger.
     PushStock {
         /// Item.
         num_iid: i64,

@@ -4,7 +4,7 @@
 use super::carriers::Carrier;
 use super::ship::{ShipRequest, WaybillPlan, WaybillRecord};
 use super::sku::parse_skus;
-use super::stock::{self, Plan, PushMode};
+use super::stock::{self, Gate, Plan, PushMode, Seen};
 use super::*;
 use crate::alert::Alerts;
 use crate::outbox::{Outbox, OutboxOptions};
@@ -127,16 +127,45 @@ fn push_state(t: &T, num_iid: u64, sku_id: u64) -> stock::ListingPush {
         .unwrap_or_else(|| panic!("no push state for {num_iid}:{sku_id}"))
 }
 
-/// Delivers every due push of the listing as if Taobao applied it (and settles the state).
+/// Intake current, its watermark past every reading.
+const CURRENT: Gate = Gate {
+    lag_ok: true,
+    watermark_ms: Some(i64::MAX / 2),
+};
+
+/// Intake lags more than the bound.
+const LAGS: Gate = Gate {
+    lag_ok: false,
+    watermark_ms: None,
+};
+
+/// Delivers every due push of the listing as if Taobao applied it, a read finding what the
+/// ledger offers (and settles the state).
 async fn settle(t: &T, num_iid: u64, sku_id: u64) {
     loop {
-        let (plan, _) = op(t, move |w| Ok(w.plan_push(num_iid, Some(sku_id), true)?))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (plan, _) = op(t, move |w| {
+            Ok(w.plan_push(num_iid, Some(sku_id), CURRENT)?)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         match plan {
             Plan::Send(_) => {
                 op(t, move |w| {
                     Ok(w.push_done(num_iid, Some(sku_id), stock::Sent::Applied(None), true)?)
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            }
+            Plan::Read => {
+                op(t, move |w| {
+                    let shown = stock::listing_qty_now(w.txn, &w.shop, num_iid, Some(sku_id))?
+                        .map_or(0, |(_, q)| q);
+                    let seen = Seen {
+                        qty: shown,
+                        modified_ms: None,
+                        at_ms: 0,
+                    };
+                    Ok(w.push_read(num_iid, Some(sku_id), seen, 0)?)
                 })
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -214,7 +243,7 @@ async fn paid_lines_reserve_until_they_ship_and_a_close_frees_them() {
 #[tokio::test]
 async fn warehouse_events_owe_deltas_sales_owe_nothing_and_zero_goes_first() {
     let t = setup().await;
-    // The first figure of each listing is a full value.
+    // The first figure of each listing is a correction.
     let lp = push_state(&t, ITEM, RED);
     assert!(lp.full_due && lp.owed == 0, "{lp:?}");
     settle(&t, ITEM, RED).await;
@@ -231,7 +260,7 @@ async fn warehouse_events_owe_deltas_sales_owe_nothing_and_zero_goes_first() {
     settle(&t, ITEM, RED).await;
     settle(&t, RED2_ITEM, RED * 10 + 1).await;
     // A sale through listing ITEM:RED: the platform took it there; the other listing of
-    // the SKU owes a full value.
+    // the SKU owes a correction.
     apply(
         &t,
         trade(TID, "WAIT_SELLER_SEND_GOODS", "O1", &[(ITEM, RED, 2)]),
@@ -246,7 +275,7 @@ async fn warehouse_events_owe_deltas_sales_owe_nothing_and_zero_goes_first() {
         .unwrap_or_default();
     let blue = push_state(&t, ITEM, BLUE);
     assert!(blue.zero, "{blue:?}");
-    let (plan, _) = op(&t, |w| Ok(w.plan_push(ITEM, Some(BLUE), false)?))
+    let (plan, _) = op(&t, |w| Ok(w.plan_push(ITEM, Some(BLUE), LAGS)?))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -255,7 +284,7 @@ async fn warehouse_events_owe_deltas_sales_owe_nothing_and_zero_goes_first() {
     );
     // Due rows: urgent first.
     let due = write(&t.store, |txn| {
-        Ok(stock::take_due(txn, ShopId::MAIN, false, 10)?)
+        Ok(stock::take_due(txn, ShopId::MAIN, LAGS, 10)?)
     })
     .await
     .unwrap_or_default();
@@ -263,12 +292,12 @@ async fn warehouse_events_owe_deltas_sales_owe_nothing_and_zero_goes_first() {
         due.iter()
             .all(|d| d.num_iid != ITEM || d.sku_id != Some(BLUE) || d.urgent)
     );
-    // Stop: nothing goes; resume: a full value.
+    // Stop: nothing goes; resume: a correction.
     op(&t, |w| w.set_sync("RED", false))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (plan, _) = op(&t, |w| {
-        Ok(w.plan_push(RED2_ITEM, Some(RED * 10 + 1), true)?)
+        Ok(w.plan_push(RED2_ITEM, Some(RED * 10 + 1), CURRENT)?)
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -288,6 +317,97 @@ async fn warehouse_events_owe_deltas_sales_owe_nothing_and_zero_goes_first() {
     assert!(e.to_string().contains("no SKU NOPE"), "{e}");
     let e = op(&t, |w| w.adjust("RED", 1, "  ")).await.unwrap_err();
     assert!(e.to_string().contains("reason"), "{e}");
+}
+
+/// A correction waiting for intake learns from each order intake stores which sales the
+/// platform made after its reading, and settles to the ledger minus none of them twice.
+#[tokio::test]
+async fn a_pending_correction_counts_the_sales_placed_after_its_reading() {
+    let t = setup().await;
+    settle(&t, ITEM, RED).await;
+    settle(&t, RED2_ITEM, RED * 10 + 1).await;
+    op(&t, |w| w.push_now("RED", false))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read_at = crate::taobao::time::parse("2026-12-01 08:58:00")
+        .unwrap_or_default()
+        .timestamp_millis();
+    let early = Gate {
+        lag_ok: true,
+        watermark_ms: Some(read_at - 60_000),
+    };
+    let (plan, _) = op(&t, move |w| Ok(w.plan_push(ITEM, Some(RED), early)?))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan, Plan::Read);
+    // Taobao shows 20 (a hand edit) at 08:58.
+    let seen = Seen {
+        qty: 20,
+        modified_ms: None,
+        at_ms: read_at,
+    };
+    op(&t, move |w| {
+        Ok(w.push_read(ITEM, Some(RED), seen, read_at - 500)?)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Intake has not passed the reading: the correction waits, and is not taken off the due
+    // table before it has.
+    let (plan, _) = op(&t, move |w| Ok(w.plan_push(ITEM, Some(RED), early)?))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan, Plan::Wait);
+    let is_red = |d: &stock::Due| d.num_iid == ITEM && d.sku_id == Some(RED);
+    let taken = write(&t.store, move |txn| {
+        Ok(stock::take_due(txn, ShopId::MAIN, early, 100)?)
+    })
+    .await
+    .unwrap_or_default();
+    assert!(!taken.iter().any(is_red), "{taken:?}");
+    // Intake stores a sale placed before the reading (in the 20 already) and one after it
+    // (the platform took it from the 20 itself).
+    let mut before = trade(TID, "WAIT_SELLER_SEND_GOODS", "O1", &[(ITEM, RED, 1)]);
+    before.created = crate::taobao::time::parse("2026-12-01 08:57:00").ok();
+    apply(&t, before).await;
+    apply(
+        &t,
+        trade(TID + 100, "WAIT_SELLER_SEND_GOODS", "O2", &[(ITEM, RED, 2)]),
+    )
+    .await;
+    let a = t
+        .store
+        .read(|r| stock::anchor(r, ShopId::MAIN, &tables::listing_key(ITEM, Some(RED))))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no anchor"));
+    assert_eq!((a.qty, a.sold_after, a.restored_after), (20, 2, 0));
+    // Intake passed the reading: the ledger offers 10 − 3 = 7, Taobao shows 20 − 2 (and
+    // minus any sale not pulled yet): the difference goes as a delta.
+    let passed = Gate {
+        lag_ok: true,
+        watermark_ms: Some(read_at + stock::CLOCK_MARGIN_MS),
+    };
+    let waiting = t
+        .store
+        .read(move |r| stock::due_now(r, ShopId::MAIN, early))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ready = t
+        .store
+        .read(move |r| stock::due_now(r, ShopId::MAIN, passed))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(ready > waiting, "{ready} due once passed, {waiting} before");
+    let taken = write(&t.store, move |txn| {
+        Ok(stock::take_due(txn, ShopId::MAIN, passed, 100)?)
+    })
+    .await
+    .unwrap_or_default();
+    assert!(taken.iter().any(is_red), "{taken:?}");
+    let (plan, _) = op(&t, move |w| Ok(w.plan_push(ITEM, Some(RED), passed)?))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(plan, Plan::Send(s) if s.mode == PushMode::Correction && s.value == 7 - 18),
+        "{plan:?}"
+    );
 }
 
 #[tokio::test]

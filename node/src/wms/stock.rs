@@ -20,11 +20,34 @@
 //! Taobao takes its own stock when a buyer orders, so a sale through a listing needs no push
 //! for that listing. What the node owes the shop, per listing ([`ListingPush`]):
 //!
-//! | cause | owed | when it may go |
+//! | cause | owed | sent as |
 //! |---|---|---|
-//! | warehouse event (receive, count, adjust, put-back) | its effect on the listing, as a delta (`type=2`), summed | at any time: a delta cannot undo a sale the node has not pulled yet |
-//! | anything else that moves the listing's quantity (a refund or a close that frees units, a sale through another listing of the SKU, safety, the map, `stock push`, resume) | a full value (`type=1`) | only while intake lags less than the bound: a full value computed before a sale was pulled re-adds the sold unit |
-//! | the quantity reaches 0 | a full 0, urgent | at once: a zero cannot oversell |
+//! | warehouse event (receive, count, adjust, put-back) | its effect on the listing, summed | a delta (`type=2`) at any time: it commutes with the platform's own decrements |
+//! | anything else that moves the listing's quantity (a refund or a close that frees units, a sale through another listing of the SKU, safety, the map, the first figure, `stock push`, resume, a delta whose fate is unknown) | a correction | a delta (`type=2`) anchored to a platform reading ([`Anchor`]), sent once intake has passed that reading |
+//! | the quantity reaches 0 | a zero, urgent | a full 0 (`type=1`) at once, lag or not (a pre-sale item: minus what a fresh read shows) |
+//!
+//! # The full-vs-delta race, and why a correction is a delta
+//!
+//! Intake always lags the platform (the pull window ends 10 s before now, and a poll runs
+//! every minute or so). A full value computed at T and pushed overwrites the decrements the
+//! platform made itself for orders placed between the watermark and T: the sold units come
+//! back (an oversell), however small the lag bound. So no figure is ever set from the ledger
+//! alone. A correction instead:
+//!
+//! 1. reads the platform's quantity `Q` (an `item.seller.get` sent at `from`, answered at
+//!    `at`; the answer to any delta applied meanwhile is as good a reading, and replaces it);
+//! 2. waits until the intake watermark has passed `at` (plus [`CLOCK_MARGIN_MS`]): every
+//!    order the platform had taken into `Q` is now in the ledger;
+//! 3. sends `ledger now − (Q − sold_after + restored_after)` as a delta, where `sold_after`
+//!    counts the units of sales through the listing the ledger pulled meanwhile that were
+//!    placed surely after the read (`created > at + margin`: the platform took them after
+//!    `Q`, and takes them again from the delta's result), and `restored_after` the units of
+//!    lines closed or refunded since (the platform may have put them back after `Q`).
+//!
+//! Every doubt is settled towards the side that cannot oversell: a sale placed around the
+//! read counts as before it, a close counts as put back, so the shop may show a unit too few
+//! until the next correction, never a unit too many. Sales after the read are not re-added:
+//! the delta leaves them subtracted ([`Anchor::correction`], docs/STOCK.md has a timeline).
 //!
 //! Each listing has at most one op in the outbox (a [`TaobaoOp::PushStock`] marker, coalesced
 //! by key); what it sends is decided when it is delivered, from this state
@@ -41,11 +64,11 @@
 //! - the SKU's `modified` is the one of the last confirmed write: nothing touched it, the delta
 //!   was not applied: it is sent again;
 //! - the quantity is exactly what the delta makes of the last confirmed figure: applied (after
-//!   a decrease a full value is owed too: a decrease not applied plus sales of the same size
+//!   a decrease a correction is owed too: a decrease not applied plus sales of the same size
 //!   would look alike);
 //! - otherwise its fate cannot be told apart from a sale: the node takes the side that cannot
-//!   oversell (a decrease is sent again, an increase is dropped) and owes a full value, which
-//!   restores the exact figure once intake is current.
+//!   oversell (a decrease is sent again, an increase is dropped) and owes a correction, which
+//!   restores the exact figure once intake has passed its reading.
 //!
 //! [`TaobaoOp::PushStock`]: crate::taobao::outbox::TaobaoOp::PushStock
 
@@ -147,20 +170,29 @@ pub struct Move {
     pub tid: Option<u64>,
 }
 
-/// Full (`type=1`) or incremental (`type=2`).
+/// How a call sets the listing's quantity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PushMode {
-    /// Set the quantity.
+    /// Set the quantity (`type=1`): only ever a zero.
     Full,
-    /// Add to it.
+    /// Add a warehouse event's effect (`type=2`).
     Delta,
+    /// Add the difference a correction found against a platform reading (`type=2`).
+    Correction,
+}
+
+impl PushMode {
+    /// Whether Taobao receives it as an incremental update (`type=2`).
+    pub fn is_incremental(self) -> bool {
+        self != PushMode::Full
+    }
 }
 
 /// A call recorded before it is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sending {
-    /// Full or delta.
+    /// Full, delta or correction.
     pub mode: PushMode,
     /// The quantity (full) or the delta.
     pub value: i64,
@@ -177,7 +209,7 @@ pub struct Pushed {
     pub qty: i64,
     /// When (epoch ms).
     pub at_ms: i64,
-    /// Full or delta.
+    /// Full, delta or correction.
     pub mode: PushMode,
     /// The version it carried.
     pub version: u64,
@@ -194,6 +226,103 @@ pub struct Seen {
     pub at_ms: i64,
 }
 
+/// How far apart the node's clock and Taobao's may be, with the whole seconds of Taobao's
+/// timestamps: a sale counts as placed after a reading only when Taobao stamped it later than
+/// this after the reading's answer, and a correction waits until the intake watermark is this
+/// far past it. (The intake watermark itself compares the node's clock with Taobao's
+/// `modified`; the gateway refuses a request more than 10 minutes off.)
+pub const CLOCK_MARGIN_MS: i64 = 2_000;
+
+/// The platform reading a pending correction is anchored to (`wms_listing_anchor`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// The quantity the platform showed.
+    pub qty: i64,
+    /// When the call that read it was sent (epoch ms, the node's clock).
+    pub from_ms: i64,
+    /// When its answer came (epoch ms).
+    pub at_ms: i64,
+    /// Units of sales through the listing, pulled since, that Taobao stamped surely after
+    /// the reading: the platform took them from `qty` already.
+    pub sold_after: i64,
+    /// Units of this listing's lines closed or refunded on Taobao since the reading: the
+    /// platform may have put them back on top of `qty`.
+    pub restored_after: i64,
+    /// Units of sales through the listing placed around the reading (within the clock
+    /// margin): counted as in `qty`, which undersells them if they were not.
+    pub ambiguous: i64,
+}
+
+impl Anchor {
+    /// A reading of `qty`, asked at `from_ms`, answered at `at_ms`.
+    pub fn new(qty: i64, from_ms: i64, at_ms: i64) -> Anchor {
+        Anchor {
+            qty,
+            from_ms,
+            at_ms,
+            ..Anchor::default()
+        }
+    }
+
+    /// Whether intake has pulled every order the reading could include.
+    pub fn settled(&self, watermark_ms: Option<i64>) -> bool {
+        watermark_ms.is_some_and(|w| w >= self.at_ms.saturating_add(CLOCK_MARGIN_MS))
+    }
+
+    /// Whether the correction may leave the shop a few units short (a sale placed around the
+    /// reading, a close the platform may not have put back): another correction, against a
+    /// later reading, then settles the exact figure.
+    pub fn doubtful(&self) -> bool {
+        self.ambiguous > 0 || self.restored_after > 0
+    }
+
+    /// The delta that makes the platform show what the ledger offers (`ledger`, computed
+    /// once intake has passed the reading).
+    ///
+    /// The platform now shows `qty − sold_after + restored_after − s` where `s` are sales
+    /// not pulled yet (placed after the watermark); the ledger's figure `ledger` will fall by
+    /// the same `s` once they are pulled. Adding `ledger − (qty − sold_after +
+    /// restored_after)` leaves the platform at `ledger − s`: never above what the ledger can
+    /// sell, whatever the platform took meanwhile. A full value (`type=1`) of `ledger`
+    /// instead would wipe out `s`, re-adding units already sold.
+    pub fn correction(&self, ledger: i64) -> i64 {
+        ledger - (self.qty - self.sold_after + self.restored_after)
+    }
+
+    /// Notes an order's reservation through the listing moving by `delta` units as intake
+    /// stored it. `closed` is how many of the order's units on the listing are closed or
+    /// refunded now.
+    pub fn note(&mut self, delta: i64, created_ms: Option<i64>, modified_ms: i64, closed: i64) {
+        if delta > 0 {
+            // A sale counts as after the reading only when Taobao's stamp says so beyond
+            // doubt; one placed around the reading counts as before it (an undersell at
+            // worst).
+            match created_ms {
+                Some(c) if c > self.at_ms.saturating_add(CLOCK_MARGIN_MS) => {
+                    self.sold_after += delta;
+                }
+                Some(c) if c <= self.from_ms.saturating_sub(CLOCK_MARGIN_MS) => {}
+                // Around the reading (or no stamp at all).
+                _ => self.ambiguous += delta,
+            }
+        } else if delta < 0 && modified_ms > self.from_ms.saturating_sub(CLOCK_MARGIN_MS) {
+            // A release by a close or a refund: the platform may have put the units back
+            // after the reading (a shipment releases too, but puts nothing back).
+            self.restored_after += (-delta).min(closed.max(0));
+        }
+    }
+}
+
+/// Where intake stands, as the push sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gate {
+    /// Intake lags less than `stock.max_intake_lag`: a correction may read the platform
+    /// (it can then settle within about one poll).
+    pub lag_ok: bool,
+    /// The intake watermark (epoch ms); `None` before intake stored a window.
+    pub watermark_ms: Option<i64>,
+}
+
 /// The push state of one listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListingPush {
@@ -205,9 +334,10 @@ pub struct ListingPush {
     pub version: u64,
     /// Warehouse deltas not sent yet.
     pub owed: i64,
-    /// A full value is owed.
+    /// A correction is owed (the field keeps the name of the records' first release).
     pub full_due: bool,
-    /// The owed full value goes even while intake lags (`stock push --ignore-lag`).
+    /// The owed correction settles at once after its read, even while intake lags
+    /// (`stock push --ignore-lag`).
     pub ignore_lag: bool,
     /// The quantity reached 0: push 0 at once.
     pub zero: bool,
@@ -219,8 +349,8 @@ pub struct ListingPush {
     pub last: Option<Pushed>,
     /// The platform's quantity as last seen.
     pub platform: Option<Seen>,
-    /// A pre-sale listing: Taobao takes deltas only, so a full value is sent as the
-    /// difference to the quantity read just before.
+    /// A pre-sale listing: Taobao takes deltas only, so a zero is sent as minus the
+    /// quantity read just before.
     pub presale: bool,
     /// `platform` was read for the next plan (used once).
     pub fresh: bool,
@@ -231,9 +361,11 @@ pub struct ListingPush {
 pub enum Plan {
     /// Send this (already recorded as `sending`).
     Send(Sending),
-    /// Read the platform's quantity first (a delta's result is unknown).
+    /// Read the platform's quantity first: a delta's result is unknown, a correction needs
+    /// its anchor, or a pre-sale zero needs the figure to take away.
     Read,
-    /// A full value is owed but intake lags: wait.
+    /// A correction is owed and waits: for intake to lag less (to read), or for intake to
+    /// pass its reading (to settle).
     Wait,
     /// Nothing is owed (or sync is stopped).
     Nothing,
@@ -264,58 +396,94 @@ impl ListingPush {
         self.owed != 0 || self.full_due || self.zero || self.unknown.is_some()
     }
 
-    /// Decides the next call for a listing that shows `qty` and may get a full value when
-    /// `lag_ok`; records it as `sending` (the caller commits that before sending).
-    pub fn plan(&mut self, qty: i64, stopped: bool, lag_ok: bool, now_ms: i64) -> Plan {
+    /// Decides the next call for a listing that shows `qty` (the ledger's figure now), with
+    /// its pending correction's `anchor` and intake at `gate`; records it as `sending` (the
+    /// caller commits that before sending).
+    pub fn plan(
+        &mut self,
+        anchor: &mut Option<Anchor>,
+        qty: i64,
+        stopped: bool,
+        gate: Gate,
+        now_ms: i64,
+    ) -> Plan {
         if let Some(s) = self.sending.take() {
             // Recorded, never answered: the process stopped in between.
-            self.settle(s, Sent::Unknown, now_ms);
+            self.settle(anchor, s, Sent::Unknown, now_ms);
         }
         if stopped {
             self.owed = 0;
             self.full_due = false;
             self.ignore_lag = false;
             self.zero = false;
+            *anchor = None;
             return Plan::Nothing;
         }
         if self.unknown.is_some() {
             return Plan::Read;
         }
         let qty = qty.max(0);
-        let full = if self.zero && qty == 0 {
-            Some(0)
-        } else if self.full_due && (lag_ok || self.ignore_lag) {
-            Some(qty)
-        } else {
-            None
-        };
         let fresh = std::mem::take(&mut self.fresh);
-        let send = match full {
-            // A pre-sale listing takes deltas only: the full value as the difference to
-            // what the platform shows now (a sale in between is kept, as with any delta).
-            Some(_) if self.presale && !fresh => return Plan::Read,
-            Some(v) if self.presale => {
-                let now = self.platform.map_or(0, |p| p.qty);
-                Some((PushMode::Delta, v - now))
-            }
-            Some(v) => Some((PushMode::Full, v)),
-            None if self.owed != 0 => Some((PushMode::Delta, self.owed)),
-            None => None,
-        };
-        self.zero = false;
-        let Some((mode, value)) = send else {
-            return if self.full_due {
-                Plan::Wait
+        let (mode, value) = if self.zero && qty == 0 {
+            // The one figure set outright, lag or not. It cannot re-add a unit sold and not
+            // pulled yet: such a sale only ever takes the platform's figure down towards the
+            // truth, and 0 is as low as a figure goes; the ledger offers nothing either. At
+            // worst it erases units the platform had wrongly kept back (an undersell the
+            // next change corrects), never offers one that is gone.
+            let send = if self.presale {
+                if !fresh {
+                    return Plan::Read;
+                }
+                // Deltas only: take away what the platform showed just now (a decrement
+                // larger than the stock floors at 0, so a sale since cannot make it wrong).
+                (PushMode::Delta, -self.platform.map_or(0, |p| p.qty.max(0)))
             } else {
-                Plan::Nothing
+                (PushMode::Full, 0)
             };
-        };
-        if full.is_some() {
-            // A full value covers every delta owed.
+            self.zero = false;
             self.full_due = false;
             self.ignore_lag = false;
-        }
-        self.owed = 0;
+            self.owed = 0;
+            *anchor = None;
+            if send.1 == 0 && send.0 == PushMode::Delta {
+                return Plan::Nothing;
+            }
+            send
+        } else {
+            self.zero = false;
+            match *anchor {
+                Some(a) if self.full_due && (self.ignore_lag || a.settled(gate.watermark_ms)) => {
+                    // Every order the reading includes is in the ledger: settle it. The
+                    // correction covers every delta owed (the ledger holds them).
+                    let d = a.correction(qty);
+                    *anchor = None;
+                    // A correction in doubt is followed by another, against a later reading.
+                    self.full_due = a.doubtful();
+                    self.ignore_lag = false;
+                    self.owed = 0;
+                    if d == 0 {
+                        self.last = Some(Pushed {
+                            qty,
+                            at_ms: now_ms,
+                            mode: PushMode::Correction,
+                            version: self.version,
+                        });
+                        return if self.full_due {
+                            Plan::Wait
+                        } else {
+                            Plan::Nothing
+                        };
+                    }
+                    (PushMode::Correction, d)
+                }
+                // A warehouse delta goes first when one is owed: its answer is as good a
+                // reading as a read.
+                _ if self.owed != 0 => (PushMode::Delta, std::mem::take(&mut self.owed)),
+                None if self.full_due && (gate.lag_ok || self.ignore_lag) => return Plan::Read,
+                _ if self.full_due => return Plan::Wait,
+                _ => return Plan::Nothing,
+            }
+        };
         let s = Sending {
             mode,
             value,
@@ -327,18 +495,20 @@ impl ListingPush {
     }
 
     /// Records how the call in `sending` ended.
-    pub fn finish(&mut self, result: Sent, now_ms: i64) {
+    pub fn finish(&mut self, anchor: &mut Option<Anchor>, result: Sent, now_ms: i64) {
         if let Some(s) = self.sending.take() {
-            self.settle(s, result, now_ms);
+            self.settle(anchor, s, result, now_ms);
         }
     }
 
-    fn settle(&mut self, s: Sending, result: Sent, now_ms: i64) {
+    fn settle(&mut self, anchor: &mut Option<Anchor>, s: Sending, result: Sent, now_ms: i64) {
         match result {
             Sent::Applied(seen) => {
                 let qty = seen.map(|v| v.qty).unwrap_or(match s.mode {
                     PushMode::Full => s.value,
-                    PushMode::Delta => self.last.map_or(s.value, |l| (l.qty + s.value).max(0)),
+                    PushMode::Delta | PushMode::Correction => {
+                        self.last.map_or(s.value, |l| (l.qty + s.value).max(0))
+                    }
                 });
                 self.last = Some(Pushed {
                     qty,
@@ -349,15 +519,39 @@ impl ListingPush {
                 if let Some(seen) = seen {
                     self.platform = Some(seen);
                 }
+                if s.mode == PushMode::Delta && self.full_due {
+                    // A warehouse delta while a correction is owed: the platform's answer
+                    // is a reading of its own (sent at `s.at_ms`), fresher than the anchor.
+                    *anchor = match (seen, *anchor) {
+                        (Some(v), _) => Some(Anchor::new(v.qty, s.at_ms, v.at_ms)),
+                        // Without a figure in the answer, an increase is known exactly; a
+                        // decrease may have floored at 0: read again.
+                        (None, Some(mut a)) if s.value >= 0 => {
+                            a.qty += s.value;
+                            Some(a)
+                        }
+                        (None, _) => None,
+                    };
+                }
             }
             Sent::NotApplied => match s.mode {
-                PushMode::Full => self.full_due = true,
+                PushMode::Full => {
+                    self.zero = true;
+                    self.full_due = true;
+                }
                 PushMode::Delta => self.owed += s.value,
+                // Worked out against a reading: owe a new correction, not this figure.
+                PushMode::Correction => self.full_due = true,
             },
             Sent::Unknown => match s.mode {
-                // A full value sent twice does no harm: owe it again.
-                PushMode::Full => self.full_due = true,
-                PushMode::Delta => {
+                // A zero sent twice does no harm: owe it again.
+                PushMode::Full => {
+                    self.zero = true;
+                    self.full_due = true;
+                }
+                PushMode::Delta | PushMode::Correction => {
+                    // The platform's figure is in doubt: any anchor with it.
+                    *anchor = None;
                     // Two unknown deltas in a row cannot happen (a read comes first), but
                     // should they, keep both.
                     let v = self.unknown.map_or(0, |u| u.value) + s.value;
@@ -365,6 +559,23 @@ impl ListingPush {
                 }
             },
         }
+    }
+
+    /// Records a read of the platform's quantity (asked at `from_ms`): it resolves an unknown
+    /// delta, or anchors the correction owed. Returns whether an unknown delta's fate was
+    /// known.
+    pub fn read(&mut self, anchor: &mut Option<Anchor>, seen: Seen, from_ms: i64) -> bool {
+        if self.unknown.is_some() {
+            // The anchor went with the doubt; the next plan reads again for a new one.
+            *anchor = None;
+            return self.resolve(seen);
+        }
+        self.platform = Some(seen);
+        self.fresh = true;
+        if self.full_due {
+            *anchor = Some(Anchor::new(seen.qty, from_ms, seen.at_ms));
+        }
+        true
     }
 
     /// Resolves an unknown delta with the platform's quantity as read now (see the module
@@ -382,19 +593,24 @@ impl ListingPush {
             _ => false,
         };
         if untouched {
-            // Nothing changed the SKU since the last confirmed write: not applied.
-            self.owed += u.value;
+            // Nothing changed the SKU since the last confirmed write: not applied. A
+            // correction is worked out anew (against a new reading), a delta sent again.
+            if u.mode == PushMode::Correction {
+                self.full_due = true;
+            } else {
+                self.owed += u.value;
+            }
             return true;
         }
         let applied_qty = before.map(|b| (b.qty + u.value).max(0));
         if applied_qty == Some(seen.qty) && before.is_some_and(|b| b.qty != seen.qty) {
             // Exactly what the delta makes of the last confirmed figure: applied. (A decrease
-            // not applied plus sales of the same size would look alike: a full value confirms
-            // it once intake is current.)
+            // not applied plus sales of the same size would look alike: a correction confirms
+            // it once intake has passed a new reading.)
             self.last = Some(Pushed {
                 qty: seen.qty,
                 at_ms: seen.at_ms,
-                mode: PushMode::Delta,
+                mode: u.mode,
                 version: u.version,
             });
             if u.value < 0 {
@@ -403,8 +619,8 @@ impl ListingPush {
             return true;
         }
         // Applied or not cannot be told from other changes: err on the side that cannot
-        // oversell (a decrease is sent again, an increase dropped) and owe a full value,
-        // which settles it once intake is current.
+        // oversell (a decrease is sent again, an increase dropped) and owe a correction,
+        // which settles it once intake has passed a new reading.
         if u.value < 0 {
             self.owed += u.value;
         }
@@ -429,7 +645,44 @@ pub struct Due {
 /// Due priorities in `wms_stock_due`.
 const DUE_URGENT: u8 = 0;
 const DUE_NORMAL: u8 = 1;
+/// A correction waits to read the platform (for intake to lag less than the bound).
 const DUE_WAITING: u8 = 2;
+/// A correction waits for intake to pass its reading.
+const DUE_ANCHORED: u8 = 3;
+
+/// How soon a listing that owes something is due.
+fn due_priority(lp: &ListingPush, anchor: Option<&Anchor>) -> u8 {
+    if lp.zero || lp.ignore_lag {
+        DUE_URGENT
+    } else if lp.owed != 0 || lp.unknown.is_some() || !lp.full_due {
+        DUE_NORMAL
+    } else if anchor.is_some() {
+        DUE_ANCHORED
+    } else {
+        DUE_WAITING
+    }
+}
+
+/// A listing's pending correction's anchor.
+pub fn anchor(
+    txn: &impl store::ReadTxn,
+    shop: &str,
+    key: &str,
+) -> Result<Option<Anchor>, StoreError> {
+    tables::get_named(txn, tables::LISTING_ANCHOR, shop, key)
+}
+
+fn save_anchor(
+    txn: &WriteTransaction,
+    shop: &str,
+    key: &str,
+    a: Option<&Anchor>,
+) -> Result<(), StoreError> {
+    match a {
+        Some(a) => tables::put_named(txn, tables::LISTING_ANCHOR, shop, key, a),
+        None => tables::delete_named(txn, tables::LISTING_ANCHOR, shop, key).map(|_| ()),
+    }
+}
 
 /// The on-hand, reserved and safety figures of a SKU.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -458,9 +711,9 @@ pub(crate) struct Pending {
     warehouse: BTreeMap<String, i64>,
     /// Reservation change per listing (line units): a sale through it (+) or a release (−).
     sold_via: BTreeMap<String, i64>,
-    /// Codes whose listings owe a full value (safety, resume, push).
+    /// Codes whose listings owe a correction (safety, resume, push).
     full: BTreeMap<String, bool>,
-    /// Listings owed a full value (their mapping changed).
+    /// Listings owed a correction (their mapping changed).
     listings: BTreeSet<String>,
 }
 
@@ -534,6 +787,22 @@ pub fn reservation(o: &OrderRecord, shipped: &[u64]) -> OrderReservation {
         }
     }
     r
+}
+
+/// Units per listing of an order's lines closed or refunded on Taobao (what the platform
+/// may put back on the listing).
+fn closed_units(o: &OrderRecord) -> BTreeMap<String, i64> {
+    let whole = matches!(
+        o.taobao_status,
+        TradeStatus::TradeClosed | TradeStatus::TradeClosedByTaobao
+    );
+    let mut out = BTreeMap::new();
+    for l in &o.lines {
+        if let (true, Some(n)) = (whole || l.is_closed(), l.num_iid) {
+            *out.entry(tables::listing_key(n, l.sku_id)).or_default() += i64::from(l.qty);
+        }
+    }
+    out
 }
 
 /// The quantity a listing selling `code` shows, from the figures `avail` gives per SKU.
@@ -652,12 +921,30 @@ fn listings_of(
     )
 }
 
-/// Takes up to `limit` due pushes off `wms_stock_due`, urgent first; waiting ones (a full
-/// value held back by intake lag) only when `lag_ok`.
+/// Whether a due row may go now: a correction waiting to read only while intake lags less
+/// than the bound, one waiting for intake only once the watermark has passed its reading.
+fn takeable(
+    txn: &impl store::ReadTxn,
+    shop: &str,
+    key: &str,
+    p: u8,
+    gate: Gate,
+) -> Result<bool, StoreError> {
+    Ok(match p {
+        DUE_WAITING => gate.lag_ok,
+        DUE_ANCHORED => match anchor(txn, shop, key)? {
+            Some(a) => a.settled(gate.watermark_ms),
+            None => gate.lag_ok,
+        },
+        _ => true,
+    })
+}
+
+/// Takes up to `limit` due pushes off `wms_stock_due` that may go at `gate`, urgent first.
 pub fn take_due(
     txn: &WriteTransaction,
     shop: &str,
-    lag_ok: bool,
+    gate: Gate,
     limit: usize,
 ) -> Result<Vec<Due>, StoreError> {
     let hi = String::from(char::MAX).repeat(4);
@@ -666,11 +953,10 @@ pub fn take_due(
         let t = txn.open_table(tables::STOCK_DUE)?;
         for row in t.range((shop, "")..=(shop, hi.as_str()))? {
             let (k, v) = row?;
-            let p = v.value();
-            if p == DUE_WAITING && !lag_ok {
-                continue;
+            let (key, p) = (k.value().1.to_owned(), v.value());
+            if takeable(txn, shop, &key, p, gate)? {
+                rows.push((key, p));
             }
-            rows.push((k.value().1.to_owned(), p));
         }
     }
     rows.sort_by_key(|(_, p)| *p);
@@ -692,7 +978,44 @@ pub fn take_due(
     Ok(out)
 }
 
-/// Whether any push waits for intake to catch up.
+/// How many due pushes may go at `gate` (what [`take_due`] would take, with no limit).
+pub fn due_now(txn: &redb::ReadTransaction, shop: &str, gate: Gate) -> Result<usize, StoreError> {
+    let Some(t) = tables::read_table(txn, tables::STOCK_DUE)? else {
+        return Ok(0);
+    };
+    let hi = String::from(char::MAX).repeat(4);
+    let mut n = 0;
+    for row in t.range((shop, "")..=(shop, hi.as_str()))? {
+        let (k, v) = row?;
+        if takeable(txn, shop, k.value().1, v.value(), gate)? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Whether a correction waiting for intake (to lag less, or to pass its reading) may go at
+/// `gate`.
+pub fn waiting_ready(
+    txn: &redb::ReadTransaction,
+    shop: &str,
+    gate: Gate,
+) -> Result<bool, StoreError> {
+    let Some(t) = tables::read_table(txn, tables::STOCK_DUE)? else {
+        return Ok(false);
+    };
+    let hi = String::from(char::MAX).repeat(4);
+    for row in t.range((shop, "")..=(shop, hi.as_str()))? {
+        let (k, v) = row?;
+        let p = v.value();
+        if p >= DUE_WAITING && takeable(txn, shop, k.value().1, p, gate)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether any correction waits for intake (to lag less, or to pass its reading).
 pub fn any_waiting(txn: &redb::ReadTransaction, shop: &str) -> Result<bool, StoreError> {
     let Some(t) = tables::read_table(txn, tables::STOCK_DUE)? else {
         return Ok(false);
@@ -700,7 +1023,7 @@ pub fn any_waiting(txn: &redb::ReadTransaction, shop: &str) -> Result<bool, Stor
     let hi = String::from(char::MAX).repeat(4);
     for row in t.range((shop, "")..=(shop, hi.as_str()))? {
         let (_, v) = row?;
-        if v.value() == DUE_WAITING {
+        if v.value() >= DUE_WAITING {
             return Ok(true);
         }
     }
@@ -978,6 +1301,10 @@ impl Wms<'_> {
         r.updated_ms = self.now_ms;
         tables::put_named(self.txn, tables::STOCK_RULES, &self.shop, code, &r)?;
         if on {
+            // The shop was managed by hand meanwhile: correct against a new reading.
+            for key in listings_of(self.txn, &self.shop, code)? {
+                save_anchor(self.txn, &self.shop, &key, None)?;
+            }
             self.stock.full.entry(code.to_owned()).or_insert(false);
         }
         self.events.push(Event::StockSync {
@@ -987,8 +1314,9 @@ impl Wms<'_> {
         Ok(r)
     }
 
-    /// `stock push`: one full value of every listing of `code` now (with `ignore_lag` even
-    /// while intake lags). Returns the listings.
+    /// `stock push`: one correction of every listing of `code` (with `ignore_lag` it reads
+    /// and settles at once, even while intake lags, without waiting for intake to pass the
+    /// reading). Returns the listings.
     pub fn push_now(&mut self, code: &str, ignore_lag: bool) -> Result<Vec<String>, WmsError> {
         if sku::lookup(self.txn, &self.shop, code)?.is_none() {
             return Err(WmsError::Refused(format!("no SKU or bundle {code}")));
@@ -1003,6 +1331,10 @@ impl Wms<'_> {
             return Err(WmsError::Refused(format!(
                 "{code} is sold by no listing (map one with `wms-node sku import` or `sku sync`)"
             )));
+        }
+        // The operator says the shop's figure is wrong now: correct against a new reading.
+        for key in &keys {
+            save_anchor(self.txn, &self.shop, key, None)?;
         }
         let e = self.stock.full.entry(code.to_owned()).or_insert(false);
         *e |= ignore_lag;
@@ -1038,11 +1370,25 @@ impl Wms<'_> {
             let r = reserved(self.txn, &self.shop, &c)? + d;
             tables::put_named(self.txn, tables::RESERVED, &self.shop, &c, &r)?;
         }
+        let mut via: BTreeMap<String, i64> = BTreeMap::new();
         for (l, q) in &new.listings {
-            *self.stock.sold_via.entry(l.clone()).or_default() += q;
+            *via.entry(l.clone()).or_default() += q;
         }
         for (l, q) in &old.listings {
-            *self.stock.sold_via.entry(l.clone()).or_default() -= q;
+            *via.entry(l.clone()).or_default() -= q;
+        }
+        let closed = closed_units(o);
+        for (l, d) in via {
+            if d == 0 {
+                continue;
+            }
+            *self.stock.sold_via.entry(l.clone()).or_default() += d;
+            // A correction waiting for intake learns what the platform did after its reading.
+            if let Some(mut a) = anchor(self.txn, &self.shop, &l)? {
+                let c = closed.get(&l).copied().unwrap_or(0);
+                a.note(d, o.created_ms, o.modified_ms, c);
+                save_anchor(self.txn, &self.shop, &l, Some(&a))?;
+            }
         }
         if new == OrderReservation::default() {
             store::delete::<OrderKey>(self.txn, tables::ORDER_RES, key)?;
@@ -1081,7 +1427,7 @@ impl Wms<'_> {
         Ok(())
     }
 
-    /// Notes listings whose mapping changed (an import or a sync): they owe a full value.
+    /// Notes listings whose mapping changed (an import or a sync): they owe a correction.
     pub(crate) fn map_changed(&mut self) -> Result<(), StoreError> {
         let changed = rebuild_listing_index(self.txn, &self.shop)?;
         self.stock.listings.extend(changed);
@@ -1143,7 +1489,7 @@ impl Wms<'_> {
             let zero = q_after == 0 && q_before > 0;
             let mut lp = listing_push(txn, &shop, &key)?
                 .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-            // A listing never pushed gets its first full value.
+            // A listing never pushed gets its first figure as a correction.
             let first = lp.last.is_none() && !lp.owes() && lp.sending.is_none();
             if delta_w == 0 && !full && !zero && !first {
                 continue;
@@ -1153,13 +1499,7 @@ impl Wms<'_> {
             lp.ignore_lag |= forced.unwrap_or(false);
             lp.zero |= zero;
             lp.version += 1;
-            let priority = if zero || lp.ignore_lag {
-                DUE_URGENT
-            } else if lp.owed != 0 || !lp.full_due {
-                DUE_NORMAL
-            } else {
-                DUE_WAITING
-            };
+            let priority = due_priority(&lp, anchor(txn, &shop, &key)?.as_ref());
             tables::put_named(txn, tables::LISTING_PUSH, &shop, &key, &lp)?;
             mark_due(txn, &shop, &key, priority)?;
             due_count += 1;
@@ -1178,7 +1518,7 @@ impl Wms<'_> {
         &mut self,
         num_iid: u64,
         sku_id: Option<u64>,
-        lag_ok: bool,
+        gate: Gate,
     ) -> Result<(Plan, ListingPush), StoreError> {
         let key = tables::listing_key(num_iid, sku_id);
         let Some(mut lp) = listing_push(self.txn, &self.shop, &key)? else {
@@ -1189,10 +1529,17 @@ impl Wms<'_> {
             // No longer mapped: nothing to say to the shop about it.
             None => (0, true),
         };
-        let plan = lp.plan(qty, stopped, lag_ok, self.now_ms);
+        let mut a = anchor(self.txn, &self.shop, &key)?;
+        let plan = lp.plan(&mut a, qty, stopped, gate, self.now_ms);
         if plan == Plan::Wait {
-            mark_due(self.txn, &self.shop, &key, DUE_WAITING)?;
+            // What it waits for now (to read, or for intake to pass its reading).
+            let mut t = self.txn.open_table(tables::STOCK_DUE)?;
+            t.insert(
+                (self.shop.as_str(), key.as_str()),
+                due_priority(&lp, a.as_ref()),
+            )?;
         }
+        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
         tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
         Ok((plan, lp))
     }
@@ -1209,21 +1556,18 @@ impl Wms<'_> {
         let key = tables::listing_key(num_iid, sku_id);
         let mut lp = listing_push(self.txn, &self.shop, &key)?
             .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-        lp.finish(result, self.now_ms);
+        let mut a = anchor(self.txn, &self.shop, &key)?;
+        lp.finish(&mut a, result, self.now_ms);
         if requeue && lp.owes() {
-            let p = if lp.unknown.is_some() || lp.owed != 0 {
-                DUE_NORMAL
-            } else {
-                DUE_WAITING
-            };
-            mark_due(self.txn, &self.shop, &key, p)?;
+            mark_due(self.txn, &self.shop, &key, due_priority(&lp, a.as_ref()))?;
         }
+        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
         tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
         Ok(lp)
     }
 
-    /// Taobao refused a full value: the listing is a pre-sale item (deltas only). The full
-    /// value is owed again and goes as a difference from now on.
+    /// Taobao refused a full value: the listing is a pre-sale item (deltas only). The zero
+    /// is owed again and goes as minus a fresh reading from now on.
     pub fn push_presale(
         &mut self,
         num_iid: u64,
@@ -1232,23 +1576,29 @@ impl Wms<'_> {
         let key = tables::listing_key(num_iid, sku_id);
         let mut lp = listing_push(self.txn, &self.shop, &key)?
             .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-        lp.finish(Sent::NotApplied, self.now_ms);
+        let mut a = anchor(self.txn, &self.shop, &key)?;
+        lp.finish(&mut a, Sent::NotApplied, self.now_ms);
         lp.presale = true;
+        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
         tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
         Ok(lp)
     }
 
-    /// Records a read of the platform's quantity (resolving an unknown delta).
+    /// Records a read of the platform's quantity, asked at `from_ms` (resolving an unknown
+    /// delta, or anchoring the correction owed).
     pub fn push_read(
         &mut self,
         num_iid: u64,
         sku_id: Option<u64>,
         seen: Seen,
+        from_ms: i64,
     ) -> Result<(bool, ListingPush), StoreError> {
         let key = tables::listing_key(num_iid, sku_id);
         let mut lp = listing_push(self.txn, &self.shop, &key)?
             .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-        let known = lp.resolve(seen);
+        let mut a = anchor(self.txn, &self.shop, &key)?;
+        let known = lp.read(&mut a, seen, from_ms);
+        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
         tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
         Ok((known, lp))
     }
@@ -1269,7 +1619,8 @@ pub struct ListingStock {
     pub num_iid: String,
     /// SKU of the item; null for an item without SKUs.
     pub sku_id: Option<String>,
-    /// The quantity the platform showed after the last confirmed push; null before any.
+    /// The quantity the platform showed after the last confirmed push (after a correction
+    /// that found nothing to change: the ledger's figure it confirmed); null before any.
     pub qty: Option<i64>,
     /// When (RFC 3339, GMT+8); null before any.
     pub at: Option<String>,
@@ -1299,7 +1650,7 @@ pub struct StockView {
 pub struct Owed {
     /// `num_iid:sku_id`.
     pub listing: String,
-    /// In words (`delta +3`, `full value (waits for intake)`, `read first`), or empty.
+    /// In words (`delta +3`, `correction (…)`, `read first (…)`, `zero`), or empty.
     pub what: String,
 }
 
@@ -1341,7 +1692,14 @@ fn view_of(
                 what.push(format!("delta {:+}", l.owed));
             }
             if l.full_due {
-                what.push("full value".to_owned());
+                what.push(match anchor(txn, shop, &key)? {
+                    Some(a) => format!(
+                        "correction (Taobao showed {} at {}; settles once intake has passed it)",
+                        a.qty,
+                        super::view::rfc3339(a.at_ms)
+                    ),
+                    None => "correction (reads Taobao first)".to_owned(),
+                });
             }
         }
         owed.push(Owed {
@@ -1400,18 +1758,43 @@ pub fn show(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn lp() -> ListingPush {
         ListingPush::new(1, Some(2))
     }
 
+    /// Intake lags more than the bound.
+    const LAGS: Gate = Gate {
+        lag_ok: false,
+        watermark_ms: None,
+    };
+
+    /// Intake current, its watermark at `w`.
+    fn at(w: i64) -> Gate {
+        Gate {
+            lag_ok: true,
+            watermark_ms: Some(w),
+        }
+    }
+
+    fn seen(qty: i64, modified_ms: i64, at_ms: i64) -> Seen {
+        Seen {
+            qty,
+            modified_ms: Some(modified_ms),
+            at_ms,
+        }
+    }
+
     #[test]
-    fn a_zero_goes_at_once_even_while_intake_lags() {
+    fn a_zero_goes_at_once_as_a_full_value_even_while_intake_lags() {
         let mut l = lp();
+        let mut a = Some(Anchor::new(9, 1, 2));
         l.zero = true;
+        l.full_due = true;
         l.owed = -3;
         assert_eq!(
-            l.plan(0, false, false, 10),
+            l.plan(&mut a, 0, false, LAGS, 10),
             Plan::Send(Sending {
                 mode: PushMode::Full,
                 value: 0,
@@ -1419,138 +1802,309 @@ mod tests {
                 at_ms: 10
             })
         );
-        assert_eq!(l.owed, 0, "a full value covers the deltas");
+        assert_eq!(l.owed, 0, "a zero covers the deltas");
+        assert!(!l.full_due && a.is_none(), "and the correction");
+        // Not answered: the zero is owed again, still at once.
+        l.finish(&mut a, Sent::Unknown, 11);
+        assert!(matches!(
+            l.plan(&mut a, 0, false, LAGS, 12),
+            Plan::Send(Sending {
+                mode: PushMode::Full,
+                value: 0,
+                ..
+            })
+        ));
     }
 
     #[test]
-    fn a_full_value_waits_for_intake_but_deltas_go() {
+    fn a_correction_reads_then_waits_for_intake_to_pass_its_reading_while_deltas_go() {
         let mut l = lp();
+        let mut a = None;
         l.full_due = true;
-        assert_eq!(l.plan(7, false, false, 1), Plan::Wait);
+        // Intake lags: no read yet, nothing to send.
+        assert_eq!(l.plan(&mut a, 7, false, LAGS, 1), Plan::Wait);
+        // A warehouse delta goes at any time.
         l.owed = 4;
         assert!(matches!(
-            l.plan(7, false, false, 2),
+            l.plan(&mut a, 7, false, LAGS, 2),
             Plan::Send(Sending {
                 mode: PushMode::Delta,
                 value: 4,
                 ..
             })
         ));
-        l.finish(Sent::Applied(None), 3);
-        assert!(l.full_due, "the full value is still owed");
+        l.finish(&mut a, Sent::Applied(None), 3);
+        assert!(l.full_due && a.is_none(), "the correction is still owed");
+        // Intake current: read the platform first.
+        assert_eq!(l.plan(&mut a, 7, false, at(0), 4), Plan::Read);
+        assert!(l.read(&mut a, seen(12, 90, 100), 95));
+        assert_eq!(a, Some(Anchor::new(12, 95, 100)));
+        // Intake has not passed the reading (with the clock margin): wait.
+        assert_eq!(l.plan(&mut a, 7, false, at(100), 5), Plan::Wait);
+        assert_eq!(
+            l.plan(&mut a, 7, false, at(100 + CLOCK_MARGIN_MS - 1), 6),
+            Plan::Wait
+        );
+        // Passed: the difference, as a delta.
         assert!(matches!(
-            l.plan(7, false, true, 4),
+            l.plan(&mut a, 7, false, at(100 + CLOCK_MARGIN_MS), 7),
             Plan::Send(Sending {
-                mode: PushMode::Full,
-                value: 7,
+                mode: PushMode::Correction,
+                value: -5,
                 ..
             })
         ));
-        l.finish(Sent::NotApplied, 5);
-        assert!(l.full_due, "a refused full value is owed again");
+        assert!(!l.full_due && a.is_none());
+        // Refused: a new correction against a new reading, not this figure again.
+        l.finish(&mut a, Sent::NotApplied, 8);
+        assert!(l.full_due && l.owed == 0);
+        assert_eq!(l.plan(&mut a, 7, false, at(9000), 9), Plan::Read);
     }
 
     #[test]
-    fn a_stopped_listing_owes_nothing() {
+    fn a_correction_equal_to_the_platform_sends_nothing_and_counts_as_pushed() {
         let mut l = lp();
-        l.owed = 3;
+        let mut a = Some(Anchor::new(7, 1, 2));
         l.full_due = true;
-        assert_eq!(l.plan(5, true, true, 1), Plan::Nothing);
-        assert!(!l.owes());
+        assert_eq!(l.plan(&mut a, 7, false, at(5000), 3), Plan::Nothing);
+        assert!(!l.owes() && l.last.is_some_and(|p| p.qty == 7));
     }
 
     #[test]
-    fn an_unknown_delta_is_read_before_anything_else_and_resent_only_when_provably_not_applied() {
+    fn a_delta_applied_while_a_correction_waits_re_anchors_on_its_answer() {
         let mut l = lp();
-        l.platform = Some(Seen {
-            qty: 10,
-            modified_ms: Some(100),
-            at_ms: 1,
+        let mut a = Some(Anchor {
+            sold_after: 3,
+            ..Anchor::new(20, 1, 2)
         });
+        l.full_due = true;
         l.owed = 5;
-        assert!(matches!(l.plan(15, false, false, 2), Plan::Send(_)));
-        l.finish(Sent::Unknown, 3);
-        l.owed = 2;
-        assert_eq!(l.plan(17, false, true, 4), Plan::Read);
-        // Untouched since the last confirmed write: not applied, sent again with the rest.
-        assert!(l.resolve(Seen {
-            qty: 10,
-            modified_ms: Some(100),
-            at_ms: 5
-        }));
         assert!(matches!(
-            l.plan(17, false, false, 6),
-            Plan::Send(Sending {
-                mode: PushMode::Delta,
-                value: 7,
-                ..
-            })
-        ));
-        l.finish(Sent::Unknown, 7);
-        // Exactly the delta on top of the last figure: applied.
-        assert!(l.resolve(Seen {
-            qty: 17,
-            modified_ms: Some(200),
-            at_ms: 8
-        }));
-        assert_eq!((l.owed, l.full_due), (0, false));
-        l.owed = 3;
-        assert!(matches!(l.plan(20, false, false, 9), Plan::Send(_)));
-        l.finish(Sent::Unknown, 10);
-        // Something else changed the SKU too: an increase is dropped, a full value is owed.
-        assert!(!l.resolve(Seen {
-            qty: 16,
-            modified_ms: Some(300),
-            at_ms: 11
-        }));
-        assert_eq!(l.owed, 0);
-        assert!(l.full_due);
-    }
-
-    #[test]
-    fn an_unresolvable_decrease_is_sent_again() {
-        let mut l = lp();
-        l.owed = -4;
-        assert!(matches!(l.plan(0, false, false, 1), Plan::Send(_)));
-        l.finish(Sent::Unknown, 2);
-        assert!(!l.resolve(Seen {
-            qty: 3,
-            modified_ms: Some(9),
-            at_ms: 3
-        }));
-        assert_eq!(l.owed, -4, "undersell rather than oversell");
-    }
-
-    #[test]
-    fn a_pre_sale_listing_gets_its_full_value_as_the_difference_to_a_fresh_read() {
-        let mut l = lp();
-        l.presale = true;
-        l.full_due = true;
-        l.owed = 2;
-        assert_eq!(l.plan(9, false, true, 1), Plan::Read);
-        l.resolve(Seen {
-            qty: 4,
-            modified_ms: Some(1),
-            at_ms: 2,
-        });
-        assert!(matches!(
-            l.plan(9, false, true, 3),
+            l.plan(&mut a, 9, false, at(0), 10),
             Plan::Send(Sending {
                 mode: PushMode::Delta,
                 value: 5,
                 ..
             })
         ));
-        assert!(!l.full_due && l.owed == 0);
+        // The answer shows the platform's figure: the fresher reading.
+        l.finish(&mut a, Sent::Applied(Some(seen(22, 11, 12))), 12);
+        assert_eq!(a, Some(Anchor::new(22, 10, 12)));
+        // Without a figure, an increase adds up …
+        l.owed = 1;
+        assert!(matches!(l.plan(&mut a, 9, false, at(0), 13), Plan::Send(_)));
+        l.finish(&mut a, Sent::Applied(None), 14);
+        assert_eq!(a.map(|a| a.qty), Some(23));
+        // … a decrease may have floored at 0: read again.
+        l.owed = -30;
+        assert!(matches!(l.plan(&mut a, 9, false, at(0), 15), Plan::Send(_)));
+        l.finish(&mut a, Sent::Applied(None), 16);
+        assert_eq!(a, None);
+        // A delta whose answer was lost takes the anchor with it too.
+        let mut a = Some(Anchor::new(20, 1, 2));
+        l.owed = 2;
+        assert!(matches!(l.plan(&mut a, 9, false, at(0), 17), Plan::Send(_)));
+        l.finish(&mut a, Sent::Unknown, 18);
+        assert_eq!(a, None);
+    }
+
+    /// The race of DOMAIN.md §5, worked out by hand: the shop's figure was edited in 千牛, and
+    /// sales go on around the correction's reading.
+    #[test]
+    fn a_correction_keeps_the_sales_after_its_reading_subtracted() {
+        // Read at 10,100 ms (asked at 10,000): Taobao shows 18 (a sale of 2 at 5,000 it took,
+        // not pulled yet).
+        let mut a = Anchor::new(18, 10_000, 10_100);
+        // Intake pulls the sale of 2 (placed before the reading): already in the 18.
+        a.note(2, Some(5_000), 5_000, 0);
+        // A sale of 1 placed within the clock margin of the reading: counted as in the 18
+        // (it was, here), and the correction is in doubt.
+        a.note(1, Some(11_000), 11_000, 0);
+        // A sale of 1 placed well after it: the platform took it from the 18 itself.
+        a.note(1, Some(15_000), 15_000, 0);
+        // A refund of 1 after the reading (the platform may have put it back) and a shipment
+        // of 2 (puts nothing back).
+        a.note(-1, Some(100), 16_000, 1);
+        a.note(-2, Some(100), 17_000, 0);
+        assert_eq!((a.sold_after, a.restored_after, a.ambiguous), (1, 1, 1));
+        assert!(a.doubtful(), "a later correction settles the exact figure");
+        // Taobao now shows 18 − 1 (the sale after) − 1 (a sale not pulled yet), +1 if it put
+        // the refund back: 16 or 17. Say the ledger offers 7 with everything pulled so far.
+        let d = a.correction(7);
+        assert_eq!(d, 7 - 18);
+        for shown in [16, 17] {
+            let after = (shown + d).max(0);
+            // Once the unpulled sale is pulled the ledger offers 6: never above it.
+            assert!(after <= 6, "{after}");
+        }
+        // A full value of 7 instead would show 7 > 6: the unpulled sale re-added.
+    }
+
+    proptest! {
+        /// Whatever sales happen around a correction's reading and whenever intake pulls
+        /// them, the platform ends at most at what the ledger can sell; exactly at it when
+        /// no sale fell within the clock margin of the reading.
+        #[test]
+        fn a_correction_never_leaves_the_platform_above_the_ledger(
+            shown in 0i64..50,
+            drift in -20i64..20,
+            sales in proptest::collection::vec((0i64..3, -4_000i64..10_000, 1i64..4), 0..12),
+            lag in 0i64..20_000,
+        ) {
+            const READ_FROM: i64 = 0;
+            const READ_AT: i64 = 100;
+            // A sale placed before the read was sent is in `shown` (the platform took it);
+            // one placed while the read was on its way may be in it or not (`k == 0`: in).
+            let in_reading = |k: i64, created: i64| {
+                created <= READ_FROM || (created <= READ_AT && k == 0)
+            };
+            let mut platform = shown;
+            let before: i64 = sales
+                .iter()
+                .filter(|s| in_reading(s.0, s.1))
+                .map(|s| s.2)
+                .sum();
+            // The ledger, once it has pulled every sale: what it offered before them, minus
+            // them.
+            let mut ledger = shown + before + drift;
+            let mut a = Anchor::new(platform, READ_FROM, READ_AT);
+            let watermark = READ_AT + CLOCK_MARGIN_MS + lag;
+            let mut unpulled = 0;
+            let mut ambiguous = false;
+            for &(k, created, n) in &sales {
+                if !in_reading(k, created) {
+                    if platform < n {
+                        continue; // Taobao refuses a sale beyond its stock.
+                    }
+                    platform -= n;
+                    ambiguous |= created <= READ_AT + CLOCK_MARGIN_MS;
+                }
+                if created <= watermark {
+                    ledger -= n;
+                    a.note(n, Some(created), created, 0);
+                } else {
+                    unpulled += n;
+                }
+            }
+            let d = a.correction(ledger.max(0));
+            platform = (platform + d).max(0);
+            ledger -= unpulled;
+            prop_assert!(platform <= ledger.max(0), "platform {platform}, ledger {ledger}");
+            if !ambiguous && ledger >= 0 {
+                prop_assert_eq!(platform, ledger);
+            }
+            if ambiguous {
+                prop_assert!(a.doubtful(), "a correction in doubt must be followed by another");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stopped_listing_owes_nothing() {
+        let mut l = lp();
+        let mut a = Some(Anchor::new(1, 1, 1));
+        l.owed = 3;
+        l.full_due = true;
+        assert_eq!(l.plan(&mut a, 5, true, at(9000), 1), Plan::Nothing);
+        assert!(!l.owes() && a.is_none());
+    }
+
+    #[test]
+    fn an_unknown_delta_is_read_before_anything_else_and_resent_only_when_provably_not_applied() {
+        let mut l = lp();
+        let mut a = None;
+        l.platform = Some(seen(10, 100, 1));
+        l.owed = 5;
+        assert!(matches!(l.plan(&mut a, 15, false, LAGS, 2), Plan::Send(_)));
+        l.finish(&mut a, Sent::Unknown, 3);
+        l.owed = 2;
+        assert_eq!(l.plan(&mut a, 17, false, at(0), 4), Plan::Read);
+        // Untouched since the last confirmed write: not applied, sent again with the rest.
+        assert!(l.read(&mut a, seen(10, 100, 5), 4));
+        assert!(matches!(
+            l.plan(&mut a, 17, false, LAGS, 6),
+            Plan::Send(Sending {
+                mode: PushMode::Delta,
+                value: 7,
+                ..
+            })
+        ));
+        l.finish(&mut a, Sent::Unknown, 7);
+        // Exactly the delta on top of the last figure: applied.
+        assert!(l.read(&mut a, seen(17, 200, 8), 7));
+        assert_eq!((l.owed, l.full_due), (0, false));
+        l.owed = 3;
+        assert!(matches!(l.plan(&mut a, 20, false, LAGS, 9), Plan::Send(_)));
+        l.finish(&mut a, Sent::Unknown, 10);
+        // Something else changed the SKU too: an increase is dropped, a correction is owed.
+        assert!(!l.read(&mut a, seen(16, 300, 11), 10));
+        assert_eq!(l.owed, 0);
+        assert!(
+            l.full_due && a.is_none(),
+            "the next plan reads for its anchor"
+        );
+        assert_eq!(l.plan(&mut a, 20, false, at(0), 12), Plan::Read);
+    }
+
+    #[test]
+    fn an_unknown_correction_not_applied_is_worked_out_again() {
+        let mut l = lp();
+        let mut a = Some(Anchor::new(12, 1, 2));
+        l.platform = Some(seen(12, 50, 2));
+        l.full_due = true;
+        assert!(matches!(
+            l.plan(&mut a, 7, false, at(5000), 3),
+            Plan::Send(Sending {
+                mode: PushMode::Correction,
+                value: -5,
+                ..
+            })
+        ));
+        l.finish(&mut a, Sent::Unknown, 4);
+        assert_eq!(l.plan(&mut a, 7, false, at(5000), 5), Plan::Read);
+        assert!(l.read(&mut a, seen(12, 50, 6), 5));
+        assert!(l.full_due && l.owed == 0, "{l:?}");
+    }
+
+    #[test]
+    fn an_unresolvable_decrease_is_sent_again() {
+        let mut l = lp();
+        let mut a = None;
+        l.owed = -4;
+        assert!(matches!(l.plan(&mut a, 0, false, LAGS, 1), Plan::Send(_)));
+        l.finish(&mut a, Sent::Unknown, 2);
+        assert!(!l.read(&mut a, seen(3, 9, 3), 2));
+        assert_eq!(l.owed, -4, "undersell rather than oversell");
+    }
+
+    #[test]
+    fn a_pre_sale_listing_gets_its_zero_as_minus_a_fresh_read() {
+        let mut l = lp();
+        let mut a = None;
+        l.presale = true;
+        l.zero = true;
+        l.owed = 2;
+        assert_eq!(l.plan(&mut a, 0, false, LAGS, 1), Plan::Read);
+        l.read(&mut a, seen(4, 1, 2), 1);
+        assert!(matches!(
+            l.plan(&mut a, 0, false, LAGS, 3),
+            Plan::Send(Sending {
+                mode: PushMode::Delta,
+                value: -4,
+                ..
+            })
+        ));
+        assert!(!l.full_due && l.owed == 0 && !l.zero);
     }
 
     #[test]
     fn a_call_recorded_but_never_answered_is_unknown_after_a_restart() {
         let mut l = lp();
+        let mut a = None;
         l.owed = 2;
-        assert!(matches!(l.plan(2, false, false, 1), Plan::Send(_)));
+        assert!(matches!(l.plan(&mut a, 2, false, LAGS, 1), Plan::Send(_)));
         // The process stopped here; the next delivery plans again.
-        assert_eq!(l.plan(2, false, false, 2), Plan::Read);
+        assert_eq!(l.plan(&mut a, 2, false, LAGS, 2), Plan::Read);
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! | `wms_order_res` | (shop, tid)            | [`OrderReservation`](super::stock::OrderReservation): what the order reserves |
 //! | `wms_sku_listings` | (shop, code)        | `Vec<String>`: listings whose quantity depends on the code |
 //! | `wms_listing_push` | (shop, "num_iid:sku_id") | [`ListingPush`](super::stock::ListingPush): the push state of a listing |
-//! | `wms_stock_due` | (shop, "num_iid:sku_id") | `u8`: a push is due (0 urgent, 1 normal, 2 waits for intake) |
+//! | `wms_listing_anchor` | (shop, "num_iid:sku_id") | [`Anchor`](super::stock::Anchor): the platform reading a pending correction is anchored to |
+//! | `wms_stock_due` | (shop, "num_iid:sku_id") | `u8`: a push is due (0 urgent, 1 normal, 2 a correction waits to read the platform, 3 a correction waits for intake to pass its reading) |
 //! | `wms_stock_moves` | seq                  | [`Move`](super::stock::Move), a ring of the last [`MOVES_CAP`](super::stock::MOVES_CAP) |
 //! | `wms_meta`     | (shop, name)            | markers of one-time rebuilds            |
 //! | `wms_packages` | (shop, package id)      | [`Package`](super::ship::Package): lines, waybill, shipment |
@@ -63,6 +64,10 @@ pub const SKU_LISTINGS: TableDefinition<'static, NameKey, Bytes> =
 /// Push state per listing.
 pub const LISTING_PUSH: TableDefinition<'static, NameKey, Bytes> =
     TableDefinition::new("wms_listing_push");
+/// The platform reading each pending correction is anchored to (its own table, so the
+/// records of `wms_listing_push` written by earlier releases still decode).
+pub const LISTING_ANCHOR: TableDefinition<'static, NameKey, Bytes> =
+    TableDefinition::new("wms_listing_anchor");
 /// Listings with a push due, and how urgent.
 pub const STOCK_DUE: TableDefinition<'static, NameKey, u8> = TableDefinition::new("wms_stock_due");
 /// The stock audit trail.

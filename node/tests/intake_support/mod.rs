@@ -357,12 +357,13 @@ impl Sim {
             .collect()
     }
 
-    /// Waits until the outbox holds nothing and no stock push is due (at most `limit`); a
-    /// full value waiting for intake to catch up counts only while intake is current.
+    /// Waits until the outbox holds nothing and no stock push may go (at most `limit`): a
+    /// correction waiting to read while intake lags, or waiting for intake to pass its
+    /// reading, does not count.
     pub async fn drained(&self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
         loop {
-            let waiting_counts = wms_node::sync::stock::lag_ok(
+            let gate = wms_node::sync::stock::gate(
                 &self.store,
                 &ShopId::main(),
                 self.clock.now(),
@@ -371,19 +372,7 @@ impl Sim {
             let pending = self.outbox.queued(0, 10_000).map(|q| q.len()).unwrap_or(0);
             let due = self
                 .store
-                .read(|r| {
-                    use redb::ReadableTable;
-                    let Some(t) = wms::tables::read_table(r, wms::tables::STOCK_DUE)? else {
-                        return Ok(0);
-                    };
-                    let mut n = 0;
-                    for row in t.iter()? {
-                        if row?.1.value() < 2 || waiting_counts {
-                            n += 1;
-                        }
-                    }
-                    Ok(n)
-                })
+                .read(|r| wms::stock::due_now(r, ShopId::MAIN, gate))
                 .unwrap_or(0);
             let in_flight = self.outbox.status().in_flight;
             if pending == 0 && due == 0 && in_flight == 0 {
@@ -402,9 +391,14 @@ impl Sim {
         self.clock.advance(secs as i64);
     }
 
-    /// One poll: intake is current and every listing has had its first figure.
+    /// Two polls: intake is current and every listing has had its first figure.
     pub async fn current(&self) {
         self.settle().await;
+        self.advance(self.poll.as_secs());
+        self.settle().await;
+        self.drained(Duration::from_secs(60)).await;
+        // A first figure is a correction: it read the shop's figure during that poll and
+        // settles once the next has passed the reading.
         self.advance(self.poll.as_secs());
         self.settle().await;
         self.drained(Duration::from_secs(60)).await;

@@ -23,6 +23,7 @@ use wms_node::wms::{self, LocalState, ShopId};
 const SESSION: &str = "demo-session";
 const SHIP: &str = "taobao.logistics.offline.send";
 const STOCK: &str = "taobao.item.quantity.update";
+const READ: &str = "taobao.item.seller.get";
 /// The carrier of the demo shop's waybill account (the sandbox issues YTO numbers).
 const CARRIER: &str = "YTO";
 /// How long the demo waits, after the last order, for the floor and the outbox to finish.
@@ -496,12 +497,15 @@ async fn play(
             "not every device came online in 10 s".to_owned()
         },
     );
-    // The shop hears each listing's figure once before the first order.
+    // Each listing's first figure is a correction: the shop's figure is read, and once
+    // intake has passed that reading (about 12 s: pulls end 10 s before now) the difference
+    // goes as a delta; all this before the first order.
     drained(node, Duration::from_secs(60)).await?;
     log.say(
         "node",
         format!(
-            "each listing's figure pushed to the shop once ({} stock calls)",
+            "each listing's figure checked against the shop once ({} reads, {} stock calls)",
+            ok_calls(sb, READ),
             ok_calls(sb, STOCK)
         ),
     );
@@ -541,8 +545,9 @@ async fn play(
 
     // Buyers pay the orders, spread over the first half of the run (the last one is refunded
     // while it is picked); the link drops once the first parcel has shipped, so the next ones
-    // wait in the outbox; a delivery arrives at the dock once the node has pulled every order (a receipt pushed while a sale is still unpulled could carry
-    // a full value that re-adds the sold units: see `stock.max_intake_lag`).
+    // wait in the outbox; a delivery arrives at the dock once the node has pulled every order
+    // (its receipt goes as a delta, safe at any time; the refund's freed units go as a
+    // correction anchored to a reading of the shop's figure, docs/STOCK.md).
     shared.set_phase("orders arriving");
     let sellable: Vec<&Listing> = listings
         .iter()
