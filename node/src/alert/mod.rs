@@ -878,15 +878,7 @@ pub fn round_secs(d: Duration) -> Duration {
 
 /// Cuts `s` to at most `max` bytes at a character boundary, ending it with `…` when cut.
 pub(crate) fn cut(s: &mut String, max: usize) {
-    if s.len() <= max {
-        return;
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.truncate(end);
-    s.push('…');
+    *s = firmware_bridge::proto::json::cut_text(std::mem::take(s), max);
 }
 
 #[cfg(test)]
