@@ -156,8 +156,18 @@ pub fn put<'k, K: Key + 'static, T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<(), StoreError> {
     let bytes = encode(table.name(), value)?;
+    put_bytes::<K>(txn, table, key.borrow(), &bytes)
+}
+
+/// The table half of [`put`], one copy per key type rather than per key and value type.
+fn put_bytes<K: Key + 'static>(
+    txn: &WriteTransaction,
+    table: TableDefinition<'static, K, Bytes>,
+    key: &K::SelfType<'_>,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
     let mut t = txn.open_table(table)?;
-    t.insert(key, bytes.as_slice())?;
+    t.insert(key, bytes)?;
     Ok(())
 }
 
@@ -246,17 +256,32 @@ pub fn decode<K: Key + 'static, T: DeserializeOwned>(
 ) -> Result<T, StoreError> {
     match postcard::from_bytes::<T>(bytes) {
         Ok(v) => Ok(v),
-        Err(e) => {
-            let key_bytes = K::as_bytes(key).as_ref().to_vec();
-            let shown = show_key::<K>(&key_bytes);
-            report_undecodable(table, key_bytes, shown.clone(), e.to_string(), |b| {
-                postcard::from_bytes::<T>(b).is_err()
-            });
-            Err(StoreError::Corrupt {
-                table: table.name().to_owned(),
-                key: shown,
-            })
-        }
+        Err(e) => Err(undecodable::<K>(table, key, e, |b| {
+            postcard::from_bytes::<T>(b).is_err()
+        })),
+    }
+}
+
+/// The failure half of [`decode`], one copy per key type rather than per key and value type:
+/// queues the record for quarantine and names it in the error.
+fn undecodable<K: Key + 'static>(
+    table: TableDefinition<'static, K, Bytes>,
+    key: &K::SelfType<'_>,
+    error: postcard::Error,
+    still_broken: fn(&[u8]) -> bool,
+) -> StoreError {
+    let key_bytes = K::as_bytes(key).as_ref().to_vec();
+    let shown = show_key::<K>(&key_bytes);
+    report_undecodable(
+        table,
+        key_bytes,
+        shown.clone(),
+        error.to_string(),
+        still_broken,
+    );
+    StoreError::Corrupt {
+        table: table.name().to_owned(),
+        key: shown,
     }
 }
 
