@@ -37,6 +37,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1173,6 +1174,15 @@ impl Tasks {
         F: Future<Output = Result<(), E>> + Send + 'static,
         E: Display + Send + 'static,
     {
+        // Boxed behind one type, so the runtime's task machinery (and the tracker's wrapper)
+        // is compiled once for every task rather than once per task's future type.
+        self.spawn_boxed(
+            name,
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) }),
+        );
+    }
+
+    fn spawn_boxed(&self, name: &'static str, fut: Pin<Box<dyn Future<Output = TaskEnd> + Send>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.running).insert(id, Running { name, abort: None });
         let guard = TaskGuard {
@@ -1187,7 +1197,7 @@ impl Tasks {
                 Ok(()) => tracing::debug!(task = name, "task finished"),
                 Err(e) => {
                     tracing::error!(task = name, "task failed: {e}");
-                    let _ = guard.failures.send((name, e.to_string()));
+                    let _ = guard.failures.send((name, e));
                 }
             }
         });
@@ -1230,6 +1240,9 @@ impl Tasks {
         }
     }
 }
+
+/// How a task ended: `Err` with its error's text.
+type TaskEnd = Result<(), String>;
 
 /// Removes a task from the running set however it ends, and reports a panic.
 struct TaskGuard {
