@@ -5,9 +5,13 @@
 #                the node's crate versions) natively once per variant and prints ns/op
 #   size TARGET  builds wms-node for TARGET once per variant and prints its stripped size
 #
-# Variants: opt-level 3, "s", "z", and "s" with the hot-path crates kept at 3 (per-package
-# overrides, which survive fat LTO as per-function attributes). Every variant keeps the rest of
-# the root [profile.release] (fat LTO, one codegen unit, stripped). Each variant has its own
+# Variants: opt-level 3, "s", "z", and "s" or "z" with the hot-path crates kept at 3
+# (per-package overrides, which survive fat LTO as per-function attributes). `oz-hot3` models
+# the node crate at "z" calling the hot crates at 3; it is not in the default set:
+# PROFILE_VARIANTS="os-hot3 oz-hot3" compares the two. Every variant keeps the rest of the root
+# [profile.release] (fat LTO, one codegen unit, stripped); in `size` mode the root's
+# per-package levels (hot crates at 3, the node and cold crates at "z") still apply on top, so
+# a variant changes only the default level of the remaining crates. Each variant has its own
 # target dir under $CROSS_TARGET_DIR/profile-VARIANT so switching never rebuilds the others.
 # Results go to docs/BENCHMARKS.md by hand, with the commit they were measured at.
 set -euo pipefail
@@ -24,6 +28,13 @@ variant_config() {
         oz) printf '%s\n' 'profile.release.opt-level="z"' ;;
         os-hot3)
             printf '%s\n' 'profile.release.opt-level="s"'
+            local c
+            for c in "${HOT_CRATES[@]}"; do
+                printf 'profile.release.package."%s".opt-level=3\n' "$c"
+            done
+            ;;
+        oz-hot3)
+            printf '%s\n' 'profile.release.opt-level="z"'
             local c
             for c in "${HOT_CRATES[@]}"; do
                 printf 'profile.release.package."%s".opt-level=3\n' "$c"
