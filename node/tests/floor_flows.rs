@@ -1010,11 +1010,14 @@ async fn work_task(d: &mut Device, n: &str) -> (Value, Value) {
 /// sandbox: a put-back task waits; the next scanner asking for work gets it and scans the
 /// units back, on hand returns. A refund of B, and the node SIGKILLed right after the hold
 /// is seen: after the restart (its sweep), the dock's scan of B's label is refused with what
-/// to do, one put-back task and one `cainiao.waybill.ii.cancel`, whatever the kill cut.
+/// to do, one put-back task and one `cainiao.waybill.ii.cancel`, whatever the kill cut. C
+/// (2 red), picked too, is held by an operator on the stopped node's store file: the floor
+/// never heard of that hold, and the next start's sweep makes its put-back.
 async fn idle_hold(kind: &str) {
     let sb = sandbox().await;
     let tid_a = paid(&sb, &[(0, 1), (1, 1)]);
     let tid_b = paid(&sb, &[(2, 1)]);
+    let tid_c = paid(&sb, &[(0, 2)]);
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("data").join("mosquitto");
     let broker = match kind {
@@ -1062,19 +1065,21 @@ async fn idle_hold(kind: &str) {
         port,
         passwords,
     };
-    wait_state(&f.cfg, tid_a, "released").await;
-    wait_state(&f.cfg, tid_b, "released").await;
+    for tid in [tid_a, tid_b, tid_c] {
+        wait_state(&f.cfg, tid, "released").await;
+    }
 
-    // Both picked by fl-1 (which comes first depends on the sandbox clock).
+    // All three picked by fl-1 (which comes first depends on the sandbox clock); C waits for
+    // packing to the end.
     let mut picker = f.device("scanner", "fl-1").await;
     let mut picked = Vec::new();
-    for n in ["a", "b"] {
+    for n in ["a", "b", "c"] {
         let (task, last) = work_task(&mut picker, n).await;
         assert!(last["text"].as_str().unwrap().contains("picked"), "{last}");
         picked.push(task["tid"].as_str().unwrap().to_owned());
     }
     picked.sort();
-    let mut want = vec![tid_a.to_string(), tid_b.to_string()];
+    let mut want = vec![tid_a.to_string(), tid_b.to_string(), tid_c.to_string()];
     want.sort();
     assert_eq!(picked, want);
     // B packed at pk-1, its label printed on lp-1.
@@ -1204,12 +1209,35 @@ async fn idle_hold(kind: &str) {
         .await
         .json();
     assert!(fb["text"].as_str().unwrap().starts_with("no work"), "{fb}");
-    // Restarted once more (a second sweep): nothing new.
-    f.restart();
+    // A hold the floor never heard of: C held by an operator on the stopped node's store
+    // file. The next start's sweep makes its put-back (and A's and B's are not made again).
+    f.node.take().unwrap().sigkill();
     picker.vanish();
     back.vanish();
     dock.vanish();
+    let (code, _, err) = cli(
+        &f.cfg.path,
+        &[
+            "orders",
+            "hold",
+            &tid_c.to_string(),
+            "--reason",
+            "buyer called",
+        ],
+    );
+    assert_eq!(code, 0, "orders hold on the store file: {err}");
+    assert_eq!(order(&f.cfg, tid_c)["state"], "picked");
+    f.restart();
+    wait_state(&f.cfg, tid_c, "put_back").await;
+    assert_eq!(
+        stock(&f.cfg, "FL-RED")["on_hand"],
+        48,
+        "C's two red in a tote"
+    );
     let mut picker = f.device("scanner", "fl-1").await;
+    let (task, _) = work_task(&mut picker, "pc").await;
+    assert_eq!(task["task_id"], format!("putback-{tid_c}"), "{task}");
+    assert_eq!(task["remaining"], 2, "{task}");
     let fb = ask(&mut picker, &request_task("r-end2"), "r-end2")
         .await
         .json();
@@ -1222,8 +1250,9 @@ async fn idle_hold(kind: &str) {
         1,
         "cancelled once"
     );
-    assert_eq!(order(&f.cfg, tid_a)["state"], "put_back");
-    assert_eq!(order(&f.cfg, tid_b)["state"], "put_back");
+    for tid in [tid_a, tid_b, tid_c] {
+        assert_eq!(order(&f.cfg, tid)["state"], "put_back");
+    }
     let (code, out, err) = cli(&f.cfg.path, &["queue", "list", "--state", "dead", "--json"]);
     assert_eq!(code, 0, "queue list: {err}");
     assert!(!out.contains("waybill"), "no cancel left dead: {out}");
