@@ -10,10 +10,13 @@
 //! fields, their JSON types, ids as strings) before the flow looks at it. The flows: goods in
 //! (receive, count), a pick in walking order with a wrong scan and a re-sent one, pack with
 //! verification and the label (a failed print, then printed), ship at the dock, a short pick,
-//! a hold arriving mid-task (re-sent until `hold_ack`), heartbeats and device states (birth,
-//! will), each bad input the contract names, a device publishing under another's topics, and
-//! dedupe across a restart of the node. Where the contract is silent, docs/PROTOCOL.md says
-//! what the node does, and the fleet checks that.
+//! a hold arriving mid-task (re-sent until `hold_ack`) and its put-back, a device's `reject`,
+//! heartbeats and states (birth, will; the gateway's own, retained), the gateway's alerts
+//! (raised, resolved) and an OTA update from a fleet link (refused: no trusted key), each bad
+//! input the contract names, unknown credentials, a device publishing under another's topics,
+//! and dedupe across a SIGKILL of the node. Where the contract is silent, docs/PROTOCOL.md
+//! (*Where DESIGN.md's contract leaves it open*) says what the node does, and the fleet checks
+//! that.
 
 // Tests report failures by unwrapping; the support code polls with short sleeps on threads
 // of its own (the real binary, Mosquitto).
