@@ -14,9 +14,13 @@
 //!
 //! `BENCH_DEVICES` (default 60, DOMAIN.md §13's floor), `BENCH_SECS` (length of each timed
 //! phase, default 5), `BENCH_RATE` (the fixed load, default 1000), `BENCH_DIR` (where the
-//! store goes; default the system temp dir, so it measures that disk). Mosquitto is
-//! `/usr/sbin/mosquitto` (or `MOSQUITTO`), run with `set_tcp_nodelay true` and the password
-//! and ACL files the node generates; without it that half is skipped with a notice.
+//! store goes; default the system temp dir, so it measures that disk), `BENCH_BROKERS`
+//! (`embedded`, `mosquitto`, or both, the default). Mosquitto is `/usr/sbin/mosquitto` (or
+//! `MOSQUITTO`), run with `set_tcp_nodelay true` and the password and ACL files the node
+//! generates; without it that half is skipped with a notice.
+//!
+//! Last, the store alone: one scan's record per durable commit, one at a time, on the same
+//! disk: the part of a scan's round trip that only a faster disk can shorten.
 
 // Benches report failures by unwrapping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -387,6 +391,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[derive(Default)]
 struct Samples {
     micros: Vec<u32>,
+    /// How late the timer woke a device that was on schedule (fixed load only).
+    late_micros: Vec<u32>,
     resent: u64,
 }
 
@@ -404,15 +410,26 @@ async fn run_device(
     let mut due = start;
     let mut k = 0u64;
     loop {
-        if period.is_some() {
+        // Open loop: a scan due while the previous one was still unanswered counts from when
+        // it was due (the wait is the system's). One sent on time counts from when the timer
+        // woke the device: tokio's timer ticks in whole milliseconds, and all devices' due
+        // times share one offset to that tick (they are 1 ms apart), so counting from `due`
+        // would add a random 0-1 ms, the same for every scan of a phase, to both routes.
+        let behind = tokio::time::Instant::now() >= due;
+        if period.is_some() && !behind {
             tokio::time::sleep_until(due).await;
         }
+        let woke = tokio::time::Instant::now();
         let sent = match period {
-            Some(_) => due,
-            None => tokio::time::Instant::now(),
+            Some(_) if behind => due,
+            _ => woke,
         };
         if sent >= end {
             break;
+        }
+        if period.is_some() && !behind {
+            s.late_micros
+                .push(u32::try_from((woke - due).as_micros()).unwrap_or(u32::MAX));
         }
         k += 1;
         let msg_id = format!("{}-{phase}-{k}", d.id);
@@ -484,6 +501,7 @@ fn phase(
         for h in handles {
             let (d, s) = h.await.unwrap();
             all.micros.extend(s.micros);
+            all.late_micros.extend(s.late_micros);
             all.resent += s.resent;
             back.push(d);
         }
@@ -526,6 +544,17 @@ fn measure(
     for (name, load) in [("fixed", Some(rate)), ("flat", None)] {
         let (back, mut s, elapsed) = phase(dev_rt, devices, name, secs, load);
         devices = back;
+        if !s.late_micros.is_empty() {
+            s.late_micros.sort_unstable();
+            eprintln!(
+                "    {} / {} / {name}: timer woke devices {:.2} ms late (p50), {} of {} scans behind schedule",
+                kind.name(),
+                route.name(),
+                pct(&s.late_micros, 0.5),
+                s.micros.len() - s.late_micros.len(),
+                s.micros.len()
+            );
+        }
         s.micros.sort_unstable();
         rows.push(Row {
             broker: kind,
@@ -552,6 +581,54 @@ fn measure(
     rows
 }
 
+/// The store alone: one scan's durable record (its remembered answer, what the end-to-end
+/// route commits per scan) in a commit of its own, one at a time with a pause between them as
+/// at the fixed load, on the same disk and with the same options. No broker and no hand-off
+/// can take this part of a scan's round trip away; it is the floor under "end to end" at
+/// 1,000 scans/s, where most commits carry a single scan.
+fn commit_only(count: usize) -> (f64, f64, f64) {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let store = Store::open(
+        StoreOptions::new(dir.path().join("node.redb")),
+        Alerts::new(),
+    )
+    .unwrap();
+    let mut micros = Vec::with_capacity(count);
+    for k in 0..count + 100 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let msg_id = format!("commit-{k}");
+        let began = Instant::now();
+        store.submit(
+            move |txn| {
+                wms_node::wms::dedupe::remember(
+                    txn,
+                    "scanner/s-000",
+                    &msg_id,
+                    br#"{"v":1,"re":"x","ok":true,"beep":"ok"}"#,
+                    1,
+                )
+            },
+            move |r: Result<(), wms_node::store::StoreError>| {
+                let _ = tx.send(r.map(|()| began.elapsed()));
+            },
+        );
+        let took = rx.recv().unwrap().unwrap();
+        // The first 100 grow the file; not counted, as the phases' warm-up.
+        if k >= 100 {
+            micros.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+        }
+        // The bench's main thread, not a runtime worker.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    micros.sort_unstable();
+    (
+        pct(&micros, 0.5),
+        pct(&micros, 0.99),
+        micros.last().map_or(f64::NAN, |m| f64::from(*m) / 1000.0),
+    )
+}
+
 fn main() {
     let n: usize = env_or("BENCH_DEVICES", 60);
     let secs: f64 = env_or("BENCH_SECS", 5.0);
@@ -569,14 +646,21 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut kinds = vec![BrokerKind::Embedded];
-    if Mosquitto::bin().exists() {
-        kinds.push(BrokerKind::Mosquitto);
-    } else {
-        eprintln!(
-            "NOTICE: {} not found; the Mosquitto half is skipped",
-            Mosquitto::bin().display()
-        );
+    // `BENCH_BROKERS`: "embedded", "mosquitto" or both (the default).
+    let brokers = std::env::var("BENCH_BROKERS").unwrap_or_else(|_| "embedded,mosquitto".into());
+    let mut kinds = Vec::new();
+    if brokers.contains("embedded") {
+        kinds.push(BrokerKind::Embedded);
+    }
+    if brokers.contains("mosquitto") {
+        if Mosquitto::bin().exists() {
+            kinds.push(BrokerKind::Mosquitto);
+        } else {
+            eprintln!(
+                "NOTICE: {} not found; the Mosquitto half is skipped",
+                Mosquitto::bin().display()
+            );
+        }
     }
     eprintln!(
         "floor bench: {n} scanners, {secs} s per phase, fixed load {rate} scans/s, store in {}",
@@ -589,6 +673,8 @@ fn main() {
             rows.extend(measure(&node_rt, &dev_rt, kind, route, n, secs, rate));
         }
     }
+    eprintln!("  the store alone …");
+    let (c50, c99, cmax) = commit_only(2000);
     println!();
     println!(
         "| broker | route | load | scans/s | p50 ms | p99 ms | max ms | re-sent | p50 / broker-only p50 |"
@@ -616,4 +702,9 @@ fn main() {
             ratio
         );
     }
+    println!();
+    println!(
+        "The durable commit alone (one scan's record per commit, one at a time, same disk and \
+         options): p50 {c50:.2} ms, p99 {c99:.2} ms, max {cmax:.2} ms."
+    );
 }

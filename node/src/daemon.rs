@@ -696,16 +696,11 @@ async fn publish_alerts(
 ) -> Result<(), Infallible> {
     use tokio::sync::broadcast::error::RecvError;
     let mut events = alerts.subscribe();
-    let announce =
-        |kind, a: &crate::alert::Alert| match serde_json::to_vec(&a.to_message(kind, &node, &site))
-        {
-            Ok(payload) => {
-                if !publisher.publish(payload) {
-                    tracing::debug!(code = %a.code, "alert not published on MQTT (queue full)");
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "cannot encode an alert message"),
-        };
+    let announce = |kind, a: &crate::alert::Alert| {
+        if !publisher.publish(&a.to_message(kind, &node, &site)) {
+            tracing::debug!(code = %a.code, "alert not published on MQTT (queue full)");
+        }
+    };
     for a in alerts.active() {
         announce(crate::alert::AlertEventKind::Raised, &a);
     }

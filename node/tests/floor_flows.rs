@@ -12,6 +12,11 @@
 //! same waybill), the dock's waybill scan ships through goods out (Taobao gets the shipment);
 //! a SIGKILL in the middle of each flow, the scan re-sent after the restart applied once; a
 //! held order refused at the dock with the reason.
+//!
+//! Held orders no device works on (picked and waiting for packing; labelled at the dock): a
+//! refund through the sandbox's admin API makes a put-back task that the next scanner asking
+//! for work gets; the dock's scan of the voided label says what to do; one put-back and one
+//! waybill cancel across a SIGKILL right after the hold.
 
 // Tests report failures by unwrapping; the support code polls with short sleeps on threads
 // of its own (the real binary, Mosquitto).
@@ -968,4 +973,308 @@ async fn an_alert_raised_at_start_reaches_the_gateway_alert_topic() {
     assert_eq!(got["event"], "raised", "{got}");
     assert_eq!(got["node"], NODE_ID, "{got}");
     assert!(node.sigterm().success());
+}
+
+/// A refund of every line of `tid`, asked for through the sandbox's admin API over HTTP (as a
+/// buyer's refund reaches the shop).
+async fn refund_over_http(sb: &SandboxHandle, tid: u64) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/trades/{tid}/refund", sb.admin_url()))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "refund {tid}: {}", r.status());
+}
+
+/// Asks for a task with `d` and scans it to the end, each step's SKU by barcode (a pick or a
+/// put-back, any order); returns the task as it was handed out and the last feedback.
+async fn work_task(d: &mut Device, n: &str) -> (Value, Value) {
+    let (fb, task) = request(d, &format!("{n}-r")).await;
+    let mut next = fb["next"].clone();
+    let mut last = fb;
+    let mut i = 0;
+    while let Some(code) = next["code"].as_str() {
+        i += 1;
+        let id = format!("{n}-{i}");
+        last = scan(d, &id, code).await.json();
+        assert_eq!(last["ok"], true, "{last}");
+        next = last["next"].clone();
+    }
+    (task, last)
+}
+
+/// Held orders that no device is working on (issue 15's last gap): A (1 red, 1 blue) picked
+/// and waiting for packing, B (1 green) packed and labelled at the dock. A refund of A on the
+/// sandbox: a put-back task waits; the next scanner asking for work gets it and scans the
+/// units back, on hand returns. A refund of B, and the node SIGKILLed right after the hold
+/// is seen: after the restart (its sweep), the dock's scan of B's label is refused with what
+/// to do, one put-back task and one `cainiao.waybill.ii.cancel`, whatever the kill cut. C
+/// (2 red), picked too, is held by an operator on the stopped node's store file: the floor
+/// never heard of that hold, and the next start's sweep makes its put-back.
+async fn idle_hold(kind: &str) {
+    let sb = sandbox().await;
+    let tid_a = paid(&sb, &[(0, 1), (1, 1)]);
+    let tid_b = paid(&sb, &[(2, 1)]);
+    let tid_c = paid(&sb, &[(0, 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("data").join("mosquitto");
+    let broker = match kind {
+        "mosquitto" => BrokerKind::External { port: free_port() },
+        _ => BrokerKind::Embedded,
+    };
+    let cfg = write_config_with(
+        dir.path(),
+        &broker,
+        Some(&TaobaoAt {
+            rest_url: sb.rest_url(),
+            oauth_url: sb.oauth_url(),
+            app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
+            app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
+            session: SESSION.into(),
+        }),
+    );
+    with_goods_out(&cfg);
+    let mut passwords = std::collections::BTreeMap::new();
+    for (class, id) in [
+        ("scanner", "fl-1"),
+        ("scanner", "fl-2"),
+        ("scanner", "pk-1"),
+        ("printer", "lp-1"),
+        ("scanner", "dk-1"),
+    ] {
+        passwords.insert(format!("{class}/{id}"), add_device(&cfg.path, class, id));
+    }
+    import_skus(&cfg, dir.path());
+    let node = Node::start(&cfg);
+    let mut mosquitto = None;
+    let port = match &broker {
+        BrokerKind::External { port } => {
+            wait_until("mosquitto files", || files.join("acl").is_file()).await;
+            mosquitto = Some(Mosquitto::start(*port, &files));
+            *port
+        }
+        BrokerKind::Embedded => node.broker_port(),
+    };
+    node.wait_connected(1);
+    let mut f = Floor {
+        cfg,
+        broker,
+        node: Some(node),
+        port,
+        passwords,
+    };
+    for tid in [tid_a, tid_b, tid_c] {
+        wait_state(&f.cfg, tid, "released").await;
+    }
+
+    // All three picked by fl-1 (which comes first depends on the sandbox clock); C waits for
+    // packing to the end.
+    let mut picker = f.device("scanner", "fl-1").await;
+    let mut picked = Vec::new();
+    for n in ["a", "b", "c"] {
+        let (task, last) = work_task(&mut picker, n).await;
+        assert!(last["text"].as_str().unwrap().contains("picked"), "{last}");
+        picked.push(task["tid"].as_str().unwrap().to_owned());
+    }
+    picked.sort();
+    let mut want = vec![tid_a.to_string(), tid_b.to_string(), tid_c.to_string()];
+    want.sort();
+    assert_eq!(picked, want);
+    // B packed at pk-1, its label printed on lp-1.
+    let mut printer = f.device("printer", "lp-1").await;
+    let mut pk = f.device("scanner", "pk-1").await;
+    let v = ask(
+        &mut pk,
+        &scan_mode("k-0", &tid_b.to_string(), "pack", None),
+        "k-0",
+    )
+    .await
+    .json();
+    assert_eq!(v["ok"], true, "{v}");
+    let v = ask(
+        &mut pk,
+        &scan_mode("k-1", barcode("FL-GREEN"), "pack", None),
+        "k-1",
+    )
+    .await
+    .json();
+    assert!(v["text"].as_str().unwrap().contains("packed"), "{v}");
+    let print = expect(&mut printer.rx, "a print", |r| r.json()["type"] == "print")
+        .await
+        .json();
+    printer
+        .publish(
+            "reply",
+            format!(
+                r#"{{"type":"print_result","v":1,"re":{},"status":"printed"}}"#,
+                print["job_id"]
+            ),
+        )
+        .await;
+    wait_state(&f.cfg, tid_b, "labelled").await;
+    let waybill = sb
+        .sandbox()
+        .waybills()
+        .into_iter()
+        .find(|w| w.trade_order_list.contains(&tid_b.to_string()))
+        .unwrap()
+        .waybill_code;
+    for sku in ["FL-RED", "FL-BLUE", "FL-GREEN"] {
+        assert_eq!(stock(&f.cfg, sku)["on_hand"], 50, "{sku}");
+    }
+
+    // (a) A refund of A: its goods wait in a tote for a put-back; the order is put back.
+    refund_over_http(&sb, tid_a).await;
+    wait_state(&f.cfg, tid_a, "put_back").await;
+    assert_eq!(stock(&f.cfg, "FL-RED")["on_hand"], 49, "in a tote");
+    assert_eq!(stock(&f.cfg, "FL-BLUE")["on_hand"], 49);
+    // The station scanning A is told what to do.
+    let v = ask(
+        &mut pk,
+        &scan_mode("k-2", &tid_a.to_string(), "pack", None),
+        "k-2",
+    )
+    .await
+    .json();
+    assert_eq!(v["ok"], false, "{v}");
+    let t = v["text"].as_str().unwrap();
+    assert!(
+        t.contains("refund") && t.contains(&format!("putback-{tid_a}")),
+        "{v}"
+    );
+    // Another scanner asking for work gets the put-back and scans both units back.
+    let mut back = f.device("scanner", "fl-2").await;
+    let (task, last) = work_task(&mut back, "pa").await;
+    assert_eq!(task["task_id"], format!("putback-{tid_a}"), "{task}");
+    assert_eq!(task["remaining"], 2, "{task}");
+    assert!(
+        last["text"].as_str().unwrap().contains("back in its bin"),
+        "{last}"
+    );
+    assert_eq!(stock(&f.cfg, "FL-RED")["on_hand"], 50, "back, once");
+    assert_eq!(stock(&f.cfg, "FL-BLUE")["on_hand"], 50);
+
+    // (b) A refund of B at the dock; the node is SIGKILLed as soon as the hold is seen.
+    refund_over_http(&sb, tid_b).await;
+    wait_until("B is held", || {
+        order(&f.cfg, tid_b)["holds"]
+            .as_array()
+            .is_some_and(|h| !h.is_empty())
+    })
+    .await;
+    f.restart();
+    for d in [picker, back, pk, printer] {
+        d.vanish();
+    }
+    wait_state(&f.cfg, tid_b, "put_back").await;
+    assert_eq!(stock(&f.cfg, "FL-GREEN")["on_hand"], 49, "in a tote");
+    // The outbox delivers the cancel once the restarted node is back online (a minute at
+    // most on a loaded CI machine).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sb
+        .sandbox()
+        .waybills()
+        .iter()
+        .any(|w| w.waybill_code == waybill && w.cancelled)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's waybill never cancelled at Cainiao"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The dock scans B's label: refused, with what to do.
+    let mut dock = f.device("scanner", "dk-1").await;
+    let v = ask(&mut dock, &scan_mode("d-1", &waybill, "ship", None), "d-1")
+        .await
+        .json();
+    assert_eq!(v["ok"], false, "{v}");
+    let t = v["text"].as_str().unwrap();
+    assert!(
+        t.contains("voided")
+            && t.contains("refund")
+            && t.contains(&format!("put its goods back with task putback-{tid_b}")),
+        "{v}"
+    );
+    // One put-back task: the first scanner gets it, the next one finds no work.
+    let mut back = f.device("scanner", "fl-2").await;
+    let (task, _) = work_task(&mut back, "pb").await;
+    assert_eq!(task["task_id"], format!("putback-{tid_b}"), "{task}");
+    assert_eq!(task["remaining"], 1, "{task}");
+    assert_eq!(stock(&f.cfg, "FL-GREEN")["on_hand"], 50, "back, once");
+    let mut picker = f.device("scanner", "fl-1").await;
+    let fb = ask(&mut picker, &request_task("r-end"), "r-end")
+        .await
+        .json();
+    assert!(fb["text"].as_str().unwrap().starts_with("no work"), "{fb}");
+    // A hold the floor never heard of: C held by an operator on the stopped node's store
+    // file. The next start's sweep makes its put-back (and A's and B's are not made again).
+    f.node.take().unwrap().sigkill();
+    picker.vanish();
+    back.vanish();
+    dock.vanish();
+    let (code, _, err) = cli(
+        &f.cfg.path,
+        &[
+            "orders",
+            "hold",
+            &tid_c.to_string(),
+            "--reason",
+            "buyer called",
+        ],
+    );
+    assert_eq!(code, 0, "orders hold on the store file: {err}");
+    assert_eq!(order(&f.cfg, tid_c)["state"], "picked");
+    f.restart();
+    wait_state(&f.cfg, tid_c, "put_back").await;
+    assert_eq!(
+        stock(&f.cfg, "FL-RED")["on_hand"],
+        48,
+        "C's two red in a tote"
+    );
+    let mut picker = f.device("scanner", "fl-1").await;
+    let (task, _) = work_task(&mut picker, "pc").await;
+    assert_eq!(task["task_id"], format!("putback-{tid_c}"), "{task}");
+    assert_eq!(task["remaining"], 2, "{task}");
+    let fb = ask(&mut picker, &request_task("r-end2"), "r-end2")
+        .await
+        .json();
+    assert!(fb["text"].as_str().unwrap().starts_with("no work"), "{fb}");
+    for sku in ["FL-RED", "FL-BLUE", "FL-GREEN"] {
+        assert_eq!(stock(&f.cfg, sku)["on_hand"], 50, "{sku}");
+    }
+    assert_eq!(
+        sb.sandbox().calls(Some("cainiao.waybill.ii.cancel")).len(),
+        1,
+        "cancelled once"
+    );
+    for tid in [tid_a, tid_b, tid_c] {
+        assert_eq!(order(&f.cfg, tid)["state"], "put_back");
+    }
+    let (code, out, err) = cli(&f.cfg.path, &["queue", "list", "--state", "dead", "--json"]);
+    assert_eq!(code, 0, "queue list: {err}");
+    assert!(!out.contains("waybill"), "no cancel left dead: {out}");
+    assert!(
+        sb.sandbox()
+            .calls(Some("taobao.logistics.offline.send"))
+            .is_empty(),
+        "nothing shipped"
+    );
+    assert!(f.node.take().unwrap().sigterm().success());
+    drop(mosquitto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_orders_no_device_holds_get_a_put_back_task_once_across_a_sigkill_embedded() {
+    idle_hold("embedded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_orders_no_device_holds_get_a_put_back_task_once_across_a_sigkill_mosquitto() {
+    if !Mosquitto::available() {
+        return;
+    }
+    idle_hold("mosquitto").await;
 }

@@ -228,7 +228,25 @@ async fn check_5_finds_a_hand_edit_of_stock_and_does_not_run_while_intake_lags()
         .sandbox()
         .set_quantity(*num_iid, Some(*sku_id), 7)
         .unwrap();
-    let r = check(&sim, 5).await;
+    // With no intake beside it (`wms-node reconcile` while the node is stopped) the
+    // difference cannot get its second look: not run, with the reason, without waiting.
+    let offline = sim.reconciler.clone().without_intake();
+    let mut report = tokio::time::timeout(
+        Duration::from_secs(20),
+        offline.run(Which::One(5), &mut |_| {}),
+    )
+    .await
+    .expect("no wait without intake");
+    let r = report.checks.remove(0);
+    assert_eq!(r.status, CheckStatus::NotRun, "{r:?}");
+    assert!(
+        r.reason
+            .as_deref()
+            .is_some_and(|t| t.contains("1 listing differs") && t.contains("node stopped")),
+        "{r:?}"
+    );
+    // A difference is looked at again once intake has passed the reading: the next poll.
+    let r = check_across_a_poll(&sim).await;
     assert_eq!(r.status, CheckStatus::Findings, "{r:?}");
     assert_eq!(r.findings.len(), 1, "{r:?}");
     assert_eq!(
@@ -236,9 +254,10 @@ async fn check_5_finds_a_hand_edit_of_stock_and_does_not_run_while_intake_lags()
         ("drift", Some(code.as_str()))
     );
     assert!(
-        r.findings[0]
-            .detail
-            .contains("Taobao shows 7, the warehouse offers 20")
+        r.findings[0].detail.contains("Taobao showed 7 at ")
+            && r.findings[0].detail.contains("the warehouse offered 20"),
+        "{}",
+        r.findings[0].detail
     );
     assert!(
         alert(&sim, AlertCode::StockDrift)
@@ -269,6 +288,69 @@ async fn check_5_finds_a_hand_edit_of_stock_and_does_not_run_while_intake_lags()
     );
     assert_eq!(report.exit_code(), 1);
     assert!(sim.alerts.is_active(AlertCode::ReconcileNotRun));
+    sim.stop().await;
+}
+
+/// Runs check 5 while intake polls once more (the check waits for intake to pass its
+/// readings of listings that differ).
+async fn check_across_a_poll(sim: &Sim) -> CheckResult {
+    let rec = sim.reconciler.clone();
+    let run = tokio::spawn(async move { rec.run(Which::One(5), &mut |_| {}).await });
+    // Let it read the shop first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sim.advance(POLL);
+    sim.settle().await;
+    let mut r = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("check 5 waits for intake no longer than a poll")
+        .unwrap();
+    r.checks.remove(0)
+}
+
+/// DOMAIN.md §11 check 5 against a busy shop: the platform's figure counts sales intake has
+/// not pulled yet, so a first look differs from the ledger. Once intake has passed the
+/// reading the sales are in the ledger (those before the reading) or counted as after it: no
+/// drift is reported, and a real edit made at the same time still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_5_does_not_report_sales_intake_has_not_pulled_yet_as_drift() {
+    let sim = Sim::start(minute_polls(), false).await;
+    let listings = catalogue(&sim, 2, 1, 20).await;
+    sim.current().await;
+    clean(&check(&sim, 5).await);
+    // Buyers pay between two polls: Taobao shows 17 and 19, the ledger still 20 and 20.
+    let (a_iid, a_sku, _) = &listings[0];
+    let (b_iid, b_sku, b_code) = &listings[1];
+    buy(&sim, *a_iid, *a_sku, 3).await;
+    buy(&sim, *b_iid, *b_sku, 1).await;
+    // … and the second listing is also edited by hand in 千牛: 19 → 25.
+    admin(
+        &sim,
+        &format!("items/{b_iid}/quantity"),
+        json!({"sku_id": b_sku, "quantity": 25}),
+    )
+    .await;
+    // Another buyer pays while the check waits for intake: after its readings.
+    let rec = sim.reconciler.clone();
+    let run = tokio::spawn(async move { rec.run(Which::One(5), &mut |_| {}).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sim.advance(5);
+    buy(&sim, *a_iid, *a_sku, 1).await;
+    sim.advance(POLL);
+    sim.settle().await;
+    let mut report = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("check 5 waits for intake no longer than a poll")
+        .unwrap();
+    let r = report.checks.remove(0);
+    // The sales are no drift; the hand edit (6 units more than the ledger offers) is.
+    assert_eq!(found(&r), vec![("drift".to_owned(), None)], "{r:?}");
+    assert_eq!(r.findings[0].sku.as_deref(), Some(b_code.as_str()));
+    assert!(
+        r.findings[0].detail.contains("Taobao showed 25 at ")
+            && r.findings[0].detail.contains("the warehouse offered 19"),
+        "{}",
+        r.findings[0].detail
+    );
     sim.stop().await;
 }
 

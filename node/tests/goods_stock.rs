@@ -311,32 +311,6 @@ async fn sales_reserve_stock_and_need_no_push_for_the_listing_that_sold() {
     sim.stop().await;
 }
 
-/// Posts to the sandbox's admin API over HTTP (as a buyer or the seller in 千牛 would act).
-async fn admin(sim: &Sim, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/sandbox/{path}", sim.sb.addr()))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert!(status.is_success(), "{path}: {status} {v}");
-    v
-}
-
-/// A buyer pays `num` units of a listing on Taobao (the platform takes its stock at once).
-async fn buy(sim: &Sim, num_iid: i64, sku_id: i64, num: i64) -> i64 {
-    let v = admin(
-        sim,
-        "trades",
-        json!({"orders": [{"num_iid": num_iid, "sku_id": sku_id, "num": num}]}),
-    )
-    .await;
-    v["tid"].as_i64().unwrap()
-}
-
 /// The full-vs-delta race (DOMAIN.md §5, docs/STOCK.md): a correction that falls due while a
 /// sale is not pulled yet (intake always lags the platform by at least 10 s) must not re-add
 /// the sold unit, and sales during the correction's wait stay subtracted.

@@ -65,7 +65,9 @@ pub fn run(args: ReconcileArgs, config: &Config) -> anyhow::Result<ExitCode> {
                 .await
             }
             Goods::Local(a) => match reconciler(a.store(), config).await {
+                // The node is stopped: no intake runs beside this reconciler.
                 Ok(rec) => {
+                    let rec = rec.without_intake();
                     let b = bar.clone();
                     Ok(rec.run(which, &mut move |p| show(&b, &p)).await)
                 }

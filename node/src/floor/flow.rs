@@ -85,28 +85,32 @@ pub trait FlowHandler: Send + Sync + 'static {
     }
 
     /// Order `tid` went on hold (a committed change of `wms/`): the commands that stop the
-    /// devices working on it, published after the commit.
+    /// devices working on it, published after the commit, and what the handler changed (the
+    /// put-back of goods no device was working on).
     fn held(
         &self,
         txn: &WriteTransaction,
         tid: u64,
         now_ms: u64,
-    ) -> Result<Vec<(DeviceId, Downlink<String>)>, StoreError> {
+    ) -> Result<Effects<Self::Event>, StoreError> {
         let _ = (txn, tid, now_ms);
-        Ok(Vec::new())
+        Ok((Vec::new(), Vec::new()))
     }
 
-    /// The floor starts, or fell behind the warehouse's events: the commands [`Self::held`]
-    /// would have sent for every order that is held now and was not told to its devices yet.
+    /// The floor starts, or fell behind the warehouse's events: what [`Self::held`] would
+    /// have done for every order that is held now and was not dealt with yet.
     fn sweep(
         &self,
         txn: &WriteTransaction,
         now_ms: u64,
-    ) -> Result<Vec<(DeviceId, Downlink<String>)>, StoreError> {
+    ) -> Result<Effects<Self::Event>, StoreError> {
         let _ = (txn, now_ms);
-        Ok(Vec::new())
+        Ok((Vec::new(), Vec::new()))
     }
 }
+
+/// Commands to devices (published after the commit, in order) and the events of what changed.
+pub type Effects<E> = (Vec<(DeviceId, Downlink<String>)>, Vec<E>);
 
 /// A feedback to `re`.
 pub fn feedback(re: &str, ok: bool, text: impl Into<String>) -> Feedback<String> {

@@ -11,6 +11,8 @@
 //! | | `short` | the task ends, the order goes to the exception desk | ok |
 //! | hold | — (an order went on hold: refund, close, operator) | the device holding the order's task (a pick, or the pack of its parcel) gets `hold`, re-sent on reconnect until `hold_ack` ([`super::holds`]) | later scans of the order: `STOP` and the reason |
 //! | put-back | `hold_ack` | the pick or pack task stops; what was picked for the order leaves the ledger's on hand (it is in a tote) and becomes a put-back task for the same device | the `task` |
+//! | | — (an order held that no device works on: picked and waiting for packing, packed, labelled, in a merged parcel) | at once (and in the sweep at start): what was picked leaves on hand, the order goes `put_back` (goods out dissolves its parcel: a waybill is voided and cancelled), a put-back task waits for a device | its scans at the station and the dock: `STOP: order … is on hold (…): put its goods back with task putback-…` |
+//! | | `request_task` mode `pick` | a waiting put-back task first (oldest first), then picks | ok with `next`, then the `task` |
 //! | | `scan` (any mode) of a put-back task | the SKU back to its bin; the last unit: every unit back on hand (`put_back` moves, a delta to the shop), order → `put_back` | ok + next bin |
 //! | pack | `scan` mode `pack`, no task: the order (`tid` or `pick-{tid}`) | a picked order's parcel (goods out's package; merged with the same receiver's orders when `[shipping] merge_orders`, all of them picked): a `pack-{tid}` task of every item | ok + the first item, then the `task` (mode `pack`) |
 //! | | `scan` mode `pack` of an item | verified against the task; wrong item or too many: error beep | ok + the next item; the last: orders → `verified` → `packed`, the label queued for the station's printer ([`super::labels`]) |
@@ -26,7 +28,7 @@
 //! is refused scans of the other of those two modes until it finishes.
 
 use super::devices::{self, DeviceId};
-use super::flow::{Event, FlowHandler, Outcome, feedback};
+use super::flow::{Effects, Event, FlowHandler, Outcome, feedback};
 use super::holds;
 use super::labels::{self, Station};
 use crate::outbox::Outbox;
@@ -293,7 +295,7 @@ impl FlowHandler for Flows {
         txn: &WriteTransaction,
         tid: u64,
         now_ms: u64,
-    ) -> Result<Vec<(DeviceId, Downlink<String>)>, StoreError> {
+    ) -> Result<Effects<wms::Event>, StoreError> {
         holds::order_held(txn, &self.shop, tid, now_ms)
     }
 
@@ -301,7 +303,7 @@ impl FlowHandler for Flows {
         &self,
         txn: &WriteTransaction,
         now_ms: u64,
-    ) -> Result<Vec<(DeviceId, Downlink<String>)>, StoreError> {
+    ) -> Result<Effects<wms::Event>, StoreError> {
         holds::sweep(txn, &self.shop, now_ms)
     }
 }
@@ -345,6 +347,23 @@ impl Flows {
         if let Some(task) = tasks::of_device(txn, shop, &device)? {
             // Asked again (a reconnect, a lost answer): the task it holds, as it is now.
             let text = format!("you still hold {}", say_task(&task));
+            return with_task(
+                ev.device,
+                ok(&r.msg_id, text, task.next_line().map(step)),
+                &task,
+            );
+        }
+        // Goods of held orders in a tote come first: they are off the ledger's on hand until
+        // they are back (the shop sells fewer, a pick may find a bin short) and take bench
+        // space; a put-back is a short walk.
+        if let Some(mut task) = tasks::waiting(txn, shop)?.into_iter().next() {
+            task.device = device.clone();
+            tasks::save(txn, shop, &task)?;
+            let text = format!(
+                "first put back what was picked for held order {}: {}",
+                task.tid,
+                task.next_line().map(say_step).unwrap_or_default()
+            );
             return with_task(
                 ev.device,
                 ok(&r.msg_id, text, task.next_line().map(step)),
@@ -739,11 +758,13 @@ impl Flows {
         };
         let out_sid = s.code.trim();
         let Some(p) = wms::ship::package_of_waybill(txn, self.shop(), out_sid)? else {
+            if let Some(old) = wms::ship::package_of_any_waybill(txn, self.shop(), out_sid)? {
+                return refuse(&s.msg_id, self.voided_text(txn, out_sid, &old)?);
+            }
             return refuse(
                 &s.msg_id,
                 format!(
-                    "waybill {out_sid} is not one this node issued (or it was voided): \
-                     ship it with wms-node ship"
+                    "waybill {out_sid} is not one this node issued: ship it with wms-node ship"
                 ),
             );
         };
@@ -814,8 +835,8 @@ impl Flows {
         let Some(order) = wms::orders::read_order(txn, &self.shop, tid)? else {
             return refuse(&s.msg_id, format!("no order {tid} on this node"));
         };
-        if order.is_held() {
-            return refuse(&s.msg_id, held_text(&order));
+        if let Some(text) = stop_text(txn, &self.shop, &order)? {
+            return refuse(&s.msg_id, text);
         }
         if matches!(order.state, LocalState::Packed | LocalState::Labelled) {
             return self.reprint(txn, ev, s, tid);
@@ -1008,6 +1029,48 @@ impl Flows {
     }
 }
 
+impl Flows {
+    /// The dock scanned a waybill that was voided: why, and what to do with each order the
+    /// parcel held (its goods back to their bins, or a new label at a packing station).
+    fn voided_text(
+        &self,
+        txn: &WriteTransaction,
+        out_sid: &str,
+        p: &wms::ship::Package,
+    ) -> Result<String, StoreError> {
+        let members = p.tids();
+        let mut tids = p.left_trades();
+        tids.extend(&members);
+        tids.sort_unstable();
+        tids.dedup();
+        let mut what = Vec::new();
+        for t in tids {
+            let Some(o) = wms::orders::read_order(txn, &self.shop, t)? else {
+                continue;
+            };
+            if let Some(text) = stop_text(txn, &self.shop, &o)? {
+                what.push(text);
+            } else if members.contains(&t)
+                && !o.state.gone()
+                && !o.state.is_final()
+                && o.state != LocalState::PutBack
+            {
+                what.push(format!(
+                    "order {t}: scan it at a packing station for a new label"
+                ));
+            }
+        }
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", what.join("; "))
+        };
+        Ok(format!(
+            "waybill {out_sid} was voided: do not ship this parcel{what}"
+        ))
+    }
+}
+
 /// `pick order 123: A-01: 2 x RED (5 units)`.
 fn say_task(task: &TaskRecord) -> String {
     let what = match task.kind {
@@ -1136,4 +1199,138 @@ fn picked_for(
         None => tasks::plan(txn, shop.as_str(), &order)?.unwrap_or_default(),
     };
     Ok((lines, order.version))
+}
+
+/// Used by [`super::holds`]: the held `order` has no open task (no device to tell). When
+/// goods were picked for it and are still in the building (picked and waiting for packing,
+/// packed, labelled, or put back by a close without a put-back yet), they become a put-back
+/// task waiting for a device, of exactly the units picked, and leave on hand until scanned
+/// back; the order goes `put_back` at once, which dissolves its parcel in goods out (a
+/// waybill voided and cancelled through the outbox, as for every parcel that will not ship).
+/// Nothing when the put-back was made already (the sweep may come twice), when nothing was
+/// picked, or when the goods are gone (through the ship scan: the carrier's, not ours).
+pub(crate) fn put_back_waiting(
+    txn: &WriteTransaction,
+    shop: &ShopId,
+    order: &wms::OrderRecord,
+    now_ms: u64,
+) -> Result<Vec<wms::Event>, StoreError> {
+    let tid = order.tid;
+    if !order.is_held() || tasks::of_order(txn, shop.as_str(), tid)?.is_some() {
+        return Ok(Vec::new());
+    }
+    let Some(lines) = owed_put_back(txn, shop, order)? else {
+        return Ok(Vec::new());
+    };
+    let mut w = Wms::new(txn, shop, when(now_ms));
+    for l in &lines {
+        match w.into_tote(&l.code, i64::from(l.qty), tid) {
+            Ok(_) => {}
+            Err(WmsError::Store(e)) => return Err(e),
+            Err(other) => {
+                tracing::warn!(sku = %l.code, error = %other, "picked units not taken off the shelf's figure")
+            }
+        }
+    }
+    if order.state != LocalState::PutBack {
+        match w.move_to(tid, LocalState::PutBack) {
+            Ok(_) => {}
+            Err(WmsError::Store(e)) => return Err(e),
+            Err(other) => tracing::warn!(tid, error = %other, "held order not moved to put_back"),
+        }
+    }
+    let task = TaskRecord {
+        task_id: TaskRecord::put_back_id(tid),
+        kind: TaskKind::PutBack,
+        tid,
+        device: String::new(),
+        version: 1,
+        order_version: order.version,
+        lines,
+        state: TaskState::Open,
+        created_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
+    };
+    tasks::save(txn, shop.as_str(), &task)?;
+    metrics::counter!("wms_node_floor_put_backs_waiting_total").increment(1);
+    tracing::info!(
+        tid,
+        units = task.left(),
+        from = %order.state,
+        "held order's picked goods wait for a put-back"
+    );
+    w.finish()
+}
+
+/// What was picked for the held `order` (no task of it open) and is still to go back to
+/// its bins, if anything:
+///
+/// - picked, verified, packed, weighed or labelled: the units its pick task scanned (or
+///   every line, marked picked without a pick task on this node);
+/// - `put_back` (a close moved it there with the goods in hand): the units its pick task
+///   scanned, unless a put-back task was made after that pick (it is done: the order's goods
+///   are back; a pick after it would be newer);
+/// - anything else: nothing (not picked, at the exception desk, or gone with the carrier).
+fn owed_put_back(
+    txn: &WriteTransaction,
+    shop: &ShopId,
+    order: &wms::OrderRecord,
+) -> Result<Option<Vec<TaskLine>>, StoreError> {
+    let tid = order.tid;
+    let pick = tasks::get(txn, shop.as_str(), &TaskRecord::pick_id(tid))?;
+    let picked = pick.as_ref().map(picked_lines).filter(|l| !l.is_empty());
+    let lines = match order.state {
+        LocalState::Picked
+        | LocalState::Verified
+        | LocalState::Packed
+        | LocalState::Weighed
+        | LocalState::Labelled => match picked {
+            Some(l) => Some(l),
+            None => tasks::plan(txn, shop.as_str(), order)?.ok(),
+        },
+        LocalState::PutBack => {
+            let put = tasks::get(txn, shop.as_str(), &TaskRecord::put_back_id(tid))?;
+            let done_after_pick = match (&put, &pick) {
+                (Some(put), Some(pick)) => put.created_ms >= pick.created_ms,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if done_after_pick { None } else { picked }
+        }
+        _ => None,
+    };
+    Ok(lines.filter(|l| !l.is_empty()))
+}
+
+/// `STOP: order 123 is on hold (refund: …): put its goods back with task putback-123
+/// (scanner/s1 has it)`: what to do with the goods of an order whose put-back task is open.
+fn put_back_text(order: &wms::OrderRecord, task: &TaskRecord) -> String {
+    let who = if task.device.is_empty() {
+        "a scanner asking for pick work gets it".to_owned()
+    } else {
+        format!("{} has it", task.device)
+    };
+    let reasons = wms::ship::held_text(order);
+    let why = if reasons.is_empty() {
+        "was on hold".to_owned()
+    } else {
+        format!("is on hold ({reasons})")
+    };
+    format!(
+        "STOP: order {} {why}: put its goods back with task {} ({who})",
+        order.tid, task.task_id
+    )
+}
+
+/// The refusal of a scan of `order` when it is held, or its goods are going back.
+fn stop_text(
+    txn: &WriteTransaction,
+    shop: &ShopId,
+    order: &wms::OrderRecord,
+) -> Result<Option<String>, StoreError> {
+    if let Some(task) = tasks::of_order(txn, shop.as_str(), order.tid)?
+        .filter(|t| t.kind == TaskKind::PutBack && t.tid == order.tid)
+    {
+        return Ok(Some(put_back_text(order, &task)));
+    }
+    Ok(order.is_held().then(|| held_text(order)))
 }

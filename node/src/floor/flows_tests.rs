@@ -190,9 +190,23 @@ impl T {
     }
 
     async fn held(&self, tid: u64) -> Vec<(DeviceId, Downlink<String>)> {
+        self.held_effects(tid).await.0
+    }
+
+    /// What the floor does when `tid` goes on hold: commands, and the events of its changes.
+    async fn held_effects(&self, tid: u64) -> super::flow::Effects<wms::Event> {
         let flows = self.flows.clone();
         self.store
             .write(move |txn| flows.held(txn, tid, NOW))
+            .await
+            .unwrap()
+    }
+
+    /// The sweep of holds owed at start.
+    async fn sweep(&self) -> super::flow::Effects<wms::Event> {
+        let flows = self.flows.clone();
+        self.store
+            .write(move |txn| flows.sweep(txn, NOW))
             .await
             .unwrap()
     }
@@ -1184,19 +1198,347 @@ async fn holds_committed_while_the_floor_was_not_listening_are_found_at_start() 
     t.pack_scan(&pk, "k0", &TID_A.to_string()).await;
     // Held, and the node dies before the floor hears of it.
     t.op(|w| w.hold(TID_A, "refund asked").map(|_| ())).await;
-    let flows = t.flows.clone();
-    let cmds = t
-        .store
-        .write(move |txn| flows.sweep(txn, NOW))
-        .await
-        .unwrap();
+    let (cmds, _) = t.sweep().await;
     let (to, h) = hold_of(&cmds);
     assert_eq!((to, h.tid), (pk, TID_A.to_string()));
-    let flows = t.flows.clone();
-    let again = t
-        .store
-        .write(move |txn| flows.sweep(txn, NOW))
-        .await
-        .unwrap();
+    let (again, events) = t.sweep().await;
     assert!(again.is_empty(), "told once; re-sent only on reconnect");
+    assert!(events.is_empty(), "{events:?}");
+}
+
+impl T {
+    /// Labels the packed parcel of the station's last pack: the labeller's waybill (from the
+    /// fake Cainiao, numbered from `YT0000000000001`), printed on `lp1`. Returns the number.
+    async fn label(&self, src: &FakeCainiao) -> String {
+        let cmds = label_step(self, src, std::time::Duration::from_secs(30)).await;
+        let Some(Downlink::Print(p)) = cmds
+            .iter()
+            .map(|(_, c)| c)
+            .find(|c| matches!(c, Downlink::Print(_)))
+        else {
+            panic!("no print: {cmds:?}")
+        };
+        let lp = DeviceId::new(DeviceClass::Printer, "lp1").unwrap();
+        self.send(
+            &lp,
+            Channel::Reply,
+            json!({"type":"print_result","v":1,"re":p.job_id,"status":"printed"}),
+        )
+        .await;
+        format!("YT{:013}", src.issued.load(Ordering::SeqCst))
+    }
+
+    /// The task record `task_id`.
+    async fn task(&self, task_id: &str) -> Option<tasks::TaskRecord> {
+        let id = task_id.to_owned();
+        self.store
+            .write(move |txn| tasks::get(txn, "main", &id))
+            .await
+            .unwrap()
+    }
+
+    /// Scans every unit of the put-back task `d` holds, by barcode; the last answer.
+    async fn put_back_all(&self, d: &DeviceId, n: u32) -> Outcome<wms::Event> {
+        let mut last = None;
+        let mut i = 0;
+        while let Some(code) = {
+            let dev = d.to_string();
+            self.store
+                .write(move |txn| tasks::of_device(txn, "main", &dev))
+                .await
+                .unwrap()
+                .filter(|t| t.kind == tasks::TaskKind::PutBack)
+                .and_then(|t| t.next_line().map(|l| l.barcode.clone()))
+        } {
+            i += 1;
+            let o = self.scan(d, 2000 * n + i, &code, None).await;
+            assert!(fb(&o).0, "{}", fb(&o).1);
+            last = Some(o);
+        }
+        last.expect("a put-back scanned")
+    }
+}
+
+fn fake_cainiao(t: &T) -> FakeCainiao {
+    FakeCainiao {
+        store: t.store.clone(),
+        issued: Arc::default(),
+        refuse: false,
+    }
+}
+
+/// (a) Picked and waiting for packing, no device on it: the hold makes a put-back task that
+/// waits for a device; the next scanner asking for pick work gets it before any pick.
+#[tokio::test]
+async fn a_held_order_waiting_for_packing_gets_a_put_back_task_the_next_picker_takes() {
+    let t = setup().await;
+    t.pick(&scanner("s1"), TID_B, 1).await;
+    assert_eq!(t.on_hand("RED-M"), 40);
+    t.op(|w| w.hold(TID_B, "refund asked").map(|_| ())).await;
+    let (cmds, events) = t.held_effects(TID_B).await;
+    assert!(cmds.is_empty(), "no device to tell: {cmds:?}");
+    assert!(events.iter().any(|e| matches!(e, wms::Event::StateChanged { tid, to: LocalState::PutBack, .. } if *tid == TID_B)), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, wms::Event::StockMoved { sku, delta: -1, .. } if sku == "RED-M")),
+        "{events:?}"
+    );
+    assert_eq!(t.order(TID_B).state, LocalState::PutBack);
+    assert_eq!(t.on_hand("RED-M"), 39, "in a tote, off the shelf's figure");
+    let put = t.task(&format!("putback-{TID_B}")).await.unwrap();
+    assert!(put.is_waiting() && put.left() == 1, "{put:?}");
+    // Told again (an event delivered twice, the sweep): nothing more.
+    assert_eq!(t.held_effects(TID_B).await, (Vec::new(), Vec::new()));
+    assert_eq!(t.sweep().await, (Vec::new(), Vec::new()));
+    assert_eq!(t.on_hand("RED-M"), 39);
+
+    // The packing station is told what to do with it.
+    let (ok, text) = fb(&t
+        .scan_in(&scanner("pk1"), "k1", &TID_B.to_string(), "pack")
+        .await);
+    assert!(
+        !ok && text.starts_with(&format!(
+            "STOP: order {TID_B} is on hold (operator: refund asked)"
+        )) && text.contains(&format!("put its goods back with task putback-{TID_B}")),
+        "{text}"
+    );
+    // A picker asking for work gets the put-back before A's pick.
+    let d = scanner("s2");
+    let o = t.request(&d, 1).await;
+    let task = task_of(&o);
+    assert_eq!(task.task_id, format!("putback-{TID_B}"));
+    assert_eq!(task.remaining, Some(1));
+    assert_eq!(
+        task.next.as_ref().unwrap().location.as_deref(),
+        Some("B-02-01")
+    );
+    assert!(fb(&o).1.contains("put back"), "{}", fb(&o).1);
+    assert_eq!(t.task(&task.task_id).await.unwrap().device, "scanner/s2");
+    // Another scanner is not given the same task.
+    let other = task_of(&t.request(&scanner("s3"), 1).await);
+    assert_eq!(other.task_id, format!("pick-{TID_A}"));
+    let (ok, text) = fb(&t.scan(&d, 1, "BLK-M", None).await);
+    assert!(!ok && text.starts_with("wrong item"), "{text}");
+    let o = t.put_back_all(&d, 1).await;
+    assert!(fb(&o).1.contains("back in its bin"), "{}", fb(&o).1);
+    assert_eq!(t.on_hand("RED-M"), 40, "back, once");
+    let m = &t.moves("RED-M")[0];
+    assert_eq!(
+        (m.kind, m.delta, m.tid),
+        (crate::wms::stock::MoveKind::PutBack, 1, Some(TID_B))
+    );
+    assert_eq!(t.order(TID_B).state, LocalState::PutBack);
+    // The put-back is done: nothing owed any more, the scanner is free.
+    assert_eq!(t.sweep().await, (Vec::new(), Vec::new()));
+    let (ok, text) = fb(&t.request(&d, 2).await);
+    assert!(ok && text.starts_with("no work"), "{text}");
+    // Released again, it is picked afresh.
+    t.op(|w| w.release(TID_B).map(|_| ())).await;
+    assert_eq!(
+        task_of(&t.request(&d, 3).await).task_id,
+        format!("pick-{TID_B}")
+    );
+}
+
+/// (b) Packed and labelled, waiting at the dock: found by the sweep at start (the node died
+/// between the hold and the floor's part), swept twice, its waybill voided once, the dock
+/// and the station refused with what to do; the put-back returns every unit.
+#[tokio::test]
+async fn a_held_parcel_at_the_dock_is_swept_once_its_waybill_voided_once_and_its_goods_go_back() {
+    let t = setup().await;
+    t.pick(&scanner("s1"), TID_B, 1).await;
+    t.pick(&scanner("s1"), TID_A, 2).await;
+    t.pack(TID_A).await;
+    let src = fake_cainiao(&t);
+    let waybill = t.label(&src).await;
+    assert_eq!(t.order(TID_A).state, LocalState::Labelled);
+    assert_eq!((t.on_hand("RED-M"), t.on_hand("BLK-M")), (40, 30));
+
+    t.op(|w| w.hold(TID_A, "refund asked").map(|_| ())).await;
+    let (cmds, events) = t.sweep().await;
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, wms::Event::WaybillVoided { .. })),
+        "{events:?}"
+    );
+    assert_eq!(
+        t.sweep().await,
+        (Vec::new(), Vec::new()),
+        "swept twice: once"
+    );
+    assert_eq!(t.held_effects(TID_A).await, (Vec::new(), Vec::new()));
+    assert_eq!(
+        t.voided().await,
+        vec![("YTO".to_owned(), waybill.clone())],
+        "one cancel"
+    );
+    assert!(t.voided().await.is_empty());
+    assert_eq!(t.order(TID_A).state, LocalState::PutBack);
+    assert_eq!((t.on_hand("RED-M"), t.on_hand("BLK-M")), (39, 28));
+
+    // The dock scans its label: refused, with what to do.
+    let dock = scanner("dock");
+    let (ok, text) = fb(&t.scan_in(&dock, "d1", &waybill, "ship").await);
+    assert!(
+        !ok && text.contains(&format!("waybill {waybill} was voided"))
+            && text.contains(&format!("put its goods back with task putback-{TID_A}")),
+        "{text}"
+    );
+    let (ok, text) = fb(&t
+        .scan_in(&scanner("pk1"), "k1", &TID_A.to_string(), "pack")
+        .await);
+    assert!(!ok && text.contains(&format!("putback-{TID_A}")), "{text}");
+    assert!(
+        t.outbox
+            .queued(0, 10)
+            .unwrap()
+            .iter()
+            .all(|q| !format!("{q:?}").contains("Ship {")),
+        "nothing shipped"
+    );
+    let d = scanner("s2");
+    let task = task_of(&t.request(&d, 1).await);
+    assert_eq!(
+        (task.task_id, task.remaining),
+        (format!("putback-{TID_A}"), Some(3))
+    );
+    t.put_back_all(&d, 1).await;
+    assert_eq!((t.on_hand("RED-M"), t.on_hand("BLK-M")), (40, 30));
+    assert_eq!(t.order(TID_A).state, LocalState::PutBack);
+    assert!(t.voided().await.is_empty(), "no second cancel at the end");
+    assert_eq!(t.sweep().await, (Vec::new(), Vec::new()));
+}
+
+/// (c) A merged parcel, packed and labelled: one of its orders held. Its units go back; the
+/// other order stays packed, its label voided (the parcel changed), once; the dock is told
+/// both.
+#[tokio::test]
+async fn a_held_order_of_a_merged_parcel_goes_back_and_the_other_gets_a_new_label() {
+    let t = setup_with(true).await;
+    let picker = scanner("s1");
+    t.pick(&picker, TID_B, 1).await;
+    t.pick(&picker, TID_A, 2).await;
+    t.pack(TID_B).await;
+    let src = fake_cainiao(&t);
+    let waybill = t.label(&src).await;
+    assert_eq!(t.order(TID_A).state, LocalState::Labelled);
+    assert_eq!(t.order(TID_B).state, LocalState::Labelled);
+
+    t.op(|w| w.hold(TID_A, "refund asked").map(|_| ())).await;
+    let (cmds, _) = t.held_effects(TID_A).await;
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_eq!(t.sweep().await, (Vec::new(), Vec::new()));
+    assert_eq!(t.order(TID_A).state, LocalState::PutBack);
+    assert_eq!(t.order(TID_B).state, LocalState::Labelled, "B stays");
+    assert_eq!(
+        t.voided().await,
+        vec![("YTO".to_owned(), waybill.clone())],
+        "one cancel"
+    );
+    // A's units only (1 red, 2 black), off the shelf; B's red stays in the parcel.
+    let put = t.task(&format!("putback-{TID_A}")).await.unwrap();
+    assert_eq!(put.left(), 3);
+    assert_eq!((t.on_hand("RED-M"), t.on_hand("BLK-M")), (39, 28));
+    let (ok, text) = fb(&t.scan_in(&scanner("dock"), "d1", &waybill, "ship").await);
+    assert!(
+        !ok && text.contains(&format!("putback-{TID_A}"))
+            && text.contains(&format!(
+                "order {TID_B}: scan it at a packing station for a new label"
+            )),
+        "{text}"
+    );
+    // B at the station: a label of its own parcel, a new waybill.
+    let (ok, text) = fb(&t
+        .scan_in(&scanner("pk1"), "k1", &TID_B.to_string(), "pack")
+        .await);
+    assert!(ok && text.contains("label again"), "{text}");
+    let second = t.label(&src).await;
+    assert_ne!(second, waybill);
+    let d = scanner("s2");
+    assert_eq!(
+        task_of(&t.request(&d, 1).await).task_id,
+        format!("putback-{TID_A}")
+    );
+    t.put_back_all(&d, 1).await;
+    assert_eq!((t.on_hand("RED-M"), t.on_hand("BLK-M")), (40, 30));
+    // B ships alone with its new number.
+    let (ok, text) = fb(&t.scan_in(&scanner("dock"), "d2", &second, "ship").await);
+    assert!(
+        ok && text.contains(&TID_B.to_string()) && !text.contains(&TID_A.to_string()),
+        "{text}"
+    );
+    assert_eq!(t.on_hand("RED-M"), 39, "B's unit left");
+}
+
+/// A trade closed while its order waits for packing: intake moves it to `put_back` at once;
+/// the floor still owes the put-back of what was picked, made once.
+#[tokio::test]
+async fn a_trade_closed_after_picking_gets_its_put_back_task_once() {
+    let t = setup().await;
+    t.pick(&scanner("s1"), TID_B, 1).await;
+    let mut l = line(TID_B * 10 + 1, "RED-M", 1);
+    l["status"] = json!("TRADE_CLOSED");
+    l["refund_status"] = json!("SUCCESS");
+    let closed: Trade = serde_json::from_value(json!({
+        "tid": TID_B, "status": "TRADE_CLOSED", "type": "fixed",
+        "created": "2026-12-01 07:59:00", "pay_time": "2026-12-01 08:00:00",
+        "modified": "2026-12-01 10:30:00",
+        "receiver_state": "浙江省", "receiver_city": "杭州市", "receiver_district": "余杭区",
+        "oaid": "OAID-1",
+        "orders": [l],
+    }))
+    .unwrap();
+    t.op(move |w| w.apply_trade(&closed, &Rules::default()).map(|_| ()))
+        .await;
+    assert_eq!(t.order(TID_B).state, LocalState::PutBack);
+    let (_, events) = t.held_effects(TID_B).await;
+    assert!(!events.is_empty());
+    assert_eq!(t.on_hand("RED-M"), 39);
+    assert_eq!(t.sweep().await, (Vec::new(), Vec::new()));
+    let d = scanner("s2");
+    assert_eq!(
+        task_of(&t.request(&d, 1).await).task_id,
+        format!("putback-{TID_B}")
+    );
+    t.put_back_all(&d, 1).await;
+    assert_eq!(t.on_hand("RED-M"), 40);
+    assert_eq!(
+        t.sweep().await,
+        (Vec::new(), Vec::new()),
+        "done: not owed again"
+    );
+}
+
+/// A hold on an order already through the ship scan: its goods left with the carrier, so
+/// there is nothing to put back (courier interception is goods out's, DOMAIN.md §3): no
+/// task, no stock move, no cancel.
+#[tokio::test]
+async fn a_hold_on_a_shipped_order_puts_nothing_back() {
+    let t = setup().await;
+    t.pick(&scanner("s1"), TID_B, 1).await;
+    t.pack(TID_B).await;
+    let src = fake_cainiao(&t);
+    let waybill = t.label(&src).await;
+    let (ok, text) = fb(&t.scan_in(&scanner("dock"), "d1", &waybill, "ship").await);
+    assert!(ok, "{text}");
+    assert_eq!(t.order(TID_B).state, LocalState::HandedOver);
+    let moves = t.moves("RED-M").len();
+    t.op(|w| w.hold(TID_B, "refund asked").map(|_| ())).await;
+    assert_eq!(t.held_effects(TID_B).await, (Vec::new(), Vec::new()));
+    assert_eq!(t.sweep().await, (Vec::new(), Vec::new()));
+    assert!(t.task(&format!("putback-{TID_B}")).await.is_none());
+    assert_eq!(t.moves("RED-M").len(), moves, "no stock move");
+    assert!(
+        t.voided().await.is_empty(),
+        "its waybill stays: the parcel is gone"
+    );
+    assert_eq!(t.order(TID_B).state, LocalState::HandedOver);
+    // A picker gets the next pick, not a put-back.
+    assert_eq!(
+        task_of(&t.request(&scanner("s2"), 1).await).task_id,
+        format!("pick-{TID_A}")
+    );
 }

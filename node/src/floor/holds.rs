@@ -10,15 +10,18 @@
 //! | pick, nothing picked | the picker | `stop` | the order is `put_back` (nothing left its bin) |
 //! | pack (also a merged parcel's other orders) | the packing station | `put_back` | a put-back task of every unit picked for the held order; the parcel's other orders stay picked (scanned again, they are packed in a parcel of their own) |
 //! | put-back | nobody | | (the goods are on their way back already) |
-//! | none (picked and waiting for packing, packed, at the dock) | nobody | | every scan of it is refused with the reason; the dock's ship scan too |
+//! | none: picked and waiting for packing, packed, labelled, at the dock (also as an order of a merged parcel) | nobody | | at once: the order is `put_back` (its parcel dissolved, a waybill voided and cancelled through goods out's outbox path) and what was picked for it is a put-back task waiting for a device: the first scanner asking for pick work gets it ([`flows::put_back_waiting`]); every scan of the order refers to it |
+//! | none, nothing picked or gone (released, handed over, consigned) | nobody | | nothing to put back: a parcel gone is the carrier's (interception, DOMAIN.md §3) |
 //!
 //! `hold_id` is `hold-{tid}-{order version}`: a hold re-announced for the same version (the
 //! event delivered twice) is the same hold, a later hold of the order is a new one. The
 //! warehouse's events are not kept, so at start (and whenever the floor fell behind them)
-//! every order with an open task is looked at again ([`sweep`]): a node killed between the
-//! hold's commit and the floor's still sends it.
+//! every held order still open is looked at again ([`sweep`]): a node killed between the
+//! hold's commit and the floor's still sends it, and still makes the put-back (once: an order
+//! whose put-back was made has an open put-back task, or is `put_back` with it done).
 
 use super::devices::DeviceId;
+use super::flow::Effects;
 use super::flows;
 use crate::store::{self, Bytes, StoreError};
 use crate::wms::tasks::{self, TaskKind};
@@ -65,24 +68,41 @@ impl PendingHold {
 }
 
 /// Order `tid` went on hold: the `hold` for the device holding its task (a pick, or the pack
-/// of its parcel), recorded until acknowledged. Nothing when no device holds a task of it (its
-/// later scans are refused anyway), when it is no longer held, or when that hold was sent
-/// already.
+/// of its parcel), recorded until acknowledged; with no task of it open, the goods picked for
+/// it become a put-back task waiting for a device ([`flows::put_back_waiting`]). Nothing when
+/// it is no longer held, when that hold was sent already, or when its put-back was made.
 pub fn order_held(
     txn: &WriteTransaction,
     shop: &ShopId,
     tid: u64,
     now_ms: u64,
-) -> Result<Commands, StoreError> {
+) -> Result<Effects<wms::Event>, StoreError> {
     let Some(order) = wms::orders::read_order(txn, shop, tid)? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     if !order.is_held() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let Some(task) = tasks::of_order(txn, shop.as_str(), tid)? else {
-        return Ok(Vec::new());
+        return Ok((
+            Vec::new(),
+            flows::put_back_waiting(txn, shop, &order, now_ms)?,
+        ));
     };
+    Ok((device_hold(txn, shop, &order, task, now_ms)?, Vec::new()))
+}
+
+/// The `hold` for the device holding `task` of the held `order`, recorded until
+/// acknowledged; nothing when it was sent already, or the task is a put-back (or waits for a
+/// device).
+fn device_hold(
+    txn: &WriteTransaction,
+    shop: &ShopId,
+    order: &wms::OrderRecord,
+    task: tasks::TaskRecord,
+    now_ms: u64,
+) -> Result<Commands, StoreError> {
+    let tid = order.tid;
     let Some(device) = DeviceId::from_username(&task.device) else {
         return Ok(Vec::new());
     };
@@ -147,14 +167,24 @@ pub fn order_held(
     Ok(vec![(device, pending.message(&hold_id))])
 }
 
-/// Every order with an open task that is held and whose device was not told yet: the holds
-/// to send (at start, and after the floor missed warehouse events).
-pub fn sweep(txn: &WriteTransaction, shop: &ShopId, now_ms: u64) -> Result<Commands, StoreError> {
-    let mut out = Vec::new();
+/// Every held order whose device was not told yet, or whose put-back was not made yet: the
+/// holds to send and the put-backs made (at start, and after the floor missed warehouse
+/// events).
+pub fn sweep(
+    txn: &WriteTransaction,
+    shop: &ShopId,
+    now_ms: u64,
+) -> Result<Effects<wms::Event>, StoreError> {
+    let (mut commands, mut events) = (Vec::new(), Vec::new());
     for tid in tasks::open_orders(txn, shop.as_str())? {
-        out.extend(order_held(txn, shop, tid, now_ms)?);
+        let (c, e) = order_held(txn, shop, tid, now_ms)?;
+        commands.extend(c);
+        events.extend(e);
     }
-    Ok(out)
+    for order in tasks::held_without_task(txn, shop.as_str())? {
+        events.extend(flows::put_back_waiting(txn, shop, &order, now_ms)?);
+    }
+    Ok((commands, events))
 }
 
 /// The holds `device` has not acknowledged, to send again (it came back online).

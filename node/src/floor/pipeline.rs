@@ -343,16 +343,20 @@ impl<H: FlowHandler> Pipeline<H> {
         });
     }
 
-    /// Order `tid` went on hold: the handler's commands to the devices working on it, in a
-    /// store job, published after its commit. A failure is logged; the hold still stops every
-    /// later scan of the order.
+    /// Order `tid` went on hold: the handler's commands to the devices working on it (and
+    /// the put-back of goods no device was working on), in a store job; the commands are
+    /// published and the events passed on after its commit. A failure is logged; the hold
+    /// still stops every later scan of the order, and the next start's sweep tries again.
     pub fn order_held(&self, tid: u64) {
         let this = self.clone();
         let job_self = self.clone();
         self.shared.store.submit(
             move |txn| job_self.shared.handler.held(txn, tid, now_ms()),
             move |r| match r {
-                Ok(commands) => this.publish_commands(commands),
+                Ok((commands, events)) => {
+                    this.publish_commands(commands);
+                    this.pass_on(events);
+                }
                 Err(e) => tracing::error!(tid, error = %e, "cannot send a hold to the floor"),
             },
         );
@@ -367,15 +371,28 @@ impl<H: FlowHandler> Pipeline<H> {
         self.shared.store.submit(
             move |txn| job_self.shared.handler.sweep(txn, now_ms()),
             move |r| match r {
-                Ok(commands) => {
-                    if !commands.is_empty() {
-                        tracing::info!(holds = commands.len(), "holds owed to the floor sent");
+                Ok((commands, events)) => {
+                    if !commands.is_empty() || !events.is_empty() {
+                        tracing::info!(
+                            holds = commands.len(),
+                            "holds owed to the floor sent, put-backs owed made"
+                        );
                     }
-                    this.publish_commands(commands)
+                    this.publish_commands(commands);
+                    this.pass_on(events);
                 }
                 Err(e) => tracing::error!(error = %e, "cannot look for holds owed to the floor"),
             },
         );
+    }
+
+    /// Committed changes, to whoever subscribed.
+    fn pass_on(&self, events: Vec<H::Event>) {
+        if let Some(tx) = &self.shared.events {
+            for e in events {
+                let _ = tx.send(e);
+            }
+        }
     }
 
     /// Publishes commands to devices (QoS 1, in order).

@@ -382,6 +382,11 @@ const HELP: &[(&str, &str)] = &[
         "wms_node_floor_holds_resent_total",
         "Holds sent again to a device back online that had not acknowledged them.",
     ),
+    (
+        "wms_node_floor_put_backs_waiting_total",
+        "Put-back tasks made for held orders no device was working on (picked, packed or \
+         labelled), waiting for the next scanner asking for pick work.",
+    ),
 ];
 
 fn describe() {

@@ -6,6 +6,7 @@
 
 use super::queue::Shared;
 use super::record::{DeadLetter, QueueTables};
+use super::state::DeadKind;
 use crate::alert::{Severity, Subject};
 use crate::store::StoreError;
 use redb::ReadableTable;
@@ -13,15 +14,6 @@ use std::collections::BTreeMap;
 
 /// Rows looked at per refresh (a table beyond this is counted from the rows seen).
 const SCAN_LIMIT: usize = 100_000;
-
-/// The dead letters of one op kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DeadKind {
-    pub count: u64,
-    pub critical: bool,
-    /// The newest one: seq, summary, reason.
-    pub latest: (u64, String, String),
-}
 
 /// The dead letters by op kind (undecodable rows count under `"?"`).
 pub(crate) fn summarize(

@@ -5,57 +5,19 @@
 use super::Operation;
 use super::cap::report_usage;
 use super::error::{EnqueueError, Refusal};
-use super::queue::{Enqueued, Outbox, Shared};
+use super::queue::{Outbox, Shared};
 use super::record;
+use super::waiting::{Enqueued, Prepared, Waiting};
 use crate::alert::{AlertCode, Severity};
 use crate::store::{self, CapPolicy, StoreError};
 use redb::WriteTransaction;
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// An `enqueue_now` caller's op and where its result goes.
-pub(super) struct Waiting {
-    op: Arc<Prepared>,
-    reply: tokio::sync::oneshot::Sender<Result<Enqueued, Refusal>>,
-}
-
-pub(super) struct WaitingOps {
-    pub(super) ops: VecDeque<Waiting>,
-    /// A group job is on its way to the writer (it will take the ops waiting by then).
-    pub(super) scheduled: bool,
-}
 
 /// One group job's ops (taken on its first run) and which op was being written.
 struct GroupState {
     ops: Option<Vec<Waiting>>,
     running: Option<usize>,
-}
-
-/// What an enqueue needs of an op, worked out before the transaction.
-struct Prepared {
-    kind: &'static str,
-    summary: String,
-    fifo_key: String,
-    coalesce_key: Option<String>,
-    priority: super::Priority,
-    critical: bool,
-    /// The op, postcard-encoded.
-    op: Vec<u8>,
-}
-
-impl Prepared {
-    fn of<Op: Operation>(op: &Op) -> Result<Prepared, StoreError> {
-        Ok(Prepared {
-            kind: op.kind(),
-            summary: op.summary(),
-            fifo_key: op.fifo_key(),
-            coalesce_key: op.coalesce_key(),
-            priority: op.priority(),
-            critical: op.is_critical(),
-            op: store::encode("outbox", op)?,
-        })
-    }
 }
 
 /// Why one op of a group was not enqueued.

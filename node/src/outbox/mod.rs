@@ -38,11 +38,13 @@ mod queue;
 pub mod record;
 mod report;
 mod state;
+mod waiting;
 
 pub use error::{EnqueueError, OutboxError};
 pub use link::LinkState;
-pub use queue::{DeliveryStatus, Enqueued, InFlight, LinkStatus, Outbox, OutboxOptions};
+pub use queue::{DeliveryStatus, InFlight, LinkStatus, Outbox, OutboxOptions};
 pub use record::{Envelope, QueueTables, SCHEMA, create_tables};
+pub use waiting::Enqueued;
 
 use crate::alert::AlertCode;
 use crate::status::health::CheckName;

@@ -1,16 +1,15 @@
 //! [`Outbox`]: the handle that producers, the delivery loop and the admin functions share,
 //! its options, and the part of it they all see (`Shared`, with the one [`State`]).
 
-use super::enqueue::WaitingOps;
 use super::record::{self, Envelope};
 use super::state::{State, Usage};
+use super::waiting::WaitingOps;
 use super::{Operation, Queue};
 use crate::alert::{Alerts, Severity};
 use crate::status::health::Health;
 use crate::store::{Store, StoreError};
 use firmware_bridge::pace::Rate;
 use redb::ReadableTable;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -60,18 +59,6 @@ impl Default for OutboxOptions {
             stall_after: Duration::from_secs(600),
         }
     }
-}
-/// What an enqueue did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Enqueued {
-    /// The op's sequence number.
-    pub seq: u64,
-    /// Its idempotency key.
-    pub idempotency_key: String,
-    /// The older op it replaced (coalescing), if any.
-    pub replaced: Option<u64>,
-    /// Ops dropped to make room (`drop_oldest` policy).
-    pub dropped: Vec<u64>,
 }
 /// What the handle's clones, the delivery loop and the admin functions share.
 pub(crate) struct Shared {

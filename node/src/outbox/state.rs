@@ -91,7 +91,7 @@ pub(crate) struct State {
     /// Cached queue figures (the status page must not touch the store).
     pub usage: Usage,
     /// The dead letters by op kind, as last counted (`dead.rs`).
-    pub dead: std::collections::BTreeMap<String, super::dead::DeadKind>,
+    pub dead: std::collections::BTreeMap<String, DeadKind>,
 }
 
 impl State {
@@ -125,4 +125,13 @@ impl State {
             d.down_since_ms.get_or_insert(now_ms);
         }
     }
+}
+
+/// The dead letters of one op kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeadKind {
+    pub count: u64,
+    pub critical: bool,
+    /// The newest one: seq, summary, reason.
+    pub latest: (u64, String, String),
 }

@@ -8,7 +8,7 @@
 //! | 2 | `closed_but_active`      | active, unheld orders here vs `trades.sold.get TRADE_CLOSED` and open refunds (`refunds.receive.get`) | `closed_but_active` |
 //! | 3 | `missing_here`           | `trades.sold.get WAIT_SELLER_SEND_GOODS / SELLER_CONSIGNED_PART` older than the intake watermark, not stored here | `missing_order` |
 //! | 4 | `deadline_risk`          | orders not packed within the warning window of their deadline | `ship_deadline` |
-//! | 5 | `stock_drift`            | `item.seller.get` per listed item vs the quantity the ledger offers (only while intake is current) | `stock_drift` |
+//! | 5 | `stock_drift`            | `item.seller.get` per listed item vs the quantity the ledger offers (only while intake is current); a difference is compared again once intake has passed the reading, net of the sales pulled since | `stock_drift` |
 //! | 6 | `unused_waybills`        | e-waybills issued and not shipped after `waybill.unused_after` | `unused_waybill` |
 //! | 7 | `ops`                    | dead letters, ops stuck in retry, an app ban, a token that expires, intake lag | `stuck_ops` |
 //! | 8 | `store`                  | quarantined records, the outbox cap reached or near, ops dropped | `store_problem` |
@@ -78,6 +78,23 @@ impl Default for ReconcileOptions {
             lag_alert: Duration::from_secs(1800),
             trade_types: None,
         }
+    }
+}
+
+/// A listing whose platform figure differed from the ledger's at the first look (check 5).
+struct Differs {
+    num_iid: u64,
+    sku_id: Option<u64>,
+    code: String,
+    last: Option<i64>,
+    reading: wms::stock::Anchor,
+}
+
+fn listings_differ(n: usize) -> String {
+    if n == 1 {
+        "1 listing differs".to_owned()
+    } else {
+        format!("{n} listings differ")
     }
 }
 
@@ -211,6 +228,9 @@ pub struct Reconciler {
     alerts: Alerts,
     clock: Clock,
     opts: ReconcileOptions,
+    /// Whether order intake runs beside it (not in `wms-node reconcile` with the node
+    /// stopped): the stock check's second look waits for it.
+    intake_runs: bool,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -261,7 +281,16 @@ impl Reconciler {
             alerts,
             clock,
             opts,
+            intake_runs: true,
         }
+    }
+
+    /// A reconciler with no order intake beside it (`wms-node reconcile` while the node is
+    /// stopped): a stock difference cannot get its second look, so the stock check says so
+    /// instead of waiting for a watermark that does not move.
+    pub fn without_intake(mut self) -> Self {
+        self.intake_runs = false;
+        self
     }
 
     /// Runs `which` checks, reporting progress; raises (or clears) each check's alert.
@@ -741,10 +770,13 @@ impl Reconciler {
             by_item.entry(r.0).or_default().push(r);
         }
         let mut out = Vec::new();
+        // Listings whose platform figure differs from the ledger's, with the reading.
+        let mut differs: Vec<Differs> = Vec::new();
         for (num_iid, rows) in by_item {
             let Ok(n) = i64::try_from(num_iid) else {
                 continue;
             };
+            let from_ms = self.now_ms();
             let item = match self
                 .client
                 .item_seller_get(n, &["num_iid", "num", "skus"])
@@ -772,6 +804,7 @@ impl Reconciler {
                 }
                 Err(e) => return Err(top(e)),
             };
+            let at_ms = self.now_ms();
             for (_, sku_id, code, expected, last) in rows {
                 let platform = match sku_id {
                     Some(s) => item
@@ -783,20 +816,130 @@ impl Reconciler {
                 };
                 let Some(platform) = platform else { continue };
                 if platform != expected {
-                    out.push(finding(
-                        "drift",
-                        None,
-                        Some(&code),
-                        format!(
-                            "listing {num_iid}:{}: Taobao shows {platform}, the warehouse offers \
-                             {expected} (last pushed {}); edited in 千牛, or a push failed: \
-                             `wms-node stock push {code}`",
-                            sku_id.unwrap_or(0),
-                            last.map_or("never".to_owned(), |q| q.to_string())
-                        ),
-                    ));
+                    differs.push(Differs {
+                        num_iid,
+                        sku_id,
+                        code,
+                        last,
+                        reading: wms::stock::Anchor::new(platform, from_ms, at_ms),
+                    });
                 }
             }
+        }
+        out.extend(self.confirm_drift(differs).await?);
+        Ok(out)
+    }
+
+    /// Check 5's second look. A listing's figure read at T counts the sales up to T, while
+    /// the ledger lacks those intake has not pulled yet (it lags by up to a poll): a busy shop
+    /// would always look drifted. So each difference is noted as a reading, intake notes the
+    /// sales and closes after it (as for a stock correction, docs/STOCK.md), and once intake
+    /// has passed the reading the ledger is compared with what the platform showed, net of
+    /// those: only a difference that is still there is a finding.
+    async fn confirm_drift(&self, differs: Vec<Differs>) -> Checked {
+        let Some(last_at) = differs.iter().map(|d| d.reading.at_ms).max() else {
+            return Ok(Vec::new());
+        };
+        if !self.intake_runs {
+            return Err(format!(
+                "{} from the ledger at a first look, and with the node stopped order intake \
+                 cannot pull the sales since its last poll to tell a drift from them: run \
+                 `wms-node reconcile` while the node runs",
+                listings_differ(differs.len())
+            ));
+        }
+        let shop = self.opts.shop.clone();
+        let readings: Vec<(String, wms::stock::Anchor)> = differs
+            .iter()
+            .map(|d| (wms::tables::listing_key(d.num_iid, d.sku_id), d.reading))
+            .collect();
+        let s = shop.clone();
+        self.store
+            .write(move |txn| {
+                for (key, a) in &readings {
+                    wms::stock::check_begin(txn, s.as_str(), key, a)?;
+                }
+                Ok::<_, crate::store::StoreError>(())
+            })
+            .await
+            .map_err(store_err)?;
+        // Intake pulls every poll; it lagged less than `max_intake_lag` when the check began.
+        let wait = self.opts.max_intake_lag;
+        let began = tokio::time::Instant::now();
+        let probe = wms::stock::Anchor::new(0, last_at, last_at);
+        loop {
+            let gate = super::stock::gate(
+                &self.store,
+                &shop,
+                self.clock.now(),
+                self.opts.max_intake_lag,
+            );
+            if probe.settled(gate.watermark_ms) {
+                break;
+            }
+            if began.elapsed() >= wait {
+                return Err(format!(
+                    "{} from the ledger, but order intake did not pass the readings within \
+                     {}: a drift cannot be told from sales not pulled yet",
+                    listings_differ(differs.len()),
+                    humantime::format_duration(wait)
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let stale_before = self.now_ms() - 24 * 3600 * 1000;
+        let s = shop.clone();
+        let keys: Vec<(String, u64, Option<u64>)> = differs
+            .iter()
+            .map(|d| {
+                (
+                    wms::tables::listing_key(d.num_iid, d.sku_id),
+                    d.num_iid,
+                    d.sku_id,
+                )
+            })
+            .collect();
+        let compared: Vec<Option<(wms::stock::Anchor, i64)>> = self
+            .store
+            .write(move |txn| {
+                let mut out = Vec::with_capacity(keys.len());
+                for (key, num_iid, sku_id) in &keys {
+                    let a = wms::stock::check_take(txn, s.as_str(), key, stale_before)?;
+                    let now = wms::stock::listing_qty_now(txn, s.as_str(), *num_iid, *sku_id)?;
+                    out.push(a.zip(now.map(|(_, q)| q)));
+                }
+                Ok::<_, crate::store::StoreError>(out)
+            })
+            .await
+            .map_err(store_err)?;
+        let mut out = Vec::new();
+        for (d, c) in differs.into_iter().zip(compared) {
+            // Unmapped since, or taken by a concurrent run: nothing to say.
+            let Some((a, ledger_now)) = c else { continue };
+            let off = -a.correction(ledger_now);
+            // What the platform may have put back for a close, or a sale placed around the
+            // reading, can explain that many units either way.
+            if off == 0 || (a.doubtful() && off.abs() <= a.ambiguous + a.restored_after) {
+                continue;
+            }
+            // What the ledger offered at the reading, in the platform's terms.
+            let offered = ledger_now + a.sold_after - a.restored_after;
+            out.push(finding(
+                "drift",
+                None,
+                Some(&d.code),
+                format!(
+                    "listing {}:{}: Taobao showed {} at {}, the warehouse offered {offered} \
+                     (sales pulled since counted; last pushed {}); edited in 千牛, or a push \
+                     failed: `wms-node stock push {}`",
+                    d.num_iid,
+                    d.sku_id.unwrap_or(0),
+                    a.qty,
+                    wms::view::rfc3339(a.at_ms),
+                    d.last.map_or("never".to_owned(), |q| q.to_string()),
+                    d.code
+                ),
+            ));
         }
         Ok(out)
     }

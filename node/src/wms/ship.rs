@@ -43,6 +43,10 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A package's log entry of a trade leaving it: `trade {tid} left: {why}`.
+const LEFT_PREFIX: &str = "trade ";
+const LEFT_SUFFIX: &str = " left: ";
+
 /// Most orders one merged package may carry (`trade_order_list` ≤ 100).
 pub const MAX_MERGED: usize = 100;
 
@@ -168,6 +172,17 @@ impl Package {
     /// Neither shipped nor dissolved.
     pub fn is_live(&self) -> bool {
         self.shipped.is_none() && self.dissolved_ms.is_none()
+    }
+
+    /// The trades that left it (un-merged: held, closed, re-addressed), from its log.
+    pub fn left_trades(&self) -> Vec<u64> {
+        self.log
+            .iter()
+            .filter_map(|e| {
+                let rest = e.what.strip_prefix(LEFT_PREFIX)?;
+                rest.split_once(LEFT_SUFFIX)?.0.parse().ok()
+            })
+            .collect()
     }
 
     /// Its waybill if issued and not voided.
@@ -342,6 +357,24 @@ pub fn package_of_waybill(
     shop: &str,
     out_sid: &str,
 ) -> Result<Option<Package>, StoreError> {
+    find_waybill(txn, shop, out_sid, true)
+}
+
+/// The package that used waybill `out_sid`, voided or not (why a scanned label is void).
+pub fn package_of_any_waybill(
+    txn: &redb::WriteTransaction,
+    shop: &str,
+    out_sid: &str,
+) -> Result<Option<Package>, StoreError> {
+    find_waybill(txn, shop, out_sid, false)
+}
+
+fn find_waybill(
+    txn: &redb::WriteTransaction,
+    shop: &str,
+    out_sid: &str,
+    live: bool,
+) -> Result<Option<Package>, StoreError> {
     let out_sid = out_sid.trim();
     if out_sid.is_empty() {
         return Ok(None);
@@ -360,9 +393,15 @@ pub fn package_of_waybill(
         else {
             continue;
         };
-        if let Some(p) = package(txn, shop, &id)?
-            && p.live_waybill().is_some_and(|w| w.waybill_code == out_sid)
-        {
+        let Some(p) = package(txn, shop, &id)? else {
+            continue;
+        };
+        let w = if live {
+            p.live_waybill()
+        } else {
+            p.waybill.as_ref()
+        };
+        if w.is_some_and(|w| w.waybill_code == out_sid) {
             return Ok(Some(p));
         }
     }
@@ -393,7 +432,7 @@ fn open_lines(o: &OrderRecord, os: &OrderShip) -> Vec<u64> {
         .collect()
 }
 
-fn held_text(o: &OrderRecord) -> String {
+pub(crate) fn held_text(o: &OrderRecord) -> String {
     o.holds
         .iter()
         .map(|h| {
@@ -862,7 +901,7 @@ impl Wms<'_> {
                 continue;
             }
             p.lines.retain(|l| l.tid != tid);
-            let what = format!("trade {tid} left: {why}");
+            let what = format!("{LEFT_PREFIX}{tid}{LEFT_SUFFIX}{why}");
             self.log(&mut p, what);
             if p.tids().len() <= 1 {
                 p.merged = false;

@@ -684,6 +684,47 @@ fn save_anchor(
     }
 }
 
+/// Starts reconciliation's comparison of a listing against the platform's reading `a`
+/// (`wms_listing_check`): intake notes the sales and closes after it, as for a correction.
+pub fn check_begin(
+    txn: &WriteTransaction,
+    shop: &str,
+    key: &str,
+    a: &Anchor,
+) -> Result<(), StoreError> {
+    tables::put_named(txn, tables::LISTING_CHECK, shop, key, a)
+}
+
+/// Ends a comparison: its reading with what intake noted since, removed from the table.
+/// Readings of runs that never ended (dropped at shutdown) older than `stale_before_ms` go too.
+pub fn check_take(
+    txn: &WriteTransaction,
+    shop: &str,
+    key: &str,
+    stale_before_ms: i64,
+) -> Result<Option<Anchor>, StoreError> {
+    let a = tables::get_named::<Anchor>(txn, tables::LISTING_CHECK, shop, key)?;
+    tables::delete_named(txn, tables::LISTING_CHECK, shop, key)?;
+    let stale: Vec<String> = {
+        let t = txn.open_table(tables::LISTING_CHECK)?;
+        let hi = String::from(char::MAX).repeat(4);
+        let mut out = Vec::new();
+        for row in t.range((shop, "")..=(shop, hi.as_str()))? {
+            let (k, v) = row?;
+            let old = postcard::from_bytes::<Anchor>(v.value())
+                .map_or(true, |a| a.at_ms < stale_before_ms);
+            if old {
+                out.push(k.value().1.to_owned());
+            }
+        }
+        out
+    };
+    for k in stale {
+        tables::delete_named(txn, tables::LISTING_CHECK, shop, &k)?;
+    }
+    Ok(a)
+}
+
 /// The on-hand, reserved and safety figures of a SKU.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Avail {
@@ -1383,11 +1424,14 @@ impl Wms<'_> {
                 continue;
             }
             *self.stock.sold_via.entry(l.clone()).or_default() += d;
-            // A correction waiting for intake learns what the platform did after its reading.
-            if let Some(mut a) = anchor(self.txn, &self.shop, &l)? {
-                let c = closed.get(&l).copied().unwrap_or(0);
-                a.note(d, o.created_ms, o.modified_ms, c);
-                save_anchor(self.txn, &self.shop, &l, Some(&a))?;
+            // A correction waiting for intake, or a reconciliation reading, learns what the
+            // platform did after its reading.
+            for table in [tables::LISTING_ANCHOR, tables::LISTING_CHECK] {
+                if let Some(mut a) = tables::get_named::<Anchor>(self.txn, table, &self.shop, &l)? {
+                    let c = closed.get(&l).copied().unwrap_or(0);
+                    a.note(d, o.created_ms, o.modified_ms, c);
+                    tables::put_named(self.txn, table, &self.shop, &l, &a)?;
+                }
             }
         }
         if new == OrderReservation::default() {

@@ -16,6 +16,7 @@
 //! | `wms_sku_listings` | (shop, code)        | `Vec<String>`: listings whose quantity depends on the code |
 //! | `wms_listing_push` | (shop, "num_iid:sku_id") | [`ListingPush`](super::stock::ListingPush): the push state of a listing |
 //! | `wms_listing_anchor` | (shop, "num_iid:sku_id") | [`Anchor`](super::stock::Anchor): the platform reading a pending correction is anchored to |
+//! | `wms_listing_check` | (shop, "num_iid:sku_id") | [`Anchor`](super::stock::Anchor): reconciliation's reading of a listing that differed from the ledger, until intake has passed it |
 //! | `wms_stock_due` | (shop, "num_iid:sku_id") | `u8`: a push is due (0 urgent, 1 normal, 2 a correction waits to read the platform, 3 a correction waits for intake to pass its reading) |
 //! | `wms_stock_moves` | seq                  | [`Move`](super::stock::Move), a ring of the last [`MOVES_CAP`](super::stock::MOVES_CAP) |
 //! | `wms_meta`     | (shop, name)            | markers of one-time rebuilds            |
@@ -68,6 +69,10 @@ pub const LISTING_PUSH: TableDefinition<'static, NameKey, Bytes> =
 /// records of `wms_listing_push` written by earlier releases still decode).
 pub const LISTING_ANCHOR: TableDefinition<'static, NameKey, Bytes> =
     TableDefinition::new("wms_listing_anchor");
+/// Reconciliation's readings of listings that differed from the ledger, noted by intake as a
+/// correction's anchor is, until the stock check compares them again.
+pub const LISTING_CHECK: TableDefinition<'static, NameKey, Bytes> =
+    TableDefinition::new("wms_listing_check");
 /// Listings with a push due, and how urgent.
 pub const STOCK_DUE: TableDefinition<'static, NameKey, u8> = TableDefinition::new("wms_stock_due");
 /// The stock audit trail.

@@ -9,7 +9,10 @@
 //! | `wms_order_tasks` | (shop, tid) | the task_id of the order's open task (a merged parcel's pack task is each of its orders') |
 //!
 //! A device holds at most one open task, an order has at most one open task (one pack task
-//! may be several orders': a merged parcel's). Task ids are
+//! may be several orders': a merged parcel's). A put-back task may wait for a device (its
+//! `device` empty: the goods of a held order that no device was working on); it is its
+//! order's open task meanwhile, and the first scanner asking for pick work takes it
+//! ([`waiting`]). Task ids are
 //! `pick-{tid}`, `pack-{tid}` and `putback-{tid}`; the task's `version` is bumped whenever its lines change
 //! (the order's lines or holds changed under it), so a scan for an older version is refused
 //! with the current task (DOMAIN.md §12.2).
@@ -30,6 +33,9 @@ pub const DEVICE_TASKS: TableDefinition<'static, NameKey, &'static str> =
 /// Order → its open task.
 pub const ORDER_TASKS: TableDefinition<'static, OrderKey, &'static str> =
     TableDefinition::new("wms_order_tasks");
+
+/// How a put-back task's id starts.
+const PUT_BACK_PREFIX: &str = "putback-";
 
 /// What a task asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +100,7 @@ pub struct TaskRecord {
     pub kind: TaskKind,
     /// The order.
     pub tid: u64,
-    /// Who holds it (`scanner/ID`).
+    /// Who holds it (`scanner/ID`); empty while a put-back task waits for a device.
     pub device: String,
     /// Bumped when its lines change.
     pub version: u32,
@@ -121,7 +127,7 @@ impl TaskRecord {
 
     /// The id of an order's put-back task.
     pub fn put_back_id(tid: u64) -> String {
-        format!("putback-{tid}")
+        format!("{PUT_BACK_PREFIX}{tid}")
     }
 
     /// The first line with units left (the next step), if any.
@@ -132,6 +138,11 @@ impl TaskRecord {
     /// Units left over all lines.
     pub fn left(&self) -> u32 {
         self.lines.iter().map(TaskLine::left).sum()
+    }
+
+    /// Open and held by no device yet (a put-back waiting for a scanner).
+    pub fn is_waiting(&self) -> bool {
+        self.state == TaskState::Open && self.device.is_empty()
     }
 }
 
@@ -276,7 +287,9 @@ pub fn save(txn: &WriteTransaction, shop: &str, task: &TaskRecord) -> Result<(),
     let mut by_device = txn.open_table(DEVICE_TASKS)?;
     let mut by_order = txn.open_table(ORDER_TASKS)?;
     if task.state == TaskState::Open {
-        by_device.insert((shop, task.device.as_str()), task.task_id.as_str())?;
+        if !task.device.is_empty() {
+            by_device.insert((shop, task.device.as_str()), task.task_id.as_str())?;
+        }
         by_order.insert((shop, task.tid), task.task_id.as_str())?;
     } else {
         let mine = by_device
@@ -315,6 +328,55 @@ pub fn open_orders(txn: &WriteTransaction, shop: &str) -> Result<Vec<u64>, Store
     let mut out = Vec::new();
     for row in t.range((shop, 0u64)..=(shop, u64::MAX))? {
         out.push(row?.0.value().1);
+    }
+    Ok(out)
+}
+
+/// The put-back tasks waiting for a device, oldest first (a few at most: the goods of held
+/// orders no device was working on).
+pub fn waiting(txn: &WriteTransaction, shop: &str) -> Result<Vec<TaskRecord>, StoreError> {
+    let ids = {
+        let t = txn.open_table(ORDER_TASKS)?;
+        let mut ids = Vec::new();
+        for row in t.range((shop, 0u64)..=(shop, u64::MAX))? {
+            let (_, v) = row?;
+            if v.value().starts_with(PUT_BACK_PREFIX) {
+                ids.push(v.value().to_owned());
+            }
+        }
+        ids
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(t) = get(txn, shop, &id)?.filter(TaskRecord::is_waiting) {
+            out.push(t);
+        }
+    }
+    out.sort_by_key(|t| (t.created_ms, t.tid));
+    Ok(out)
+}
+
+/// Held orders that are still open (not consigned or cancelled, or held anyway) and have
+/// no open task: where a hold may owe a put-back that no device was told of.
+pub fn held_without_task(
+    txn: &WriteTransaction,
+    shop: &str,
+) -> Result<Vec<OrderRecord>, StoreError> {
+    let tids = {
+        let t = txn.open_table(OPEN)?;
+        tables::open_tids(&t, shop)?
+    };
+    let taken = txn.open_table(ORDER_TASKS)?;
+    let mut out = Vec::new();
+    for tid in tids {
+        if taken.get((shop, tid))?.is_some() {
+            continue;
+        }
+        if let Some(o) = store::get::<OrderKey, OrderRecord>(txn, tables::ORDERS, (shop, tid))?
+            && o.is_held()
+        {
+            out.push(o);
+        }
     }
     Ok(out)
 }

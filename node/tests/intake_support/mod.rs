@@ -624,3 +624,29 @@ pub async fn catalogue(sim: &Sim, items: usize, per: usize, start: i64) -> Vec<(
     .unwrap_or_else(|e| panic!("import: {e}"));
     out
 }
+
+/// Posts to the sandbox's admin API over HTTP (as a buyer or the seller in 千牛 would act).
+pub async fn admin(sim: &Sim, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/sandbox/{path}", sim.sb.addr()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+/// A buyer pays `num` units of a listing on Taobao (the platform takes its stock at once).
+pub async fn buy(sim: &Sim, num_iid: i64, sku_id: i64, num: i64) -> i64 {
+    let v = admin(
+        sim,
+        "trades",
+        serde_json::json!({"orders": [{"num_iid": num_iid, "sku_id": sku_id, "num": num}]}),
+    )
+    .await;
+    v["tid"].as_i64().unwrap()
+}

@@ -429,8 +429,12 @@ async fn pick(
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
     let n = task.remaining.unwrap_or(0);
+    // A held order's goods that no device was working on: handed out before picks, scanned
+    // back the same way, and no tote for the packers.
+    let put_back = task.task_id.starts_with("putback-");
     sim.say(format!(
-        "picks order {tid}: {n} unit{}",
+        "{} order {tid}: {n} unit{}",
+        if put_back { "puts back" } else { "picks" },
         if n == 1 { "" } else { "s" }
     ));
     let mut next = task.next.clone();
@@ -490,7 +494,11 @@ async fn pick(
         next = fb.next;
         if next.is_none() {
             sim.say(fb.text);
-            let _ = totes.send(Tote { tid });
+            if put_back {
+                sim.counters.put_back.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let _ = totes.send(Tote { tid });
+            }
         }
     }
 }
