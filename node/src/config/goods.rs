@@ -205,7 +205,7 @@ impl Default for StockConfig {
 impl StockConfig {
     pub(super) fn check(&self, poll_interval: Duration, bad: &mut dyn FnMut(&str, String)) {
         bounds::check(bad, "stock.max_intake_lag", Num::Time(self.max_intake_lag));
-        if self.max_intake_lag < poll_interval + Duration::from_secs(10) {
+        if self.max_intake_lag < poll_interval.saturating_add(Duration::from_secs(10)) {
             bad(
                 "stock.max_intake_lag",
                 "must be longer than taobao.poll_interval + 10s (a lag below it never happens)"
