@@ -16,8 +16,8 @@
 #   CROSS_RUSTC        rustc to build with (default: /usr/bin/rustc)
 #   CROSS_NICE         nice level for the build (default: 19; the build is long and CPU-bound)
 #   CROSS_BINS         space-separated subset of "wms-node wms-bridge taobao-sandbox"
-#   CROSS_NODE_BUDGET  fail if wms-node is larger than this many bytes (default: 12582912, the
-#                      12 MiB goal, for aarch64; 0 disables the check)
+#   CROSS_NODE_BUDGET  fail if wms-node is larger than this many bytes (default: 12000000, the
+#                      12 MB goal, for aarch64; 0 disables the check)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -97,10 +97,11 @@ done
 budget="${CROSS_NODE_BUDGET:-}"
 if [ -z "$budget" ]; then
     case "$TARGET" in
-        # 12 MiB is the goal, met again with the node's crate and the cold libraries at
-        # opt-level "z": 11,746,712 bytes at 2275a88 without the demo (docs/BENCHMARKS.md,
-        # "Binary size", also for where the rest of the bytes are).
-        aarch64-*) budget=12582912 ;;
+        # 12 MB (decimal, as the floor issue and the first budget set it) is the goal, met
+        # again with the node's crate and the cold libraries at opt-level "z": 11,746,712
+        # bytes at 2275a88 without the demo (docs/BENCHMARKS.md, "Binary size", also for where
+        # the rest of the bytes are).
+        aarch64-*) budget=12000000 ;;
         *) budget=0 ;;
     esac
 fi
