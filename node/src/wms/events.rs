@@ -7,6 +7,7 @@
 //! devices holding the order's tasks) and `Released` (tasks); the status page counts them.
 //! Events carry ids, states and reason codes only: no buyer data, no free text.
 
+use super::moves::MoveKind;
 use super::order::{HoldReason, LocalState};
 use super::tables;
 use crate::store::{self, StoreError};
@@ -112,7 +113,7 @@ pub enum Event {
         /// The SKU.
         sku: String,
         /// Why.
-        kind: super::stock::MoveKind,
+        kind: MoveKind,
         /// Units added (negative: removed).
         delta: i64,
         /// On hand after.

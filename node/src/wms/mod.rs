@@ -35,6 +35,7 @@ pub mod counts;
 pub mod cursor;
 pub mod dedupe;
 pub mod events;
+pub mod moves;
 pub mod order;
 pub mod orders;
 pub mod ship;

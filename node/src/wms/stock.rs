@@ -10,10 +10,10 @@
 //!   a bundle listing shows min over its parts of floor(max(0, available(part)) / qty)
 //! ```
 //!
-//! Every change of `on_hand` is a [`Move`] in the audit trail (`wms_stock_moves`), in the same
-//! transaction. `reserved` is not written by anyone directly: each order's share is recomputed
-//! whenever the order is saved ([`OrderReservation`] in `wms_order_res`), and the difference is
-//! added to the SKU's counter, so it cannot drift from the orders.
+//! Every change of `on_hand` is a [`Move`] in the audit trail ([`moves`], `wms_stock_moves`),
+//! in the same transaction. `reserved` is not written by anyone directly: each order's share is
+//! recomputed whenever the order is saved ([`OrderReservation`] in `wms_order_res`), and the
+//! difference is added to the SKU's counter, so it cannot drift from the orders.
 //!
 //! # What is pushed, per mapped listing `(num_iid, sku_id)`
 //!
@@ -72,6 +72,7 @@
 //!
 //! [`TaobaoOp::PushStock`]: crate::taobao::outbox::TaobaoOp::PushStock
 
+use super::moves::{self, Move, MoveKind};
 use super::order::{Mapping, OrderRecord};
 use super::sku::{self, Code, StockRecord};
 use super::tables::{self, OrderKey};
@@ -81,9 +82,6 @@ use crate::taobao::types::TradeStatus;
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Audit rows of stock moves kept.
-pub const MOVES_CAP: u64 = 100_000;
 
 /// The largest on-hand figure accepted.
 pub const MAX_ON_HAND: i64 = 10_000_000;
@@ -107,67 +105,6 @@ pub struct OrderReservation {
     pub skus: BTreeMap<String, i64>,
     /// `num_iid:sku_id` → line units.
     pub listings: BTreeMap<String, i64>,
-}
-
-/// Why on hand changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MoveKind {
-    /// Goods received.
-    Receive,
-    /// A correction by a number of units (`stock adjust`).
-    Adjust,
-    /// A count set the figure (`stock set`, the floor's count).
-    Count,
-    /// Goods back on the shelf (a returned or intercepted parcel).
-    PutBack,
-    /// Goods left with a parcel.
-    Ship,
-    /// The first figure, from `sku import`.
-    Import,
-}
-
-impl MoveKind {
-    /// The name in JSON and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MoveKind::Receive => "receive",
-            MoveKind::Adjust => "adjust",
-            MoveKind::Count => "count",
-            MoveKind::PutBack => "put_back",
-            MoveKind::Ship => "ship",
-            MoveKind::Import => "import",
-        }
-    }
-
-    /// A warehouse event: the shop learns of it as a delta. Shipping is not one (the sale
-    /// already took the unit on the platform; on hand and reserved fall together), nor is the
-    /// first figure of an import (the shop's figure was never the node's: it gets a full
-    /// value).
-    fn is_warehouse_event(self) -> bool {
-        !matches!(self, MoveKind::Ship | MoveKind::Import)
-    }
-}
-
-/// One change of on hand, in the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Move {
-    /// When (epoch ms).
-    pub at_ms: i64,
-    /// Shop.
-    pub shop: String,
-    /// SKU.
-    pub sku: String,
-    /// Why.
-    pub kind: MoveKind,
-    /// Units added (negative: removed).
-    pub delta: i64,
-    /// On hand after.
-    pub on_hand: i64,
-    /// The operator's words, or what caused it. Never buyer data.
-    pub reason: String,
-    /// The trade, for shipments and put-backs.
-    pub tid: Option<u64>,
 }
 
 /// How a call sets the listing's quantity.
@@ -1080,44 +1017,6 @@ fn mark_due(txn: &WriteTransaction, shop: &str, key: &str, p: u8) -> Result<(), 
     Ok(())
 }
 
-/// Appends a move to the audit ring.
-fn append_move(txn: &WriteTransaction, m: &Move) -> Result<(), StoreError> {
-    let mut t = txn.open_table(tables::STOCK_MOVES)?;
-    let next = t.last()?.map_or(0, |(k, _)| k.value().saturating_add(1));
-    let bytes = store::encode("wms_stock_moves", m)?;
-    t.insert(next, bytes.as_slice())?;
-    if next >= MOVES_CAP {
-        t.remove(next - MOVES_CAP)?;
-    }
-    Ok(())
-}
-
-/// The audit trail of `sku` (all SKUs when `None`), newest first, at most `limit`.
-pub fn moves(
-    txn: &redb::ReadTransaction,
-    sku: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Move>, StoreError> {
-    let Some(t) = tables::read_table(txn, tables::STOCK_MOVES)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for row in t.iter()?.rev() {
-        let (k, v) = row?;
-        let Ok(m) = store::decode::<u64, Move>(tables::STOCK_MOVES, &k.value(), v.value()) else {
-            continue;
-        };
-        if sku.is_some_and(|s| s != m.sku) {
-            continue;
-        }
-        out.push(m);
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Ok(out)
-}
-
 const RESERVATIONS_BUILT: &str = "reservations_v1";
 
 impl Wms<'_> {
@@ -1174,7 +1073,7 @@ impl Wms<'_> {
         if kind.is_warehouse_event() {
             *self.stock.warehouse.entry(sku.to_owned()).or_default() += new - old;
         }
-        append_move(
+        moves::append(
             self.txn,
             &Move {
                 at_ms: self.now_ms,
@@ -1244,7 +1143,7 @@ impl Wms<'_> {
         if old == qty {
             // Still audited: a count that confirms the figure is worth knowing.
             self.snapshot(sku)?;
-            append_move(
+            moves::append(
                 self.txn,
                 &Move {
                     at_ms: self.now_ms,

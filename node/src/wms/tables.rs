@@ -18,7 +18,7 @@
 //! | `wms_listing_anchor` | (shop, "num_iid:sku_id") | [`Anchor`](super::stock::Anchor): the platform reading a pending correction is anchored to |
 //! | `wms_listing_check` | (shop, "num_iid:sku_id") | [`Anchor`](super::stock::Anchor): reconciliation's reading of a listing that differed from the ledger, until intake has passed it |
 //! | `wms_stock_due` | (shop, "num_iid:sku_id") | `u8`: a push is due (0 urgent, 1 normal, 2 a correction waits to read the platform, 3 a correction waits for intake to pass its reading) |
-//! | `wms_stock_moves` | seq                  | [`Move`](super::stock::Move), a ring of the last [`MOVES_CAP`](super::stock::MOVES_CAP) |
+//! | `wms_stock_moves` | seq                  | [`Move`](super::moves::Move), a ring of the last [`MOVES_CAP`](super::moves::MOVES_CAP) |
 //! | `wms_meta`     | (shop, name)            | markers of one-time rebuilds            |
 //! | `wms_packages` | (shop, package id)      | [`Package`](super::ship::Package): lines, waybill, shipment |
 //! | `wms_order_ship` | (shop, tid)           | [`OrderShip`](super::ship::OrderShip): its packages, lines shipped |
