@@ -1621,7 +1621,7 @@ fn view_of(
             qty: lp.as_ref().and_then(|l| l.last.map(|p| p.qty)),
             at: lp
                 .as_ref()
-                .and_then(|l| l.last.map(|p| super::view::rfc3339(p.at_ms))),
+                .and_then(|l| l.last.map(|p| super::time::rfc3339(p.at_ms))),
         });
         let mut what = Vec::new();
         if let Some(l) = &lp {
@@ -1639,7 +1639,7 @@ fn view_of(
                     Some(a) => format!(
                         "correction (Taobao showed {} at {}; settles once intake has passed it)",
                         a.qty,
-                        super::view::rfc3339(a.at_ms)
+                        super::time::rfc3339(a.at_ms)
                     ),
                     None => "correction (reads Taobao first)".to_owned(),
                 });
