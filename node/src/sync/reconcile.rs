@@ -449,7 +449,7 @@ impl Reconciler {
                 .map_err(top)?;
             let os = self
                 .store
-                .read(|r| wms::ship::order_ship(r, shop.as_str(), tid))
+                .read(|r| wms::order_ship::load(r, shop.as_str(), tid))
                 .map_err(store_err)?;
             let unshipped: Vec<i64> = trade
                 .orders

@@ -37,6 +37,7 @@ pub mod dedupe;
 pub mod events;
 pub mod moves;
 pub mod order;
+pub mod order_ship;
 pub mod orders;
 pub mod ship;
 pub mod sku;

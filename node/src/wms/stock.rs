@@ -1283,7 +1283,7 @@ impl Wms<'_> {
 
     /// Recomputes what order `o` reserves and moves the SKU counters by the difference.
     pub(crate) fn account(&mut self, o: &OrderRecord) -> Result<(), StoreError> {
-        let shipped = super::ship::shipped_oids(self.txn, &self.shop, o.tid)?;
+        let shipped = super::order_ship::shipped_oids(self.txn, &self.shop, o.tid)?;
         let new = reservation(o, &shipped);
         let shop = self.shop.clone();
         let key: (&str, u64) = (shop.as_str(), o.tid);

@@ -21,7 +21,7 @@
 //! | `wms_stock_moves` | seq                  | [`Move`](super::moves::Move), a ring of the last [`MOVES_CAP`](super::moves::MOVES_CAP) |
 //! | `wms_meta`     | (shop, name)            | markers of one-time rebuilds            |
 //! | `wms_packages` | (shop, package id)      | [`Package`](super::ship::Package): lines, waybill, shipment |
-//! | `wms_order_ship` | (shop, tid)           | [`OrderShip`](super::ship::OrderShip): its packages, lines shipped |
+//! | `wms_order_ship` | (shop, tid)           | [`OrderShip`](super::order_ship::OrderShip): its packages, lines shipped |
 //! | `wms_waybills` | (shop, "cp:waybill")    | the package that used a waybill number  |
 //! | `wms_waybill_void` | (shop, package id)  | `()`: an issued waybill to cancel       |
 //! | `wms_cursors`  | (shop, name)            | [`Cursor`](super::cursor::Cursor)       |
