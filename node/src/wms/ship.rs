@@ -144,6 +144,22 @@ pub struct Package {
 }
 
 impl Package {
+    /// A package of `lines` made at `now_ms`: no waybill asked for, not printed, not gone.
+    fn new(id: String, lines: Vec<PackageLine>, merged: bool, now_ms: i64) -> Package {
+        Package {
+            id,
+            lines,
+            merged,
+            created_ms: now_ms,
+            waybill: None,
+            requested_ms: None,
+            prints: 0,
+            shipped: None,
+            dissolved_ms: None,
+            log: Vec::new(),
+        }
+    }
+
     /// Its trades, ascending.
     pub fn tids(&self) -> Vec<u64> {
         let s: BTreeSet<u64> = self.lines.iter().map(|l| l.tid).collect();
@@ -755,21 +771,11 @@ impl Wms<'_> {
                 self.save_package(&p)?;
             }
             let id = self.new_package_id(tid, &os)?;
-            let p = Package {
-                id: id.clone(),
-                lines: want
-                    .iter()
-                    .map(|oid| PackageLine { tid, oid: *oid })
-                    .collect(),
-                merged: false,
-                created_ms: self.now_ms,
-                waybill: None,
-                requested_ms: None,
-                prints: 0,
-                shipped: None,
-                dissolved_ms: None,
-                log: Vec::new(),
-            };
+            let lines = want
+                .iter()
+                .map(|oid| PackageLine { tid, oid: *oid })
+                .collect();
+            let p = Package::new(id.clone(), lines, false, self.now_ms);
             self.save_package(&p)?;
             os.packages.push(id);
             self.save_ship(tid, &os)?;
@@ -803,18 +809,7 @@ impl Wms<'_> {
             members = self.merge_candidates(&o)?;
         }
         let id = self.new_package_id(tid, &os)?;
-        let mut p = Package {
-            id: id.clone(),
-            lines: Vec::new(),
-            merged: !members.is_empty(),
-            created_ms: self.now_ms,
-            waybill: None,
-            requested_ms: None,
-            prints: 0,
-            shipped: None,
-            dissolved_ms: None,
-            log: Vec::new(),
-        };
+        let mut p = Package::new(id.clone(), Vec::new(), !members.is_empty(), self.now_ms);
         for m in &members {
             let mos = order_ship::load(self.txn, &self.shop, m.tid)?;
             let mopen = open_lines(m, &mos);
@@ -915,16 +910,8 @@ impl Wms<'_> {
             let os = order_ship::load(self.txn, &self.shop, first)?;
             let id = self.new_package_id(first, &os)?;
             let mut n = Package {
-                id: id.clone(),
-                lines: p.lines.clone(),
-                merged: p.tids().len() > 1,
-                created_ms: self.now_ms,
-                waybill: None,
-                requested_ms: None,
-                prints: 0,
-                shipped: None,
-                dissolved_ms: None,
                 log: p.log.clone(),
+                ..Package::new(id.clone(), p.lines.clone(), p.tids().len() > 1, self.now_ms)
             };
             self.log(&mut n, format!("follows package {} ({why})", p.id));
             for t in n.tids() {
