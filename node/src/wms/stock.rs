@@ -1455,6 +1455,32 @@ impl Wms<'_> {
         Ok(())
     }
 
+    /// A listing's key, push state (fresh if it never had one) and the anchor of the
+    /// correction it owes: what the delivery of its op reads, changes and
+    /// [saves](Self::save_push_state) together.
+    fn push_state(
+        &self,
+        num_iid: u64,
+        sku_id: Option<u64>,
+    ) -> Result<(String, ListingPush, Option<Anchor>), StoreError> {
+        let key = tables::listing_key(num_iid, sku_id);
+        let lp = listing_push(self.txn, &self.shop, &key)?
+            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
+        let a = anchor(self.txn, &self.shop, &key)?;
+        Ok((key, lp, a))
+    }
+
+    /// Writes a listing's push state and its anchor (none: the anchor is removed).
+    fn save_push_state(
+        &self,
+        key: &str,
+        lp: &ListingPush,
+        a: Option<&Anchor>,
+    ) -> Result<(), StoreError> {
+        save_anchor(self.txn, &self.shop, key, a)?;
+        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, key, lp)
+    }
+
     /// Plans the push of a listing at delivery (see [`ListingPush::plan`]): the state is
     /// saved with the call recorded as `sending`. Returns the plan and the listing's state.
     pub fn plan_push(
@@ -1482,8 +1508,7 @@ impl Wms<'_> {
                 due_priority(&lp, a.as_ref()),
             )?;
         }
-        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
-        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        self.save_push_state(&key, &lp, a.as_ref())?;
         Ok((plan, lp))
     }
 
@@ -1496,16 +1521,12 @@ impl Wms<'_> {
         result: Sent,
         requeue: bool,
     ) -> Result<ListingPush, StoreError> {
-        let key = tables::listing_key(num_iid, sku_id);
-        let mut lp = listing_push(self.txn, &self.shop, &key)?
-            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-        let mut a = anchor(self.txn, &self.shop, &key)?;
+        let (key, mut lp, mut a) = self.push_state(num_iid, sku_id)?;
         lp.finish(&mut a, result, self.now_ms);
         if requeue && lp.owes() {
             mark_due(self.txn, &self.shop, &key, due_priority(&lp, a.as_ref()))?;
         }
-        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
-        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        self.save_push_state(&key, &lp, a.as_ref())?;
         Ok(lp)
     }
 
@@ -1516,14 +1537,10 @@ impl Wms<'_> {
         num_iid: u64,
         sku_id: Option<u64>,
     ) -> Result<ListingPush, StoreError> {
-        let key = tables::listing_key(num_iid, sku_id);
-        let mut lp = listing_push(self.txn, &self.shop, &key)?
-            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-        let mut a = anchor(self.txn, &self.shop, &key)?;
+        let (key, mut lp, mut a) = self.push_state(num_iid, sku_id)?;
         lp.finish(&mut a, Sent::NotApplied, self.now_ms);
         lp.presale = true;
-        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
-        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        self.save_push_state(&key, &lp, a.as_ref())?;
         Ok(lp)
     }
 
@@ -1536,13 +1553,9 @@ impl Wms<'_> {
         seen: Seen,
         from_ms: i64,
     ) -> Result<(bool, ListingPush), StoreError> {
-        let key = tables::listing_key(num_iid, sku_id);
-        let mut lp = listing_push(self.txn, &self.shop, &key)?
-            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-        let mut a = anchor(self.txn, &self.shop, &key)?;
+        let (key, mut lp, mut a) = self.push_state(num_iid, sku_id)?;
         let known = lp.read(&mut a, seen, from_ms);
-        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
-        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        self.save_push_state(&key, &lp, a.as_ref())?;
         Ok((known, lp))
     }
 }
