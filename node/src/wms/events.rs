@@ -273,22 +273,12 @@ pub fn append(
     if events.is_empty() {
         return Ok(());
     }
-    let mut t = txn.open_table(tables::EVENTS)?;
-    let mut next = t.last()?.map_or(0, |(k, _)| k.value().saturating_add(1));
-    for e in events {
-        let rec = AuditRecord {
-            at_ms,
-            shop: shop.to_owned(),
-            event: e.clone(),
-        };
-        let bytes = store::encode("wms_events", &rec)?;
-        t.insert(next, bytes.as_slice())?;
-        if next >= AUDIT_CAP {
-            t.remove(next - AUDIT_CAP)?;
-        }
-        next = next.saturating_add(1);
-    }
-    Ok(())
+    let rows = events.iter().map(|e| AuditRecord {
+        at_ms,
+        shop: shop.to_owned(),
+        event: e.clone(),
+    });
+    tables::ring_append(txn, tables::EVENTS, AUDIT_CAP, rows)
 }
 
 /// The audit rows after `after` (exclusive), oldest first, at most `limit`, optionally only

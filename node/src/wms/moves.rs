@@ -74,14 +74,7 @@ pub struct Move {
 
 /// Appends a move to the audit ring, dropping rows beyond [`MOVES_CAP`].
 pub fn append(txn: &WriteTransaction, m: &Move) -> Result<(), StoreError> {
-    let mut t = txn.open_table(tables::STOCK_MOVES)?;
-    let next = t.last()?.map_or(0, |(k, _)| k.value().saturating_add(1));
-    let bytes = store::encode("wms_stock_moves", m)?;
-    t.insert(next, bytes.as_slice())?;
-    if next >= MOVES_CAP {
-        t.remove(next - MOVES_CAP)?;
-    }
-    Ok(())
+    tables::ring_append(txn, tables::STOCK_MOVES, MOVES_CAP, [m])
 }
 
 /// The audit trail of `sku` (all SKUs when `None`), newest first, at most `limit`.

@@ -29,7 +29,7 @@
 //! | `carriers`     | code                    | [`Carrier`](super::carriers::Carrier) (fetched by `sync/carriers.rs`) |
 
 use crate::store::{self, Bytes, StoreError};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 /// `(shop, tid)`.
 pub type OrderKey = (&'static str, u64);
@@ -106,6 +106,27 @@ pub fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Appends `rows` to an audit ring (a table keyed by sequence number), dropping each row that
+/// falls `cap` behind the newest, so the ring keeps its last `cap` rows.
+pub fn ring_append<T: serde::Serialize>(
+    txn: &WriteTransaction,
+    def: TableDefinition<'static, u64, Bytes>,
+    cap: u64,
+    rows: impl IntoIterator<Item = T>,
+) -> Result<(), StoreError> {
+    let mut t = txn.open_table(def)?;
+    let mut next = t.last()?.map_or(0, |(k, _)| k.value().saturating_add(1));
+    for row in rows {
+        let bytes = store::encode(def.name(), &row)?;
+        t.insert(next, bytes.as_slice())?;
+        if next >= cap {
+            t.remove(next - cap)?;
+        }
+        next = next.saturating_add(1);
+    }
+    Ok(())
 }
 
 /// The key of a listing in [`SKU_MAP`]: `num_iid:sku_id` (`sku_id` 0 for an item without SKUs).
