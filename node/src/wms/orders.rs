@@ -1,5 +1,11 @@
 //! [`Wms`]: the warehouse's operations on orders and SKUs inside one write transaction.
 //!
+//! `Wms` is one type whose operations stand in three files, by what they change: orders here
+//! (with the transaction's start and [`finish`](Wms::finish)), the stock ledger in
+//! [`stock`](super::stock), packages and shipments in [`ship`](super::ship). They share the
+//! transaction's state (its events, its pending stock changes) and call each other's methods:
+//! saving an order re-counts its reservation, `finish` settles packages and pushes.
+//!
 //! ```text
 //!  let mut w = Wms::new(txn, shop, now);
 //!  w.apply_trade(&trade, &rules)?;      // intake: upsert, holds, state, feedback
