@@ -490,9 +490,9 @@ impl T {
             .on_hand
     }
 
-    fn moves(&self, sku: &str) -> Vec<crate::wms::stock::Move> {
+    fn moves(&self, sku: &str) -> Vec<crate::wms::moves::Move> {
         self.store
-            .read(|r| crate::wms::stock::moves(r, Some(sku), 100))
+            .read(|r| crate::wms::moves::read(r, Some(sku), 100))
             .unwrap()
     }
 
@@ -588,7 +588,7 @@ async fn receive_and_count_move_the_ledger_with_an_audit_trail() {
     let m = &t.moves("RED-M")[0];
     assert_eq!(
         (m.kind, m.delta, m.on_hand),
-        (crate::wms::stock::MoveKind::Receive, 1, 46)
+        (crate::wms::moves::MoveKind::Receive, 1, 46)
     );
     assert_eq!(m.reason, "received by scanner/rcv");
     // A count sets the figure.
@@ -605,7 +605,7 @@ async fn receive_and_count_move_the_ledger_with_an_audit_trail() {
     let m = &t.moves("BLK-M")[0];
     assert_eq!(
         (m.kind, m.delta, m.on_hand),
-        (crate::wms::stock::MoveKind::Count, -2, 28)
+        (crate::wms::moves::MoveKind::Count, -2, 28)
     );
     // The same figure again: audited, nothing moves.
     let (ok, text) = fb(&t
@@ -663,7 +663,7 @@ async fn a_put_back_takes_picked_units_off_the_shelf_until_they_are_scanned_back
     let m = &t.moves("BLK-M")[0];
     assert_eq!(
         (m.kind, m.delta, m.tid),
-        (crate::wms::stock::MoveKind::PutBack, 2, Some(TID_A))
+        (crate::wms::moves::MoveKind::PutBack, 2, Some(TID_A))
     );
 }
 
@@ -1326,7 +1326,7 @@ async fn a_held_order_waiting_for_packing_gets_a_put_back_task_the_next_picker_t
     let m = &t.moves("RED-M")[0];
     assert_eq!(
         (m.kind, m.delta, m.tid),
-        (crate::wms::stock::MoveKind::PutBack, 1, Some(TID_B))
+        (crate::wms::moves::MoveKind::PutBack, 1, Some(TID_B))
     );
     assert_eq!(t.order(TID_B).state, LocalState::PutBack);
     // The put-back is done: nothing owed any more, the scanner is free.
