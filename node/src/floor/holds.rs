@@ -2,7 +2,7 @@
 //! device holding its task is told at once (`hold` on its `cmd` topic), and the message is
 //! kept (table `floor_holds`, by device and `hold_id`) and re-sent each time the device comes
 //! back online until it answers `hold_ack`. The ack stops the device's task; what was picked
-//! becomes a put-back task for the same device ([`super::flows`]).
+//! becomes a put-back task for the same device ([`super::putback`]).
 //!
 //! | the order's open task | `hold` to | `action` | after the `hold_ack` |
 //! |---|---|---|---|
@@ -10,7 +10,7 @@
 //! | pick, nothing picked | the picker | `stop` | the order is `put_back` (nothing left its bin) |
 //! | pack (also a merged parcel's other orders) | the packing station | `put_back` | a put-back task of every unit picked for the held order; the parcel's other orders stay picked (scanned again, they are packed in a parcel of their own) |
 //! | put-back | nobody | | (the goods are on their way back already) |
-//! | none: picked and waiting for packing, packed, labelled, at the dock (also as an order of a merged parcel) | nobody | | at once: the order is `put_back` (its parcel dissolved, a waybill voided and cancelled through goods out's outbox path) and what was picked for it is a put-back task waiting for a device: the first scanner asking for pick work gets it ([`flows::put_back_waiting`]); every scan of the order refers to it |
+//! | none: picked and waiting for packing, packed, labelled, at the dock (also as an order of a merged parcel) | nobody | | at once: the order is `put_back` (its parcel dissolved, a waybill voided and cancelled through goods out's outbox path) and what was picked for it is a put-back task waiting for a device: the first scanner asking for pick work gets it ([`putback::put_back_waiting`]); every scan of the order refers to it |
 //! | none, nothing picked or gone (released, handed over, consigned) | nobody | | nothing to put back: a parcel gone is the carrier's (interception, DOMAIN.md §3) |
 //!
 //! `hold_id` is `hold-{tid}-{order version}`: a hold re-announced for the same version (the
@@ -22,7 +22,8 @@
 
 use super::devices::DeviceId;
 use super::flow::Effects;
-use super::flows;
+use super::putback;
+use super::say;
 use crate::store::{self, Bytes, StoreError};
 use crate::wms::tasks::{self, TaskKind};
 use crate::wms::{self, ShopId};
@@ -69,7 +70,7 @@ impl PendingHold {
 
 /// Order `tid` went on hold: the `hold` for the device holding its task (a pick, or the pack
 /// of its parcel), recorded until acknowledged; with no task of it open, the goods picked for
-/// it become a put-back task waiting for a device ([`flows::put_back_waiting`]). Nothing when
+/// it become a put-back task waiting for a device ([`putback::put_back_waiting`]). Nothing when
 /// it is no longer held, when that hold was sent already, or when its put-back was made.
 pub fn order_held(
     txn: &WriteTransaction,
@@ -86,7 +87,7 @@ pub fn order_held(
     let Some(task) = tasks::of_order(txn, shop.as_str(), tid)? else {
         return Ok((
             Vec::new(),
-            flows::put_back_waiting(txn, shop, &order, now_ms)?,
+            putback::put_back_waiting(txn, shop, &order, now_ms)?,
         ));
     };
     Ok((device_hold(txn, shop, &order, task, now_ms)?, Vec::new()))
@@ -182,7 +183,7 @@ pub fn sweep(
         events.extend(e);
     }
     for order in tasks::held_without_task(txn, shop.as_str())? {
-        events.extend(flows::put_back_waiting(txn, shop, &order, now_ms)?);
+        events.extend(putback::put_back_waiting(txn, shop, &order, now_ms)?);
     }
     Ok((commands, events))
 }
@@ -227,11 +228,11 @@ pub fn acked(
     if !held {
         let again = tasks::of_device(txn, shop.as_str(), &key)?
             .filter(|t| t.task_id == p.task_id)
-            .map(|t| vec![(device.clone(), flows::task_message(&t))])
+            .map(|t| vec![(device.clone(), say::task_message(&t))])
             .unwrap_or_default();
         return Ok((again, Vec::new()));
     }
-    flows::stop_for_hold(txn, shop, device, p.tid, &p.task_id, now_ms)
+    putback::stop_for_hold(txn, shop, device, p.tid, &p.task_id, now_ms)
 }
 
 /// Holds not yet acknowledged, over all devices (the status view, tests).

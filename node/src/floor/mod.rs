@@ -54,6 +54,8 @@ pub mod passwd;
 pub mod pause;
 pub mod pipeline;
 pub mod presence;
+pub mod putback;
+pub mod say;
 pub mod status;
 
 use crate::secret::Secret;
