@@ -24,6 +24,7 @@ use super::devices::DeviceId;
 use super::flow::Effects;
 use super::putback;
 use super::say;
+use crate::status::i18n::{Lang, Msg};
 use crate::store::{self, Bytes, StoreError};
 use crate::wms::tasks::{self, TaskKind};
 use crate::wms::{self, ShopId};
@@ -77,6 +78,7 @@ pub fn order_held(
     shop: &ShopId,
     tid: u64,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<Effects<wms::Event>, StoreError> {
     let Some(order) = wms::orders::read_order(txn, shop, tid)? else {
         return Ok((Vec::new(), Vec::new()));
@@ -90,7 +92,10 @@ pub fn order_held(
             putback::put_back_waiting(txn, shop, &order, now_ms)?,
         ));
     };
-    Ok((device_hold(txn, shop, &order, task, now_ms)?, Vec::new()))
+    Ok((
+        device_hold(txn, shop, &order, task, now_ms, lang)?,
+        Vec::new(),
+    ))
 }
 
 /// The `hold` for the device holding `task` of the held `order`, recorded until
@@ -102,6 +107,7 @@ fn device_hold(
     order: &wms::OrderRecord,
     task: tasks::TaskRecord,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<Commands, StoreError> {
     let tid = order.tid;
     let Some(device) = DeviceId::from_username(&task.device) else {
@@ -118,20 +124,14 @@ fn device_hold(
         .map(|r| r.as_str())
         .collect::<Vec<_>>()
         .join(",");
+    let said = say::reasons(order, lang);
     let (action, text) = match task.kind {
         // A put-back is under way: the goods are going back already.
         TaskKind::PutBack => return Ok(Vec::new()),
-        TaskKind::Pick if task.lines.iter().any(|l| l.done > 0) => (
-            "put_back",
-            format!(
-                "STOP: order {tid} is on hold ({reasons}): do not pack it; put what you picked \
-                 back (a put-back task follows)"
-            ),
-        ),
-        TaskKind::Pick => (
-            "stop",
-            format!("STOP: order {tid} is on hold ({reasons}): leave it and ask for a new task"),
-        ),
+        TaskKind::Pick if task.lines.iter().any(|l| l.done > 0) => {
+            ("put_back", lang.f(Msg::FlHoldPutBack, &[&tid, &said]))
+        }
+        TaskKind::Pick => ("stop", lang.f(Msg::FlHoldStop, &[&tid, &said])),
         TaskKind::Pack => {
             let others = tasks::orders_of(txn, shop.as_str(), &task.task_id)?
                 .into_iter()
@@ -141,18 +141,9 @@ fn device_hold(
             let rest = if others.is_empty() {
                 String::new()
             } else {
-                format!(
-                    "; order {} stays picked: scan it again to pack it",
-                    others.join(", ")
-                )
+                lang.f(Msg::FlHoldOthersStay, &[&others.join(lang.t(Msg::ListSep))])
             };
-            (
-                "put_back",
-                format!(
-                    "STOP: order {tid} is on hold ({reasons}): do not pack it; put its goods \
-                     back (a put-back task follows){rest}"
-                ),
-            )
+            ("put_back", lang.f(Msg::FlHoldPack, &[&tid, &said, &rest]))
         }
     };
     let pending = PendingHold {
@@ -175,10 +166,11 @@ pub fn sweep(
     txn: &WriteTransaction,
     shop: &ShopId,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<Effects<wms::Event>, StoreError> {
     let (mut commands, mut events) = (Vec::new(), Vec::new());
     for tid in tasks::open_orders(txn, shop.as_str())? {
-        let (c, e) = order_held(txn, shop, tid, now_ms)?;
+        let (c, e) = order_held(txn, shop, tid, now_ms, lang)?;
         commands.extend(c);
         events.extend(e);
     }
@@ -188,7 +180,8 @@ pub fn sweep(
     Ok((commands, events))
 }
 
-/// The holds `device` has not acknowledged, to send again (it came back online).
+/// The holds `device` has not acknowledged, to send again (it came back online): as they
+/// were first sent, their text in the language of then.
 pub fn pending(txn: &WriteTransaction, device: &DeviceId) -> Result<Commands, StoreError> {
     let key = device.to_string();
     let table = txn.open_table(HOLDS)?;
@@ -209,13 +202,14 @@ pub fn pending(txn: &WriteTransaction, device: &DeviceId) -> Result<Commands, St
 
 /// `device` acknowledged `hold_id`: forgotten, and the device's task of the order (a pick or
 /// a pack) stops; a put-back task of what was picked follows. If the order came off hold
-/// meanwhile, the device carries on with its task (sent again).
+/// meanwhile, the device carries on with its task (sent again). Texts in `lang`.
 pub fn acked(
     txn: &WriteTransaction,
     shop: &ShopId,
     device: &DeviceId,
     hold_id: &str,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<(Commands, Vec<wms::Event>), StoreError> {
     let key = device.to_string();
     let Some(p) = store::get::<(&str, &str), PendingHold>(txn, HOLDS, (key.as_str(), hold_id))?
@@ -228,11 +222,11 @@ pub fn acked(
     if !held {
         let again = tasks::of_device(txn, shop.as_str(), &key)?
             .filter(|t| t.task_id == p.task_id)
-            .map(|t| vec![(device.clone(), say::task_message(&t))])
+            .map(|t| vec![(device.clone(), say::task_message(&t, lang))])
             .unwrap_or_default();
         return Ok((again, Vec::new()));
     }
-    putback::stop_for_hold(txn, shop, device, p.tid, &p.task_id, now_ms)
+    putback::stop_for_hold(txn, shop, device, p.tid, &p.task_id, now_ms, lang)
 }
 
 /// Holds not yet acknowledged, over all devices (the status view, tests).

@@ -6,6 +6,7 @@
 
 use super::devices::DeviceId;
 use super::say::task_message;
+use crate::status::i18n::Lang;
 use crate::store::StoreError;
 use crate::wms::tasks::{self, TaskKind, TaskLine, TaskRecord, TaskState};
 use crate::wms::{self, LocalState, ShopId, Wms, WmsError};
@@ -19,10 +20,10 @@ fn when(now_ms: u64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(i64::try_from(now_ms).unwrap_or(i64::MAX)).unwrap_or_default()
 }
 
-/// Stops `device`'s task `task_id` (a pick of `tid`, or the pack of
-/// its parcel) and, when goods were picked for `tid`, hands the device a put-back task of
-/// them; with nothing picked the order goes straight to `put_back` (its goods never left
-/// their bins). Returns the `task` to send, if any.
+/// A hold acknowledged: stops `device`'s task `task_id` (a pick of `tid`, or the pack of its
+/// parcel) and, when goods were picked for `tid`, hands the device a put-back task of them;
+/// with nothing picked the order goes straight to `put_back` (its goods never left their
+/// bins). Returns the `task` to send (its text in `lang`), if any.
 pub(crate) fn stop_for_hold(
     txn: &WriteTransaction,
     shop: &ShopId,
@@ -30,6 +31,7 @@ pub(crate) fn stop_for_hold(
     tid: u64,
     task_id: &str,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<(Commands, Vec<wms::Event>), StoreError> {
     let Some(mut task) = tasks::of_order(txn, shop.as_str(), tid)?.filter(|t| {
         t.task_id == task_id && t.kind != TaskKind::PutBack && t.device == device.to_string()
@@ -73,7 +75,10 @@ pub(crate) fn stop_for_hold(
         created_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
     };
     tasks::save(txn, shop.as_str(), &put_back)?;
-    Ok((vec![(device.clone(), task_message(&put_back))], w.finish()?))
+    Ok((
+        vec![(device.clone(), task_message(&put_back, lang))],
+        w.finish()?,
+    ))
 }
 
 /// The units a task scanned, as lines of a put-back task.
@@ -110,14 +115,14 @@ fn picked_for(
     Ok((lines, order.version))
 }
 
-/// The held `order` has no open task (no device to tell). When
-/// goods were picked for it and are still in the building (picked and waiting for packing,
-/// packed, labelled, or put back by a close without a put-back yet), they become a put-back
-/// task waiting for a device, of exactly the units picked, and leave on hand until scanned
-/// back; the order goes `put_back` at once, which dissolves its parcel in goods out (a
-/// waybill voided and cancelled through the outbox, as for every parcel that will not ship).
-/// Nothing when the put-back was made already (the sweep may come twice), when nothing was
-/// picked, or when the goods are gone (through the ship scan: the carrier's, not ours).
+/// The held `order` has no open task (no device to tell). When goods were picked for it and
+/// are still in the building (picked and waiting for packing, packed, labelled, or put back
+/// by a close without a put-back yet), they become a put-back task waiting for a device, of
+/// exactly the units picked, and leave on hand until scanned back; the order goes `put_back`
+/// at once, which dissolves its parcel in goods out (a waybill voided and cancelled through
+/// the outbox, as for every parcel that will not ship). Nothing when the put-back was made
+/// already (the sweep may come twice), when nothing was picked, or when the goods are gone
+/// (through the ship scan: the carrier's, not ours).
 pub(crate) fn put_back_waiting(
     txn: &WriteTransaction,
     shop: &ShopId,
