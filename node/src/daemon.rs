@@ -410,7 +410,8 @@ async fn start_parts(
             outbox: outbox.clone(),
             merge: config.shipping.merge_orders,
         })
-        .with_stations(config.floor_stations());
+        .with_stations(config.floor_stations())
+        .with_lang(config.floor_language());
     let floor = crate::floor::Floor::start(
         config.floor_options(),
         store.clone(),
@@ -463,11 +464,12 @@ async fn start_parts(
         floor.client.clone(),
         &config.node.site,
         floor.admin.clone(),
+        config.floor_language(),
     );
     if ota.floor_paused() {
         let (pause, ota) = (pause.clone(), ota.clone());
         tokio::spawn(async move {
-            pause.set(false, "Gateway back: carry on").await;
+            pause.set(false).await;
             ota.set_floor_paused(false);
         });
     }
@@ -477,12 +479,7 @@ async fn start_parts(
             let (pause, ota) = (pause.clone(), ota.clone());
             Box::pin(async move {
                 ota.set_floor_paused(true);
-                pause
-                    .set(
-                        true,
-                        "Gateway updating: wait, keep your scans; they are answered when it is back",
-                    )
-                    .await;
+                pause.set(true).await;
             })
         }));
     }

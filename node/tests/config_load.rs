@@ -349,6 +349,7 @@ fn the_example_file_documents_every_key() {
     full.alerts.url_file = Some("x".into());
     full.alerts.secret = Some(Secret::new("x"));
     full.alerts.secret_file = Some("x".into());
+    full.floor.language = Some(wms_node::status::i18n::Lang::Zh);
     let table: toml::Table = toml::from_str(&full.to_redacted_toml()).unwrap();
 
     // (section, key) pairs written in the example, set or commented out.

@@ -1292,3 +1292,117 @@ async fn held_orders_no_device_holds_get_a_put_back_task_once_across_a_sigkill_m
     }
     idle_hold("mosquitto").await;
 }
+
+/// `[floor] language = "zh"` (the CLI stays English, `[node] language` unset): a scanner
+/// through the embedded broker gets Chinese texts with the machine fields as in English
+/// (`ok`, `beep`, `next`, ids, `remaining`, the hold's `reason` and `action`). Then the floor
+/// is switched to English and the node restarted: what was sent before is sent again as it
+/// was (a re-sent scan's remembered answer, the unacknowledged hold), new answers are English.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_speaks_chinese_and_what_it_said_is_resent_as_said() {
+    let sb = sandbox().await;
+    let tid = paid(&sb, &[(0, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config_with(
+        dir.path(),
+        &BrokerKind::Embedded,
+        Some(&TaobaoAt {
+            rest_url: sb.rest_url(),
+            oauth_url: sb.oauth_url(),
+            app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
+            app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
+            session: SESSION.into(),
+        }),
+    );
+    let toml = std::fs::read_to_string(&cfg.path).unwrap();
+    std::fs::write(&cfg.path, format!("{toml}\n[floor]\nlanguage = \"zh\"\n")).unwrap();
+    let pw = add_device(&cfg.path, "scanner", "zh-1");
+    import_skus(&cfg, dir.path());
+    let node = Node::start(&cfg);
+    node.wait_connected(1);
+    wait_state(&cfg, tid, "released").await;
+
+    let mut d = Device::connect(node.broker_port(), "scanner", "zh-1", &pw).await;
+    let (fb, task) = request(&mut d, "r-1").await;
+    assert_eq!(
+        fb["text"],
+        format!("拣货订单 {tid}：B-02-01：FL-RED × 1（还剩 1 件）"),
+        "{fb}"
+    );
+    assert_eq!(
+        (fb["ok"].as_bool(), fb["beep"].as_str()),
+        (Some(true), Some("ok"))
+    );
+    let step = serde_json::json!({"location":"B-02-01","code":"FL-RED","qty":1});
+    assert_eq!(fb["next"], step, "{fb}");
+    assert_eq!(task["text"], format!("拣货订单 {tid}：B-02-01：FL-RED × 1"));
+    assert_eq!(task["task_id"], format!("pick-{tid}"));
+    assert_eq!(task["tid"], tid.to_string());
+    assert_eq!(
+        (task["mode"].as_str(), task["remaining"].as_u64()),
+        (Some("pick"), Some(1))
+    );
+    assert_eq!(task["next"], step);
+    // A wrong item: the next step first; the machine fields as in English.
+    let wrong = scan(&mut d, "w-1", "FL-BLUE").await;
+    let v = wrong.json();
+    assert_eq!(
+        v["text"],
+        format!("错货！下一件：B-02-01：FL-RED × 1（6910000000028 不在订单 {tid} 中）"),
+        "{v}"
+    );
+    assert_eq!(
+        (v["ok"].as_bool(), v["beep"].as_str()),
+        (Some(false), Some("error"))
+    );
+    assert_eq!(v["next"], step);
+    // The operator holds the order (nothing picked yet): the scanner is told to stop.
+    let (code, _, err) = cli(
+        &cfg.path,
+        &[
+            "orders",
+            "hold",
+            &tid.to_string(),
+            "--reason",
+            "buyer called",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let hold = expect(&mut d.rx, "a hold", |r| r.json()["type"] == "hold").await;
+    let h = hold.json();
+    assert_eq!(
+        h["text"],
+        format!("停！订单 {tid} 已挂起（人工挂起）：不用拣了，请领新任务"),
+        "{h}"
+    );
+    assert_eq!(
+        (h["reason"].as_str(), h["action"].as_str()),
+        (Some("operator"), Some("stop"))
+    );
+    assert_eq!(h["task_id"], format!("pick-{tid}"));
+
+    // The floor switched to English, the node restarted.
+    assert!(node.sigterm().success());
+    std::fs::write(&cfg.path, format!("{toml}\n[floor]\nlanguage = \"en\"\n")).unwrap();
+    let node = Node::start(&cfg);
+    node.wait_connected(1);
+    d.vanish();
+    let mut d = Device::connect(node.broker_port(), "scanner", "zh-1", &pw).await;
+    // The hold not yet acknowledged comes again as it was sent.
+    let again = expect(&mut d.rx, "the hold again", |r| r.json()["type"] == "hold").await;
+    assert_eq!(again.payload, hold.payload);
+    // The re-sent scan: its remembered answer, byte for byte, not said anew.
+    assert_eq!(scan(&mut d, "w-1", "FL-BLUE").await.payload, wrong.payload);
+    // A new scan: English now.
+    let v = scan(&mut d, "w-2", "FL-RED").await.json();
+    assert_eq!(
+        v["text"],
+        format!("STOP: order {tid} is on hold (operator): do not pack it"),
+        "{v}"
+    );
+    assert_eq!(
+        (v["ok"].as_bool(), v["beep"].as_str()),
+        (Some(false), Some("error"))
+    );
+    assert!(node.sigterm().success());
+}

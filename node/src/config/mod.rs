@@ -481,6 +481,12 @@ pub struct FloorConfig {
     /// (`[[floor.stations]]`, `scanner`, `printer`, `format` = `cainiao` or `zpl`). A packed
     /// order's label goes to the printer of the scanner that packed it.
     pub stations: Vec<StationConfig>,
+    /// The language of what scanners and printers show people (feedback and task texts,
+    /// holds, station notices, the pause before an update): `"en"` or `"zh"`. Absent: the
+    /// node's `[node] language`. Set it when the floor reads another language than whoever
+    /// reads the CLI. Machine fields of the protocol (`beep`, reasons, actions, ids, SKU
+    /// codes, locations) are the same in either.
+    pub language: Option<crate::status::i18n::Lang>,
 }
 
 /// `[[floor.stations]]`: one packing station.
@@ -512,6 +518,7 @@ impl Default for FloorConfig {
             mosquitto_dir: None,
             print_timeout: Duration::from_secs(30),
             stations: Vec::new(),
+            language: None,
         }
     }
 }
@@ -987,7 +994,13 @@ impl Config {
             usize::try_from(self.floor.max_event_bytes.bytes()).unwrap_or(usize::MAX);
         o.dedupe_retention = self.floor.dedupe_retention;
         o.print_timeout = self.floor.print_timeout;
+        o.lang = self.floor_language();
         o
+    }
+
+    /// The language the floor's devices show people: `floor.language`, else `node.language`.
+    pub fn floor_language(&self) -> crate::status::i18n::Lang {
+        self.floor.language.unwrap_or(self.node.language)
     }
 
     /// The packing stations of `[[floor.stations]]`.

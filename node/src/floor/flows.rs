@@ -26,19 +26,25 @@
 //! A device asking again (`request_task` after a reconnect) gets the task it holds, at its
 //! current version. Receive, count and ship need no task; a device holding a pick or pack task
 //! is refused scans of the other of those two modes until it finishes.
+//!
+//! Every text a device shows is said in the floor's language ([`Flows::with_lang`],
+//! `[floor] language`) through the catalogue (`status::i18n`, [`super::say`]); the machine
+//! fields (`ok`, `beep`, `next`, ids, `remaining`) are the same in every language.
 
 use super::devices::{self, DeviceId};
 use super::flow::{Effects, Event, FlowHandler, Outcome, feedback};
 use super::holds;
 use super::labels::{self, Station};
+use super::say::{self, echo, mode_word, say_step, say_task, step, task_message};
 use crate::outbox::Outbox;
+use crate::status::i18n::{Lang, Msg};
 use crate::store::StoreError;
 use crate::taobao::outbox::TaobaoOp;
 use crate::wms::tasks::{self, TaskKind, TaskLine, TaskRecord, TaskState};
 use crate::wms::{self, LocalState, ShopId, Wms, WmsError};
 use chrono::{DateTime, Utc};
 use firmware_bridge::proto::{
-    Downlink, Feedback, Mode, RequestTask, Scan, Short, Step, Task, Uplink, VERSION, json,
+    Downlink, Feedback, Mode, RequestTask, Scan, Short, Step, Uplink, json,
 };
 use redb::WriteTransaction;
 use std::sync::Arc;
@@ -49,6 +55,7 @@ pub struct Flows {
     shop: ShopId,
     goods: Option<Goods>,
     stations: Arc<Vec<Station>>,
+    lang: Lang,
 }
 
 /// What the ship flow needs of goods out.
@@ -66,6 +73,7 @@ impl std::fmt::Debug for Flows {
             .field("shop", &self.shop)
             .field("goods", &self.goods.is_some())
             .field("stations", &self.stations)
+            .field("lang", &self.lang)
             .finish()
     }
 }
@@ -78,6 +86,7 @@ impl Flows {
             shop,
             goods: None,
             stations: Arc::new(Vec::new()),
+            lang: Lang::En,
         }
     }
 
@@ -94,59 +103,20 @@ impl Flows {
         self
     }
 
+    /// Speaking `lang` to people (`[floor] language`; English by default): every text a
+    /// device shows. The protocol's machine fields are the same in every language.
+    pub fn with_lang(mut self, lang: Lang) -> Self {
+        self.lang = lang;
+        self
+    }
+
     fn shop(&self) -> &str {
         self.shop.as_str()
     }
 }
 
-type Commands = Vec<(DeviceId, Downlink<String>)>;
-
 fn when(now_ms: u64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(i64::try_from(now_ms).unwrap_or(i64::MAX)).unwrap_or_default()
-}
-
-fn step(line: &TaskLine) -> Step<String> {
-    Step {
-        location: line.location.clone(),
-        code: Some(line.code.clone()),
-        qty: Some(line.left()),
-        tote: None,
-    }
-}
-
-/// Where to go next, for people: `A-01-03: 2 x SKU-RED`.
-fn say_step(line: &TaskLine) -> String {
-    match &line.location {
-        Some(loc) => format!("{loc}: {} x {}", line.left(), line.code),
-        None => format!("{} x {} (no bin on record)", line.left(), line.code),
-    }
-}
-
-/// The `task` command for `task`.
-pub fn task_message(task: &TaskRecord) -> Downlink<String> {
-    let what = match task.kind {
-        TaskKind::Pick => format!("pick order {}", task.tid),
-        TaskKind::PutBack => format!("put back what was picked for order {}", task.tid),
-        TaskKind::Pack => format!("pack order {}: scan each item", task.tid),
-    };
-    let text = match task.next_line() {
-        Some(l) => format!("{what}: {}", say_step(l)),
-        None => format!("{what}: nothing left"),
-    };
-    Downlink::Task(Task {
-        v: VERSION,
-        task_id: task.task_id.clone(),
-        task_version: task.version,
-        mode: if task.kind == TaskKind::Pack {
-            Mode::Pack
-        } else {
-            Mode::Pick
-        },
-        tid: Some(task.tid.to_string()),
-        text: json::fit_text(text),
-        next: task.next_line().map(step),
-        remaining: Some(task.left()),
-    })
 }
 
 fn ok(re: &str, text: String, next: Option<Step<String>>) -> Feedback<String> {
@@ -186,10 +156,11 @@ fn with_task(
     device: &DeviceId,
     fb: Feedback<String>,
     task: &TaskRecord,
+    lang: Lang,
 ) -> Result<Outcome<wms::Event>, StoreError> {
     Ok(Outcome {
         feedback: Some(fb),
-        commands: vec![(device.clone(), task_message(task))],
+        commands: vec![(device.clone(), task_message(task, lang))],
         events: Vec::new(),
     })
 }
@@ -206,17 +177,8 @@ fn refuse_after(w: Wms<'_>, re: &str, text: String) -> Result<Outcome<wms::Event
 }
 
 /// The text of a refused scan of a held order.
-fn held_text(order: &wms::OrderRecord) -> String {
-    format!(
-        "STOP: order {} is on hold ({}): do not pack it",
-        order.tid,
-        order
-            .hold_reasons()
-            .iter()
-            .map(|r| r.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+fn held_text(order: &wms::OrderRecord, lang: Lang) -> String {
+    lang.f(Msg::FlHeld, &[&order.tid, &say::reasons(order, lang)])
 }
 
 impl FlowHandler for Flows {
@@ -237,16 +199,15 @@ impl FlowHandler for Flows {
                 match r.mode {
                     Mode::Pick => self.request_pick(txn, ev, r),
                     Mode::Pack => self.request_pack(txn, ev, r),
+                    Mode::Ship => Ok(Outcome::answer(ok(
+                        &r.msg_id,
+                        self.lang.t(Msg::FlNoTaskShip).to_owned(),
+                        None,
+                    ))),
                     other => Ok(Outcome::answer(ok(
                         &r.msg_id,
-                        format!(
-                            "no task needed to {other}: scan the {}",
-                            if other == Mode::Ship {
-                                "waybill number on the parcel"
-                            } else {
-                                "SKU (with qty)"
-                            }
-                        ),
+                        self.lang
+                            .f(Msg::FlNoTaskSku, &[&mode_word(other, self.lang)]),
                         None,
                     ))),
                 }
@@ -255,7 +216,7 @@ impl FlowHandler for Flows {
             Uplink::Short(s) => self.short(txn, ev, s),
             Uplink::HoldAck(a) => {
                 let (commands, events) =
-                    holds::acked(txn, &self.shop, ev.device, &a.re, ev.now_ms)?;
+                    holds::acked(txn, &self.shop, ev.device, &a.re, ev.now_ms, self.lang)?;
                 Ok(Outcome {
                     feedback: None,
                     commands,
@@ -271,6 +232,7 @@ impl FlowHandler for Flows {
                     r.status,
                     r.error.as_deref(),
                     ev.now_ms,
+                    self.lang,
                 )?;
                 Ok(Outcome {
                     feedback: None,
@@ -296,7 +258,7 @@ impl FlowHandler for Flows {
         tid: u64,
         now_ms: u64,
     ) -> Result<Effects<wms::Event>, StoreError> {
-        holds::order_held(txn, &self.shop, tid, now_ms)
+        holds::order_held(txn, &self.shop, tid, now_ms, self.lang)
     }
 
     fn sweep(
@@ -304,7 +266,7 @@ impl FlowHandler for Flows {
         txn: &WriteTransaction,
         now_ms: u64,
     ) -> Result<Effects<wms::Event>, StoreError> {
-        holds::sweep(txn, &self.shop, now_ms)
+        holds::sweep(txn, &self.shop, now_ms, self.lang)
     }
 }
 
@@ -318,19 +280,21 @@ impl Flows {
         r: &RequestTask<String>,
     ) -> Result<Outcome<wms::Event>, StoreError> {
         let device = ev.device.to_string();
+        let lang = self.lang;
         match tasks::of_device(txn, self.shop(), &device)? {
             Some(task) => with_task(
                 ev.device,
                 ok(
                     &r.msg_id,
-                    format!("you still hold {}", say_task(&task)),
+                    lang.f(Msg::FlStillHold, &[&say_task(&task, lang)]),
                     task.next_line().map(step),
                 ),
                 &task,
+                lang,
             ),
             None => Ok(Outcome::answer(ok(
                 &r.msg_id,
-                "scan a picked order to pack it (its number or pick label)".to_owned(),
+                lang.t(Msg::FlScanToPack).to_owned(),
                 None,
             ))),
         }
@@ -344,13 +308,15 @@ impl Flows {
     ) -> Result<Outcome<wms::Event>, StoreError> {
         let shop = self.shop();
         let device = ev.device.to_string();
+        let lang = self.lang;
         if let Some(task) = tasks::of_device(txn, shop, &device)? {
             // Asked again (a reconnect, a lost answer): the task it holds, as it is now.
-            let text = format!("you still hold {}", say_task(&task));
+            let text = lang.f(Msg::FlStillHold, &[&say_task(&task, lang)]);
             return with_task(
                 ev.device,
                 ok(&r.msg_id, text, task.next_line().map(step)),
                 &task,
+                lang,
             );
         }
         // Goods of held orders in a tote come first: they are off the ledger's on hand until
@@ -359,15 +325,16 @@ impl Flows {
         if let Some(mut task) = tasks::waiting(txn, shop)?.into_iter().next() {
             task.device = device.clone();
             tasks::save(txn, shop, &task)?;
-            let text = format!(
-                "first put back what was picked for held order {}: {}",
-                task.tid,
-                task.next_line().map(say_step).unwrap_or_default()
-            );
+            let next = task
+                .next_line()
+                .map(|l| say_step(l, lang))
+                .unwrap_or_default();
+            let text = lang.f(Msg::FlPutBackFirst, &[&task.tid, &next]);
             return with_task(
                 ev.device,
                 ok(&r.msg_id, text, task.next_line().map(step)),
                 &task,
+                lang,
             );
         }
         let mut skipped = Vec::new();
@@ -375,7 +342,7 @@ impl Flows {
             let Some(order) = tasks::next_order(txn, shop, &skipped)? else {
                 return Ok(Outcome::answer(ok(
                     &r.msg_id,
-                    "no work: no order is waiting to be picked".to_owned(),
+                    lang.t(Msg::FlNoWork).to_owned(),
                     None,
                 )));
             };
@@ -394,10 +361,10 @@ impl Flows {
             if from != LocalState::Released
                 && let Err(e) = w.move_to(order.tid, LocalState::Released)
             {
-                return refused_or_store(&r.msg_id, e);
+                return refused_or_store(&r.msg_id, e, lang);
             }
             if let Err(e) = w.move_to(order.tid, LocalState::Picking) {
-                return refused_or_store(&r.msg_id, e);
+                return refused_or_store(&r.msg_id, e, lang);
             }
             let task = TaskRecord {
                 task_id: TaskRecord::pick_id(order.tid),
@@ -414,8 +381,8 @@ impl Flows {
             let events = w.finish()?;
             let first = task.next_line().map(step);
             return Ok(Outcome {
-                feedback: Some(ok(&r.msg_id, say_task(&task), first)),
-                commands: vec![(ev.device.clone(), task_message(&task))],
+                feedback: Some(ok(&r.msg_id, say_task(&task, lang), first)),
+                commands: vec![(ev.device.clone(), task_message(&task, lang))],
                 events,
             });
         }
@@ -429,6 +396,7 @@ impl Flows {
     ) -> Result<Outcome<wms::Event>, StoreError> {
         let shop = self.shop();
         let device = ev.device.to_string();
+        let lang = self.lang;
         // Receiving, counting and the dock need no task.
         match s.mode {
             Mode::Receive => return self.receive(txn, ev, s),
@@ -440,7 +408,7 @@ impl Flows {
             if s.mode == Mode::Pack {
                 return self.pack_start(txn, ev, s);
             }
-            return refuse(&s.msg_id, "no task: request one first".to_owned());
+            return refuse(&s.msg_id, lang.t(Msg::FlNoTask).to_owned());
         };
         let wanted = match task.kind {
             TaskKind::Pick => Some(Mode::Pick),
@@ -452,10 +420,9 @@ impl Flows {
         {
             return Ok(Outcome::answer(error(
                 &s.msg_id,
-                format!(
-                    "a {} scan, but you hold {}: finish it first",
-                    s.mode,
-                    say_task(&task)
+                lang.f(
+                    Msg::FlOtherMode,
+                    &[&mode_word(s.mode, lang), &say_task(&task, lang)],
                 ),
                 task.next_line().map(step),
             )));
@@ -468,20 +435,18 @@ impl Flows {
                 ev.device,
                 error(
                     &s.msg_id,
-                    format!("old task {id}: you hold {}", say_task(&task)),
+                    lang.f(Msg::FlOldTask, &[id, &say_task(&task, lang)]),
                     task.next_line().map(step),
                 ),
                 &task,
+                lang,
             );
         }
         let Some(order) = wms::orders::read_order(txn, &self.shop, task.tid)? else {
-            return refuse(
-                &s.msg_id,
-                format!("order {} is gone from this node", task.tid),
-            );
+            return refuse(&s.msg_id, lang.f(Msg::FlOrderGone, &[&task.tid]));
         };
         if task.kind != TaskKind::PutBack && order.is_held() {
-            return refuse(&s.msg_id, held_text(&order));
+            return refuse(&s.msg_id, held_text(&order, lang));
         }
         if task.kind == TaskKind::Pack {
             // A merged parcel: a hold of any of its orders stops the packing.
@@ -490,7 +455,7 @@ impl Flows {
                     && let Some(o) = wms::orders::read_order(txn, &self.shop, t)?
                     && o.is_held()
                 {
-                    return refuse(&s.msg_id, held_text(&o));
+                    return refuse(&s.msg_id, held_text(&o, lang));
                 }
             }
         }
@@ -504,10 +469,11 @@ impl Flows {
                     ev.device,
                     error(
                         &s.msg_id,
-                        format!("order {} changed: task updated, scan again", task.tid),
+                        lang.f(Msg::FlOrderChanged, &[&task.tid]),
                         task.next_line().map(step),
                     ),
                     &task,
+                    lang,
                 );
             }
         }
@@ -518,10 +484,11 @@ impl Flows {
                 ev.device,
                 ok(
                     &s.msg_id,
-                    format!("you are packing order {}: {}", task.tid, say_task(&task)),
+                    lang.f(Msg::FlPackingOrder, &[&task.tid, &say_task(&task, lang)]),
                     task.next_line().map(step),
                 ),
                 &task,
+                lang,
             );
         }
         let qty = s.qty.unwrap_or(1).max(1);
@@ -532,13 +499,13 @@ impl Flows {
         else {
             let next = task.next_line().map(step);
             let text = if task.lines.iter().any(|l| l.matches(&s.code)) {
-                format!("{} is done already on this task", s.code)
+                lang.f(Msg::FlDoneAlready, &[&echo(&s.code)])
             } else {
-                let want = task.next_line().map(say_step).unwrap_or_default();
-                format!(
-                    "wrong item: {} is not on order {}; next: {want}",
-                    s.code, task.tid
-                )
+                let want = task
+                    .next_line()
+                    .map(|l| say_step(l, lang))
+                    .unwrap_or_default();
+                lang.f(Msg::FlWrongItem, &[&echo(&s.code), &task.tid, &want])
             };
             return Ok(Outcome::answer(error(&s.msg_id, text, next)));
         };
@@ -546,7 +513,7 @@ impl Flows {
         if qty > left {
             return Ok(Outcome::answer(error(
                 &s.msg_id,
-                format!("too many: {left} x {} left", task.lines[i].code),
+                lang.f(Msg::FlTooMany, &[&left, &task.lines[i].code]),
                 Some(step(&task.lines[i])),
             )));
         }
@@ -555,7 +522,8 @@ impl Flows {
         if task.left() > 0 {
             tasks::save(txn, shop, &task)?;
             let next = task.next_line();
-            let text = format!("{code} ok; next {}", next.map(say_step).unwrap_or_default());
+            let want = next.map(|l| say_step(l, lang)).unwrap_or_default();
+            let text = lang.f(Msg::FlScanOk, &[&code, &want]);
             return Ok(Outcome::answer(ok(&s.msg_id, text, next.map(step))));
         }
         task.state = TaskState::Done;
@@ -582,20 +550,14 @@ impl Flows {
             }
         }
         let (to, text) = if task.kind == TaskKind::Pick {
-            (
-                LocalState::Picked,
-                format!("order {} picked: take it to packing", task.tid),
-            )
+            (LocalState::Picked, lang.f(Msg::FlPicked, &[&task.tid]))
         } else {
-            (
-                LocalState::PutBack,
-                format!("order {}: everything is back in its bin", task.tid),
-            )
+            (LocalState::PutBack, lang.f(Msg::FlAllBack, &[&task.tid]))
         };
         if order.state != to
             && let Err(e) = w.move_to(task.tid, to)
         {
-            return refused_or_store(&s.msg_id, e);
+            return refused_or_store(&s.msg_id, e, lang);
         }
         let events = w.finish()?;
         done(&s.msg_id, text, events)
@@ -609,24 +571,22 @@ impl Flows {
     ) -> Result<Outcome<wms::Event>, StoreError> {
         let shop = self.shop();
         let device = ev.device.to_string();
+        let lang = self.lang;
         let Some(mut task) = tasks::of_device(txn, shop, &device)?
             .filter(|t| t.task_id == s.task_id && t.kind == TaskKind::Pick)
         else {
-            return refuse(
-                &s.msg_id,
-                format!("short for {}: you hold no such pick task", s.task_id),
-            );
+            return refuse(&s.msg_id, lang.f(Msg::FlShortNoTask, &[&s.task_id]));
         };
         let Some(line) = task.lines.iter().find(|l| l.matches(&s.code)) else {
             return refuse(
                 &s.msg_id,
-                format!("short of {}: it is not on order {}", s.code, task.tid),
+                lang.f(Msg::FlShortNotOnOrder, &[&echo(&s.code), &task.tid]),
             );
         };
         let code = line.code.clone();
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
         if let Err(e) = w.move_to(task.tid, LocalState::Exception) {
-            return refused_or_store(&s.msg_id, e);
+            return refused_or_store(&s.msg_id, e, lang);
         }
         task.state = TaskState::Short;
         tasks::save(txn, shop, &task)?;
@@ -634,21 +594,18 @@ impl Flows {
         tracing::warn!(tid = task.tid, sku = %code, missing = s.qty, location = s.location.as_deref().unwrap_or(""), "short pick");
         done(
             &s.msg_id,
-            format!(
-                "short of {code} recorded: take order {} to the exception desk",
-                task.tid
-            ),
+            lang.f(Msg::FlShortRecorded, &[&code, &task.tid]),
             events,
         )
     }
 }
 
 /// The ship flow needs goods out.
-fn no_goods(re: &str, mode: Mode) -> Outcome<wms::Event> {
+fn no_goods(re: &str, mode: Mode, lang: Lang) -> Outcome<wms::Event> {
     Outcome::answer(feedback(
         re,
         false,
-        format!("the {mode} flow is not set up on this node (no outbox): nothing was recorded"),
+        lang.f(Msg::FlNoGoods, &[&mode_word(mode, lang)]),
     ))
 }
 
@@ -661,11 +618,9 @@ impl Flows {
         ev: &Event<'_>,
         s: &Scan<String>,
     ) -> Result<Outcome<wms::Event>, StoreError> {
+        let lang = self.lang;
         let Some(sku) = wms::sku::by_scan(txn, self.shop(), &s.code)? else {
-            return refuse(
-                &s.msg_id,
-                format!("{} is no SKU of the master: nothing received", s.code),
-            );
+            return refuse(&s.msg_id, lang.f(Msg::FlNotSkuReceive, &[&echo(&s.code)]));
         };
         let qty = s.qty.unwrap_or(1);
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
@@ -675,15 +630,12 @@ impl Flows {
             &format!("received by {}", ev.device),
         ) {
             Ok(n) => n,
-            Err(e) => return refused_or_store(&s.msg_id, e),
+            Err(e) => return refused_or_store(&s.msg_id, e, lang),
         };
         let events = w.finish()?;
         let text = match &sku.location {
-            Some(loc) => format!(
-                "{qty} x {} received: on hand {on_hand}; bin {loc}",
-                sku.code
-            ),
-            None => format!("{qty} x {} received: on hand {on_hand}", sku.code),
+            Some(loc) => lang.f(Msg::FlReceivedBin, &[&qty, &sku.code, &on_hand, loc]),
+            None => lang.f(Msg::FlReceived, &[&qty, &sku.code, &on_hand]),
         };
         Ok(Outcome {
             feedback: Some(ok(
@@ -709,17 +661,12 @@ impl Flows {
         ev: &Event<'_>,
         s: &Scan<String>,
     ) -> Result<Outcome<wms::Event>, StoreError> {
+        let lang = self.lang;
         let Some(qty) = s.qty else {
-            return refuse(
-                &s.msg_id,
-                "a count needs qty: the units counted in the bin".to_owned(),
-            );
+            return refuse(&s.msg_id, lang.t(Msg::FlCountNeedsQty).to_owned());
         };
         let Some(sku) = wms::sku::by_scan(txn, self.shop(), &s.code)? else {
-            return refuse(
-                &s.msg_id,
-                format!("{} is no SKU of the master: nothing counted", s.code),
-            );
+            return refuse(&s.msg_id, lang.f(Msg::FlNotSkuCount, &[&echo(&s.code)]));
         };
         let before = wms::sku::stock(txn, self.shop(), &sku.code)?.map_or(0, |r| r.on_hand);
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
@@ -729,16 +676,16 @@ impl Flows {
             &format!("counted by {}", ev.device),
         ) {
             Ok(n) => n,
-            Err(e) => return refused_or_store(&s.msg_id, e),
+            Err(e) => return refused_or_store(&s.msg_id, e, lang),
         };
         let events = w.finish()?;
         let diff = on_hand.saturating_sub(before);
         let text = if diff == 0 {
-            format!("{}: {on_hand} counted, as on record", sku.code)
+            lang.f(Msg::FlCountSame, &[&sku.code, &on_hand])
         } else {
-            format!(
-                "{}: {on_hand} counted ({diff:+} against the record)",
-                sku.code
+            lang.f(
+                Msg::FlCountDiff,
+                &[&sku.code, &on_hand, &format!("{diff:+}")],
             )
         };
         done(&s.msg_id, text, events)
@@ -753,35 +700,39 @@ impl Flows {
         ev: &Event<'_>,
         s: &Scan<String>,
     ) -> Result<Outcome<wms::Event>, StoreError> {
+        let lang = self.lang;
         let Some(goods) = &self.goods else {
-            return Ok(no_goods(&s.msg_id, s.mode));
+            return Ok(no_goods(&s.msg_id, s.mode, lang));
         };
         let out_sid = s.code.trim();
         let Some(p) = wms::ship::package_of_waybill(txn, self.shop(), out_sid)? else {
             if let Some(old) = wms::ship::package_of_any_waybill(txn, self.shop(), out_sid)? {
                 return refuse(&s.msg_id, self.voided_text(txn, out_sid, &old)?);
             }
-            return refuse(
-                &s.msg_id,
-                format!(
-                    "waybill {out_sid} is not one this node issued: ship it with wms-node ship"
-                ),
-            );
+            return refuse(&s.msg_id, lang.f(Msg::FlWaybillForeign, &[&echo(out_sid)]));
         };
         if p.shipped.is_some() {
             return Ok(Outcome::answer(ok(
                 &s.msg_id,
-                format!("waybill {out_sid} shipped already (package {})", p.id),
+                lang.f(Msg::FlShippedAlready, &[&out_sid, &p.id]),
                 None,
             )));
         }
         let Some(wb) = p.live_waybill().cloned() else {
-            return refuse(&s.msg_id, format!("package {} has no live waybill", p.id));
+            return refuse(&s.msg_id, lang.f(Msg::FlNoLiveWaybill, &[&p.id]));
         };
         let tids = p.tids();
         let Some(&tid) = tids.first() else {
-            return refuse(&s.msg_id, format!("package {} is empty", p.id));
+            return refuse(&s.msg_id, lang.f(Msg::FlPackageEmpty, &[&p.id]));
         };
+        // Goods out's ship refuses a held order in its own words; the dock is told in its
+        // language (the same check: the parcel's first trade).
+        if let Some(o) = wms::orders::read_order(txn, &self.shop, tid)?
+            && o.is_held()
+        {
+            let why = say::reasons_in_full(&o, lang);
+            return refuse(&s.msg_id, lang.f(Msg::FlDockHeld, &[&tid, &why]));
+        }
         let req = wms::ship::ShipRequest {
             tid,
             company_code: wb.real_cp_code.clone(),
@@ -791,7 +742,7 @@ impl Flows {
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
         let shipment = match w.ship(&req, &goods.outbox, goods.merge) {
             Ok(x) => x,
-            Err(e) => return refused_or_store(&s.msg_id, e),
+            Err(e) => return refused_or_store(&s.msg_id, e, lang),
         };
         let events = w.finish()?;
         let orders = shipment
@@ -802,7 +753,7 @@ impl Flows {
             .join(", ");
         done(
             &s.msg_id,
-            format!("shipped: order {orders} with {} {out_sid}", wb.real_cp_code),
+            lang.f(Msg::FlShipped, &[&orders, &wb.real_cp_code, &out_sid]),
             events,
         )
     }
@@ -817,8 +768,9 @@ impl Flows {
         ev: &Event<'_>,
         s: &Scan<String>,
     ) -> Result<Outcome<wms::Event>, StoreError> {
+        let lang = self.lang;
         let Some(goods) = &self.goods else {
-            return Ok(no_goods(&s.msg_id, s.mode));
+            return Ok(no_goods(&s.msg_id, s.mode, lang));
         };
         let code = s.code.trim();
         let Some(tid) = code
@@ -827,42 +779,31 @@ impl Flows {
             .parse::<u64>()
             .ok()
         else {
-            return refuse(
-                &s.msg_id,
-                format!("{code} is no order: scan the order first (its number or pick label)"),
-            );
+            return refuse(&s.msg_id, lang.f(Msg::FlNotOrder, &[&echo(code)]));
         };
         let Some(order) = wms::orders::read_order(txn, &self.shop, tid)? else {
-            return refuse(&s.msg_id, format!("no order {tid} on this node"));
+            return refuse(&s.msg_id, lang.f(Msg::FlNoOrder, &[&tid]));
         };
-        if let Some(text) = stop_text(txn, &self.shop, &order)? {
+        if let Some(text) = stop_text(txn, &self.shop, &order, lang)? {
             return refuse(&s.msg_id, text);
         }
         if matches!(order.state, LocalState::Packed | LocalState::Labelled) {
             return self.reprint(txn, ev, s, tid);
         }
         if !matches!(order.state, LocalState::Picked | LocalState::Verified) {
-            return refuse(
-                &s.msg_id,
-                format!(
-                    "order {tid} is {}: only a picked order is packed",
-                    order.state
-                ),
-            );
+            let state = lang.order_word(order.state.as_str());
+            return refuse(&s.msg_id, lang.f(Msg::FlNotPicked, &[&tid, &state]));
         }
         if let Some(t) = tasks::of_order(txn, self.shop(), tid)? {
             return refuse(
                 &s.msg_id,
-                format!(
-                    "order {tid} is being worked by {} ({})",
-                    t.device, t.task_id
-                ),
+                lang.f(Msg::FlBeingWorked, &[&tid, &t.device, &t.task_id]),
             );
         }
         let mut w = Wms::new(txn, &self.shop, when(ev.now_ms));
         let package = match w.package(tid, None, &[], goods.merge) {
             Ok(p) => p,
-            Err(e) => return refused_or_store(&s.msg_id, e),
+            Err(e) => return refused_or_store(&s.msg_id, e, lang),
         };
         let mut lines: Vec<TaskLine> = Vec::new();
         for t in package.tids() {
@@ -871,14 +812,11 @@ impl Flows {
             };
             // Refused with the parcel kept (and its merge logged): the next scan finds it.
             if t != tid && !matches!(o.state, LocalState::Picked | LocalState::Verified) {
+                let state = lang.order_word(o.state.as_str());
                 return refuse_after(
                     w,
                     &s.msg_id,
-                    format!(
-                        "order {t} shares the parcel of order {tid} (same receiver) and is {}: \
-                         pick it first",
-                        o.state
-                    ),
+                    lang.f(Msg::FlSharesParcelState, &[&t, &tid, &state]),
                 );
             }
             if t != tid
@@ -887,19 +825,14 @@ impl Flows {
                 return refuse_after(
                     w,
                     &s.msg_id,
-                    format!(
-                        "order {t} shares the parcel of order {tid} (same receiver) and is being \
-                         worked by {} ({})",
-                        x.device, x.task_id
+                    lang.f(
+                        Msg::FlSharesParcelWorked,
+                        &[&t, &tid, &x.device, &x.task_id],
                     ),
                 );
             }
             let Ok(planned) = tasks::plan(txn, self.shop(), &o)? else {
-                return refuse_after(
-                    w,
-                    &s.msg_id,
-                    format!("order {t}'s lines are not all in the SKU master"),
-                );
+                return refuse_after(w, &s.msg_id, lang.f(Msg::FlNotInMaster, &[&t]));
             };
             for l in planned {
                 match lines.iter_mut().find(|x| x.code == l.code) {
@@ -928,17 +861,14 @@ impl Flows {
             }
         }
         let text = if package.tids().len() > 1 {
-            format!(
-                "pack order {tid} with {} other order(s) of the same receiver: {} units",
-                package.tids().len() - 1,
-                task.left()
-            )
+            let others = package.tids().len() - 1;
+            lang.f(Msg::FlPackMerged, &[&tid, &others, &task.left()])
         } else {
-            format!("pack order {tid}: scan each item ({} units)", task.left())
+            lang.f(Msg::FlPackUnits, &[&tid, &task.left()])
         };
         Ok(Outcome {
             feedback: Some(ok(&s.msg_id, text, task.next_line().map(step))),
-            commands: vec![(ev.device.clone(), task_message(&task))],
+            commands: vec![(ev.device.clone(), task_message(&task, lang))],
             events,
         })
     }
@@ -953,6 +883,7 @@ impl Flows {
         task: &TaskRecord,
     ) -> Result<Outcome<wms::Event>, StoreError> {
         let tid = task.tid;
+        let lang = self.lang;
         let package = wms::ship::packages_of(txn, self.shop(), tid)?
             .into_iter()
             .find(|p| p.is_live());
@@ -970,7 +901,7 @@ impl Flows {
                 if now.is_some_and(|s| s != to && s.may_move_to(to))
                     && let Err(e) = w.move_to(o.tid, to)
                 {
-                    return refused_or_store(&s.msg_id, e);
+                    return refused_or_store(&s.msg_id, e, lang);
                 }
             }
         }
@@ -978,12 +909,9 @@ impl Flows {
         let text = match (&station, &package) {
             (Some(st), Some(p)) => {
                 labels::queue(txn, self.shop(), &p.id, tids.clone(), st, ev.now_ms)?;
-                format!("order {tid} packed: its label prints on {}", st.printer)
+                lang.f(Msg::FlPackedPrints, &[&tid, &st.printer])
             }
-            _ => format!(
-                "order {tid} packed; no printer is paired with this scanner ([[floor.stations]]): \
-                 print the label with wms-node waybill get {tid}"
-            ),
+            _ => lang.f(Msg::FlPackedNoPrinter, &[&tid]),
         };
         let events = w.finish()?;
         done(&s.msg_id, text, events)
@@ -997,13 +925,11 @@ impl Flows {
         s: &Scan<String>,
         tid: u64,
     ) -> Result<Outcome<wms::Event>, StoreError> {
+        let lang = self.lang;
         let Some(st) = labels::station_of(&self.stations, ev.device).cloned() else {
             return Ok(Outcome::answer(error(
                 &s.msg_id,
-                format!(
-                    "order {tid} is packed; no printer is paired with this scanner: print with \
-                     wms-node waybill get {tid}"
-                ),
+                lang.f(Msg::FlPackedBeforeNoPrinter, &[&tid]),
                 None,
             )));
         };
@@ -1011,19 +937,13 @@ impl Flows {
             .into_iter()
             .find(|p| p.is_live())
         else {
-            return refuse(
-                &s.msg_id,
-                format!("order {tid} has no parcel left to label"),
-            );
+            return refuse(&s.msg_id, lang.f(Msg::FlNoParcel, &[&tid]));
         };
         labels::queue(txn, self.shop(), &p.id, p.tids(), &st, ev.now_ms)?;
         // The labeller is woken by a pack; a reprint is due at once and found within a second.
         Ok(Outcome::answer(ok(
             &s.msg_id,
-            format!(
-                "order {tid}: label again on {} (the same waybill)",
-                st.printer
-            ),
+            lang.f(Msg::FlLabelAgain, &[&tid, &st.printer]),
             None,
         )))
     }
@@ -1038,6 +958,7 @@ impl Flows {
         out_sid: &str,
         p: &wms::ship::Package,
     ) -> Result<String, StoreError> {
+        let lang = self.lang;
         let members = p.tids();
         let mut tids = p.left_trades();
         tids.extend(&members);
@@ -1048,44 +969,23 @@ impl Flows {
             let Some(o) = wms::orders::read_order(txn, &self.shop, t)? else {
                 continue;
             };
-            if let Some(text) = stop_text(txn, &self.shop, &o)? {
+            if let Some(text) = stop_text(txn, &self.shop, &o, lang)? {
                 what.push(text);
             } else if members.contains(&t)
                 && !o.state.gone()
                 && !o.state.is_final()
                 && o.state != LocalState::PutBack
             {
-                what.push(format!(
-                    "order {t}: scan it at a packing station for a new label"
-                ));
+                what.push(lang.f(Msg::FlNewLabel, &[&t]));
             }
         }
+        let sep = lang.t(Msg::PartsSep);
         let what = if what.is_empty() {
             String::new()
         } else {
-            format!("; {}", what.join("; "))
+            format!("{sep}{}", what.join(sep))
         };
-        Ok(format!(
-            "waybill {out_sid} was voided: do not ship this parcel{what}"
-        ))
-    }
-}
-
-/// `pick order 123: A-01: 2 x RED (5 units)`.
-fn say_task(task: &TaskRecord) -> String {
-    let what = match task.kind {
-        TaskKind::Pick => "pick order",
-        TaskKind::PutBack => "put back order",
-        TaskKind::Pack => "pack order",
-    };
-    match task.next_line() {
-        Some(l) => format!(
-            "{what} {}: {} ({} units left)",
-            task.tid,
-            say_step(l),
-            task.left()
-        ),
-        None => format!("{what} {}: nothing left", task.tid),
+        Ok(lang.f(Msg::FlVoided, &[&out_sid, &what]))
     }
 }
 
@@ -1101,224 +1001,37 @@ fn replan(task: &mut TaskRecord, mut lines: Vec<TaskLine>, order_version: u32) {
     task.order_version = order_version;
 }
 
-/// A refusal of `wms/` becomes the device's error; a store failure fails the event (it is
-/// answered "not recorded, scan again" and applied afresh when re-sent).
-fn refused_or_store(re: &str, e: WmsError) -> Result<Outcome<wms::Event>, StoreError> {
+/// A refusal of `wms/` becomes the device's error (its words, which `wms/` writes in
+/// English, framed in `lang`); a store failure fails the event (it is answered "not
+/// recorded, scan again" and applied afresh when re-sent).
+fn refused_or_store(re: &str, e: WmsError, lang: Lang) -> Result<Outcome<wms::Event>, StoreError> {
     match e {
         WmsError::Store(e) => Err(e),
-        other => Ok(Outcome::answer(error(re, other.to_string(), None))),
+        other => Ok(Outcome::answer(error(
+            re,
+            lang.f(Msg::FlRefused, &[&other]),
+            None,
+        ))),
     }
-}
-
-/// Used by [`super::holds`]: stops `device`'s task `task_id` (a pick of `tid`, or the pack of
-/// its parcel) and, when goods were picked for `tid`, hands the device a put-back task of
-/// them; with nothing picked the order goes straight to `put_back` (its goods never left
-/// their bins). Returns the `task` to send, if any.
-pub(crate) fn stop_for_hold(
-    txn: &WriteTransaction,
-    shop: &ShopId,
-    device: &DeviceId,
-    tid: u64,
-    task_id: &str,
-    now_ms: u64,
-) -> Result<(Commands, Vec<wms::Event>), StoreError> {
-    let Some(mut task) = tasks::of_order(txn, shop.as_str(), tid)?.filter(|t| {
-        t.task_id == task_id && t.kind != TaskKind::PutBack && t.device == device.to_string()
-    }) else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    task.state = TaskState::Stopped;
-    tasks::save(txn, shop.as_str(), &task)?;
-    let (picked, order_version) = match task.kind {
-        TaskKind::Pack => picked_for(txn, shop, tid)?,
-        _ => (picked_lines(&task), task.order_version),
-    };
-    let mut w = Wms::new(txn, shop, when(now_ms));
-    if picked.is_empty() {
-        let state = wms::orders::read_order(txn, shop, tid)?.map(|o| o.state);
-        if state.is_some_and(|s| s.may_move_to(LocalState::PutBack))
-            && let Err(WmsError::Store(e)) = w.move_to(tid, LocalState::PutBack)
-        {
-            return Err(e);
-        }
-        return Ok((Vec::new(), w.finish()?));
-    }
-    for l in &picked {
-        match w.into_tote(&l.code, i64::from(l.qty), tid) {
-            Ok(_) => {}
-            Err(WmsError::Store(e)) => return Err(e),
-            Err(other) => {
-                tracing::warn!(sku = %l.code, error = %other, "picked units not taken off the shelf's figure")
-            }
-        }
-    }
-    let put_back = TaskRecord {
-        task_id: TaskRecord::put_back_id(tid),
-        kind: TaskKind::PutBack,
-        tid,
-        device: device.to_string(),
-        version: 1,
-        order_version,
-        lines: picked,
-        state: TaskState::Open,
-        created_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
-    };
-    tasks::save(txn, shop.as_str(), &put_back)?;
-    Ok((vec![(device.clone(), task_message(&put_back))], w.finish()?))
-}
-
-/// The units a task scanned, as lines of a put-back task.
-fn picked_lines(task: &TaskRecord) -> Vec<TaskLine> {
-    task.lines
-        .iter()
-        .filter(|l| l.done > 0)
-        .map(|l| TaskLine {
-            qty: l.done,
-            done: 0,
-            ..l.clone()
-        })
-        .collect()
-}
-
-/// What was picked for `tid`, which sits at a packing station: the units its pick task
-/// scanned (its record stays after it is done), else (marked picked without a pick task on
-/// this node) every line the order asks for; and the order's version.
-fn picked_for(
-    txn: &WriteTransaction,
-    shop: &ShopId,
-    tid: u64,
-) -> Result<(Vec<TaskLine>, u32), StoreError> {
-    let Some(order) = wms::orders::read_order(txn, shop, tid)? else {
-        return Ok((Vec::new(), 0));
-    };
-    let picked = tasks::get(txn, shop.as_str(), &TaskRecord::pick_id(tid))?
-        .map(|t| picked_lines(&t))
-        .filter(|l| !l.is_empty());
-    let lines = match picked {
-        Some(l) => l,
-        None => tasks::plan(txn, shop.as_str(), &order)?.unwrap_or_default(),
-    };
-    Ok((lines, order.version))
-}
-
-/// Used by [`super::holds`]: the held `order` has no open task (no device to tell). When
-/// goods were picked for it and are still in the building (picked and waiting for packing,
-/// packed, labelled, or put back by a close without a put-back yet), they become a put-back
-/// task waiting for a device, of exactly the units picked, and leave on hand until scanned
-/// back; the order goes `put_back` at once, which dissolves its parcel in goods out (a
-/// waybill voided and cancelled through the outbox, as for every parcel that will not ship).
-/// Nothing when the put-back was made already (the sweep may come twice), when nothing was
-/// picked, or when the goods are gone (through the ship scan: the carrier's, not ours).
-pub(crate) fn put_back_waiting(
-    txn: &WriteTransaction,
-    shop: &ShopId,
-    order: &wms::OrderRecord,
-    now_ms: u64,
-) -> Result<Vec<wms::Event>, StoreError> {
-    let tid = order.tid;
-    if !order.is_held() || tasks::of_order(txn, shop.as_str(), tid)?.is_some() {
-        return Ok(Vec::new());
-    }
-    let Some(lines) = owed_put_back(txn, shop, order)? else {
-        return Ok(Vec::new());
-    };
-    let mut w = Wms::new(txn, shop, when(now_ms));
-    for l in &lines {
-        match w.into_tote(&l.code, i64::from(l.qty), tid) {
-            Ok(_) => {}
-            Err(WmsError::Store(e)) => return Err(e),
-            Err(other) => {
-                tracing::warn!(sku = %l.code, error = %other, "picked units not taken off the shelf's figure")
-            }
-        }
-    }
-    if order.state != LocalState::PutBack {
-        match w.move_to(tid, LocalState::PutBack) {
-            Ok(_) => {}
-            Err(WmsError::Store(e)) => return Err(e),
-            Err(other) => tracing::warn!(tid, error = %other, "held order not moved to put_back"),
-        }
-    }
-    let task = TaskRecord {
-        task_id: TaskRecord::put_back_id(tid),
-        kind: TaskKind::PutBack,
-        tid,
-        device: String::new(),
-        version: 1,
-        order_version: order.version,
-        lines,
-        state: TaskState::Open,
-        created_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
-    };
-    tasks::save(txn, shop.as_str(), &task)?;
-    metrics::counter!("wms_node_floor_put_backs_waiting_total").increment(1);
-    tracing::info!(
-        tid,
-        units = task.left(),
-        from = %order.state,
-        "held order's picked goods wait for a put-back"
-    );
-    w.finish()
-}
-
-/// What was picked for the held `order` (no task of it open) and is still to go back to
-/// its bins, if anything:
-///
-/// - picked, verified, packed, weighed or labelled: the units its pick task scanned (or
-///   every line, marked picked without a pick task on this node);
-/// - `put_back` (a close moved it there with the goods in hand): the units its pick task
-///   scanned, unless a put-back task was made after that pick (it is done: the order's goods
-///   are back; a pick after it would be newer);
-/// - anything else: nothing (not picked, at the exception desk, or gone with the carrier).
-fn owed_put_back(
-    txn: &WriteTransaction,
-    shop: &ShopId,
-    order: &wms::OrderRecord,
-) -> Result<Option<Vec<TaskLine>>, StoreError> {
-    let tid = order.tid;
-    let pick = tasks::get(txn, shop.as_str(), &TaskRecord::pick_id(tid))?;
-    let picked = pick.as_ref().map(picked_lines).filter(|l| !l.is_empty());
-    let lines = match order.state {
-        LocalState::Picked
-        | LocalState::Verified
-        | LocalState::Packed
-        | LocalState::Weighed
-        | LocalState::Labelled => match picked {
-            Some(l) => Some(l),
-            None => tasks::plan(txn, shop.as_str(), order)?.ok(),
-        },
-        LocalState::PutBack => {
-            let put = tasks::get(txn, shop.as_str(), &TaskRecord::put_back_id(tid))?;
-            let done_after_pick = match (&put, &pick) {
-                (Some(put), Some(pick)) => put.created_ms >= pick.created_ms,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if done_after_pick { None } else { picked }
-        }
-        _ => None,
-    };
-    Ok(lines.filter(|l| !l.is_empty()))
 }
 
 /// `STOP: order 123 is on hold (refund: …): put its goods back with task putback-123
 /// (scanner/s1 has it)`: what to do with the goods of an order whose put-back task is open.
-fn put_back_text(order: &wms::OrderRecord, task: &TaskRecord) -> String {
+fn put_back_text(order: &wms::OrderRecord, task: &TaskRecord, lang: Lang) -> String {
     let who = if task.device.is_empty() {
-        "a scanner asking for pick work gets it".to_owned()
+        lang.t(Msg::FlPutBackAnyScanner).to_owned()
     } else {
-        format!("{} has it", task.device)
+        lang.f(Msg::FlPutBackHasIt, &[&task.device])
     };
-    let reasons = wms::ship::held_text(order);
-    let why = if reasons.is_empty() {
-        "was on hold".to_owned()
+    let reasons = say::reasons_in_full(order, lang);
+    if reasons.is_empty() {
+        lang.f(Msg::FlPutBackWasHeld, &[&order.tid, &task.task_id, &who])
     } else {
-        format!("is on hold ({reasons})")
-    };
-    format!(
-        "STOP: order {} {why}: put its goods back with task {} ({who})",
-        order.tid, task.task_id
-    )
+        lang.f(
+            Msg::FlPutBackHeld,
+            &[&order.tid, &reasons, &task.task_id, &who],
+        )
+    }
 }
 
 /// The refusal of a scan of `order` when it is held, or its goods are going back.
@@ -1326,11 +1039,12 @@ fn stop_text(
     txn: &WriteTransaction,
     shop: &ShopId,
     order: &wms::OrderRecord,
+    lang: Lang,
 ) -> Result<Option<String>, StoreError> {
     if let Some(task) = tasks::of_order(txn, shop.as_str(), order.tid)?
         .filter(|t| t.kind == TaskKind::PutBack && t.tid == order.tid)
     {
-        return Ok(Some(put_back_text(order, &task)));
+        return Ok(Some(put_back_text(order, &task, lang)));
     }
-    Ok(order.is_held().then(|| held_text(order)))
+    Ok(order.is_held().then(|| held_text(order, lang)))
 }

@@ -8,6 +8,7 @@ use super::holds;
 use super::labels::{self, Label, LabelError, LabelFormat, LabelSource, LabelState, Station};
 use crate::alert::Alerts;
 use crate::outbox::{Outbox, OutboxOptions};
+use crate::status::i18n::Lang;
 use crate::store::{Store, StoreOptions};
 use crate::taobao::outbox::TaobaoOp;
 use crate::taobao::types::Trade;
@@ -17,7 +18,7 @@ use crate::wms::sku::parse_skus;
 use crate::wms::tasks;
 use crate::wms::{self, LocalState, Rules, ShopId, Wms};
 use firmware_bridge::proto::json;
-use firmware_bridge::proto::{Channel, DeviceClass, Downlink, Uplink};
+use firmware_bridge::proto::{Channel, DeviceClass, Downlink, Feedback, Hold, Task, Uplink};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +31,7 @@ struct T {
     store: Store,
     flows: Flows,
     outbox: Outbox<TaobaoOp>,
+    lang: Lang,
     _dir: tempfile::TempDir,
 }
 
@@ -68,6 +70,11 @@ async fn setup() -> T {
 /// [`setup`], merging parcels of one receiver when `merge`; the carrier list has YTO, and
 /// scanner `pk1` packs at the station of printer `lp1` (Cainiao).
 async fn setup_with(merge: bool) -> T {
+    setup_in(merge, Lang::En).await
+}
+
+/// [`setup_with`], the floor speaking `lang`.
+async fn setup_in(merge: bool, lang: Lang) -> T {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreOptions::new(dir.path().join("s.redb")), Alerts::new()).unwrap();
     let rows = parse_skus(SKUS.as_bytes()).unwrap();
@@ -112,11 +119,13 @@ async fn setup_with(merge: bool) -> T {
             scanner: "pk1".into(),
             printer: "lp1".into(),
             format: LabelFormat::Cainiao,
-        }]);
+        }])
+        .with_lang(lang);
     T {
         store,
         flows,
         outbox,
+        lang,
         _dir: dir,
     }
 }
@@ -490,9 +499,9 @@ impl T {
             .on_hand
     }
 
-    fn moves(&self, sku: &str) -> Vec<crate::wms::stock::Move> {
+    fn moves(&self, sku: &str) -> Vec<crate::wms::moves::Move> {
         self.store
-            .read(|r| crate::wms::stock::moves(r, Some(sku), 100))
+            .read(|r| crate::wms::moves::read(r, Some(sku), 100))
             .unwrap()
     }
 
@@ -588,7 +597,7 @@ async fn receive_and_count_move_the_ledger_with_an_audit_trail() {
     let m = &t.moves("RED-M")[0];
     assert_eq!(
         (m.kind, m.delta, m.on_hand),
-        (crate::wms::stock::MoveKind::Receive, 1, 46)
+        (crate::wms::moves::MoveKind::Receive, 1, 46)
     );
     assert_eq!(m.reason, "received by scanner/rcv");
     // A count sets the figure.
@@ -605,7 +614,7 @@ async fn receive_and_count_move_the_ledger_with_an_audit_trail() {
     let m = &t.moves("BLK-M")[0];
     assert_eq!(
         (m.kind, m.delta, m.on_hand),
-        (crate::wms::stock::MoveKind::Count, -2, 28)
+        (crate::wms::moves::MoveKind::Count, -2, 28)
     );
     // The same figure again: audited, nothing moves.
     let (ok, text) = fb(&t
@@ -663,7 +672,7 @@ async fn a_put_back_takes_picked_units_off_the_shelf_until_they_are_scanned_back
     let m = &t.moves("BLK-M")[0];
     assert_eq!(
         (m.kind, m.delta, m.tid),
-        (crate::wms::stock::MoveKind::PutBack, 2, Some(TID_A))
+        (crate::wms::moves::MoveKind::PutBack, 2, Some(TID_A))
     );
 }
 
@@ -731,9 +740,14 @@ async fn label_step(
 ) -> Vec<(DeviceId, Downlink<String>)> {
     let sent: Sent = Arc::default();
     let s2 = sent.clone();
-    labels::step(&t.store, &ShopId::main(), source, timeout, &move |c| {
-        s2.lock().unwrap().extend(c)
-    })
+    labels::step(
+        &t.store,
+        &ShopId::main(),
+        source,
+        timeout,
+        t.lang,
+        &move |c| s2.lock().unwrap().extend(c),
+    )
     .await
     .unwrap();
     sent.lock().unwrap().clone()
@@ -1326,7 +1340,7 @@ async fn a_held_order_waiting_for_packing_gets_a_put_back_task_the_next_picker_t
     let m = &t.moves("RED-M")[0];
     assert_eq!(
         (m.kind, m.delta, m.tid),
-        (crate::wms::stock::MoveKind::PutBack, 1, Some(TID_B))
+        (crate::wms::moves::MoveKind::PutBack, 1, Some(TID_B))
     );
     assert_eq!(t.order(TID_B).state, LocalState::PutBack);
     // The put-back is done: nothing owed any more, the scanner is free.
@@ -1541,4 +1555,285 @@ async fn a_hold_on_a_shipped_order_puts_nothing_back() {
         task_of(&t.request(&scanner("s2"), 1).await).task_id,
         format!("pick-{TID_A}")
     );
+}
+
+// The floor in Chinese (`[floor] language = "zh"`): the same flows, the same machine fields
+// (`ok`, `beep`, `next`, ids, `remaining`, a hold's `reason` and `action`); only what people
+// read is Chinese. Each event goes to an English and a Chinese floor alike.
+
+/// `o` without its texts: what a device's program reads.
+fn machine(o: &Outcome<wms::Event>) -> (Option<Feedback<String>>, Commands, Vec<wms::Event>) {
+    let fb = o.feedback.clone().map(|f| Feedback {
+        text: String::new(),
+        ..f
+    });
+    let commands = o
+        .commands
+        .iter()
+        .map(|(d, c)| {
+            let c = match c.clone() {
+                Downlink::Feedback(f) => Downlink::Feedback(Feedback {
+                    text: String::new(),
+                    ..f
+                }),
+                Downlink::Task(t) => Downlink::Task(Task {
+                    text: String::new(),
+                    ..t
+                }),
+                Downlink::Hold(h) => Downlink::Hold(Hold {
+                    text: String::new(),
+                    ..h
+                }),
+                other => other,
+            };
+            (d.clone(), c)
+        })
+        .collect();
+    (fb, commands, o.events.clone())
+}
+
+type Commands = Vec<(DeviceId, Downlink<String>)>;
+
+/// Sends `msg` from `d` to both floors; their answers differ in their texts only. The
+/// Chinese floor's answer.
+async fn both(en: &T, zh: &T, d: &DeviceId, channel: Channel, msg: Value) -> Outcome<wms::Event> {
+    let a = en.send(d, channel, msg.clone()).await;
+    let b = zh.send(d, channel, msg.clone()).await;
+    assert_eq!(machine(&a), machine(&b), "{msg}");
+    if let (Some(x), Some(y)) = (&a.feedback, &b.feedback) {
+        assert_ne!(x.text, y.text, "not said in Chinese: {}", y.text);
+    }
+    b
+}
+
+fn request_msg(msg_id: &str) -> Value {
+    json!({"type":"request_task","v":1,"msg_id":msg_id,"ts":"2026-12-01T10:00:00Z","mode":"pick"})
+}
+
+#[tokio::test]
+async fn in_chinese_a_pick_says_each_step_wrong_item_too_many_and_short() {
+    let (en, zh) = (setup().await, setup_in(false, Lang::Zh).await);
+    let d = scanner("s1");
+    let o = both(&en, &zh, &d, Channel::Evt, request_msg("r1")).await;
+    assert_eq!(
+        fb(&o).1,
+        format!("拣货订单 {TID_B}：B-02-01：RED-M × 1（还剩 1 件）")
+    );
+    assert_eq!(
+        task_of(&o).text,
+        format!("拣货订单 {TID_B}：B-02-01：RED-M × 1")
+    );
+    // Wrong item: the next step first, then what was scanned.
+    let o = both(
+        &en,
+        &zh,
+        &d,
+        Channel::Evt,
+        scan_msg("s1", "6900000000099", "pick", None),
+    )
+    .await;
+    let f = o.feedback.as_ref().unwrap();
+    assert_eq!(
+        f.text,
+        format!("错货！下一件：B-02-01：RED-M × 1（6900000000099 不在订单 {TID_B} 中）")
+    );
+    assert!(!f.ok && f.beep == firmware_bridge::proto::Beep::Error);
+    let o = both(
+        &en,
+        &zh,
+        &d,
+        Channel::Evt,
+        scan_msg("s2", "6900000000011", "pick", Some(3)),
+    )
+    .await;
+    assert_eq!(fb(&o).1, "数量过多：RED-M 只剩 1 件");
+    let o = both(
+        &en,
+        &zh,
+        &d,
+        Channel::Evt,
+        scan_msg("s3", "RED-M", "pick", None),
+    )
+    .await;
+    assert_eq!(fb(&o).1, format!("订单 {TID_B} 拣货完成：请送去打包"));
+    assert_eq!(zh.order(TID_B).state, LocalState::Picked);
+    // The next order, then a short: to the exception desk.
+    let o = both(&en, &zh, &d, Channel::Evt, request_msg("r2")).await;
+    assert_eq!(
+        fb(&o).1,
+        format!("拣货订单 {TID_A}：A-01-04：BLK-M × 2（还剩 3 件）")
+    );
+    let short = json!({"type":"short","v":1,"msg_id":"x","ts":"2026-12-01T10:00:00Z",
+                       "task_id": format!("pick-{TID_A}"), "code":"BLK-M","qty":1});
+    let o = both(&en, &zh, &d, Channel::Evt, short).await;
+    assert_eq!(
+        fb(&o).1,
+        format!("BLK-M 短拣已记录：请把订单 {TID_A} 送到异常台")
+    );
+    assert_eq!(zh.order(TID_A).state, LocalState::Exception);
+    let o = both(&en, &zh, &d, Channel::Evt, request_msg("r3")).await;
+    assert_eq!(fb(&o).1, "暂无任务：没有待拣货的订单");
+}
+
+#[tokio::test]
+async fn in_chinese_a_held_order_is_refused_and_its_goods_put_back() {
+    let (en, zh) = (setup().await, setup_in(false, Lang::Zh).await);
+    let d = scanner("s1");
+    both(&en, &zh, &d, Channel::Evt, request_msg("r1")).await;
+    both(
+        &en,
+        &zh,
+        &d,
+        Channel::Evt,
+        scan_msg("s1", "RED-M", "pick", None),
+    )
+    .await;
+    both(&en, &zh, &d, Channel::Evt, request_msg("r2")).await;
+    both(
+        &en,
+        &zh,
+        &d,
+        Channel::Evt,
+        scan_msg("s2", "BLK-M", "pick", None),
+    )
+    .await;
+    for t in [&en, &zh] {
+        t.op(|w| w.hold(TID_A, "buyer called").map(|_| ())).await;
+    }
+    let (a, b) = (en.held(TID_A).await, zh.held(TID_A).await);
+    let (_, he) = hold_of(&a);
+    let (to, h) = hold_of(&b);
+    assert_eq!(to, d);
+    assert_eq!(
+        Hold {
+            text: String::new(),
+            ..he
+        },
+        Hold {
+            text: String::new(),
+            ..h.clone()
+        }
+    );
+    assert_eq!(
+        (h.reason.as_str(), h.action.as_str()),
+        ("operator", "put_back")
+    );
+    assert_eq!(
+        h.text,
+        format!(
+            "停！订单 {TID_A} 已挂起（人工挂起）：不要打包；把已拣的货放回（随后下发放回任务）"
+        )
+    );
+    // Re-sent on reconnect as it was first sent.
+    assert_eq!(zh.online(&d).await, b);
+    let o = both(
+        &en,
+        &zh,
+        &d,
+        Channel::Evt,
+        scan_msg("s3", "BLK-M", "pick", None),
+    )
+    .await;
+    assert_eq!(
+        fb(&o).1,
+        format!("停！订单 {TID_A} 已挂起（人工挂起）：不要打包")
+    );
+    let ack = json!({"type":"hold_ack","v":1,"re":h.hold_id});
+    let o = both(&en, &zh, &d, Channel::Reply, ack).await;
+    assert_eq!(
+        task_of(&o).text,
+        format!("把订单 {TID_A} 已拣的货放回：A-01-04：BLK-M × 1")
+    );
+    let o = both(
+        &en,
+        &zh,
+        &d,
+        Channel::Evt,
+        scan_msg("s4", "BLK-M", "pick", None),
+    )
+    .await;
+    assert_eq!(fb(&o).1, format!("订单 {TID_A}：已全部放回库位"));
+    assert_eq!(zh.order(TID_A).state, LocalState::PutBack);
+}
+
+#[tokio::test]
+async fn in_chinese_receive_pack_label_ship_and_a_held_order_at_the_dock() {
+    let (en, zh) = (setup().await, setup_in(false, Lang::Zh).await);
+    let rcv = scanner("rcv");
+    let o = both(
+        &en,
+        &zh,
+        &rcv,
+        Channel::Evt,
+        scan_msg("rc", "6900000000011", "receive", Some(5)),
+    )
+    .await;
+    assert_eq!(fb(&o).1, "已收货 RED-M × 5：在库 45；库位 B-02-01");
+    for t in [&en, &zh] {
+        t.pick(&scanner("s1"), TID_B, 1).await;
+    }
+    let pk = scanner("pk1");
+    let o = both(
+        &en,
+        &zh,
+        &pk,
+        Channel::Evt,
+        scan_msg("p1", &TID_B.to_string(), "pack", None),
+    )
+    .await;
+    assert_eq!(fb(&o).1, format!("打包订单 {TID_B}：逐件扫描（共 1 件）"));
+    assert_eq!(
+        task_of(&o).text,
+        format!("打包订单 {TID_B}：逐件扫描：B-02-01：RED-M × 1")
+    );
+    let o = both(
+        &en,
+        &zh,
+        &pk,
+        Channel::Evt,
+        scan_msg("p2", "RED-M", "pack", None),
+    )
+    .await;
+    assert_eq!(fb(&o).1, format!("订单 {TID_B} 打包完成：面单在 lp1 打印"));
+    assert_eq!(zh.order(TID_B).state, LocalState::Packed);
+    // The label: printed, the station told in Chinese.
+    let src = fake_cainiao(&zh);
+    let cmds = label_step(&zh, &src, std::time::Duration::from_secs(30)).await;
+    let Downlink::Print(p) = &cmds[0].1 else {
+        panic!("{cmds:?}")
+    };
+    let lp = DeviceId::new(DeviceClass::Printer, "lp1").unwrap();
+    let printed = json!({"type":"print_result","v":1,"re":p.job_id,"status":"printed"});
+    let o = zh.send(&lp, Channel::Reply, printed).await;
+    let [(to, Downlink::Feedback(f))] = o.commands.as_slice() else {
+        panic!("{:?}", o.commands)
+    };
+    assert_eq!(to, &pk);
+    assert!(f.ok && f.re.is_none() && f.beep == firmware_bridge::proto::Beep::Ok);
+    assert_eq!(
+        f.text,
+        format!("订单 {TID_B} 面单已打印（YT0000000000001）：请把包裹送到发货区")
+    );
+    let dock = scanner("dock");
+    let (ok, text) = fb(&zh.scan_in(&dock, "d1", "YT0000000000001", "ship").await);
+    assert!(ok, "{text}");
+    assert_eq!(text, format!("已发货：订单 {TID_B}，YTO YT0000000000001"));
+    // A held order at the dock: STOP, with the reason in words and its detail as recorded.
+    zh.pick(&scanner("s1"), TID_A, 2).await;
+    zh.pack(TID_A).await;
+    let cmds = label_step(&zh, &src, std::time::Duration::from_secs(30)).await;
+    let Downlink::Print(p) = &cmds[0].1 else {
+        panic!("{cmds:?}")
+    };
+    let printed = json!({"type":"print_result","v":1,"re":p.job_id,"status":"printed"});
+    zh.send(&lp, Channel::Reply, printed).await;
+    zh.op(|w| w.hold(TID_A, "address change").map(|_| ())).await;
+    let o = zh.scan_in(&dock, "d2", "YT0000000000002", "ship").await;
+    let f = o.feedback.as_ref().unwrap();
+    assert!(!f.ok && f.beep == firmware_bridge::proto::Beep::Error);
+    assert_eq!(
+        f.text,
+        format!("停！订单 {TID_A} 已挂起（人工挂起：address change）：请送到异常台")
+    );
+    assert_eq!(zh.order(TID_A).state, LocalState::Labelled);
 }

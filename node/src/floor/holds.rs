@@ -2,7 +2,7 @@
 //! device holding its task is told at once (`hold` on its `cmd` topic), and the message is
 //! kept (table `floor_holds`, by device and `hold_id`) and re-sent each time the device comes
 //! back online until it answers `hold_ack`. The ack stops the device's task; what was picked
-//! becomes a put-back task for the same device ([`super::flows`]).
+//! becomes a put-back task for the same device ([`super::putback`]).
 //!
 //! | the order's open task | `hold` to | `action` | after the `hold_ack` |
 //! |---|---|---|---|
@@ -10,7 +10,7 @@
 //! | pick, nothing picked | the picker | `stop` | the order is `put_back` (nothing left its bin) |
 //! | pack (also a merged parcel's other orders) | the packing station | `put_back` | a put-back task of every unit picked for the held order; the parcel's other orders stay picked (scanned again, they are packed in a parcel of their own) |
 //! | put-back | nobody | | (the goods are on their way back already) |
-//! | none: picked and waiting for packing, packed, labelled, at the dock (also as an order of a merged parcel) | nobody | | at once: the order is `put_back` (its parcel dissolved, a waybill voided and cancelled through goods out's outbox path) and what was picked for it is a put-back task waiting for a device: the first scanner asking for pick work gets it ([`flows::put_back_waiting`]); every scan of the order refers to it |
+//! | none: picked and waiting for packing, packed, labelled, at the dock (also as an order of a merged parcel) | nobody | | at once: the order is `put_back` (its parcel dissolved, a waybill voided and cancelled through goods out's outbox path) and what was picked for it is a put-back task waiting for a device: the first scanner asking for pick work gets it ([`putback::put_back_waiting`]); every scan of the order refers to it |
 //! | none, nothing picked or gone (released, handed over, consigned) | nobody | | nothing to put back: a parcel gone is the carrier's (interception, DOMAIN.md §3) |
 //!
 //! `hold_id` is `hold-{tid}-{order version}`: a hold re-announced for the same version (the
@@ -22,7 +22,9 @@
 
 use super::devices::DeviceId;
 use super::flow::Effects;
-use super::flows;
+use super::putback;
+use super::say;
+use crate::status::i18n::{Lang, Msg};
 use crate::store::{self, Bytes, StoreError};
 use crate::wms::tasks::{self, TaskKind};
 use crate::wms::{self, ShopId};
@@ -69,13 +71,14 @@ impl PendingHold {
 
 /// Order `tid` went on hold: the `hold` for the device holding its task (a pick, or the pack
 /// of its parcel), recorded until acknowledged; with no task of it open, the goods picked for
-/// it become a put-back task waiting for a device ([`flows::put_back_waiting`]). Nothing when
+/// it become a put-back task waiting for a device ([`putback::put_back_waiting`]). Nothing when
 /// it is no longer held, when that hold was sent already, or when its put-back was made.
 pub fn order_held(
     txn: &WriteTransaction,
     shop: &ShopId,
     tid: u64,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<Effects<wms::Event>, StoreError> {
     let Some(order) = wms::orders::read_order(txn, shop, tid)? else {
         return Ok((Vec::new(), Vec::new()));
@@ -86,10 +89,13 @@ pub fn order_held(
     let Some(task) = tasks::of_order(txn, shop.as_str(), tid)? else {
         return Ok((
             Vec::new(),
-            flows::put_back_waiting(txn, shop, &order, now_ms)?,
+            putback::put_back_waiting(txn, shop, &order, now_ms)?,
         ));
     };
-    Ok((device_hold(txn, shop, &order, task, now_ms)?, Vec::new()))
+    Ok((
+        device_hold(txn, shop, &order, task, now_ms, lang)?,
+        Vec::new(),
+    ))
 }
 
 /// The `hold` for the device holding `task` of the held `order`, recorded until
@@ -101,6 +107,7 @@ fn device_hold(
     order: &wms::OrderRecord,
     task: tasks::TaskRecord,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<Commands, StoreError> {
     let tid = order.tid;
     let Some(device) = DeviceId::from_username(&task.device) else {
@@ -117,20 +124,14 @@ fn device_hold(
         .map(|r| r.as_str())
         .collect::<Vec<_>>()
         .join(",");
+    let said = say::reasons(order, lang);
     let (action, text) = match task.kind {
         // A put-back is under way: the goods are going back already.
         TaskKind::PutBack => return Ok(Vec::new()),
-        TaskKind::Pick if task.lines.iter().any(|l| l.done > 0) => (
-            "put_back",
-            format!(
-                "STOP: order {tid} is on hold ({reasons}): do not pack it; put what you picked \
-                 back (a put-back task follows)"
-            ),
-        ),
-        TaskKind::Pick => (
-            "stop",
-            format!("STOP: order {tid} is on hold ({reasons}): leave it and ask for a new task"),
-        ),
+        TaskKind::Pick if task.lines.iter().any(|l| l.done > 0) => {
+            ("put_back", lang.f(Msg::FlHoldPutBack, &[&tid, &said]))
+        }
+        TaskKind::Pick => ("stop", lang.f(Msg::FlHoldStop, &[&tid, &said])),
         TaskKind::Pack => {
             let others = tasks::orders_of(txn, shop.as_str(), &task.task_id)?
                 .into_iter()
@@ -140,18 +141,9 @@ fn device_hold(
             let rest = if others.is_empty() {
                 String::new()
             } else {
-                format!(
-                    "; order {} stays picked: scan it again to pack it",
-                    others.join(", ")
-                )
+                lang.f(Msg::FlHoldOthersStay, &[&others.join(lang.t(Msg::ListSep))])
             };
-            (
-                "put_back",
-                format!(
-                    "STOP: order {tid} is on hold ({reasons}): do not pack it; put its goods \
-                     back (a put-back task follows){rest}"
-                ),
-            )
+            ("put_back", lang.f(Msg::FlHoldPack, &[&tid, &said, &rest]))
         }
     };
     let pending = PendingHold {
@@ -174,20 +166,22 @@ pub fn sweep(
     txn: &WriteTransaction,
     shop: &ShopId,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<Effects<wms::Event>, StoreError> {
     let (mut commands, mut events) = (Vec::new(), Vec::new());
     for tid in tasks::open_orders(txn, shop.as_str())? {
-        let (c, e) = order_held(txn, shop, tid, now_ms)?;
+        let (c, e) = order_held(txn, shop, tid, now_ms, lang)?;
         commands.extend(c);
         events.extend(e);
     }
     for order in tasks::held_without_task(txn, shop.as_str())? {
-        events.extend(flows::put_back_waiting(txn, shop, &order, now_ms)?);
+        events.extend(putback::put_back_waiting(txn, shop, &order, now_ms)?);
     }
     Ok((commands, events))
 }
 
-/// The holds `device` has not acknowledged, to send again (it came back online).
+/// The holds `device` has not acknowledged, to send again (it came back online): as they
+/// were first sent, their text in the language of then.
 pub fn pending(txn: &WriteTransaction, device: &DeviceId) -> Result<Commands, StoreError> {
     let key = device.to_string();
     let table = txn.open_table(HOLDS)?;
@@ -208,13 +202,14 @@ pub fn pending(txn: &WriteTransaction, device: &DeviceId) -> Result<Commands, St
 
 /// `device` acknowledged `hold_id`: forgotten, and the device's task of the order (a pick or
 /// a pack) stops; a put-back task of what was picked follows. If the order came off hold
-/// meanwhile, the device carries on with its task (sent again).
+/// meanwhile, the device carries on with its task (sent again). Texts in `lang`.
 pub fn acked(
     txn: &WriteTransaction,
     shop: &ShopId,
     device: &DeviceId,
     hold_id: &str,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<(Commands, Vec<wms::Event>), StoreError> {
     let key = device.to_string();
     let Some(p) = store::get::<(&str, &str), PendingHold>(txn, HOLDS, (key.as_str(), hold_id))?
@@ -227,11 +222,11 @@ pub fn acked(
     if !held {
         let again = tasks::of_device(txn, shop.as_str(), &key)?
             .filter(|t| t.task_id == p.task_id)
-            .map(|t| vec![(device.clone(), flows::task_message(&t))])
+            .map(|t| vec![(device.clone(), say::task_message(&t, lang))])
             .unwrap_or_default();
         return Ok((again, Vec::new()));
     }
-    flows::stop_for_hold(txn, shop, device, p.tid, &p.task_id, now_ms)
+    putback::stop_for_hold(txn, shop, device, p.tid, &p.task_id, now_ms, lang)
 }
 
 /// Holds not yet acknowledged, over all devices (the status view, tests).

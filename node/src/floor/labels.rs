@@ -29,6 +29,7 @@
 //! a waybill (a reprint is a new print job of the same number), or log print data.
 
 use super::devices::DeviceId;
+use crate::status::i18n::{Lang, Msg};
 use crate::store::{self, Bytes, Store, StoreError};
 use crate::wms::ship::PrintJob;
 use crate::wms::{self, LocalState, ShopId, Wms, WmsError};
@@ -308,34 +309,60 @@ pub fn sent(
     Ok(Some(job))
 }
 
-/// The label failed for a reason a person must look at: the station is told.
+/// Why a label failed: kept with the job (in English, a record) and told to the station
+/// (in the floor's language).
+#[derive(Debug, Clone)]
+pub enum Why {
+    /// Goods out refused the waybill (its words).
+    Refused(String),
+    /// The printer answered `error` (its words).
+    PrinterSays {
+        /// The printer's id.
+        printer: String,
+        /// What it said.
+        error: String,
+    },
+    /// The printer did not answer `tries` prints.
+    PrinterSilent {
+        /// The printer's id.
+        printer: String,
+        /// Prints sent.
+        tries: u32,
+    },
+}
+
+impl Why {
+    /// In `lang`.
+    pub fn say(&self, lang: Lang) -> String {
+        match self {
+            Why::Refused(why) => why.clone(),
+            Why::PrinterSays { printer, error } => lang.f(Msg::FlPrinterSays, &[printer, error]),
+            Why::PrinterSilent { printer, tries } => {
+                lang.f(Msg::FlPrinterSilent, &[printer, tries])
+            }
+        }
+    }
+}
+
+/// The label failed for a reason a person must look at: the station is told, in `lang`.
 pub fn failed(
     txn: &WriteTransaction,
     shop: &str,
     package: &str,
-    why: &str,
+    why: &Why,
+    lang: Lang,
 ) -> Result<Commands, StoreError> {
     let Some(mut job) = get(txn, shop, package)? else {
         return Ok(Vec::new());
     };
     job.state = LabelState::Failed;
-    job.error = Some(why.to_owned());
+    job.error = Some(why.say(Lang::En));
     put(txn, shop, &job)?;
     metrics::counter!("wms_node_floor_labels_total", "result" => "failed").increment(1);
     let tid = job.tids.first().copied().unwrap_or_default();
+    let text = lang.f(Msg::FlNoLabel, &[&tid, &why.say(lang)]);
     Ok(scanner(&job.station)
-        .map(|d| {
-            vec![(
-                d,
-                notice(
-                    false,
-                    format!(
-                        "no label for order {tid}: {why}; fix it, then scan the order again \
-                         to print"
-                    ),
-                ),
-            )]
-        })
+        .map(|d| vec![(d, notice(false, text))])
         .unwrap_or_default())
 }
 
@@ -355,7 +382,8 @@ pub fn later(
 
 /// A printer's `print_result` for job `re`: printed → the orders are labelled and the
 /// station told to take the parcel to the dock; error → the station is told the printer's
-/// words. A result for a job the node does not know is ignored (logged).
+/// words, in `lang`. A result for a job the node does not know is ignored (logged).
+#[allow(clippy::too_many_arguments)]
 pub fn result(
     txn: &WriteTransaction,
     shop: &ShopId,
@@ -364,6 +392,7 @@ pub fn result(
     status: PrintStatus,
     error: Option<&str>,
     now_ms: u64,
+    lang: Lang,
 ) -> Result<(Commands, Vec<wms::Event>), StoreError> {
     // Job ids are `<package>-<n>`.
     let Some((package, _)) = re.rsplit_once('-') else {
@@ -397,10 +426,8 @@ pub fn result(
                 return Ok((Vec::new(), events));
             }
             metrics::counter!("wms_node_floor_labels_total", "result" => "printed").increment(1);
-            let text = format!(
-                "label printed for order {tid} ({}): take the parcel to the dock",
-                job.waybill_code.as_deref().unwrap_or("")
-            );
+            let waybill = job.waybill_code.as_deref().unwrap_or("");
+            let text = lang.f(Msg::FlLabelPrinted, &[&tid, &waybill]);
             let cmds = station
                 .map(|d| vec![(d, notice(true, text))])
                 .unwrap_or_default();
@@ -410,12 +437,11 @@ pub fn result(
             if job.state == LabelState::Printed {
                 return Ok((Vec::new(), Vec::new()));
             }
-            let why = format!(
-                "printer {} says: {}",
-                job.printer.trim_start_matches("printer/"),
-                error.unwrap_or("error")
-            );
-            let cmds = failed(txn, shop.as_str(), package, &why)?;
+            let why = Why::PrinterSays {
+                printer: job.printer.trim_start_matches("printer/").to_owned(),
+                error: error.unwrap_or("error").to_owned(),
+            };
+            let cmds = failed(txn, shop.as_str(), package, &why, lang)?;
             Ok((cmds, Vec::new()))
         }
     }
@@ -426,12 +452,14 @@ fn when(now_ms: u64) -> DateTime<Utc> {
 }
 
 /// Runs the label jobs until `token` is cancelled: woken by `wake` (a pack committed) and
-/// every second; what it sends goes to `publish`.
+/// every second; what it sends goes to `publish`, the stations' texts in `lang`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: Store,
     shop: ShopId,
     source: std::sync::Arc<dyn LabelSource>,
     timeout: Duration,
+    lang: Lang,
     wake: std::sync::Arc<tokio::sync::Notify>,
     publish: impl Fn(Commands) + Send + Sync + 'static,
     token: tokio_util::sync::CancellationToken,
@@ -454,7 +482,7 @@ pub async fn run(
                 continue;
             }
         }
-        if let Err(e) = step(&store, &shop, source.as_ref(), timeout, &publish).await {
+        if let Err(e) = step(&store, &shop, source.as_ref(), timeout, lang, &publish).await {
             tracing::warn!(error = %e, "label jobs: store failed; trying again");
         }
     }
@@ -466,6 +494,7 @@ pub async fn step(
     shop: &ShopId,
     source: &dyn LabelSource,
     timeout: Duration,
+    lang: Lang,
     publish: &(impl Fn(Commands) + Send + Sync),
 ) -> Result<(), StoreError> {
     let now = store::now_ms();
@@ -477,13 +506,12 @@ pub async fn step(
         let s = shop.clone();
         let package = job.package.clone();
         if job.state == LabelState::Sent && job.tries >= MAX_TRIES {
-            let why = format!(
-                "printer {} has not answered {} prints",
-                job.printer.trim_start_matches("printer/"),
-                job.tries
-            );
+            let why = Why::PrinterSilent {
+                printer: job.printer.trim_start_matches("printer/").to_owned(),
+                tries: job.tries,
+            };
             let cmds = store
-                .write(move |txn| failed(txn, s.as_str(), &package, &why))
+                .write(move |txn| failed(txn, s.as_str(), &package, &why, lang))
                 .await?;
             publish(cmds);
             continue;
@@ -511,9 +539,9 @@ pub async fn step(
                         st,
                         notice(
                             false,
-                            format!(
-                                "printer {} did not confirm the label for order {tid}: sent again",
-                                updated.printer.trim_start_matches("printer/")
+                            lang.f(
+                                Msg::FlLabelSentAgain,
+                                &[&updated.printer.trim_start_matches("printer/"), &tid],
                             ),
                         ),
                     ));
@@ -522,8 +550,9 @@ pub async fn step(
                 publish(cmds);
             }
             Err(LabelError::Refused(why)) => {
+                let why = Why::Refused(why);
                 let cmds = store
-                    .write(move |txn| failed(txn, s.as_str(), &package, &why))
+                    .write(move |txn| failed(txn, s.as_str(), &package, &why, lang))
                     .await?;
                 publish(cmds);
             }

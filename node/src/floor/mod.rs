@@ -54,9 +54,12 @@ pub mod passwd;
 pub mod pause;
 pub mod pipeline;
 pub mod presence;
+pub mod putback;
+pub mod say;
 pub mod status;
 
 use crate::secret::Secret;
+use crate::status::i18n::Lang;
 use crate::store::{Store, StoreError, now_ms};
 use admin::{DeviceAdmin, Live, MosquittoFiles};
 use broker::{BrokerOptions, Embedded};
@@ -114,6 +117,8 @@ pub struct FloorOptions {
     /// How long a printer has to answer a `print` before the label goes again
     /// (`floor.print_timeout`).
     pub print_timeout: Duration,
+    /// The language of what devices show people (`floor.language`, else `node.language`).
+    pub lang: Lang,
 }
 
 impl FloorOptions {
@@ -130,6 +135,7 @@ impl FloorOptions {
             max_event_bytes: 64 * 1024,
             dedupe_retention: Duration::from_secs(48 * 60 * 60),
             print_timeout: Duration::from_secs(30),
+            lang: Lang::En,
         }
     }
 
@@ -199,6 +205,7 @@ pub struct Floor<H: FlowHandler> {
     )>,
     labels: Option<(crate::wms::ShopId, Arc<dyn labels::LabelSource>)>,
     print_timeout: Duration,
+    lang: Lang,
 }
 
 impl<H: FlowHandler> Floor<H> {
@@ -292,6 +299,7 @@ impl<H: FlowHandler> Floor<H> {
             PipelineOptions {
                 site: opts.site.clone(),
                 max_event_bytes: opts.max_event_bytes,
+                lang: opts.lang,
             },
             store.clone(),
             registry,
@@ -316,6 +324,7 @@ impl<H: FlowHandler> Floor<H> {
             held: None,
             labels: None,
             print_timeout: opts.print_timeout,
+            lang: opts.lang,
         })
     }
 
@@ -332,6 +341,7 @@ impl<H: FlowHandler> Floor<H> {
             held,
             labels,
             print_timeout,
+            lang,
             ..
         } = self;
         let broker_task = broker.map(|b| tokio::spawn(b.serve(token.clone())));
@@ -352,6 +362,7 @@ impl<H: FlowHandler> Floor<H> {
                 shop,
                 source,
                 print_timeout,
+                lang,
                 wake.clone(),
                 move |cmds| p.publish_commands(cmds),
                 token.clone(),

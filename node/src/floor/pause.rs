@@ -11,6 +11,7 @@
 //! Fleet links (`gateway/…`) get none: they take no floor work.
 
 use super::admin::DeviceAdmin;
+use crate::status::i18n::{Lang, Msg};
 use firmware_bridge::proto::{DeviceClass, Pause, VERSION, json};
 use rumqttc::{AsyncClient, QoS};
 
@@ -20,21 +21,29 @@ pub struct FloorPause {
     client: AsyncClient,
     site: String,
     devices: DeviceAdmin,
+    lang: Lang,
 }
 
 impl FloorPause {
-    /// Through the node's session `client`, to the devices `devices` lists.
-    pub fn new(client: AsyncClient, site: &str, devices: DeviceAdmin) -> Self {
+    /// Through the node's session `client`, to the devices `devices` lists, its text in
+    /// `lang` (the floor's).
+    pub fn new(client: AsyncClient, site: &str, devices: DeviceAdmin, lang: Lang) -> Self {
         FloorPause {
             client,
             site: site.to_owned(),
             devices,
+            lang,
         }
     }
 
-    /// Publishes the retained `pause` (`active`, with `text` for the operator) to every
-    /// registered scanner and printer; returns to how many.
-    pub async fn set(&self, active: bool, text: &str) -> usize {
+    /// Publishes the retained `pause` (`active`, with its text for the operator: wait, or
+    /// carry on) to every registered scanner and printer; returns to how many.
+    pub async fn set(&self, active: bool) -> usize {
+        let text = self.lang.t(if active {
+            Msg::FlPaused
+        } else {
+            Msg::FlResumed
+        });
         let msg = Pause {
             v: VERSION,
             active,

@@ -16,7 +16,9 @@
 //!   the handler does not run ([`crate::wms::dedupe`], kept ≥ 24 h across restarts).
 //! * **Bad input is answered and counted, never fatal.** A payload the node cannot use gets
 //!   `feedback` `ok:false` with the reason on the device's `cmd` topic (`re` = its `msg_id` when
-//!   one could be read, else `null`), counted in `wms_node_floor_refused_total{reason}`:
+//!   one could be read, else `null`), counted in `wms_node_floor_refused_total{reason}`
+//!   (the texts as in English; they follow `[floor] language`, the decoder's own words kept
+//!   inside the Chinese):
 //!
 //! | reason | when | answer text |
 //! |---|---|---|
@@ -43,6 +45,7 @@
 use super::devices::{self, DeviceId, Registry};
 use super::flow::{Event, FlowHandler, Outcome};
 use super::presence::Presence;
+use crate::status::i18n::{Lang, Msg};
 use crate::store::{Store, StoreError, now_ms};
 use crate::wms::dedupe;
 use firmware_bridge::proto::json::{self, JsonError};
@@ -74,6 +77,8 @@ pub struct PipelineOptions {
     pub site: String,
     /// Largest event or reply payload the node looks at (`floor.max_event_bytes`).
     pub max_event_bytes: usize,
+    /// The language of the refusals' texts (the floor's).
+    pub lang: Lang,
 }
 
 struct Shared<H: FlowHandler> {
@@ -189,8 +194,7 @@ impl<H: FlowHandler> Pipeline<H> {
             refused("unknown_device");
             tracing::warn!(device = %device, "message from an unregistered device refused");
             if channel != Channel::State {
-                let text =
-                    format!("unknown device {device}: register it with wms-node devices add");
+                let text = s.opts.lang.f(Msg::FlUnknownDevice, &[&device]);
                 self.refuse(&device, json::peek_id(&p.payload), text);
             }
             return self.ack(p);
@@ -214,7 +218,7 @@ impl<H: FlowHandler> Pipeline<H> {
                     } else {
                         json::peek_id(&p.payload)
                     };
-                    self.refuse(&device, re, e.to_string());
+                    self.refuse(&device, re, s.opts.lang.f(Msg::FlBadMessage, &[&e]));
                 }
                 return self.ack(p);
             }
@@ -333,7 +337,8 @@ impl<H: FlowHandler> Pipeline<H> {
                     refused("store");
                     tracing::error!(device = %device, error = %e, "device event not recorded");
                     if re.is_some() {
-                        this.refuse(&device, re, format!("not recorded ({e}); scan again"));
+                        let text = s.opts.lang.f(Msg::FlNotRecorded, &[&e]);
+                        this.refuse(&device, re, text);
                     }
                 }
             }
@@ -520,6 +525,7 @@ mod tests {
             PipelineOptions {
                 site: "main".into(),
                 max_event_bytes: 64 * 1024,
+                lang: Lang::En,
             },
             store.clone(),
             registry,
@@ -759,6 +765,7 @@ mod tests {
             PipelineOptions {
                 site: "main".into(),
                 max_event_bytes: 4096,
+                lang: Lang::En,
             },
             store,
             registry,

@@ -1,5 +1,7 @@
 //! The words people read, in English and Chinese: the one catalogue of the status page's
-//! and the CLI's human output (`[node] language = "en" | "zh"`, English by default).
+//! and the CLI's human output (`[node] language = "en" | "zh"`, English by default), and of
+//! what the floor's scanners and printers show people (`[floor] language`, the node's when
+//! absent; keys `Fl…`).
 //!
 //! Machine output stays in English whatever the language: `/healthz` and `/metrics`, every
 //! `--json`, logs, and the health checks' and alerts' own messages (they are logged, and
@@ -18,11 +20,15 @@
 //! and use it as `lang.t(Msg::Ok)` (fixed text) or `lang.f(Msg::StockShort, &[&n, &sku])`.
 //! The tests check that every key has both languages, that both use the same placeholders,
 //! and that the Chinese is Chinese. A command gets its language from its config
-//! (`config.node.language`), the status page from the node's.
+//! (`config.node.language`), the status page from the node's, the floor from
+//! `config.floor_language()`, handed to each of its parts when it starts (the flows, the
+//! pipeline's refusals, the labeller, the pause).
 //!
-//! The Chinese is written for a warehouse lead (订单, 出库, 库存, 告警, 离线), not
+//! The Chinese is written for a warehouse lead (订单, 出库, 库存, 告警, 离线) and, for the
+//! floor, for pickers and packers on a small screen (拣货, 打包, 库位, 放回, 短拣, 异常台), not
 //! machine-translated identifiers: keep it that way, and keep commands, keys and file names in
-//! backticks untranslated.
+//! backticks untranslated. The protocol's machine fields (`beep`, reasons, actions, ids, SKU
+//! codes, bins) never go through here.
 
 use serde::{Deserialize, Serialize};
 use std::fmt::Display;
@@ -556,6 +562,96 @@ catalogue! {
     OtaRestarting => "the node restarts into it now; `wms-node ota status` shows whether it was committed", "节点正在重启进入新版本；`wms-node ota status` 显示是否已确认";
     OtaNotRunning => "the node is not running: it boots {0} when it starts (systemctl start wms-node)", "节点未运行：下次启动时运行 {0}（systemctl start wms-node）";
     OtaRestartRefused => "the running node did not restart: {0}", "正在运行的节点没有重启：{0}";
+    // The floor: what scanners and printers show people (`[floor] language`, floor/say.rs,
+    // flows.rs, holds.rs, labels.rs, pipeline.rs). Short: a scanner's screen is small. Ids,
+    // SKU codes, bins and waybill numbers go in as they are.
+    FlStep => "{0}: {1} x {2}", "{0}：{2} × {1}";
+    FlStepNoBin => "{0} x {1} (no bin on record)", "{1} × {0}（无库位记录）";
+    FlPickOrder => "pick order {0}", "拣货订单 {0}";
+    FlPutBackOrder => "put back order {0}", "放回订单 {0}";
+    FlPackOrder => "pack order {0}", "打包订单 {0}";
+    FlTaskPutBack => "put back what was picked for order {0}", "把订单 {0} 已拣的货放回";
+    FlTaskPack => "pack order {0}: scan each item", "打包订单 {0}：逐件扫描";
+    FlThen => "{0}: {1}", "{0}：{1}";
+    FlNothingLeft => "{0}: nothing left", "{0}：已全部完成";
+    FlUnitsLeft => "{0}: {1} ({2} units left)", "{0}：{1}（还剩 {2} 件）";
+    FlReasonDetail => "{0}: {1}", "{0}：{1}";
+    FlModePick => "pick", "拣货";
+    FlModePack => "pack", "打包";
+    FlModeShip => "ship", "发货";
+    FlModeReceive => "receive", "收货";
+    FlModeCount => "count", "盘点";
+    FlNoTaskShip => "no task needed to ship: scan the waybill number on the parcel", "发货不需要任务：请扫包裹上的运单号";
+    FlNoTaskSku => "no task needed to {0}: scan the SKU (with qty)", "{0}不需要任务：请扫货品（带数量）";
+    FlStillHold => "you still hold {0}", "你还有任务：{0}";
+    FlScanToPack => "scan a picked order to pack it (its number or pick label)", "扫已拣好的订单开始打包（订单号或拣货标签）";
+    FlPutBackFirst => "first put back what was picked for held order {0}: {1}", "先放回挂起订单 {0} 已拣的货：{1}";
+    FlNoWork => "no work: no order is waiting to be picked", "暂无任务：没有待拣货的订单";
+    FlNoTask => "no task: request one first", "没有任务：请先领任务";
+    FlOtherMode => "a {0} scan, but you hold {1}: finish it first", "这是{0}扫描，但你还有任务：{1}，请先做完";
+    FlOldTask => "old task {0}: you hold {1}", "旧任务 {0}：你当前的任务是 {1}";
+    FlOrderGone => "order {0} is gone from this node", "订单 {0} 已不在本节点";
+    FlOrderChanged => "order {0} changed: task updated, scan again", "订单 {0} 有变更：任务已更新，请重扫";
+    FlPackingOrder => "you are packing order {0}: {1}", "正在打包订单 {0}：{1}";
+    FlDoneAlready => "{0} is done already on this task", "{0} 在本任务中已扫完";
+    FlWrongItem => "wrong item: {0} is not on order {1}; next: {2}", "错货！下一件：{2}（{0} 不在订单 {1} 中）";
+    FlTooMany => "too many: {0} x {1} left", "数量过多：{1} 只剩 {0} 件";
+    FlScanOk => "{0} ok; next {1}", "{0} 正确；下一件 {1}";
+    FlPicked => "order {0} picked: take it to packing", "订单 {0} 拣货完成：请送去打包";
+    FlAllBack => "order {0}: everything is back in its bin", "订单 {0}：已全部放回库位";
+    FlShortNoTask => "short for {0}: you hold no such pick task", "短拣 {0}：你没有这个拣货任务";
+    FlShortNotOnOrder => "short of {0}: it is not on order {1}", "短拣 {0}：订单 {1} 里没有这个货品";
+    FlShortRecorded => "short of {0} recorded: take order {1} to the exception desk", "{0} 短拣已记录：请把订单 {1} 送到异常台";
+    FlNoGoods => "the {0} flow is not set up on this node (no outbox): nothing was recorded", "本节点未启用{0}流程（无待发队列）：未记录";
+    FlNotSkuReceive => "{0} is no SKU of the master: nothing received", "{0} 不在货品主数据中：未收货";
+    FlReceivedBin => "{0} x {1} received: on hand {2}; bin {3}", "已收货 {1} × {0}：在库 {2}；库位 {3}";
+    FlReceived => "{0} x {1} received: on hand {2}", "已收货 {1} × {0}：在库 {2}";
+    FlCountNeedsQty => "a count needs qty: the units counted in the bin", "盘点要带数量：库位里点到的件数";
+    FlNotSkuCount => "{0} is no SKU of the master: nothing counted", "{0} 不在货品主数据中：未盘点";
+    FlCountSame => "{0}: {1} counted, as on record", "{0}：盘点 {1} 件，与记录一致";
+    FlCountDiff => "{0}: {1} counted ({2} against the record)", "{0}：盘点 {1} 件（与记录相差 {2}）";
+    FlWaybillForeign => "waybill {0} is not one this node issued: ship it with wms-node ship", "运单 {0} 不是本节点生成的：请用 wms-node ship 发货";
+    FlShippedAlready => "waybill {0} shipped already (package {1})", "运单 {0} 已发货（包裹 {1}）";
+    FlNoLiveWaybill => "package {0} has no live waybill", "包裹 {0} 没有有效运单";
+    FlPackageEmpty => "package {0} is empty", "包裹 {0} 是空的";
+    FlDockHeld => "order {0} is held ({1}): STOP, take it to the exception desk", "停！订单 {0} 已挂起（{1}）：请送到异常台";
+    FlShipped => "shipped: order {0} with {1} {2}", "已发货：订单 {0}，{1} {2}";
+    FlVoided => "waybill {0} was voided: do not ship this parcel{1}", "运单 {0} 已作废：这个包裹不要发{1}";
+    FlNewLabel => "order {0}: scan it at a packing station for a new label", "订单 {0}：到打包台扫描，重新打面单";
+    FlNotOrder => "{0} is no order: scan the order first (its number or pick label)", "{0} 不是订单：请先扫订单（订单号或拣货标签）";
+    FlNoOrder => "no order {0} on this node", "本节点没有订单 {0}";
+    FlNotPicked => "order {0} is {1}: only a picked order is packed", "订单 {0} 当前为{1}：只有已拣货的订单才能打包";
+    FlBeingWorked => "order {0} is being worked by {1} ({2})", "订单 {0} 正由 {1} 处理（{2}）";
+    FlSharesParcelState => "order {0} shares the parcel of order {1} (same receiver) and is {2}: pick it first", "订单 {0} 与订单 {1} 同收件人同包裹，当前为{2}：请先拣货";
+    FlSharesParcelWorked => "order {0} shares the parcel of order {1} (same receiver) and is being worked by {2} ({3})", "订单 {0} 与订单 {1} 同收件人同包裹，正由 {2} 处理（{3}）";
+    FlNotInMaster => "order {0}'s lines are not all in the SKU master", "订单 {0} 有货品不在主数据中";
+    FlPackMerged => "pack order {0} with {1} other order(s) of the same receiver: {2} units", "打包订单 {0} 及同收件人的另外 {1} 单：共 {2} 件";
+    FlPackUnits => "pack order {0}: scan each item ({1} units)", "打包订单 {0}：逐件扫描（共 {1} 件）";
+    FlPackedPrints => "order {0} packed: its label prints on {1}", "订单 {0} 打包完成：面单在 {1} 打印";
+    FlPackedNoPrinter => "order {0} packed; no printer is paired with this scanner ([[floor.stations]]): print the label with wms-node waybill get {0}", "订单 {0} 打包完成；本扫描枪没有配对打印机（[[floor.stations]]）：请用 wms-node waybill get {0} 打印面单";
+    FlPackedBeforeNoPrinter => "order {0} is packed; no printer is paired with this scanner: print with wms-node waybill get {0}", "订单 {0} 已打包；本扫描枪没有配对打印机：请用 wms-node waybill get {0} 打印";
+    FlNoParcel => "order {0} has no parcel left to label", "订单 {0} 没有待打面单的包裹";
+    FlLabelAgain => "order {0}: label again on {1} (the same waybill)", "订单 {0}：在 {1} 重打面单（运单号不变）";
+    FlRefused => "{0}", "未执行：{0}";
+    FlHeld => "STOP: order {0} is on hold ({1}): do not pack it", "停！订单 {0} 已挂起（{1}）：不要打包";
+    FlPutBackHeld => "STOP: order {0} is on hold ({1}): put its goods back with task {2} ({3})", "停！订单 {0} 已挂起（{1}）：用任务 {2} 把货放回库位（{3}）";
+    FlPutBackWasHeld => "STOP: order {0} was on hold: put its goods back with task {1} ({2})", "停！订单 {0} 曾挂起：用任务 {1} 把货放回库位（{2}）";
+    FlPutBackAnyScanner => "a scanner asking for pick work gets it", "下一台领拣货任务的扫描枪会领到";
+    FlPutBackHasIt => "{0} has it", "已派给 {0}";
+    FlHoldPutBack => "STOP: order {0} is on hold ({1}): do not pack it; put what you picked back (a put-back task follows)", "停！订单 {0} 已挂起（{1}）：不要打包；把已拣的货放回（随后下发放回任务）";
+    FlHoldStop => "STOP: order {0} is on hold ({1}): leave it and ask for a new task", "停！订单 {0} 已挂起（{1}）：不用拣了，请领新任务";
+    FlHoldPack => "STOP: order {0} is on hold ({1}): do not pack it; put its goods back (a put-back task follows){2}", "停！订单 {0} 已挂起（{1}）：不要打包；把货放回（随后下发放回任务）{2}";
+    FlHoldOthersStay => "; order {0} stays picked: scan it again to pack it", "；订单 {0} 仍是已拣货：重扫即可打包";
+    FlNoLabel => "no label for order {0}: {1}; fix it, then scan the order again to print", "订单 {0} 没有面单：{1}；处理后重扫订单打印";
+    FlPrinterSays => "printer {0} says: {1}", "打印机 {0} 报错：{1}";
+    FlPrinterSilent => "printer {0} has not answered {1} prints", "打印机 {0} 已 {1} 次没有应答";
+    FlLabelPrinted => "label printed for order {0} ({1}): take the parcel to the dock", "订单 {0} 面单已打印（{1}）：请把包裹送到发货区";
+    FlLabelSentAgain => "printer {0} did not confirm the label for order {1}: sent again", "打印机 {0} 没有确认订单 {1} 的面单：已重发";
+    FlUnknownDevice => "unknown device {0}: register it with wms-node devices add", "未登记的设备 {0}：请用 wms-node devices add 登记";
+    FlBadMessage => "{0}", "消息无法使用：{0}";
+    FlNotRecorded => "not recorded ({0}); scan again", "未记录（{0}）：请重扫";
+    FlPaused => "Gateway updating: wait, keep your scans; they are answered when it is back", "网关升级中：请稍候，扫描会保留，恢复后自动应答";
+    FlResumed => "Gateway back: carry on", "网关已恢复：请继续作业";
 }
 
 /// The width of `s` in a terminal's columns: Chinese (and other East Asian wide) characters

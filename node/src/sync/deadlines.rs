@@ -121,7 +121,7 @@ impl Deadlines {
                 format!(
                     "trade {}: must ship by {} ({}), it is {}{}: pick and pack it first",
                     r.tid,
-                    crate::taobao::time::format(wms::at(r.ship_by_ms)),
+                    crate::taobao::time::format(wms::time::at(r.ship_by_ms)),
                     if left < 0 {
                         "overdue".to_owned()
                     } else {

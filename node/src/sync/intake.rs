@@ -448,11 +448,11 @@ impl Intake {
         let watermark = if first {
             whole(now - cd(self.opts.lookback))
         } else {
-            wms::at(c.watermark_ms)
+            wms::time::at(c.watermark_ms)
         };
         self.set(|s| {
             s.watermark = Some(watermark);
-            s.rescanned = (c.rescanned_ms > 0).then(|| wms::at(c.rescanned_ms));
+            s.rescanned = (c.rescanned_ms > 0).then(|| wms::time::at(c.rescanned_ms));
         });
         let target = whole(now - CDuration::seconds(10));
         let overlap = if after_error || first {
@@ -473,7 +473,7 @@ impl Intake {
         let due = first
             || rescan_due
             || c.rescanned_ms == 0
-            || wms::at(c.rescanned_ms) + cd(self.opts.rescan_every) <= now;
+            || wms::time::at(c.rescanned_ms) + cd(self.opts.rescan_every) <= now;
         if due {
             self.rescan().await?;
             return Ok(true);

@@ -371,7 +371,7 @@ impl Reconciler {
             );
         }
         metrics::counter!("wms_node_reconcile_runs_total").increment(1);
-        let fmt = |t: DateTime<Utc>| wms::view::rfc3339(t.timestamp_millis());
+        let fmt = |t: DateTime<Utc>| wms::time::rfc3339(t.timestamp_millis());
         Report {
             started: fmt(started),
             finished: fmt(self.clock.now()),
@@ -449,7 +449,7 @@ impl Reconciler {
                 .map_err(top)?;
             let os = self
                 .store
-                .read(|r| wms::ship::order_ship(r, shop.as_str(), tid))
+                .read(|r| wms::order_ship::load(r, shop.as_str(), tid))
                 .map_err(store_err)?;
             let unshipped: Vec<i64> = trade
                 .orders
@@ -711,7 +711,7 @@ impl Reconciler {
                     None,
                     format!(
                         "must ship by {}, it is {}{} and not packed",
-                        crate::taobao::time::format(wms::at(r.ship_by_ms)),
+                        crate::taobao::time::format(wms::time::at(r.ship_by_ms)),
                         r.state,
                         if r.held { " (held)" } else { "" }
                     ),
@@ -935,7 +935,7 @@ impl Reconciler {
                     d.num_iid,
                     d.sku_id.unwrap_or(0),
                     a.qty,
-                    wms::view::rfc3339(a.at_ms),
+                    wms::time::rfc3339(a.at_ms),
                     d.last.map_or("never".to_owned(), |q| q.to_string()),
                     d.code
                 ),
@@ -967,7 +967,7 @@ impl Reconciler {
                         p.id,
                         w.waybill_code,
                         w.real_cp_code,
-                        crate::taobao::time::format(wms::at(w.issued_ms))
+                        crate::taobao::time::format(wms::time::at(w.issued_ms))
                     ),
                 ))
             })

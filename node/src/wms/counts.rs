@@ -26,7 +26,7 @@ pub struct Counts {
 
 /// The GMT+8 day of an instant, as `yyyy-mm-dd`.
 pub fn day_of(ms: i64) -> String {
-    super::at(ms)
+    super::time::at(ms)
         .with_timezone(&crate::taobao::time::cst())
         .format("%Y-%m-%d")
         .to_string()

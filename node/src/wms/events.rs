@@ -7,6 +7,7 @@
 //! devices holding the order's tasks) and `Released` (tasks); the status page counts them.
 //! Events carry ids, states and reason codes only: no buyer data, no free text.
 
+use super::moves::MoveKind;
 use super::order::{HoldReason, LocalState};
 use super::tables;
 use crate::store::{self, StoreError};
@@ -112,7 +113,7 @@ pub enum Event {
         /// The SKU.
         sku: String,
         /// Why.
-        kind: super::stock::MoveKind,
+        kind: MoveKind,
         /// Units added (negative: removed).
         delta: i64,
         /// On hand after.
@@ -272,22 +273,12 @@ pub fn append(
     if events.is_empty() {
         return Ok(());
     }
-    let mut t = txn.open_table(tables::EVENTS)?;
-    let mut next = t.last()?.map_or(0, |(k, _)| k.value().saturating_add(1));
-    for e in events {
-        let rec = AuditRecord {
-            at_ms,
-            shop: shop.to_owned(),
-            event: e.clone(),
-        };
-        let bytes = store::encode("wms_events", &rec)?;
-        t.insert(next, bytes.as_slice())?;
-        if next >= AUDIT_CAP {
-            t.remove(next - AUDIT_CAP)?;
-        }
-        next = next.saturating_add(1);
-    }
-    Ok(())
+    let rows = events.iter().map(|e| AuditRecord {
+        at_ms,
+        shop: shop.to_owned(),
+        event: e.clone(),
+    });
+    tables::ring_append(txn, tables::EVENTS, AUDIT_CAP, rows)
 }
 
 /// The audit rows after `after` (exclusive), oldest first, at most `limit`, optionally only

@@ -233,7 +233,7 @@ async fn paid_lines_reserve_until_they_ship_and_a_close_frees_them() {
     // The audit trail has the import and the shipment.
     let moves = t
         .store
-        .read(|r| stock::moves(r, Some("RED"), 10))
+        .read(|r| moves::read(r, Some("RED"), 10))
         .unwrap_or_default();
     let kinds: Vec<_> = moves.iter().map(|m| m.kind.as_str()).collect();
     assert_eq!(kinds, ["ship", "import"]);

@@ -35,13 +35,16 @@ pub mod counts;
 pub mod cursor;
 pub mod dedupe;
 pub mod events;
+pub mod moves;
 pub mod order;
+pub mod order_ship;
 pub mod orders;
 pub mod ship;
 pub mod sku;
 pub mod stock;
 pub mod tables;
 pub mod tasks;
+pub mod time;
 pub mod view;
 
 pub use events::{Bus, Event};
@@ -122,16 +125,6 @@ impl<Op> From<crate::outbox::EnqueueError<Op>> for WmsError {
             full @ crate::outbox::EnqueueError::Full { .. } => WmsError::Refused(full.to_string()),
         }
     }
-}
-
-/// Milliseconds since the epoch of a UTC instant.
-pub(crate) fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-/// The UTC instant of epoch milliseconds (the epoch itself if out of range).
-pub(crate) fn at(ms: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 /// An id Taobao issued, as we keep it: `u64`. The client decodes ids as `i64`; a negative

@@ -1,5 +1,11 @@
 //! [`Wms`]: the warehouse's operations on orders and SKUs inside one write transaction.
 //!
+//! `Wms` is one type whose operations stand in three files, by what they change: orders here
+//! (with the transaction's start and [`finish`](Wms::finish)), the stock ledger in
+//! [`stock`](super::stock), packages and shipments in [`ship`](super::ship). They share the
+//! transaction's state (its events, its pending stock changes) and call each other's methods:
+//! saving an order re-counts its reservation, `finish` settles packages and pushes.
+//!
 //! ```text
 //!  let mut w = Wms::new(txn, shop, now);
 //!  w.apply_trade(&trade, &rules)?;      // intake: upsert, holds, state, feedback
@@ -27,7 +33,8 @@ use super::counts::{self, Counts};
 use super::events::{self, Event};
 use super::order::{Hold, HoldReason, Line, LocalState, Mapping, OrderRecord, Rules, mask_name};
 use super::tables::{self, OPEN, ORDERS, OrderKey};
-use super::{ShopId, WmsError, cursor, id, ms, sku};
+use super::time::ms;
+use super::{ShopId, WmsError, cursor, id, sku};
 use crate::store::{self, StoreError};
 use crate::taobao::types::{RefundStatus, Trade, TradeStatus};
 use chrono::{DateTime, Utc};

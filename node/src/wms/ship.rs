@@ -32,6 +32,7 @@
 
 use super::carriers;
 use super::order::{LocalState, OrderRecord};
+use super::order_ship::{self, OrderShip};
 use super::orders::Wms;
 use super::tables::{self, OrderKey};
 use super::{Event, WmsError};
@@ -52,17 +53,6 @@ pub const MAX_MERGED: usize = 100;
 
 /// Most lines of one trade in a split shipment (`sub_tid` ≤ 50).
 pub const MAX_SPLIT_LINES: usize = 50;
-
-/// Per trade: its packages and its lines that left.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderShip {
-    /// Package ids, in creation order (`--package N` is the N-th).
-    pub packages: Vec<String>,
-    /// Lines through the ship scan.
-    pub shipped: Vec<u64>,
-    /// Lines Taobao accepted as shipped.
-    pub consigned: Vec<u64>,
-}
 
 /// One line in a package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -154,6 +144,22 @@ pub struct Package {
 }
 
 impl Package {
+    /// A package of `lines` made at `now_ms`: no waybill asked for, not printed, not gone.
+    fn new(id: String, lines: Vec<PackageLine>, merged: bool, now_ms: i64) -> Package {
+        Package {
+            id,
+            lines,
+            merged,
+            created_ms: now_ms,
+            waybill: None,
+            requested_ms: None,
+            prints: 0,
+            shipped: None,
+            dissolved_ms: None,
+            log: Vec::new(),
+        }
+    }
+
     /// Its trades, ascending.
     pub fn tids(&self) -> Vec<u64> {
         let s: BTreeSet<u64> = self.lines.iter().map(|l| l.tid).collect();
@@ -302,29 +308,6 @@ mod ids_string {
     }
 }
 
-/// A trade's shipping record (empty when none).
-pub fn order_ship(
-    txn: &impl store::ReadTxn,
-    shop: &str,
-    tid: u64,
-) -> Result<OrderShip, StoreError> {
-    Ok(
-        store::get::<OrderKey, OrderShip>(txn, tables::ORDER_SHIP, (shop, tid))
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
-    )
-}
-
-/// The lines of `tid` through the ship scan.
-pub fn shipped_oids(
-    txn: &impl store::ReadTxn,
-    shop: &str,
-    tid: u64,
-) -> Result<Vec<u64>, StoreError> {
-    Ok(order_ship(txn, shop, tid)?.shipped)
-}
-
 /// A package by id.
 pub fn package(
     txn: &impl store::ReadTxn,
@@ -341,7 +324,7 @@ pub fn packages_of(
     tid: u64,
 ) -> Result<Vec<Package>, StoreError> {
     let mut out = Vec::new();
-    for id in order_ship(txn, shop, tid)?.packages {
+    for id in order_ship::load(txn, shop, tid)?.packages {
         if let Some(p) = package(txn, shop, &id)? {
             out.push(p);
         }
@@ -525,7 +508,7 @@ pub fn awaiting_consign(
         else {
             continue;
         };
-        let os = order_ship(txn, shop, tid)?;
+        let os = order_ship::load(txn, shop, tid)?;
         let pending: Vec<u64> = os
             .shipped
             .iter()
@@ -603,12 +586,7 @@ fn waybill_key(cp: &str, code: &str) -> String {
 
 impl Wms<'_> {
     fn save_ship(&self, tid: u64, os: &OrderShip) -> Result<(), StoreError> {
-        store::put::<OrderKey, OrderShip>(
-            self.txn,
-            tables::ORDER_SHIP,
-            (self.shop.as_str(), tid),
-            os,
-        )
+        order_ship::save(self.txn, &self.shop, tid, os)
     }
 
     fn save_package(&self, p: &Package) -> Result<(), StoreError> {
@@ -691,7 +669,7 @@ impl Wms<'_> {
             {
                 continue;
             }
-            let os = order_ship(self.txn, &self.shop, tid)?;
+            let os = order_ship::load(self.txn, &self.shop, tid)?;
             let live = os
                 .packages
                 .iter()
@@ -719,7 +697,7 @@ impl Wms<'_> {
         merge: bool,
     ) -> Result<Package, WmsError> {
         let o = self.get(tid)?.ok_or(WmsError::NoOrder(tid))?;
-        let mut os = order_ship(self.txn, &self.shop, tid)?;
+        let mut os = order_ship::load(self.txn, &self.shop, tid)?;
         if let Some(n) = n {
             let id = os
                 .packages
@@ -793,21 +771,11 @@ impl Wms<'_> {
                 self.save_package(&p)?;
             }
             let id = self.new_package_id(tid, &os)?;
-            let p = Package {
-                id: id.clone(),
-                lines: want
-                    .iter()
-                    .map(|oid| PackageLine { tid, oid: *oid })
-                    .collect(),
-                merged: false,
-                created_ms: self.now_ms,
-                waybill: None,
-                requested_ms: None,
-                prints: 0,
-                shipped: None,
-                dissolved_ms: None,
-                log: Vec::new(),
-            };
+            let lines = want
+                .iter()
+                .map(|oid| PackageLine { tid, oid: *oid })
+                .collect();
+            let p = Package::new(id.clone(), lines, false, self.now_ms);
             self.save_package(&p)?;
             os.packages.push(id);
             self.save_ship(tid, &os)?;
@@ -841,20 +809,9 @@ impl Wms<'_> {
             members = self.merge_candidates(&o)?;
         }
         let id = self.new_package_id(tid, &os)?;
-        let mut p = Package {
-            id: id.clone(),
-            lines: Vec::new(),
-            merged: !members.is_empty(),
-            created_ms: self.now_ms,
-            waybill: None,
-            requested_ms: None,
-            prints: 0,
-            shipped: None,
-            dissolved_ms: None,
-            log: Vec::new(),
-        };
+        let mut p = Package::new(id.clone(), Vec::new(), !members.is_empty(), self.now_ms);
         for m in &members {
-            let mos = order_ship(self.txn, &self.shop, m.tid)?;
+            let mos = order_ship::load(self.txn, &self.shop, m.tid)?;
             let mopen = open_lines(m, &mos);
             if mopen.is_empty() {
                 continue;
@@ -891,7 +848,7 @@ impl Wms<'_> {
     /// goes to the log. A labelled package is re-issued for the others (its waybill voided).
     /// Returns whether it was in one.
     pub fn unmerge(&mut self, tid: u64, why: &str) -> Result<bool, StoreError> {
-        let mut os = order_ship(self.txn, &self.shop, tid)?;
+        let mut os = order_ship::load(self.txn, &self.shop, tid)?;
         let mut changed = false;
         for id in os.packages.clone() {
             let Some(mut p) = package(self.txn, &self.shop, &id)? else {
@@ -950,23 +907,15 @@ impl Wms<'_> {
         p.dissolved_ms = Some(self.now_ms);
         let mut next = None;
         if let Some(first) = p.tids().first().copied() {
-            let os = order_ship(self.txn, &self.shop, first)?;
+            let os = order_ship::load(self.txn, &self.shop, first)?;
             let id = self.new_package_id(first, &os)?;
             let mut n = Package {
-                id: id.clone(),
-                lines: p.lines.clone(),
-                merged: p.tids().len() > 1,
-                created_ms: self.now_ms,
-                waybill: None,
-                requested_ms: None,
-                prints: 0,
-                shipped: None,
-                dissolved_ms: None,
                 log: p.log.clone(),
+                ..Package::new(id.clone(), p.lines.clone(), p.tids().len() > 1, self.now_ms)
             };
             self.log(&mut n, format!("follows package {} ({why})", p.id));
             for t in n.tids() {
-                let mut mos = order_ship(self.txn, &self.shop, t)?;
+                let mut mos = order_ship::load(self.txn, &self.shop, t)?;
                 for x in mos.packages.iter_mut() {
                     if *x == p.id {
                         *x = id.clone();
@@ -1002,7 +951,7 @@ impl Wms<'_> {
     /// their waybills; merged packages just lose it.
     pub(crate) fn drop_packages(&mut self, tid: u64, why: &str) -> Result<(), StoreError> {
         self.unmerge(tid, why)?;
-        let os = order_ship(self.txn, &self.shop, tid)?;
+        let os = order_ship::load(self.txn, &self.shop, tid)?;
         for id in os.packages {
             let Some(mut p) = package(self.txn, &self.shop, &id)? else {
                 continue;
@@ -1243,7 +1192,7 @@ impl Wms<'_> {
         let mut ops = Vec::new();
         for old in orders {
             let tid = old.tid;
-            let mut os = order_ship(self.txn, &self.shop, tid)?;
+            let mut os = order_ship::load(self.txn, &self.shop, tid)?;
             let parcel = p.oids_of(tid);
             let open = open_lines(&old, &os);
             if parcel.iter().any(|oid| !open.contains(oid)) {
@@ -1338,7 +1287,7 @@ impl Wms<'_> {
         if o.state.gone() {
             return Ok(true);
         }
-        let os = order_ship(self.txn, &self.shop, o.tid)?;
+        let os = order_ship::load(self.txn, &self.shop, o.tid)?;
         if oids.is_empty() {
             return Ok(false);
         }
@@ -1351,7 +1300,7 @@ impl Wms<'_> {
         let Some(o) = self.get(tid)? else {
             return Ok(false);
         };
-        let mut os = order_ship(self.txn, &self.shop, tid)?;
+        let mut os = order_ship::load(self.txn, &self.shop, tid)?;
         let lines: Vec<u64> = if oids.is_empty() {
             o.lines
                 .iter()

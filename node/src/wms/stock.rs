@@ -10,10 +10,10 @@
 //!   a bundle listing shows min over its parts of floor(max(0, available(part)) / qty)
 //! ```
 //!
-//! Every change of `on_hand` is a [`Move`] in the audit trail (`wms_stock_moves`), in the same
-//! transaction. `reserved` is not written by anyone directly: each order's share is recomputed
-//! whenever the order is saved ([`OrderReservation`] in `wms_order_res`), and the difference is
-//! added to the SKU's counter, so it cannot drift from the orders.
+//! Every change of `on_hand` is a [`Move`] in the audit trail ([`moves`], `wms_stock_moves`),
+//! in the same transaction. `reserved` is not written by anyone directly: each order's share is
+//! recomputed whenever the order is saved ([`OrderReservation`] in `wms_order_res`), and the
+//! difference is added to the SKU's counter, so it cannot drift from the orders.
 //!
 //! # What is pushed, per mapped listing `(num_iid, sku_id)`
 //!
@@ -72,6 +72,7 @@
 //!
 //! [`TaobaoOp::PushStock`]: crate::taobao::outbox::TaobaoOp::PushStock
 
+use super::moves::{self, Move, MoveKind};
 use super::order::{Mapping, OrderRecord};
 use super::sku::{self, Code, StockRecord};
 use super::tables::{self, OrderKey};
@@ -81,9 +82,6 @@ use crate::taobao::types::TradeStatus;
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Audit rows of stock moves kept.
-pub const MOVES_CAP: u64 = 100_000;
 
 /// The largest on-hand figure accepted.
 pub const MAX_ON_HAND: i64 = 10_000_000;
@@ -107,67 +105,6 @@ pub struct OrderReservation {
     pub skus: BTreeMap<String, i64>,
     /// `num_iid:sku_id` → line units.
     pub listings: BTreeMap<String, i64>,
-}
-
-/// Why on hand changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MoveKind {
-    /// Goods received.
-    Receive,
-    /// A correction by a number of units (`stock adjust`).
-    Adjust,
-    /// A count set the figure (`stock set`, the floor's count).
-    Count,
-    /// Goods back on the shelf (a returned or intercepted parcel).
-    PutBack,
-    /// Goods left with a parcel.
-    Ship,
-    /// The first figure, from `sku import`.
-    Import,
-}
-
-impl MoveKind {
-    /// The name in JSON and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MoveKind::Receive => "receive",
-            MoveKind::Adjust => "adjust",
-            MoveKind::Count => "count",
-            MoveKind::PutBack => "put_back",
-            MoveKind::Ship => "ship",
-            MoveKind::Import => "import",
-        }
-    }
-
-    /// A warehouse event: the shop learns of it as a delta. Shipping is not one (the sale
-    /// already took the unit on the platform; on hand and reserved fall together), nor is the
-    /// first figure of an import (the shop's figure was never the node's: it gets a full
-    /// value).
-    fn is_warehouse_event(self) -> bool {
-        !matches!(self, MoveKind::Ship | MoveKind::Import)
-    }
-}
-
-/// One change of on hand, in the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Move {
-    /// When (epoch ms).
-    pub at_ms: i64,
-    /// Shop.
-    pub shop: String,
-    /// SKU.
-    pub sku: String,
-    /// Why.
-    pub kind: MoveKind,
-    /// Units added (negative: removed).
-    pub delta: i64,
-    /// On hand after.
-    pub on_hand: i64,
-    /// The operator's words, or what caused it. Never buyer data.
-    pub reason: String,
-    /// The trade, for shipments and put-backs.
-    pub tid: Option<u64>,
 }
 
 /// How a call sets the listing's quantity.
@@ -1080,44 +1017,6 @@ fn mark_due(txn: &WriteTransaction, shop: &str, key: &str, p: u8) -> Result<(), 
     Ok(())
 }
 
-/// Appends a move to the audit ring.
-fn append_move(txn: &WriteTransaction, m: &Move) -> Result<(), StoreError> {
-    let mut t = txn.open_table(tables::STOCK_MOVES)?;
-    let next = t.last()?.map_or(0, |(k, _)| k.value().saturating_add(1));
-    let bytes = store::encode("wms_stock_moves", m)?;
-    t.insert(next, bytes.as_slice())?;
-    if next >= MOVES_CAP {
-        t.remove(next - MOVES_CAP)?;
-    }
-    Ok(())
-}
-
-/// The audit trail of `sku` (all SKUs when `None`), newest first, at most `limit`.
-pub fn moves(
-    txn: &redb::ReadTransaction,
-    sku: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Move>, StoreError> {
-    let Some(t) = tables::read_table(txn, tables::STOCK_MOVES)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for row in t.iter()?.rev() {
-        let (k, v) = row?;
-        let Ok(m) = store::decode::<u64, Move>(tables::STOCK_MOVES, &k.value(), v.value()) else {
-            continue;
-        };
-        if sku.is_some_and(|s| s != m.sku) {
-            continue;
-        }
-        out.push(m);
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Ok(out)
-}
-
 const RESERVATIONS_BUILT: &str = "reservations_v1";
 
 impl Wms<'_> {
@@ -1174,7 +1073,7 @@ impl Wms<'_> {
         if kind.is_warehouse_event() {
             *self.stock.warehouse.entry(sku.to_owned()).or_default() += new - old;
         }
-        append_move(
+        moves::append(
             self.txn,
             &Move {
                 at_ms: self.now_ms,
@@ -1244,7 +1143,7 @@ impl Wms<'_> {
         if old == qty {
             // Still audited: a count that confirms the figure is worth knowing.
             self.snapshot(sku)?;
-            append_move(
+            moves::append(
                 self.txn,
                 &Move {
                     at_ms: self.now_ms,
@@ -1384,7 +1283,7 @@ impl Wms<'_> {
 
     /// Recomputes what order `o` reserves and moves the SKU counters by the difference.
     pub(crate) fn account(&mut self, o: &OrderRecord) -> Result<(), StoreError> {
-        let shipped = super::ship::shipped_oids(self.txn, &self.shop, o.tid)?;
+        let shipped = super::order_ship::shipped_oids(self.txn, &self.shop, o.tid)?;
         let new = reservation(o, &shipped);
         let shop = self.shop.clone();
         let key: (&str, u64) = (shop.as_str(), o.tid);
@@ -1556,6 +1455,32 @@ impl Wms<'_> {
         Ok(())
     }
 
+    /// A listing's key, push state (fresh if it never had one) and the anchor of the
+    /// correction it owes: what the delivery of its op reads, changes and
+    /// [saves](Self::save_push_state) together.
+    fn push_state(
+        &self,
+        num_iid: u64,
+        sku_id: Option<u64>,
+    ) -> Result<(String, ListingPush, Option<Anchor>), StoreError> {
+        let key = tables::listing_key(num_iid, sku_id);
+        let lp = listing_push(self.txn, &self.shop, &key)?
+            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
+        let a = anchor(self.txn, &self.shop, &key)?;
+        Ok((key, lp, a))
+    }
+
+    /// Writes a listing's push state and its anchor (none: the anchor is removed).
+    fn save_push_state(
+        &self,
+        key: &str,
+        lp: &ListingPush,
+        a: Option<&Anchor>,
+    ) -> Result<(), StoreError> {
+        save_anchor(self.txn, &self.shop, key, a)?;
+        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, key, lp)
+    }
+
     /// Plans the push of a listing at delivery (see [`ListingPush::plan`]): the state is
     /// saved with the call recorded as `sending`. Returns the plan and the listing's state.
     pub fn plan_push(
@@ -1583,8 +1508,7 @@ impl Wms<'_> {
                 due_priority(&lp, a.as_ref()),
             )?;
         }
-        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
-        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        self.save_push_state(&key, &lp, a.as_ref())?;
         Ok((plan, lp))
     }
 
@@ -1597,16 +1521,12 @@ impl Wms<'_> {
         result: Sent,
         requeue: bool,
     ) -> Result<ListingPush, StoreError> {
-        let key = tables::listing_key(num_iid, sku_id);
-        let mut lp = listing_push(self.txn, &self.shop, &key)?
-            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-        let mut a = anchor(self.txn, &self.shop, &key)?;
+        let (key, mut lp, mut a) = self.push_state(num_iid, sku_id)?;
         lp.finish(&mut a, result, self.now_ms);
         if requeue && lp.owes() {
             mark_due(self.txn, &self.shop, &key, due_priority(&lp, a.as_ref()))?;
         }
-        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
-        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        self.save_push_state(&key, &lp, a.as_ref())?;
         Ok(lp)
     }
 
@@ -1617,14 +1537,10 @@ impl Wms<'_> {
         num_iid: u64,
         sku_id: Option<u64>,
     ) -> Result<ListingPush, StoreError> {
-        let key = tables::listing_key(num_iid, sku_id);
-        let mut lp = listing_push(self.txn, &self.shop, &key)?
-            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-        let mut a = anchor(self.txn, &self.shop, &key)?;
+        let (key, mut lp, mut a) = self.push_state(num_iid, sku_id)?;
         lp.finish(&mut a, Sent::NotApplied, self.now_ms);
         lp.presale = true;
-        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
-        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        self.save_push_state(&key, &lp, a.as_ref())?;
         Ok(lp)
     }
 
@@ -1637,13 +1553,9 @@ impl Wms<'_> {
         seen: Seen,
         from_ms: i64,
     ) -> Result<(bool, ListingPush), StoreError> {
-        let key = tables::listing_key(num_iid, sku_id);
-        let mut lp = listing_push(self.txn, &self.shop, &key)?
-            .unwrap_or_else(|| ListingPush::new(num_iid, sku_id));
-        let mut a = anchor(self.txn, &self.shop, &key)?;
+        let (key, mut lp, mut a) = self.push_state(num_iid, sku_id)?;
         let known = lp.read(&mut a, seen, from_ms);
-        save_anchor(self.txn, &self.shop, &key, a.as_ref())?;
-        tables::put_named(self.txn, tables::LISTING_PUSH, &self.shop, &key, &lp)?;
+        self.save_push_state(&key, &lp, a.as_ref())?;
         Ok((known, lp))
     }
 }
@@ -1722,7 +1634,7 @@ fn view_of(
             qty: lp.as_ref().and_then(|l| l.last.map(|p| p.qty)),
             at: lp
                 .as_ref()
-                .and_then(|l| l.last.map(|p| super::view::rfc3339(p.at_ms))),
+                .and_then(|l| l.last.map(|p| super::time::rfc3339(p.at_ms))),
         });
         let mut what = Vec::new();
         if let Some(l) = &lp {
@@ -1740,7 +1652,7 @@ fn view_of(
                     Some(a) => format!(
                         "correction (Taobao showed {} at {}; settles once intake has passed it)",
                         a.qty,
-                        super::view::rfc3339(a.at_ms)
+                        super::time::rfc3339(a.at_ms)
                     ),
                     None => "correction (reads Taobao first)".to_owned(),
                 });

@@ -18,10 +18,10 @@
 //! | `wms_listing_anchor` | (shop, "num_iid:sku_id") | [`Anchor`](super::stock::Anchor): the platform reading a pending correction is anchored to |
 //! | `wms_listing_check` | (shop, "num_iid:sku_id") | [`Anchor`](super::stock::Anchor): reconciliation's reading of a listing that differed from the ledger, until intake has passed it |
 //! | `wms_stock_due` | (shop, "num_iid:sku_id") | `u8`: a push is due (0 urgent, 1 normal, 2 a correction waits to read the platform, 3 a correction waits for intake to pass its reading) |
-//! | `wms_stock_moves` | seq                  | [`Move`](super::stock::Move), a ring of the last [`MOVES_CAP`](super::stock::MOVES_CAP) |
+//! | `wms_stock_moves` | seq                  | [`Move`](super::moves::Move), a ring of the last [`MOVES_CAP`](super::moves::MOVES_CAP) |
 //! | `wms_meta`     | (shop, name)            | markers of one-time rebuilds            |
 //! | `wms_packages` | (shop, package id)      | [`Package`](super::ship::Package): lines, waybill, shipment |
-//! | `wms_order_ship` | (shop, tid)           | [`OrderShip`](super::ship::OrderShip): its packages, lines shipped |
+//! | `wms_order_ship` | (shop, tid)           | [`OrderShip`](super::order_ship::OrderShip): its packages, lines shipped |
 //! | `wms_waybills` | (shop, "cp:waybill")    | the package that used a waybill number  |
 //! | `wms_waybill_void` | (shop, package id)  | `()`: an issued waybill to cancel       |
 //! | `wms_cursors`  | (shop, name)            | [`Cursor`](super::cursor::Cursor)       |
@@ -29,7 +29,7 @@
 //! | `carriers`     | code                    | [`Carrier`](super::carriers::Carrier) (fetched by `sync/carriers.rs`) |
 
 use crate::store::{self, Bytes, StoreError};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 /// `(shop, tid)`.
 pub type OrderKey = (&'static str, u64);
@@ -106,6 +106,27 @@ pub fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Appends `rows` to an audit ring (a table keyed by sequence number), dropping each row that
+/// falls `cap` behind the newest, so the ring keeps its last `cap` rows.
+pub fn ring_append<T: serde::Serialize>(
+    txn: &WriteTransaction,
+    def: TableDefinition<'static, u64, Bytes>,
+    cap: u64,
+    rows: impl IntoIterator<Item = T>,
+) -> Result<(), StoreError> {
+    let mut t = txn.open_table(def)?;
+    let mut next = t.last()?.map_or(0, |(k, _)| k.value().saturating_add(1));
+    for row in rows {
+        let bytes = store::encode(def.name(), &row)?;
+        t.insert(next, bytes.as_slice())?;
+        if next >= cap {
+            t.remove(next - cap)?;
+        }
+        next = next.saturating_add(1);
+    }
+    Ok(())
 }
 
 /// The key of a listing in [`SKU_MAP`]: `num_iid:sku_id` (`sku_id` 0 for an item without SKUs).

@@ -4,18 +4,11 @@
 
 use super::order::{HoldReason, LocalState, Mapping, OrderRecord};
 use super::tables::{self, OPEN, ORDERS, OrderKey};
-use super::{ShopId, at, counts};
+use super::time::rfc3339;
+use super::{ShopId, counts};
 use crate::store::{self, StoreError};
-use crate::taobao::time::cst;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
-
-/// An instant as RFC 3339 in GMT+8 (`2026-11-29T12:00:00+08:00`).
-pub fn rfc3339(ms: i64) -> String {
-    at(ms)
-        .with_timezone(&cst())
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-}
 
 /// One hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -64,7 +64,7 @@ pub struct DemoArgs {
     /// output; the live view stops with `q`).
     #[arg(long)]
     pub exit: bool,
-    /// The status page's language (`[node] language`): en or zh.
+    /// The status page's and the floor's language (`[node] language`): en or zh.
     #[arg(long, default_value = "en", value_parser = parse_language)]
     pub language: wms_node::status::i18n::Lang,
 }

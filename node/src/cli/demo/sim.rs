@@ -470,11 +470,11 @@ async fn pick(
         };
         if !fb.ok {
             sim.say(format!("refused: {}", fb.text));
-            if fb.text.starts_with("STOP") {
-                // The hold is on its way (or here already).
-                if let Some(Err(h)) = sim.wait_task(Duration::from_secs(10)).await {
-                    return hold(sim, floor, h).await;
-                }
+            // The item of the step, refused: its order went on hold, and the hold is on its
+            // way (or here already); a task changed under the picker comes at once. Decided
+            // by what comes, not by the text (it is in the floor's language).
+            if let Some(Err(h)) = sim.wait_task(Duration::from_secs(10)).await {
+                return hold(sim, floor, h).await;
             }
             return;
         }
@@ -628,7 +628,8 @@ async fn pack(sim: &mut Sim, floor: &Floor, tid: u64) -> anyhow::Result<Option<S
         }
     }
     sim.say(fb.text.clone());
-    if fb.text.contains("no printer is paired") {
+    // The command is the same in every language of the floor.
+    if fb.text.contains("wms-node waybill get") {
         // A node without this station in `[[floor.stations]]`: the label from the desk, as
         // the node says (`wms-node waybill get`).
         floor.counted_direct(sim);
