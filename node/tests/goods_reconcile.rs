@@ -14,7 +14,7 @@ use std::time::Duration;
 use wms_node::ops::alert::{Alert, AlertCode};
 use wms_node::sync::intake::IntakeOptions;
 use wms_node::sync::reconcile::{CheckResult, CheckStatus, ReconcileOptions, Which};
-use wms_node::wms::LocalState;
+use wms_node::wms::{self, LocalState, ShopId};
 
 const POLL: u64 = 60;
 const SEND: &str = "taobao.logistics.offline.send";
@@ -246,7 +246,7 @@ async fn check_5_finds_a_hand_edit_of_stock_and_does_not_run_while_intake_lags()
         "{r:?}"
     );
     // A difference is looked at again once intake has passed the reading: the next poll.
-    let r = check_across_a_poll(&sim).await;
+    let r = check_across_a_poll(&sim, 1).await;
     assert_eq!(r.status, CheckStatus::Findings, "{r:?}");
     assert_eq!(r.findings.len(), 1, "{r:?}");
     assert_eq!(
@@ -291,13 +291,42 @@ async fn check_5_finds_a_hand_edit_of_stock_and_does_not_run_while_intake_lags()
     sim.stop().await;
 }
 
+/// The readings check 5 has noted for its second look (it notes them once it has read the
+/// shop, before it waits for intake to pass them).
+fn readings_noted(sim: &Sim) -> usize {
+    sim.store
+        .read(|r| {
+            let Some(t) = wms::tables::read_table(r, wms::tables::LISTING_CHECK)? else {
+                return Ok(0);
+            };
+            let noted: Vec<wms::stock::Anchor> =
+                wms::tables::scan_named(&t, wms::tables::LISTING_CHECK, ShopId::MAIN)?;
+            Ok(noted.len())
+        })
+        .unwrap()
+}
+
+/// Waits until a check 5 running beside the test has read the shop and noted `n` readings:
+/// only then may the test's clock (and intake) move past them.
+async fn until_noted(sim: &Sim, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while readings_noted(sim) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "check 5 did not note {n} readings in time ({} noted)",
+            readings_noted(sim)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs check 5 while intake polls once more (the check waits for intake to pass its
-/// readings of listings that differ).
-async fn check_across_a_poll(sim: &Sim) -> CheckResult {
+/// readings of listings that differ); `differ`: how many listings it finds different.
+async fn check_across_a_poll(sim: &Sim, differ: usize) -> CheckResult {
     let rec = sim.reconciler.clone();
     let run = tokio::spawn(async move { rec.run(Which::One(5), &mut |_| {}).await });
     // Let it read the shop first.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_noted(sim, differ).await;
     sim.advance(POLL);
     sim.settle().await;
     let mut r = tokio::time::timeout(Duration::from_secs(60), run)
@@ -332,7 +361,8 @@ async fn check_5_does_not_report_sales_intake_has_not_pulled_yet_as_drift() {
     // Another buyer pays while the check waits for intake: after its readings.
     let rec = sim.reconciler.clone();
     let run = tokio::spawn(async move { rec.run(Which::One(5), &mut |_| {}).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both listings differ at its first look.
+    until_noted(&sim, 2).await;
     sim.advance(5);
     buy(&sim, *a_iid, *a_sku, 1).await;
     sim.advance(POLL);

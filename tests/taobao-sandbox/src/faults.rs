@@ -13,6 +13,9 @@
 //! A fault lasts `seconds` (sandbox clock) and/or `count` matching calls, and applies to every
 //! gateway and OAuth call unless `methods` names some (`oauth.authorize` and `oauth.token` name
 //! the OAuth endpoints). The admin API is never faulted, so a test can always clear faults.
+//! Where several transport faults match a call, the one added first applies and only its
+//! `count` is used up: a counted fault added during an outage is met once the outage ends,
+//! whenever that is.
 
 use firmware_bridge::pace::{Rate, TokenBucket};
 use std::collections::HashMap;
@@ -394,6 +397,41 @@ mod tests {
             Some(Transport::ResetAfter)
         );
         assert_eq!(f.transport("taobao.logistics.offline.send", 2), None);
+    }
+
+    #[test]
+    fn a_counted_fault_added_during_an_outage_is_met_once_the_outage_ends() {
+        let mut f = Faults::default();
+        f.add(
+            FaultSpec {
+                seconds: Some(5),
+                ..spec(FaultKind::Outage)
+            },
+            0,
+        )
+        .unwrap();
+        f.add(
+            FaultSpec {
+                count: Some(2),
+                methods: Some(vec!["taobao.logistics.offline.send".into()]),
+                ..spec(FaultKind::Reset)
+            },
+            0,
+        )
+        .unwrap();
+        for t in 0..5 {
+            assert_eq!(
+                f.transport("taobao.logistics.offline.send", t * 1000),
+                Some(Transport::Drop)
+            );
+        }
+        for t in [5_000, 5_001] {
+            assert_eq!(
+                f.transport("taobao.logistics.offline.send", t),
+                Some(Transport::ResetAfter)
+            );
+        }
+        assert_eq!(f.transport("taobao.logistics.offline.send", 5_002), None);
     }
 
     #[test]
