@@ -38,6 +38,17 @@ const SKUS: [(i64, &str, &str, &str); 3] = [
     (4_600_000_007_003, "FL-GREEN", "6910000000035", "C-07-02"),
 ];
 
+/// The node's `[taobao]` settings for the sandbox `sb`, with the session it pre-issued.
+fn shop(sb: &SandboxHandle) -> TaobaoAt {
+    TaobaoAt {
+        rest_url: sb.rest_url(),
+        oauth_url: sb.oauth_url(),
+        app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
+        app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
+        session: SESSION.into(),
+    }
+}
+
 async fn sandbox() -> SandboxHandle {
     let sb = taobao_sandbox::spawn(SandboxConfig {
         sessions: vec![PreIssued::new(SESSION)],
@@ -162,17 +173,7 @@ async fn pick_hold_put_back(kind: &str) {
         "mosquitto" => BrokerKind::External { port: free_port() },
         _ => BrokerKind::Embedded,
     };
-    let cfg = write_config_with(
-        dir.path(),
-        &broker,
-        Some(&TaobaoAt {
-            rest_url: sb.rest_url(),
-            oauth_url: sb.oauth_url(),
-            app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
-            app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
-            session: SESSION.into(),
-        }),
-    );
+    let cfg = write_config_with(dir.path(), &broker, Some(&shop(&sb)));
     // `devices add` creates the store file; the SKU master goes in before any order arrives.
     let pw = add_device(&cfg.path, "scanner", "fl-1");
     import_skus(&cfg, dir.path());
@@ -359,9 +360,53 @@ struct Floor {
     node: Option<Node>,
     port: u16,
     passwords: std::collections::BTreeMap<String, String>,
+    /// The external broker, when the floor runs on Mosquitto: stopped when the floor is dropped.
+    _mosquitto: Option<Mosquitto>,
 }
 
 impl Floor {
+    /// A node with goods out ([`with_goods_out`]) on the shop in `sb`, the SKU master imported
+    /// and `devices` (class, id) registered, started on the embedded broker or, for `kind`
+    /// "mosquitto", on a Mosquitto run from the files the node writes into `dir`.
+    async fn goods_out(
+        dir: &Path,
+        sb: &SandboxHandle,
+        kind: &str,
+        devices: &[(&str, &str)],
+    ) -> Floor {
+        let files = dir.join("data").join("mosquitto");
+        let broker = match kind {
+            "mosquitto" => BrokerKind::External { port: free_port() },
+            _ => BrokerKind::Embedded,
+        };
+        let cfg = write_config_with(dir, &broker, Some(&shop(sb)));
+        with_goods_out(&cfg);
+        let mut passwords = std::collections::BTreeMap::new();
+        for &(class, id) in devices {
+            passwords.insert(format!("{class}/{id}"), add_device(&cfg.path, class, id));
+        }
+        import_skus(&cfg, dir);
+        let node = Node::start(&cfg);
+        let mut mosquitto = None;
+        let port = match &broker {
+            BrokerKind::External { port } => {
+                wait_until("mosquitto files", || files.join("acl").is_file()).await;
+                mosquitto = Some(Mosquitto::start(*port, &files));
+                *port
+            }
+            BrokerKind::Embedded => node.broker_port(),
+        };
+        node.wait_connected(1);
+        Floor {
+            cfg,
+            broker,
+            node: Some(node),
+            port,
+            passwords,
+            _mosquitto: mosquitto,
+        }
+    }
+
     /// SIGKILLs the node and starts it again; returns the broker port.
     fn restart(&mut self) {
         if let Some(n) = self.node.take() {
@@ -434,52 +479,19 @@ async fn goods_in_and_out(kind: &str) {
     let tid_a = paid(&sb, &[(0, 1), (1, 1)]);
     let tid_b = paid(&sb, &[(0, 1)]);
     let dir = tempfile::tempdir().unwrap();
-    let files = dir.path().join("data").join("mosquitto");
-    let broker = match kind {
-        "mosquitto" => BrokerKind::External { port: free_port() },
-        _ => BrokerKind::Embedded,
-    };
-    let cfg = write_config_with(
+    let mut f = Floor::goods_out(
         dir.path(),
-        &broker,
-        Some(&TaobaoAt {
-            rest_url: sb.rest_url(),
-            oauth_url: sb.oauth_url(),
-            app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
-            app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
-            session: SESSION.into(),
-        }),
-    );
-    with_goods_out(&cfg);
-    let mut passwords = std::collections::BTreeMap::new();
-    for (class, id) in [
-        ("scanner", "fl-1"),
-        ("scanner", "pk-1"),
-        ("printer", "lp-1"),
-        ("scanner", "dk-1"),
-        ("scanner", "rc-1"),
-    ] {
-        passwords.insert(format!("{class}/{id}"), add_device(&cfg.path, class, id));
-    }
-    import_skus(&cfg, dir.path());
-    let node = Node::start(&cfg);
-    let mut mosquitto = None;
-    let port = match &broker {
-        BrokerKind::External { port } => {
-            wait_until("mosquitto files", || files.join("acl").is_file()).await;
-            mosquitto = Some(Mosquitto::start(*port, &files));
-            *port
-        }
-        BrokerKind::Embedded => node.broker_port(),
-    };
-    node.wait_connected(1);
-    let mut f = Floor {
-        cfg,
-        broker,
-        node: Some(node),
-        port,
-        passwords,
-    };
+        &sb,
+        kind,
+        &[
+            ("scanner", "fl-1"),
+            ("scanner", "pk-1"),
+            ("printer", "lp-1"),
+            ("scanner", "dk-1"),
+            ("scanner", "rc-1"),
+        ],
+    )
+    .await;
     wait_state(&f.cfg, tid_a, "released").await;
     wait_state(&f.cfg, tid_b, "released").await;
     let green = SKUS[2];
@@ -748,7 +760,6 @@ async fn goods_in_and_out(kind: &str) {
             .any(|s| s.tid == tid_b as i64)
     );
     assert!(f.node.take().unwrap().sigterm().success());
-    drop(mosquitto);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -774,53 +785,13 @@ async fn hold_mid_pack(kind: &str) {
     let sb = sandbox().await;
     let tid = paid(&sb, &[(0, 1), (1, 1)]);
     let dir = tempfile::tempdir().unwrap();
-    let files = dir.path().join("data").join("mosquitto");
-    let broker = match kind {
-        "mosquitto" => BrokerKind::External { port: free_port() },
-        _ => BrokerKind::Embedded,
-    };
-    let cfg = write_config_with(
+    let mut f = Floor::goods_out(
         dir.path(),
-        &broker,
-        Some(&TaobaoAt {
-            rest_url: sb.rest_url(),
-            oauth_url: sb.oauth_url(),
-            app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
-            app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
-            session: SESSION.into(),
-        }),
-    );
-    // The refund is pulled within a second or two.
-    let text = std::fs::read_to_string(&cfg.path).unwrap();
-    std::fs::write(
-        &cfg.path,
-        text.replace("[taobao]\n", "[taobao]\npoll_interval = \"1s\"\n"),
+        &sb,
+        kind,
+        &[("scanner", "fl-1"), ("scanner", "pk-1")],
     )
-    .unwrap();
-    with_goods_out(&cfg);
-    let mut passwords = std::collections::BTreeMap::new();
-    for (class, id) in [("scanner", "fl-1"), ("scanner", "pk-1")] {
-        passwords.insert(format!("{class}/{id}"), add_device(&cfg.path, class, id));
-    }
-    import_skus(&cfg, dir.path());
-    let node = Node::start(&cfg);
-    let mut mosquitto = None;
-    let port = match &broker {
-        BrokerKind::External { port } => {
-            wait_until("mosquitto files", || files.join("acl").is_file()).await;
-            mosquitto = Some(Mosquitto::start(*port, &files));
-            *port
-        }
-        BrokerKind::Embedded => node.broker_port(),
-    };
-    node.wait_connected(1);
-    let mut f = Floor {
-        cfg,
-        broker,
-        node: Some(node),
-        port,
-        passwords,
-    };
+    .await;
     wait_state(&f.cfg, tid, "released").await;
 
     // Picked whole; the waybill taken at the desk (`waybill get`); at the station the order,
@@ -922,7 +893,6 @@ async fn hold_mid_pack(kind: &str) {
         "cancelled once"
     );
     assert!(f.node.take().unwrap().sigterm().success());
-    drop(mosquitto);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1020,52 +990,19 @@ async fn idle_hold(kind: &str) {
     let tid_b = paid(&sb, &[(2, 1)]);
     let tid_c = paid(&sb, &[(0, 2)]);
     let dir = tempfile::tempdir().unwrap();
-    let files = dir.path().join("data").join("mosquitto");
-    let broker = match kind {
-        "mosquitto" => BrokerKind::External { port: free_port() },
-        _ => BrokerKind::Embedded,
-    };
-    let cfg = write_config_with(
+    let mut f = Floor::goods_out(
         dir.path(),
-        &broker,
-        Some(&TaobaoAt {
-            rest_url: sb.rest_url(),
-            oauth_url: sb.oauth_url(),
-            app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
-            app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
-            session: SESSION.into(),
-        }),
-    );
-    with_goods_out(&cfg);
-    let mut passwords = std::collections::BTreeMap::new();
-    for (class, id) in [
-        ("scanner", "fl-1"),
-        ("scanner", "fl-2"),
-        ("scanner", "pk-1"),
-        ("printer", "lp-1"),
-        ("scanner", "dk-1"),
-    ] {
-        passwords.insert(format!("{class}/{id}"), add_device(&cfg.path, class, id));
-    }
-    import_skus(&cfg, dir.path());
-    let node = Node::start(&cfg);
-    let mut mosquitto = None;
-    let port = match &broker {
-        BrokerKind::External { port } => {
-            wait_until("mosquitto files", || files.join("acl").is_file()).await;
-            mosquitto = Some(Mosquitto::start(*port, &files));
-            *port
-        }
-        BrokerKind::Embedded => node.broker_port(),
-    };
-    node.wait_connected(1);
-    let mut f = Floor {
-        cfg,
-        broker,
-        node: Some(node),
-        port,
-        passwords,
-    };
+        &sb,
+        kind,
+        &[
+            ("scanner", "fl-1"),
+            ("scanner", "fl-2"),
+            ("scanner", "pk-1"),
+            ("printer", "lp-1"),
+            ("scanner", "dk-1"),
+        ],
+    )
+    .await;
     for tid in [tid_a, tid_b, tid_c] {
         wait_state(&f.cfg, tid, "released").await;
     }
@@ -1277,7 +1214,6 @@ async fn idle_hold(kind: &str) {
         "nothing shipped"
     );
     assert!(f.node.take().unwrap().sigterm().success());
-    drop(mosquitto);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1303,17 +1239,7 @@ async fn the_floor_speaks_chinese_and_what_it_said_is_resent_as_said() {
     let sb = sandbox().await;
     let tid = paid(&sb, &[(0, 1)]);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config_with(
-        dir.path(),
-        &BrokerKind::Embedded,
-        Some(&TaobaoAt {
-            rest_url: sb.rest_url(),
-            oauth_url: sb.oauth_url(),
-            app_key: taobao_sandbox::DEFAULT_APP_KEY.into(),
-            app_secret: taobao_sandbox::DEFAULT_APP_SECRET.into(),
-            session: SESSION.into(),
-        }),
-    );
+    let cfg = write_config_with(dir.path(), &BrokerKind::Embedded, Some(&shop(&sb)));
     let toml = std::fs::read_to_string(&cfg.path).unwrap();
     std::fs::write(&cfg.path, format!("{toml}\n[floor]\nlanguage = \"zh\"\n")).unwrap();
     let pw = add_device(&cfg.path, "scanner", "zh-1");
